@@ -1,0 +1,642 @@
+//! The Monte Carlo kernel: a batch of scenarios stepped month by month, every per-scenario
+//! quantity held in its own array (structure of arrays) so that each month is a handful of
+//! branch-free loops the compiler vectorises. Decisions that are the same for the whole run
+//! (strategy, cash flows, rebalancing) are hoisted out of those loops as const generics.
+//!
+//! Order of operations in month t (docs/model.md): spending need and cash flows are settled
+//! first (a need larger than the portfolio depletes the scenario for good), then the portfolio
+//! grows by its gross return, then the fee is charged, then the price index moves.
+
+use multiversion::multiversion;
+use rand::RngExt;
+use rand_distr::{ChiSquared, Distribution};
+
+use crate::domain::request::{Rebalancing, Withdrawal};
+
+use super::plan::{ModelPlan, Plan};
+use super::rng::{Lanes, draw_normals4};
+
+/// Depletion month of a scenario that never ran out.
+pub(crate) const NEVER: u32 = u32::MAX;
+
+/// What a pass keeps of each scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quantity {
+    /// Wealth in today's money at a year end (year 0 is the start).
+    Real,
+    /// Nominal wealth at a year end.
+    Nominal,
+    /// Real spending during a year (years 1..=horizon).
+    Spending,
+}
+
+/// Where each (quantity, year) recorded by a pass goes in the batch's output rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Recording {
+    real: Vec<Option<usize>>,
+    nominal: Vec<Option<usize>>,
+    spending: Vec<Option<usize>>,
+    slots: usize,
+}
+
+impl Recording {
+    pub fn new(years: usize, slots: &[(Quantity, usize)]) -> Self {
+        let mut r = Self {
+            real: vec![None; years + 1],
+            nominal: vec![None; years + 1],
+            spending: vec![None; years + 1],
+            slots: slots.len(),
+        };
+        for (i, &(q, y)) in slots.iter().enumerate() {
+            let row = match q {
+                Quantity::Real => &mut r.real,
+                Quantity::Nominal => &mut r.nominal,
+                Quantity::Spending => &mut r.spending,
+            };
+            row[y] = Some(i);
+        }
+        r
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+}
+
+/// Simulates scenarios `first..first + depletion.len()`. `values` receives one row per slot of
+/// `recording` (`slots × len`, row-major); `depletion` the month each scenario ran out, or
+/// [`NEVER`].
+pub(crate) fn simulate_batch(
+    plan: &Plan,
+    monthly_spending: f64,
+    first: usize,
+    recording: &Recording,
+    values: &mut [f64],
+    depletion: &mut [u32],
+) {
+    let len = depletion.len();
+    debug_assert_eq!(values.len(), recording.slots * len);
+    let mut b = Batch::new(plan, monthly_spending, first, len);
+    depletion.fill(NEVER);
+    b.record(recording, 0, values);
+    let fused = plan.allow_fused
+        && matches!(plan.model, ModelPlan::Lognormal { .. })
+        && plan.rebalancing == Rebalancing::Monthly
+        && matches!(plan.withdrawal, Withdrawal::ConstantReal);
+    for t in 0..plan.months {
+        if t.is_multiple_of(12) {
+            b.start_year(t / 12);
+        }
+        if fused {
+            b.fused_month(t, depletion);
+        } else {
+            b.draw_returns(t);
+            b.settle_and_grow(t, depletion);
+        }
+        if t % 12 == 11 {
+            b.record(recording, t / 12 + 1, values);
+        }
+    }
+}
+
+struct Batch<'p> {
+    plan: &'p Plan,
+    spending: f64,
+    first: usize,
+    lanes: Lanes,
+    /// Wealth (monthly rebalancing) or the sum of `holdings` (annual, none).
+    wealth: Vec<f64>,
+    holdings: [Vec<f64>; 3],
+    cpi: Vec<f64>,
+    alive: Vec<bool>,
+    spent: Vec<f64>,
+    /// Nominal monthly spending set at the start of the year (all strategies but
+    /// `constant_real`, which indexes monthly).
+    planned: Vec<f64>,
+    /// Guyton–Klinger state: nominal annual withdrawal, price index at the start of the year,
+    /// and the portfolio's gross return so far this year.
+    annual: Vec<f64>,
+    cpi_at_year_start: Vec<f64>,
+    year_growth: Vec<f64>,
+    /// Bootstrap: table year each scenario is in this year.
+    table_year: Vec<usize>,
+    block_start: Vec<usize>,
+    z: [Vec<f64>; 4],
+    gross: [Vec<f64>; 3],
+    inflation: Vec<f64>,
+}
+
+impl<'p> Batch<'p> {
+    fn new(plan: &'p Plan, spending: f64, first: usize, len: usize) -> Self {
+        let v = |x: f64| vec![x; len];
+        let w0 = plan.starting_portfolio;
+        Self {
+            plan,
+            spending,
+            first,
+            lanes: Lanes::new(plan.seed, first as u64, len),
+            wealth: v(w0),
+            holdings: plan.weights.map(|w| vec![w * w0; len]),
+            cpi: v(1.0),
+            alive: vec![true; len],
+            spent: v(0.0),
+            planned: v(spending),
+            annual: v(12.0 * spending),
+            cpi_at_year_start: v(1.0),
+            year_growth: v(1.0),
+            table_year: vec![0; len],
+            block_start: vec![0; len],
+            z: [v(0.0), v(0.0), v(0.0), v(0.0)],
+            gross: [v(1.0), v(1.0), v(1.0)],
+            inflation: v(1.0),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.wealth.len()
+    }
+
+    /// Yearly decisions: the strategy's spending for the year, and the table year for the
+    /// bootstrap and historical models.
+    fn start_year(&mut self, year: usize) {
+        self.set_year_spending(year);
+        match self.plan.model {
+            ModelPlan::Bootstrap { block_years } => {
+                let n_table = self.plan.table.len();
+                if year.is_multiple_of(block_years) {
+                    for j in 0..self.len() {
+                        self.block_start[j] = self.lanes.lane(j).random_range(0..n_table);
+                    }
+                }
+                for j in 0..self.len() {
+                    self.table_year[j] = (self.block_start[j] + year % block_years) % n_table;
+                }
+                self.fill_from_table();
+            }
+            ModelPlan::Historical => {
+                for j in 0..self.len() {
+                    self.table_year[j] = self.first + j + year;
+                }
+                self.fill_from_table();
+            }
+            _ => {}
+        }
+    }
+
+    fn fill_from_table(&mut self) {
+        for j in 0..self.len() {
+            let m = &self.plan.table[self.table_year[j]];
+            for a in 0..3 {
+                self.gross[a][j] = m.gross[a];
+            }
+            self.inflation[j] = m.inflation;
+        }
+    }
+
+    fn set_year_spending(&mut self, year: usize) {
+        let n = self.len();
+        match self.plan.withdrawal {
+            Withdrawal::ConstantReal => {}
+            Withdrawal::PercentOfPortfolio { rate } => {
+                for j in 0..n {
+                    self.planned[j] = rate * self.wealth[j] / 12.0;
+                }
+            }
+            Withdrawal::FloorCeiling { rate, monthly_floor, monthly_ceiling } => {
+                for j in 0..n {
+                    let i = self.cpi[j];
+                    self.planned[j] = (rate * self.wealth[j] / 12.0)
+                        .max(monthly_floor * i)
+                        .min(monthly_ceiling * i);
+                }
+            }
+            Withdrawal::Guardrails { upper_guardrail, lower_guardrail, cut, raise } => {
+                let initial_rate = 12.0 * self.spending / self.plan.starting_portfolio;
+                for j in 0..n {
+                    let w = self.wealth[j];
+                    if year == 0 || !self.alive[j] || w <= 0.0 {
+                        self.year_growth[j] = 1.0;
+                        self.cpi_at_year_start[j] = self.cpi[j];
+                        continue;
+                    }
+                    let mut a = self.annual[j];
+                    let inflation = self.cpi[j] / self.cpi_at_year_start[j];
+                    // Withdrawal rule: no inflation raise after a losing year while the current
+                    // rate is above the initial one.
+                    let skip_raise = self.year_growth[j] < 1.0 && a / w > initial_rate;
+                    if !skip_raise {
+                        a *= inflation;
+                    }
+                    let rate = a / w;
+                    if rate > initial_rate * (1.0 + upper_guardrail) {
+                        a *= 1.0 - cut; // capital-preservation rule
+                    } else if rate < initial_rate * (1.0 - lower_guardrail) {
+                        a *= 1.0 + raise; // prosperity rule
+                    }
+                    self.annual[j] = a;
+                    self.planned[j] = a / 12.0;
+                    self.year_growth[j] = 1.0;
+                    self.cpi_at_year_start[j] = self.cpi[j];
+                }
+            }
+        }
+    }
+
+    fn draw_returns(&mut self, _month: usize) {
+        let plan = self.plan;
+        match &plan.model {
+            ModelPlan::Lognormal { drift, load } => {
+                let [z0, z1, z2, z3] = &mut self.z;
+                self.lanes.normals4(z0, z1, z2, z3);
+                lognormal(&self.z, drift, load, &plan.weights, &mut self.gross);
+            }
+            ModelPlan::StudentT { drift, load, df } => {
+                let [z0, z1, z2, z3] = &mut self.z;
+                self.lanes.normals4(z0, z1, z2, z3);
+                let chi2 = ChiSquared::new(*df).expect("df > 2 was checked at parse time");
+                let k = df - 2.0;
+                for j in 0..self.len() {
+                    let v: f64 = chi2.sample(&mut self.lanes.lane(j));
+                    let scale = (k / v).sqrt();
+                    for z in &mut self.z[..3] {
+                        z[j] *= scale;
+                    }
+                }
+                lognormal(&self.z, drift, load, &plan.weights, &mut self.gross);
+            }
+            ModelPlan::Normal { mean, load } => {
+                let [z0, z1, z2, z3] = &mut self.z;
+                self.lanes.normals4(z0, z1, z2, z3);
+                normal(&self.z, mean, load, &mut self.gross);
+            }
+            ModelPlan::Bootstrap { .. } | ModelPlan::Historical => return,
+        }
+        inflation(&self.z[3], plan.inflation_drift, plan.inflation_vol, &mut self.inflation);
+    }
+
+    fn step(&self, t: usize) -> Step {
+        let f = &self.plan.flows;
+        Step {
+            month: t as u32,
+            spending: self.spending,
+            weights: self.plan.weights,
+            fee_factor: self.plan.fee_factor,
+            net_real: if f.any { f.net_real[t] } else { 0.0 },
+            net_nominal: if f.any { f.net_nominal[t] } else { 0.0 },
+            income_real: if f.any { f.income_real[t] } else { 0.0 },
+            income_nominal: if f.any { f.income_nominal[t] } else { 0.0 },
+            rebalance: match self.plan.rebalancing {
+                Rebalancing::Monthly => true,
+                Rebalancing::Annual => t.is_multiple_of(12),
+                Rebalancing::None => false,
+            },
+        }
+    }
+
+    fn settle_and_grow(&mut self, t: usize, depletion: &mut [u32]) {
+        let step = self.step(t);
+        let any_flows = self.plan.flows.any;
+        let s = State {
+            wealth: &mut self.wealth,
+            cpi: &mut self.cpi,
+            alive: &mut self.alive,
+            depletion,
+            spent: &mut self.spent,
+            planned: &self.planned,
+            year_growth: &mut self.year_growth,
+            gross: &self.gross,
+            inflation: &self.inflation,
+        };
+        let constant = matches!(self.plan.withdrawal, Withdrawal::ConstantReal);
+        let capped = matches!(self.plan.withdrawal, Withdrawal::PercentOfPortfolio { .. });
+        let growth = matches!(self.plan.withdrawal, Withdrawal::Guardrails { .. });
+        if self.plan.rebalancing == Rebalancing::Monthly {
+            match (constant, capped, any_flows, growth) {
+                (true, _, false, _) => rebalanced::<true, false, false, false>(s, &step),
+                (true, _, true, _) => rebalanced::<true, false, true, false>(s, &step),
+                (false, true, false, _) => rebalanced::<false, true, false, false>(s, &step),
+                (false, true, true, _) => rebalanced::<false, true, true, false>(s, &step),
+                (false, false, false, false) => rebalanced::<false, false, false, false>(s, &step),
+                (false, false, true, false) => rebalanced::<false, false, true, false>(s, &step),
+                (false, false, false, true) => rebalanced::<false, false, false, true>(s, &step),
+                (false, false, true, true) => rebalanced::<false, false, true, true>(s, &step),
+            }
+        } else {
+            drifting(s, &mut self.holdings, &step, constant, capped);
+        }
+    }
+
+    fn fused_month(&mut self, t: usize, depletion: &mut [u32]) {
+        let ModelPlan::Lognormal { drift, load } = &self.plan.model else {
+            unreachable!("the fused kernel runs the lognormal model only")
+        };
+        let step = self.step(t);
+        let inflation = (self.plan.inflation_drift, self.plan.inflation_vol);
+        let held = self
+            .plan
+            .weights
+            .iter()
+            .enumerate()
+            .fold(0u8, |m, (a, &w)| if w > 0.0 { m | (1 << a) } else { m });
+        let (rng, inc) = self.lanes.raw();
+        let s = State {
+            wealth: &mut self.wealth,
+            cpi: &mut self.cpi,
+            alive: &mut self.alive,
+            depletion,
+            spent: &mut self.spent,
+            planned: &self.planned,
+            year_growth: &mut self.year_growth,
+            gross: &self.gross,
+            inflation: &self.inflation,
+        };
+        let a = (rng, inc, s, drift, load, inflation, &step);
+        match (held, self.plan.flows.any) {
+            (1, false) => fused_lognormal::<1, false>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (2, false) => fused_lognormal::<2, false>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (3, false) => fused_lognormal::<3, false>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (4, false) => fused_lognormal::<4, false>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (5, false) => fused_lognormal::<5, false>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (6, false) => fused_lognormal::<6, false>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (7, false) => fused_lognormal::<7, false>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (1, true) => fused_lognormal::<1, true>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (2, true) => fused_lognormal::<2, true>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (3, true) => fused_lognormal::<3, true>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (4, true) => fused_lognormal::<4, true>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (5, true) => fused_lognormal::<5, true>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (6, true) => fused_lognormal::<6, true>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            (7, true) => fused_lognormal::<7, true>(a.0, a.1, a.2, a.3, a.4, a.5, a.6),
+            _ => unreachable!("allocation weights sum to 1, so some asset is held"),
+        }
+    }
+
+    fn record(&mut self, recording: &Recording, year: usize, values: &mut [f64]) {
+        let n = self.len();
+        if let Some(slot) = recording.real[year] {
+            let row = &mut values[slot * n..(slot + 1) * n];
+            for j in 0..n {
+                row[j] = self.wealth[j] / self.cpi[j];
+            }
+        }
+        if let Some(slot) = recording.nominal[year] {
+            values[slot * n..(slot + 1) * n].copy_from_slice(&self.wealth);
+        }
+        if let Some(slot) = recording.spending[year] {
+            values[slot * n..(slot + 1) * n].copy_from_slice(&self.spent);
+        }
+        self.spent.fill(0.0);
+    }
+}
+
+/// Gross returns `exp(x_a)`. An asset without weight is never held, so its exponential is
+/// skipped (its shock is still drawn: the random streams do not depend on the allocation).
+#[multiversion(targets = "simd")]
+fn lognormal(
+    z: &[Vec<f64>; 4],
+    drift: &[f64; 3],
+    load: &[[f64; 3]; 3],
+    weights: &[f64; 3],
+    gross: &mut [Vec<f64>; 3],
+) {
+    let n = z[0].len();
+    let (z0, z1, z2) = (&z[0][..n], &z[1][..n], &z[2][..n]);
+    for (a, g) in gross.iter_mut().enumerate() {
+        if weights[a] == 0.0 {
+            continue;
+        }
+        let g = &mut g[..n];
+        let (d, l) = (drift[a], &load[a]);
+        for j in 0..n {
+            g[j] = lognormal_gross(d, l, z0[j], z1[j], z2[j]);
+        }
+    }
+}
+
+/// `exp(drift + Σ_k load[k]·z_k)`: one asset's monthly gross return under the lognormal model.
+#[inline(always)]
+fn lognormal_gross(drift: f64, load: &[f64; 3], z0: f64, z1: f64, z2: f64) -> f64 {
+    super::fastmath::exp(drift + (load[0] * z0 + load[1] * z1 + load[2] * z2))
+}
+
+/// `1 + i_t`, with `i_t = (1+π)^(1/12) − 1 + (σ_π/√12)·z`.
+#[inline(always)]
+fn inflation_factor(drift: f64, vol: f64, z: f64) -> f64 {
+    1.0 + (drift + vol * z)
+}
+
+#[multiversion(targets = "simd")]
+fn normal(z: &[Vec<f64>; 4], mean: &[f64; 3], load: &[[f64; 3]; 3], gross: &mut [Vec<f64>; 3]) {
+    let n = z[0].len();
+    let (z0, z1, z2) = (&z[0][..n], &z[1][..n], &z[2][..n]);
+    for (a, g) in gross.iter_mut().enumerate() {
+        let g = &mut g[..n];
+        let (m, l) = (mean[a], load[a]);
+        for j in 0..n {
+            let r = m + (l[0] * z0[j] + l[1] * z1[j] + l[2] * z2[j]);
+            g[j] = (1.0 + r).max(0.0);
+        }
+    }
+}
+
+#[multiversion(targets = "simd")]
+fn inflation(z: &[f64], drift: f64, vol: f64, out: &mut [f64]) {
+    let n = z.len();
+    let out = &mut out[..n];
+    for j in 0..n {
+        out[j] = inflation_factor(drift, vol, z[j]);
+    }
+}
+
+/// Month-specific constants of one step.
+struct Step {
+    month: u32,
+    spending: f64,
+    weights: [f64; 3],
+    fee_factor: f64,
+    net_real: f64,
+    net_nominal: f64,
+    income_real: f64,
+    income_nominal: f64,
+    rebalance: bool,
+}
+
+/// The per-scenario arrays a step reads and writes.
+struct State<'a> {
+    wealth: &'a mut [f64],
+    cpi: &'a mut [f64],
+    alive: &'a mut [bool],
+    depletion: &'a mut [u32],
+    spent: &'a mut [f64],
+    planned: &'a [f64],
+    year_growth: &'a mut [f64],
+    gross: &'a [Vec<f64>; 3],
+    inflation: &'a [f64],
+}
+
+/// One scenario's running totals.
+#[derive(Clone, Copy)]
+struct Lane {
+    wealth: f64,
+    cpi: f64,
+    alive: bool,
+    depletion: u32,
+    spent: f64,
+    year_growth: f64,
+}
+
+/// One month of one scenario with monthly rebalancing, given the month's gross returns and
+/// inflation factor. Shared by the general kernel and the fused lognormal one, so both give the
+/// same bits.
+#[inline(always)]
+fn lane_step<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const GROWTH: bool>(
+    l: Lane,
+    planned: f64,
+    gross: [f64; 3],
+    inflation: f64,
+    p: &Step,
+) -> Lane {
+    let i = l.cpi;
+    let w = l.wealth;
+    let need = if CONSTANT { p.spending * i } else { planned };
+    // Percent-of-portfolio spends a share of what is there, so it can never overdraw.
+    let need = if CAPPED { need.min(w) } else { need };
+    let net = if FLOWS { need + (p.net_real * i + p.net_nominal) } else { need };
+    let ok = l.alive & (net <= w);
+    let left = if ok { w - net } else { 0.0 };
+    let lived_on = if CONSTANT { p.spending } else { need / i };
+    let fallback = if FLOWS { p.income_real + p.income_nominal / i } else { 0.0 };
+    let [w0, w1, w2] = p.weights;
+    let g = w0 * gross[0] + w1 * gross[1] + w2 * gross[2];
+    Lane {
+        wealth: (left * g) * p.fee_factor,
+        cpi: i * inflation,
+        alive: ok,
+        depletion: if l.alive & !ok { p.month } else { l.depletion },
+        spent: l.spent + if ok { lived_on } else { fallback },
+        year_growth: if GROWTH { l.year_growth * (g * p.fee_factor) } else { l.year_growth },
+    }
+}
+
+impl State<'_> {
+    #[inline(always)]
+    fn lane(&self, j: usize) -> Lane {
+        Lane {
+            wealth: self.wealth[j],
+            cpi: self.cpi[j],
+            alive: self.alive[j],
+            depletion: self.depletion[j],
+            spent: self.spent[j],
+            year_growth: self.year_growth[j],
+        }
+    }
+
+    #[inline(always)]
+    fn set_lane(&mut self, j: usize, l: Lane) {
+        self.wealth[j] = l.wealth;
+        self.cpi[j] = l.cpi;
+        self.alive[j] = l.alive;
+        self.depletion[j] = l.depletion;
+        self.spent[j] = l.spent;
+        self.year_growth[j] = l.year_growth;
+    }
+}
+
+/// One month with monthly rebalancing: wealth is a single number per scenario.
+#[multiversion(targets = "simd")]
+fn rebalanced<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const GROWTH: bool>(
+    mut s: State<'_>,
+    p: &Step,
+) {
+    let n = s.wealth.len();
+    let gross = s.gross;
+    let (g0, g1, g2, inflation, planned) =
+        (&gross[0][..n], &gross[1][..n], &gross[2][..n], &s.inflation[..n], &s.planned[..n]);
+    for j in 0..n {
+        let lane = s.lane(j);
+        let next = lane_step::<CONSTANT, CAPPED, FLOWS, GROWTH>(
+            lane,
+            planned[j],
+            [g0[j], g1[j], g2[j]],
+            inflation[j],
+            p,
+        );
+        s.set_lane(j, next);
+    }
+}
+
+/// The default model in one pass: draw the month's normals, turn them into gross returns and
+/// inflation, and settle constant real spending with monthly rebalancing, all in registers.
+/// `HELD` has bit a set when asset a has weight (others skip their exponential).
+#[multiversion(targets = "simd")]
+fn fused_lognormal<const HELD: u8, const FLOWS: bool>(
+    rng_state: &mut [u64],
+    rng_increment: &[u64],
+    mut s: State<'_>,
+    drift: &[f64; 3],
+    load: &[[f64; 3]; 3],
+    inflation: (f64, f64),
+    p: &Step,
+) {
+    let n = s.wealth.len();
+    let (rng_state, rng_increment) = (&mut rng_state[..n], &rng_increment[..n]);
+    for j in 0..n {
+        let [z0, z1, z2, z3] = draw_normals4(&mut rng_state[j], rng_increment[j]);
+        let gross = [0, 1, 2].map(|a| {
+            if HELD & (1 << a) != 0 { lognormal_gross(drift[a], &load[a], z0, z1, z2) } else { 1.0 }
+        });
+        let lane = s.lane(j);
+        let next = lane_step::<true, false, FLOWS, false>(
+            lane,
+            0.0,
+            gross,
+            inflation_factor(inflation.0, inflation.1, z3),
+            p,
+        );
+        s.set_lane(j, next);
+    }
+}
+
+/// One month with holdings that drift between rebalancing dates.
+fn drifting(s: State<'_>, holdings: &mut [Vec<f64>; 3], p: &Step, constant: bool, capped: bool) {
+    let n = s.wealth.len();
+    let [h0, h1, h2] = holdings;
+    for j in 0..n {
+        let i = s.cpi[j];
+        let w = h0[j] + h1[j] + h2[j];
+        let mut need = if constant { p.spending * i } else { s.planned[j] };
+        if capped {
+            need = need.min(w);
+        }
+        let net = need + (p.net_real * i + p.net_nominal);
+        let was_alive = s.alive[j];
+        let ok = was_alive && net <= w;
+        if was_alive && !ok {
+            s.depletion[j] = p.month;
+        }
+        s.alive[j] = ok;
+        let left = if ok { w - net } else { 0.0 };
+        s.spent[j] += if !ok {
+            p.income_real + p.income_nominal / i
+        } else if constant {
+            p.spending
+        } else {
+            need / i
+        };
+        let mut h = [h0[j], h1[j], h2[j]];
+        if p.rebalance {
+            h = p.weights.map(|x| x * left);
+        } else {
+            // Withdrawals and deposits are taken pro rata, so the mix keeps drifting.
+            let scale = if w > 0.0 { left / w } else { 0.0 };
+            h = h.map(|x| x * scale);
+        }
+        for (a, x) in h.iter_mut().enumerate() {
+            *x = (*x * s.gross[a][j]) * p.fee_factor;
+        }
+        let grown = h[0] + h[1] + h[2];
+        s.year_growth[j] *= if left > 0.0 { grown / left } else { 1.0 };
+        (h0[j], h1[j], h2[j]) = (h[0], h[1], h[2]);
+        s.wealth[j] = grown;
+        s.cpi[j] = i * s.inflation[j];
+    }
+}

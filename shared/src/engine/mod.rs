@@ -1,0 +1,368 @@
+//! The Monte Carlo engine: pure, synchronous, CPU-bound code with no I/O. The worker calls
+//! [`run`] from a blocking thread inside a rayon pool; `portfolio-worker simulate` calls it
+//! directly. docs/model.md states the model this implements.
+//!
+//! A run is split into batches of scenarios simulated in parallel. Only what the statistics
+//! need is kept: one value per scenario for each (quantity, year) being recorded, and the month
+//! each scenario ran out. When that would exceed the memory budget (a million scenarios over
+//! decades), the run is repeated in passes that each record a share of the years; every
+//! scenario has its own random stream, so each pass sees the same paths.
+
+pub mod fastmath;
+mod kernel;
+pub mod linalg;
+mod plan;
+pub mod rng;
+pub mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::domain::history;
+use crate::domain::request::{ReturnModel, SimulationRequest, historical_windows};
+use crate::domain::result::{
+    HistoricalOutcome, HistoricalWindow, PERCENTILES, PercentileSeries, SimulationResult,
+    SolveOutcome, SpendingPercentiles, TerminalWealth,
+};
+use kernel::{NEVER, Quantity, Recording, simulate_batch};
+use plan::Plan;
+
+/// Identifies the model and its random-number layout; results with the same version, request
+/// and seed are bit-identical.
+pub const ENGINE_VERSION: &str =
+    concat!("portfolio-mc-engine/", env!("CARGO_PKG_VERSION"), " (pcg32-per-scenario, box-muller)");
+
+/// Precision of the safe-spending bisection, relative to the answer.
+const SOLVER_TOLERANCE: f64 = 0.005;
+const SOLVER_MAX_ITERATIONS: u32 = 80;
+
+/// How to run (none of it changes the result).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Scenarios per batch: the unit of parallel work, progress and cancellation.
+    pub batch_size: usize,
+    /// Bytes the recorded per-scenario values may occupy at once.
+    pub memory_budget: usize,
+    pub progress: Option<Arc<Progress>>,
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { batch_size: 1024, memory_budget: 256 << 20, progress: None, cancel: None }
+    }
+}
+
+/// Batches done out of batches planned, shared with whoever reports progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Progress {
+    /// `(done, total)`.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("the simulation was cancelled")]
+    Cancelled,
+}
+
+/// Runs `request` with `seed` (the request's own seed is ignored here; the caller decides).
+pub fn run(
+    request: &SimulationRequest,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<SimulationResult, EngineError> {
+    let started = Instant::now();
+    let runner = Runner::new(request, seed, options);
+    let mut notes = Vec::new();
+
+    let (spending, solve) = match request.solve {
+        Some(solve) => {
+            let outcome = runner.solve(solve.target_success)?;
+            notes.push(format!(
+                "monthly_spending was replaced by the solver's safe_monthly_spending ({:.2}) \
+                 for every series in this result",
+                outcome.safe_monthly_spending
+            ));
+            (outcome.safe_monthly_spending, Some(outcome))
+        }
+        None => (request.monthly_spending, None),
+    };
+    let mut result = runner.full_run(spending)?;
+    match request.return_model {
+        ReturnModel::Bootstrap { block_years } => notes.push(format!(
+            "assumptions are not used by the bootstrap model: returns and inflation are calendar \
+             years of the 1928–2024 table drawn in circular blocks of {block_years} year(s)"
+        )),
+        ReturnModel::Historical => notes.push(format!(
+            "assumptions and n_scenarios are not used by the historical model: it ran all {} \
+             rolling {}-year windows of the 1928–2024 table",
+            historical_windows(request.years),
+            request.years
+        )),
+        _ => {}
+    }
+    result.notes = notes;
+    result.solve = solve;
+    result.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(result)
+}
+
+struct Runner<'a> {
+    plan: Plan,
+    request: &'a SimulationRequest,
+    scenarios: usize,
+    batch: usize,
+    options: &'a RunOptions,
+}
+
+/// What one simulation of every scenario leaves behind.
+struct Simulated {
+    /// Per batch, `slots × batch_len` values, batch after batch.
+    values: Vec<f64>,
+    depletion: Vec<u32>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(request: &'a SimulationRequest, seed: u64, options: &'a RunOptions) -> Self {
+        Self {
+            plan: Plan::new(request, seed),
+            request,
+            scenarios: request.effective_scenarios() as usize,
+            batch: options.batch_size.max(1),
+            options,
+        }
+    }
+
+    fn batches(&self) -> usize {
+        self.scenarios.div_ceil(self.batch)
+    }
+
+    fn simulate(
+        &self,
+        spending: f64,
+        slots: &[(Quantity, usize)],
+    ) -> Result<Simulated, EngineError> {
+        let recording = Recording::new(self.plan.years, slots);
+        let width = recording.slots();
+        let mut values = vec![0.0; width * self.scenarios];
+        let mut depletion = vec![NEVER; self.scenarios];
+        if let Some(p) = &self.options.progress {
+            p.total.fetch_add(self.batches() as u64, Ordering::Relaxed);
+        }
+        let value_chunks: Vec<&mut [f64]> = if width == 0 {
+            (0..self.batches()).map(|_| &mut [][..]).collect()
+        } else {
+            values.chunks_mut(width * self.batch).collect()
+        };
+        value_chunks
+            .into_par_iter()
+            .zip(depletion.par_chunks_mut(self.batch))
+            .enumerate()
+            .with_max_len(1)
+            .try_for_each(|(b, (vals, dep))| {
+                if self.options.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                    return Err(EngineError::Cancelled);
+                }
+                simulate_batch(&self.plan, spending, b * self.batch, &recording, vals, dep);
+                if let Some(p) = &self.options.progress {
+                    p.done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })?;
+        Ok(Simulated { values, depletion })
+    }
+
+    /// The values of slot `k` of every scenario, in scenario order.
+    fn gather(&self, sim: &Simulated, width: usize, k: usize) -> Vec<f64> {
+        let mut row = Vec::with_capacity(self.scenarios);
+        let mut offset = 0;
+        for start in (0..self.scenarios).step_by(self.batch) {
+            let len = self.batch.min(self.scenarios - start);
+            row.extend_from_slice(&sim.values[offset + k * len..offset + (k + 1) * len]);
+            offset += width * len;
+        }
+        row
+    }
+
+    fn full_run(&self, spending: f64) -> Result<SimulationResult, EngineError> {
+        let years = self.plan.years;
+        let n = self.scenarios;
+        let slots: Vec<(Quantity, usize)> = (0..=years)
+            .map(|y| (Quantity::Real, y))
+            .chain((0..=years).map(|y| (Quantity::Nominal, y)))
+            .chain((1..=years).map(|y| (Quantity::Spending, y)))
+            .collect();
+        let per_pass = (self.options.memory_budget / (8 * n)).max(1);
+        let ps: Vec<f64> = PERCENTILES.iter().map(|(_, p)| *p).collect();
+
+        let mut real = PercentileSeries::with_len(years + 1);
+        let mut nominal = PercentileSeries::with_len(years + 1);
+        let mut spent = PercentileSeries::with_len(years);
+        let mut terminal_row = Vec::new();
+        let mut depletion = Vec::new();
+        for pass in slots.chunks(per_pass) {
+            let sim = self.simulate(spending, pass)?;
+            let rows: Vec<(Vec<f64>, Option<Vec<f64>>)> = pass
+                .par_iter()
+                .enumerate()
+                .map(|(k, &slot)| {
+                    let mut row = self.gather(&sim, pass.len(), k);
+                    let keep = (slot == (Quantity::Real, years)).then(|| row.clone());
+                    (stats::percentiles(&mut row, &ps), keep)
+                })
+                .collect();
+            for (&(q, y), (values, keep)) in pass.iter().zip(rows) {
+                let (series, index) = match q {
+                    Quantity::Real => (&mut real, y),
+                    Quantity::Nominal => (&mut nominal, y),
+                    Quantity::Spending => (&mut spent, y - 1),
+                };
+                for (column, v) in series.columns_mut().into_iter().zip(values) {
+                    column[index] = v;
+                }
+                if let Some(row) = keep {
+                    terminal_row = row;
+                }
+            }
+            if depletion.is_empty() {
+                depletion = sim.depletion;
+            }
+        }
+
+        let survived = depletion.iter().filter(|&&m| m == NEVER).count();
+        let success = survived as f64 / n as f64;
+        let depletion_year = |m: u32| (m != NEVER).then(|| m / 12 + 1);
+        let mut by_year = vec![0usize; years + 1];
+        for y in depletion.iter().filter_map(|&m| depletion_year(m)) {
+            by_year[y as usize] += 1;
+        }
+        let mut cumulative = 0usize;
+        let depletion_probability_by_year = by_year
+            .iter()
+            .map(|&c| {
+                cumulative += c;
+                cumulative as f64 / n as f64
+            })
+            .collect();
+        let mut failed: Vec<f64> =
+            depletion.iter().filter_map(|&m| depletion_year(m)).map(f64::from).collect();
+        let median_depletion_year =
+            (!failed.is_empty()).then(|| stats::percentiles(&mut failed, &[0.5])[0]);
+
+        let historical = matches!(self.request.return_model, ReturnModel::Historical).then(|| {
+            let first_year = history::table()[0].year;
+            let outcomes: Vec<HistoricalWindow> = (0..n)
+                .map(|j| HistoricalWindow {
+                    start_year: first_year + j as u16,
+                    succeeded: depletion[j] == NEVER,
+                    depletion_year: depletion_year(depletion[j]),
+                    terminal_real: terminal_row[j],
+                })
+                .collect();
+            HistoricalOutcome {
+                windows: n as u32,
+                start_years: outcomes.iter().map(|o| o.start_year).collect(),
+                failed_start_years: outcomes
+                    .iter()
+                    .filter(|o| !o.succeeded)
+                    .map(|o| o.start_year)
+                    .collect(),
+                outcomes,
+            }
+        });
+
+        Ok(SimulationResult {
+            success_probability: success,
+            success_probability_stderr: (historical.is_none())
+                .then(|| (success * (1.0 - success) / n as f64).sqrt()),
+            years: (0..=years as u32).collect(),
+            terminal: TerminalWealth {
+                mean: stats::mean(&terminal_row),
+                p5: real.p5[years],
+                p50: real.p50[years],
+                p95: real.p95[years],
+            },
+            percentiles: real,
+            nominal_percentiles: nominal,
+            depletion_probability_by_year,
+            median_depletion_year,
+            spending_percentiles: SpendingPercentiles {
+                years: (1..=years as u32).collect(),
+                percentiles: spent,
+            },
+            n_scenarios: n as u32,
+            scenario_months: (n * self.plan.months) as u64,
+            elapsed_ms: 0.0,
+            engine_version: ENGINE_VERSION.to_owned(),
+            return_model: self.request.return_model.name().to_owned(),
+            assumptions_used: self.request.return_model.uses_assumptions(),
+            notes: Vec::new(),
+            historical,
+            solve: None,
+        })
+    }
+
+    fn success_at(&self, spending: f64) -> Result<f64, EngineError> {
+        let sim = self.simulate(spending, &[])?;
+        let survived = sim.depletion.iter().filter(|&&m| m == NEVER).count();
+        Ok(survived as f64 / self.scenarios as f64)
+    }
+
+    /// Bisection on common random numbers: every candidate replays the same scenario streams,
+    /// so success is a non-increasing step function of spending and the bracket is exact.
+    fn solve(&self, target: f64) -> Result<SolveOutcome, EngineError> {
+        let mut iterations = 1;
+        let at_zero = self.success_at(0.0)?;
+        if at_zero < target {
+            return Ok(SolveOutcome {
+                target_success: target,
+                safe_monthly_spending: 0.0,
+                success_probability: at_zero,
+                iterations,
+            });
+        }
+        let (mut lo, mut lo_success) = (0.0, at_zero);
+        // Paying the whole portfolio out over the horizon at zero return: a spending twice
+        // that rarely survives, so the bracket seldom needs widening.
+        let mut hi = (2.0 * self.plan.starting_portfolio / self.plan.months as f64).max(1.0);
+        loop {
+            iterations += 1;
+            let s = self.success_at(hi)?;
+            if s < target || hi >= 1e10 || iterations >= SOLVER_MAX_ITERATIONS {
+                if s >= target {
+                    (lo, lo_success) = (hi, s);
+                }
+                break;
+            }
+            (lo, lo_success) = (hi, s);
+            hi *= 2.0;
+        }
+        while hi - lo > SOLVER_TOLERANCE * hi && iterations < SOLVER_MAX_ITERATIONS {
+            iterations += 1;
+            let mid = 0.5 * (lo + hi);
+            let s = self.success_at(mid)?;
+            if s >= target {
+                (lo, lo_success) = (mid, s);
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(SolveOutcome {
+            target_success: target,
+            safe_monthly_spending: lo,
+            success_probability: lo_success,
+            iterations,
+        })
+    }
+}

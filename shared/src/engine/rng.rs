@@ -1,0 +1,238 @@
+//! Random streams: one PCG stream per scenario, stepped for a whole batch of scenarios at once.
+//!
+//! Every scenario draws from its own `rand_pcg::Pcg32` stream (PCG-XSH-RR, 64-bit state),
+//! keyed by (seed, scenario index). A scenario's numbers therefore do not depend on which batch,
+//! thread or worker simulates it, so results are bit-identical at any batch size or thread
+//! count. The streams are held as plain arrays (structure of arrays) and stepped lane by lane,
+//! which the compiler vectorises; a test checks each lane against `rand_pcg::Pcg32` itself.
+//!
+//! The reproducibility rule (docs/model.md): scenario `j` of seed `s` uses
+//! `Pcg32::new(state, stream)` with `state = splitmix64(splitmix64(s) ^ splitmix64(2j))` and
+//! `stream = splitmix64(splitmix64(s) ^ splitmix64(2j + 1))`; each month of a parametric model
+//! takes six 32-bit outputs, which become four standard normals by Box–Muller.
+
+use rand::rand_core::{Infallible, TryRng};
+
+use super::fastmath;
+
+const PCG_MULTIPLIER: u64 = 6_364_136_223_846_793_005;
+
+/// SplitMix64's output function (Steele, Lea & Flood 2014): a bijective 64-bit mixer.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The `(state, stream)` pair that seeds scenario `scenario`'s `Pcg32`.
+pub fn stream_key(seed: u64, scenario: u64) -> (u64, u64) {
+    let base = splitmix64(seed);
+    (
+        splitmix64(base ^ splitmix64(scenario.wrapping_mul(2))),
+        splitmix64(base ^ splitmix64(scenario.wrapping_mul(2).wrapping_add(1))),
+    )
+}
+
+/// PCG-XSH-RR output of the state before a step.
+#[inline(always)]
+fn output(old: u64) -> u32 {
+    let xsh = (((old >> 18) ^ old) >> 27) as u32;
+    xsh.rotate_right((old >> 59) as u32)
+}
+
+#[inline(always)]
+fn next_u32(state: &mut u64, increment: u64) -> u32 {
+    let old = *state;
+    *state = old.wrapping_mul(PCG_MULTIPLIER).wrapping_add(increment);
+    output(old)
+}
+
+/// The streams of a contiguous range of scenarios.
+pub struct Lanes {
+    state: Vec<u64>,
+    increment: Vec<u64>,
+}
+
+impl Lanes {
+    /// Streams for scenarios `first..first + len` of `seed`, positioned exactly as
+    /// `rand_pcg::Pcg32::new(state, stream)` would be.
+    pub fn new(seed: u64, first: u64, len: usize) -> Self {
+        let mut state = Vec::with_capacity(len);
+        let mut increment = Vec::with_capacity(len);
+        for j in 0..len as u64 {
+            let (s, stream) = stream_key(seed, first + j);
+            let inc = (stream << 1) | 1;
+            state.push(s.wrapping_add(inc).wrapping_mul(PCG_MULTIPLIER).wrapping_add(inc));
+            increment.push(inc);
+        }
+        Self { state, increment }
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Four standard normals per lane from six 32-bit draws: two Box–Muller pairs, each from a
+    /// 53-bit uniform in (0, 1] for the radius and a 32-bit one for the angle.
+    #[inline(always)]
+    pub fn normals4(&mut self, z0: &mut [f64], z1: &mut [f64], z2: &mut [f64], z3: &mut [f64]) {
+        normals4(&mut self.state, &self.increment, z0, z1, z2, z3);
+    }
+
+    /// The raw stream states and increments, for kernels that draw inline.
+    pub(crate) fn raw(&mut self) -> (&mut [u64], &[u64]) {
+        (&mut self.state, &self.increment)
+    }
+
+    /// A `rand` generator view of one lane, for the few draws that are not plain normals
+    /// (chi-square scales, bootstrap start years).
+    pub fn lane(&mut self, j: usize) -> LaneRng<'_> {
+        LaneRng { state: &mut self.state[j], increment: self.increment[j] }
+    }
+}
+
+#[multiversion::multiversion(targets = "simd")]
+fn normals4(
+    state: &mut [u64],
+    increment: &[u64],
+    z0: &mut [f64],
+    z1: &mut [f64],
+    z2: &mut [f64],
+    z3: &mut [f64],
+) {
+    let n = state.len();
+    let (increment, z0, z1, z2, z3) =
+        (&increment[..n], &mut z0[..n], &mut z1[..n], &mut z2[..n], &mut z3[..n]);
+    for j in 0..n {
+        let [n0, n1, n2, n3] = draw_normals4(&mut state[j], increment[j]);
+        z0[j] = n0;
+        z1[j] = n1;
+        z2[j] = n2;
+        z3[j] = n3;
+    }
+}
+
+/// One lane's four normals for one month (six 32-bit draws). Inlined into the kernels.
+#[inline(always)]
+pub(crate) fn draw_normals4(state: &mut u64, increment: u64) -> [f64; 4] {
+    let mut s = *state;
+    let a = next_u32(&mut s, increment);
+    let b = next_u32(&mut s, increment);
+    let c = next_u32(&mut s, increment);
+    let d = next_u32(&mut s, increment);
+    let e = next_u32(&mut s, increment);
+    let f = next_u32(&mut s, increment);
+    *state = s;
+    let (n0, n1) = box_muller(a, b, c);
+    let (n2, n3) = box_muller(d, e, f);
+    [n0, n1, n2, n3]
+}
+
+/// Two independent standard normals from three 32-bit uniforms.
+#[inline(always)]
+fn box_muller(a: u32, b: u32, c: u32) -> (f64, f64) {
+    const TWO_POW_MINUS_53: f64 = 1.0 / 9_007_199_254_740_992.0;
+    const TWO_POW_MINUS_32: f64 = 1.0 / 4_294_967_296.0;
+    let bits53 = ((a as u64) << 21) | ((b as u64) >> 11);
+    // (0, 1]: never 0, so the logarithm is finite; the largest |z| is √(106 ln 2) ≈ 8.57.
+    let u1 = (bits53 + 1) as f64 * TWO_POW_MINUS_53;
+    let u2 = c as f64 * TWO_POW_MINUS_32;
+    let r = (-2.0 * fastmath::ln(u1)).sqrt();
+    let (sin, cos) = fastmath::sin_cos_turns(u2);
+    (r * cos, r * sin)
+}
+
+/// One lane as a `rand` generator; it advances the lane's own stream.
+pub struct LaneRng<'a> {
+    state: &'a mut u64,
+    increment: u64,
+}
+
+impl TryRng for LaneRng<'_> {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(next_u32(self.state, self.increment))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        // Same composition as rand_pcg: low word first.
+        let lo = next_u32(self.state, self.increment) as u64;
+        let hi = next_u32(self.state, self.increment) as u64;
+        Ok((hi << 32) | lo)
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for chunk in dst.chunks_mut(4) {
+            let word = next_u32(self.state, self.increment).to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::Rng;
+    use rand_pcg::Pcg32;
+
+    use super::*;
+
+    #[test]
+    fn each_lane_is_exactly_the_rand_pcg_stream_of_its_scenario() {
+        let seed = 42;
+        let mut lanes = Lanes::new(seed, 1000, 5);
+        for j in 0..5 {
+            let (state, stream) = stream_key(seed, 1000 + j as u64);
+            let mut reference = Pcg32::new(state, stream);
+            let mut lane = lanes.lane(j);
+            for _ in 0..100 {
+                assert_eq!(lane.try_next_u32().unwrap(), reference.next_u32());
+            }
+            assert_eq!(lane.try_next_u64().unwrap(), reference.next_u64());
+        }
+    }
+
+    #[test]
+    fn a_scenario_draws_the_same_normals_whatever_batch_it_is_in() {
+        let draw = |first: u64, len: usize| {
+            let mut lanes = Lanes::new(7, first, len);
+            let mut z = vec![vec![0.0; len]; 4];
+            let [a, b, c, d] = &mut z[..] else { unreachable!() };
+            lanes.normals4(a, b, c, d);
+            lanes.normals4(a, b, c, d);
+            z
+        };
+        let wide = draw(0, 64);
+        let narrow = draw(10, 3);
+        for k in 0..4 {
+            assert_eq!(&wide[k][10..13], &narrow[k][..]);
+        }
+    }
+
+    #[test]
+    fn box_muller_normals_have_the_moments_of_a_standard_normal() {
+        let n = 400_000;
+        let mut lanes = Lanes::new(3, 0, n);
+        let mut z = vec![vec![0.0; n]; 4];
+        let [a, b, c, d] = &mut z[..] else { unreachable!() };
+        lanes.normals4(a, b, c, d);
+        let cov = a.iter().zip(b.iter()).map(|(x, y)| x * y).sum::<f64>() / n as f64;
+        let all: Vec<f64> = z.concat();
+        let m = all.len() as f64;
+        let mean = all.iter().sum::<f64>() / m;
+        let var = all.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (m - 1.0);
+        let kurt = all.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m / (var * var);
+        // Standard errors: mean 1/√m, variance √(2/m), kurtosis √(24/m); allow 4 of each.
+        assert!(mean.abs() < 4.0 / m.sqrt(), "mean {mean}");
+        assert!((var - 1.0).abs() < 4.0 * (2.0 / m).sqrt(), "variance {var}");
+        assert!((kurt - 3.0).abs() < 4.0 * (24.0 / m).sqrt(), "kurtosis {kurt}");
+        // The two normals of a pair are uncorrelated.
+        assert!(cov.abs() < 4.0 / (n as f64).sqrt(), "pair covariance {cov}");
+    }
+}

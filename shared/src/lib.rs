@@ -1,0 +1,6 @@
+//! Everything the `portfolio-api` and `portfolio-worker` binaries share: the domain types
+//! (what may be asked, what is answered), the Monte Carlo engine, settings, telemetry, the
+//! Postgres schema and data access, and the Redis job queue.
+
+pub mod domain;
+pub mod engine;
