@@ -4,3 +4,6 @@
 
 pub mod domain;
 pub mod engine;
+pub mod names;
+pub mod settings;
+pub mod telemetry;

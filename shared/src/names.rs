@@ -1,0 +1,64 @@
+//! Names that cross process and deploy-file boundaries: Prometheus metric names, the
+//! CloudWatch Embedded Metric Format namespace and metrics the autoscaling policy tracks, and
+//! the Redis keys of the queue. The deploy-file tests check ecs/, deploy/k8s and
+//! deploy/monitoring against these constants, so renaming one here breaks the build of a stale
+//! dashboard instead of silently blanking it.
+
+/// HTTP requests served, by `route` (the matched pattern), `method` and `status`.
+pub const HTTP_REQUESTS_TOTAL: &str = "portfolio_http_requests_total";
+/// HTTP request latency histogram, by `route` and `method`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "portfolio_http_request_duration_seconds";
+/// Jobs in the queue by `state`: `ready`, `scheduled` (delayed or backing off), `running`,
+/// `dead`.
+pub const QUEUE_JOBS: &str = "portfolio_queue_jobs";
+/// Age of the oldest job waiting to start.
+pub const QUEUE_OLDEST_READY_AGE_SECONDS: &str = "portfolio_queue_oldest_ready_age_seconds";
+/// Jobs that reached a terminal state, by `status`: `succeeded`, `failed`, `cancelled`.
+pub const JOBS_FINISHED_TOTAL: &str = "portfolio_jobs_finished_total";
+/// Submits refused, by `reason`: `queue_full`, `unavailable`.
+pub const SUBMITS_REFUSED_TOTAL: &str = "portfolio_submits_refused_total";
+/// Time from submit to a worker starting the job.
+pub const JOB_QUEUE_WAIT_SECONDS: &str = "portfolio_job_queue_wait_seconds";
+/// Time a worker spent running a job.
+pub const JOB_RUN_SECONDS: &str = "portfolio_job_run_seconds";
+/// Scenario-months simulated; its rate is the engine's throughput.
+pub const ENGINE_SCENARIO_MONTHS_TOTAL: &str = "portfolio_engine_scenario_months_total";
+/// Workers whose heartbeat is fresh.
+pub const WORKERS_ALIVE: &str = "portfolio_workers_alive";
+/// Database pool connections by `state`: `in_use`, `idle`.
+pub const DB_POOL_CONNECTIONS: &str = "portfolio_db_pool_connections";
+
+/// CloudWatch namespace of the metrics the API publishes as Embedded Metric Format log lines.
+pub const EMF_NAMESPACE: &str = "PortfolioMC";
+/// Ready jobs in the queue.
+pub const EMF_QUEUE_DEPTH: &str = "QueueDepth";
+/// Ready jobs per running worker task: the autoscaling target-tracking metric.
+pub const EMF_BACKLOG_PER_TASK: &str = "BacklogPerTask";
+/// Dimension of both EMF metrics; its value is the queue namespace.
+pub const EMF_DIMENSION: &str = "Queue";
+
+/// The Redis LIST of jobs ready to be claimed (apalis-redis's `{queue}:active`). Due jobs are
+/// promoted into it continuously, so its length is the ready backlog (KEDA scales on it).
+pub fn ready_list_key(namespace: &str) -> String {
+    format!("{namespace}:active")
+}
+
+/// The Redis ZSET where apalis-redis puts every pushed job, scored by its run-at time.
+pub fn scheduled_key(namespace: &str) -> String {
+    format!("{namespace}:scheduled")
+}
+
+/// The Redis ZSET of worker names scored by their last heartbeat (epoch seconds).
+pub fn workers_key(namespace: &str) -> String {
+    format!("{namespace}:workers")
+}
+
+/// The Redis SET of job ids a worker has claimed.
+pub fn inflight_key(namespace: &str, worker: &str) -> String {
+    format!("{namespace}:inflight:{worker}")
+}
+
+/// The Redis SET of jobs apalis gave up on.
+pub fn dead_key(namespace: &str) -> String {
+    format!("{namespace}:dead")
+}

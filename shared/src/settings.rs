@@ -1,0 +1,402 @@
+//! One typed `Settings`, read from environment variables with documented defaults that work
+//! against a local Redis and Postgres. A value that does not parse stops the process at start,
+//! naming the variable; secrets (the URLs may carry passwords) are never logged.
+//!
+//! Written by hand rather than with `config`/`envy`: a page of code, exact error messages, and
+//! one table ([`VARIABLES`]) that the deploy-file tests check every container definition
+//! against (crates.io keeps a similar small helper, `crates_io_env_vars`).
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Every variable any process reads, with its default (`None`: optional, no default).
+pub const VARIABLES: &[(&str, Option<&str>)] = &[
+    ("DATABASE_URL", Some("postgres://postgres@127.0.0.1:5432/portfolio_mc")),
+    ("DATABASE_READ_URL", None),
+    ("REDIS_URL", Some("redis://127.0.0.1:6379")),
+    ("QUEUE_NAMESPACE", Some("portfolio-mc")),
+    ("API_BIND", Some("127.0.0.1:8080")),
+    ("METRICS_BIND", Some("127.0.0.1:9091")),
+    ("RUST_LOG", Some("info")),
+    ("LOG_FORMAT", Some("json")),
+    ("DB_POOL_MAX_SIZE", Some("30")),
+    ("DB_POOL_MIN_IDLE", Some("10")),
+    ("DB_POOL_TIMEOUT_SECS", Some("30")),
+    ("DB_POOL_MAX_LIFETIME_SECS", Some("3600")),
+    ("DB_POOL_TEST_ON_CHECKOUT", Some("true")),
+    ("MAX_SCENARIOS", Some("1000000")),
+    ("QUEUE_DEPTH_CEILING", Some("5000")),
+    ("MAX_ATTEMPTS", Some("3")),
+    ("RECONCILE_INTERVAL_SECS", Some("5")),
+    ("CORS_ALLOWED_ORIGINS", Some("")),
+    ("METRICS_PUBLISH_INTERVAL_SECS", Some("60")),
+    ("WORKER_CONCURRENCY", Some("2")),
+    ("WORKER_FETCH_BATCH", Some("1")),
+    ("WORKER_POLL_INTERVAL_MS", Some("100")),
+    ("WORKER_HEARTBEAT_SECS", Some("5")),
+    ("WORKER_MISSED_HEARTBEATS", Some("3")),
+    ("WORKER_THREADS", Some("0")),
+    ("WORKER_NAME", None),
+    ("SHUTDOWN_GRACE_SECS", Some("100")),
+    ("ENGINE_BATCH_SIZE", Some("1024")),
+    ("ENGINE_MEMORY_BUDGET_MB", Some("256")),
+];
+
+/// A variable that is set but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}: {message}")]
+pub struct SettingsError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub queue: QueueSettings,
+    pub api: ApiSettings,
+    pub worker: WorkerSettings,
+    pub engine: EngineSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// The primary: every write, and reads when no replica is configured.
+    pub url: String,
+    /// A read replica for the read endpoints.
+    pub read_url: Option<String>,
+    pub pool: PoolSettings,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact(&self.url))
+            .field("read_url", &self.read_url.as_deref().map(redact))
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// r2d2 pool settings; the defaults mirror the old app's SQLAlchemy pool (10 + 20 overflow,
+/// 30 s timeout, recycle after an hour, pre-ping).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_size: u32,
+    pub min_idle: u32,
+    pub checkout_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub test_on_checkout: bool,
+}
+
+#[derive(Clone)]
+pub struct QueueSettings {
+    pub redis_url: String,
+    /// Prefix of every Redis key of the queue (apalis's queue name).
+    pub namespace: String,
+    /// Ready jobs above which submits are refused with 503 (apalis-redis 1.0 crashes its
+    /// workers when one fetch sees 8,000 or more due jobs).
+    pub depth_ceiling: u64,
+    /// Attempts a job gets before it is failed for good.
+    pub max_attempts: u32,
+    pub reconcile_interval: Duration,
+}
+
+impl std::fmt::Debug for QueueSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSettings")
+            .field("redis_url", &redact(&self.redis_url))
+            .field("namespace", &self.namespace)
+            .field("depth_ceiling", &self.depth_ceiling)
+            .field("max_attempts", &self.max_attempts)
+            .field("reconcile_interval", &self.reconcile_interval)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub bind: SocketAddr,
+    pub max_scenarios: u32,
+    /// Origins allowed to call the API from a browser; empty means same-origin only.
+    pub cors_allowed_origins: Vec<String>,
+    pub metrics_publish_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs one worker process runs at once (they share its engine threads).
+    pub concurrency: usize,
+    pub fetch_batch: usize,
+    pub poll_interval: Duration,
+    pub heartbeat_interval: Duration,
+    pub missed_heartbeats: usize,
+    /// Engine threads; 0 means one per CPU.
+    pub threads: usize,
+    pub name: Option<String>,
+    pub shutdown_grace: Duration,
+    pub metrics_bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    pub batch_size: usize,
+    pub memory_budget_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" | "text" => Ok(Self::Pretty),
+            _ => Err(format!("expected `json` or `pretty`, got `{s}`")),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (tests pass a map instead of the environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let env = Env { lookup: &lookup };
+        Ok(Self {
+            database: DatabaseSettings {
+                url: env.string("DATABASE_URL")?,
+                read_url: env.optional("DATABASE_READ_URL"),
+                pool: PoolSettings {
+                    max_size: env.parse_where(
+                        "DB_POOL_MAX_SIZE",
+                        |n: &u32| *n >= 1,
+                        "at least 1",
+                    )?,
+                    min_idle: env.parse("DB_POOL_MIN_IDLE")?,
+                    checkout_timeout: env.seconds("DB_POOL_TIMEOUT_SECS")?,
+                    max_lifetime: env.seconds("DB_POOL_MAX_LIFETIME_SECS")?,
+                    test_on_checkout: env.parse("DB_POOL_TEST_ON_CHECKOUT")?,
+                },
+            },
+            queue: QueueSettings {
+                redis_url: env.string("REDIS_URL")?,
+                namespace: env.parse_where(
+                    "QUEUE_NAMESPACE",
+                    |s: &String| !s.is_empty() && !s.contains(char::is_whitespace),
+                    "a non-empty name without spaces",
+                )?,
+                depth_ceiling: env.parse_where(
+                    "QUEUE_DEPTH_CEILING",
+                    |n: &u64| (1..=7_000).contains(n),
+                    "from 1 to 7000 (apalis-redis fails at 8000 due jobs)",
+                )?,
+                max_attempts: env.parse_where("MAX_ATTEMPTS", |n: &u32| *n >= 1, "at least 1")?,
+                reconcile_interval: env.seconds("RECONCILE_INTERVAL_SECS")?,
+            },
+            api: ApiSettings {
+                bind: env.parse("API_BIND")?,
+                max_scenarios: env.parse_where(
+                    "MAX_SCENARIOS",
+                    |n: &u32| (1..=crate::domain::request::MAX_SCENARIOS).contains(n),
+                    "from 1 to 1000000",
+                )?,
+                cors_allowed_origins: env
+                    .string("CORS_ALLOWED_ORIGINS")?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                metrics_publish_interval: env.seconds("METRICS_PUBLISH_INTERVAL_SECS")?,
+            },
+            worker: WorkerSettings {
+                concurrency: env.parse_where(
+                    "WORKER_CONCURRENCY",
+                    |n: &usize| *n >= 1,
+                    "at least 1",
+                )?,
+                fetch_batch: env.parse_where(
+                    "WORKER_FETCH_BATCH",
+                    |n: &usize| *n >= 1,
+                    "at least 1",
+                )?,
+                poll_interval: Duration::from_millis(env.parse_where(
+                    "WORKER_POLL_INTERVAL_MS",
+                    |n: &u64| *n >= 10,
+                    "at least 10",
+                )?),
+                heartbeat_interval: Duration::from_secs(env.parse_where(
+                    "WORKER_HEARTBEAT_SECS",
+                    |n: &u64| *n >= 1,
+                    "at least 1",
+                )?),
+                missed_heartbeats: env.parse_where(
+                    "WORKER_MISSED_HEARTBEATS",
+                    |n: &usize| *n >= 2,
+                    "at least 2",
+                )?,
+                threads: env.parse("WORKER_THREADS")?,
+                name: env.optional("WORKER_NAME"),
+                shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS")?,
+                metrics_bind: env.parse("METRICS_BIND")?,
+            },
+            engine: EngineSettings {
+                batch_size: env.parse_where(
+                    "ENGINE_BATCH_SIZE",
+                    |n: &usize| *n >= 1,
+                    "at least 1",
+                )?,
+                memory_budget_bytes: env.parse_where(
+                    "ENGINE_MEMORY_BUDGET_MB",
+                    |n: &usize| *n >= 1,
+                    "at least 1",
+                )? << 20,
+            },
+            telemetry: TelemetrySettings {
+                filter: env.string("RUST_LOG")?,
+                format: env.parse("LOG_FORMAT")?,
+            },
+        })
+    }
+
+    /// The read-side database URL: the replica when configured.
+    pub fn read_database_url(&self) -> &str {
+        self.database.read_url.as_deref().unwrap_or(&self.database.url)
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn default_of(name: &'static str) -> Option<&'static str> {
+        VARIABLES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name} is missing from settings::VARIABLES"))
+            .1
+    }
+
+    fn optional(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name)
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| Self::default_of(name).map(str::to_owned))
+    }
+
+    fn string(&self, name: &'static str) -> Result<String, SettingsError> {
+        (self.lookup)(name)
+            .or_else(|| Self::default_of(name).map(str::to_owned))
+            .ok_or(SettingsError { name, message: "is required".to_owned() })
+    }
+
+    fn parse<T>(&self, name: &'static str) -> Result<T, SettingsError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let raw = self.string(name)?;
+        raw.trim().parse().map_err(|e| SettingsError {
+            name,
+            message: format!("cannot use `{}`: {e}", redact(&raw)),
+        })
+    }
+
+    fn parse_where<T>(
+        &self,
+        name: &'static str,
+        ok: impl Fn(&T) -> bool,
+        rule: &str,
+    ) -> Result<T, SettingsError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let value = self.parse(name)?;
+        if ok(&value) {
+            Ok(value)
+        } else {
+            Err(SettingsError { name, message: format!("must be {rule}") })
+        }
+    }
+
+    fn seconds(&self, name: &'static str) -> Result<Duration, SettingsError> {
+        self.parse::<u64>(name).map(Duration::from_secs)
+    }
+}
+
+/// Hides the password of a URL like `postgres://user:secret@host/db`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_against_local_services() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.api.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.queue.namespace, "portfolio-mc");
+        assert_eq!(s.database.pool.max_size, 30);
+        assert_eq!(s.read_database_url(), s.database.url);
+        assert!(s.api.cors_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = with(&[("WORKER_CONCURRENCY", "lots")]).unwrap_err();
+        assert_eq!(err.name, "WORKER_CONCURRENCY");
+        let err = with(&[("QUEUE_DEPTH_CEILING", "9000")]).unwrap_err();
+        assert_eq!(err.name, "QUEUE_DEPTH_CEILING");
+        assert!(err.to_string().contains("QUEUE_DEPTH_CEILING"));
+        let err = with(&[("LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(err.name, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn passwords_never_reach_debug_output() {
+        let s = with(&[("DATABASE_URL", "postgres://app:hunter2@db/x")]).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db/x"));
+    }
+}
