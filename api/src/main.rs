@@ -1,1 +1,45 @@
-fn main() {}
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use portfolio_shared::settings::Settings;
+use portfolio_shared::{db, telemetry};
+
+#[derive(Parser)]
+#[command(name = "portfolio-api", version, about = "portfolio-mc HTTP API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP on API_BIND (the default).
+    Serve,
+    /// Apply pending database migrations (under an advisory lock) and exit.
+    Migrate,
+    /// Exit 0 if this host's API answers /health (for container health checks).
+    Healthcheck,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::from_env()?;
+    telemetry::init(&settings.telemetry);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => {
+            let applied = db::migrate(&settings.database.url)?;
+            tracing::info!(?applied, "database is up to date");
+            Ok(())
+        }
+        Command::Healthcheck => portfolio_shared::health_probe::check(settings.api.bind, "/health"),
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let app = portfolio_api::startup::Application::build(settings)?;
+        tracing::info!(port = app.port(), "portfolio-api listening");
+        app.run_until_stopped().await
+    })
+}

@@ -1,1 +1,343 @@
+//! The test harness. Every test gets its own Postgres database (migrated), its own Redis queue
+//! namespace, and its own API and workers bound to port 0, so the suite runs in parallel
+//! against the real shared servers. Databases and Redis keys are removed when a test ends.
+//! Helpers await conditions; none of them sleeps to synchronise.
+//!
+//! `TEST_PG_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
+//! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point the suite elsewhere.
 
+pub mod throwaway;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use diesel::pg::PgConnection;
+use diesel::{Connection, RunQueryDsl};
+use portfolio_shared::settings::Settings;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_PG_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Logs of the code under test go to the test's output when `RUST_LOG` is set.
+pub fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            portfolio_shared::telemetry::init(&portfolio_shared::settings::TelemetrySettings {
+                filter,
+                format: portfolio_shared::settings::LogFormat::Pretty,
+            });
+        }
+    });
+}
+
+/// A database of its own, dropped (with its connections) when the value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// An empty database.
+    pub fn empty() -> Self {
+        Self::empty_on(&admin_url())
+    }
+
+    /// An empty database on the server of `admin` (a URL to any database there).
+    pub fn empty_on(admin: &str) -> Self {
+        let name = format!("pmc_test_{}", Uuid::new_v4().simple());
+        let mut conn = PgConnection::establish(admin).expect("connect to the Postgres admin database");
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+        Self { url: format!("{base}/{name}"), name, admin: admin.to_owned() }
+    }
+
+    /// A database with every migration applied.
+    pub fn migrated() -> Self {
+        let db = Self::empty();
+        portfolio_shared::db::migrate(&db.url).expect("migrate test database");
+        db
+    }
+
+    pub fn connect(&self) -> PgConnection {
+        PgConnection::establish(&self.url).expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = PgConnection::establish(&self.admin) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
+        }
+    }
+}
+
+/// A queue namespace of its own; its Redis keys are deleted when the value is dropped.
+pub struct TestQueue {
+    pub namespace: String,
+    pub redis_url: String,
+}
+
+impl TestQueue {
+    pub fn new() -> Self {
+        Self::on(&redis_url())
+    }
+
+    pub fn on(redis_url: &str) -> Self {
+        Self { namespace: format!("pmc-test-{}", Uuid::new_v4().simple()), redis_url: redis_url.to_owned() }
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.redis_url.as_str())
+            .and_then(|c| c.get_connection())
+            .expect("connect to Redis")
+    }
+}
+
+impl Default for TestQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection()) else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.namespace)).query(&mut conn).unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+        let _: redis::RedisResult<()> =
+            redis::cmd("ZREM").arg("core:apalis:queues:list").arg(format!("{}:workers", self.namespace)).query(&mut conn);
+    }
+}
+
+/// Everything one test needs: its database, its queue namespace, and settings pointing at both.
+pub struct TestEnv {
+    pub db: TestDb,
+    pub queue: TestQueue,
+    overrides: HashMap<String, String>,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        init_logs();
+        Self::with(TestDb::migrated(), TestQueue::new())
+    }
+
+    pub fn with(db: TestDb, queue: TestQueue) -> Self {
+        Self { db, queue, overrides: HashMap::new() }
+    }
+
+    /// Sets a settings variable for every app and worker started from this environment.
+    pub fn set(&mut self, name: &str, value: impl ToString) -> &mut Self {
+        self.overrides.insert(name.to_owned(), value.to_string());
+        self
+    }
+
+    /// The environment variables a process of this test runs with.
+    pub fn vars(&self) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = [
+            ("DATABASE_URL", self.db.url.clone()),
+            ("REDIS_URL", self.queue.redis_url.clone()),
+            ("QUEUE_NAMESPACE", self.queue.namespace.clone()),
+            ("API_BIND", "127.0.0.1:0".into()),
+            ("METRICS_BIND", "127.0.0.1:0".into()),
+            ("DB_POOL_MAX_SIZE", "4".into()),
+            ("DB_POOL_MIN_IDLE", "0".into()),
+            ("DB_POOL_TIMEOUT_SECS", "5".into()),
+            ("WORKER_POLL_INTERVAL_MS", "50".into()),
+            ("WORKER_HEARTBEAT_SECS", "1".into()),
+            ("WORKER_MISSED_HEARTBEATS", "3".into()),
+            ("WORKER_THREADS", "2".into()),
+            ("RECONCILE_INTERVAL_SECS", "1".into()),
+            ("SHUTDOWN_GRACE_SECS", "10".into()),
+            ("LOG_FORMAT", "pretty".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        vars.extend(self.overrides.clone());
+        vars
+    }
+
+    pub fn settings(&self) -> Settings {
+        let vars = self.vars();
+        Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings are valid")
+    }
+
+    /// Starts an API in this process.
+    pub async fn spawn_app(&self) -> TestApp {
+        TestApp::spawn(self.settings()).await
+    }
+
+    /// Starts a worker in this process.
+    pub async fn spawn_worker(&self) -> TestWorker {
+        TestWorker::spawn(self.settings()).await
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An API served from this process on a free port.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: Settings) -> Self {
+        let app = portfolio_api::startup::Application::build(settings).expect("build the API");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let task = tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        let me = Self { address, client, task };
+        eventually(Duration::from_secs(10), || async {
+            me.client.get(me.url("/health")).send().await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        me
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// POSTs a JSON body to /simulations.
+    pub async fn submit(&self, body: &Value) -> reqwest::Response {
+        self.client.post(self.url("/simulations")).json(body).send().await.expect("POST /simulations")
+    }
+
+    /// Submits and returns the job id, asserting the 202.
+    pub async fn submit_ok(&self, body: &Value) -> Uuid {
+        let response = self.submit(body).await;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 202, "submit refused: {text}");
+        let json: Value = serde_json::from_str(&text).expect("JSON");
+        json["id"].as_str().expect("id").parse().expect("uuid")
+    }
+
+    pub async fn job(&self, id: Uuid) -> Value {
+        let response = self.client.get(self.url(&format!("/results/{id}"))).send().await.expect("GET /results");
+        assert_eq!(response.status(), 200, "GET /results/{id}");
+        response.json().await.expect("JSON")
+    }
+
+    /// Polls until the job is in a terminal state; returns it.
+    pub async fn wait_terminal(&self, id: Uuid, within: Duration) -> Value {
+        eventually(within, || async {
+            let job = self.job(id).await;
+            matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled")).then_some(job)
+        })
+        .await
+    }
+
+    /// Stops serving (like a crash of the API process: nothing is flushed).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A worker running in this process.
+pub struct TestWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub name: String,
+    pub metrics_port: u16,
+}
+
+impl TestWorker {
+    pub async fn spawn(settings: Settings) -> Self {
+        let worker = portfolio_worker::run::Worker::build(settings).expect("build the worker");
+        let name = worker.name().to_owned();
+        let metrics_port = worker.metrics_port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(worker.run(async move {
+            let _ = rx.await;
+        }));
+        Self { stop: Some(tx), task: Some(task), name, metrics_port }
+    }
+
+    /// Signals a graceful shutdown and waits for the worker to finish it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("running").await.context("worker task")?
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Calls `probe` until it returns `Some`, at most for `within`; panics with a timeout
+/// otherwise. The interval is short: this awaits a condition, it does not pace the test.
+pub async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not met within {within:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Path of one of the workspace's binaries (built by the test script before the suite).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/it-<hash>
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target profile directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --bins`, as deploy/scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A small valid request.
+pub fn small_request() -> Value {
+    serde_json::json!({
+        "starting_portfolio": 1_000_000,
+        "monthly_spending": 4_000,
+        "years": 30,
+        "n_scenarios": 2_000,
+    })
+}

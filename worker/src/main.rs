@@ -1,4 +1,7 @@
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use portfolio_shared::settings::Settings;
+use portfolio_shared::telemetry;
 
 #[derive(Parser)]
 #[command(name = "portfolio-worker", version, about = "portfolio-mc worker")]
@@ -9,14 +12,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the engine on a request file and print the result.
+    /// Pull jobs from the queue until SIGTERM (the default).
+    Run,
+    /// Run the engine on a request file and print the result (no Redis, no Postgres).
     Simulate(portfolio_worker::simulate::SimulateArgs),
+    /// Exit 0 if this host's worker answers /health on METRICS_BIND.
+    Healthcheck,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Simulate(args)) => portfolio_worker::simulate::run(&args),
-        None => anyhow::bail!("not yet"),
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Simulate(args) => portfolio_worker::simulate::run(&args),
+        Command::Healthcheck => {
+            let settings = Settings::from_env()?;
+            portfolio_shared::health_probe::check(settings.worker.metrics_bind, "/health")
+        }
+        Command::Run => {
+            let settings = Settings::from_env()?;
+            telemetry::init(&settings.telemetry);
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let outcome = runtime.block_on(async move {
+                let worker = portfolio_worker::run::Worker::build(settings)?;
+                tracing::info!(name = worker.name(), metrics_port = worker.metrics_port(), "portfolio-worker starting");
+                worker.run(portfolio_worker::run::termination()).await
+            });
+            if let Err(e) = &outcome {
+                tracing::error!(error = ?e, "worker failed");
+            }
+            // Leave now: the runtime's drop would wait for engine threads still finishing.
+            std::process::exit(i32::from(outcome.is_err()));
+        }
     }
 }

@@ -4,12 +4,14 @@
 pub mod history;
 pub mod request;
 pub mod result;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
 pub use result::SimulationResult;
+pub use status::JobStatus;
 
 /// One broken rule: the JSON path of the field and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

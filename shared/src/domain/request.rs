@@ -462,19 +462,21 @@ fn classify_decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> 
     let message = strip_position(&inner.to_string());
     let at_root = path.is_empty() || path == ".";
     match inner.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof if at_root => {
+        // A truncated document, or one that is not JSON from its first byte, is not a
+        // request at all.
+        serde_json::error::Category::Eof | serde_json::error::Category::Io => {
             RequestError::Malformed(message)
         }
-        serde_json::error::Category::Io => RequestError::Malformed(message),
-        _ => {
+        serde_json::error::Category::Syntax if at_root => RequestError::Malformed(message),
+        category => {
+            // The path already ends with the offending key, unknown keys included.
             let field = if at_root { "body".to_owned() } else { path };
-            let message = match inner.classify() {
-                // A bare NaN / Infinity / truncated value inside a field is a syntax error at
-                // that field; say so in words a client can act on.
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    format!("must be a valid JSON value (finite numbers only): {message}")
-                }
-                _ => message,
+            let message = if category == serde_json::error::Category::Syntax {
+                // A bare NaN / Infinity inside a field is a syntax error at that field; say
+                // so in words a client can act on.
+                format!("must be a valid JSON value (finite numbers only): {message}")
+            } else {
+                message
             };
             RequestError::Invalid(vec![FieldError::new(field, message)])
         }
@@ -869,7 +871,9 @@ impl Validator {
     }
 }
 
-/// A fresh seed in 0..=2^63−1, for requests that did not bring one.
+/// A fresh seed for requests that did not bring one. Drawn below 2^53 (any seed up to 2^63 − 1
+/// is accepted) so that JavaScript clients, whose numbers are doubles, can read it back exactly
+/// and reproduce the result.
 pub fn draw_seed() -> u64 {
-    rand::random::<u64>() >> 1
+    rand::random::<u64>() >> 11
 }

@@ -1,0 +1,219 @@
+//! The API's background work, done by one instance at a time (the holder of a Postgres
+//! advisory lock, so leadership moves on by itself when that instance dies):
+//! - promote due jobs into the ready list, in bounded chunks (so apalis-redis's fetch never
+//!   meets the 8,000-job backlog that crashes it, and the list's length is the ready backlog);
+//! - reconcile: push again every unfinished job that no queue entry and no live worker holds
+//!   (after Redis lost its data, or a push that never happened);
+//! - keep the monthly audit partitions ahead;
+//! - publish the autoscaling signal as CloudWatch Embedded Metric Format lines on stdout.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use chrono::Utc;
+use diesel::pg::PgConnection;
+use diesel::sql_types::{BigInt, Bool};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use portfolio_shared::names;
+use portfolio_shared::queue::QueueDepth;
+use portfolio_shared::store;
+use portfolio_shared::telemetry::spawn_blocking_with_tracing;
+use tokio::task::JoinHandle;
+
+use crate::state::AppState;
+
+/// Advisory-lock key of the leader ("leader" in ASCII).
+const LEADER_LOCK: i64 = 0x6c65_6164_6572;
+const TICK: Duration = Duration::from_millis(500);
+const PROMOTE_CHUNK: usize = 1000;
+const RECONCILE_BATCH: i64 = 200;
+const PARTITION_EVERY: Duration = Duration::from_secs(3600);
+
+pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut leader = Leader::new(state.settings.database.url.clone());
+        let mut last_reconcile = Instant::now();
+        let mut last_partitions: Option<Instant> = None;
+        let mut last_publish: Option<Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (lead, back) = leader.check().await;
+            leader = back;
+            if !lead {
+                continue;
+            }
+            promote(&state).await;
+            if last_reconcile.elapsed() >= state.settings.queue.reconcile_interval {
+                last_reconcile = Instant::now();
+                reconcile(&state).await;
+            }
+            if last_partitions.is_none_or(|t| t.elapsed() >= PARTITION_EVERY) {
+                last_partitions = Some(Instant::now());
+                ensure_partitions(&state).await;
+            }
+            if last_publish.is_none_or(|t| t.elapsed() >= state.settings.api.metrics_publish_interval) {
+                last_publish = Some(Instant::now());
+                publish_scaling_signal(&state).await;
+            }
+        }
+    })
+}
+
+/// Holds (or tries to take) the leader lock on a connection of its own.
+struct Leader {
+    url: String,
+    conn: Option<PgConnection>,
+    leading: bool,
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+impl Leader {
+    fn new(url: String) -> Self {
+        Self { url, conn: None, leading: false }
+    }
+
+    /// Whether this instance leads now. Runs on a blocking thread; returns itself back.
+    async fn check(self) -> (bool, Self) {
+        let url_for_panic = self.url.clone();
+        match spawn_blocking_with_tracing(move || {
+            let mut me = self;
+            let lead = me.check_blocking();
+            (lead, me)
+        })
+        .await
+        {
+            Ok(pair) => pair,
+            Err(_) => (false, Leader::new(url_for_panic)),
+        }
+    }
+
+    fn check_blocking(&mut self) -> bool {
+        if self.conn.is_none() {
+            self.leading = false;
+            self.conn = PgConnection::establish(&self.url).ok();
+        }
+        let Some(conn) = self.conn.as_mut() else { return false };
+        let outcome = if self.leading {
+            // The session lock lives as long as the connection: check the connection.
+            diesel::sql_query("SELECT true AS locked").get_result::<Locked>(conn)
+        } else {
+            diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+                .bind::<BigInt, _>(LEADER_LOCK)
+                .get_result::<Locked>(conn)
+        };
+        match outcome {
+            Ok(row) => {
+                if row.locked && !self.leading {
+                    tracing::info!("this API instance now leads the background work");
+                }
+                self.leading = row.locked;
+            }
+            Err(e) => {
+                if self.leading {
+                    tracing::warn!(error = %e, "lost the leader connection");
+                }
+                self.leading = false;
+                self.conn = None;
+            }
+        }
+        self.leading
+    }
+}
+
+async fn promote(state: &AppState) {
+    if let Err(e) = state.redis(state.queue.promote_due(PROMOTE_CHUNK)).await {
+        tracing::debug!(error = ?e, "promoting due jobs failed");
+    }
+}
+
+/// Pushes again the unfinished jobs that nothing holds. A job is left alone while it is in the
+/// queue or with a live worker; a stale one is touched so it is looked at again only after
+/// another quiet interval.
+async fn reconcile(state: &AppState) {
+    let orphan_window = state.settings.worker.heartbeat_interval * state.settings.worker.missed_heartbeats as u32;
+    let quiet = orphan_window + state.settings.queue.reconcile_interval;
+    let cutoff = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
+    let candidates = match state.write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH)).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = ?e, "reconciler cannot read Postgres");
+            return;
+        }
+    };
+    let mut pushed = 0;
+    for job in candidates {
+        let id = job.id;
+        match state.redis(state.queue.holds(id)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Err(e) = state.redis(state.queue.enqueue(id)).await {
+                    tracing::warn!(job_id = %id, error = ?e, "reconciler could not push");
+                    return;
+                }
+                pushed += 1;
+                tracing::info!(job_id = %id, status = %job.status, "reconciler pushed a job nothing held");
+            }
+            Err(e) => {
+                tracing::debug!(error = ?e, "reconciler cannot read Redis");
+                return;
+            }
+        }
+        let _ = state.write(move |conn| store::touch(conn, id)).await;
+    }
+    if pushed > 0 {
+        tracing::info!(pushed, "reconciler round");
+    }
+}
+
+async fn ensure_partitions(state: &AppState) {
+    match state.write(|conn| Ok(portfolio_shared::db::ensure_audit_partitions(conn))).await {
+        Ok(Ok(created)) if created > 0 => tracing::info!(created, "created audit_logs partitions"),
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = ?e, "could not create audit_logs partitions"),
+        Err(e) => tracing::warn!(error = ?e, "could not create audit_logs partitions"),
+    }
+}
+
+/// One EMF line per interval, published even when the queue is empty (target tracking does
+/// not scale in on missing data).
+async fn publish_scaling_signal(state: &AppState) {
+    let depth = match state.redis(state.queue.depth()).await {
+        Ok(depth) => depth,
+        Err(e) => {
+            tracing::warn!(error = ?e, "no scaling signal this interval: queue depth unavailable");
+            return;
+        }
+    };
+    state.metrics.record_depth(&depth);
+    println!("{}", emf_line(state.queue.namespace(), &depth, Utc::now().timestamp_millis()));
+}
+
+/// The Embedded Metric Format document for one observation.
+pub fn emf_line(namespace: &str, depth: &QueueDepth, timestamp_ms: i64) -> String {
+    let backlog_per_task = depth.ready as f64 / depth.workers_alive.max(1) as f64;
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": names::EMF_NAMESPACE,
+                "Dimensions": [[names::EMF_DIMENSION]],
+                "Metrics": [
+                    { "Name": names::EMF_QUEUE_DEPTH, "Unit": "Count" },
+                    { "Name": names::EMF_BACKLOG_PER_TASK, "Unit": "Count" },
+                ],
+            }],
+        },
+        names::EMF_DIMENSION: namespace,
+        names::EMF_QUEUE_DEPTH: depth.ready,
+        names::EMF_BACKLOG_PER_TASK: backlog_per_task,
+        "WorkersAlive": depth.workers_alive,
+    })
+    .to_string()
+}

@@ -1,0 +1,148 @@
+//! The one error type of the API. Every failure becomes an RFC 9457 problem document
+//! (`application/problem+json`): user mistakes are 4xx naming the field and the rule; server
+//! trouble is logged once with its cause chain and answered without internals.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use portfolio_shared::domain::FieldError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("the body is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    /// The queue is above its depth ceiling: try again later.
+    #[error("the queue is full ({depth} jobs waiting)")]
+    QueueFull { depth: u64, retry_after_secs: u64 },
+    /// A dependency is down; nothing was recorded.
+    #[error("{what} is unavailable")]
+    Unavailable { what: &'static str, retry_after_secs: u64, source: anyhow::Error },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    #[schema(example = "/problems/validation-error")]
+    pub kind: String,
+    #[schema(example = "Your request has invalid fields")]
+    pub title: String,
+    #[schema(example = 422)]
+    pub status: u16,
+    #[schema(example = "years: must be an integer from 1 to 100")]
+    pub detail: String,
+    /// Each broken rule (validation problems only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn unavailable(what: &'static str, source: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable { what, retry_after_secs: 5, source: source.into() }
+    }
+
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Validation(_) => ("validation-error", "Your request has invalid fields"),
+            Self::Malformed(_) => ("malformed-json", "The body is not valid JSON"),
+            Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Send JSON"),
+            Self::PayloadTooLarge { .. } => ("payload-too-large", "The body is too large"),
+            Self::NotFound(_) => ("not-found", "Not found"),
+            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Self::Conflict(_) => ("conflict", "Conflict with the job's state"),
+            Self::QueueFull { .. } => ("queue-full", "Too many jobs are waiting"),
+            Self::Unavailable { .. } => ("service-unavailable", "A dependency is unavailable"),
+            Self::Internal(_) => ("internal-error", "Internal server error"),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (slug, title) = self.slug_and_title();
+        let detail = match self {
+            Self::Validation(errors) => {
+                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+            }
+            Self::QueueFull { depth, retry_after_secs } => format!(
+                "{depth} jobs are waiting, above this deployment's ceiling; nothing was recorded, \
+                 retry in {retry_after_secs} s"
+            ),
+            Self::Unavailable { what, retry_after_secs, .. } => format!(
+                "{what} is unreachable; nothing was recorded, retry in {retry_after_secs} s"
+            ),
+            Self::Internal(_) => "the server failed to handle this request".to_owned(),
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status: self.status_code().as_u16(),
+            detail,
+            errors: match self {
+                Self::Validation(errors) => Some(errors.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::QueueFull { .. } | Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            Self::Unavailable { what, source, .. } => {
+                tracing::warn!(dependency = what, error = ?source, "dependency unavailable")
+            }
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if let Self::QueueFull { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } =
+            self
+        {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        response.body(serde_json::to_vec(&self.problem()).expect("a problem always serialises"))
+    }
+}
+
+/// A diesel error from a request path: connection trouble means Postgres is unavailable.
+pub fn from_db(e: impl Into<anyhow::Error>) -> ApiError {
+    ApiError::unavailable("postgres", e)
+}

@@ -1,0 +1,140 @@
+//! Prometheus metrics of the API: HTTP traffic by route, and at scrape time the queue's depth
+//! (from Redis), workers alive and the database pool. Names live in
+//! `portfolio_shared::names` because dashboards and alert rules depend on them.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{Error, web};
+use portfolio_shared::db::PgPool;
+use portfolio_shared::names;
+use portfolio_shared::queue::QueueDepth;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+use crate::state::AppState;
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    pub queue_jobs: GaugeVec,
+    pub oldest_ready_age: Gauge,
+    pub workers_alive: Gauge,
+    pub db_pool: GaugeVec,
+    pub submits_refused: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(names::HTTP_REQUESTS_TOTAL, "HTTP requests served"),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(names::HTTP_REQUEST_DURATION_SECONDS, "HTTP request latency")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
+            &["route", "method"],
+        )
+        .expect("valid metric");
+        let queue_jobs = GaugeVec::new(Opts::new(names::QUEUE_JOBS, "Jobs in the queue by state"), &["state"])
+            .expect("valid metric");
+        let oldest_ready_age =
+            Gauge::new(names::QUEUE_OLDEST_READY_AGE_SECONDS, "Age of the oldest ready job").expect("valid metric");
+        let workers_alive =
+            Gauge::new(names::WORKERS_ALIVE, "Workers with a fresh heartbeat").expect("valid metric");
+        let db_pool = GaugeVec::new(
+            Opts::new(names::DB_POOL_CONNECTIONS, "Database pool connections by state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        let submits_refused = IntCounterVec::new(
+            Opts::new(names::SUBMITS_REFUSED_TOTAL, "Submits refused, by reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(queue_jobs.clone()),
+            Box::new(oldest_ready_age.clone()),
+            Box::new(workers_alive.clone()),
+            Box::new(db_pool.clone()),
+            Box::new(submits_refused.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process collector registers once");
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            queue_jobs,
+            oldest_ready_age,
+            workers_alive,
+            db_pool,
+            submits_refused,
+        }
+    }
+
+    pub fn record_depth(&self, depth: &QueueDepth) {
+        for (state, value) in [
+            ("ready", depth.ready),
+            ("scheduled", depth.scheduled),
+            ("running", depth.running),
+            ("dead", depth.dead),
+        ] {
+            self.queue_jobs.with_label_values(&[state]).set(value as f64);
+        }
+        self.oldest_ready_age.set(depth.oldest_ready_age_ms.unwrap_or(0) as f64 / 1e3);
+        self.workers_alive.set(depth.workers_alive as f64);
+    }
+
+    pub fn record_pool(&self, pool: &PgPool) {
+        let state = pool.state();
+        self.db_pool.with_label_values(&["idle"]).set(f64::from(state.idle_connections));
+        self.db_pool
+            .with_label_values(&["in_use"])
+            .set(f64::from(state.connections - state.idle_connections));
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        String::from_utf8(out).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts and times every request by its route pattern (never the raw path: ids would explode
+/// the label set).
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = next.call(req).await?;
+    if let Some(state) = state {
+        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        let status = res.status().as_u16().to_string();
+        let m = &state.metrics;
+        m.http_requests.with_label_values(&[&route, &method, &status]).inc();
+        m.http_duration.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}

@@ -1,0 +1,69 @@
+//! Request ids: taken from `X-Request-Id` when the client sends a usable one, generated
+//! otherwise, echoed in the response, put on the request's root span (so every log line of the
+//! request carries it) and stored with the job (so the worker's lines and the audit rows do).
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id of a request, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+fn usable(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Outermost middleware: fixes the id before tracing starts the root span.
+pub async fn assign(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let id = req
+        .headers()
+        .get(&HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| usable(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let value = HeaderValue::from_str(&id).expect("checked or generated ids are valid headers");
+    req.headers_mut().insert(HEADER, value.clone());
+    req.extensions_mut().insert(RequestId(id));
+    let mut res = next.call(req).await?;
+    res.headers_mut().insert(HEADER, value);
+    Ok(res)
+}
+
+/// Root span with `request_id` from the header [`assign`] set.
+pub struct RequestIdRootSpan;
+
+impl RootSpanBuilder for RequestIdRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        // Built by hand rather than with `root_span!`, which adds tracing-actix-web's own
+        // generated `request_id` next to ours.
+        let id = request.headers().get(&HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        tracing::info_span!(
+            "request",
+            request_id = %id,
+            http.method = %request.method(),
+            http.route = %route,
+            http.target = %request.uri(),
+            http.status_code = tracing::field::Empty,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}

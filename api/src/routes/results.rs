@@ -1,0 +1,181 @@
+//! `GET /results/{id}` (a job, its progress and its result) and `GET /results` (newest first,
+//! paginated). Both read from Postgres only, so they keep working while Redis is down.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use portfolio_shared::domain::{JobStatus, SimulationResult};
+use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+const DEFAULT_PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
+
+/// A job as clients see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The normalised request: every default filled in, the seed included.
+    #[schema(value_type = Object)]
+    pub request: serde_json::Value,
+    pub seed: u64,
+    pub progress: Progress,
+    /// Attempts started so far.
+    pub attempts: i32,
+    /// Why the job failed (or the last retryable error while it is retried).
+    pub error: Option<String>,
+    /// Present once the job has succeeded.
+    pub result: Option<SimulationResult>,
+    pub links: Links,
+}
+
+/// Batches done out of batches planned.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Progress {
+    pub done: i32,
+    pub total: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub self_: String,
+}
+
+impl JobView {
+    fn new(job: Simulation, result: Option<SimulationResultRow>) -> Result<Self, ApiError> {
+        let result = result
+            .map(|r| serde_json::from_value::<SimulationResult>(r.result))
+            .transpose()
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored result of {} unreadable: {e}", job.id)))?;
+        Ok(Self {
+            id: job.id,
+            status: job.status.parse().map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            request: job.request,
+            seed: job.seed as u64,
+            progress: Progress { done: job.progress_done, total: job.progress_total },
+            attempts: job.attempts,
+            error: job.error,
+            result,
+            links: Links { self_: format!("/results/{}", job.id) },
+        })
+    }
+}
+
+/// A job id from the path; anything that is not a UUID is simply not a job (404).
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(format!("no job {raw:?}: job ids are UUIDs")))
+}
+
+/// A job, its progress, and its result once it has one.
+#[utoipa::path(
+    get,
+    path = "/results/{id}",
+    tag = "results",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again.", body = JobView),
+        (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let Some((job, result)) = state.read(move |conn| store::find_job(conn, id)).await? else {
+        return Err(ApiError::NotFound(format!("no job {id}")));
+    };
+    let view = JobView::new(job, result)?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::CACHE_CONTROL, "no-cache"));
+    match view.status {
+        JobStatus::Queued => {
+            response.insert_header((header::RETRY_AFTER, "2"));
+        }
+        JobStatus::Running => {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        _ => {}
+    }
+    Ok(response.json(view))
+}
+
+#[derive(Debug, serde::Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Page size, 1..=100 (default 20).
+    pub limit: Option<String>,
+    /// A job id: list jobs created before it (the `next` link of the previous page).
+    pub before: Option<String>,
+}
+
+/// One job in a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub created_at: DateTime<Utc>,
+    pub success_probability: Option<f64>,
+    pub links: Links,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub items: Vec<JobSummary>,
+    /// The next page, or `null` on the last one.
+    pub next: Option<String>,
+}
+
+/// Jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/results",
+    tag = "results",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 422, description = "Bad `limit` or `before`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let query = web::Query::<ListQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::validation("query", e.to_string()))?
+        .into_inner();
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(ApiError::validation("limit", format!("must be an integer from 1 to {MAX_PAGE}"))),
+        },
+    };
+    let before = match query.before.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| ApiError::validation("before", "must be a job id (UUID)"))?),
+    };
+    let rows = state.read(move |conn| store::list_jobs(conn, limit, before)).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| format!("/results?limit={limit}&before={}", r.id)))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| JobSummary {
+            id: r.id,
+            status: r.status.parse().unwrap_or(JobStatus::Failed),
+            created_at: r.created_at,
+            success_probability: r.success_probability,
+            links: Links { self_: format!("/results/{}", r.id) },
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(JobList { items, next }))
+}

@@ -1,0 +1,333 @@
+//! `POST /simulations` (and its old-app alias `POST /run_simulation`) and
+//! `DELETE /simulations/{id}`.
+//!
+//! A submit is parsed and checked before anything is written; then the job row and its
+//! `submitted` audit row are recorded in one transaction (Postgres is the record), and only
+//! then is the job pushed to Redis. If the push fails the job stays recorded as `queued` and the
+//! reconciler pushes it later: a job the API answered 202 for is never lost, and a job it could
+//! not record is refused with 503.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use futures_util::StreamExt;
+use portfolio_shared::domain::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
+use portfolio_shared::domain::{JobStatus, SimulationRequestInput};
+use portfolio_shared::store::{self, CancelOutcome, models::NewSimulation};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Problem};
+use crate::request_id::RequestId;
+use crate::routes::results::parse_id;
+use crate::state::AppState;
+
+/// Largest accepted body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// An idempotency key names one job for this long.
+pub const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The answer to an accepted submit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobAccepted {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub links: JobLinks,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobLinks {
+    /// Where to poll for the job and its result.
+    #[serde(rename = "self")]
+    #[schema(example = "/results/0193aa2e-2c4b-7c3e-9f1a-6d2b9c1e4f00")]
+    pub self_: String,
+}
+
+impl JobAccepted {
+    fn new(id: Uuid, status: JobStatus) -> Self {
+        Self { id, status, links: JobLinks { self_: location(id) } }
+    }
+}
+
+fn location(id: Uuid) -> String {
+    format!("/results/{id}")
+}
+
+/// Submit a simulation.
+///
+/// The body is checked against every rule first; a job is recorded and queued only if it
+/// passes. Poll `Location` for progress and the result.
+#[utoipa::path(
+    post,
+    path = "/simulations",
+    tag = "simulations",
+    request_body(content = SimulationRequestInput, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Replaying a submit with the same key and body within 24 h returns the same job (200); the same key with another body is refused (422)."),
+        ("X-Request-Id" = Option<String>, Header, description = "Correlates logs and audit rows; generated when absent, always echoed."),
+    ),
+    responses(
+        (status = 202, description = "Accepted and queued", body = JobAccepted,
+         headers(("Location" = String, description = "/results/{id}"))),
+        (status = 200, description = "A replay of an earlier submit with the same Idempotency-Key", body = JobAccepted),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named with its rule", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full or Postgres unavailable; nothing recorded. See Retry-After.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn submit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_json(&req)?;
+    let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
+    let limits = RequestLimits { max_scenarios: state.settings.api.max_scenarios };
+    let mut request = SimulationRequest::from_json(&body, &limits).map_err(|e| match e {
+        RequestError::Malformed(m) => ApiError::Malformed(m),
+        RequestError::Invalid(errors) => ApiError::Validation(errors),
+    })?;
+    let idempotency = idempotency_key(&req)?;
+    // The fingerprint of a submit is its normalised request before a seed is drawn, so the
+    // same JSON with other spacing or key order is still "the same body".
+    let fingerprint = hex::encode(Sha256::digest(request.to_json().to_string()));
+    if let Some(key) = &idempotency
+        && let Some(replay) = replay(&state, key, &fingerprint).await?
+    {
+        return Ok(replay);
+    }
+
+    refuse_when_full(&state).await?;
+
+    let id = Uuid::now_v7();
+    let seed = request.seed.unwrap_or_else(draw_seed);
+    request.seed = Some(seed);
+    let request_json = request.to_json();
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let insert = {
+        let key = idempotency.clone();
+        let fingerprint = fingerprint.clone();
+        state
+            .write(move |conn| {
+                store::insert_job(
+                    conn,
+                    &NewSimulation {
+                        id,
+                        request: &request_json,
+                        seed: seed as i64,
+                        request_id: request_id.as_deref(),
+                        idempotency_key: key.as_deref(),
+                        request_hash: Some(&fingerprint),
+                    },
+                )
+            })
+            .await
+    };
+    if let Err(e) = insert {
+        // Two submits with one new key raced; the loser answers as a replay.
+        if let (Some(key), ApiError::Internal(inner)) = (&idempotency, &e)
+            && is_unique_violation(inner)
+            && let Some(replay) = replay(&state, key, &fingerprint).await?
+        {
+            return Ok(replay);
+        }
+        state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+        return Err(e);
+    }
+    tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios, "job recorded");
+
+    if let Err(e) = state.redis(state.queue.enqueue(id)).await {
+        // Recorded but not pushed: the reconciler pushes queued jobs the queue does not hold.
+        tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the job");
+    }
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, location(id)))
+        .json(JobAccepted::new(id, JobStatus::Queued)))
+}
+
+/// The same as `POST /simulations`, for clients of the old app.
+#[utoipa::path(
+    post,
+    path = "/run_simulation",
+    tag = "simulations",
+    request_body(content = SimulationRequestInput, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted and queued", body = JobAccepted),
+        (status = 200, description = "Idempotent replay", body = JobAccepted),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn run_simulation(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    submit(req, payload, state).await
+}
+
+/// Cancel a job.
+///
+/// A queued job is cancelled at once; a running one stops between batches (within a second);
+/// a finished one cannot be cancelled.
+#[utoipa::path(
+    delete,
+    path = "/simulations/{id}",
+    tag = "simulations",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancelled (it was queued)", body = JobAccepted),
+        (status = 202, description = "Cancellation requested; the running job stops between batches", body = JobAccepted),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let outcome = state.write(move |conn| store::cancel(conn, id, request_id.as_deref())).await?;
+    match outcome {
+        CancelOutcome::Cancelled => {
+            Ok(HttpResponse::Ok().json(JobAccepted::new(id, JobStatus::Cancelled)))
+        }
+        CancelOutcome::Requested => Ok(HttpResponse::Accepted()
+            .insert_header((header::LOCATION, location(id)))
+            .json(JobAccepted::new(id, JobStatus::Running))),
+        CancelOutcome::AlreadyFinished(status) => {
+            Err(ApiError::Conflict(format!("job {id} already ended as {status}; nothing to cancel")))
+        }
+        CancelOutcome::NotFound => Err(ApiError::NotFound(format!("no job {id}"))),
+    }
+}
+
+fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "no Content-Type; send the request as application/json".to_owned(),
+        ));
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type `{essence}` is not JSON; send application/json"
+        )))
+    }
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::Malformed(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else { return Ok(None) };
+    match value.to_str() {
+        Ok(v) if !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(v.to_owned()))
+        }
+        _ => Err(ApiError::validation(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// The earlier job of an idempotency key, if the key is still live: a 200 replay when the
+/// body matches, a 422 when it does not. An expired key is released for reuse.
+async fn replay(
+    state: &web::Data<AppState>,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let key_owned = key.to_owned();
+    let existing = state
+        .write(move |conn| {
+            store::expire_idempotency_key(conn, &key_owned, IDEMPOTENCY_TTL)?;
+            store::find_by_idempotency_key(conn, &key_owned)
+        })
+        .await?;
+    let Some(job) = existing else { return Ok(None) };
+    if job.request_hash.as_deref() != Some(fingerprint) {
+        return Err(ApiError::validation(
+            "Idempotency-Key",
+            format!("was already used within 24 h for job {} with a different body", job.id),
+        ));
+    }
+    let status = job.status.parse().unwrap_or(JobStatus::Queued);
+    Ok(Some(
+        HttpResponse::Ok()
+            .insert_header((header::LOCATION, location(job.id)))
+            .insert_header((
+                header::HeaderName::from_static("idempotent-replayed"),
+                HeaderValue::from_static("true"),
+            ))
+            .json(JobAccepted::new(job.id, status)),
+    ))
+}
+
+/// Refuses new work above the queue-depth ceiling (apalis-redis 1.0 crashes its workers when a
+/// fetch sees 8,000 due jobs). Counts from Redis; from Postgres when Redis cannot answer.
+async fn refuse_when_full(state: &web::Data<AppState>) -> Result<(), ApiError> {
+    let ceiling = state.settings.queue.depth_ceiling;
+    let waiting = match state.redis(state.queue.depth()).await {
+        Ok(depth) => depth.ready + depth.scheduled,
+        Err(e) => {
+            tracing::warn!(error = ?e, "queue depth unavailable from Redis; counting in Postgres");
+            state.read(store::count_unfinished).await? as u64
+        }
+    };
+    if waiting >= ceiling {
+        state.metrics.submits_refused.with_label_values(&["queue_full"]).inc();
+        return Err(ApiError::QueueFull { depth: waiting, retry_after_secs: 10 });
+    }
+    Ok(())
+}
+
+fn is_unique_violation(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<DieselError>(),
+        Some(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+    )
+}

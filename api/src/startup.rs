@@ -1,0 +1,96 @@
+//! Builds the application from settings: pools, queue, state, middleware, routes, the leader's
+//! background loop, and the HTTP server bound to `API_BIND` (port 0 in tests).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::middleware::{Condition, from_fn};
+use actix_web::{App, HttpServer, http, web};
+use anyhow::Context;
+use portfolio_shared::db;
+use portfolio_shared::queue::{self, Queue};
+use portfolio_shared::settings::Settings;
+use tracing_actix_web::TracingLogger;
+
+use crate::metrics::Metrics;
+use crate::request_id::{self, RequestIdRootSpan};
+use crate::state::AppState;
+use crate::{background, routes};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds and prepares the server (call inside a Tokio runtime); nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.api.bind)
+            .with_context(|| format!("binding API_BIND={}", settings.api.bind))?;
+        let port = listener.local_addr()?.port();
+        let write_pool = db::pool(&settings.database.url, &settings.database.pool);
+        let read_pool = match &settings.database.read_url {
+            Some(url) => db::pool(url, &settings.database.pool),
+            None => write_pool.clone(),
+        };
+        let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
+        let queue = Queue::new(conn, &settings.queue, &settings.worker);
+        let shutdown_grace = settings.worker.shutdown_grace;
+        let state = web::Data::new(AppState::new(
+            write_pool,
+            read_pool,
+            queue,
+            settings,
+            Arc::new(Metrics::new()),
+        ));
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            let origins = &app_state.settings.api.cors_allowed_origins;
+            App::new()
+                .wrap(Condition::new(!origins.is_empty(), cors(origins)))
+                .wrap(from_fn(crate::metrics::track))
+                .wrap(TracingLogger::<RequestIdRootSpan>::new())
+                .wrap(from_fn(request_id::assign))
+                .app_data(app_state.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        // In-flight requests drain on SIGTERM, within the same grace as the workers.
+        .shutdown_timeout(shutdown_grace.as_secs())
+        .run();
+        Ok(Self { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server stops (SIGTERM/SIGINT, or its handle), running the background
+    /// loop alongside.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let background = background::spawn(self.state.clone());
+        let served = self.server.await;
+        background.abort();
+        served.context("HTTP server failed")
+    }
+}
+
+fn cors(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |c, origin| c.allowed_origin(origin))
+        .allowed_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
+        .allowed_headers([
+            http::header::CONTENT_TYPE,
+            http::header::ACCEPT,
+            http::header::HeaderName::from_static("idempotency-key"),
+            request_id::HEADER,
+        ])
+        .expose_headers([http::header::LOCATION, http::header::RETRY_AFTER, request_id::HEADER])
+        .max_age(3600)
+}

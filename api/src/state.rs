@@ -1,0 +1,121 @@
+//! What every handler shares: the database pools (writes go to the primary, reads to the
+//! replica when one is configured), the queue, the settings and the metrics registry, plus the
+//! one way request paths run database work (on a blocking thread, with a bounded wait).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::pg::PgConnection;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use portfolio_shared::db::PgPool;
+use portfolio_shared::queue::Queue;
+use portfolio_shared::settings::Settings;
+use portfolio_shared::telemetry::spawn_blocking_with_tracing;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// A request never waits longer than this for a database connection, whatever the pool's
+/// own checkout timeout: a client is better served by a quick 503 than a 30 s hang.
+const REQUEST_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct AppState {
+    pub write_pool: PgPool,
+    pub read_pool: PgPool,
+    pub queue: Queue,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// Until when Redis calls are skipped after one failed (a tiny circuit breaker, so that
+    /// while Redis is down a submit costs no timeout at all).
+    redis_down_until: Mutex<Option<Instant>>,
+}
+
+/// How long a request waits for Redis.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long Redis is left alone after a failure.
+const REDIS_BACKOFF: Duration = Duration::from_secs(3);
+
+impl AppState {
+    pub fn new(
+        write_pool: PgPool,
+        read_pool: PgPool,
+        queue: Queue,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { write_pool, read_pool, queue, settings, metrics, redis_down_until: Mutex::new(None) }
+    }
+
+    /// Runs a Redis call with a short timeout, failing fast while Redis is known to be down.
+    pub async fn redis<T, E>(&self, call: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+    where
+        E: Into<anyhow::Error>,
+    {
+        if let Some(until) = *self.redis_down_until.lock().expect("lock")
+            && Instant::now() < until
+        {
+            anyhow::bail!("Redis is unavailable (failed recently; retrying after a back-off)");
+        }
+        let outcome = match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(anyhow::anyhow!("Redis did not answer within {REDIS_TIMEOUT:?}")),
+        };
+        *self.redis_down_until.lock().expect("lock") =
+            outcome.is_err().then(|| Instant::now() + REDIS_BACKOFF);
+        outcome
+    }
+
+    /// Runs `f` with a primary connection on a blocking thread.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        run(self.write_pool.clone(), self.checkout_timeout(), f).await
+    }
+
+    /// Runs `f` with a read connection (the replica when configured) on a blocking thread.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        run(self.read_pool.clone(), self.checkout_timeout(), f).await
+    }
+
+    fn checkout_timeout(&self) -> Duration {
+        self.settings.database.pool.checkout_timeout.min(REQUEST_CHECKOUT_TIMEOUT)
+    }
+}
+
+async fn run<T, F>(pool: PgPool, timeout: Duration, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_blocking_with_tracing(move || {
+        let mut conn = pool.get_timeout(timeout).map_err(|e| ApiError::unavailable("postgres", e))?;
+        f(&mut conn).map_err(db_error)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("database task panicked: {e}")))?
+}
+
+/// Lost connections mean Postgres is unavailable (503); anything else is our bug (500).
+pub fn db_error(e: DieselError) -> ApiError {
+    match &e {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => ApiError::unavailable("postgres", e),
+        DieselError::DatabaseError(_, info)
+            if info.message().contains("terminating connection")
+                || info.message().contains("the database system is") =>
+        {
+            ApiError::unavailable("postgres", e)
+        }
+        _ => ApiError::Internal(e.into()),
+    }
+}

@@ -1,0 +1,70 @@
+//! Postgres plumbing: connection pools built once per process from explicit settings, the
+//! embedded migrations applied under an advisory lock (so several replicas can start at once),
+//! and the monthly `audit_logs` partitions kept a few months ahead.
+
+use anyhow::Context;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::sql_types::{BigInt, Integer};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::settings::PoolSettings;
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+
+/// Advisory-lock key held while migrating ("portfolio" in ASCII, truncated).
+const MIGRATION_LOCK: i64 = 0x706f_7274_666f_6c69;
+
+/// Months of audit partitions kept ahead of the current one.
+pub const AUDIT_PARTITIONS_AHEAD: i32 = 2;
+
+/// A pool that connects lazily: the process starts (and reports not-ready) while Postgres is
+/// down, instead of refusing to start.
+pub fn pool(url: &str, settings: &PoolSettings) -> PgPool {
+    Pool::builder()
+        .max_size(settings.max_size)
+        .min_idle(Some(settings.min_idle.min(settings.max_size)))
+        .connection_timeout(settings.checkout_timeout)
+        .max_lifetime(Some(settings.max_lifetime))
+        .test_on_check_out(settings.test_on_checkout)
+        .build_unchecked(ConnectionManager::new(url))
+}
+
+/// Applies pending migrations, one process at a time; returns the versions applied.
+pub fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
+    let mut conn = PgConnection::establish(url).context("connecting to Postgres to migrate")?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut conn)
+        .context("taking the migration lock")?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(|e| anyhow::anyhow!("applying migrations: {e}"));
+    let unlocked =
+        diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(MIGRATION_LOCK).execute(&mut conn);
+    let applied = applied?;
+    unlocked.context("releasing the migration lock")?;
+    ensure_audit_partitions(&mut conn)?;
+    Ok(applied)
+}
+
+#[derive(QueryableByName)]
+struct Created {
+    #[diesel(sql_type = Integer)]
+    created: i32,
+}
+
+/// Creates this month's audit partition and the next ones' if missing; returns how many it
+/// created. Cheap when they exist, so processes call it at start and then hourly.
+pub fn ensure_audit_partitions(conn: &mut PgConnection) -> anyhow::Result<i32> {
+    let row: Created = diesel::sql_query("SELECT ensure_audit_log_partitions($1) AS created")
+        .bind::<Integer, _>(AUDIT_PARTITIONS_AHEAD)
+        .get_result(conn)
+        .context("creating audit_logs partitions")?;
+    Ok(row.created)
+}

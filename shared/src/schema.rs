@@ -1,0 +1,51 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    audit_logs (id, created_at) {
+        id -> Int8,
+        simulation_id -> Uuid,
+        event -> Text,
+        actor -> Text,
+        request_id -> Nullable<Text>,
+        data -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    simulation_results (simulation_id) {
+        simulation_id -> Uuid,
+        result -> Jsonb,
+        worker -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    simulations (id) {
+        id -> Uuid,
+        status -> Text,
+        request -> Jsonb,
+        seed -> Int8,
+        request_id -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Text>,
+        attempts -> Int4,
+        progress_done -> Int4,
+        progress_total -> Int4,
+        error -> Nullable<Text>,
+        worker -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        cancel_requested -> Bool,
+        not_before -> Nullable<Timestamptz>,
+        success_probability -> Nullable<Float8>,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(simulation_results -> simulations (simulation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(audit_logs, simulation_results, simulations,);

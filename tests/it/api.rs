@@ -1,0 +1,315 @@
+//! The HTTP contract: every class of bad input gets its 4xx with a problem document naming the
+//! field and the rule, unknown ids are 404, and the operational endpoints answer as specified.
+
+use portfolio_tests::{TestEnv, small_request};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Asserts a problem document and returns it.
+async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, PROBLEM_JSON);
+    let body: Value = response.json().await.expect("problem JSON");
+    for key in ["type", "title", "status", "detail"] {
+        assert!(body.get(key).is_some(), "problem lacks `{key}`: {body}");
+    }
+    assert_eq!(body["status"], status);
+    body
+}
+
+/// The fields named by a validation problem.
+fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
+}
+
+fn with(field: &str, value: Value) -> Value {
+    let mut body = small_request();
+    body[field] = value;
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_class_of_bad_input_gets_a_422_naming_the_field() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let without_years = {
+        let mut b = small_request();
+        b.as_object_mut().unwrap().remove("years");
+        b
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("missing", without_years, "years"),
+        ("zero", with("years", json!(0)), "years"),
+        ("too large", with("years", json!(101)), "years"),
+        ("wrong type", with("years", json!("ten")), "years"),
+        ("fraction", with("years", json!(10.5)), "years"),
+        ("negative", with("starting_portfolio", json!(-1)), "starting_portfolio"),
+        ("zero portfolio", with("starting_portfolio", json!(0)), "starting_portfolio"),
+        ("above cap", with("starting_portfolio", json!(2e12)), "starting_portfolio"),
+        ("too many scenarios", with("n_scenarios", json!(1_000_001)), "n_scenarios"),
+        ("seed above 2^63-1", with("seed", json!(9_223_372_036_854_775_808u64)), "seed"),
+        ("negative seed", with("seed", json!(-1)), "seed"),
+        ("unknown field", with("colour", json!("blue")), "colour"),
+        ("unknown nested field", with("allocation", json!({"stocks": 1.0, "gold": 0.0})), "allocation.gold"),
+        ("weights off", with("allocation", json!({"stocks": 0.5, "bonds": 0.4})), "allocation"),
+        ("negative weight", with("allocation", json!({"stocks": 1.2, "bonds": -0.2})), "allocation.stocks"),
+        ("fee", with("annual_fee", json!(0.2)), "annual_fee"),
+        (
+            "correlation not PSD",
+            with(
+                "assumptions",
+                json!({"correlation": [[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]]}),
+            ),
+            "assumptions.correlation",
+        ),
+        (
+            "correlation not symmetric",
+            with("assumptions", json!({"correlation": [[1.0, 0.5, 0.0], [0.4, 1.0, 0.0], [0.0, 0.0, 1.0]]})),
+            "assumptions.correlation[0][1]",
+        ),
+        ("bad volatility", with("assumptions", json!({"stocks": {"volatility": -0.1}})), "assumptions.stocks.volatility"),
+    ];
+    for (name, body, field) in cases {
+        let response = app.submit(&body).await;
+        let p = problem(response, 422).await;
+        assert!(fields(&p).iter().any(|f| f == field), "{name}: expected field {field}, got {p}");
+        assert!(p["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {p}");
+    }
+    // Nothing was recorded for any of them.
+    let list: Value = app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_numbers_are_422_naming_the_field() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    for raw in [
+        r#"{"starting_portfolio": NaN, "monthly_spending": 1, "years": 10}"#,
+        r#"{"starting_portfolio": Infinity, "monthly_spending": 1, "years": 10}"#,
+        r#"{"starting_portfolio": 1e999, "monthly_spending": 1, "years": 10}"#,
+    ] {
+        let response = app
+            .client
+            .post(app.url("/simulations"))
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(response, 422).await;
+        assert_eq!(fields(&p), vec!["starting_portfolio"], "{raw}: {p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_400_wrong_media_type_415_and_big_bodies_413() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let post = |body: Vec<u8>, content_type: Option<&'static str>| {
+        let mut r = app.client.post(app.url("/simulations")).body(body);
+        if let Some(ct) = content_type {
+            r = r.header("content-type", ct);
+        }
+        r.send()
+    };
+    problem(post(b"{\"years\": ".to_vec(), Some("application/json")).await.unwrap(), 400).await;
+    problem(post(b"not json at all".to_vec(), Some("application/json")).await.unwrap(), 400).await;
+    problem(post(b"{}".to_vec(), Some("text/plain")).await.unwrap(), 415).await;
+    problem(post(b"years=30".to_vec(), Some("application/x-www-form-urlencoded")).await.unwrap(), 415).await;
+    problem(post(b"{}".to_vec(), None).await.unwrap(), 415).await;
+    let mut big = serde_json::to_vec(&small_request()).unwrap();
+    big.truncate(big.len() - 1);
+    big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(70 * 1024)).bytes());
+    problem(post(big, Some("application/json")).await.unwrap(), 413).await;
+    // application/*+json is JSON too.
+    let ok = post(serde_json::to_vec(&small_request()).unwrap(), Some("application/vnd.api+json")).await.unwrap();
+    assert_eq!(ok.status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_malformed_ids_are_404() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    for id in [uuid::Uuid::now_v7().to_string(), "not-a-uuid".into(), "123".into()] {
+        let response = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
+        problem(response, 404).await;
+        let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+        problem(response, 404).await;
+    }
+    problem(app.client.get(app.url("/nowhere")).send().await.unwrap(), 404).await;
+    problem(app.client.get(app.url("/simulations")).send().await.unwrap(), 405).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_is_202_with_location_and_queued_body_and_the_old_route_is_the_same_handler() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    for route in ["/simulations", "/run_simulation"] {
+        let response = app.client.post(app.url(route)).json(&small_request()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        let body: Value = response.json().await.unwrap();
+        let id = body["id"].as_str().unwrap();
+        assert_eq!(location, format!("/results/{id}"));
+        assert_eq!(body["status"], "queued");
+        assert_eq!(body["links"]["self"], location);
+        let job = app.job(id.parse().unwrap()).await;
+        assert_eq!(job["status"], "queued");
+        assert!(job["seed"].as_u64().is_some());
+        assert_eq!(job["request"]["n_scenarios"], 2000);
+        assert_eq!(job["request"]["allocation"]["stocks"], 0.6);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_is_not_finished_carries_retry_after() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let response = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_id_is_echoed_and_generated_when_missing() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let response =
+        app.client.get(app.url("/health")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    let generated = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_is_newest_first_and_paginates() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.submit_ok(&small_request()).await);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut next = Some("/results?limit=2".to_owned());
+    while let Some(path) = next {
+        let page: Value = app.client.get(app.url(&path)).send().await.unwrap().json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            assert_eq!(item["status"], "queued");
+            assert!(item.get("success_probability").is_some());
+            seen.push(item["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+        }
+        next = page["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, ids);
+    let p = problem(app.client.get(app.url("/results?limit=0")).send().await.unwrap(), 422).await;
+    assert_eq!(fields(&p), vec!["limit"]);
+    let p = problem(app.client.get(app.url("/results?before=xyz")).send().await.unwrap(), 422).await;
+    assert_eq!(fields(&p), vec!["before"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_ready_answer_and_ready_names_what_is_down() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let mut down = TestEnv::with(portfolio_tests::TestDb::migrated(), portfolio_tests::TestQueue::new());
+    down.set("REDIS_URL", format!("redis://127.0.0.1:{}", portfolio_tests::throwaway::free_port()));
+    let app = down.spawn_app().await;
+    let p = problem(app.client.get(app.url("/ready")).send().await.unwrap(), 503).await;
+    assert!(p["detail"].as_str().unwrap().contains("redis"), "{p}");
+    assert_eq!(p["checks"]["postgres"], "ok");
+    // Reads keep working from Postgres while Redis is down, and a submit is still recorded.
+    let id = app.submit_ok(&small_request()).await;
+    assert_eq!(app.job(id).await["status"], "queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route_with_its_errors() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let expect = [
+        ("/simulations", "post", vec!["202", "400", "413", "415", "422", "503"]),
+        ("/run_simulation", "post", vec!["202", "422"]),
+        ("/simulations/{id}", "delete", vec!["200", "404", "409"]),
+        ("/results/{id}", "get", vec!["200", "404"]),
+        ("/results", "get", vec!["200", "422"]),
+        ("/health", "get", vec!["200"]),
+        ("/ready", "get", vec!["200", "503"]),
+        ("/metrics", "get", vec!["200"]),
+    ];
+    for (path, method, statuses) in expect {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing");
+        for s in statuses {
+            assert!(op["responses"][s].is_object(), "{method} {path} lacks {s}");
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in ["Problem", "SimulationRequestInput", "JobView", "SimulationResult"] {
+        assert!(schemas[name].is_object(), "schema {name} missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refused() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let send = |body: Value| {
+        app.client.post(app.url("/simulations")).header("idempotency-key", "order-77").json(&body).send()
+    };
+    let first = send(small_request()).await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    // The same request with keys in another order is the same body.
+    let reordered: Value = serde_json::from_str(
+        r#"{"n_scenarios": 2000, "years": 30, "monthly_spending": 4000, "starting_portfolio": 1000000}"#,
+    )
+    .unwrap();
+    let again = send(reordered).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let p = problem(send(with("years", json!(31))).await.unwrap(), 422).await;
+    assert_eq!(fields(&p), vec!["Idempotency-Key"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_queued_job_is_immediate_and_a_finished_one_is_409() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.job(id).await["status"], "cancelled");
+    let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    problem(response, 409).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
+    let mut env = TestEnv::new();
+    env.set("QUEUE_DEPTH_CEILING", 3);
+    let app = env.spawn_app().await;
+    for _ in 0..3 {
+        app.submit_ok(&small_request()).await;
+    }
+    let response = app.submit(&small_request()).await;
+    assert!(response.headers().contains_key("retry-after"));
+    let p = problem(response, 503).await;
+    assert_eq!(p["type"], "/problems/queue-full");
+    let list: Value = app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 3, "the refused job was not recorded");
+}

@@ -1,0 +1,7 @@
+//! The integration suite: one test binary, modules by theme. Every test starts what it needs
+//! (its own database, queue namespace, API and workers) against real Redis and Postgres.
+
+mod api;
+mod deploy_files;
+mod end_to_end;
+mod schema;

@@ -1,0 +1,173 @@
+//! The worker process: supervises one apalis worker (restarting it under a fresh name after a
+//! Redis error, since apalis-redis 1.0 ends a worker on any Redis error and refuses a reused
+//! name within the orphan window), serves metrics, and shuts down gracefully:
+//! on SIGTERM it stops fetching, lets running jobs finish until shortly before
+//! `SHUTDOWN_GRACE_SECS`, then hands whatever is left back to the queue (no attempt counted)
+//! and exits 0 within the grace.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
+use portfolio_shared::db;
+use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
+use portfolio_shared::settings::Settings;
+use tokio::sync::watch;
+
+use crate::context::JobContext;
+use crate::jobs;
+use crate::metrics::{self, WorkerMetrics};
+
+/// Time kept at the end of the grace to hand jobs back and exit.
+const HAND_BACK_MARGIN: Duration = Duration::from_secs(5);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// A worker process, built and ready to run.
+pub struct Worker {
+    ctx: Arc<JobContext>,
+    base_name: String,
+    metrics_port: u16,
+    metrics_server: actix_web::dev::Server,
+}
+
+impl Worker {
+    /// Builds pools, the queue handle, the engine's threads and the metrics endpoint. Call
+    /// inside a Tokio runtime.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = db::pool(&settings.database.url, &settings.database.pool);
+        let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
+        let queue = Queue::new(conn, &settings.queue, &settings.worker);
+        let engine_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(settings.worker.threads)
+            .thread_name(|i| format!("engine-{i}"))
+            .build()
+            .context("starting the engine threads")?;
+        let metrics = Arc::new(WorkerMetrics::new());
+        let (metrics_port, metrics_server) =
+            metrics::serve(settings.worker.metrics_bind, metrics.clone(), pool.clone())?;
+        let base_name = settings.worker.name.clone().unwrap_or_else(default_name);
+        let ctx = Arc::new(JobContext::new(pool, queue, settings, metrics, Arc::new(engine_pool)));
+        Ok(Self { ctx, base_name, metrics_port, metrics_server })
+    }
+
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
+    pub fn name(&self) -> &str {
+        &self.base_name
+    }
+
+    /// Runs until `shutdown` resolves, then drains as described in the module docs.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { ctx, base_name, metrics_server, .. } = self;
+        let metrics_handle = metrics_server.handle();
+        tokio::spawn(metrics_server);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let grace = ctx.settings.worker.shutdown_grace;
+        let drain = {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                let began = Instant::now();
+                tracing::info!(grace_secs = grace.as_secs(), running = ctx.running_jobs(), "shutdown: no longer fetching");
+                let _ = stop_tx.send(true);
+                ctx.set_hard_deadline(began + grace);
+                let margin = HAND_BACK_MARGIN.min(grace / 3);
+                tokio::time::sleep(grace.saturating_sub(margin)).await;
+                if ctx.running_jobs() > 0 {
+                    tracing::warn!(running = ctx.running_jobs(), "grace ending: handing unfinished jobs back");
+                    ctx.hand_back_all();
+                }
+            })
+        };
+
+        let supervised = supervise(ctx.clone(), base_name, stop_rx.clone());
+        let mut waited = stop_rx.clone();
+        // Whatever happens, the process leaves within the grace once shutdown began.
+        let deadline = async move {
+            let _ = waited.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        let outcome = tokio::select! {
+            outcome = supervised => outcome,
+            () = deadline => {
+                tracing::warn!("grace exhausted with work still running; exiting");
+                Ok(())
+            }
+        };
+        drain.abort();
+        metrics_handle.stop(false).await;
+        outcome
+    }
+}
+
+/// Runs the apalis worker, restarting it with a fresh name after errors, until `stop`.
+async fn supervise(ctx: Arc<JobContext>, base_name: String, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let config = queue::apalis_config(&ctx.settings.queue, &ctx.settings.worker);
+    let poll = ctx.settings.worker.poll_interval;
+    let concurrency = ctx.settings.worker.concurrency;
+    let mut restarts = 0u32;
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let name = if restarts == 0 { base_name.clone() } else { format!("{base_name}-r{restarts}") };
+        let storage = ctx
+            .queue
+            .worker_storage(config.clone())
+            .with_codec(LenientJsonCodec)
+            .poll_with_interval(poll);
+        let worker = WorkerBuilder::new(name.clone())
+            .backend(storage)
+            .data(ctx.clone())
+            .concurrency(concurrency)
+            .build(jobs::simulate::handle);
+        let mut stop_signal = stop.clone();
+        let signal = async move {
+            let _ = stop_signal.wait_for(|stop| *stop).await;
+            Ok::<(), std::io::Error>(())
+        };
+        tracing::info!(worker = name, concurrency, "worker started");
+        match worker.run_until(signal).await {
+            Ok(()) => {
+                tracing::info!(worker = name, "worker stopped");
+                return Ok(());
+            }
+            Err(e) => {
+                restarts += 1;
+                let wait = Duration::from_millis(250 * 2u64.pow(restarts.min(6))).min(RESTART_BACKOFF_MAX);
+                tracing::warn!(worker = name, error = %e, restart_in_ms = wait.as_millis() as u64, "worker ended; restarting under a new name");
+                let mut stop_wait = stop.clone();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop_wait.wait_for(|stop| *stop) => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Host (the ECS task's hostname) + pid + a random suffix: unique per process, so a restarted
+/// task never collides with its predecessor's registration.
+fn default_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+}
+
+/// Resolves on SIGTERM (what ECS and Kubernetes send) or SIGINT.
+pub async fn termination() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
