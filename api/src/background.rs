@@ -53,7 +53,9 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
                 last_partitions = Some(Instant::now());
                 ensure_partitions(&state).await;
             }
-            if last_publish.is_none_or(|t| t.elapsed() >= state.settings.api.metrics_publish_interval) {
+            if last_publish
+                .is_none_or(|t| t.elapsed() >= state.settings.api.metrics_publish_interval)
+            {
                 last_publish = Some(Instant::now());
                 publish_scaling_signal(&state).await;
             }
@@ -137,16 +139,19 @@ async fn promote(state: &AppState) {
 /// queue or with a live worker; a stale one is touched so it is looked at again only after
 /// another quiet interval.
 async fn reconcile(state: &AppState) {
-    let orphan_window = state.settings.worker.heartbeat_interval * state.settings.worker.missed_heartbeats as u32;
+    let orphan_window =
+        state.settings.worker.heartbeat_interval * state.settings.worker.missed_heartbeats as u32;
     let quiet = orphan_window + state.settings.queue.reconcile_interval;
     let cutoff = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
-    let candidates = match state.write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH)).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::warn!(error = ?e, "reconciler cannot read Postgres");
-            return;
-        }
-    };
+    let candidates =
+        match state.write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH)).await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = ?e, "reconciler cannot read Postgres");
+                return;
+            }
+        };
     let mut pushed = 0;
     for job in candidates {
         let id = job.id;

@@ -82,9 +82,11 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let (slug, title) = self.slug_and_title();
         let detail = match self {
-            Self::Validation(errors) => {
-                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
-            }
+            Self::Validation(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
             Self::QueueFull { depth, retry_after_secs } => format!(
                 "{depth} jobs are waiting, above this deployment's ceiling; nothing was recorded, \
                  retry in {retry_after_secs} s"
@@ -133,8 +135,8 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
-        if let Self::QueueFull { retry_after_secs, .. } | Self::Unavailable { retry_after_secs, .. } =
-            self
+        if let Self::QueueFull { retry_after_secs, .. }
+        | Self::Unavailable { retry_after_secs, .. } = self
         {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }

@@ -12,7 +12,8 @@ use portfolio_shared::db::PgPool;
 use portfolio_shared::names;
 use portfolio_shared::queue::QueueDepth;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::state::AppState;
@@ -38,16 +39,20 @@ impl Metrics {
         .expect("valid metric");
         let http_duration = HistogramVec::new(
             HistogramOpts::new(names::HTTP_REQUEST_DURATION_SECONDS, "HTTP request latency")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0]),
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+                ]),
             &["route", "method"],
         )
         .expect("valid metric");
-        let queue_jobs = GaugeVec::new(Opts::new(names::QUEUE_JOBS, "Jobs in the queue by state"), &["state"])
-            .expect("valid metric");
+        let queue_jobs =
+            GaugeVec::new(Opts::new(names::QUEUE_JOBS, "Jobs in the queue by state"), &["state"])
+                .expect("valid metric");
         let oldest_ready_age =
-            Gauge::new(names::QUEUE_OLDEST_READY_AGE_SECONDS, "Age of the oldest ready job").expect("valid metric");
-        let workers_alive =
-            Gauge::new(names::WORKERS_ALIVE, "Workers with a fresh heartbeat").expect("valid metric");
+            Gauge::new(names::QUEUE_OLDEST_READY_AGE_SECONDS, "Age of the oldest ready job")
+                .expect("valid metric");
+        let workers_alive = Gauge::new(names::WORKERS_ALIVE, "Workers with a fresh heartbeat")
+            .expect("valid metric");
         let db_pool = GaugeVec::new(
             Opts::new(names::DB_POOL_CONNECTIONS, "Database pool connections by state"),
             &["state"],
@@ -108,7 +113,9 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
         String::from_utf8(out).expect("prometheus text is UTF-8")
     }
 }
@@ -134,7 +141,9 @@ pub async fn track(
         let status = res.status().as_u16().to_string();
         let m = &state.metrics;
         m.http_requests.with_label_values(&[&route, &method, &status]).inc();
-        m.http_duration.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+        m.http_duration
+            .with_label_values(&[&route, &method])
+            .observe(started.elapsed().as_secs_f64());
     }
     Ok(res)
 }

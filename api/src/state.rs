@@ -96,7 +96,8 @@ where
     T: Send + 'static,
 {
     spawn_blocking_with_tracing(move || {
-        let mut conn = pool.get_timeout(timeout).map_err(|e| ApiError::unavailable("postgres", e))?;
+        let mut conn =
+            pool.get_timeout(timeout).map_err(|e| ApiError::unavailable("postgres", e))?;
         f(&mut conn).map_err(db_error)
     })
     .await

@@ -45,8 +45,9 @@ pub fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect())
         .map_err(|e| anyhow::anyhow!("applying migrations: {e}"));
-    let unlocked =
-        diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(MIGRATION_LOCK).execute(&mut conn);
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut conn);
     let applied = applied?;
     unlocked.context("releasing the migration lock")?;
     ensure_audit_partitions(&mut conn)?;

@@ -203,12 +203,12 @@ impl Queue {
     /// Workers registered with the queue, newest heartbeat first.
     pub async fn workers(&self) -> redis::RedisResult<Vec<WorkerHeartbeat>> {
         let mut conn = self.conn.clone();
-        let entries: Vec<(String, f64)> = conn
-            .zrevrange_withscores(names::workers_key(&self.namespace), 0, -1)
-            .await?;
+        let entries: Vec<(String, f64)> =
+            conn.zrevrange_withscores(names::workers_key(&self.namespace), 0, -1).await?;
         let mut out = Vec::with_capacity(entries.len());
         for (name, beat) in entries {
-            let ids: Vec<String> = conn.smembers(names::inflight_key(&self.namespace, &name)).await?;
+            let ids: Vec<String> =
+                conn.smembers(names::inflight_key(&self.namespace, &name)).await?;
             out.push(WorkerHeartbeat {
                 name,
                 last_heartbeat: beat as u64,
@@ -228,7 +228,6 @@ impl Queue {
         let now = epoch_seconds();
         let scheduled_key = names::scheduled_key(&self.namespace);
         let ready_key = names::ready_list_key(&self.namespace);
-        #[expect(clippy::type_complexity, reason = "one pipeline, one tuple")]
         let (due, later, listed, dead, oldest_listed, oldest_due): (
             u64,
             u64,
@@ -274,7 +273,8 @@ impl Queue {
     pub async fn holds(&self, job: Uuid) -> redis::RedisResult<bool> {
         let mut conn = self.conn.clone();
         let id = task_id(job).to_string();
-        let scheduled: Option<f64> = conn.zscore(names::scheduled_key(&self.namespace), &id).await?;
+        let scheduled: Option<f64> =
+            conn.zscore(names::scheduled_key(&self.namespace), &id).await?;
         if scheduled.is_some() {
             return Ok(true);
         }
@@ -318,7 +318,10 @@ mod tests {
         let id = Uuid::now_v7();
         let bytes = codec.encode(&JobEnvelope::Job(SimulationJob { id })).unwrap();
         assert_eq!(codec.decode(&bytes).unwrap(), JobEnvelope::Job(SimulationJob { id }));
-        assert!(matches!(codec.decode(&b"\xff\x00garbage".to_vec()).unwrap(), JobEnvelope::Undecodable(_)));
+        assert!(matches!(
+            codec.decode(&b"\xff\x00garbage".to_vec()).unwrap(),
+            JobEnvelope::Undecodable(_)
+        ));
         assert!(matches!(codec.decode(&b"42".to_vec()).unwrap(), JobEnvelope::Undecodable(_)));
     }
 }

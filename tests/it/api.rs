@@ -22,7 +22,12 @@ async fn problem(response: reqwest::Response, status: u16) -> Value {
 
 /// The fields named by a validation problem.
 fn fields(problem: &Value) -> Vec<String> {
-    problem["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
+    problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn with(field: &str, value: Value) -> Value {
@@ -53,9 +58,17 @@ async fn each_class_of_bad_input_gets_a_422_naming_the_field() {
         ("seed above 2^63-1", with("seed", json!(9_223_372_036_854_775_808u64)), "seed"),
         ("negative seed", with("seed", json!(-1)), "seed"),
         ("unknown field", with("colour", json!("blue")), "colour"),
-        ("unknown nested field", with("allocation", json!({"stocks": 1.0, "gold": 0.0})), "allocation.gold"),
+        (
+            "unknown nested field",
+            with("allocation", json!({"stocks": 1.0, "gold": 0.0})),
+            "allocation.gold",
+        ),
         ("weights off", with("allocation", json!({"stocks": 0.5, "bonds": 0.4})), "allocation"),
-        ("negative weight", with("allocation", json!({"stocks": 1.2, "bonds": -0.2})), "allocation.stocks"),
+        (
+            "negative weight",
+            with("allocation", json!({"stocks": 1.2, "bonds": -0.2})),
+            "allocation.stocks",
+        ),
         ("fee", with("annual_fee", json!(0.2)), "annual_fee"),
         (
             "correlation not PSD",
@@ -67,10 +80,17 @@ async fn each_class_of_bad_input_gets_a_422_naming_the_field() {
         ),
         (
             "correlation not symmetric",
-            with("assumptions", json!({"correlation": [[1.0, 0.5, 0.0], [0.4, 1.0, 0.0], [0.0, 0.0, 1.0]]})),
+            with(
+                "assumptions",
+                json!({"correlation": [[1.0, 0.5, 0.0], [0.4, 1.0, 0.0], [0.0, 0.0, 1.0]]}),
+            ),
             "assumptions.correlation[0][1]",
         ),
-        ("bad volatility", with("assumptions", json!({"stocks": {"volatility": -0.1}})), "assumptions.stocks.volatility"),
+        (
+            "bad volatility",
+            with("assumptions", json!({"stocks": {"volatility": -0.1}})),
+            "assumptions.stocks.volatility",
+        ),
     ];
     for (name, body, field) in cases {
         let response = app.submit(&body).await;
@@ -79,7 +99,8 @@ async fn each_class_of_bad_input_gets_a_422_naming_the_field() {
         assert!(p["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()), "{name}: {p}");
     }
     // Nothing was recorded for any of them.
-    let list: Value = app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }
 
@@ -119,14 +140,20 @@ async fn malformed_json_is_400_wrong_media_type_415_and_big_bodies_413() {
     problem(post(b"{\"years\": ".to_vec(), Some("application/json")).await.unwrap(), 400).await;
     problem(post(b"not json at all".to_vec(), Some("application/json")).await.unwrap(), 400).await;
     problem(post(b"{}".to_vec(), Some("text/plain")).await.unwrap(), 415).await;
-    problem(post(b"years=30".to_vec(), Some("application/x-www-form-urlencoded")).await.unwrap(), 415).await;
+    problem(
+        post(b"years=30".to_vec(), Some("application/x-www-form-urlencoded")).await.unwrap(),
+        415,
+    )
+    .await;
     problem(post(b"{}".to_vec(), None).await.unwrap(), 415).await;
     let mut big = serde_json::to_vec(&small_request()).unwrap();
     big.truncate(big.len() - 1);
     big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(70 * 1024)).bytes());
     problem(post(big, Some("application/json")).await.unwrap(), 413).await;
     // application/*+json is JSON too.
-    let ok = post(serde_json::to_vec(&small_request()).unwrap(), Some("application/vnd.api+json")).await.unwrap();
+    let ok = post(serde_json::to_vec(&small_request()).unwrap(), Some("application/vnd.api+json"))
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 202);
 }
 
@@ -137,7 +164,8 @@ async fn unknown_and_malformed_ids_are_404() {
     for id in [uuid::Uuid::now_v7().to_string(), "not-a-uuid".into(), "123".into()] {
         let response = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
         problem(response, 404).await;
-        let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+        let response =
+            app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
         problem(response, 404).await;
     }
     problem(app.client.get(app.url("/nowhere")).send().await.unwrap(), 404).await;
@@ -180,8 +208,13 @@ async fn a_job_that_is_not_finished_carries_retry_after() {
 async fn the_request_id_is_echoed_and_generated_when_missing() {
     let env = TestEnv::new();
     let app = env.spawn_app().await;
-    let response =
-        app.client.get(app.url("/health")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let response = app.client.get(app.url("/health")).send().await.unwrap();
     let generated = response.headers()["x-request-id"].to_str().unwrap();
@@ -200,7 +233,8 @@ async fn listing_is_newest_first_and_paginates() {
     let mut seen = Vec::new();
     let mut next = Some("/results?limit=2".to_owned());
     while let Some(path) = next {
-        let page: Value = app.client.get(app.url(&path)).send().await.unwrap().json().await.unwrap();
+        let page: Value =
+            app.client.get(app.url(&path)).send().await.unwrap().json().await.unwrap();
         for item in page["items"].as_array().unwrap() {
             assert_eq!(item["status"], "queued");
             assert!(item.get("success_probability").is_some());
@@ -211,7 +245,8 @@ async fn listing_is_newest_first_and_paginates() {
     assert_eq!(seen, ids);
     let p = problem(app.client.get(app.url("/results?limit=0")).send().await.unwrap(), 422).await;
     assert_eq!(fields(&p), vec!["limit"]);
-    let p = problem(app.client.get(app.url("/results?before=xyz")).send().await.unwrap(), 422).await;
+    let p =
+        problem(app.client.get(app.url("/results?before=xyz")).send().await.unwrap(), 422).await;
     assert_eq!(fields(&p), vec!["before"]);
 }
 
@@ -223,7 +258,8 @@ async fn health_and_ready_answer_and_ready_names_what_is_down() {
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    let mut down = TestEnv::with(portfolio_tests::TestDb::migrated(), portfolio_tests::TestQueue::new());
+    let mut down =
+        TestEnv::with(portfolio_tests::TestDb::migrated(), portfolio_tests::TestQueue::new());
     down.set("REDIS_URL", format!("redis://127.0.0.1:{}", portfolio_tests::throwaway::free_port()));
     let app = down.spawn_app().await;
     let p = problem(app.client.get(app.url("/ready")).send().await.unwrap(), 503).await;
@@ -238,7 +274,8 @@ async fn health_and_ready_answer_and_ready_names_what_is_down() {
 async fn the_openapi_document_lists_every_route_with_its_errors() {
     let env = TestEnv::new();
     let app = env.spawn_app().await;
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let expect = [
         ("/simulations", "post", vec!["202", "400", "413", "415", "422", "503"]),
@@ -268,7 +305,11 @@ async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refus
     let env = TestEnv::new();
     let app = env.spawn_app().await;
     let send = |body: Value| {
-        app.client.post(app.url("/simulations")).header("idempotency-key", "order-77").json(&body).send()
+        app.client
+            .post(app.url("/simulations"))
+            .header("idempotency-key", "order-77")
+            .json(&body)
+            .send()
     };
     let first = send(small_request()).await.unwrap();
     assert_eq!(first.status(), 202);
@@ -310,6 +351,7 @@ async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
     assert!(response.headers().contains_key("retry-after"));
     let p = problem(response, 503).await;
     assert_eq!(p["type"], "/problems/queue-full");
-    let list: Value = app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    let list: Value =
+        app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 3, "the refused job was not recorded");
 }

@@ -24,7 +24,10 @@ async fn a_submitted_job_succeeds_with_a_result_that_follows_the_contract() {
 
     assert_eq!(job["status"], "succeeded", "{job}");
     for key in ["created_at", "started_at", "finished_at"] {
-        assert!(job[key].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()), "{key}");
+        assert!(
+            job[key].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()),
+            "{key}"
+        );
     }
     assert!(job["error"].is_null());
     assert_eq!(job["progress"]["done"], job["progress"]["total"]);
@@ -80,8 +83,11 @@ async fn the_same_seed_twice_gives_identical_results_and_another_seed_does_not()
     let b = app.submit_ok(&body).await;
     body["seed"] = json!(424_243);
     let c = app.submit_ok(&body).await;
-    let (a, b, c) =
-        (app.wait_terminal(a, WITHIN).await, app.wait_terminal(b, WITHIN).await, app.wait_terminal(c, WITHIN).await);
+    let (a, b, c) = (
+        app.wait_terminal(a, WITHIN).await,
+        app.wait_terminal(b, WITHIN).await,
+        app.wait_terminal(c, WITHIN).await,
+    );
     assert_eq!(a["seed"], 424_242);
     assert_eq!(comparable(&a), comparable(&b));
     assert_ne!(comparable(&a), comparable(&c));
@@ -111,7 +117,8 @@ async fn with_zero_volatility_every_percentile_is_the_closed_form_annuity() {
     let r = &job["result"];
     // Monthly growth k = (Σ w_a (1+μ_a)^(1/12))·(1 − fee/12); price index f = (1+π)^(1/12).
     // W_n = W0·k^n − m·k·(k^n − f^n)/(k − f): a growing annuity paid in advance.
-    let k = weights.iter().zip(mu).map(|(w, u)| w * (1.0f64 + u).powf(1.0 / 12.0)).sum::<f64>() * (1.0 - fee / 12.0);
+    let k = weights.iter().zip(mu).map(|(w, u)| w * (1.0f64 + u).powf(1.0 / 12.0)).sum::<f64>()
+        * (1.0 - fee / 12.0);
     let f = (1.0f64 + pi).powf(1.0 / 12.0);
     for y in 0..=years {
         let n = 12 * y as i32;
@@ -120,7 +127,10 @@ async fn with_zero_volatility_every_percentile_is_the_closed_form_annuity() {
         for key in KEYS {
             let got_real = r["percentiles"][key][y].as_f64().unwrap();
             let got_nominal = r["nominal_percentiles"][key][y].as_f64().unwrap();
-            assert!(((got_real - real) / real).abs() < 1e-9, "real {key} year {y}: {got_real} vs {real}");
+            assert!(
+                ((got_real - real) / real).abs() < 1e-9,
+                "real {key} year {y}: {got_real} vs {real}"
+            );
             assert!(((got_nominal - nominal) / nominal).abs() < 1e-9, "nominal {key} year {y}");
         }
     }
@@ -175,6 +185,9 @@ async fn each_job_has_exactly_one_terminal_audit_row_carrying_its_request_id() {
         assert_eq!(count("succeeded") + count("failed") + count("cancelled"), 1, "{rows:?}");
         let terminal = rows.iter().find(|r| r.0 == "succeeded").unwrap();
         assert_ne!(terminal.1, "api", "the worker wrote the terminal row");
-        assert!(rows.iter().all(|r| r.2.as_deref() == Some(format!("audit-{i}").as_str())), "{rows:?}");
+        assert!(
+            rows.iter().all(|r| r.2.as_deref() == Some(format!("audit-{i}").as_str())),
+            "{rows:?}"
+        );
     }
 }

@@ -30,8 +30,11 @@ struct Count {
     n: i32,
 }
 
-/// `(table, [(column, diesel type)], [primary key columns])` from the text of schema.rs.
-fn parse_schema_rs(text: &str) -> Vec<(String, Vec<(String, String)>, Vec<String>)> {
+/// A table as schema.rs declares it: name, `(column, diesel type)` pairs, primary key.
+type DeclaredTable = (String, Vec<(String, String)>, Vec<String>);
+
+/// The tables declared in the text of schema.rs.
+fn parse_schema_rs(text: &str) -> Vec<DeclaredTable> {
     let mut tables = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("diesel::table! {") {
@@ -70,13 +73,18 @@ fn diesel_type(pg: &str) -> &'static str {
 fn migrations_apply_to_an_empty_database_once_even_when_run_concurrently() {
     let db = TestDb::empty();
     let url = db.url.clone();
-    let runs: Vec<_> = (0..3).map(|_| {
-        let url = url.clone();
-        std::thread::spawn(move || portfolio_shared::db::migrate(&url).expect("migrate"))
-    })
-    .collect();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || portfolio_shared::db::migrate(&url).expect("migrate"))
+        })
+        .collect();
     let applied: Vec<Vec<String>> = runs.into_iter().map(|r| r.join().unwrap()).collect();
-    assert_eq!(applied.iter().filter(|a| !a.is_empty()).count(), 1, "exactly one run applied them: {applied:?}");
+    assert_eq!(
+        applied.iter().filter(|a| !a.is_empty()).count(),
+        1,
+        "exactly one run applied them: {applied:?}"
+    );
     assert!(portfolio_shared::db::migrate(&url).unwrap().is_empty(), "a second migrate is a no-op");
 }
 
@@ -108,7 +116,9 @@ fn the_checked_in_diesel_schema_matches_the_migrated_database() {
     .load(&mut conn)
     .unwrap();
 
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/src/schema.rs")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/src/schema.rs"))
+            .unwrap();
     let declared = parse_schema_rs(&text);
     let mut tables: Vec<String> = columns.iter().map(|c| c.table_name.clone()).collect();
     tables.dedup();
@@ -119,7 +129,8 @@ fn the_checked_in_diesel_schema_matches_the_migrated_database() {
             .filter(|c| c.table_name == table)
             .map(|c| {
                 let t = diesel_type(&c.data_type);
-                let t = if c.is_nullable == "YES" { format!("Nullable<{t}>") } else { t.to_owned() };
+                let t =
+                    if c.is_nullable == "YES" { format!("Nullable<{t}>") } else { t.to_owned() };
                 (c.column_name.clone(), t)
             })
             .collect();
@@ -148,15 +159,19 @@ fn audit_partitions_exist_ahead_and_a_late_partition_adopts_rows_from_the_defaul
     )
     .execute(&mut conn)
     .unwrap();
-    let in_default: Count =
-        diesel::sql_query("SELECT count(*)::int AS n FROM audit_logs_default").get_result(&mut conn).unwrap();
+    let in_default: Count = diesel::sql_query("SELECT count(*)::int AS n FROM audit_logs_default")
+        .get_result(&mut conn)
+        .unwrap();
     assert_eq!(in_default.n, 1);
     diesel::sql_query("SELECT ensure_audit_log_partition((now() + interval '14 months')::date)")
         .execute(&mut conn)
         .unwrap();
-    let in_default: Count =
-        diesel::sql_query("SELECT count(*)::int AS n FROM audit_logs_default").get_result(&mut conn).unwrap();
+    let in_default: Count = diesel::sql_query("SELECT count(*)::int AS n FROM audit_logs_default")
+        .get_result(&mut conn)
+        .unwrap();
     assert_eq!(in_default.n, 0, "the new partition took the row");
-    let total: Count = diesel::sql_query("SELECT count(*)::int AS n FROM audit_logs").get_result(&mut conn).unwrap();
+    let total: Count = diesel::sql_query("SELECT count(*)::int AS n FROM audit_logs")
+        .get_result(&mut conn)
+        .unwrap();
     assert_eq!(total.n, 1);
 }

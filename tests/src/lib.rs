@@ -22,7 +22,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub fn admin_url() -> String {
-    std::env::var("TEST_PG_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_PG_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -58,8 +59,11 @@ impl TestDb {
     /// An empty database on the server of `admin` (a URL to any database there).
     pub fn empty_on(admin: &str) -> Self {
         let name = format!("pmc_test_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::establish(admin).expect("connect to the Postgres admin database");
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+        let mut conn =
+            PgConnection::establish(admin).expect("connect to the Postgres admin database");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create test database");
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
         Self { url: format!("{base}/{name}"), name, admin: admin.to_owned() }
     }
@@ -79,7 +83,9 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut conn) = PgConnection::establish(&self.admin) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
+            let _ =
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                    .execute(&mut conn);
         }
     }
 }
@@ -96,7 +102,10 @@ impl TestQueue {
     }
 
     pub fn on(redis_url: &str) -> Self {
-        Self { namespace: format!("pmc-test-{}", Uuid::new_v4().simple()), redis_url: redis_url.to_owned() }
+        Self {
+            namespace: format!("pmc-test-{}", Uuid::new_v4().simple()),
+            redis_url: redis_url.to_owned(),
+        }
     }
 
     pub fn connection(&self) -> redis::Connection {
@@ -114,15 +123,22 @@ impl Default for TestQueue {
 
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        let Ok(mut conn) = redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection()) else {
+        let Ok(mut conn) =
+            redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection())
+        else {
             return;
         };
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.namespace)).query(&mut conn).unwrap_or_default();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.namespace))
+            .query(&mut conn)
+            .unwrap_or_default();
         for chunk in keys.chunks(500) {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
         }
-        let _: redis::RedisResult<()> =
-            redis::cmd("ZREM").arg("core:apalis:queues:list").arg(format!("{}:workers", self.namespace)).query(&mut conn);
+        let _: redis::RedisResult<()> = redis::cmd("ZREM")
+            .arg("core:apalis:queues:list")
+            .arg(format!("{}:workers", self.namespace))
+            .query(&mut conn);
     }
 }
 
@@ -209,7 +225,8 @@ impl TestApp {
         let app = portfolio_api::startup::Application::build(settings).expect("build the API");
         let address = format!("http://127.0.0.1:{}", app.port());
         let task = tokio::spawn(app.run_until_stopped());
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        let client =
+            reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         let me = Self { address, client, task };
         eventually(Duration::from_secs(10), || async {
             me.client.get(me.url("/health")).send().await.ok().filter(|r| r.status().is_success())
@@ -224,7 +241,12 @@ impl TestApp {
 
     /// POSTs a JSON body to /simulations.
     pub async fn submit(&self, body: &Value) -> reqwest::Response {
-        self.client.post(self.url("/simulations")).json(body).send().await.expect("POST /simulations")
+        self.client
+            .post(self.url("/simulations"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /simulations")
     }
 
     /// Submits and returns the job id, asserting the 202.
@@ -238,7 +260,12 @@ impl TestApp {
     }
 
     pub async fn job(&self, id: Uuid) -> Value {
-        let response = self.client.get(self.url(&format!("/results/{id}"))).send().await.expect("GET /results");
+        let response = self
+            .client
+            .get(self.url(&format!("/results/{id}")))
+            .send()
+            .await
+            .expect("GET /results");
         assert_eq!(response.status(), 200, "GET /results/{id}");
         response.json().await.expect("JSON")
     }
@@ -247,7 +274,8 @@ impl TestApp {
     pub async fn wait_terminal(&self, id: Uuid, within: Duration) -> Value {
         eventually(within, || async {
             let job = self.job(id).await;
-            matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled")).then_some(job)
+            matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+                .then_some(job)
         })
         .await
     }

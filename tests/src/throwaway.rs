@@ -10,7 +10,10 @@ use tempfile::TempDir;
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
@@ -38,7 +41,16 @@ impl ThrowawayRedis {
 
     fn launch(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -175,7 +187,11 @@ fn postgres_bin_dir() -> PathBuf {
 
 /// initdb and the server refuse to run as root: as root, run them as `postgres`.
 fn running_as_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 fn postgres_command(program: &Path) -> Command {
@@ -190,7 +206,11 @@ fn postgres_command(program: &Path) -> Command {
 
 fn as_postgres_owner(dir: &Path) {
     if running_as_root() {
-        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status().expect("chown");
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .expect("chown");
         assert!(status.success(), "chown of the throwaway cluster failed");
     }
 }

@@ -152,7 +152,11 @@ impl JobContext {
                 tracing::warn!(what, "giving up on the database for now");
                 return None;
             }
-            tracing::info!(what, retry_in_ms = wait.as_millis() as u64, "database unavailable; retrying");
+            tracing::info!(
+                what,
+                retry_in_ms = wait.as_millis() as u64,
+                "database unavailable; retrying"
+            );
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(DB_RETRY_MAX);
         }

@@ -34,7 +34,11 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let outcome = runtime.block_on(async move {
                 let worker = portfolio_worker::run::Worker::build(settings)?;
-                tracing::info!(name = worker.name(), metrics_port = worker.metrics_port(), "portfolio-worker starting");
+                tracing::info!(
+                    name = worker.name(),
+                    metrics_port = worker.metrics_port(),
+                    "portfolio-worker starting"
+                );
                 worker.run(portfolio_worker::run::termination()).await
             });
             if let Err(e) = &outcome {

@@ -3,7 +3,9 @@
 use actix_web::{App, HttpResponse, HttpServer, web};
 use portfolio_shared::db::PgPool;
 use portfolio_shared::names;
-use prometheus::{Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 pub struct WorkerMetrics {
     registry: Registry,
@@ -17,14 +19,16 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let seconds = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0];
+        let seconds =
+            vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0];
         let finished = IntCounterVec::new(
             Opts::new(names::JOBS_FINISHED_TOTAL, "Jobs that reached a terminal state"),
             &["status"],
         )
         .expect("valid metric");
         let queue_wait = Histogram::with_opts(
-            HistogramOpts::new(names::JOB_QUEUE_WAIT_SECONDS, "Submit to start").buckets(seconds.clone()),
+            HistogramOpts::new(names::JOB_QUEUE_WAIT_SECONDS, "Submit to start")
+                .buckets(seconds.clone()),
         )
         .expect("valid metric");
         let run_time = Histogram::with_opts(
@@ -32,10 +36,13 @@ impl WorkerMetrics {
         )
         .expect("valid metric");
         let scenario_months =
-            IntCounter::new(names::ENGINE_SCENARIO_MONTHS_TOTAL, "Scenario-months simulated").expect("valid metric");
-        let db_pool =
-            GaugeVec::new(Opts::new(names::DB_POOL_CONNECTIONS, "Database pool connections by state"), &["state"])
+            IntCounter::new(names::ENGINE_SCENARIO_MONTHS_TOTAL, "Scenario-months simulated")
                 .expect("valid metric");
+        let db_pool = GaugeVec::new(
+            Opts::new(names::DB_POOL_CONNECTIONS, "Database pool connections by state"),
+            &["state"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(finished.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(queue_wait.clone()),
@@ -55,9 +62,13 @@ impl WorkerMetrics {
     fn render(&self, pool: &PgPool) -> String {
         let state = pool.state();
         self.db_pool.with_label_values(&["idle"]).set(f64::from(state.idle_connections));
-        self.db_pool.with_label_values(&["in_use"]).set(f64::from(state.connections - state.idle_connections));
+        self.db_pool
+            .with_label_values(&["in_use"])
+            .set(f64::from(state.connections - state.idle_connections));
         let mut out = Vec::new();
-        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
         String::from_utf8(out).expect("prometheus text is UTF-8")
     }
 }
@@ -82,12 +93,18 @@ pub fn serve(
         let metrics = metrics.clone();
         let pool = pool.clone();
         App::new()
-            .route("/health", web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }))
+            .route(
+                "/health",
+                web::get()
+                    .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+            )
             .route(
                 "/metrics",
                 web::get().to(move || {
                     let body = metrics.render(&pool);
-                    async move { HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body) }
+                    async move {
+                        HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
+                    }
                 }),
             )
     })

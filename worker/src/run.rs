@@ -61,7 +61,10 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves, then drains as described in the module docs.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Self { ctx, base_name, metrics_server, .. } = self;
         let metrics_handle = metrics_server.handle();
         tokio::spawn(metrics_server);
@@ -72,13 +75,20 @@ impl Worker {
             tokio::spawn(async move {
                 shutdown.await;
                 let began = Instant::now();
-                tracing::info!(grace_secs = grace.as_secs(), running = ctx.running_jobs(), "shutdown: no longer fetching");
+                tracing::info!(
+                    grace_secs = grace.as_secs(),
+                    running = ctx.running_jobs(),
+                    "shutdown: no longer fetching"
+                );
                 let _ = stop_tx.send(true);
                 ctx.set_hard_deadline(began + grace);
                 let margin = HAND_BACK_MARGIN.min(grace / 3);
                 tokio::time::sleep(grace.saturating_sub(margin)).await;
                 if ctx.running_jobs() > 0 {
-                    tracing::warn!(running = ctx.running_jobs(), "grace ending: handing unfinished jobs back");
+                    tracing::warn!(
+                        running = ctx.running_jobs(),
+                        "grace ending: handing unfinished jobs back"
+                    );
                     ctx.hand_back_all();
                 }
             })
@@ -105,7 +115,11 @@ impl Worker {
 }
 
 /// Runs the apalis worker, restarting it with a fresh name after errors, until `stop`.
-async fn supervise(ctx: Arc<JobContext>, base_name: String, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+async fn supervise(
+    ctx: Arc<JobContext>,
+    base_name: String,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let config = queue::apalis_config(&ctx.settings.queue, &ctx.settings.worker);
     let poll = ctx.settings.worker.poll_interval;
     let concurrency = ctx.settings.worker.concurrency;
@@ -114,7 +128,8 @@ async fn supervise(ctx: Arc<JobContext>, base_name: String, stop: watch::Receive
         if *stop.borrow() {
             return Ok(());
         }
-        let name = if restarts == 0 { base_name.clone() } else { format!("{base_name}-r{restarts}") };
+        let name =
+            if restarts == 0 { base_name.clone() } else { format!("{base_name}-r{restarts}") };
         let storage = ctx
             .queue
             .worker_storage(config.clone())
@@ -138,7 +153,8 @@ async fn supervise(ctx: Arc<JobContext>, base_name: String, stop: watch::Receive
             }
             Err(e) => {
                 restarts += 1;
-                let wait = Duration::from_millis(250 * 2u64.pow(restarts.min(6))).min(RESTART_BACKOFF_MAX);
+                let wait =
+                    Duration::from_millis(250 * 2u64.pow(restarts.min(6))).min(RESTART_BACKOFF_MAX);
                 tracing::warn!(worker = name, error = %e, restart_in_ms = wait.as_millis() as u64, "worker ended; restarting under a new name");
                 let mut stop_wait = stop.clone();
                 tokio::select! {

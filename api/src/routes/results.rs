@@ -56,10 +56,15 @@ impl JobView {
         let result = result
             .map(|r| serde_json::from_value::<SimulationResult>(r.result))
             .transpose()
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored result of {} unreadable: {e}", job.id)))?;
+            .map_err(|e| {
+                ApiError::Internal(anyhow::anyhow!("stored result of {} unreadable: {e}", job.id))
+            })?;
         Ok(Self {
             id: job.id,
-            status: job.status.parse().map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?,
+            status: job
+                .status
+                .parse()
+                .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?,
             created_at: job.created_at,
             started_at: job.started_at,
             finished_at: job.finished_at,
@@ -91,7 +96,10 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let Some((job, result)) = state.read(move |conn| store::find_job(conn, id)).await? else {
         return Err(ApiError::NotFound(format!("no job {id}")));
@@ -156,12 +164,20 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         None | Some("") => DEFAULT_PAGE,
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => return Err(ApiError::validation("limit", format!("must be an integer from 1 to {MAX_PAGE}"))),
+            _ => {
+                return Err(ApiError::validation(
+                    "limit",
+                    format!("must be an integer from 1 to {MAX_PAGE}"),
+                ));
+            }
         },
     };
     let before = match query.before.as_deref() {
         None | Some("") => None,
-        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| ApiError::validation("before", "must be a job id (UUID)"))?),
+        Some(raw) => Some(
+            raw.parse::<Uuid>()
+                .map_err(|_| ApiError::validation("before", "must be a job id (UUID)"))?,
+        ),
     };
     let rows = state.read(move |conn| store::list_jobs(conn, limit, before)).await?;
     let next = (rows.len() as i64 == limit)

@@ -11,7 +11,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use futures_util::StreamExt;
-use portfolio_shared::domain::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
+use portfolio_shared::domain::request::{
+    RequestError, RequestLimits, SimulationRequest, draw_seed,
+};
 use portfolio_shared::domain::{JobStatus, SimulationRequestInput};
 use portfolio_shared::store::{self, CancelOutcome, models::NewSimulation};
 use serde::Serialize;
@@ -207,9 +209,9 @@ pub async fn cancel(
         CancelOutcome::Requested => Ok(HttpResponse::Accepted()
             .insert_header((header::LOCATION, location(id)))
             .json(JobAccepted::new(id, JobStatus::Running))),
-        CancelOutcome::AlreadyFinished(status) => {
-            Err(ApiError::Conflict(format!("job {id} already ended as {status}; nothing to cancel")))
-        }
+        CancelOutcome::AlreadyFinished(status) => Err(ApiError::Conflict(format!(
+            "job {id} already ended as {status}; nothing to cancel"
+        ))),
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("no job {id}"))),
     }
 }
@@ -228,7 +230,9 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType(format!(

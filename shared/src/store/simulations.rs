@@ -85,7 +85,10 @@ pub fn find_job(
 }
 
 /// The job submitted with this idempotency key, if any.
-pub fn find_by_idempotency_key(conn: &mut PgConnection, key: &str) -> QueryResult<Option<Simulation>> {
+pub fn find_by_idempotency_key(
+    conn: &mut PgConnection,
+    key: &str,
+) -> QueryResult<Option<Simulation>> {
     simulations::table
         .filter(simulations::idempotency_key.eq(key))
         .select(Simulation::as_select())
@@ -94,7 +97,11 @@ pub fn find_by_idempotency_key(conn: &mut PgConnection, key: &str) -> QueryResul
 }
 
 /// Frees an idempotency key whose job is older than `ttl`, so the key can name a new job.
-pub fn expire_idempotency_key(conn: &mut PgConnection, key: &str, ttl: Duration) -> QueryResult<usize> {
+pub fn expire_idempotency_key(
+    conn: &mut PgConnection,
+    key: &str,
+    ttl: Duration,
+) -> QueryResult<usize> {
     let cutoff = Utc::now() - chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
     diesel::update(
         simulations::table
@@ -154,7 +161,9 @@ pub fn list_jobs(
 /// Jobs not yet finished (the API's measure of backlog when Redis cannot be asked).
 pub fn count_unfinished(conn: &mut PgConnection) -> QueryResult<i64> {
     simulations::table
-        .filter(simulations::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]))
+        .filter(
+            simulations::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]),
+        )
         .count()
         .get_result(conn)
 }
@@ -179,11 +188,17 @@ pub enum Claim {
     /// Already finished (a duplicate delivery), or cancelled while queued.
     Finished(JobStatus),
     /// Another worker is running it and reported within the orphan window.
-    HeldElsewhere { worker: String },
+    HeldElsewhere {
+        worker: String,
+    },
     /// This delivery would exceed the attempt limit; the job is now `failed`.
-    GaveUp { attempts: i32 },
+    GaveUp {
+        attempts: i32,
+    },
     /// A retry whose back-off has not elapsed.
-    NotYet { not_before: DateTime<Utc> },
+    NotYet {
+        not_before: DateTime<Utc>,
+    },
 }
 
 /// Takes `id` for `worker`, counting the attempt, unless the job is finished, cancelled,
@@ -321,9 +336,7 @@ pub fn report_progress(
     total: i32,
 ) -> QueryResult<ProgressAck> {
     let row: Option<bool> = diesel::update(
-        simulations::table
-            .find(id)
-            .filter(simulations::status.eq(JobStatus::Running.as_str())),
+        simulations::table.find(id).filter(simulations::status.eq(JobStatus::Running.as_str())),
     )
     .set((
         simulations::progress_done.eq(done),
@@ -383,7 +396,14 @@ pub fn complete(
 pub fn fail(conn: &mut PgConnection, id: Uuid, worker: &str, error: &str) -> QueryResult<bool> {
     conn.transaction(|conn| {
         let Some(job) = running_for_update(conn, id)? else { return Ok(false) };
-        finish(conn, &job, JobStatus::Failed, worker, Some(error), json!({ "attempt": job.attempts }))?;
+        finish(
+            conn,
+            &job,
+            JobStatus::Failed,
+            worker,
+            Some(error),
+            json!({ "attempt": job.attempts }),
+        )?;
         Ok(true)
     })
 }
@@ -467,7 +487,11 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-pub fn cancel(conn: &mut PgConnection, id: Uuid, request_id: Option<&str>) -> QueryResult<CancelOutcome> {
+pub fn cancel(
+    conn: &mut PgConnection,
+    id: Uuid,
+    request_id: Option<&str>,
+) -> QueryResult<CancelOutcome> {
     conn.transaction(|conn| {
         let Some(job) = simulations::table
             .find(id)
@@ -482,8 +506,18 @@ pub fn cancel(conn: &mut PgConnection, id: Uuid, request_id: Option<&str>) -> Qu
         match status {
             s if s.is_terminal() => Ok(CancelOutcome::AlreadyFinished(s)),
             JobStatus::Queued => {
-                let job = Simulation { request_id: request_id.map(str::to_owned).or(job.request_id), ..job };
-                finish(conn, &job, JobStatus::Cancelled, API_ACTOR, None, json!({ "when": "queued" }))?;
+                let job = Simulation {
+                    request_id: request_id.map(str::to_owned).or(job.request_id),
+                    ..job
+                };
+                finish(
+                    conn,
+                    &job,
+                    JobStatus::Cancelled,
+                    API_ACTOR,
+                    None,
+                    json!({ "when": "queued" }),
+                )?;
                 Ok(CancelOutcome::Cancelled)
             }
             _ => {
@@ -512,13 +546,11 @@ pub fn stale_unfinished(
     limit: i64,
 ) -> QueryResult<Vec<Simulation>> {
     simulations::table
-        .filter(simulations::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]))
-        .filter(simulations::updated_at.lt(stale_before))
         .filter(
-            simulations::heartbeat_at
-                .is_null()
-                .or(simulations::heartbeat_at.lt(stale_before)),
+            simulations::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]),
         )
+        .filter(simulations::updated_at.lt(stale_before))
+        .filter(simulations::heartbeat_at.is_null().or(simulations::heartbeat_at.lt(stale_before)))
         .order(simulations::created_at.asc())
         .limit(limit)
         .select(Simulation::as_select())

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
+use futures_util::FutureExt;
 use portfolio_shared::domain::request::{RequestLimits, SimulationRequest};
 use portfolio_shared::domain::{JobStatus, RequestError, SimulationRequestInput};
 use portfolio_shared::engine::{self, EngineError, Progress, RunOptions};
 use portfolio_shared::queue::JobEnvelope;
 use portfolio_shared::store::{self, Claim, ClaimedJob, ProgressAck};
-use futures_util::FutureExt;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -62,8 +62,10 @@ async fn run(id: Uuid, ctx: Arc<JobContext>, worker: String) {
     let orphan_window = ctx.orphan_window();
     let claim = {
         let worker = worker.clone();
-        ctx.db_retrying("claim", move |conn| store::claim(conn, id, &worker, max_attempts, orphan_window))
-            .await
+        ctx.db_retrying("claim", move |conn| {
+            store::claim(conn, id, &worker, max_attempts, orphan_window)
+        })
+        .await
     };
     let job = match claim {
         Some(Claim::Run(job)) => job,
@@ -116,7 +118,8 @@ async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
         Ok(r) => r,
         Err(message) => {
             // A request that no longer passes the rules cannot get better by retrying.
-            record_failure(ctx, id, worker, &format!("the stored request is invalid: {message}")).await;
+            record_failure(ctx, id, worker, &format!("the stored request is invalid: {message}"))
+                .await;
             return;
         }
     };
@@ -187,10 +190,18 @@ async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
                     ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
                     ctx.metrics.run_time.observe(elapsed.as_secs_f64());
                     ctx.metrics.scenario_months.inc_by(scenario_months);
-                    tracing::info!(success_probability = success, elapsed_ms = elapsed.as_millis() as u64, "succeeded");
+                    tracing::info!(
+                        success_probability = success,
+                        elapsed_ms = elapsed.as_millis() as u64,
+                        "succeeded"
+                    );
                 }
-                Some(false) => tracing::info!("another delivery finished the job first; result discarded"),
-                None => tracing::warn!("could not store the result before shutdown; the job will run again"),
+                Some(false) => {
+                    tracing::info!("another delivery finished the job first; result discarded")
+                }
+                None => tracing::warn!(
+                    "could not store the result before shutdown; the job will run again"
+                ),
             }
         }
         Ok(Err(EngineError::Cancelled)) => {
@@ -202,7 +213,11 @@ async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
                 return;
             }
             let worker = worker.to_owned();
-            if ctx.db_retrying("record cancellation", move |conn| store::cancelled_by_worker(conn, id, &worker)).await
+            if ctx
+                .db_retrying("record cancellation", move |conn| {
+                    store::cancelled_by_worker(conn, id, &worker)
+                })
+                .await
                 == Some(true)
             {
                 ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
@@ -212,27 +227,34 @@ async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
         Err(join) if join.is_panic() => {
             let message = panic_message(join.into_panic());
             tracing::error!(panic = %message, "the engine panicked");
-            retry_or_fail(ctx, id, worker, job.attempt, &format!("the engine panicked: {message}")).await;
+            retry_or_fail(ctx, id, worker, job.attempt, &format!("the engine panicked: {message}"))
+                .await;
         }
         Err(join) => {
-            retry_or_fail(ctx, id, worker, job.attempt, &format!("the engine task failed: {join}")).await;
+            retry_or_fail(ctx, id, worker, job.attempt, &format!("the engine task failed: {join}"))
+                .await;
         }
     }
 }
 
 fn parse_stored(request: &serde_json::Value) -> Result<SimulationRequest, String> {
-    let input: SimulationRequestInput = serde_json::from_value(request.clone()).map_err(|e| e.to_string())?;
+    let input: SimulationRequestInput =
+        serde_json::from_value(request.clone()).map_err(|e| e.to_string())?;
     SimulationRequest::from_input(input, &RequestLimits::default()).map_err(|e| match e {
         RequestError::Malformed(m) => m,
-        RequestError::Invalid(errors) => {
-            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
-        }
+        RequestError::Invalid(errors) => errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
     })
 }
 
 async fn record_failure(ctx: &Arc<JobContext>, id: Uuid, worker: &str, error: &str) {
     let (worker, message) = (worker.to_owned(), error.to_owned());
-    if ctx.db_retrying("record failure", move |conn| store::fail(conn, id, &worker, &message)).await == Some(true) {
+    if ctx.db_retrying("record failure", move |conn| store::fail(conn, id, &worker, &message)).await
+        == Some(true)
+    {
         ctx.metrics.finished.with_label_values(&["failed"]).inc();
         tracing::error!(error, "job failed");
     }
@@ -243,17 +265,26 @@ async fn record_failure(ctx: &Arc<JobContext>, id: Uuid, worker: &str, error: &s
 async fn retry_or_fail(ctx: &Arc<JobContext>, id: Uuid, worker: &str, attempt: i32, error: &str) {
     let max = ctx.settings.queue.max_attempts as i32;
     if attempt >= max {
-        record_failure(ctx, id, worker, &format!("{error} (gave up after {attempt} attempts)")).await;
+        record_failure(ctx, id, worker, &format!("{error} (gave up after {attempt} attempts)"))
+            .await;
         return;
     }
     let delay = backoff(attempt);
     let not_before = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
     let message = error.to_owned();
-    if ctx.db_retrying("schedule retry", move |conn| store::release_for_retry(conn, id, &message, Some(not_before)))
+    if ctx
+        .db_retrying("schedule retry", move |conn| {
+            store::release_for_retry(conn, id, &message, Some(not_before))
+        })
         .await
         == Some(true)
     {
-        tracing::warn!(attempt, retry_in_ms = delay.as_millis() as u64, error, "attempt failed; retrying");
+        tracing::warn!(
+            attempt,
+            retry_in_ms = delay.as_millis() as u64,
+            error,
+            "attempt failed; retrying"
+        );
         if let Err(e) = ctx.queue.enqueue_after(id, delay).await {
             tracing::warn!(error = ?e, "could not schedule the retry; the reconciler will push it");
         }
@@ -279,7 +310,9 @@ async fn hand_back(ctx: &Arc<JobContext>, id: Uuid, worker: &str) {
             }
         }
         Some(false) => {}
-        None => tracing::warn!("could not hand the job back (Postgres down); the reconciler will recover it"),
+        None => tracing::warn!(
+            "could not hand the job back (Postgres down); the reconciler will recover it"
+        ),
     }
 }
 
