@@ -19,6 +19,11 @@ use super::rng::{Lanes, draw_normals4};
 /// Depletion month of a scenario that never ran out.
 pub(crate) const NEVER: u32 = u32::MAX;
 
+/// Wealth is capped here so every result stays a finite JSON number. Only fat-tailed draws at
+/// the edge of the accepted parameters (Student-t with df near 2 and volatility near 1) ever
+/// come close; no realistic portfolio does.
+pub(crate) const MAX_WEALTH: f64 = 1e300;
+
 /// What a pass keeps of each scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Quantity {
@@ -96,6 +101,30 @@ pub(crate) fn simulate_batch(
         if t % 12 == 11 {
             b.record(recording, t / 12 + 1, values);
         }
+    }
+}
+
+/// Test hook: hands `f` the monthly gross returns (`gross[a][j]`) and price-index factors
+/// (`inflation[j]` = 1 + i_t) that scenarios `first..first + len` see in months `0..months`,
+/// produced by the kernel's own [`Batch::start_year`] and [`Batch::draw_returns`] (the general
+/// path; the fused lognormal path is checked against it on whole runs). The lognormal and
+/// Student-t paths skip assets without weight, which then report a gross return of 1.
+#[cfg(test)]
+pub(crate) fn for_each_month_of_returns(
+    plan: &Plan,
+    first: usize,
+    len: usize,
+    months: usize,
+    mut f: impl FnMut(usize, &[Vec<f64>; 3], &[f64]),
+) {
+    assert!(months <= plan.months, "the plan covers {} months", plan.months);
+    let mut b = Batch::new(plan, 0.0, first, len);
+    for t in 0..months {
+        if t.is_multiple_of(12) {
+            b.start_year(t / 12);
+        }
+        b.draw_returns(t);
+        f(t, &b.gross, &b.inflation);
     }
 }
 
@@ -508,7 +537,7 @@ fn lane_step<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const 
     let [w0, w1, w2] = p.weights;
     let g = w0 * gross[0] + w1 * gross[1] + w2 * gross[2];
     Lane {
-        wealth: (left * g) * p.fee_factor,
+        wealth: ((left * g) * p.fee_factor).min(MAX_WEALTH),
         cpi: i * inflation,
         alive: ok,
         depletion: if l.alive & !ok { p.month } else { l.depletion },
@@ -631,7 +660,7 @@ fn drifting(s: State<'_>, holdings: &mut [Vec<f64>; 3], p: &Step, constant: bool
             h = h.map(|x| x * scale);
         }
         for (a, x) in h.iter_mut().enumerate() {
-            *x = (*x * s.gross[a][j]) * p.fee_factor;
+            *x = ((*x * s.gross[a][j]) * p.fee_factor).min(MAX_WEALTH);
         }
         let grown = h[0] + h[1] + h[2];
         s.year_growth[j] *= if left > 0.0 { grown / left } else { 1.0 };

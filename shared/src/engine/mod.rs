@@ -14,6 +14,8 @@ pub mod linalg;
 mod plan;
 pub mod rng;
 pub mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,8 +37,12 @@ use plan::Plan;
 pub const ENGINE_VERSION: &str =
     concat!("portfolio-mc-engine/", env!("CARGO_PKG_VERSION"), " (pcg32-per-scenario, box-muller)");
 
-/// Precision of the safe-spending bisection, relative to the answer.
+/// Precision of the safe-spending bisection, relative to the answer: the bracket [lo, hi]
+/// ends with hi ≤ lo·(1 + tolerance), so spending 0.5 % above the answer fails the target.
 const SOLVER_TOLERANCE: f64 = 0.005;
+/// A bracket whose upper end is below a cent a month is not narrowed further (it only arises
+/// when every positive spending misses the target, e.g. scenarios whose wealth hits exactly 0).
+const SOLVER_SMALLEST: f64 = 0.01;
 const SOLVER_MAX_ITERATIONS: u32 = 80;
 
 /// How to run (none of it changes the result).
@@ -82,8 +88,18 @@ pub fn run(
     seed: u64,
     options: &RunOptions,
 ) -> Result<SimulationResult, EngineError> {
+    run_with_plan(request, Plan::new(request, seed), options)
+}
+
+/// [`run`] with a plan already built from `request`. Crate-internal: the tests use it to switch
+/// the fused kernel off (`plan.allow_fused`) and check it against the general one.
+pub(crate) fn run_with_plan(
+    request: &SimulationRequest,
+    plan: Plan,
+    options: &RunOptions,
+) -> Result<SimulationResult, EngineError> {
     let started = Instant::now();
-    let runner = Runner::new(request, seed, options);
+    let runner = Runner::new(request, plan, options);
     let mut notes = Vec::new();
 
     let (spending, solve) = match request.solve {
@@ -134,9 +150,9 @@ struct Simulated {
 }
 
 impl<'a> Runner<'a> {
-    fn new(request: &'a SimulationRequest, seed: u64, options: &'a RunOptions) -> Self {
+    fn new(request: &'a SimulationRequest, plan: Plan, options: &'a RunOptions) -> Self {
         Self {
-            plan: Plan::new(request, seed),
+            plan,
             request,
             scenarios: request.effective_scenarios() as usize,
             batch: options.batch_size.max(1),
@@ -348,7 +364,13 @@ impl<'a> Runner<'a> {
             (lo, lo_success) = (hi, s);
             hi *= 2.0;
         }
-        while hi - lo > SOLVER_TOLERANCE * hi && iterations < SOLVER_MAX_ITERATIONS {
+        // Relative to lo, not hi: success is non-increasing in spending and fails at hi, so
+        // hi ≤ 1.005·lo makes 0.5 % above the answer fail too (a rule relative to hi allowed
+        // hi up to lo/0.995 ≈ 1.005025·lo).
+        while hi - lo > SOLVER_TOLERANCE * lo
+            && hi > SOLVER_SMALLEST
+            && iterations < SOLVER_MAX_ITERATIONS
+        {
             iterations += 1;
             let mid = 0.5 * (lo + hi);
             let s = self.success_at(mid)?;
