@@ -58,6 +58,18 @@ pub struct TerminalWealth {
     pub p5: f64,
     pub p50: f64,
     pub p95: f64,
+    pub histogram: Histogram,
+}
+
+/// Counts of scenarios by real terminal wealth: `counts[i]` falls in
+/// `[edges[i], edges[i+1])`; `depleted` ended with nothing; `above` ended at or beyond the
+/// last edge (the 99th percentile), so a few extreme paths do not flatten the picture.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Histogram {
+    pub edges: Vec<f64>,
+    pub counts: Vec<u64>,
+    pub depleted: u64,
+    pub above: u64,
 }
 
 /// Real spending, one value per simulated year.

@@ -44,6 +44,8 @@ const SOLVER_TOLERANCE: f64 = 0.005;
 /// when every positive spending misses the target, e.g. scenarios whose wealth hits exactly 0).
 const SOLVER_SMALLEST: f64 = 0.01;
 const SOLVER_MAX_ITERATIONS: u32 = 80;
+/// Bins of the terminal-wealth histogram.
+const HISTOGRAM_BINS: usize = 40;
 
 /// How to run (none of it changes the result).
 #[derive(Debug, Clone)]
@@ -305,6 +307,7 @@ impl<'a> Runner<'a> {
             years: (0..=years as u32).collect(),
             terminal: TerminalWealth {
                 mean: stats::mean(&terminal_row),
+                histogram: stats::histogram(&terminal_row, HISTOGRAM_BINS),
                 p5: real.p5[years],
                 p50: real.p50[years],
                 p95: real.p95[years],

@@ -75,6 +75,31 @@ pub fn mean(values: &[f64]) -> f64 {
     (sum + compensation) / values.len() as f64
 }
 
+/// Equal-width bins of the positive values up to their 99th percentile; zeros (depleted
+/// scenarios) and values at or above the last edge are counted apart.
+pub fn histogram(values: &[f64], bins: usize) -> crate::domain::result::Histogram {
+    let depleted = values.iter().filter(|&&v| v <= 0.0).count() as u64;
+    let mut positive: Vec<f64> = values.iter().copied().filter(|&v| v > 0.0).collect();
+    if positive.is_empty() {
+        return crate::domain::result::Histogram { depleted, ..Default::default() };
+    }
+    let top = percentiles(&mut positive, &[0.99])[0];
+    let top = if top > 0.0 { top } else { positive.iter().copied().fold(0.0, f64::max) };
+    let width = top / bins as f64;
+    let edges: Vec<f64> = (0..=bins).map(|i| width * i as f64).collect();
+    let mut counts = vec![0u64; bins];
+    let mut above = 0;
+    for &v in &positive {
+        let i = (v / width) as usize;
+        if v >= top || i >= bins {
+            above += 1;
+        } else {
+            counts[i] += 1;
+        }
+    }
+    crate::domain::result::Histogram { edges, counts, depleted, above }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +136,16 @@ mod tests {
             let want = lerp(sorted[lo], sorted[lo + 1], h - lo as f64);
             assert_eq!(*g, want);
         }
+    }
+
+    #[test]
+    fn the_histogram_accounts_for_every_value() {
+        let values: Vec<f64> = (0..1000).map(|i| if i < 100 { 0.0 } else { i as f64 }).collect();
+        let h = histogram(&values, 10);
+        assert_eq!(h.depleted, 100);
+        assert_eq!(h.counts.iter().sum::<u64>() + h.above + h.depleted, 1000);
+        assert_eq!(h.edges.len(), 11);
+        assert!(h.above >= 9 && h.above <= 10, "the top 1 % of positives: {}", h.above);
     }
 
     #[test]
