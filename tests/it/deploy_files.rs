@@ -63,6 +63,7 @@ const EXPECTED_FILES: &[&str] = &[
     "deploy/k8s/migrate-job.yaml",
     "deploy/k8s/kustomization.yaml",
     "deploy/monitoring/alerts.yml",
+    "deploy/monitoring/alerts.test.yml",
     "deploy/monitoring/prometheus.yml",
     "deploy/monitoring/grafana-dashboard.json",
     "deploy/monitoring/grafana/datasources.yml",
@@ -99,7 +100,10 @@ fn every_deploy_file_exists_and_parses() {
             assert!(str_at(&doc, &[key]).is_some(), "{file}: an object without {key}");
         }
         if str_at(&doc, &["kind"]).as_deref() != Some("Kustomization") {
-            assert!(str_at(&doc, &["metadata", "name"]).is_some(), "{file}: an object without a name");
+            assert!(
+                str_at(&doc, &["metadata", "name"]).is_some(),
+                "{file}: an object without a name"
+            );
         }
     }
 }
@@ -108,7 +112,9 @@ fn every_deploy_file_exists_and_parses() {
 fn every_variable_a_deploy_file_sets_is_one_the_code_reads() {
     let known: BTreeSet<&str> = VARIABLES.iter().map(|(name, _)| *name).collect();
     let set = variables_set_by_deploy_files();
-    for source in ["Dockerfile.api", "Dockerfile.worker", "docker-compose.yml", "ecs/", "deploy/k8s/"] {
+    for source in
+        ["Dockerfile.api", "Dockerfile.worker", "docker-compose.yml", "ecs/", "deploy/k8s/"]
+    {
         assert!(
             set.iter().any(|(from, _)| from.starts_with(source)),
             "found no variable set in {source}: the reader is out of step with the file"
@@ -168,11 +174,15 @@ fn secrets_reach_ecs_and_kubernetes_only_by_reference() {
         if kind(&doc) == "Secret" {
             for (key, value) in mapping_strings(doc.get("stringData")) {
                 if !value.starts_with("REPLACE_WITH_") {
-                    problems.push(format!("{file}: Secret key {key} is not a REPLACE_WITH_ placeholder"));
+                    problems.push(format!(
+                        "{file}: Secret key {key} is not a REPLACE_WITH_ placeholder"
+                    ));
                 }
             }
             if doc.get("data").is_some() {
-                problems.push(format!("{file}: Secret templates use stringData placeholders, not data"));
+                problems.push(format!(
+                    "{file}: Secret templates use stringData placeholders, not data"
+                ));
             }
         }
         for container in pod_containers(&doc) {
@@ -223,9 +233,10 @@ fn containers_listen_on_the_ports_the_code_binds() {
     };
 
     // Dockerfiles.
-    for (file, variable, port) in
-        [("Dockerfile.api", "API_BIND", api_port), ("Dockerfile.worker", "METRICS_BIND", worker_port)]
-    {
+    for (file, variable, port) in [
+        ("Dockerfile.api", "API_BIND", api_port),
+        ("Dockerfile.worker", "METRICS_BIND", worker_port),
+    ] {
         let image = Dockerfile::read(file);
         check_bind(file, image.env().get(variable).map(String::as_str), port);
         assert_eq!(image.exposed(), vec![port], "{file}: EXPOSE");
@@ -233,12 +244,21 @@ fn containers_listen_on_the_ports_the_code_binds() {
 
     // Compose.
     let compose = compose();
-    for (service, variable, port) in [("api", "API_BIND", api_port), ("worker", "METRICS_BIND", worker_port)] {
+    for (service, variable, port) in
+        [("api", "API_BIND", api_port), ("worker", "METRICS_BIND", worker_port)]
+    {
         let env = compose_env(compose_service(&compose, service));
-        check_bind(&format!("docker-compose.yml {service}"), env.get(variable).map(String::as_str), port);
+        check_bind(
+            &format!("docker-compose.yml {service}"),
+            env.get(variable).map(String::as_str),
+            port,
+        );
     }
     let nginx = read("deploy/nginx/nginx.conf");
-    assert!(nginx.contains(&format!("server api:{api_port}")), "nginx.conf: upstream is not api:{api_port}");
+    assert!(
+        nginx.contains(&format!("server api:{api_port}")),
+        "nginx.conf: upstream is not api:{api_port}"
+    );
 
     // ECS.
     for (file, variable, port) in [
@@ -248,15 +268,25 @@ fn containers_listen_on_the_ports_the_code_binds() {
         let task = json(file);
         let container = ecs_container(&task, file);
         check_bind(file, ecs_env(container).get(variable).map(String::as_str), port);
-        let ports: Vec<u64> =
-            array(&container["portMappings"]).iter().filter_map(|p| p["containerPort"].as_u64()).collect();
+        let ports: Vec<u64> = array(&container["portMappings"])
+            .iter()
+            .filter_map(|p| p["containerPort"].as_u64())
+            .collect();
         assert_eq!(ports, vec![u64::from(port)], "{file}: portMappings");
     }
     let service = json("ecs/service-api.json");
     let lb = &array(&service["loadBalancers"])[0];
-    assert_eq!(lb["containerPort"].as_u64(), Some(u64::from(api_port)), "service-api.json: containerPort");
+    assert_eq!(
+        lb["containerPort"].as_u64(),
+        Some(u64::from(api_port)),
+        "service-api.json: containerPort"
+    );
     let task = json("ecs/task-api.json");
-    assert_eq!(lb["containerName"], ecs_container(&task, "ecs/task-api.json")["name"], "service-api.json: containerName");
+    assert_eq!(
+        lb["containerName"],
+        ecs_container(&task, "ecs/task-api.json")["name"],
+        "service-api.json: containerName"
+    );
     assert_eq!(json("ecs/target-group-api.json")["Port"].as_u64(), Some(u64::from(api_port)));
 
     // Kubernetes.
@@ -270,15 +300,18 @@ fn containers_listen_on_the_ports_the_code_binds() {
             .find(|e| str_at(e, &["name"]).as_deref() == Some(variable))
             .and_then(|e| str_at(e, &["value"]));
         check_bind(&format!("deploy/k8s {deployment}"), value.as_deref(), port);
-        let ports: Vec<u64> =
-            yaml_seq(container.get("ports")).iter().filter_map(|p| u64_at(p, &["containerPort"])).collect();
+        let ports: Vec<u64> = yaml_seq(container.get("ports"))
+            .iter()
+            .filter_map(|p| u64_at(p, &["containerPort"]))
+            .collect();
         assert_eq!(ports, vec![u64::from(port)], "deploy/k8s {deployment}: containerPort");
         for (probe, _, probe_port) in probes(container) {
             assert_eq!(probe_port, Some(port), "deploy/k8s {deployment}: {probe} port");
         }
     }
     for (file, doc) in k8s_objects().into_iter().filter(|(_, d)| kind(d) == "Service") {
-        let selector = str_at(&doc, &["spec", "selector", "app.kubernetes.io/name"]).unwrap_or_default();
+        let selector =
+            str_at(&doc, &["spec", "selector", "app.kubernetes.io/name"]).unwrap_or_default();
         let port = if selector == "portfolio-api" { api_port } else { worker_port };
         for p in yaml_seq(doc.get("spec").and_then(|s| s.get("ports"))) {
             let target = str_at(p, &["targetPort"]).unwrap_or_default();
@@ -300,7 +333,11 @@ fn containers_listen_on_the_ports_the_code_binds() {
             .filter_map(|d| u64_at(d, &["port"]))
             .collect();
         assert_eq!(ports, vec![u64::from(port)], "prometheus.yml {job}: port");
-        assert_eq!(str_at(config, &["metrics_path"]).as_deref(), Some("/metrics"), "prometheus.yml {job}");
+        assert_eq!(
+            str_at(config, &["metrics_path"]).as_deref(),
+            Some("/metrics"),
+            "prometheus.yml {job}"
+        );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -310,7 +347,9 @@ fn health_checks_use_the_paths_and_subcommands_the_binaries_serve() {
     let mut problems = Vec::new();
 
     for (file, binary) in [("Dockerfile.api", API_BINARY), ("Dockerfile.worker", WORKER_BINARY)] {
-        let check = Dockerfile::read(file).healthcheck().unwrap_or_else(|| panic!("{file}: no HEALTHCHECK"));
+        let check = Dockerfile::read(file)
+            .healthcheck()
+            .unwrap_or_else(|| panic!("{file}: no HEALTHCHECK"));
         if !is_healthcheck_of(&check, binary) {
             problems.push(format!("{file}: HEALTHCHECK {check:?} is not `{binary} healthcheck`"));
         }
@@ -318,13 +357,17 @@ fn health_checks_use_the_paths_and_subcommands_the_binaries_serve() {
 
     let compose = compose();
     for (service, binary) in [("api", API_BINARY), ("worker", WORKER_BINARY)] {
-        let test = yaml_strings(compose_service(&compose, service).get("healthcheck").and_then(|h| h.get("test")));
+        let test = yaml_strings(
+            compose_service(&compose, service).get("healthcheck").and_then(|h| h.get("test")),
+        );
         if !is_healthcheck_of(&test, binary) {
             problems.push(format!("docker-compose.yml {service}: healthcheck {test:?}"));
         }
     }
 
-    for (file, binary) in [("ecs/task-api.json", API_BINARY), ("ecs/task-worker.json", WORKER_BINARY)] {
+    for (file, binary) in
+        [("ecs/task-api.json", API_BINARY), ("ecs/task-worker.json", WORKER_BINARY)]
+    {
         let task = json(file);
         let command = json_strings(&ecs_container(&task, file)["healthCheck"]["command"]);
         if !is_healthcheck_of(&command, binary) {
@@ -334,16 +377,21 @@ fn health_checks_use_the_paths_and_subcommands_the_binaries_serve() {
     let target_group = json("ecs/target-group-api.json");
     assert_eq!(target_group["HealthCheckPath"], "/ready", "the ALB checks readiness");
 
-    for (deployment, allowed) in [("portfolio-api", API_HTTP_PATHS), ("portfolio-worker", WORKER_HTTP_PATHS)] {
+    for (deployment, allowed) in
+        [("portfolio-api", API_HTTP_PATHS), ("portfolio-worker", WORKER_HTTP_PATHS)]
+    {
         let doc = k8s_object("Deployment", deployment);
         let container = pod_containers(&doc)[0];
         let found = probes(container);
         for (probe, path, _) in &found {
             if !allowed.contains(&path.as_str()) {
-                problems.push(format!("deploy/k8s {deployment}: {probe} on {path}, served: {allowed:?}"));
+                problems.push(format!(
+                    "deploy/k8s {deployment}: {probe} on {path}, served: {allowed:?}"
+                ));
             }
         }
-        let path_of = |name: &str| found.iter().find(|(p, _, _)| p == name).map(|(_, path, _)| path.clone());
+        let path_of =
+            |name: &str| found.iter().find(|(p, _, _)| p == name).map(|(_, path, _)| path.clone());
         if path_of("livenessProbe").as_deref() != Some("/health") {
             problems.push(format!("deploy/k8s {deployment}: livenessProbe must be /health"));
         }
@@ -372,10 +420,13 @@ fn every_command_names_a_binary_and_a_subcommand_that_exist() {
             problems.push(format!("{file}: CMD {cmd:?}, expected [{default:?}]"));
         }
         let copied = image.instructions.iter().any(|i| {
-            i.stage == image.stages() - 1 && i.keyword == "COPY" && i.args.contains(&format!("/usr/local/bin/{binary}"))
+            i.stage == image.stages() - 1
+                && i.keyword == "COPY"
+                && i.args.contains(&format!("/usr/local/bin/{binary}"))
         });
         if !copied {
-            problems.push(format!("{file}: the runtime stage does not copy /usr/local/bin/{binary}"));
+            problems
+                .push(format!("{file}: the runtime stage does not copy /usr/local/bin/{binary}"));
         }
     }
 
@@ -383,7 +434,11 @@ fn every_command_names_a_binary_and_a_subcommand_that_exist() {
     for (name, service) in mapping_entries(compose.get("services")) {
         if let Some(binary) = compose_binary(service) {
             let command = yaml_strings(service.get("command"));
-            problems.extend(subcommand_problem(&format!("docker-compose.yml {name}"), binary, &command));
+            problems.extend(subcommand_problem(
+                &format!("docker-compose.yml {name}"),
+                binary,
+                &command,
+            ));
         }
     }
     let migrate = yaml_strings(compose_service(&compose, "migrate").get("command"));
@@ -410,7 +465,9 @@ fn every_command_names_a_binary_and_a_subcommand_that_exist() {
         for container in pod_containers(&doc) {
             let image = str_at(container, &["image"]).unwrap_or_default();
             let Some(binary) = image_binary(&image) else {
-                problems.push(format!("{file}: image {image} is neither {API_BINARY} nor {WORKER_BINARY}"));
+                problems.push(format!(
+                    "{file}: image {image} is neither {API_BINARY} nor {WORKER_BINARY}"
+                ));
                 continue;
             };
             let mut args = yaml_strings(container.get("command"));
@@ -429,39 +486,74 @@ fn every_command_names_a_binary_and_a_subcommand_that_exist() {
 }
 
 #[test]
+fn the_subcommands_the_files_use_are_those_the_binaries_define() {
+    for (binary, main, used) in [
+        (API_BINARY, "api/src/main.rs", API_SUBCOMMANDS),
+        (WORKER_BINARY, "worker/src/main.rs", WORKER_SUBCOMMANDS),
+    ] {
+        let defined = subcommands_in(&read(main));
+        assert_eq!(
+            used.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+            defined,
+            "{binary}: the subcommands of `enum Command` in {main} changed; update the deploy files"
+        );
+    }
+}
+
+#[test]
 fn workers_get_longer_to_stop_than_their_shutdown_grace() {
-    let default_grace: f64 = default_of("SHUTDOWN_GRACE_SECS").parse().expect("a number of seconds");
+    let default_grace: f64 =
+        default_of("SHUTDOWN_GRACE_SECS").parse().expect("a number of seconds");
     let grace_in = |env: &BTreeMap<String, String>| -> f64 {
-        env.get("SHUTDOWN_GRACE_SECS").map_or(default_grace, |v| v.parse().expect("SHUTDOWN_GRACE_SECS"))
+        env.get("SHUTDOWN_GRACE_SECS")
+            .map_or(default_grace, |v| v.parse().expect("SHUTDOWN_GRACE_SECS"))
     };
 
     let task = json("ecs/task-worker.json");
     let container = ecs_container(&task, "ecs/task-worker.json");
     let stop = container["stopTimeout"].as_u64().expect("task-worker.json: stopTimeout");
     let grace = grace_in(&ecs_env(container));
-    assert!(stop as f64 >= grace + STOP_MARGIN_SECS, "ECS stopTimeout {stop} s < grace {grace} s + margin");
-    assert!(stop <= ECS_MAX_STOP_TIMEOUT_SECS, "ECS caps stopTimeout at {ECS_MAX_STOP_TIMEOUT_SECS} s");
-    assert_eq!(container["linuxParameters"]["initProcessEnabled"], true, "SIGTERM needs an init process");
+    assert!(
+        stop as f64 >= grace + STOP_MARGIN_SECS,
+        "ECS stopTimeout {stop} s < grace {grace} s + margin"
+    );
+    assert!(
+        stop <= ECS_MAX_STOP_TIMEOUT_SECS,
+        "ECS caps stopTimeout at {ECS_MAX_STOP_TIMEOUT_SECS} s"
+    );
+    assert_eq!(
+        container["linuxParameters"]["initProcessEnabled"], true,
+        "SIGTERM needs an init process"
+    );
 
     let doc = k8s_object("Deployment", "portfolio-worker");
     let period = u64_at(&doc, &["spec", "template", "spec", "terminationGracePeriodSeconds"])
         .expect("worker terminationGracePeriodSeconds");
     let grace = grace_in(&k8s_literal_env(pod_containers(&doc)[0]));
-    assert!(period as f64 >= grace + STOP_MARGIN_SECS, "k8s terminationGracePeriodSeconds {period} s < grace {grace} s + margin");
+    assert!(
+        period as f64 >= grace + STOP_MARGIN_SECS,
+        "k8s terminationGracePeriodSeconds {period} s < grace {grace} s + margin"
+    );
 
     let compose = compose();
     let worker = compose_service(&compose, "worker");
     let period = str_at(worker, &["stop_grace_period"]).expect("compose worker stop_grace_period");
     let seconds = duration_secs(&period).unwrap_or_else(|| panic!("stop_grace_period {period:?}"));
     let grace = grace_in(&compose_env(worker));
-    assert!(seconds >= grace + STOP_MARGIN_SECS, "compose stop_grace_period {period} < grace {grace} s + margin");
+    assert!(
+        seconds >= grace + STOP_MARGIN_SECS,
+        "compose stop_grace_period {period} < grace {grace} s + margin"
+    );
 }
 
 #[test]
 fn the_worker_scaling_policy_tracks_the_metric_the_api_publishes() {
     let api_task = json("ecs/task-api.json");
     let api_env = ecs_env(ecs_container(&api_task, "ecs/task-api.json"));
-    let namespace = api_env.get("QUEUE_NAMESPACE").cloned().unwrap_or_else(|| default_of("QUEUE_NAMESPACE").to_owned());
+    let namespace = api_env
+        .get("QUEUE_NAMESPACE")
+        .cloned()
+        .unwrap_or_else(|| default_of("QUEUE_NAMESPACE").to_owned());
     let worker_task = json("ecs/task-worker.json");
     let worker_namespace = ecs_env(ecs_container(&worker_task, "ecs/task-worker.json"))
         .get("QUEUE_NAMESPACE")
@@ -470,7 +562,10 @@ fn the_worker_scaling_policy_tracks_the_metric_the_api_publishes() {
     assert_eq!(namespace, worker_namespace, "api and worker must share one queue");
     if let Some(interval) = api_env.get("METRICS_PUBLISH_INTERVAL_SECS") {
         let secs: u64 = interval.parse().expect("METRICS_PUBLISH_INTERVAL_SECS");
-        assert!(secs <= 60, "target tracking wants a datapoint a minute; publishing every {secs} s");
+        assert!(
+            secs <= 60,
+            "target tracking wants a datapoint a minute; publishing every {secs} s"
+        );
     }
 
     let policy = json("ecs/scaling-worker-backlog.json");
@@ -482,15 +577,29 @@ fn the_worker_scaling_policy_tracks_the_metric_the_api_publishes() {
     let dimensions = array(&metric["Dimensions"]);
     assert_eq!(dimensions.len(), 1, "the API publishes exactly one dimension");
     assert_eq!(dimensions[0]["Name"], names::EMF_DIMENSION);
-    assert_eq!(dimensions[0]["Value"].as_str(), Some(namespace.as_str()), "dimension value = QUEUE_NAMESPACE");
-    assert!(metric.get("Unit").is_none(), "a Unit that differs from the published one matches no data");
+    assert_eq!(
+        dimensions[0]["Value"].as_str(),
+        Some(namespace.as_str()),
+        "dimension value = QUEUE_NAMESPACE"
+    );
+    assert!(
+        metric.get("Unit").is_none(),
+        "a Unit that differs from the published one matches no data"
+    );
     assert!(config["TargetValue"].as_f64().is_some_and(|t| t >= 1.0), "TargetValue");
 
     for (service_file, policies) in [
-        ("ecs/service-worker.json", &["ecs/scaling-worker-target.json", "ecs/scaling-worker-backlog.json"][..]),
+        (
+            "ecs/service-worker.json",
+            &["ecs/scaling-worker-target.json", "ecs/scaling-worker-backlog.json"][..],
+        ),
         (
             "ecs/service-api.json",
-            &["ecs/scaling-api-target.json", "ecs/scaling-api-cpu.json", "ecs/scaling-api-memory.json"][..],
+            &[
+                "ecs/scaling-api-target.json",
+                "ecs/scaling-api-cpu.json",
+                "ecs/scaling-api-memory.json",
+            ][..],
         ),
     ] {
         let service = json(service_file);
@@ -515,10 +624,17 @@ fn keda_scales_workers_on_the_ready_list_with_the_ecs_target() {
     let configmap = k8s_object("ConfigMap", "portfolio-mc-config");
     let namespace = str_at(&configmap, &["data", "QUEUE_NAMESPACE"])
         .unwrap_or_else(|| default_of("QUEUE_NAMESPACE").to_owned());
-    assert_eq!(namespace, default_of("QUEUE_NAMESPACE"), "the KEDA list name assumes the default namespace");
+    assert_eq!(
+        namespace,
+        default_of("QUEUE_NAMESPACE"),
+        "the KEDA list name assumes the default namespace"
+    );
 
     let scaled = k8s_object("ScaledObject", "portfolio-worker");
-    assert_eq!(str_at(&scaled, &["spec", "scaleTargetRef", "name"]).as_deref(), Some("portfolio-worker"));
+    assert_eq!(
+        str_at(&scaled, &["spec", "scaleTargetRef", "name"]).as_deref(),
+        Some("portfolio-worker")
+    );
     assert!(u64_at(&scaled, &["spec", "minReplicaCount"]) >= Some(1), "minReplicaCount");
     let triggers = yaml_seq(scaled.get("spec").and_then(|s| s.get("triggers")));
     assert_eq!(triggers.len(), 1, "one trigger: the ready list");
@@ -528,7 +644,11 @@ fn keda_scales_workers_on_the_ready_list_with_the_ecs_target() {
     let list_length: f64 = str_at(trigger, &["metadata", "listLength"])
         .and_then(|v| v.parse().ok())
         .expect("listLength");
-    assert_eq!(list_length, ecs_backlog_target(), "KEDA listLength and the ECS TargetValue must agree");
+    assert_eq!(
+        list_length,
+        ecs_backlog_target(),
+        "KEDA listLength and the ECS TargetValue must agree"
+    );
     if let Some(auth) = str_at(trigger, &["authenticationRef", "name"]) {
         k8s_object("TriggerAuthentication", &auth);
     }
@@ -542,14 +662,20 @@ fn the_scaling_target_is_the_acceptable_wait_over_the_average_job_time() {
         let line = text
             .lines()
             .find(|l| l.contains("acceptable wait ÷ average job time ="))
-            .unwrap_or_else(|| panic!("{file}: no line `... = acceptable wait ÷ average job time = A s ÷ B s = C`"));
-        let (wait, job, written) = parse_target_formula(line).unwrap_or_else(|| panic!("{file}: cannot read {line:?}"));
+            .unwrap_or_else(|| {
+                panic!("{file}: no line `... = acceptable wait ÷ average job time = A s ÷ B s = C`")
+            });
+        let (wait, job, written) =
+            parse_target_formula(line).unwrap_or_else(|| panic!("{file}: cannot read {line:?}"));
         let exact = wait / job;
         assert!(
             written <= exact + 1e-9 && exact - written < 1.0,
             "{file}: {wait} s ÷ {job} s = {exact:.2}, written as {written} (round down)"
         );
-        assert_eq!(written, target, "{file} says {written}, ecs/scaling-worker-backlog.json says {target}");
+        assert_eq!(
+            written, target,
+            "{file} says {written}, ecs/scaling-worker-backlog.json says {target}"
+        );
     }
 }
 
@@ -557,11 +683,17 @@ fn the_scaling_target_is_the_acceptable_wait_over_the_average_job_time() {
 fn the_api_scales_on_cpu_and_memory_like_the_old_guide() {
     let cpu = json("ecs/scaling-api-cpu.json");
     let config = &cpu["TargetTrackingScalingPolicyConfiguration"];
-    assert_eq!(config["PredefinedMetricSpecification"]["PredefinedMetricType"], "ECSServiceAverageCPUUtilization");
+    assert_eq!(
+        config["PredefinedMetricSpecification"]["PredefinedMetricType"],
+        "ECSServiceAverageCPUUtilization"
+    );
     assert_eq!(config["TargetValue"].as_f64(), Some(70.0));
     let memory = json("ecs/scaling-api-memory.json");
     let config = &memory["TargetTrackingScalingPolicyConfiguration"];
-    assert_eq!(config["PredefinedMetricSpecification"]["PredefinedMetricType"], "ECSServiceAverageMemoryUtilization");
+    assert_eq!(
+        config["PredefinedMetricSpecification"]["PredefinedMetricType"],
+        "ECSServiceAverageMemoryUtilization"
+    );
     assert_eq!(config["TargetValue"].as_f64(), Some(80.0));
 
     let hpa = k8s_object("HorizontalPodAutoscaler", "portfolio-api");
@@ -571,7 +703,10 @@ fn the_api_scales_on_cpu_and_memory_like_the_old_guide() {
     let utilisation: BTreeMap<String, u64> = yaml_seq(spec.get("metrics"))
         .iter()
         .filter_map(|m| {
-            Some((str_at(m, &["resource", "name"])?, u64_at(m, &["resource", "target", "averageUtilization"])?))
+            Some((
+                str_at(m, &["resource", "name"])?,
+                u64_at(m, &["resource", "target", "averageUtilization"])?,
+            ))
         })
         .collect();
     assert_eq!(utilisation, BTreeMap::from([("cpu".to_owned(), 70), ("memory".to_owned(), 80)]));
@@ -590,8 +725,16 @@ fn the_api_scales_on_cpu_and_memory_like_the_old_guide() {
             .collect();
         (window, policies)
     };
-    assert_eq!(policy("scaleUp"), (Some(0), vec![("Percent".to_owned(), 100, 15)]), "scale up fast");
-    assert_eq!(policy("scaleDown"), (Some(300), vec![("Percent".to_owned(), 10, 60)]), "scale down slowly");
+    assert_eq!(
+        policy("scaleUp"),
+        (Some(0), vec![("Percent".to_owned(), 100, 15)]),
+        "scale up fast"
+    );
+    assert_eq!(
+        policy("scaleDown"),
+        (Some(300), vec![("Percent".to_owned(), 10, 60)]),
+        "scale down slowly"
+    );
 }
 
 #[test]
@@ -600,12 +743,18 @@ fn alerts_and_the_dashboard_use_only_metrics_the_code_exports() {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
 
-    let mut exprs: Vec<(String, String)> =
-        alert_rules().into_iter().map(|(name, rule)| (format!("alerts.yml {name}"), rule.expr)).collect();
+    let mut exprs: Vec<(String, String)> = alert_rules()
+        .into_iter()
+        .map(|(name, rule)| (format!("alerts.yml {name}"), rule.expr))
+        .collect();
     let dashboard = json("deploy/monitoring/grafana-dashboard.json");
     let mut dashboard_exprs = Vec::new();
     collect_exprs(&dashboard, &mut dashboard_exprs);
-    assert!(dashboard_exprs.len() >= 10, "the dashboard has only {} queries", dashboard_exprs.len());
+    assert!(
+        dashboard_exprs.len() >= 10,
+        "the dashboard has only {} queries",
+        dashboard_exprs.len()
+    );
     exprs.extend(dashboard_exprs.into_iter().map(|e| ("grafana-dashboard.json".to_owned(), e)));
 
     for (from, expr) in &exprs {
@@ -622,7 +771,9 @@ fn alerts_and_the_dashboard_use_only_metrics_the_code_exports() {
                     && op == "="
                     && !allowed.contains(&value.as_str())
                 {
-                    problems.push(format!("{from}: {metric}{{{label}=\"{value}\"}}: the code uses {allowed:?}"));
+                    problems.push(format!(
+                        "{from}: {metric}{{{label}=\"{value}\"}}: the code uses {allowed:?}"
+                    ));
                 }
             }
             seen.insert(metric);
@@ -653,7 +804,10 @@ fn the_promql_reader_finds_metric_names_and_skips_functions_and_labels() {
            > 2 and on() max(portfolio_queue_jobs{state="ready"}) - (sum(rate(x_total[1m] offset 5m)) or vector(0)) / 1e3"#,
     );
     let names: Vec<&str> = found.iter().map(|(m, _)| m.as_str()).collect();
-    assert_eq!(names, ["portfolio_http_request_duration_seconds_bucket", "portfolio_queue_jobs", "x_total"]);
+    assert_eq!(
+        names,
+        ["portfolio_http_request_duration_seconds_bucket", "portfolio_queue_jobs", "x_total"]
+    );
     assert_eq!(found[0].1[0], ("route".to_owned(), "!~".to_owned(), "/health|/ready".to_owned()));
     assert_eq!(found[1].1, [("state".to_owned(), "=".to_owned(), "ready".to_owned())]);
 }
@@ -673,12 +827,14 @@ fn every_alert_explains_itself_and_links_its_runbook() {
                 problems.push(format!("{name}: no {key} annotation"));
             }
         }
-        if !matches!(rule.labels.get("severity").map(String::as_str), Some("warning" | "critical")) {
+        if !matches!(rule.labels.get("severity").map(String::as_str), Some("warning" | "critical"))
+        {
             problems.push(format!("{name}: severity must be warning or critical"));
         }
         match rule.annotations.get("runbook").and_then(|r| r.strip_prefix("docs/operations.md#")) {
             Some(anchor) if anchors.contains(anchor) => {}
-            other => problems.push(format!("{name}: runbook {other:?} is not a section of docs/operations.md")),
+            other => problems
+                .push(format!("{name}: runbook {other:?} is not a section of docs/operations.md")),
         }
         if let Some(period) = &rule.r#for
             && duration_secs(period).is_none()
@@ -689,7 +845,8 @@ fn every_alert_explains_itself_and_links_its_runbook() {
 
     // The old guide's thresholds, and the queue's.
     let expect = |name: &str, for_secs: f64, needles: &[&str]| {
-        let rule = &rules.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no alert {name}")).1;
+        let rule =
+            &rules.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no alert {name}")).1;
         let period = rule.r#for.as_deref().and_then(duration_secs).unwrap_or(0.0);
         assert_eq!(period, for_secs, "{name}: for");
         for needle in needles {
@@ -704,11 +861,19 @@ fn every_alert_explains_itself_and_links_its_runbook() {
         120.0,
         &["histogram_quantile(0.95", names::HTTP_REQUEST_DURATION_SECONDS, "> 2"],
     );
-    expect("PortfolioApiHighErrorRate", 60.0, &[names::HTTP_REQUESTS_TOTAL, r#"status=~"5..""#, "> 0.05"]);
+    expect(
+        "PortfolioApiHighErrorRate",
+        60.0,
+        &[names::HTTP_REQUESTS_TOTAL, r#"status=~"5..""#, "> 0.05"],
+    );
     expect("PortfolioQueueBacklogOld", 300.0, &[names::QUEUE_OLDEST_READY_AGE_SECONDS]);
     expect("PortfolioDeadJobs", 60.0, &[names::QUEUE_JOBS, r#"state="dead""#, "> 0"]);
     expect("PortfolioNoWorkers", 120.0, &[names::WORKERS_ALIVE, "== 0", r#"state="ready""#]);
-    expect("PortfolioQueueNearCeiling", 120.0, &[names::QUEUE_JOBS, default_of("QUEUE_DEPTH_CEILING")]);
+    expect(
+        "PortfolioQueueNearCeiling",
+        120.0,
+        &[names::QUEUE_JOBS, default_of("QUEUE_DEPTH_CEILING")],
+    );
 
     // Links inside the runbook resolve too.
     let text = read("docs/operations.md");
@@ -741,12 +906,16 @@ fn compose_starts_the_app_after_migrations_on_healthy_stores() {
     let migrate = compose_depends_on(compose_service(&compose, "migrate"));
     assert_eq!(migrate.get("postgres").map(String::as_str), Some("service_healthy"));
     for store in ["redis", "postgres"] {
-        assert!(compose_service(&compose, store).get("healthcheck").is_some(), "{store} has no healthcheck");
+        assert!(
+            compose_service(&compose, store).get("healthcheck").is_some(),
+            "{store} has no healthcheck"
+        );
     }
     let nginx = compose_depends_on(compose_service(&compose, "nginx"));
     assert!(nginx.contains_key("api"), "nginx starts after the api");
 
-    let replicas = |service: &str| u64_at(compose_service(&compose, service), &["deploy", "replicas"]);
+    let replicas =
+        |service: &str| u64_at(compose_service(&compose, service), &["deploy", "replicas"]);
     assert_eq!(replicas("api"), Some(3), "three api replicas behind nginx");
     assert_eq!(replicas("worker"), Some(2), "two workers");
 
@@ -757,7 +926,10 @@ fn compose_starts_the_app_after_migrations_on_healthy_stores() {
         assert!(command.contains(flag), "redis command lacks {flag}: {command}");
     }
     let postgres = str_at(compose_service(&compose, "postgres"), &["image"]).unwrap_or_default();
-    assert!(postgres.starts_with("postgres:15") || postgres.starts_with("postgres:16"), "Postgres 15/16: {postgres}");
+    assert!(
+        postgres.starts_with("postgres:15") || postgres.starts_with("postgres:16"),
+        "Postgres 15/16: {postgres}"
+    );
 
     let nginx_conf = read("deploy/nginx/nginx.conf");
     assert!(nginx_conf.contains("least_conn;"), "nginx balances with least_conn");
@@ -803,7 +975,11 @@ fn dockerfiles_build_release_binaries_into_slim_non_root_images() {
             .unwrap_or_default();
         let uid = user.split(':').next().unwrap_or_default();
         assert!(!uid.is_empty() && uid != "root" && uid != "0", "{file}: runs as {user:?}");
-        assert_eq!(image.env().get("LOG_FORMAT").map(String::as_str), Some("json"), "{file}: LOG_FORMAT");
+        assert_eq!(
+            image.env().get("LOG_FORMAT").map(String::as_str),
+            Some("json"),
+            "{file}: LOG_FORMAT"
+        );
     }
     let ignored: BTreeSet<String> = read(".dockerignore")
         .lines()
@@ -825,7 +1001,10 @@ fn ecs_tasks_log_to_cloudwatch_and_workers_run_on_spot_above_an_on_demand_base()
         assert_eq!(container["essential"], true, "{file}");
     }
     let service = json("ecs/service-worker.json");
-    assert!(service.get("launchType").is_none(), "a capacity provider strategy excludes launchType");
+    assert!(
+        service.get("launchType").is_none(),
+        "a capacity provider strategy excludes launchType"
+    );
     let strategy: Vec<(String, u64, u64)> = array(&service["capacityProviderStrategy"])
         .iter()
         .map(|s| {
@@ -854,7 +1033,10 @@ fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
         assert!(script.contains(dockerfile), "deploy.sh does not build {dockerfile}");
     }
     let at = |needle: &str, from: usize| -> usize {
-        script[from..].find(needle).map(|i| i + from).unwrap_or_else(|| panic!("deploy.sh: no {needle:?} after byte {from}"))
+        script[from..]
+            .find(needle)
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("deploy.sh: no {needle:?} after byte {from}"))
     };
     let push = at("docker push", 0);
     let run_task = at("aws ecs run-task", push);
@@ -867,7 +1049,8 @@ fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(root().join("ecs/deploy.sh")).expect("deploy.sh").permissions().mode();
+        let mode =
+            fs::metadata(root().join("ecs/deploy.sh")).expect("deploy.sh").permissions().mode();
         assert!(mode & 0o111 != 0, "ecs/deploy.sh is not executable");
     }
 }
@@ -876,7 +1059,10 @@ fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
 // Files.
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
 }
 
 fn read(relative: &str) -> String {
@@ -887,7 +1073,8 @@ fn read(relative: &str) -> String {
 /// Files under a directory of the repository, recursively, as sorted relative paths.
 fn files_under(dir: &str) -> Vec<String> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()));
+        let entries =
+            fs::read_dir(dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()));
         for entry in entries {
             let path = entry.expect("a directory entry").path();
             if path.is_dir() {
@@ -905,11 +1092,13 @@ fn files_under(dir: &str) -> Vec<String> {
 }
 
 fn json(relative: &str) -> Json {
-    serde_json::from_str(&read(relative)).unwrap_or_else(|e| panic!("{relative} is not valid JSON: {e}"))
+    serde_json::from_str(&read(relative))
+        .unwrap_or_else(|e| panic!("{relative} is not valid JSON: {e}"))
 }
 
 fn yaml(text: &str, from: &str) -> Yaml {
-    let mut value: Yaml = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{from} is not valid YAML: {e}"));
+    let mut value: Yaml =
+        serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{from} is not valid YAML: {e}"));
     value.apply_merge().unwrap_or_else(|e| panic!("{from}: merge keys: {e}"));
     value
 }
@@ -918,8 +1107,8 @@ fn yaml_documents(relative: &str) -> Vec<Yaml> {
     let text = read(relative);
     serde_yaml::Deserializer::from_str(&text)
         .map(|document| {
-            let mut value =
-                Yaml::deserialize(document).unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
+            let mut value = Yaml::deserialize(document)
+                .unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"));
             value.apply_merge().unwrap_or_else(|e| panic!("{relative}: merge keys: {e}"));
             value
         })
@@ -940,7 +1129,10 @@ fn default_of(name: &str) -> &'static str {
 
 fn default_port(variable: &str) -> u16 {
     let bind = default_of(variable);
-    bind.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{variable}={bind}"))
+    bind.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{variable}={bind}"))
 }
 
 /// Metric names the processes export: the `portfolio_*` constants of shared/src/names.rs (read
@@ -986,7 +1178,8 @@ fn known_metric_names() -> BTreeSet<String> {
 
 /// Values the code gives a label (as documented on the constants in names.rs).
 fn label_values(metric: &str, label: &str) -> Option<&'static [&'static str]> {
-    let base = ["_bucket", "_sum", "_count"].iter().fold(metric, |m, s| m.strip_suffix(s).unwrap_or(m));
+    let base =
+        ["_bucket", "_sum", "_count"].iter().fold(metric, |m, s| m.strip_suffix(s).unwrap_or(m));
     match (base, label) {
         (names::QUEUE_JOBS, "state") => Some(&["ready", "scheduled", "running", "dead"]),
         (names::DB_POOL_CONNECTIONS, "state") => Some(&["in_use", "idle"]),
@@ -1020,7 +1213,10 @@ fn variables_set_by_deploy_files() -> Vec<(String, String)> {
         for container in array(&task["containerDefinitions"]) {
             for list in ["environment", "secrets"] {
                 for entry in array(&container[list]) {
-                    set.push((file.to_string(), entry["name"].as_str().unwrap_or_default().to_owned()));
+                    set.push((
+                        file.to_string(),
+                        entry["name"].as_str().unwrap_or_default().to_owned(),
+                    ));
                 }
             }
         }
@@ -1030,8 +1226,12 @@ fn variables_set_by_deploy_files() -> Vec<(String, String)> {
     let keys_of = |kind_name: &str, name: &str, from: &str| -> Vec<String> {
         let object = objects
             .iter()
-            .find(|(_, d)| kind(d) == kind_name && str_at(d, &["metadata", "name"]).as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("{from}: envFrom names {kind_name} {name}, which no file defines"));
+            .find(|(_, d)| {
+                kind(d) == kind_name && str_at(d, &["metadata", "name"]).as_deref() == Some(name)
+            })
+            .unwrap_or_else(|| {
+                panic!("{from}: envFrom names {kind_name} {name}, which no file defines")
+            });
         let field = if kind_name == "Secret" { "stringData" } else { "data" };
         mapping_keys(object.1.get(field))
     };
@@ -1045,10 +1245,14 @@ fn variables_set_by_deploy_files() -> Vec<(String, String)> {
             }
             for source in yaml_seq(container.get("envFrom")) {
                 if let Some(name) = str_at(source, &["configMapRef", "name"]) {
-                    set.extend(keys_of("ConfigMap", &name, file).into_iter().map(|k| (file.clone(), k)));
+                    set.extend(
+                        keys_of("ConfigMap", &name, file).into_iter().map(|k| (file.clone(), k)),
+                    );
                 }
                 if let Some(name) = str_at(source, &["secretRef", "name"]) {
-                    set.extend(keys_of("Secret", &name, file).into_iter().map(|k| (file.clone(), k)));
+                    set.extend(
+                        keys_of("Secret", &name, file).into_iter().map(|k| (file.clone(), k)),
+                    );
                 }
             }
         }
@@ -1064,25 +1268,36 @@ fn password_literals(text: &str) -> Vec<String> {
         value.is_empty()
             || value.starts_with('$')
             || value.starts_with('<')
-            || value.chars().take_while(|c| !matches!(c, '"' | '\'' | ' ' | '@')).all(|c| c.is_ascii_uppercase() || c == '_')
+            || value
+                .chars()
+                .take_while(|c| !matches!(c, '"' | '\'' | ' ' | '@'))
+                .all(|c| c.is_ascii_uppercase() || c == '_')
     };
     let mut found = Vec::new();
     let lower = text.to_ascii_lowercase();
     for (at, _) in lower.match_indices("password=") {
         let value = &text[at + "password=".len()..];
         if !is_reference(value) {
-            found.push(format!("password= followed by a literal: {}", value.lines().next().unwrap_or_default()));
+            found.push(format!(
+                "password= followed by a literal: {}",
+                value.lines().next().unwrap_or_default()
+            ));
         }
     }
     for (at, _) in text.match_indices("://") {
         let rest = &text[at + 3..];
-        let end = rest.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/' | ',')).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/' | ','))
+            .unwrap_or(rest.len());
         let authority = &rest[..end];
         if let Some((userinfo, _)) = authority.rsplit_once('@')
             && let Some((_, password)) = userinfo.split_once(':')
             && !is_reference(password)
         {
-            found.push(format!("a URL with a password: {}", text.get(at.saturating_sub(12)..at + 3 + end).unwrap_or(authority)));
+            found.push(format!(
+                "a URL with a password: {}",
+                text.get(at.saturating_sub(12)..at + 3 + end).unwrap_or(authority)
+            ));
         }
     }
     found
@@ -1111,8 +1326,33 @@ fn subcommands_of(binary: &str) -> &'static [&'static str] {
 
 fn subcommand_problem(from: &str, binary: &str, args: &[String]) -> Option<String> {
     let first = args.first()?;
-    (!subcommands_of(binary).contains(&first.as_str()))
-        .then(|| format!("{from}: `{binary} {first}` is no subcommand (known: {:?})", subcommands_of(binary)))
+    (!subcommands_of(binary).contains(&first.as_str())).then(|| {
+        format!("{from}: `{binary} {first}` is no subcommand (known: {:?})", subcommands_of(binary))
+    })
+}
+
+/// The clap subcommands of a binary: the variants of its `enum Command`, in kebab case.
+fn subcommands_in(main_rs: &str) -> BTreeSet<String> {
+    let body = main_rs
+        .split_once("enum Command {")
+        .and_then(|(_, rest)| rest.split_once("\n}"))
+        .map(|(body, _)| body)
+        .expect("main.rs defines `enum Command { ... }`");
+    body.lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(|line| {
+            let variant: String = line.chars().take_while(char::is_ascii_alphanumeric).collect();
+            let mut kebab = String::new();
+            for (i, c) in variant.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    kebab.push('-');
+                }
+                kebab.push(c.to_ascii_lowercase());
+            }
+            kebab
+        })
+        .collect()
 }
 
 /// `[CMD, /usr/local/bin/<binary>, healthcheck]`, with or without the CMD marker.
@@ -1170,7 +1410,9 @@ impl Dockerfile {
     fn env(&self) -> BTreeMap<String, String> {
         let last = self.stages() - 1;
         let mut env = BTreeMap::new();
-        for instruction in self.instructions.iter().filter(|i| i.stage == last && i.keyword == "ENV") {
+        for instruction in
+            self.instructions.iter().filter(|i| i.stage == last && i.keyword == "ENV")
+        {
             let words = shell_words(&instruction.args);
             if words.first().is_some_and(|w| w.contains('=')) {
                 for word in words {
@@ -1188,7 +1430,11 @@ impl Dockerfile {
         self.instructions
             .iter()
             .filter(|i| i.keyword == "EXPOSE")
-            .flat_map(|i| i.args.split_whitespace().map(|p| p.split('/').next().unwrap_or(p).parse().expect("EXPOSE port")))
+            .flat_map(|i| {
+                i.args
+                    .split_whitespace()
+                    .map(|p| p.split('/').next().unwrap_or(p).parse().expect("EXPOSE port"))
+            })
             .collect()
     }
 
@@ -1291,12 +1537,16 @@ fn compose_env(service: &Yaml) -> BTreeMap<String, String> {
 /// depends_on as {service: condition}; the short list form means `service_started`.
 fn compose_depends_on(service: &Yaml) -> BTreeMap<String, String> {
     match service.get("depends_on") {
-        Some(Yaml::Sequence(items)) => {
-            items.iter().filter_map(Yaml::as_str).map(|s| (s.to_owned(), "service_started".to_owned())).collect()
-        }
+        Some(Yaml::Sequence(items)) => items
+            .iter()
+            .filter_map(Yaml::as_str)
+            .map(|s| (s.to_owned(), "service_started".to_owned()))
+            .collect(),
         Some(Yaml::Mapping(_)) => mapping_entries(service.get("depends_on"))
             .into_iter()
-            .map(|(name, v)| (name, str_at(v, &["condition"]).unwrap_or_else(|| "service_started".to_owned())))
+            .map(|(name, v)| {
+                (name, str_at(v, &["condition"]).unwrap_or_else(|| "service_started".to_owned()))
+            })
             .collect(),
         _ => BTreeMap::new(),
     }
@@ -1344,7 +1594,10 @@ fn ecs_env(container: &Json) -> BTreeMap<String, String> {
     array(&container["environment"])
         .iter()
         .map(|e| {
-            (e["name"].as_str().unwrap_or_default().to_owned(), e["value"].as_str().unwrap_or_default().to_owned())
+            (
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
         })
         .collect()
 }
@@ -1360,8 +1613,9 @@ fn parse_target_formula(line: &str) -> Option<(f64, f64, f64)> {
     let numbers = line.split("average job time =").nth(1)?;
     let (division, result) = numbers.split_once('=')?;
     let (wait, job) = division.split_once('÷')?;
-    let number = |s: &str| s.trim().trim_end_matches('s').trim().replace(',', "").parse::<f64>().ok();
-    let result = result.trim().split_whitespace().next()?.trim_end_matches(['.', ',']);
+    let number =
+        |s: &str| s.trim().trim_end_matches('s').trim().replace(',', "").parse::<f64>().ok();
+    let result = result.split_whitespace().next()?.trim_end_matches(['.', ',']);
     Some((number(wait)?, number(job)?, result.parse().ok()?))
 }
 
@@ -1399,7 +1653,9 @@ fn kind(doc: &Yaml) -> String {
 /// Containers (and init containers) of a workload's pod template.
 fn pod_containers(doc: &Yaml) -> Vec<&Yaml> {
     let template = match kind(doc).as_str() {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => at(doc, &["spec", "template", "spec"]),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+            at(doc, &["spec", "template", "spec"])
+        }
         "CronJob" => at(doc, &["spec", "jobTemplate", "spec", "template", "spec"]),
         _ => None,
     };
@@ -1526,7 +1782,8 @@ fn alert_rules() -> Vec<(String, AlertRule)> {
     for group in groups {
         assert!(str_at(group, &["name"]).is_some(), "alerts.yml: a group without a name");
         for rule in yaml_seq(group.get("rules")) {
-            let name = str_at(rule, &["alert"]).expect("alerts.yml: only alerting rules (`alert:`)");
+            let name =
+                str_at(rule, &["alert"]).expect("alerts.yml: only alerting rules (`alert:`)");
             let expr = str_at(rule, &["expr"]).unwrap_or_else(|| panic!("{name}: no expr"));
             rules.push((
                 name,
@@ -1569,8 +1826,20 @@ fn promql_metrics(expr: &str) -> Vec<(String, Vec<Matcher>)> {
     const KEYWORDS: &[&str] = &["and", "or", "unless", "bool", "offset", "atan2", "inf", "nan"];
     // Aggregations may put their `by (...)` clause before the parenthesis: `sum by (le) (...)`.
     const AGGREGATIONS: &[&str] = &[
-        "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk",
-        "topk", "quantile", "limitk", "limit_ratio",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
     ];
     let chars: Vec<char> = expr.chars().collect();
     let mut out: Vec<(String, Vec<Matcher>)> = Vec::new();
@@ -1600,7 +1869,8 @@ fn promql_metrics(expr: &str) -> Vec<(String, Vec<Matcher>)> {
         if c == '{' {
             let end = skip_until(i, '}');
             if last_was_metric && let Some(last) = out.last_mut() {
-                last.1 = label_matchers(&chars[i + 1..end.min(chars.len())].iter().collect::<String>());
+                last.1 =
+                    label_matchers(&chars[i + 1..end.min(chars.len())].iter().collect::<String>());
             }
             i = end + 1;
             last_was_metric = false;
@@ -1641,7 +1911,9 @@ fn promql_metrics(expr: &str) -> Vec<(String, Vec<Matcher>)> {
             }
             c if c.is_ascii_alphabetic() || c == '_' || c == ':' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':')
+                {
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().collect();
