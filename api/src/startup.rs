@@ -1,5 +1,6 @@
 //! Builds the application from settings: pools, queue, state, middleware, routes, the leader's
-//! background loop, and the HTTP server bound to `API_BIND` (port 0 in tests).
+//! background loop, the queue-depth sampler, and the HTTP server bound to `API_BIND` (port 0 in
+//! tests).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tracing_actix_web::TracingLogger;
 use crate::metrics::Metrics;
 use crate::request_id::{self, RequestIdRootSpan};
 use crate::state::AppState;
-use crate::{background, routes};
+use crate::{background, routes, sampler};
 
 pub struct Application {
     port: u16,
@@ -71,11 +72,13 @@ impl Application {
     }
 
     /// Serves until the server stops (SIGTERM/SIGINT, or its handle), running the background
-    /// loop alongside.
+    /// loop and the sampler alongside.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let background = background::spawn(self.state.clone());
+        let sampler = sampler::spawn(self.state.clone());
         let served = self.server.await;
         background.abort();
+        sampler.abort();
         served.context("HTTP server failed")
     }
 }

@@ -13,6 +13,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    queue_samples (sampled_at) {
+        sampled_at -> Timestamptz,
+        ready -> Int8,
+        scheduled -> Int8,
+        running -> Int8,
+        dead -> Int8,
+        workers_alive -> Int4,
+    }
+}
+
+diesel::table! {
     simulation_results (simulation_id) {
         simulation_id -> Uuid,
         result -> Jsonb,
@@ -48,4 +59,9 @@ diesel::table! {
 
 diesel::joinable!(simulation_results -> simulations (simulation_id));
 
-diesel::allow_tables_to_appear_in_same_query!(audit_logs, simulation_results, simulations,);
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_logs,
+    queue_samples,
+    simulation_results,
+    simulations,
+);

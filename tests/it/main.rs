@@ -2,6 +2,9 @@
 //! (its own database, queue namespace, API and workers) against real Redis and Postgres.
 
 mod api;
+mod browser;
 mod deploy_files;
 mod end_to_end;
+mod queue_stats;
 mod schema;
+mod web;

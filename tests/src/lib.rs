@@ -6,6 +6,7 @@
 //! `TEST_PG_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
 //! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point the suite elsewhere.
 
+pub mod browser;
 pub mod throwaway;
 
 use std::collections::HashMap;

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
 use crate::error::Problem;
-use crate::routes::{health, metrics, results, simulations};
+use crate::routes::{charts, exports, health, metrics, pages, queue_stats, results, simulations};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,16 @@ use crate::routes::{health, metrics, results, simulations};
         simulations::cancel,
         results::get,
         results::list,
+        exports::table_csv,
+        charts::fan,
+        charts::depletion,
+        charts::terminal,
+        charts::spending,
+        charts::queue_depth,
+        queue_stats::queue_stats,
+        pages::index,
+        pages::dashboard,
+        pages::asset,
         health::health,
         health::ready,
         metrics::metrics,
@@ -28,7 +38,9 @@ use crate::routes::{health, metrics, results, simulations};
     tags(
         (name = "simulations", description = "Submit and cancel jobs"),
         (name = "results", description = "Jobs, progress and results"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "charts", description = "Charts of a result and of the queue, as SVG"),
+        (name = "operations", description = "Health, readiness, metrics, queue statistics"),
+        (name = "web", description = "The web frontend and the operators' dashboard"),
     )
 )]
 pub struct ApiDoc;

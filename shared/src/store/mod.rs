@@ -5,5 +5,6 @@
 
 pub mod models;
 mod simulations;
+pub mod stats;
 
 pub use simulations::*;

@@ -1,0 +1,266 @@
+//! `GET /queue/stats`: the queue and its workers as Redis has them now, and what the jobs did
+//! lately as Postgres recorded it (throughput, submit-to-result time, failures). Each source
+//! is read on its own: when one is down the answer still carries the other's part, with the
+//! missing part `null` and the source marked unavailable, so the operators' dashboard keeps
+//! showing what can be known during an incident.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, TimeZone, Utc};
+use portfolio_shared::queue::{QueueDepth, WorkerHeartbeat};
+use portfolio_shared::store::stats::{self, FinishedInWindow, LatencySummary, RecentFailure};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Windows of the throughput figures, in minutes.
+pub const THROUGHPUT_WINDOWS: [i32; 3] = [1, 5, 15];
+/// Window of the latency percentiles, in minutes.
+pub const LATENCY_WINDOW: i32 = 5;
+/// Window of the error rate, in minutes (the widest throughput window).
+pub const ERROR_RATE_WINDOW: i32 = 15;
+pub const RECENT_FAILURES: i64 = 20;
+/// Workers whose last heartbeat is older than this are no longer listed.
+const DEAD_WORKER_SHOWN_FOR_SECS: u64 = 3600;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueStats {
+    pub generated_at: DateTime<Utc>,
+    pub redis: Source,
+    pub postgres: Source,
+    /// From Redis; `null` when Redis is unavailable.
+    pub queue: Option<QueueNow>,
+    /// From Postgres; `null` when Postgres is unavailable.
+    pub jobs: Option<JobsLately>,
+}
+
+/// Whether a source answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Source {
+    pub available: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The queue right now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueNow {
+    /// Due and waiting for a worker.
+    pub ready: u64,
+    /// Waiting for a future time (retry back-off).
+    pub scheduled: u64,
+    /// Claimed by a worker.
+    pub running: u64,
+    /// Given up on by the queue itself (should stay 0).
+    pub dead: u64,
+    /// Age of the oldest ready job; `null` when none is waiting.
+    pub oldest_ready_age_seconds: Option<f64>,
+    pub workers_alive: u64,
+    /// Workers alive, and those that stopped reporting within the last hour; newest heartbeat
+    /// first.
+    pub workers: Vec<WorkerView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerView {
+    pub name: String,
+    /// Heartbeat within the orphan window.
+    pub alive: bool,
+    pub last_heartbeat: DateTime<Utc>,
+    pub seconds_since_heartbeat: u64,
+    /// Jobs it has claimed.
+    pub current_jobs: Vec<Uuid>,
+}
+
+/// What the jobs did lately, by the database's clock.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobsLately {
+    /// Jobs finished in the last 1, 5 and 15 minutes.
+    pub throughput: Vec<Throughput>,
+    pub latency: Latency,
+    pub error_rate: ErrorRate,
+    /// The latest failed jobs, newest first (at most 20).
+    pub recent_failures: Vec<Failure>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Throughput {
+    pub window_minutes: i32,
+    /// Jobs that reached a terminal state in the window, and their split by state.
+    pub finished: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// `finished` per minute.
+    pub per_minute: f64,
+}
+
+/// Submit-to-result time (`finished_at − created_at`) of the jobs that succeeded in the
+/// window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Latency {
+    pub window_minutes: i32,
+    pub jobs: i64,
+    pub p50_seconds: Option<f64>,
+    pub p95_seconds: Option<f64>,
+}
+
+/// Failed jobs among the jobs that finished in the window (cancelled ones included in the
+/// denominator).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorRate {
+    pub window_minutes: i32,
+    pub failed: i64,
+    pub finished: i64,
+    /// `failed / finished`; `null` when nothing finished.
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Failure {
+    pub id: Uuid,
+    pub error: Option<String>,
+    pub failed_at: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+/// The queue, its workers, and recent throughput, latency and failures.
+#[utoipa::path(
+    get,
+    path = "/queue/stats",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Statistics; a source that did not answer is marked unavailable and its part is null", body = QueueStats),
+        (status = 503, description = "Neither Redis nor Postgres answered", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (queue, jobs) = tokio::join!(queue_now(&state), jobs_lately(&state));
+    if let (Err(redis), Err(postgres)) = (&queue, &jobs) {
+        tracing::warn!(%redis, %postgres, "queue stats: no source answered");
+        return Err(ApiError::unavailable(
+            "redis and postgres",
+            anyhow::anyhow!("neither source answered"),
+        ));
+    }
+    let source =
+        |error: Option<&String>| Source { available: error.is_none(), error: error.cloned() };
+    let body = QueueStats {
+        generated_at: Utc::now(),
+        redis: source(queue.as_ref().err()),
+        postgres: source(jobs.as_ref().err()),
+        queue: queue.ok(),
+        jobs: jobs.ok(),
+    };
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+async fn queue_now(state: &AppState) -> Result<QueueNow, String> {
+    let queue = &state.queue;
+    let read = state.redis(async {
+        let depth = queue.depth().await.map_err(anyhow::Error::from)?;
+        let workers = queue.workers().await.map_err(anyhow::Error::from)?;
+        Ok::<_, anyhow::Error>((depth, workers))
+    });
+    match read.await {
+        Ok((depth, workers)) => Ok(queue_view(state, depth, workers)),
+        Err(e) => {
+            tracing::warn!(error = ?e, "queue stats: Redis unavailable");
+            Err("Redis did not answer; see the API's log".to_owned())
+        }
+    }
+}
+
+fn queue_view(state: &AppState, depth: QueueDepth, workers: Vec<WorkerHeartbeat>) -> QueueNow {
+    let now = portfolio_shared::queue::epoch_seconds();
+    let workers = workers
+        .into_iter()
+        .filter_map(|w| {
+            let alive = state.queue.is_alive(&w);
+            let since = now.saturating_sub(w.last_heartbeat);
+            (alive || since <= DEAD_WORKER_SHOWN_FOR_SECS).then(|| WorkerView {
+                alive,
+                last_heartbeat: Utc
+                    .timestamp_opt(i64::try_from(w.last_heartbeat).unwrap_or(0), 0)
+                    .single()
+                    .unwrap_or_default(),
+                seconds_since_heartbeat: since,
+                current_jobs: w.jobs,
+                name: w.name,
+            })
+        })
+        .collect();
+    QueueNow {
+        ready: depth.ready,
+        scheduled: depth.scheduled,
+        running: depth.running,
+        dead: depth.dead,
+        oldest_ready_age_seconds: depth.oldest_ready_age_ms.map(|ms| ms as f64 / 1e3),
+        workers_alive: depth.workers_alive,
+        workers,
+    }
+}
+
+async fn jobs_lately(state: &AppState) -> Result<JobsLately, String> {
+    let read = state
+        .read(|conn| {
+            let windows = stats::finished_in_windows(conn, &THROUGHPUT_WINDOWS)?;
+            let latency = stats::latency(conn, LATENCY_WINDOW)?;
+            let failures = stats::recent_failures(conn, RECENT_FAILURES)?;
+            Ok((windows, latency, failures))
+        })
+        .await;
+    match read {
+        Ok((windows, latency, failures)) => Ok(jobs_view(windows, latency, failures)),
+        Err(e) => {
+            tracing::warn!(error = %e, "queue stats: Postgres unavailable");
+            Err("Postgres did not answer; see the API's log".to_owned())
+        }
+    }
+}
+
+fn jobs_view(
+    windows: Vec<FinishedInWindow>,
+    latency: LatencySummary,
+    failures: Vec<RecentFailure>,
+) -> JobsLately {
+    let widest = windows.iter().find(|w| w.minutes == ERROR_RATE_WINDOW).copied();
+    JobsLately {
+        throughput: windows
+            .into_iter()
+            .map(|w| Throughput {
+                window_minutes: w.minutes,
+                finished: w.finished,
+                succeeded: w.succeeded,
+                failed: w.failed,
+                cancelled: w.cancelled,
+                per_minute: w.finished as f64 / f64::from(w.minutes.max(1)),
+            })
+            .collect(),
+        latency: Latency {
+            window_minutes: LATENCY_WINDOW,
+            jobs: latency.jobs,
+            p50_seconds: latency.p50_seconds,
+            p95_seconds: latency.p95_seconds,
+        },
+        error_rate: ErrorRate {
+            window_minutes: ERROR_RATE_WINDOW,
+            failed: widest.map_or(0, |w| w.failed),
+            finished: widest.map_or(0, |w| w.finished),
+            rate: widest.filter(|w| w.finished > 0).map(|w| w.failed as f64 / w.finished as f64),
+        },
+        recent_failures: failures
+            .into_iter()
+            .map(|f| Failure {
+                id: f.id,
+                error: f.error,
+                failed_at: f.failed_at,
+                attempts: f.attempts,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,276 @@
+//! The pages in a real browser (headless Chromium over WebDriver, see
+//! `portfolio_tests::browser`): a person fills the form and gets the API's result, sees the
+//! API's own message next to a field it refuses, and the dashboard shows the figures of
+//! `/queue/stats`. Screenshots land in `test-artifacts/`.
+
+use std::time::Duration;
+
+use portfolio_tests::browser::Browser;
+use portfolio_tests::{TestApp, TestEnv, eventually, small_request};
+use serde_json::{Value, json};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// The leading number of a shown figure ("87.3 %" → 87.3, "1.25 s" → 1.25).
+fn leading_number(text: &str) -> Option<f64> {
+    let end =
+        text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).unwrap_or(text.len());
+    text[..end].parse().ok()
+}
+
+/// Half a unit of the last digit shown: how far a correctly rounded figure may be off.
+fn rounding(text: &str) -> f64 {
+    let number = &text[..text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len())];
+    let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+    0.5 * 10f64.powi(-(decimals as i32)) + 1e-9
+}
+
+async fn text_of(browser: &Browser, css: &str) -> String {
+    browser.find(css).await.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_fills_the_form_and_sees_the_success_probability_the_api_computed() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let browser = Browser::start(1280, 1800).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.wait_for("#f-starting_portfolio", Duration::from_secs(10)).await;
+
+    let unlabelled = browser
+        .eval(
+            "return Array.from(document.querySelectorAll('input, select'))\
+             .filter(e => !e.labels || e.labels.length === 0).map(e => e.id)",
+            vec![],
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "every control has a label");
+
+    browser.click("[data-preset='rule4']").await;
+    browser.type_into("#f-years", "25").await;
+    browser.type_into("#f-n_scenarios", "2000").await;
+    browser.type_into("#f-seed", "42").await;
+    browser.click("#submit").await;
+    browser.wait_for("#chart-fan svg", WITHIN).await;
+
+    let url = browser.client.current_url().await.unwrap();
+    let id: uuid::Uuid = url
+        .query_pairs()
+        .find(|(k, _)| k == "job")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("the job id is in the address");
+    let job = app.job(id).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["request"]["years"], 25);
+    assert_eq!(job["request"]["n_scenarios"], 2000);
+    assert_eq!(job["request"]["monthly_spending"], 3333.33);
+    assert_eq!(job["seed"], 42);
+    let expected = job["result"]["success_probability"].as_f64().unwrap();
+
+    let success = browser.find("#success").await;
+    let value: f64 = success.attr("data-value").await.unwrap().unwrap().parse().unwrap();
+    assert_eq!(value, expected);
+    let shown = success.text().await.unwrap();
+    assert!(shown.ends_with(" %"), "{shown}");
+    let percent = leading_number(&shown).unwrap();
+    assert!((percent - expected * 100.0).abs() <= rounding(&shown), "{shown} vs {expected}");
+    assert!(text_of(&browser, "#success-stderr").await.contains("Standard error"));
+
+    for chart in ["depletion", "terminal"] {
+        browser.wait_for(&format!("#chart-{chart} svg"), Duration::from_secs(20)).await;
+    }
+    let title = browser.find("#chart-fan svg title").await.prop("textContent").await.unwrap();
+    assert_eq!(title.as_deref(), Some("Real wealth by year (today's money)"));
+    let csv = browser.find("#download-csv").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(csv, format!("/results/{id}/table.csv"));
+    browser.screenshot("frontend-result").await;
+
+    // At a phone's width nothing spills sideways.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.eval("document.getElementById('outcome').scrollIntoView()", vec![]).await;
+    let overflow = browser
+        .eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await;
+    assert!(overflow.as_f64().unwrap() <= 0.0, "the page is {overflow} px too wide");
+    browser.screenshot("frontend-result-phone").await;
+
+    // A reload (or the shared link) picks the job up again, form and result.
+    browser.client.set_window_size(1280, 1800).await.unwrap();
+    browser.client.refresh().await.unwrap();
+    browser.wait_for("#chart-fan svg", WITHIN).await;
+    let again = browser.find("#success").await.attr("data-value").await.unwrap().unwrap();
+    assert_eq!(again.parse::<f64>().unwrap(), expected);
+    let years = browser.find("#f-years").await.prop("value").await.unwrap();
+    assert_eq!(years.as_deref(), Some("25"));
+    browser.close().await;
+}
+
+/// What the API answers to `body`: its message for `field`.
+async fn api_message(app: &TestApp, body: &Value, field: &str) -> String {
+    let response = app.submit(body).await;
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    let errors = problem["errors"].as_array().unwrap();
+    let error = errors.iter().find(|e| e["field"] == field).unwrap_or_else(|| panic!("{problem}"));
+    error["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
+    let mut env = TestEnv::new();
+    // The deployment's cap is the API's to enforce; the page knows only the model's.
+    env.set("MAX_SCENARIOS", 5000);
+    let app = env.spawn_app().await;
+    let mut over_cap = small_request();
+    over_cap["n_scenarios"] = 10_000.into();
+    let cap_message = api_message(&app, &over_cap, "n_scenarios").await;
+    let mut off_sum = small_request();
+    off_sum["allocation"] = json!({ "stocks": 0.7, "bonds": 0.4, "cash": 0 });
+    let sum_message = api_message(&app, &off_sum, "allocation").await;
+
+    let browser = Browser::start(1280, 1800).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.wait_for("#f-allocation-stocks", Duration::from_secs(10)).await;
+
+    // Checked in the page first, in the API's words, and nothing is sent.
+    browser.type_into("#f-allocation-stocks", "0.7").await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-allocation").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(shown, sum_message);
+    assert!(text_of(&browser, "#error-summary").await.contains(&sum_message));
+
+    // The API's refusal lands next to its field too.
+    browser.type_into("#f-allocation-stocks", "0.6").await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-n_scenarios").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(shown, cap_message);
+    assert_eq!(text_of(&browser, "#e-allocation").await, "", "the fixed field is clear");
+    let invalid = browser.find("#f-n_scenarios").await.attr("aria-invalid").await.unwrap();
+    assert_eq!(invalid.as_deref(), Some("true"));
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.query().is_none(), "no job was created: {url}");
+    browser.screenshot("frontend-validation").await;
+    browser.close().await;
+
+    let list: Value =
+        app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing was recorded");
+}
+
+/// Whether every figure on the dashboard is `stats`' figure, as rounded for display.
+fn dashboard_matches(shown: &Value, stats: &Value) -> Result<(), String> {
+    let shown = shown.as_object().ok_or("no figures")?;
+    if shown.len() < 20 {
+        return Err(format!("only {} figures", shown.len()));
+    }
+    for (path, text) in shown {
+        let text = text.as_str().unwrap_or_default().trim();
+        let value = path.split('.').try_fold(stats, |node, part| match part.parse::<usize>() {
+            Ok(i) => node.get(i),
+            Err(_) => node.get(part),
+        });
+        let value = value.ok_or_else(|| format!("{path} is not in /queue/stats"))?;
+        let ok = match value.as_f64() {
+            None if value.is_null() => text == "–" || text == "none waiting",
+            None => false,
+            // The page is up to one refresh (5 s) behind a clock that keeps running.
+            Some(age) if path == "queue.oldest_ready_age_seconds" => {
+                leading_number(text).is_some_and(|x| (x - age).abs() <= 6.0)
+            }
+            Some(v) => {
+                let v = if path.ends_with("error_rate.rate") { v * 100.0 } else { v };
+                leading_number(text).is_some_and(|x| (x - v).abs() <= rounding(text))
+            }
+        };
+        if !ok {
+            return Err(format!("{path}: shown {text:?}, /queue/stats says {value}"));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let worker = env.spawn_worker().await;
+    for _ in 0..2 {
+        let id = app.submit_ok(&small_request()).await;
+        assert_eq!(app.wait_terminal(id, WITHIN).await["status"], "succeeded");
+    }
+    worker.stop().await.unwrap();
+    let failed = uuid::Uuid::now_v7();
+    {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO simulations (id, status, request, seed, attempts, error, finished_at) \
+             VALUES ($1, 'failed', '{}', 1, 3, 'the engine ran out of memory', now())",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(failed)
+        .execute(&mut env.db.connect())
+        .unwrap();
+    }
+    for _ in 0..2 {
+        app.submit_ok(&small_request()).await;
+    }
+
+    let browser = Browser::start(1280, 2200).await;
+    browser.client.goto(&app.url("/dashboard")).await.unwrap();
+    browser.wait_for("#depth-chart svg", Duration::from_secs(20)).await;
+    let read_figures = "return Object.fromEntries(Array.from(document.querySelectorAll('[data-stat]'))\
+                        .map(e => [e.dataset.stat, e.textContent]))";
+    let stats = eventually(Duration::from_secs(30), || async {
+        let shown = browser.eval(read_figures, vec![]).await;
+        let stats: Value =
+            app.client.get(app.url("/queue/stats")).send().await.ok()?.json().await.ok()?;
+        match dashboard_matches(&shown, &stats) {
+            Ok(()) => Some(stats),
+            Err(why) => {
+                eprintln!("dashboard not matching yet: {why}");
+                None
+            }
+        }
+    })
+    .await;
+    assert_eq!(stats["queue"]["ready"], 2);
+    assert_eq!(stats["jobs"]["throughput"][2]["finished"], 3);
+
+    let failures = browser
+        .eval("return Array.from(document.querySelectorAll('#failures tr[data-job]')).map(r => r.dataset.job)", vec![])
+        .await;
+    assert_eq!(failures, json!([failed.to_string()]));
+    assert!(text_of(&browser, "#failures").await.contains("the engine ran out of memory"));
+    let workers = browser
+        .eval("return Array.from(document.querySelectorAll('#workers tr[data-worker]')).map(r => r.dataset.worker)", vec![])
+        .await;
+    let listed: Vec<Value> =
+        stats["queue"]["workers"].as_array().unwrap().iter().map(|w| w["name"].clone()).collect();
+    assert_eq!(workers, Value::Array(listed));
+    let depth_title = browser.find("#depth-chart svg title").await.prop("textContent").await;
+    assert_eq!(depth_title.unwrap().as_deref(), Some("Queue depth over the last 60 minutes"));
+    browser.screenshot("dashboard").await;
+
+    // It refreshes by itself: the figures' timestamp moves within a refresh interval or two.
+    let generated = |b: &Browser| {
+        let b = b.client.clone();
+        async move { b.execute("return document.body.dataset.generatedAt", vec![]).await.unwrap() }
+    };
+    let first = generated(&browser).await;
+    eventually(Duration::from_secs(12), || async {
+        (generated(&browser).await != first).then_some(())
+    })
+    .await;
+    browser.close().await;
+}

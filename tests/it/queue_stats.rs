@@ -1,0 +1,220 @@
+//! `/queue/stats` (what Redis and Postgres say about the queue and the jobs lately), the
+//! queue-depth sampler behind the dashboard's chart, and `/queue/charts/depth.svg`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use portfolio_api::sampler::SAMPLE_LOCK;
+use portfolio_shared::schema::queue_samples;
+use portfolio_shared::store::stats::{NewQueueSample, record_sample};
+use portfolio_tests::{TestDb, TestEnv, eventually, small_request, throwaway};
+use serde_json::Value;
+use uuid::Uuid;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+async fn stats(app: &portfolio_tests::TestApp) -> Value {
+    let response = app.client.get(app.url("/queue/stats")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn seconds_between(job: &Value, from: &str, to: &str) -> f64 {
+    let at = |k: &str| job[k].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    (at(to) - at(from)).num_microseconds().unwrap() as f64 / 1e6
+}
+
+/// Records a job as failed for good, as a worker that gave up would.
+fn insert_failed_job(db: &TestDb, error: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    diesel::sql_query(
+        "INSERT INTO simulations (id, status, request, seed, attempts, error, created_at, \
+         started_at, finished_at) \
+         VALUES ($1, 'failed', '{}', 1, 3, $2, now() - interval '20 seconds', \
+         now() - interval '10 seconds', now())",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Text, _>(error)
+    .execute(&mut db.connect())
+    .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_stats_reports_depth_workers_throughput_latency_and_failures() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let worker = env.spawn_worker().await;
+    let mut finished = Vec::new();
+    for _ in 0..2 {
+        let id = app.submit_ok(&small_request()).await;
+        let job = app.wait_terminal(id, WITHIN).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        finished.push(job);
+    }
+    let seen = eventually(Duration::from_secs(10), || async {
+        let s = stats(&app).await;
+        let listed = s["queue"]["workers"].as_array().unwrap().iter().any(|w| {
+            w["name"] == worker.name.as_str()
+                && w["alive"] == true
+                && w["last_heartbeat"].is_string()
+        });
+        (listed && s["queue"]["workers_alive"].as_u64() >= Some(1)).then_some(s)
+    })
+    .await;
+    assert_eq!(seen["redis"]["available"], true);
+    worker.stop().await.unwrap();
+
+    let failed = insert_failed_job(&env.db, "engine exploded");
+    for _ in 0..3 {
+        app.submit_ok(&small_request()).await;
+    }
+    let s = stats(&app).await;
+    assert_eq!(s["redis"], serde_json::json!({ "available": true }));
+    assert_eq!(s["postgres"], serde_json::json!({ "available": true }));
+
+    let q = &s["queue"];
+    assert_eq!((q["ready"].as_u64(), q["scheduled"].as_u64()), (Some(3), Some(0)), "{q}");
+    assert_eq!(q["dead"].as_u64(), Some(0), "{q}");
+    let age = q["oldest_ready_age_seconds"].as_f64().unwrap();
+    assert!(age > 0.0 && age < 60.0, "{age}");
+
+    let jobs = &s["jobs"];
+    let windows: Vec<(i64, i64, i64, i64, i64, f64)> = jobs["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let n = |k: &str| w[k].as_i64().unwrap();
+            (
+                n("window_minutes"),
+                n("finished"),
+                n("succeeded"),
+                n("failed"),
+                n("cancelled"),
+                w["per_minute"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        windows,
+        vec![(1, 3, 2, 1, 0, 3.0), (5, 3, 2, 1, 0, 0.6), (15, 3, 2, 1, 0, 0.2)],
+        "{jobs}"
+    );
+
+    // Submit-to-result of the two succeeded jobs: percentiles with linear interpolation.
+    let mut times: Vec<f64> =
+        finished.iter().map(|j| seconds_between(j, "created_at", "finished_at")).collect();
+    times.sort_by(f64::total_cmp);
+    let latency = &jobs["latency"];
+    assert_eq!(latency["window_minutes"], 5);
+    assert_eq!(latency["jobs"], 2);
+    let p50 = latency["p50_seconds"].as_f64().unwrap();
+    let p95 = latency["p95_seconds"].as_f64().unwrap();
+    assert!((p50 - (times[0] + times[1]) / 2.0).abs() < 1e-3, "{p50} vs {times:?}");
+    assert!((p95 - (times[0] + 0.95 * (times[1] - times[0]))).abs() < 1e-3, "{p95} vs {times:?}");
+
+    assert_eq!(jobs["error_rate"]["failed"], 1);
+    assert_eq!(jobs["error_rate"]["finished"], 3);
+    assert!((jobs["error_rate"]["rate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    let failures = jobs["recent_failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["id"], failed.to_string());
+    assert_eq!(failures[0]["error"], "engine exploded");
+    assert_eq!(failures[0]["attempts"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_queue_stats_still_answers_with_what_postgres_knows() {
+    let mut env = TestEnv::new();
+    env.set("REDIS_URL", format!("redis://127.0.0.1:{}", throwaway::free_port()));
+    let app = env.spawn_app().await;
+    let failed = insert_failed_job(&env.db, "out of memory");
+    let s = stats(&app).await;
+    assert_eq!(s["redis"]["available"], false);
+    assert!(s["redis"]["error"].as_str().is_some_and(|e| e.contains("Redis")), "{s}");
+    assert!(s["queue"].is_null(), "{s}");
+    assert_eq!(s["postgres"]["available"], true);
+    assert_eq!(s["jobs"]["throughput"][0]["failed"], 1);
+    assert_eq!(s["jobs"]["recent_failures"][0]["id"], failed.to_string());
+    assert!(s["jobs"]["latency"]["p50_seconds"].is_null(), "nothing succeeded");
+}
+
+fn sample(ready: i64) -> NewQueueSample {
+    NewQueueSample { ready, scheduled: 0, running: 1, dead: 0, workers_alive: 1 }
+}
+
+fn sample_count(conn: &mut PgConnection) -> i64 {
+    queue_samples::table.count().get_result(conn).unwrap()
+}
+
+#[test]
+fn one_sample_is_kept_per_interval_only_by_the_holder_of_the_lock_and_old_ones_are_pruned() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let gap = Duration::from_secs(9);
+    let keep = Duration::from_secs(24 * 3600);
+    assert!(record_sample(&mut conn, SAMPLE_LOCK, &sample(1), gap, keep).unwrap());
+    // Another replica a moment later leaves the slot to the first.
+    assert!(!record_sample(&mut conn, SAMPLE_LOCK, &sample(2), gap, keep).unwrap());
+    assert_eq!(sample_count(&mut conn), 1);
+
+    // While another session holds the lock, nothing is recorded, even when one is due.
+    let mut other = db.connect();
+    other
+        .transaction(|other| {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(SAMPLE_LOCK)
+                .execute(other)?;
+            assert!(!record_sample(&mut conn, SAMPLE_LOCK, &sample(3), Duration::ZERO, keep)?);
+            Ok::<_, diesel::result::Error>(())
+        })
+        .unwrap();
+    assert_eq!(sample_count(&mut conn), 1);
+
+    diesel::sql_query(
+        "INSERT INTO queue_samples (sampled_at, ready, scheduled, running, dead, workers_alive) \
+         VALUES (now() - interval '25 hours', 9, 0, 0, 0, 0)",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    assert_eq!(sample_count(&mut conn), 2);
+    assert!(record_sample(&mut conn, SAMPLE_LOCK, &sample(4), Duration::ZERO, keep).unwrap());
+    let readies: Vec<i64> = queue_samples::table
+        .order(queue_samples::sampled_at.asc())
+        .select(queue_samples::ready)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(readies, vec![1, 4], "the 25-hour-old sample is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_samples_the_queue_and_draws_the_depth_chart_from_the_samples() {
+    let env = TestEnv::new();
+    // Two replicas sampling the same queue into the same table.
+    let app = env.spawn_app().await;
+    let _replica = env.spawn_app().await;
+    app.submit_ok(&small_request()).await;
+    let mut conn = env.db.connect();
+    eventually(Duration::from_secs(20), || {
+        let n = sample_count(&mut conn);
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+
+    let response = app.client.get(app.url("/queue/charts/depth.svg")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    let svg = response.text().await.unwrap();
+    assert!(svg.contains("<title id=\"depth-title\">Queue depth over the last 60 minutes</title>"));
+    assert!(svg.contains("samples over the last 60 minutes"), "{svg}");
+
+    let day = app.client.get(app.url("/queue/charts/depth.svg?minutes=1440")).send().await;
+    assert!(day.unwrap().text().await.unwrap().contains("over the last 1440 minutes"));
+    for bad in ["0", "4", "1441", "an-hour"] {
+        let response =
+            app.client.get(app.url(&format!("/queue/charts/depth.svg?minutes={bad}"))).send();
+        assert_eq!(response.await.unwrap().status(), 422, "minutes={bad}");
+    }
+}

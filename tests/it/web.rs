@@ -1,0 +1,223 @@
+//! The web frontend's server side: the pages and their assets, a result's charts and CSV,
+//! CORS, and the OpenAPI entries of these routes. (The pages in a real browser:
+//! `browser.rs`.)
+
+use std::time::Duration;
+
+use portfolio_tests::{TestEnv, small_request};
+use reqwest::header;
+use serde_json::Value;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_and_assets_are_served_from_the_binary_and_revalidate_by_etag() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    for (path, content_type, needle) in [
+        ("/", "text/html", "id=\"sim-form\""),
+        ("/dashboard", "text/html", "data-stat=\"queue.ready\""),
+        ("/assets/app.js", "text/javascript", "function readForm"),
+        ("/assets/common.js", "text/javascript", "function inlineSvg"),
+        ("/assets/dashboard.js", "text/javascript", "/queue/stats"),
+        ("/assets/style.css", "text/css", ":focus-visible"),
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert!(
+            headers[header::CONTENT_TYPE].to_str().unwrap().starts_with(content_type),
+            "{path}: {:?}",
+            headers[header::CONTENT_TYPE]
+        );
+        let body = response.text().await.unwrap();
+        assert!(body.contains(needle), "{path} lacks {needle}");
+        // Nothing is loaded from another origin.
+        assert!(!body.contains("https://") && !body.contains("http://"), "{path} names a URL");
+        let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+        let again = app
+            .client
+            .get(app.url(path))
+            .header(header::IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path} revalidates");
+    }
+
+    let index = app.client.get(app.url("/")).send().await.unwrap();
+    let csp = index.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    let html = index.text().await.unwrap();
+    // The server wrote the model's limits and the historical assumptions into the page.
+    let start = html.find("id=\"pmc-defaults\">").unwrap() + "id=\"pmc-defaults\">".len();
+    let end = start + html[start..].find("</script>").unwrap();
+    let defaults: Value = serde_json::from_str(&html[start..end]).unwrap();
+    assert_eq!(defaults["max_years"], 100);
+    assert_eq!(defaults["table_years"], 97);
+    assert!(defaults["assumptions"]["stocks"]["mean_return"].as_f64().unwrap() > 0.05);
+    assert_eq!(defaults["assumptions"]["correlation"][1][1], 1.0);
+
+    let missing = app.client.get(app.url("/assets/nope.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()[header::CONTENT_TYPE], "application/problem+json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_results_charts_and_csv_exist_once_it_has_succeeded() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let mut request = small_request();
+    request["years"] = 25.into();
+    request["withdrawal"] = serde_json::json!({ "strategy": "percent_of_portfolio", "rate": 0.04 });
+    let id = app.submit_ok(&request).await;
+    let charts = ["fan", "depletion", "terminal", "spending"];
+
+    // Queued: no result yet, so nothing to draw.
+    let early = app.client.get(app.url(&format!("/results/{id}/charts/fan.svg"))).send().await;
+    let early = early.unwrap();
+    assert_eq!(early.status(), 409);
+    let problem: Value = early.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("queued"), "{problem}");
+
+    let _worker = env.spawn_worker().await;
+    let job = app.wait_terminal(id, WITHIN).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    for chart in charts {
+        let response =
+            app.client.get(app.url(&format!("/results/{id}/charts/{chart}.svg"))).send().await;
+        let response = response.unwrap();
+        assert_eq!(response.status(), 200, "{chart}");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "image/svg+xml");
+        let svg = response.text().await.unwrap();
+        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{chart}");
+        assert!(svg.contains(&format!("aria-labelledby=\"{chart}-title {chart}-desc\"")));
+        assert!(svg.contains(&format!("<title id=\"{chart}-title\">")), "{chart}");
+        let desc_start = svg.find(&format!("<desc id=\"{chart}-desc\">")).unwrap();
+        let desc_end = svg[desc_start..].find("</desc>").unwrap();
+        assert!(desc_end > 60, "{chart} describes itself in words");
+        assert!(svg.trim_end().ends_with("</svg>"));
+    }
+    // The fan chart's description quotes the result's own median at the horizon.
+    let fan = app.client.get(app.url(&format!("/results/{id}/charts/fan.svg"))).send().await;
+    let fan = fan.unwrap().text().await.unwrap();
+    let median_end = job["result"]["percentiles"]["p50"][25].as_f64().unwrap();
+    assert!(
+        fan.contains(&format!(
+            "{} at the end of year 25",
+            portfolio_api::charts::compact(median_end)
+        )),
+        "{fan}"
+    );
+
+    let csv = app.client.get(app.url(&format!("/results/{id}/table.csv"))).send().await.unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        csv.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains(&format!("portfolio-mc-{id}.csv"))
+    );
+    let text = csv.text().await.unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 1 + 26, "a header and years 0..=25");
+    assert_eq!(rows[0][0], "year");
+    assert_eq!(rows[0].len(), 1 + 7 + 7 + 1 + 7);
+    assert!(rows.iter().all(|r| r.len() == rows[0].len()));
+    let median_col = rows[0].iter().position(|c| *c == "real_p50").unwrap();
+    assert_eq!(rows[26][median_col].parse::<f64>().unwrap(), median_end);
+    assert_eq!(rows[1][0], "0");
+    assert_eq!(rows[1][rows[0].len() - 1], "", "no spending in year 0");
+    assert!(rows[2][rows[0].len() - 1].parse::<f64>().unwrap() > 0.0);
+
+    let unknown = uuid::Uuid::now_v7();
+    for path in [
+        format!("/results/{unknown}/charts/fan.svg"),
+        format!("/results/{unknown}/table.csv"),
+        "/results/not-a-job/charts/terminal.svg".to_owned(),
+    ] {
+        assert_eq!(app.client.get(app.url(&path)).send().await.unwrap().status(), 404, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_an_allowed_origin_and_no_other() {
+    let mut env = TestEnv::new();
+    env.set("CORS_ALLOWED_ORIGINS", "https://allowed.example, https://also.example");
+    let app = env.spawn_app().await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/simulations"))
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .send()
+    };
+    let get = |origin: &'static str| {
+        app.client.get(app.url("/health")).header(header::ORIGIN, origin).send()
+    };
+    let allow = |r: &reqwest::Response| {
+        r.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).map(|v| v.to_str().unwrap().to_owned())
+    };
+
+    let ok = preflight("https://allowed.example").await.unwrap();
+    assert!(ok.status().is_success(), "{}", ok.status());
+    assert_eq!(allow(&ok).as_deref(), Some("https://allowed.example"));
+    let methods = ok.headers()[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let ok = get("https://also.example").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(allow(&ok).as_deref(), Some("https://also.example"));
+    assert!(
+        ok.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("retry-after")
+    );
+
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert_eq!(allow(&refused), None);
+    assert!(!refused.status().is_success(), "{}", refused.status());
+    let refused = get("https://evil.example").await.unwrap();
+    assert_eq!(allow(&refused), None);
+
+    // Without the setting the API is same-origin only: no CORS headers for anyone.
+    let plain = TestEnv::new();
+    let app = plain.spawn_app().await;
+    let response =
+        app.client.get(app.url("/health")).header(header::ORIGIN, "https://allowed.example");
+    let response = response.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for (path, statuses) in [
+        ("/results/{id}/charts/fan.svg", vec!["200", "404", "409"]),
+        ("/results/{id}/charts/depletion.svg", vec!["200", "404", "409"]),
+        ("/results/{id}/charts/terminal.svg", vec!["200", "404", "409"]),
+        ("/results/{id}/charts/spending.svg", vec!["200", "404", "409"]),
+        ("/results/{id}/table.csv", vec!["200", "404", "409"]),
+        ("/queue/charts/depth.svg", vec!["200", "422"]),
+        ("/queue/stats", vec!["200", "503"]),
+        ("/", vec!["200"]),
+        ("/dashboard", vec!["200"]),
+        ("/assets/{name}", vec!["200", "404"]),
+    ] {
+        let op = &doc["paths"][path]["get"];
+        assert!(op.is_object(), "GET {path} missing");
+        for s in statuses {
+            assert!(op["responses"][s].is_object(), "GET {path} lacks {s}");
+        }
+    }
+    let svg = &doc["paths"]["/results/{id}/charts/fan.svg"]["get"]["responses"]["200"]["content"];
+    assert!(svg["image/svg+xml"].is_object(), "{svg}");
+    assert!(doc["components"]["schemas"]["QueueStats"].is_object());
+}
