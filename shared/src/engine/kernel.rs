@@ -436,15 +436,26 @@ fn lognormal(
         let g = &mut g[..n];
         let (d, l) = (drift[a], &load[a]);
         for j in 0..n {
-            g[j] = lognormal_gross(d, l, z0[j], z1[j], z2[j]);
+            g[j] = lognormal_gross(a, d, l, z0[j], z1[j], z2[j]);
         }
     }
 }
 
 /// `exp(drift + Σ_k load[k]·z_k)`: one asset's monthly gross return under the lognormal model.
 #[inline(always)]
-fn lognormal_gross(drift: f64, load: &[f64; 3], z0: f64, z1: f64, z2: f64) -> f64 {
-    super::fastmath::exp(drift + (load[0] * z0 + load[1] * z1 + load[2] * z2))
+fn lognormal_gross(asset: usize, drift: f64, load: &[f64; 3], z0: f64, z1: f64, z2: f64) -> f64 {
+    super::fastmath::exp(drift + shock(asset, load, z0, z1, z2))
+}
+
+/// `(L·z)_a` for the lower-triangular Cholesky factor: asset a loads on shocks 0..=a only. Left
+/// out rather than multiplied by zero, so a shock no held asset uses is never computed at all.
+#[inline(always)]
+fn shock(asset: usize, load: &[f64; 3], z0: f64, z1: f64, z2: f64) -> f64 {
+    match asset {
+        0 => load[0] * z0,
+        1 => load[0] * z0 + load[1] * z1,
+        _ => load[0] * z0 + load[1] * z1 + load[2] * z2,
+    }
 }
 
 /// `1 + i_t`, with `i_t = (1+π)^(1/12) − 1 + (σ_π/√12)·z`.
@@ -461,7 +472,7 @@ fn normal(z: &[Vec<f64>; 4], mean: &[f64; 3], load: &[[f64; 3]; 3], gross: &mut 
         let g = &mut g[..n];
         let (m, l) = (mean[a], load[a]);
         for j in 0..n {
-            let r = m + (l[0] * z0[j] + l[1] * z1[j] + l[2] * z2[j]);
+            let r = m + shock(a, &l, z0[j], z1[j], z2[j]);
             g[j] = (1.0 + r).max(0.0);
         }
     }
@@ -517,7 +528,13 @@ struct Lane {
 /// inflation factor. Shared by the general kernel and the fused lognormal one, so both give the
 /// same bits.
 #[inline(always)]
-fn lane_step<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const GROWTH: bool>(
+fn lane_step<
+    const CONSTANT: bool,
+    const CAPPED: bool,
+    const FLOWS: bool,
+    const GROWTH: bool,
+    const SPENT: bool,
+>(
     l: Lane,
     planned: f64,
     gross: [f64; 3],
@@ -541,7 +558,9 @@ fn lane_step<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const 
         cpi: i * inflation,
         alive: ok,
         depletion: if l.alive & !ok { p.month } else { l.depletion },
-        spent: l.spent + if ok { lived_on } else { fallback },
+        // Constant real spending without flows derives its spending from the depletion month
+        // (engine/mod.rs), so it need not be summed here.
+        spent: if SPENT { l.spent + if ok { lived_on } else { fallback } } else { l.spent },
         year_growth: if GROWTH { l.year_growth * (g * p.fee_factor) } else { l.year_growth },
     }
 }
@@ -582,7 +601,7 @@ fn rebalanced<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const
         (&gross[0][..n], &gross[1][..n], &gross[2][..n], &s.inflation[..n], &s.planned[..n]);
     for j in 0..n {
         let lane = s.lane(j);
-        let next = lane_step::<CONSTANT, CAPPED, FLOWS, GROWTH>(
+        let next = lane_step::<CONSTANT, CAPPED, FLOWS, GROWTH, true>(
             lane,
             planned[j],
             [g0[j], g1[j], g2[j]],
@@ -611,10 +630,14 @@ fn fused_lognormal<const HELD: u8, const FLOWS: bool>(
     for j in 0..n {
         let [z0, z1, z2, z3] = draw_normals4(&mut rng_state[j], rng_increment[j]);
         let gross = [0, 1, 2].map(|a| {
-            if HELD & (1 << a) != 0 { lognormal_gross(drift[a], &load[a], z0, z1, z2) } else { 1.0 }
+            if HELD & (1 << a) != 0 {
+                lognormal_gross(a, drift[a], &load[a], z0, z1, z2)
+            } else {
+                1.0
+            }
         });
         let lane = s.lane(j);
-        let next = lane_step::<true, false, FLOWS, false>(
+        let next = lane_step::<true, false, FLOWS, false, FLOWS>(
             lane,
             0.0,
             gross,

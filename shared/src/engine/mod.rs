@@ -24,7 +24,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::domain::history;
-use crate::domain::request::{ReturnModel, SimulationRequest, historical_windows};
+use crate::domain::request::{ReturnModel, SimulationRequest, Withdrawal, historical_windows};
 use crate::domain::result::{
     HistoricalOutcome, HistoricalWindow, PERCENTILES, PercentileSeries, SimulationResult,
     SolveOutcome, SpendingPercentiles, TerminalWealth,
@@ -34,8 +34,11 @@ use plan::Plan;
 
 /// Identifies the model and its random-number layout; results with the same version, request
 /// and seed are bit-identical.
-pub const ENGINE_VERSION: &str =
-    concat!("portfolio-mc-engine/", env!("CARGO_PKG_VERSION"), " (pcg32-per-scenario, box-muller)");
+pub const ENGINE_VERSION: &str = concat!(
+    "portfolio-mc-engine/",
+    env!("CARGO_PKG_VERSION"),
+    " (pcg32-per-scenario, box-muller-f32)"
+);
 
 /// Precision of the safe-spending bisection, relative to the answer: the bracket [lo, hi]
 /// ends with hi ≤ lo·(1 + tolerance), so spending 0.5 % above the answer fails the target.
@@ -136,6 +139,44 @@ pub(crate) fn run_with_plan(
     Ok(result)
 }
 
+/// Real spending by year under constant real spending without cash flows: `spending` times the
+/// months paid, which is 12 before the depletion year, the months before depletion in it, and
+/// 0 after. Percentiles come from the counts of each value, exactly as numpy's would from the
+/// full rows.
+fn constant_spending_percentiles(
+    depletion: &[u32],
+    spending: f64,
+    years: usize,
+    ps: &[f64],
+) -> PercentileSeries {
+    let months = years * 12;
+    let mut by_month = vec![0u64; months + 1];
+    for &d in depletion {
+        by_month[(d as usize).min(months)] += 1;
+    }
+    let n = depletion.len() as u64;
+    let mut out = PercentileSeries::with_len(years);
+    let mut depleted_before = 0u64;
+    for y in 0..years {
+        // counts[k] scenarios paid k months in year y + 1.
+        let mut counts = [0u64; 13];
+        counts[0] = depleted_before;
+        for k in 0..12 {
+            counts[k] += by_month[12 * y + k];
+        }
+        let this_year: u64 = by_month[12 * y..12 * y + 12].iter().sum();
+        counts[12] = n - depleted_before - this_year;
+        depleted_before += this_year;
+        let values: Vec<f64> = (0..=12).map(|k| spending * k as f64).collect();
+        for (column, v) in
+            out.columns_mut().into_iter().zip(stats::percentiles_of_counts(&values, &counts, ps))
+        {
+            column[y] = v;
+        }
+    }
+    out
+}
+
 struct Runner<'a> {
     plan: Plan,
     request: &'a SimulationRequest,
@@ -216,10 +257,17 @@ impl<'a> Runner<'a> {
     fn full_run(&self, spending: f64) -> Result<SimulationResult, EngineError> {
         let years = self.plan.years;
         let n = self.scenarios;
+        // Constant real spending without cash flows spends exactly `spending` in every month a
+        // scenario is alive, so its spending percentiles follow from the depletion months and
+        // need no per-scenario rows.
+        let spending_from_depletion =
+            matches!(self.plan.withdrawal, Withdrawal::ConstantReal) && !self.plan.flows.any;
         let slots: Vec<(Quantity, usize)> = (0..=years)
             .map(|y| (Quantity::Real, y))
             .chain((0..=years).map(|y| (Quantity::Nominal, y)))
-            .chain((1..=years).map(|y| (Quantity::Spending, y)))
+            .chain(
+                (1..=years).filter(|_| !spending_from_depletion).map(|y| (Quantity::Spending, y)),
+            )
             .collect();
         let per_pass = (self.options.memory_budget / (8 * n)).max(1);
         let ps: Vec<f64> = PERCENTILES.iter().map(|(_, p)| *p).collect();
@@ -256,6 +304,10 @@ impl<'a> Runner<'a> {
             if depletion.is_empty() {
                 depletion = sim.depletion;
             }
+        }
+
+        if spending_from_depletion {
+            spent = constant_spending_percentiles(&depletion, spending, years, &ps);
         }
 
         let survived = depletion.iter().filter(|&&m| m == NEVER).count();

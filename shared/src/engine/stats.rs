@@ -24,7 +24,18 @@ pub fn percentiles(values: &mut [f64], ps: &[f64]) -> Vec<f64> {
         .collect();
     ranks.sort_unstable();
     ranks.dedup();
-    select_ranks(values, &ranks, 0);
+    if values.iter().all(|v| v.is_sign_positive() && !v.is_nan()) {
+        // Non-negative doubles order exactly as their bit patterns, and integer comparisons are
+        // cheaper than `total_cmp`: wealth and spending are never negative, so this is the
+        // common path.
+        let mut keys: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+        select_ranks(&mut keys, &ranks, 0, u64::cmp);
+        for &r in &ranks {
+            values[r] = f64::from_bits(keys[r]);
+        }
+    } else {
+        select_ranks(values, &ranks, 0, f64::total_cmp);
+    }
     positions
         .iter()
         .map(|&(lo, frac)| {
@@ -40,16 +51,49 @@ pub fn percentiles(values: &mut [f64], ps: &[f64]) -> Vec<f64> {
 /// Puts the order statistics at `ranks` (sorted, relative to `offset`) in place: select the
 /// middle rank, then recurse into each side with the ranks that fall there, so k ranks cost
 /// about n·log k comparisons rather than n·k.
-fn select_ranks(values: &mut [f64], ranks: &[usize], offset: usize) {
+fn select_ranks<T, F>(values: &mut [T], ranks: &[usize], offset: usize, cmp: F)
+where
+    F: Fn(&T, &T) -> std::cmp::Ordering + Copy,
+{
     if ranks.is_empty() {
         return;
     }
     let mid = ranks.len() / 2;
     let r = ranks[mid] - offset;
-    values.select_nth_unstable_by(r, f64::total_cmp);
+    values.select_nth_unstable_by(r, cmp);
     let (left, right) = values.split_at_mut(r);
-    select_ranks(left, &ranks[..mid], offset);
-    select_ranks(&mut right[1..], &ranks[mid + 1..], offset + r + 1);
+    select_ranks(left, &ranks[..mid], offset, cmp);
+    select_ranks(&mut right[1..], &ranks[mid + 1..], offset + r + 1, cmp);
+}
+
+/// The same percentiles for data given as distinct sorted `values` with `counts` of each: as
+/// if the values were expanded into a sorted row.
+pub fn percentiles_of_counts(values: &[f64], counts: &[u64], ps: &[f64]) -> Vec<f64> {
+    let n: u64 = counts.iter().sum();
+    assert!(n > 0, "percentiles of nothing");
+    let at_rank = |r: u64| -> f64 {
+        let mut seen = 0;
+        for (v, &c) in values.iter().zip(counts) {
+            seen += c;
+            if r < seen {
+                return *v;
+            }
+        }
+        values[values.len() - 1]
+    };
+    ps.iter()
+        .map(|&p| {
+            let h = (n - 1) as f64 * p;
+            let lo = h.floor();
+            let frac = h - lo;
+            let a = at_rank(lo as u64);
+            if frac == 0.0 || lo as u64 + 1 >= n {
+                a
+            } else {
+                lerp(a, at_rank(lo as u64 + 1), frac)
+            }
+        })
+        .collect()
 }
 
 /// numpy's `_lerp`: exact at both ends and monotone in `t`.
@@ -146,6 +190,19 @@ mod tests {
         assert_eq!(h.counts.iter().sum::<u64>() + h.above + h.depleted, 1000);
         assert_eq!(h.edges.len(), 11);
         assert!(h.above >= 9 && h.above <= 10, "the top 1 % of positives: {}", h.above);
+    }
+
+    #[test]
+    fn percentiles_of_counts_equal_percentiles_of_the_expanded_row() {
+        let values = [0.0, 1.5, 3.0, 10.0];
+        let counts = [3u64, 0, 5, 2];
+        let mut row: Vec<f64> = values
+            .iter()
+            .zip(counts)
+            .flat_map(|(v, c)| std::iter::repeat_n(*v, c as usize))
+            .collect();
+        let ps = [0.0, 0.05, 0.3, 0.5, 0.77, 0.95, 1.0];
+        assert_eq!(percentiles_of_counts(&values, &counts, &ps), percentiles(&mut row, &ps));
     }
 
     #[test]

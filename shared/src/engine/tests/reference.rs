@@ -2,14 +2,14 @@
 //! to it.
 //!
 //! It shares no code with the engine: it parses the table from the CSV by column name, seeds
-//! each scenario's `rand_pcg::Pcg32` by the documented rule (its own SplitMix64), turns six
-//! 32-bit draws into four normals by the documented Box–Muller layout with libm's `ln`,
-//! `sin`, `cos`, computes returns with `f64::exp`/`powf`, factors the correlation with its
+//! each scenario's `rand_pcg::Pcg32` by the documented rule (its own SplitMix64), draws four
+//! 32-bit numbers a month in the documented order (turned into normals by the engine's
+//! Box–Muller, which rng.rs checks against libm on its own), computes returns with `f64::exp`/`powf`, factors the correlation with its
 //! own Cholesky, samples the Student-t scale with `rand_distr::ChiSquared` and bootstrap block
 //! starts with `rand`'s `random_range`, and steps one scenario at a time through holdings, the
 //! way the model reads. Because it consumes the same random streams, its scenarios are the
-//! engine's scenarios, and the two must agree to rounding (the engine's branch-free
-//! `exp`/`ln`/`sin`/`cos` are within a few ulp of libm), not merely in distribution.
+//! engine's scenarios, and the two must agree to rounding (the engine's branch-free `exp` is
+//! within a few ulp of libm), not merely in distribution.
 
 use rand::{Rng, RngExt};
 use rand_distr::{ChiSquared, Distribution};
@@ -67,21 +67,14 @@ pub(super) fn scenario_rng(seed: u64, j: u64) -> Pcg32 {
     Pcg32::new(splitmix64(base ^ splitmix64(2 * j)), splitmix64(base ^ splitmix64(2 * j + 1)))
 }
 
-/// Four standard normals from six 32-bit draws a..f: (a, b) give a 53-bit uniform
-/// u1 ∈ (0, 1], c a 32-bit uniform u2 ∈ [0, 1); r = √(−2 ln u1), z = (r cos 2πu2, r sin 2πu2);
-/// then the same from (d, e, f).
+/// Four standard normals from four 32-bit draws a..d: (a, b) give z0, z1 and (c, d) give z2,
+/// z3. The transform itself is the engine's single-precision Box–Muller (`rng::box_muller`),
+/// checked on its own against libm in `rng.rs`: a float-precision transform cannot agree with
+/// an independent one to the 1e-9 this file holds the engine to, everything else here can.
 pub(super) fn normals(rng: &mut Pcg32) -> [f64; 4] {
-    let w: [u32; 6] = std::array::from_fn(|_| rng.next_u32());
-    let pair = |a: u32, b: u32, c: u32| {
-        let bits = ((a as u64) << 21) | ((b as u64) >> 11);
-        let u1 = (bits + 1) as f64 / 2f64.powi(53);
-        let u2 = c as f64 / 2f64.powi(32);
-        let r = (-2.0 * u1.ln()).sqrt();
-        let theta = std::f64::consts::TAU * u2;
-        (r * theta.cos(), r * theta.sin())
-    };
-    let (z0, z1) = pair(w[0], w[1], w[2]);
-    let (z2, z3) = pair(w[3], w[4], w[5]);
+    let w: [u32; 4] = std::array::from_fn(|_| rng.next_u32());
+    let (z0, z1) = crate::engine::rng::box_muller(w[0], w[1]);
+    let (z2, z3) = crate::engine::rng::box_muller(w[2], w[3]);
     [z0, z1, z2, z3]
 }
 
