@@ -2,8 +2,9 @@
 //! advisory lock, so leadership moves on by itself when that instance dies):
 //! - promote due jobs into the ready list, in bounded chunks (so apalis-redis's fetch never
 //!   meets the 8,000-job backlog that crashes it, and the list's length is the ready backlog);
-//! - reconcile: push again every unfinished job that no queue entry and no live worker holds
+//! - reconcile: push again every unfinished job that no queue entry and no worker holds
 //!   (after Redis lost its data, or a push that never happened);
+//! - free the Redis memory of acknowledged deliveries (apalis-redis keeps it for ever);
 //! - keep the monthly audit partitions ahead;
 //! - publish the autoscaling signal as CloudWatch Embedded Metric Format lines on stdout.
 
@@ -26,7 +27,11 @@ use crate::state::AppState;
 const LEADER_LOCK: i64 = 0x6c65_6164_6572;
 const TICK: Duration = Duration::from_millis(500);
 const PROMOTE_CHUNK: usize = 1000;
-const RECONCILE_BATCH: i64 = 200;
+/// Candidates looked at per query, and queries per round at most.
+const RECONCILE_BATCH: i64 = 1000;
+const RECONCILE_PAGES: usize = 5;
+/// Acknowledged deliveries freed per tick.
+const SWEEP_CHUNK: usize = 2000;
 const PARTITION_EVERY: Duration = Duration::from_secs(3600);
 
 pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
@@ -45,6 +50,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
                 continue;
             }
             promote(&state).await;
+            sweep(&state).await;
             if last_reconcile.elapsed() >= state.settings.queue.reconcile_interval {
                 last_reconcile = Instant::now();
                 reconcile(&state).await;
@@ -135,42 +141,63 @@ async fn promote(state: &AppState) {
     }
 }
 
-/// Pushes again the unfinished jobs that nothing holds. A job is left alone while it is in the
-/// queue or with a live worker; a stale one is touched so it is looked at again only after
-/// another quiet interval.
+async fn sweep(state: &AppState) {
+    match state.redis(state.queue.sweep_done(SWEEP_CHUNK)).await {
+        Ok(0) => {}
+        Ok(swept) => tracing::debug!(swept, "freed acknowledged deliveries"),
+        Err(e) => tracing::debug!(error = ?e, "sweeping acknowledged deliveries failed"),
+    }
+}
+
+/// Pushes again the unfinished jobs that nothing holds. Only jobs quiet for the orphan window
+/// plus one interval are looked at (a fresh job may not be pushed yet; a running one reports
+/// every 250 ms), and each one looked at is touched, so it is looked at again only after
+/// another quiet spell.
 async fn reconcile(state: &AppState) {
     let orphan_window =
         state.settings.worker.heartbeat_interval * state.settings.worker.missed_heartbeats as u32;
     let quiet = orphan_window + state.settings.queue.reconcile_interval;
-    let cutoff = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
-    let candidates =
-        match state.write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH)).await
+    let mut pushed = 0;
+    for _ in 0..RECONCILE_PAGES {
+        let cutoff = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
+        let candidates = match state
+            .write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH))
+            .await
         {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = ?e, "reconciler cannot read Postgres");
-                return;
+                break;
             }
         };
-    let mut pushed = 0;
-    for job in candidates {
-        let id = job.id;
-        match state.redis(state.queue.holds(id)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                if let Err(e) = state.redis(state.queue.enqueue(id)).await {
+        let ids = candidates;
+        let missing = match state.redis(state.queue.unheld(&ids)).await {
+            Ok(missing) => missing,
+            Err(e) => {
+                tracing::debug!(error = ?e, "reconciler cannot read Redis");
+                break;
+            }
+        };
+        for id in missing {
+            match state.redis(state.queue.enqueue(id)).await {
+                Ok(_) => {
+                    pushed += 1;
+                    tracing::info!(job_id = %id, "reconciler pushed a job nothing held");
+                }
+                Err(e) => {
                     tracing::warn!(job_id = %id, error = ?e, "reconciler could not push");
                     return;
                 }
-                pushed += 1;
-                tracing::info!(job_id = %id, status = %job.status, "reconciler pushed a job nothing held");
-            }
-            Err(e) => {
-                tracing::debug!(error = ?e, "reconciler cannot read Redis");
-                return;
             }
         }
-        let _ = state.write(move |conn| store::touch(conn, id)).await;
+        let looked_at = ids.len();
+        if let Err(e) = state.write(move |conn| store::touch_all(conn, &ids)).await {
+            tracing::warn!(error = ?e, "reconciler could not mark the jobs it looked at");
+            break;
+        }
+        if looked_at < RECONCILE_BATCH as usize {
+            break;
+        }
     }
     if pushed > 0 {
         tracing::info!(pushed, "reconciler round");

@@ -5,10 +5,14 @@
 //! A job's queue entry carries only its id; the worker reads the request from Postgres, so a
 //! change of request schema can never poison the queue. The queue's task id is the job's UUID
 //! (v7) re-read as a ULID, so the reconciler can find a job's entry from its row alone.
+//!
+//! Pushes, the reconciler's view of what the queue holds, giving back an ended worker's claims
+//! and freeing acknowledged deliveries are our own Lua scripts on apalis-redis's keys: its own
+//! push is a no-op for an id it has seen before (docs/reliability.md lists why each exists).
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_core::backend::codec::Codec;
 use apalis_redis::{Client, ConnectionManager, RedisStorage};
 use redis::AsyncCommands;
@@ -91,18 +95,37 @@ pub fn apalis_config(queue: &QueueSettings, worker: &WorkerSettings) -> apalis_r
         .batch_size(worker.fetch_batch)
         .heartbeat_interval(worker.heartbeat_interval)
         .missed_heartbeats(worker.missed_heartbeats)
-        // Results live in Postgres; keeping them in Redis would only grow its memory.
-        .persist_results(false)
+        // Must stay on: in apalis 1.0 this flag also decides whether a delivery is acknowledged
+        // at all (`TaskPersistService::should_ack`). Off, every job a worker ever ran stays in
+        // its in-flight set: the set grows for ever, and when the worker goes away all of it is
+        // re-queued at once (one `unpack`, which fails above 8,000 ids and takes every worker's
+        // heartbeat down with it). The stored result is our handler's `null`.
+        .persist_results(true)
+        // Postgres is the lock. apalis's leases only add ways for a worker to die ("task not
+        // held by this worker" after Redis lost its data).
+        .lock_tasks(false)
         .emit_events(false)
 }
 
-/// The API's handle on the queue.
+/// The handle on the queue that the API and the workers share.
 #[derive(Clone)]
 pub struct Queue {
-    storage: RedisStorage<SimulationJob>,
     conn: ConnectionManager,
+    config: apalis_redis::Config,
     namespace: String,
     orphan_window: Duration,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The job now has an entry (ready, or scheduled for later).
+    Pushed,
+    /// It already had one waiting (ready or scheduled); a scheduled one was moved earlier if
+    /// this push asked for an earlier time.
+    AlreadyQueued,
+    /// A worker has claimed it (its in-flight set holds it).
+    Held,
 }
 
 /// Jobs by state, read from the Redis keys.
@@ -143,39 +166,250 @@ end
 return #ids
 ";
 
+/// Our push, replacing apalis-redis's. Its `batch_push.lua` writes nothing when the task id
+/// already has data (`HSETNX`), and data is never deleted: pushing a job a second time (a
+/// retry, a hand-back, the reconciler) was silently a no-op. This one (re)writes the payload
+/// and a clean meta hash, and gives the job at most one entry: nothing is pushed while the job
+/// is ready, scheduled (only moved earlier) or in a registered worker's in-flight set (except
+/// the pushing worker's own, which is about to acknowledge its delivery). Due jobs go straight
+/// to the ready list, so the scheduled set only ever holds delayed retries.
+///
+/// KEYS: data hash, meta prefix, scheduled, ready list, workers, in-flight prefix.
+/// ARGV: task id, payload, run-at (epoch s), now (epoch s), worker to ignore ('' for none).
+const PUSH_SCRIPT: &str = r"
+local id = ARGV[1]
+local run_at = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local score = redis.call('ZSCORE', KEYS[3], id)
+if score then
+  if run_at < tonumber(score) then
+    redis.call('ZADD', KEYS[3], run_at, id)
+  end
+  return 1
+end
+if redis.call('LPOS', KEYS[4], id) then
+  return 1
+end
+for _, w in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
+  if w ~= ARGV[5] and redis.call('SISMEMBER', KEYS[6] .. ':' .. w, id) == 1 then
+    return 2
+  end
+end
+local meta = KEYS[2] .. ':' .. id
+redis.call('HSET', KEYS[1], id, ARGV[2])
+redis.call('DEL', meta)
+redis.call('HSET', meta, 'attempts', 0, 'max_attempts', 25, 'status', 'Pending')
+if run_at > now then
+  redis.call('ZADD', KEYS[3], run_at, id)
+else
+  redis.call('RPUSH', KEYS[4], id)
+end
+return 0
+";
+
+/// Of the task ids in ARGV, those with no entry anywhere: not ready, not scheduled, not in any
+/// registered worker's in-flight set (a dead worker's set is re-queued by apalis-redis itself).
+///
+/// KEYS: scheduled, ready list, workers, in-flight prefix.
+const UNHELD_SCRIPT: &str = r"
+local present = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do present[id] = true end
+for _, w in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[4] .. ':' .. w)) do present[id] = true end
+end
+local missing = {}
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if not present[id] and not redis.call('ZSCORE', KEYS[1], id) then
+    table.insert(missing, id)
+  end
+end
+return missing
+";
+
+/// Gives back what a worker that ended (apalis-redis ends a worker on any Redis error) had
+/// claimed, at once rather than after the orphan window, and unregisters it. Entries whose
+/// data is missing are dropped: apalis-redis's fetch fails on them, and re-queueing them would
+/// end the next worker too (a crash loop across the fleet). Ids in ARGV[2..] are still being
+/// run by this process and are only forgotten.
+///
+/// KEYS: the worker's in-flight set, workers, ready list, data hash, meta prefix, scheduled.
+/// ARGV: worker name, ids to leave out.
+const RELEASE_SCRIPT: &str = r"
+local keep = {}
+for i = 2, #ARGV do keep[ARGV[i]] = true end
+local listed = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do listed[id] = true end
+local requeued, dropped = 0, 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not keep[id] then
+    local meta = KEYS[5] .. ':' .. id
+    if redis.call('HEXISTS', KEYS[4], id) == 1 then
+      if not listed[id] and not redis.call('ZSCORE', KEYS[6], id) then
+        redis.call('DEL', meta)
+        redis.call('HSET', meta, 'attempts', 0, 'max_attempts', 25, 'status', 'Pending')
+        redis.call('RPUSH', KEYS[3], id)
+        listed[id] = true
+        requeued = requeued + 1
+      end
+    else
+      redis.call('DEL', meta)
+      dropped = dropped + 1
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {requeued, dropped}
+";
+
+/// Frees the data and meta of up to ARGV[1] acknowledged jobs (apalis-redis keeps both for
+/// ever, about 1 KB a job), unless the job has an entry again (pushed anew since).
+///
+/// KEYS: done set, data hash, meta prefix, scheduled, ready list, workers, in-flight prefix.
+const SWEEP_SCRIPT: &str = r"
+local ids = redis.call('SPOP', KEYS[1], tonumber(ARGV[1]))
+if #ids == 0 then return 0 end
+local present = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do present[id] = true end
+for _, w in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[7] .. ':' .. w)) do present[id] = true end
+end
+local swept = 0
+for _, id in ipairs(ids) do
+  if not present[id] and not redis.call('ZSCORE', KEYS[4], id) then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('DEL', KEYS[3] .. ':' .. id)
+    swept = swept + 1
+  end
+end
+return swept
+";
+
+static PROMOTE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PROMOTE_SCRIPT));
+static PUSH: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUSH_SCRIPT));
+static UNHELD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(UNHELD_SCRIPT));
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(RELEASE_SCRIPT));
+static SWEEP: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SWEEP_SCRIPT));
+
 impl Queue {
     pub fn new(conn: ConnectionManager, queue: &QueueSettings, worker: &WorkerSettings) -> Self {
         let config = apalis_config(queue, worker);
         let orphan_window = config.orphaned_duration();
-        Self {
-            storage: RedisStorage::new(conn.clone()).with_config(config),
-            conn,
-            namespace: queue.namespace.clone(),
-            orphan_window,
-        }
+        Self { conn, config, namespace: queue.namespace.clone(), orphan_window }
     }
 
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
 
-    /// Pushes a job.
-    pub async fn enqueue(&self, job: Uuid) -> anyhow::Result<()> {
-        let mut storage = self.storage.clone();
-        let task = TaskBuilder::new(SimulationJob { id: job })
-            .task_id(TaskId::from_ulid(task_id(job)))
-            .build();
-        storage.push_task(task).await.map_err(|e| anyhow::anyhow!("pushing job {job}: {e}"))
+    /// Pushes a job to run now (see [`Queue::push`]).
+    pub async fn enqueue(&self, job: Uuid) -> anyhow::Result<PushOutcome> {
+        self.push(job, Duration::ZERO, None).await
     }
 
     /// Pushes a job to run no earlier than `delay` from now (a retry's back-off).
-    pub async fn enqueue_after(&self, job: Uuid, delay: Duration) -> anyhow::Result<()> {
-        let mut storage = self.storage.clone();
-        let task = TaskBuilder::new(SimulationJob { id: job })
-            .task_id(TaskId::from_ulid(task_id(job)))
-            .run_after(delay)
-            .build();
-        storage.push_task(task).await.map_err(|e| anyhow::anyhow!("pushing job {job}: {e}"))
+    pub async fn enqueue_after(&self, job: Uuid, delay: Duration) -> anyhow::Result<PushOutcome> {
+        self.push(job, delay, None).await
+    }
+
+    /// Gives `job` an entry in the queue unless it has one (see `PUSH_SCRIPT`): due now when
+    /// `delay` is zero, otherwise scheduled (whole seconds, rounded up). `from_worker` is the
+    /// pushing worker, whose own claim of the job is about to be acknowledged.
+    pub async fn push(
+        &self,
+        job: Uuid,
+        delay: Duration,
+        from_worker: Option<&str>,
+    ) -> anyhow::Result<PushOutcome> {
+        let mut conn = self.conn.clone();
+        let payload = serde_json::to_vec(&SimulationJob { id: job })?;
+        let now = epoch_seconds();
+        let run_at = if delay.is_zero() {
+            now
+        } else {
+            now + delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
+        };
+        let outcome: i64 = PUSH
+            .key(self.config.job_data_hash())
+            .key(self.config.job_meta_hash())
+            .key(self.config.scheduled_jobs_set())
+            .key(self.config.active_jobs_list())
+            .key(self.config.workers_set())
+            .key(self.config.inflight_jobs_set())
+            .arg(task_id(job).to_string())
+            .arg(payload)
+            .arg(run_at)
+            .arg(now)
+            .arg(from_worker.unwrap_or(""))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| anyhow::anyhow!("pushing job {job}: {e}"))?;
+        Ok(match outcome {
+            0 => PushOutcome::Pushed,
+            1 => PushOutcome::AlreadyQueued,
+            _ => PushOutcome::Held,
+        })
+    }
+
+    /// Of `jobs`, those the queue does not hold at all (not ready, not scheduled, not claimed
+    /// by a registered worker): what the reconciler must push again.
+    pub async fn unheld(&self, jobs: &[Uuid]) -> redis::RedisResult<Vec<Uuid>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut script = UNHELD.prepare_invoke();
+        script
+            .key(self.config.scheduled_jobs_set())
+            .key(self.config.active_jobs_list())
+            .key(self.config.workers_set())
+            .key(self.config.inflight_jobs_set());
+        for job in jobs {
+            script.arg(task_id(*job).to_string());
+        }
+        let missing: Vec<String> = script.invoke_async(&mut conn).await?;
+        Ok(missing.iter().filter_map(|s| s.parse::<Ulid>().ok()).map(job_id).collect())
+    }
+
+    /// Re-queues what the ended worker `name` had claimed, except `running` (jobs this process
+    /// still runs), drops entries without data, and unregisters the worker. Returns (re-queued,
+    /// dropped).
+    pub async fn release_worker(
+        &self,
+        name: &str,
+        running: &[Uuid],
+    ) -> redis::RedisResult<(u64, u64)> {
+        let mut conn = self.conn.clone();
+        let mut script = RELEASE.prepare_invoke();
+        script
+            .key(names::inflight_key(&self.namespace, name))
+            .key(self.config.workers_set())
+            .key(self.config.active_jobs_list())
+            .key(self.config.job_data_hash())
+            .key(self.config.job_meta_hash())
+            .key(self.config.scheduled_jobs_set())
+            .arg(name);
+        for job in running {
+            script.arg(task_id(*job).to_string());
+        }
+        script.invoke_async(&mut conn).await
+    }
+
+    /// Frees the Redis memory of up to `limit` acknowledged jobs; returns how many.
+    pub async fn sweep_done(&self, limit: usize) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        SWEEP
+            .key(self.config.done_jobs_set())
+            .key(self.config.job_data_hash())
+            .key(self.config.job_meta_hash())
+            .key(self.config.scheduled_jobs_set())
+            .key(self.config.active_jobs_list())
+            .key(self.config.workers_set())
+            .key(self.config.inflight_jobs_set())
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
     }
 
     /// A storage handle for workers, decoding leniently.
@@ -191,13 +425,25 @@ impl Queue {
     /// Moves up to `limit` due jobs into the ready list; returns how many moved.
     pub async fn promote_due(&self, limit: usize) -> redis::RedisResult<u64> {
         let mut conn = self.conn.clone();
-        redis::Script::new(PROMOTE_SCRIPT)
+        PROMOTE
             .key(names::scheduled_key(&self.namespace))
             .key(names::ready_list_key(&self.namespace))
             .arg(epoch_seconds())
             .arg(limit)
             .invoke_async(&mut conn)
             .await
+    }
+
+    /// Jobs waiting to start (ready plus scheduled): two O(1) reads, cheap enough to ask on
+    /// every submit.
+    pub async fn backlog(&self) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        let (listed, scheduled): (u64, u64) = redis::pipe()
+            .llen(names::ready_list_key(&self.namespace))
+            .zcard(names::scheduled_key(&self.namespace))
+            .query_async(&mut conn)
+            .await?;
+        Ok(listed + scheduled)
     }
 
     /// Workers registered with the queue, newest heartbeat first.
@@ -268,25 +514,10 @@ impl Queue {
         })
     }
 
-    /// Whether the job has an entry anywhere in the queue (scheduled, ready, or claimed by a
-    /// live worker).
+    /// Whether the job has an entry anywhere in the queue (ready, scheduled, or claimed by a
+    /// registered worker).
     pub async fn holds(&self, job: Uuid) -> redis::RedisResult<bool> {
-        let mut conn = self.conn.clone();
-        let id = task_id(job).to_string();
-        let scheduled: Option<f64> =
-            conn.zscore(names::scheduled_key(&self.namespace), &id).await?;
-        if scheduled.is_some() {
-            return Ok(true);
-        }
-        let listed: Option<i64> = redis::cmd("LPOS")
-            .arg(names::ready_list_key(&self.namespace))
-            .arg(&id)
-            .query_async(&mut conn)
-            .await?;
-        if listed.is_some() {
-            return Ok(true);
-        }
-        Ok(self.workers().await?.iter().any(|w| self.is_alive(w) && w.jobs.contains(&job)))
+        Ok(self.unheld(&[job]).await?.is_empty())
     }
 }
 

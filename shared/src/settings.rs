@@ -40,6 +40,8 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("WORKER_THREADS", Some("0")),
     ("WORKER_NAME", None),
     ("SHUTDOWN_GRACE_SECS", Some("100")),
+    // A test hook, never set in production: see docs/reliability.md.
+    ("WORKER_FAULT_INJECTION", Some("")),
     ("ENGINE_BATCH_SIZE", Some("1024")),
     ("ENGINE_MEMORY_BUDGET_MB", Some("256")),
 ];
@@ -139,6 +141,60 @@ pub struct WorkerSettings {
     pub name: Option<String>,
     pub shutdown_grace: Duration,
     pub metrics_bind: SocketAddr,
+    /// Faults the worker injects on purpose (`WORKER_FAULT_INJECTION`, for the fault tests).
+    pub faults: FaultInjection,
+}
+
+/// A test hook: jobs whose seed is listed make the worker fail in the named way every time
+/// they run. Read only by the worker from its own environment, so an API user cannot turn it
+/// on; empty (the default) means none. Format: `panic:<seed>,abort:<seed>,...`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultInjection {
+    faults: Vec<(Fault, u64)>,
+}
+
+/// What an injected fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The engine panics (the worker catches it: a retryable failure).
+    Panic,
+    /// The whole worker process aborts, as a crash or an out-of-memory kill would.
+    Abort,
+}
+
+impl FaultInjection {
+    /// The fault to inject for a job with this seed, if any.
+    pub fn for_seed(&self, seed: u64) -> Option<Fault> {
+        self.faults.iter().find(|(_, s)| *s == seed).map(|(f, _)| *f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.faults.is_empty()
+    }
+}
+
+impl FromStr for FaultInjection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let faults = s
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (kind, seed) =
+                    f.split_once(':').ok_or_else(|| format!("`{f}` is not `<kind>:<seed>`"))?;
+                let kind = match kind {
+                    "panic" => Fault::Panic,
+                    "abort" => Fault::Abort,
+                    other => return Err(format!("unknown fault `{other}` (panic or abort)")),
+                };
+                let seed = seed.parse().map_err(|e| format!("seed `{seed}`: {e}"))?;
+                Ok((kind, seed))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { faults })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -257,6 +313,7 @@ impl Settings {
                 name: env.optional("WORKER_NAME"),
                 shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS")?,
                 metrics_bind: env.parse("METRICS_BIND")?,
+                faults: env.parse("WORKER_FAULT_INJECTION")?,
             },
             engine: EngineSettings {
                 batch_size: env.parse_where(
@@ -390,6 +447,17 @@ mod tests {
         assert!(err.to_string().contains("QUEUE_DEPTH_CEILING"));
         let err = with(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.name, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn fault_injection_is_off_by_default_and_parses_its_list() {
+        assert!(with(&[]).unwrap().worker.faults.is_empty());
+        let s = with(&[("WORKER_FAULT_INJECTION", "panic:7, abort:9")]).unwrap();
+        assert_eq!(s.worker.faults.for_seed(7), Some(Fault::Panic));
+        assert_eq!(s.worker.faults.for_seed(9), Some(Fault::Abort));
+        assert_eq!(s.worker.faults.for_seed(8), None);
+        let err = with(&[("WORKER_FAULT_INJECTION", "explode:1")]).unwrap_err();
+        assert_eq!(err.name, "WORKER_FAULT_INJECTION");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point the suite elsewhere.
 
 pub mod browser;
+pub mod processes;
 pub mod throwaway;
 
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! What every job handler shares in a worker process: the Postgres pool, the queue (for
-//! re-scheduling), the engine's thread pool, metrics, and the running jobs' cancel flags (which
-//! a graceful shutdown raises to hand unfinished jobs back).
+//! re-scheduling), the engine's thread pool, metrics, and the jobs this process is handling
+//! (with their cancel flags, which a graceful shutdown raises to hand unfinished jobs back).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,20 +8,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
-use diesel::result::Error as DieselError;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use portfolio_shared::db::PgPool;
 use portfolio_shared::queue::Queue;
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::metrics::WorkerMetrics;
 
 /// Waits between attempts of a database call while Postgres is away.
 const DB_RETRY_MIN: Duration = Duration::from_millis(200);
-const DB_RETRY_MAX: Duration = Duration::from_secs(5);
-/// How long a claim keeps retrying before leaving the job to the reconciler.
-const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
+const DB_RETRY_MAX: Duration = Duration::from_secs(2);
+/// How long a claim keeps retrying before leaving the job to the queue and the reconciler.
+pub const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
+/// How long one database call waits for a pooled connection.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct JobContext {
     pub pool: PgPool,
@@ -29,14 +32,54 @@ pub struct JobContext {
     pub settings: Settings,
     pub metrics: Arc<WorkerMetrics>,
     pub engine_pool: Arc<rayon::ThreadPool>,
-    running: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
+    /// This process's name: the `worker` of the jobs it holds in Postgres. Stable across the
+    /// restarts of its apalis worker, whose names carry a generation suffix.
+    name: String,
+    /// Jobs this process is handling, from delivery to outcome, with their cancel flags.
+    jobs: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
+    idle: Notify,
+    /// Engines run under its read side; a job whose last attempt died with its process runs
+    /// under the write side, alone, so that a crash is charged to the job that caused it and
+    /// not to one that happened to share the process (which would otherwise ride along with
+    /// the culprit from re-delivery to re-delivery and be failed with it).
+    pub isolation: tokio::sync::RwLock<()>,
     handing_back: AtomicBool,
-    /// When set, writes stop retrying (the process is about to exit).
+    /// When set, database calls stop retrying (the process is about to exit).
     hard_deadline: Mutex<Option<Instant>>,
+}
+
+/// Why a database call gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbGaveUp {
+    /// An error retrying cannot fix (a constraint, a query bug).
+    Permanent(String),
+    /// Postgres stayed unavailable past the patience or the shutdown deadline.
+    Unavailable,
+}
+
+/// One job handled by this process; dropping it (the job's task ended, however) forgets it.
+pub struct JobGuard {
+    ctx: Arc<JobContext>,
+    pub id: Uuid,
+    /// Raised to stop the engine between batches (cancel requested, or hand-back).
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        // Stops an engine still running (the task was aborted or panicked).
+        self.cancel.store(true, Ordering::SeqCst);
+        let mut jobs = self.ctx.jobs.lock().expect("lock");
+        jobs.remove(&self.id);
+        if jobs.is_empty() {
+            self.ctx.idle.notify_waiters();
+        }
+    }
 }
 
 impl JobContext {
     pub fn new(
+        name: String,
         pool: PgPool,
         queue: Queue,
         settings: Settings,
@@ -49,32 +92,58 @@ impl JobContext {
             settings,
             metrics,
             engine_pool,
-            running: Mutex::new(HashMap::new()),
+            name,
+            jobs: Mutex::new(HashMap::new()),
+            idle: Notify::new(),
+            isolation: tokio::sync::RwLock::new(()),
             handing_back: AtomicBool::new(false),
             hard_deadline: Mutex::new(None),
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn orphan_window(&self) -> Duration {
         self.settings.worker.heartbeat_interval * self.settings.worker.missed_heartbeats as u32
     }
 
-    pub fn register(&self, id: Uuid, cancel: Arc<AtomicBool>) {
-        self.running.lock().expect("lock").insert(id, cancel);
-    }
-
-    pub fn unregister(&self, id: Uuid) {
-        self.running.lock().expect("lock").remove(&id);
+    /// Starts handling `id`; `None` if this process already is (a duplicate delivery).
+    pub fn begin(self: &Arc<Self>, id: Uuid) -> Option<JobGuard> {
+        let cancel = Arc::new(AtomicBool::new(self.handing_back()));
+        let mut jobs = self.jobs.lock().expect("lock");
+        if jobs.contains_key(&id) {
+            return None;
+        }
+        jobs.insert(id, cancel.clone());
+        Some(JobGuard { ctx: self.clone(), id, cancel })
     }
 
     pub fn running_jobs(&self) -> usize {
-        self.running.lock().expect("lock").len()
+        self.jobs.lock().expect("lock").len()
     }
 
-    /// Stops every running engine between batches; their handlers hand the jobs back.
+    pub fn running_ids(&self) -> Vec<Uuid> {
+        self.jobs.lock().expect("lock").keys().copied().collect()
+    }
+
+    /// Resolves once this process handles no job.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.running_jobs() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops every running engine between batches; their handlers hand the jobs back, and
+    /// jobs delivered from now on are handed back before they start.
     pub fn hand_back_all(&self) {
         self.handing_back.store(true, Ordering::SeqCst);
-        for flag in self.running.lock().expect("lock").values() {
+        for flag in self.jobs.lock().expect("lock").values() {
             flag.store(true, Ordering::SeqCst);
         }
     }
@@ -91,34 +160,30 @@ impl JobContext {
         self.hard_deadline.lock().expect("lock").is_some_and(|d| Instant::now() >= d)
     }
 
-    /// One attempt of a database call on a blocking thread; `None` if it failed (logged).
-    pub async fn db_once<T, F>(&self, f: F) -> Option<T>
+    /// One attempt of a database call on a blocking thread.
+    pub async fn db_once<T, F>(&self, f: F) -> Result<T, DbFailure>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        let outcome = spawn_blocking_with_tracing(move || -> anyhow::Result<T> {
-            let mut conn = pool.get_timeout(Duration::from_secs(5))?;
-            Ok(f(&mut conn)?)
+        let outcome = spawn_blocking_with_tracing(move || -> Result<T, DbFailure> {
+            let mut conn = pool
+                .get_timeout(CHECKOUT_TIMEOUT)
+                .map_err(|e| DbFailure { transient: true, message: e.to_string() })?;
+            f(&mut conn)
+                .map_err(|e| DbFailure { transient: is_transient(&e), message: e.to_string() })
         })
         .await;
         match outcome {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "database call failed");
-                None
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "database task panicked");
-                None
-            }
+            Ok(result) => result,
+            Err(e) => Err(DbFailure { transient: false, message: format!("database task: {e}") }),
         }
     }
 
-    /// Retries a database call with back-off for up to a minute (Postgres restarting); `None`
-    /// if it never succeeded.
-    pub async fn db_retrying<T, F>(&self, what: &str, f: F) -> Option<T>
+    /// Retries a database call with back-off while Postgres is unavailable, for up to
+    /// `CLAIM_PATIENCE` (and never past the shutdown deadline).
+    pub async fn db_retrying<T, F>(&self, what: &str, f: F) -> Result<T, DbGaveUp>
     where
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
         T: Send + 'static,
@@ -128,7 +193,7 @@ impl JobContext {
 
     /// Retries until it succeeds or the process must exit: a computed result is kept and
     /// written once Postgres is back.
-    pub async fn db_retrying_until_shutdown<T, F>(&self, what: &str, f: F) -> Option<T>
+    pub async fn db_retrying_until_shutdown<T, F>(&self, what: &str, f: F) -> Result<T, DbGaveUp>
     where
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
         T: Send + 'static,
@@ -136,7 +201,12 @@ impl JobContext {
         self.retry(what, None, f).await
     }
 
-    async fn retry<T, F>(&self, what: &str, give_up_at: Option<Instant>, f: F) -> Option<T>
+    async fn retry<T, F>(
+        &self,
+        what: &str,
+        give_up_at: Option<Instant>,
+        f: F,
+    ) -> Result<T, DbGaveUp>
     where
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
         T: Send + 'static,
@@ -145,20 +215,52 @@ impl JobContext {
         let mut wait = DB_RETRY_MIN;
         loop {
             let call = f.clone();
-            if let Some(v) = self.db_once(move |conn| call(conn)).await {
-                return Some(v);
+            let failure = match self.db_once(move |conn| call(conn)).await {
+                Ok(v) => return Ok(v),
+                Err(failure) => failure,
+            };
+            if !failure.transient {
+                tracing::error!(what, error = %failure.message, "database call failed for good");
+                return Err(DbGaveUp::Permanent(failure.message));
             }
             if self.past_deadline() || give_up_at.is_some_and(|t| Instant::now() >= t) {
-                tracing::warn!(what, "giving up on the database for now");
-                return None;
+                tracing::warn!(what, error = %failure.message, "giving up on the database for now");
+                return Err(DbGaveUp::Unavailable);
             }
             tracing::info!(
                 what,
+                error = %failure.message,
                 retry_in_ms = wait.as_millis() as u64,
                 "database unavailable; retrying"
             );
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(DB_RETRY_MAX);
         }
+    }
+}
+
+/// A failed database call.
+#[derive(Debug, Clone)]
+pub struct DbFailure {
+    /// Whether trying again later may succeed (Postgres away, a lost connection, a deadlock).
+    pub transient: bool,
+    pub message: String,
+}
+
+/// Lost connections, serialization failures and the errors Postgres reports while starting or
+/// stopping are worth retrying; constraint violations and query bugs are not.
+fn is_transient(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(kind, _) => !matches!(
+            kind,
+            DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::ExclusionViolation
+        ),
+        DieselError::BrokenTransactionManager => true,
+        _ => false,
     }
 }

@@ -1,7 +1,8 @@
 //! The worker process: supervises one apalis worker (restarting it under a fresh name after a
 //! Redis error, since apalis-redis 1.0 ends a worker on any Redis error and refuses a reused
-//! name within the orphan window), serves metrics, and shuts down gracefully:
-//! on SIGTERM it stops fetching, lets running jobs finish until shortly before
+//! name within the orphan window; what the ended worker had claimed goes back to the queue at
+//! once, while the jobs it had started carry on in their own tasks), serves metrics, and shuts
+//! down gracefully: on SIGTERM it stops fetching, lets running jobs finish until shortly before
 //! `SHUTDOWN_GRACE_SECS`, then hands whatever is left back to the queue (no attempt counted)
 //! and exits 0 within the grace.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{BackendExt, PollSnapshot, PollStrategy, WorkerBuilder, WorkerBuilderExt};
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
 use portfolio_shared::settings::Settings;
@@ -22,7 +23,9 @@ use crate::metrics::{self, WorkerMetrics};
 
 /// Time kept at the end of the grace to hand jobs back and exit.
 const HAND_BACK_MARGIN: Duration = Duration::from_secs(5);
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A worker that ran this long before failing restarts without back-off.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
 /// A worker process, built and ready to run.
 pub struct Worker {
@@ -48,7 +51,14 @@ impl Worker {
         let (metrics_port, metrics_server) =
             metrics::serve(settings.worker.metrics_bind, metrics.clone(), pool.clone())?;
         let base_name = settings.worker.name.clone().unwrap_or_else(default_name);
-        let ctx = Arc::new(JobContext::new(pool, queue, settings, metrics, Arc::new(engine_pool)));
+        let ctx = Arc::new(JobContext::new(
+            base_name.clone(),
+            pool,
+            queue,
+            settings,
+            metrics,
+            Arc::new(engine_pool),
+        ));
         Ok(Self { ctx, base_name, metrics_port, metrics_server })
     }
 
@@ -94,7 +104,17 @@ impl Worker {
             })
         };
 
-        let supervised = supervise(ctx.clone(), base_name, stop_rx.clone());
+        let supervised = {
+            let ctx = ctx.clone();
+            let stop_rx = stop_rx.clone();
+            async move {
+                let outcome = supervise(ctx.clone(), base_name, stop_rx).await;
+                // Jobs whose delivering apalis worker ended run on detached; wait for them (they
+                // hand back when the grace ends).
+                ctx.wait_idle().await;
+                outcome
+            }
+        };
         let mut waited = stop_rx.clone();
         // Whatever happens, the process leaves within the grace once shutdown began.
         let deadline = async move {
@@ -104,7 +124,7 @@ impl Worker {
         let outcome = tokio::select! {
             outcome = supervised => outcome,
             () = deadline => {
-                tracing::warn!("grace exhausted with work still running; exiting");
+                tracing::warn!(running = ctx.running_jobs(), "grace exhausted with work still running; exiting");
                 Ok(())
             }
         };
@@ -123,18 +143,23 @@ async fn supervise(
     let config = queue::apalis_config(&ctx.settings.queue, &ctx.settings.worker);
     let poll = ctx.settings.worker.poll_interval;
     let concurrency = ctx.settings.worker.concurrency;
-    let mut restarts = 0u32;
+    let mut generation = 0u32;
+    let mut failures = 0u32;
+    // Ended workers whose claims are not yet given back (Redis may still be down).
+    let mut ended: Vec<String> = Vec::new();
     loop {
+        release(&ctx, &mut ended).await;
         if *stop.borrow() {
             return Ok(());
         }
         let name =
-            if restarts == 0 { base_name.clone() } else { format!("{base_name}-r{restarts}") };
+            if generation == 0 { base_name.clone() } else { format!("{base_name}-r{generation}") };
+        generation += 1;
         let storage = ctx
             .queue
             .worker_storage(config.clone())
             .with_codec(LenientJsonCodec)
-            .poll_with_interval(poll);
+            .poll_with_strategy(Every::new(poll));
         let worker = WorkerBuilder::new(name.clone())
             .backend(storage)
             .data(ctx.clone())
@@ -146,23 +171,91 @@ async fn supervise(
             Ok::<(), std::io::Error>(())
         };
         tracing::info!(worker = name, concurrency, "worker started");
+        let began = Instant::now();
         match worker.run_until(signal).await {
             Ok(()) => {
                 tracing::info!(worker = name, "worker stopped");
+                // apalis-redis's own clean-up removes the wrong member from the worker set.
+                ended.push(name);
+                release(&ctx, &mut ended).await;
                 return Ok(());
             }
             Err(e) => {
-                restarts += 1;
+                ended.push(name.clone());
+                failures = if began.elapsed() >= HEALTHY_RUN { 1 } else { failures + 1 };
                 let wait =
-                    Duration::from_millis(250 * 2u64.pow(restarts.min(6))).min(RESTART_BACKOFF_MAX);
-                tracing::warn!(worker = name, error = %e, restart_in_ms = wait.as_millis() as u64, "worker ended; restarting under a new name");
+                    Duration::from_millis(250 * 2u64.pow(failures.min(6))).min(RESTART_BACKOFF_MAX);
+                tracing::warn!(worker = name, error = %e, running = ctx.running_jobs(), restart_in_ms = wait.as_millis() as u64, "worker ended; restarting under a new name");
                 let mut stop_wait = stop.clone();
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    _ = stop_wait.wait_for(|stop| *stop) => return Ok(()),
+                    _ = stop_wait.wait_for(|stop| *stop) => {}
                 }
             }
         }
+    }
+}
+
+/// Gives back what ended workers had claimed and not started (jobs already running here are
+/// left out: they finish on their own) and unregisters them; keeps those Redis refused.
+async fn release(ctx: &JobContext, ended: &mut Vec<String>) {
+    let mut kept = Vec::new();
+    for name in ended.drain(..) {
+        match ctx.queue.release_worker(&name, &ctx.running_ids()).await {
+            Ok((0, 0)) => {}
+            Ok((requeued, dropped)) => {
+                if dropped > 0 {
+                    tracing::warn!(
+                        worker = name,
+                        dropped,
+                        "dropped queue entries without data (they end any worker that fetches them)"
+                    );
+                }
+                tracing::info!(
+                    worker = name,
+                    requeued,
+                    "gave back the jobs an ended worker had claimed"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(worker = name, error = %e, "could not release an ended worker yet");
+                kept.push(name);
+            }
+        }
+    }
+    *ended = kept;
+}
+
+/// Wakes the worker to fetch every `interval`. apalis's own `IntervalStrategy` replaces its
+/// timer when it fires without polling the new one, so no wake-up is registered; when the fetch
+/// it triggers is answered within the same poll (a fast Redis), the worker sleeps until its next
+/// heartbeat (5 s by default) with jobs waiting. This one registers the next tick at once.
+struct Every {
+    interval: Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Every {
+    fn new(interval: Duration) -> Self {
+        Self { interval, timer: None }
+    }
+}
+
+impl PollStrategy for Every {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _snapshot: &PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        let interval = self.interval;
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        timer.as_mut().reset(tokio::time::Instant::now() + interval);
+        // Registers this task's waker for the next tick.
+        let _ = timer.as_mut().poll(cx);
+        std::task::Poll::Ready(Some(()))
     }
 }
 

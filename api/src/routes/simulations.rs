@@ -145,7 +145,8 @@ pub async fn submit(
     tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios, "job recorded");
 
     if let Err(e) = state.redis(state.queue.enqueue(id)).await {
-        // Recorded but not pushed: the reconciler pushes queued jobs the queue does not hold.
+        // Recorded but not pushed: accepted all the same, since Postgres is the record; the
+        // reconciler pushes queued jobs the queue does not hold.
         tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the job");
     }
     Ok(HttpResponse::Accepted()
@@ -311,12 +312,13 @@ async fn replay(
     ))
 }
 
-/// Refuses new work above the queue-depth ceiling (apalis-redis 1.0 crashes its workers when a
-/// fetch sees 8,000 due jobs). Counts from Redis; from Postgres when Redis cannot answer.
+/// Refuses new work above the queue-depth ceiling (jobs waiting to start). Counts from Redis
+/// (two O(1) reads); from Postgres when Redis cannot answer, since submits are still accepted
+/// then and reconciled later.
 async fn refuse_when_full(state: &web::Data<AppState>) -> Result<(), ApiError> {
     let ceiling = state.settings.queue.depth_ceiling;
-    let waiting = match state.redis(state.queue.depth()).await {
-        Ok(depth) => depth.ready + depth.scheduled,
+    let waiting = match state.redis(state.queue.backlog()).await {
+        Ok(waiting) => waiting,
         Err(e) => {
             tracing::warn!(error = ?e, "queue depth unavailable from Redis; counting in Postgres");
             state.read(store::count_unfinished).await? as u64

@@ -177,6 +177,9 @@ pub struct ClaimedJob {
     pub request_id: Option<String>,
     pub attempt: i32,
     pub created_at: DateTime<Utc>,
+    /// The previous attempt ended without an outcome: its worker died (crashed, killed, or a
+    /// job it ran alongside took the process down).
+    pub after_crash: bool,
 }
 
 /// What a worker found when it tried to take a job.
@@ -187,9 +190,11 @@ pub enum Claim {
     Missing,
     /// Already finished (a duplicate delivery), or cancelled while queued.
     Finished(JobStatus),
-    /// Another worker is running it and reported within the orphan window.
+    /// Another worker is running it and reported within the orphan window; it counts as
+    /// gone if it has not reported again by `until`.
     HeldElsewhere {
         worker: String,
+        until: DateTime<Utc>,
     },
     /// This delivery would exceed the attempt limit; the job is now `failed`.
     GaveUp {
@@ -234,19 +239,27 @@ pub fn claim(
         {
             return Ok(Claim::NotYet { not_before });
         }
+        let window = chrono::Duration::from_std(orphan_window).unwrap_or(chrono::Duration::MAX);
         if status == JobStatus::Running
             && let (Some(holder), Some(beat)) = (&job.worker, job.heartbeat_at)
             && holder != worker
-            && (now_ts - beat).to_std().unwrap_or_default() < orphan_window
+            && now_ts - beat < window
         {
-            return Ok(Claim::HeldElsewhere { worker: holder.clone() });
+            return Ok(Claim::HeldElsewhere { worker: holder.clone(), until: beat + window });
         }
         if job.attempts >= max_attempts {
-            let error = format!(
-                "gave up after {} attempts{}",
-                job.attempts,
-                job.error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
-            );
+            // Still `running`: the last attempt never reported back (its worker crashed or was
+            // killed). `queued`: it failed and was released with its error.
+            let last = if status == JobStatus::Running {
+                "the last attempt ended without a result (its worker crashed or was killed)"
+                    .to_owned()
+            } else {
+                job.error.as_deref().map_or_else(
+                    || "the last attempt failed".to_owned(),
+                    |e| format!("last error: {e}"),
+                )
+            };
+            let error = format!("gave up after {} attempts; {last}", job.attempts);
             finish(
                 conn,
                 &job,
@@ -287,7 +300,31 @@ pub fn claim(
             request_id: job.request_id,
             attempt,
             created_at: job.created_at,
+            after_crash: status == JobStatus::Running,
         }))
+    })
+}
+
+/// Whether the job's last attempt died with its worker (the row says `running`, but its holder
+/// stopped reporting for the orphan window, or is `worker` itself in an earlier life): what
+/// [`claim`] will report as [`ClaimedJob::after_crash`], read without claiming.
+pub fn previous_attempt_died(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker: &str,
+    orphan_window: Duration,
+) -> QueryResult<bool> {
+    let row: Option<(String, Option<String>, Option<DateTime<Utc>>)> = simulations::table
+        .find(id)
+        .select((simulations::status, simulations::worker, simulations::heartbeat_at))
+        .first(conn)
+        .optional()?;
+    let window = chrono::Duration::from_std(orphan_window).unwrap_or(chrono::Duration::MAX);
+    Ok(match row {
+        Some((status, holder, beat)) if status == JobStatus::Running.as_str() => {
+            holder.as_deref() == Some(worker) || beat.is_none_or(|b| Utc::now() - b >= window)
+        }
+        _ => false,
     })
 }
 
@@ -327,7 +364,8 @@ pub enum ProgressAck {
     Gone,
 }
 
-/// Records batches done and refreshes the job's heartbeat.
+/// Records batches done and refreshes the job's heartbeat, while `worker` holds the job (a
+/// worker whose heartbeat went stale may have been replaced: it then learns it is `Gone`).
 pub fn report_progress(
     conn: &mut PgConnection,
     id: Uuid,
@@ -336,13 +374,15 @@ pub fn report_progress(
     total: i32,
 ) -> QueryResult<ProgressAck> {
     let row: Option<bool> = diesel::update(
-        simulations::table.find(id).filter(simulations::status.eq(JobStatus::Running.as_str())),
+        simulations::table
+            .find(id)
+            .filter(simulations::status.eq(JobStatus::Running.as_str()))
+            .filter(simulations::worker.eq(worker)),
     )
     .set((
         simulations::progress_done.eq(done),
         simulations::progress_total.eq(total),
         simulations::heartbeat_at.eq(now),
-        simulations::worker.eq(worker),
         simulations::updated_at.eq(now),
     ))
     .returning(simulations::cancel_requested)
@@ -539,12 +579,13 @@ pub fn audit_trail(conn: &mut PgConnection, id: Uuid) -> QueryResult<Vec<AuditLo
         .load(conn)
 }
 
-/// Unfinished jobs last touched before `stale_before`: candidates for the reconciler.
+/// Unfinished jobs last touched before `stale_before`, oldest first: candidates for the
+/// reconciler.
 pub fn stale_unfinished(
     conn: &mut PgConnection,
     stale_before: DateTime<Utc>,
     limit: i64,
-) -> QueryResult<Vec<Simulation>> {
+) -> QueryResult<Vec<Uuid>> {
     simulations::table
         .filter(
             simulations::status.eq_any([JobStatus::Queued.as_str(), JobStatus::Running.as_str()]),
@@ -553,11 +594,18 @@ pub fn stale_unfinished(
         .filter(simulations::heartbeat_at.is_null().or(simulations::heartbeat_at.lt(stale_before)))
         .order(simulations::created_at.asc())
         .limit(limit)
-        .select(Simulation::as_select())
+        .select(simulations::id)
         .load(conn)
 }
 
 /// Marks a job as looked at by the reconciler, so it is not re-pushed every round.
 pub fn touch(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
-    diesel::update(simulations::table.find(id)).set(simulations::updated_at.eq(now)).execute(conn)
+    touch_all(conn, &[id])
+}
+
+/// [`touch`] for several jobs at once.
+pub fn touch_all(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    diesel::update(simulations::table.filter(simulations::id.eq_any(ids)))
+        .set(simulations::updated_at.eq(now))
+        .execute(conn)
 }

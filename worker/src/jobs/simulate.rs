@@ -3,27 +3,32 @@
 //!
 //! Every delivery is acknowledged to apalis (the handler returns `Ok`): retries, attempt
 //! counting and recovery are decided here against Postgres, because apalis-redis 1.0 ignores
-//! `max_attempts` and counts no attempt when it re-delivers an orphan.
+//! `max_attempts` and counts no attempt when it re-delivers an orphan. The job itself runs in
+//! a task of its own, so that when apalis ends the worker that delivered it (it does on any
+//! Redis error) the job still finishes and records its outcome.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
-use futures_util::FutureExt;
 use portfolio_shared::domain::request::{RequestLimits, SimulationRequest};
 use portfolio_shared::domain::{JobStatus, RequestError, SimulationRequestInput};
 use portfolio_shared::engine::{self, EngineError, Progress, RunOptions};
-use portfolio_shared::queue::JobEnvelope;
+use portfolio_shared::queue::{JobEnvelope, PushOutcome};
+use portfolio_shared::settings::Fault;
 use portfolio_shared::store::{self, Claim, ClaimedJob, ProgressAck};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::context::JobContext;
+use crate::context::{DbGaveUp, JobContext, JobGuard};
 
 /// How often a running job reports progress (and refreshes its heartbeat).
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Added to a re-delivery's wait so it lands after the moment it waits for.
+const REDELIVERY_MARGIN: Duration = Duration::from_secs(1);
+/// When Postgres stayed away through a claim, the delivery comes back after this long.
+const UNCLAIMED_RETRY: Duration = Duration::from_secs(5);
 
 /// The apalis handler.
 pub async fn handle(
@@ -36,69 +41,122 @@ pub async fn handle(
             tracing::warn!(worker = worker.name(), entry = %what, "dropped a queue entry that is not a job");
         }
         JobEnvelope::Job(job) => {
+            let ctx = ctx.0.clone();
+            let Some(guard) = ctx.begin(job.id) else {
+                tracing::info!(job_id = %job.id, "job already running in this process; duplicate delivery dropped");
+                return Ok(());
+            };
             let span = tracing::info_span!(
                 "job",
                 job_id = %job.id,
-                worker = worker.name(),
+                worker = ctx.name(),
                 request_id = tracing::field::Empty,
                 attempt = tracing::field::Empty
             );
-            // A bug in this handler must not take the worker down with it: the job is then left
-            // to the reconciler and the next attempt.
-            let outcome = AssertUnwindSafe(run(job.id, ctx.0.clone(), worker.name().to_owned()))
-                .catch_unwind()
-                .instrument(span)
-                .await;
-            if let Err(panic) = outcome {
-                tracing::error!(job_id = %job.id, panic = %panic_message(panic), "job handler panicked");
+            let delivery = Delivery { worker: worker.name().to_owned() };
+            let task = tokio::spawn(run(guard, ctx, delivery).instrument(span));
+            // A bug in the job's code must not take the worker down with it: the job is then
+            // left to the reconciler and its next attempt.
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                tracing::error!(job_id = %job.id, panic = %panic_message(e.into_panic()), "job handler panicked");
             }
         }
     }
     Ok(())
 }
 
-async fn run(id: Uuid, ctx: Arc<JobContext>, worker: String) {
+/// The apalis worker a delivery came through: its in-flight set holds the job until the
+/// delivery is acknowledged, so our own re-pushes must look past it.
+struct Delivery {
+    worker: String,
+}
+
+impl Delivery {
+    /// Gives the job a new queue entry after `delay` (the reconciler covers a failed push).
+    async fn push_again(&self, ctx: &JobContext, id: Uuid, delay: Duration) {
+        match ctx.queue.push(id, delay, Some(&self.worker)).await {
+            Ok(PushOutcome::Pushed) => {}
+            Ok(outcome) => tracing::debug!(?outcome, "job already has a queue entry"),
+            Err(e) => {
+                tracing::warn!(error = ?e, "could not push the job again; the reconciler will")
+            }
+        }
+    }
+}
+
+async fn run(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
+    let id = guard.id;
+    if ctx.handing_back() {
+        // Shutting down: this delivery goes back untouched for another worker.
+        delivery.push_again(&ctx, id, Duration::ZERO).await;
+        return;
+    }
     let max_attempts = ctx.settings.queue.max_attempts as i32;
     let orphan_window = ctx.orphan_window();
+    // A job whose last attempt died with its process runs alone (see `JobContext::isolation`).
+    // The turn is taken before the claim, so no attempt is charged to a job that only waits
+    // while another runs alone and takes the process down.
+    let suspect = {
+        let worker = ctx.name().to_owned();
+        ctx.db_once(move |conn| store::previous_attempt_died(conn, id, &worker, orphan_window))
+            .await
+            .unwrap_or(false)
+    };
+    let mut turn = if suspect {
+        Turn::Alone(ctx.isolation.write().await)
+    } else {
+        Turn::Shared(ctx.isolation.read().await)
+    };
     let claim = {
-        let worker = worker.clone();
+        let worker = ctx.name().to_owned();
         ctx.db_retrying("claim", move |conn| {
             store::claim(conn, id, &worker, max_attempts, orphan_window)
         })
         .await
     };
     let job = match claim {
-        Some(Claim::Run(job)) => job,
-        Some(Claim::Missing) => {
+        Ok(Claim::Run(job)) => job,
+        Ok(Claim::Missing) => {
             tracing::warn!("no such job in Postgres; dropped the queue entry");
             return;
         }
-        Some(Claim::Finished(status)) => {
+        Ok(Claim::Finished(status)) => {
             tracing::info!(%status, "job already finished; duplicate delivery acknowledged");
             if status == JobStatus::Cancelled {
                 ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
             }
             return;
         }
-        Some(Claim::HeldElsewhere { worker: holder }) => {
-            tracing::info!(holder, "job is running on a live worker; delivery acknowledged");
+        Ok(Claim::HeldElsewhere { worker: holder, until }) => {
+            // Look again once the holder's heartbeat would have gone stale: if it died, the job
+            // runs again then, whatever apalis-redis's own orphan recovery does.
+            let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+            tracing::info!(
+                holder,
+                recheck_in_ms = wait.as_millis() as u64,
+                "job is running on a live worker"
+            );
+            delivery.push_again(&ctx, id, wait + REDELIVERY_MARGIN).await;
             return;
         }
-        Some(Claim::GaveUp { attempts }) => {
+        Ok(Claim::GaveUp { attempts }) => {
             tracing::error!(attempts, "job failed: out of attempts");
             ctx.metrics.finished.with_label_values(&["failed"]).inc();
             return;
         }
-        Some(Claim::NotYet { not_before }) => {
+        Ok(Claim::NotYet { not_before }) => {
             let delay = (not_before - chrono::Utc::now()).to_std().unwrap_or_default();
-            if let Err(e) = ctx.queue.enqueue_after(id, delay).await {
-                tracing::warn!(error = ?e, "could not re-schedule an early delivery; the reconciler will");
-            }
+            delivery.push_again(&ctx, id, delay).await;
             return;
         }
-        // Postgres stayed down: leave the job to the reconciler, which pushes it again once
-        // Postgres answers and nothing holds it.
-        None => return,
+        Err(DbGaveUp::Unavailable) => {
+            delivery.push_again(&ctx, id, UNCLAIMED_RETRY).await;
+            return;
+        }
+        // A query bug: pushing it again would only repeat it. Left to the reconciler.
+        Err(DbGaveUp::Permanent(_)) => return,
     };
     let span = tracing::Span::current();
     if let Some(rid) = &job.request_id {
@@ -109,68 +167,75 @@ async fn run(id: Uuid, ctx: Arc<JobContext>, worker: String) {
         let waited = (chrono::Utc::now() - job.created_at).to_std().unwrap_or_default();
         ctx.metrics.queue_wait.observe(waited.as_secs_f64());
     }
-    execute(job, &ctx, &worker).await;
+    if job.after_crash && matches!(turn, Turn::Shared(_)) {
+        // It died between the look and the claim.
+        drop(turn);
+        turn = Turn::Alone(ctx.isolation.write().await);
+    }
+    execute(job, &guard, &ctx, &delivery, turn).await;
 }
 
-async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
+async fn execute(
+    job: ClaimedJob,
+    guard: &JobGuard,
+    ctx: &Arc<JobContext>,
+    delivery: &Delivery,
+    turn: Turn<'_>,
+) {
     let id = job.id;
     let request = match parse_stored(&job.request) {
         Ok(r) => r,
         Err(message) => {
             // A request that no longer passes the rules cannot get better by retrying.
-            record_failure(ctx, id, worker, &format!("the stored request is invalid: {message}"))
-                .await;
+            record_failure(ctx, id, &format!("the stored request is invalid: {message}")).await;
             return;
         }
     };
+    if ctx.handing_back() {
+        hand_back(ctx, id, delivery).await;
+        return;
+    }
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
-    let cancel = Arc::new(AtomicBool::new(false));
-    ctx.register(id, cancel.clone());
+    let cancel = guard.cancel.clone();
     let options = RunOptions {
         batch_size: ctx.settings.engine.batch_size,
         memory_budget: ctx.settings.engine.memory_budget_bytes,
         progress: Some(progress.clone()),
         cancel: Some(cancel.clone()),
     };
+    // Progress (and the heartbeat) from a task of its own, so a slow database never delays
+    // noticing that the engine finished.
+    let gone = Arc::new(AtomicBool::new(false));
+    let reporter = tokio::spawn(report_progress(
+        ctx.clone(),
+        id,
+        progress.clone(),
+        cancel.clone(),
+        gone.clone(),
+    ));
+    if matches!(turn, Turn::Alone(_)) {
+        tracing::info!("the last attempt died with its process: running this one alone");
+    }
     let seed = job.seed as u64;
+    let fault = ctx.settings.worker.faults.for_seed(seed);
     let engine_pool = ctx.engine_pool.clone();
-    let mut run = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
+    let run = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
+        match fault {
+            Some(Fault::Panic) => panic!("injected fault (WORKER_FAULT_INJECTION): panic"),
+            Some(Fault::Abort) => {
+                tracing::error!("injected fault (WORKER_FAULT_INJECTION): aborting the process");
+                std::process::abort();
+            }
+            None => {}
+        }
         engine_pool.install(|| engine::run(&request, seed, &options))
     });
     tracing::info!("running");
 
-    let mut gone = false;
-    let mut last_reported = (u64::MAX, u64::MAX);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut run => break outcome,
-            () = tokio::time::sleep(PROGRESS_EVERY) => {
-                let (done, total) = progress.snapshot();
-                if (done, total) == last_reported && started.elapsed() < Duration::from_secs(1) {
-                    continue;
-                }
-                last_reported = (done, total);
-                let worker = worker.to_owned();
-                let ack = ctx
-                    .db_once(move |conn| store::report_progress(conn, id, &worker, done as i32, total as i32))
-                    .await;
-                match ack {
-                    Some(ProgressAck::Continue) | None => {}
-                    Some(ProgressAck::Cancel) => {
-                        tracing::info!("cancel requested; stopping between batches");
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                    Some(ProgressAck::Gone) => {
-                        tracing::warn!("job is no longer running here (finished elsewhere); stopping");
-                        gone = true;
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-    };
-    ctx.unregister(id);
+    let outcome = run.await;
+    drop(turn);
+    reporter.abort();
     let elapsed = started.elapsed();
 
     match outcome {
@@ -179,14 +244,14 @@ async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
             let scenario_months = result.scenario_months;
             let batches = progress.snapshot().1 as i32;
             let json = serde_json::to_value(&result).expect("results always serialise");
-            let worker_owned = worker.to_owned();
+            let worker = ctx.name().to_owned();
             let written = ctx
                 .db_retrying_until_shutdown("store result", move |conn| {
-                    store::complete(conn, id, &worker_owned, &json, success, batches)
+                    store::complete(conn, id, &worker, &json, success, batches)
                 })
                 .await;
             match written {
-                Some(true) => {
+                Ok(true) => {
                     ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
                     ctx.metrics.run_time.observe(elapsed.as_secs_f64());
                     ctx.metrics.scenario_months.inc_by(scenario_months);
@@ -196,29 +261,32 @@ async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
                         "succeeded"
                     );
                 }
-                Some(false) => {
+                Ok(false) => {
                     tracing::info!("another delivery finished the job first; result discarded")
                 }
-                None => tracing::warn!(
+                Err(DbGaveUp::Unavailable) => tracing::warn!(
                     "could not store the result before shutdown; the job will run again"
                 ),
+                Err(DbGaveUp::Permanent(e)) => {
+                    record_failure(ctx, id, &format!("the result could not be stored: {e}")).await
+                }
             }
         }
         Ok(Err(EngineError::Cancelled)) => {
-            if gone {
+            if gone.load(Ordering::SeqCst) {
                 return;
             }
             if ctx.handing_back() {
-                hand_back(ctx, id, worker).await;
+                hand_back(ctx, id, delivery).await;
                 return;
             }
-            let worker = worker.to_owned();
+            let worker = ctx.name().to_owned();
             if ctx
                 .db_retrying("record cancellation", move |conn| {
                     store::cancelled_by_worker(conn, id, &worker)
                 })
                 .await
-                == Some(true)
+                == Ok(true)
             {
                 ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
                 tracing::info!("cancelled");
@@ -227,12 +295,65 @@ async fn execute(job: ClaimedJob, ctx: &Arc<JobContext>, worker: &str) {
         Err(join) if join.is_panic() => {
             let message = panic_message(join.into_panic());
             tracing::error!(panic = %message, "the engine panicked");
-            retry_or_fail(ctx, id, worker, job.attempt, &format!("the engine panicked: {message}"))
-                .await;
+            retry_or_fail(
+                ctx,
+                id,
+                delivery,
+                job.attempt,
+                &format!("the engine panicked: {message}"),
+            )
+            .await;
         }
         Err(join) => {
-            retry_or_fail(ctx, id, worker, job.attempt, &format!("the engine task failed: {join}"))
-                .await;
+            let error = format!("the engine task failed: {join}");
+            retry_or_fail(ctx, id, delivery, job.attempt, &error).await;
+        }
+    }
+}
+
+/// A job's hold on the engine: shared with the other jobs of the process, or alone.
+enum Turn<'a> {
+    Shared(#[expect(dead_code, reason = "held for its lock")] tokio::sync::RwLockReadGuard<'a, ()>),
+    Alone(#[expect(dead_code, reason = "held for its lock")] tokio::sync::RwLockWriteGuard<'a, ()>),
+}
+
+/// Reports progress every [`PROGRESS_EVERY`] until aborted; raises `cancel` when a cancel is
+/// requested, and `gone` too when the job is no longer this worker's.
+async fn report_progress(
+    ctx: Arc<JobContext>,
+    id: Uuid,
+    progress: Arc<Progress>,
+    cancel: Arc<AtomicBool>,
+    gone: Arc<AtomicBool>,
+) {
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (done, total) = progress.snapshot();
+        let worker = ctx.name().to_owned();
+        let ack = ctx
+            .db_once(move |conn| {
+                store::report_progress(conn, id, &worker, done as i32, total as i32)
+            })
+            .await;
+        match ack {
+            Ok(ProgressAck::Continue) => {}
+            // Postgres away: the engine keeps going and the result waits for it.
+            Err(e) => tracing::debug!(error = %e.message, "progress not recorded"),
+            Ok(ProgressAck::Cancel) => {
+                tracing::info!("cancel requested; stopping between batches");
+                cancel.store(true, Ordering::SeqCst);
+            }
+            Ok(ProgressAck::Gone) => {
+                tracing::warn!(
+                    "the job is no longer this worker's (finished or taken over); stopping"
+                );
+                gone.store(true, Ordering::SeqCst);
+                cancel.store(true, Ordering::SeqCst);
+                return;
+            }
         }
     }
 }
@@ -250,10 +371,10 @@ fn parse_stored(request: &serde_json::Value) -> Result<SimulationRequest, String
     })
 }
 
-async fn record_failure(ctx: &Arc<JobContext>, id: Uuid, worker: &str, error: &str) {
-    let (worker, message) = (worker.to_owned(), error.to_owned());
+async fn record_failure(ctx: &Arc<JobContext>, id: Uuid, error: &str) {
+    let (worker, message) = (ctx.name().to_owned(), error.to_owned());
     if ctx.db_retrying("record failure", move |conn| store::fail(conn, id, &worker, &message)).await
-        == Some(true)
+        == Ok(true)
     {
         ctx.metrics.finished.with_label_values(&["failed"]).inc();
         tracing::error!(error, "job failed");
@@ -262,11 +383,16 @@ async fn record_failure(ctx: &Arc<JobContext>, id: Uuid, worker: &str, error: &s
 
 /// A failure that another attempt might not repeat: back off and retry, or fail for good once
 /// the attempts are spent.
-async fn retry_or_fail(ctx: &Arc<JobContext>, id: Uuid, worker: &str, attempt: i32, error: &str) {
+async fn retry_or_fail(
+    ctx: &Arc<JobContext>,
+    id: Uuid,
+    delivery: &Delivery,
+    attempt: i32,
+    error: &str,
+) {
     let max = ctx.settings.queue.max_attempts as i32;
     if attempt >= max {
-        record_failure(ctx, id, worker, &format!("{error} (gave up after {attempt} attempts)"))
-            .await;
+        record_failure(ctx, id, &format!("{error} (gave up after {attempt} attempts)")).await;
         return;
     }
     let delay = backoff(attempt);
@@ -277,7 +403,7 @@ async fn retry_or_fail(ctx: &Arc<JobContext>, id: Uuid, worker: &str, attempt: i
             store::release_for_retry(conn, id, &message, Some(not_before))
         })
         .await
-        == Some(true)
+        == Ok(true)
     {
         tracing::warn!(
             attempt,
@@ -285,33 +411,29 @@ async fn retry_or_fail(ctx: &Arc<JobContext>, id: Uuid, worker: &str, attempt: i
             error,
             "attempt failed; retrying"
         );
-        if let Err(e) = ctx.queue.enqueue_after(id, delay).await {
-            tracing::warn!(error = ?e, "could not schedule the retry; the reconciler will push it");
-        }
+        delivery.push_again(ctx, id, delay).await;
     }
 }
 
-/// Exponential back-off with full jitter: 1 s, 2 s, 4 s … (capped at 60 s), times a random
-/// factor in [0.5, 1).
+/// Exponential back-off with jitter after failed attempt `attempt` (1-based): 1 s, 2 s, 4 s …
+/// (capped at 60 s), times a random factor in [0.5, 1).
 pub fn backoff(attempt: i32) -> Duration {
-    let base = Duration::from_secs(1 << attempt.clamp(0, 6)).min(Duration::from_secs(60));
+    let base = Duration::from_secs(1 << (attempt - 1).clamp(0, 6)).min(Duration::from_secs(60));
     base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
 
 /// Gives the job back to the queue at once, without counting the attempt (graceful shutdown).
-async fn hand_back(ctx: &Arc<JobContext>, id: Uuid, worker: &str) {
-    let worker = worker.to_owned();
+async fn hand_back(ctx: &Arc<JobContext>, id: Uuid, delivery: &Delivery) {
+    let worker = ctx.name().to_owned();
     match ctx.db_once(move |conn| store::hand_back(conn, id, &worker)).await {
-        Some(true) => {
-            if let Err(e) = ctx.queue.enqueue(id).await {
-                tracing::warn!(error = ?e, "handed back in Postgres but not re-queued; the reconciler will push it");
-            } else {
-                tracing::info!("shutting down: job handed back to the queue");
-            }
+        Ok(true) => {
+            delivery.push_again(ctx, id, Duration::ZERO).await;
+            tracing::info!("shutting down: job handed back to the queue");
         }
-        Some(false) => {}
-        None => tracing::warn!(
-            "could not hand the job back (Postgres down); the reconciler will recover it"
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            error = %e.message,
+            "could not hand the job back (Postgres unavailable); the reconciler will recover it"
         ),
     }
 }
@@ -322,4 +444,20 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_grows_exponentially_with_jitter_and_is_capped() {
+        for attempt in 1..=10 {
+            let base = Duration::from_secs(1 << (attempt - 1).min(6)).min(Duration::from_secs(60));
+            for _ in 0..50 {
+                let d = backoff(attempt);
+                assert!(d >= base / 2 && d < base, "attempt {attempt}: {d:?}");
+            }
+        }
+    }
 }

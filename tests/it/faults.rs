@@ -1,0 +1,332 @@
+//! Fault tests on workers, as real processes: killed mid-job, stopped with SIGTERM, joined by a
+//! new worker, fed a job that panics or crashes its process every time, and fed queue entries
+//! that are not jobs. Each ends with the contract in SQL (`assert_contract`): every accepted job
+//! has exactly one terminal state, one terminal audit row, and a result row iff it succeeded.
+//!
+//! The tests hold a lock so that only one runs at a time (they start several processes each and
+//! assert on timings).
+
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+
+use portfolio_tests::processes::{
+    ApiProc, LogDir, WorkerProc, assert_contract, audit_rows, fault_lock, job_body, job_record,
+    wait_settled,
+};
+use portfolio_tests::{TestEnv, eventually};
+use uuid::Uuid;
+
+/// About 4–5 s of engine time on one worker of the dev build (2 engine threads); long enough to
+/// be caught mid-run, short enough to run again.
+const LONG_JOB: (u32, u32) = (400_000, 40);
+
+/// Waits until the job runs on `worker` and has finished a batch.
+async fn running_on(env: &TestEnv, id: Uuid, worker: &str) {
+    eventually(Duration::from_secs(30), || async {
+        let r = job_record(&env.db.url, id)?;
+        (r.status == "running" && r.worker.as_deref() == Some(worker) && r.progress_done > 0)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_job_whose_worker_is_killed_mid_run_runs_again_within_30_s_and_completes_on_another()
+ {
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    // The production defaults: a 15 s orphan window.
+    env.set("WORKER_HEARTBEAT_SECS", 5)
+        .set("WORKER_MISSED_HEARTBEATS", 3)
+        .set("RECONCILE_INTERVAL_SECS", 5)
+        .set("WORKER_CONCURRENCY", 1);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
+    let id = api.submit_ok(&job_body(LONG_JOB.0, LONG_JOB.1)).await;
+    running_on(&env, id, &a.name).await;
+    let b = WorkerProc::spawn(&vars, &logs, "b").await;
+
+    a.proc.kill9();
+    let killed = chrono::Utc::now();
+    let job = eventually(Duration::from_secs(45), || async {
+        let job = api.job(id).await;
+        (job["status"] != "queued" && job["status"] != "running").then_some(job)
+    })
+    .await;
+
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "the killed attempt counts: {job}");
+    let record = job_record(&env.db.url, id).unwrap();
+    assert_eq!(record.worker.as_deref(), Some(b.name.as_str()));
+    let audit = audit_rows(&env.db.url, id);
+    let second_start = audit
+        .iter()
+        .filter(|r| r.event == "started")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no second start: {audit:?}"));
+    assert_eq!(second_start.actor, b.name);
+    let restarted_after = (second_start.created_at - killed).to_std().unwrap();
+    let finished_after = (chrono::Utc::now() - killed).to_std().unwrap();
+    eprintln!(
+        "killed; started again {restarted_after:?} later, succeeded {finished_after:?} later"
+    );
+    assert!(
+        restarted_after < Duration::from_secs(30),
+        "ran again {restarted_after:?} after the kill"
+    );
+    assert_contract(&env.db.url, &[id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_sigterm_during_a_short_job_lets_it_finish_and_the_worker_exit_0_within_the_grace() {
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    env.set("SHUTDOWN_GRACE_SECS", 10);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut worker = WorkerProc::spawn(&vars, &logs, "w").await;
+    let id = api.submit_ok(&job_body(200_000, 40)).await;
+    running_on(&env, id, &worker.name).await;
+
+    worker.proc.sigterm();
+    let signalled = Instant::now();
+    let status = worker.proc.wait_exit(Duration::from_secs(12)).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
+
+    let record = job_record(&env.db.url, id).unwrap();
+    assert_eq!(record.status, "succeeded", "{record:?}");
+    assert_eq!(record.worker.as_deref(), Some(worker.name.as_str()));
+    assert_eq!((record.attempts, record.starts), (1, 1));
+    assert_contract(&env.db.url, &[id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_sigterm_during_a_job_longer_than_the_grace_hands_it_back_at_once_without_counting_it()
+ {
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    // A 15 s orphan window, so "at once" is told apart from orphan recovery. The hand-back comes
+    // at 2 s − 2/3 s.
+    env.set("SHUTDOWN_GRACE_SECS", 2)
+        .set("WORKER_HEARTBEAT_SECS", 5)
+        .set("WORKER_MISSED_HEARTBEATS", 3)
+        .set("RECONCILE_INTERVAL_SECS", 5);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
+    let id = api.submit_ok(&job_body(LONG_JOB.0, LONG_JOB.1)).await;
+    running_on(&env, id, &a.name).await;
+    let b = WorkerProc::spawn(&vars, &logs, "b").await;
+
+    a.proc.sigterm();
+    let signalled = Instant::now();
+    let status = a.proc.wait_exit(Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(signalled.elapsed() <= Duration::from_millis(2_500), "took {:?}", signalled.elapsed());
+
+    wait_settled(&env.db.url, Duration::from_secs(60)).await;
+    let record = job_record(&env.db.url, id).unwrap();
+    assert_eq!(record.status, "succeeded", "{record:?}");
+    assert_eq!(record.worker.as_deref(), Some(b.name.as_str()));
+    assert_eq!(record.attempts, 1, "the handed-back attempt is not counted");
+    let audit = audit_rows(&env.db.url, id);
+    let handed_back = audit
+        .iter()
+        .find(|r| r.event == "retried" && r.data["reason"] == "worker shutdown")
+        .unwrap_or_else(|| panic!("no hand-back: {audit:?}"));
+    assert_eq!(handed_back.actor, a.name);
+    let restart = audit.iter().find(|r| r.event == "started" && r.actor == b.name).unwrap();
+    let gap = (restart.created_at - handed_back.created_at).to_std().unwrap();
+    eprintln!("handed back; started again {gap:?} later");
+    assert!(gap < Duration::from_secs(3), "restarted {gap:?} after the hand-back");
+    assert!(a.proc.log().contains("job handed back to the queue"));
+    assert_contract(&env.db.url, &[id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_workers_joining_while_others_are_mid_job_cause_no_second_run_or_result() {
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    env.set("WORKER_THREADS", 1);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let _a = WorkerProc::spawn(&vars, &logs, "a").await;
+    let _b = WorkerProc::spawn(&vars, &logs, "b").await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(api.submit_ok(&job_body(25_000, 40)).await);
+    }
+    eventually(Duration::from_secs(30), || async {
+        let mut conn = diesel::PgConnection::establish(&env.db.url).ok()?;
+        let records = portfolio_tests::processes::job_records(&mut conn);
+        (records.iter().filter(|r| r.status == "running").count() >= 2).then_some(())
+    })
+    .await;
+    let _c = WorkerProc::spawn(&vars, &logs, "c").await;
+    let _d = WorkerProc::spawn(&vars, &logs, "d").await;
+
+    wait_settled(&env.db.url, Duration::from_secs(90)).await;
+    let records = assert_contract(&env.db.url, &ids);
+    for r in &records {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+        assert_eq!((r.attempts, r.starts), (1, 1), "ran more than once: {r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_job_that_panics_every_time_fails_after_the_maximum_attempts_and_the_fleet_serves_on()
+ {
+    let _lock = fault_lock();
+    const SEED: u64 = 4_242_424_242;
+    let mut env = TestEnv::new();
+    env.set("WORKER_FAULT_INJECTION", format!("panic:{SEED}"));
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
+    let mut b = WorkerProc::spawn(&vars, &logs, "b").await;
+    let mut poison = job_body(1_000, 10);
+    poison["seed"] = SEED.into();
+    let bad = api.submit_ok(&poison).await;
+    let mut ids = vec![bad];
+    for _ in 0..4 {
+        ids.push(api.submit_ok(&job_body(2_000, 10)).await);
+    }
+    wait_settled(&env.db.url, Duration::from_secs(60)).await;
+    // The fleet still serves.
+    ids.push(api.submit_ok(&job_body(2_000, 10)).await);
+    wait_settled(&env.db.url, Duration::from_secs(30)).await;
+
+    let job = api.job(bad).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["attempts"], 3);
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("panicked") && error.contains("3 attempts"), "{error}");
+    let records = assert_contract(&env.db.url, &ids);
+    for r in records.iter().filter(|r| r.id != bad) {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+    }
+    assert_eq!(records.iter().find(|r| r.id == bad).unwrap().starts, 3);
+    for w in [&mut a, &mut b] {
+        assert!(w.proc.is_running(), "{} exited", w.name);
+        assert_eq!(w.restarts(), 0, "{} restarted its apalis worker", w.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_job_that_crashes_its_worker_process_every_time_ends_failed_after_the_maximum() {
+    let _lock = fault_lock();
+    const SEED: u64 = 777_777_777;
+    let mut env = TestEnv::new();
+    env.set("WORKER_FAULT_INJECTION", format!("abort:{SEED}"));
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut poison = job_body(1_000, 10);
+    poison["seed"] = SEED.into();
+    let bad = api.submit_ok(&poison).await;
+    let mut ids = vec![bad];
+    // Jobs that share a process with the crashing one die with it; they must not be failed.
+    for _ in 0..6 {
+        ids.push(api.submit_ok(&job_body(20_000, 20)).await);
+    }
+    // Two worker slots, restarted when their process dies, as ECS would.
+    let mut slots =
+        [WorkerProc::spawn(&vars, &logs, "w0").await, WorkerProc::spawn(&vars, &logs, "w1").await];
+    let (mut crashes, mut crashed) = (0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let record = job_record(&env.db.url, bad).unwrap();
+        if record.status == "failed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {record:?}");
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if !slot.proc.is_running() {
+                crashes += 1;
+                let next = WorkerProc::spawn(&vars, &logs, &format!("w{i}-{crashes}")).await;
+                // Kept, so that a failure shows every process's log.
+                crashed.push(std::mem::replace(slot, next));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_settled(&env.db.url, Duration::from_secs(30)).await;
+
+    let job = api.job(bad).await;
+    assert_eq!(job["attempts"], 3, "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("3 attempts") && error.contains("crashed"), "{error}");
+    assert_eq!(crashes, 3, "one crash per attempt");
+    let records = assert_contract(&env.db.url, &ids);
+    for r in records.iter().filter(|r| r.id != bad) {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_queue_entries_that_are_not_jobs_are_logged_and_dropped_and_workers_serve_on() {
+    let _lock = fault_lock();
+    let env = TestEnv::new();
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let ns = env.queue.namespace.clone();
+    let mut redis = env.queue.connection();
+    // A well-formed entry naming a job that has no row.
+    let stray = Uuid::now_v7();
+    let settings = env.settings();
+    let queue = portfolio_shared::queue::Queue::new(
+        portfolio_shared::queue::connect(&settings.queue.redis_url).unwrap(),
+        &settings.queue,
+        &settings.worker,
+    );
+    queue.enqueue(stray).await.unwrap();
+    // Garbage bytes as the payload.
+    let garbage = portfolio_shared::queue::task_id(Uuid::now_v7()).to_string();
+    let _: () = redis::pipe()
+        .hset(format!("{ns}:data"), &garbage, b"\xff\x00not json".to_vec())
+        .hset_multiple(
+            format!("{ns}:meta:{garbage}"),
+            &[("attempts", "0"), ("max_attempts", "25"), ("status", "Pending")],
+        )
+        .rpush(format!("{ns}:active"), &garbage)
+        // An id with neither payload nor metadata (apalis-redis's fetch fails on it).
+        .rpush(format!("{ns}:active"), "not-a-job")
+        .query(&mut redis)
+        .unwrap();
+
+    let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
+    let mut b = WorkerProc::spawn(&vars, &logs, "b").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(api.submit_ok(&job_body(2_000, 10)).await);
+    }
+    wait_settled(&env.db.url, Duration::from_secs(30)).await;
+    // Nothing is left circulating: no entry ready, scheduled or claimed.
+    eventually(Duration::from_secs(20), || {
+        let mut redis = env.queue.connection();
+        let ns = ns.clone();
+        async move {
+            let listed: usize =
+                redis::cmd("LLEN").arg(format!("{ns}:active")).query(&mut redis).ok()?;
+            let scheduled: usize =
+                redis::cmd("ZCARD").arg(format!("{ns}:scheduled")).query(&mut redis).ok()?;
+            let inflight: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{ns}:inflight:*")).query(&mut redis).ok()?;
+            (listed == 0 && scheduled == 0 && inflight.is_empty()).then_some(())
+        }
+    })
+    .await;
+
+    let records = assert_contract(&env.db.url, &ids);
+    assert!(records.iter().all(|r| r.status == "succeeded"));
+    let log = format!("{}{}", a.proc.log(), b.proc.log());
+    assert!(
+        log.contains("no such job in Postgres; dropped the queue entry"),
+        "stray id not logged"
+    );
+    assert!(log.contains("dropped a queue entry that is not a job"), "garbage not logged");
+    assert!(log.contains("dropped queue entries without data"), "data-less entry not logged");
+    assert!(a.proc.is_running() && b.proc.is_running(), "a worker process exited");
+}

@@ -1,0 +1,135 @@
+//! Fault tests on the infrastructure, as real processes against Redis and Postgres servers of
+//! the test's own (never the shared ones): Redis flushed or stopped, Postgres stopped. Each ends
+//! with the contract in SQL.
+
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+
+use portfolio_tests::processes::{
+    ApiProc, LogDir, WorkerProc, accepted_id, assert_contract, fault_lock, job_body, job_records,
+    wait_settled,
+};
+use portfolio_tests::throwaway::{ThrowawayPostgres, ThrowawayRedis};
+use portfolio_tests::{TestDb, TestEnv, TestQueue, eventually};
+use uuid::Uuid;
+
+/// Waits until at least `running` jobs run and `queued` wait.
+async fn until_some_running_and_queued(url: &str, running: usize, queued: usize) {
+    eventually(Duration::from_secs(30), || async {
+        let mut conn = diesel::PgConnection::establish(url).ok()?;
+        let records = job_records(&mut conn);
+        let count = |s: &str| records.iter().filter(|r| r.status == s).count();
+        (count("running") >= running && count("queued") >= queued).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_flushing_redis_while_jobs_are_queued_and_running_loses_none() {
+    let _lock = fault_lock();
+    let redis = ThrowawayRedis::start();
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&redis.url()));
+    env.set("WORKER_CONCURRENCY", 1).set("WORKER_THREADS", 1);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut workers = vec![
+        WorkerProc::spawn(&vars, &logs, "a").await,
+        WorkerProc::spawn(&vars, &logs, "b").await,
+    ];
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(api.submit_ok(&job_body(60_000, 40)).await);
+    }
+    until_some_running_and_queued(&env.db.url, 2, 2).await;
+
+    let mut conn = env.queue.connection();
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    // Submits right after the flush are accepted and served as well.
+    ids.push(api.submit_ok(&job_body(30_000, 40)).await);
+
+    wait_settled(&env.db.url, Duration::from_secs(90)).await;
+    let records = assert_contract(&env.db.url, &ids);
+    for r in &records {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+    }
+    for w in &mut workers {
+        assert!(w.proc.is_running(), "{} exited", w.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_while_redis_is_down_submits_are_accepted_reads_work_and_all_complete_after() {
+    let _lock = fault_lock();
+    let mut redis = ThrowawayRedis::start();
+    let env = TestEnv::with(TestDb::migrated(), TestQueue::on(&redis.url()));
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut worker = WorkerProc::spawn(&vars, &logs, "a").await;
+    let mut ids = vec![api.submit_ok(&job_body(2_000, 10)).await];
+    wait_settled(&env.db.url, Duration::from_secs(30)).await;
+
+    redis.stop();
+    for _ in 0..3 {
+        ids.push(api.submit_ok(&job_body(2_000, 10)).await);
+    }
+    for id in &ids {
+        let job = api.job(*id).await;
+        assert!(job["status"] == "succeeded" || job["status"] == "queued", "{job}");
+    }
+    let listing = api.client.get(api.url("/results")).send().await.unwrap();
+    assert_eq!(listing.status(), 200);
+    // Down for a while (the workers' apalis workers keep failing and restarting meanwhile).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.restart();
+
+    wait_settled(&env.db.url, Duration::from_secs(60)).await;
+    let records = assert_contract(&env.db.url, &ids);
+    for r in &records {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+    }
+    assert!(worker.proc.is_running(), "the worker process exited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_postgres_stopped_for_10_s_mid_run_refuses_submits_and_every_job_completes_after() {
+    let _lock = fault_lock();
+    let pg = ThrowawayPostgres::start();
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    let mut env = TestEnv::with(db, TestQueue::new());
+    env.set("WORKER_CONCURRENCY", 1).set("WORKER_THREADS", 1);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut workers = vec![
+        WorkerProc::spawn(&vars, &logs, "a").await,
+        WorkerProc::spawn(&vars, &logs, "b").await,
+    ];
+    let mut ids: Vec<Uuid> = Vec::new();
+    for _ in 0..6 {
+        ids.push(api.submit_ok(&job_body(150_000, 40)).await);
+    }
+    until_some_running_and_queued(&env.db.url, 2, 1).await;
+
+    pg.stop();
+    let stopped = Instant::now();
+    // A job the API cannot record is refused, not half-accepted.
+    let response = api.try_submit(&job_body(2_000, 10)).await.expect("an answer");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status == 202 {
+        ids.push(accepted_id(&body));
+    }
+    assert_eq!(status, 503, "{body}");
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed())).await;
+    pg.start_again();
+
+    wait_settled(&env.db.url, Duration::from_secs(120)).await;
+    let records = assert_contract(&env.db.url, &ids);
+    for r in &records {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+    }
+    for w in &mut workers {
+        assert!(w.proc.is_running(), "{} exited", w.name);
+    }
+}

@@ -1,0 +1,184 @@
+//! The queue plumbing the fault handling stands on (our push, the reconciler's view of what the
+//! queue holds, giving back an ended worker's claims), and the job lifecycle guarantees that
+//! need a running job: cancellation between batches and progress. In process, against the
+//! shared Redis and Postgres (each test with its own namespace and database).
+
+use std::time::{Duration, Instant};
+
+use portfolio_shared::domain::request::{RequestLimits, SimulationRequest};
+use portfolio_shared::names;
+use portfolio_shared::queue::{self, PushOutcome, Queue};
+use portfolio_shared::store::{self, models::NewSimulation};
+use portfolio_tests::processes::{assert_contract, job_body, job_record};
+use portfolio_tests::{TestEnv, eventually};
+use redis::Commands;
+use uuid::Uuid;
+
+fn queue_of(env: &TestEnv) -> Queue {
+    let settings = env.settings();
+    Queue::new(
+        queue::connect(&settings.queue.redis_url).unwrap(),
+        &settings.queue,
+        &settings.worker,
+    )
+}
+
+fn ready(env: &TestEnv) -> Vec<String> {
+    env.queue.connection().lrange(names::ready_list_key(&env.queue.namespace), 0, -1).unwrap()
+}
+
+fn scheduled_at(env: &TestEnv, id: Uuid) -> Option<f64> {
+    env.queue
+        .connection()
+        .zscore(names::scheduled_key(&env.queue.namespace), queue::task_id(id).to_string())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_and_never_two() {
+    let env = TestEnv::new();
+    let q = queue_of(&env);
+    let ns = &env.queue.namespace;
+    let mut redis = env.queue.connection();
+    let id = Uuid::now_v7();
+    let task = queue::task_id(id).to_string();
+
+    assert_eq!(q.enqueue(id).await.unwrap(), PushOutcome::Pushed);
+    assert_eq!(ready(&env), vec![task.clone()], "a due job goes straight to the ready list");
+    assert_eq!(q.enqueue(id).await.unwrap(), PushOutcome::AlreadyQueued);
+    assert_eq!(ready(&env).len(), 1);
+
+    // Delivered and acknowledged, as apalis-redis leaves it: the payload stays behind. Its own
+    // push (HSETNX) would now write nothing; ours gives the job a new entry.
+    let _: () = redis.lpop(names::ready_list_key(ns), None).unwrap();
+    let _: () = redis.sadd(format!("{ns}:done"), &task).unwrap();
+    assert_eq!(q.enqueue_after(id, Duration::from_secs(60)).await.unwrap(), PushOutcome::Pushed);
+    let later = scheduled_at(&env, id).expect("scheduled");
+    assert!(later >= (queue::epoch_seconds() + 59) as f64);
+    // Pushed again for sooner: the one entry moves earlier.
+    assert_eq!(q.enqueue(id).await.unwrap(), PushOutcome::AlreadyQueued);
+    assert!(scheduled_at(&env, id).unwrap() <= queue::epoch_seconds() as f64);
+    assert!(ready(&env).is_empty());
+
+    // Claimed by a worker: held, except for that worker's own re-push.
+    let _: () = redis.zrem(names::scheduled_key(ns), &task).unwrap();
+    let _: () = redis.zadd(names::workers_key(ns), "w1", queue::epoch_seconds()).unwrap();
+    let _: () = redis.sadd(names::inflight_key(ns, "w1"), &task).unwrap();
+    assert_eq!(q.enqueue(id).await.unwrap(), PushOutcome::Held);
+    assert!(!q.unheld(&[id]).await.unwrap().contains(&id));
+    assert_eq!(q.push(id, Duration::ZERO, Some("w1")).await.unwrap(), PushOutcome::Pushed);
+    assert_eq!(ready(&env), vec![task]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_queue_the_reconciler_sees_only_jobs_that_nothing_holds() {
+    let env = TestEnv::new();
+    let q = queue_of(&env);
+    let ns = &env.queue.namespace;
+    let mut redis = env.queue.connection();
+    let (listed, later, claimed, nowhere) =
+        (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    q.enqueue(listed).await.unwrap();
+    q.enqueue_after(later, Duration::from_secs(30)).await.unwrap();
+    let _: () = redis.zadd(names::workers_key(ns), "dead", 1).unwrap();
+    let _: () =
+        redis.sadd(names::inflight_key(ns, "dead"), queue::task_id(claimed).to_string()).unwrap();
+    let missing = q.unheld(&[listed, later, claimed, nowhere]).await.unwrap();
+    // A registered worker's claim counts even when the worker is dead: apalis-redis re-queues
+    // it, and pushing it as well would make two entries.
+    assert_eq!(missing, vec![nowhere]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_queue_an_ended_workers_claims_go_back_at_once_and_entries_without_data_are_dropped()
+{
+    let env = TestEnv::new();
+    let q = queue_of(&env);
+    let ns = &env.queue.namespace;
+    let mut redis = env.queue.connection();
+    let (claimed, running) = (Uuid::now_v7(), Uuid::now_v7());
+    for id in [claimed, running] {
+        q.enqueue(id).await.unwrap();
+    }
+    let _: () = redis.del(names::ready_list_key(ns)).unwrap();
+    let set = names::inflight_key(ns, "ended");
+    let _: () = redis.zadd(names::workers_key(ns), "ended", queue::epoch_seconds()).unwrap();
+    for member in
+        [queue::task_id(claimed).to_string(), queue::task_id(running).to_string(), "no-data".into()]
+    {
+        let _: () = redis.sadd(&set, member).unwrap();
+    }
+    let (requeued, dropped) = q.release_worker("ended", &[running]).await.unwrap();
+    assert_eq!((requeued, dropped), (1, 1));
+    assert_eq!(ready(&env), vec![queue::task_id(claimed).to_string()]);
+    let exists: bool = redis.exists(&set).unwrap();
+    assert!(!exists);
+    let registered: Option<f64> = redis.zscore(names::workers_key(ns), "ended").unwrap();
+    assert!(registered.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_queue_a_recorded_job_whose_push_never_happened_is_pushed_by_the_reconciler() {
+    let env = TestEnv::new();
+    let _app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let request = SimulationRequest::from_json(
+        job_body(2_000, 10).to_string().as_bytes(),
+        &RequestLimits::default(),
+    )
+    .unwrap();
+    let json = request.to_json();
+    let id = Uuid::now_v7();
+    let mut conn = env.db.connect();
+    store::insert_job(
+        &mut conn,
+        &NewSimulation {
+            id,
+            request: &json,
+            seed: 42,
+            request_id: None,
+            idempotency_key: None,
+            request_hash: None,
+        },
+    )
+    .unwrap();
+    // Quiet for the orphan window (3 s here) plus an interval, then pushed and run.
+    eventually(Duration::from_secs(30), || async {
+        (job_record(&env.db.url, id)?.status == "succeeded").then_some(())
+    })
+    .await;
+    assert_contract(&env.db.url, &[id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_queue_a_running_job_reports_progress_and_stops_within_a_second_of_a_cancel() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let id = app.submit_ok(&job_body(1_000_000, 40)).await;
+    let first = eventually(Duration::from_secs(30), || async {
+        let job = app.job(id).await;
+        (job["status"] == "running" && job["progress"]["done"].as_i64()? > 0).then_some(job)
+    })
+    .await;
+    let total = first["progress"]["total"].as_i64().unwrap();
+    assert!(total > first["progress"]["done"].as_i64().unwrap(), "{first}");
+    // Progress moves while it runs.
+    let done = first["progress"]["done"].as_i64().unwrap();
+    eventually(Duration::from_secs(5), || async {
+        (app.job(id).await["progress"]["done"].as_i64()? > done).then_some(())
+    })
+    .await;
+
+    let asked = Instant::now();
+    let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let job = app.wait_terminal(id, Duration::from_secs(5)).await;
+    let stopped_after = asked.elapsed();
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert!(stopped_after < Duration::from_secs(1), "stopped {stopped_after:?} after the cancel");
+    assert!(job["progress"]["done"].as_i64().unwrap() < total, "it ran to the end: {job}");
+    let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    assert_contract(&env.db.url, &[id]);
+}
