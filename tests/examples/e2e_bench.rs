@@ -39,7 +39,9 @@ fn millis_between(job: &Value, from: &str, to: &str) -> f64 {
 async fn main() {
     let jobs: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(40);
     let mut env = TestEnv::new();
-    env.set("WORKER_POLL_INTERVAL_MS", 100).set("WORKER_HEARTBEAT_SECS", 5).set("LOG_FORMAT", "json");
+    env.set("WORKER_POLL_INTERVAL_MS", 100)
+        .set("WORKER_HEARTBEAT_SECS", 5)
+        .set("LOG_FORMAT", "json");
     env.set("QUEUE_DEPTH_CEILING", 7000);
     let app = env.spawn_app().await;
     let _worker = env.spawn_worker().await;
@@ -56,7 +58,9 @@ async fn main() {
         total.push(millis_between(&job, "created_at", "finished_at"));
         engine.push(job["result"]["elapsed_ms"].as_f64().unwrap());
     }
-    println!("{jobs} sequential jobs of 10,000 scenarios × 30 years, one worker, poll interval 100 ms");
+    println!(
+        "{jobs} sequential jobs of 10,000 scenarios × 30 years, one worker, poll interval 100 ms"
+    );
     summary("submit (POST → 202)", submit);
     summary("pickup (created → started)", pickup);
     let (e50, t50) = {
@@ -70,7 +74,8 @@ async fn main() {
     summary("submit → result", total);
     println!("submit-to-result / engine time (medians): {:.2}", t50 / e50);
 
-    let tiny = json!({"starting_portfolio": 1_000, "monthly_spending": 1, "years": 1, "n_scenarios": 1});
+    let tiny =
+        json!({"starting_portfolio": 1_000, "monthly_spending": 1, "years": 1, "n_scenarios": 1});
     let burst = 500;
     let t0 = Instant::now();
     let mut ids = Vec::with_capacity(burst);
