@@ -7,7 +7,7 @@
 //! submit latency (POST → 202, client side), pickup latency (created_at → started_at) and
 //! submit-to-result (created_at → finished_at), both from the job's own timestamps, next to the
 //! engine's time for the same request measured in the same run (the baseline: what the queue
-//! adds is the difference). Then a burst of tiny jobs for throughput.
+//! adds is the difference). Then bursts of default and of tiny jobs for throughput.
 
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,23 @@ async fn main() {
     summary("engine alone (baseline)", engine);
     summary("submit → result", total);
     println!("submit-to-result / engine time (medians): {:.2}", t50 / e50);
+
+    // Full load: the default request back to back, for the average task-seconds per job that
+    // the autoscaling target is derived from (docs/operations.md).
+    let full = 100;
+    let t0 = Instant::now();
+    let mut ids = Vec::with_capacity(full);
+    for _ in 0..full {
+        ids.push(app.submit_ok(&request).await);
+    }
+    for id in ids {
+        app.wait_terminal(id, Duration::from_secs(120)).await;
+    }
+    let busy = t0.elapsed().as_secs_f64();
+    println!(
+        "burst of {full} default jobs: all finished after {busy:.2} s, {:.1} ms of worker time per job",
+        busy * 1e3 / full as f64
+    );
 
     let tiny =
         json!({"starting_portfolio": 1_000, "monthly_spending": 1, "years": 1, "n_scenarios": 1});
