@@ -136,6 +136,7 @@ async fn a_results_charts_and_csv_exist_once_it_has_succeeded() {
         format!("/results/{unknown}/charts/fan.svg"),
         format!("/results/{unknown}/table.csv"),
         "/results/not-a-job/charts/terminal.svg".to_owned(),
+        format!("/results/{id}/charts/pie.svg"),
     ] {
         assert_eq!(app.client.get(app.url(&path)).send().await.unwrap().status(), 404, "{path}");
     }
@@ -200,10 +201,7 @@ async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
     let doc: Value =
         app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     for (path, statuses) in [
-        ("/results/{id}/charts/fan.svg", vec!["200", "404", "409"]),
-        ("/results/{id}/charts/depletion.svg", vec!["200", "404", "409"]),
-        ("/results/{id}/charts/terminal.svg", vec!["200", "404", "409"]),
-        ("/results/{id}/charts/spending.svg", vec!["200", "404", "409"]),
+        ("/results/{id}/charts/{chart}.svg", vec!["200", "404", "409"]),
         ("/results/{id}/table.csv", vec!["200", "404", "409"]),
         ("/queue/charts/depth.svg", vec!["200", "422"]),
         ("/queue/stats", vec!["200", "503"]),
@@ -217,7 +215,8 @@ async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
             assert!(op["responses"][s].is_object(), "GET {path} lacks {s}");
         }
     }
-    let svg = &doc["paths"]["/results/{id}/charts/fan.svg"]["get"]["responses"]["200"]["content"];
+    let svg =
+        &doc["paths"]["/results/{id}/charts/{chart}.svg"]["get"]["responses"]["200"]["content"];
     assert!(svg["image/svg+xml"].is_object(), "{svg}");
     assert!(doc["components"]["schemas"]["QueueStats"].is_object());
 }

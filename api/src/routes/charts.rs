@@ -8,7 +8,7 @@ use chrono::Utc;
 use portfolio_shared::domain::{JobStatus, SimulationResult};
 use portfolio_shared::store::{self, stats};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::charts::{self, ChartError};
@@ -51,89 +51,68 @@ fn svg(drawn: Result<String, ChartError>, cache: &str) -> Result<HttpResponse, A
         .body(body))
 }
 
-async fn result_chart(
+/// The charts of a result.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultChart {
+    /// Real wealth by year: p5–p95, p10–p90 and p25–p75 bands and the median.
+    Fan,
+    /// The cumulative share of scenarios depleted by each year.
+    Depletion,
+    /// Scenarios by real terminal wealth: depleted, 40 bins up to the 99th percentile, above.
+    Terminal,
+    /// Real spending by year (bands and median): what the variable strategies pay out.
+    Spending,
+}
+
+impl ResultChart {
+    fn from_file(name: &str) -> Option<Self> {
+        Some(match name.strip_suffix(".svg")? {
+            "fan" => Self::Fan,
+            "depletion" => Self::Depletion,
+            "terminal" => Self::Terminal,
+            "spending" => Self::Spending,
+            _ => return None,
+        })
+    }
+
+    fn draw(self, result: &SimulationResult) -> Result<String, ChartError> {
+        match self {
+            Self::Fan => charts::results::fan(result),
+            Self::Depletion => charts::results::depletion(result),
+            Self::Terminal => charts::results::terminal(result),
+            Self::Spending => charts::results::spending(result),
+        }
+    }
+}
+
+/// One chart of a succeeded job: `fan.svg`, `depletion.svg`, `terminal.svg` or `spending.svg`.
+#[utoipa::path(
+    get,
+    path = "/results/{id}/charts/{chart}.svg",
+    tag = "charts",
+    params(
+        ("id" = String, Path, description = "Job id"),
+        ("chart" = ResultChart, Path, description = "Which chart"),
+    ),
+    responses(
+        (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
+        (status = 404, description = "Unknown or malformed id, or no such chart", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn result_chart(
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    draw: fn(&SimulationResult) -> Result<String, ChartError>,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
+    let (id, file) = path.into_inner();
+    let chart = ResultChart::from_file(&file).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no chart {file:?}: fan.svg, depletion.svg, terminal.svg or spending.svg"
+        ))
+    })?;
     let (_, result) = succeeded_result(&state, &id).await?;
-    svg(draw(&result), RESULT_CHART_CACHE)
-}
-
-/// Real wealth by year: p5–p95, p10–p90 and p25–p75 bands and the median.
-#[utoipa::path(
-    get,
-    path = "/results/{id}/charts/fan.svg",
-    tag = "charts",
-    params(("id" = String, Path, description = "Job id")),
-    responses(
-        (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
-        (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn fan(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    result_chart(state, id, charts::results::fan).await
-}
-
-/// The cumulative share of scenarios depleted by each year.
-#[utoipa::path(
-    get,
-    path = "/results/{id}/charts/depletion.svg",
-    tag = "charts",
-    params(("id" = String, Path, description = "Job id")),
-    responses(
-        (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
-        (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn depletion(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    result_chart(state, id, charts::results::depletion).await
-}
-
-/// Scenarios by real terminal wealth: depleted, 40 bins up to the 99th percentile, above it.
-#[utoipa::path(
-    get,
-    path = "/results/{id}/charts/terminal.svg",
-    tag = "charts",
-    params(("id" = String, Path, description = "Job id")),
-    responses(
-        (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
-        (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn terminal(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    result_chart(state, id, charts::results::terminal).await
-}
-
-/// Real spending by year (bands and median): what the variable strategies pay out.
-#[utoipa::path(
-    get,
-    path = "/results/{id}/charts/spending.svg",
-    tag = "charts",
-    params(("id" = String, Path, description = "Job id")),
-    responses(
-        (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
-        (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn spending(
-    state: web::Data<AppState>,
-    id: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    result_chart(state, id, charts::results::spending).await
+    svg(chart.draw(&result), RESULT_CHART_CACHE)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

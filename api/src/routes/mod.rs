@@ -40,10 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(results::get))
             .default_service(web::to(method_not_allowed)),
     )
-    .service(get("/results/{id}/charts/fan.svg").route(web::get().to(charts::fan)))
-    .service(get("/results/{id}/charts/depletion.svg").route(web::get().to(charts::depletion)))
-    .service(get("/results/{id}/charts/terminal.svg").route(web::get().to(charts::terminal)))
-    .service(get("/results/{id}/charts/spending.svg").route(web::get().to(charts::spending)))
+    .service(get("/results/{id}/charts/{chart}").route(web::get().to(charts::result_chart)))
     .service(get("/results/{id}/table.csv").route(web::get().to(exports::table_csv)))
     .service(get("/queue/stats").route(web::get().to(queue_stats::queue_stats)))
     .service(get("/queue/charts/depth.svg").route(web::get().to(charts::queue_depth)))
