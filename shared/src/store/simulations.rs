@@ -216,13 +216,7 @@ pub fn claim(
     orphan_window: Duration,
 ) -> QueryResult<Claim> {
     conn.transaction(|conn| {
-        let Some(job) = simulations::table
-            .find(id)
-            .select(Simulation::as_select())
-            .for_update()
-            .first(conn)
-            .optional()?
-        else {
+        let Some(job) = locked(conn, id)? else {
             return Ok(Claim::Missing);
         };
         let status: JobStatus = job.status.parse().unwrap_or(JobStatus::Failed);
@@ -505,6 +499,11 @@ pub fn hand_back(conn: &mut PgConnection, id: Uuid, worker: &str) -> QueryResult
     })
 }
 
+/// The job's row, locked until the transaction ends.
+fn locked(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Simulation>> {
+    simulations::table.find(id).select(Simulation::as_select()).for_update().first(conn).optional()
+}
+
 fn running_for_update(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Simulation>> {
     simulations::table
         .find(id)
@@ -533,13 +532,7 @@ pub fn cancel(
     request_id: Option<&str>,
 ) -> QueryResult<CancelOutcome> {
     conn.transaction(|conn| {
-        let Some(job) = simulations::table
-            .find(id)
-            .select(Simulation::as_select())
-            .for_update()
-            .first(conn)
-            .optional()?
-        else {
+        let Some(job) = locked(conn, id)? else {
             return Ok(CancelOutcome::NotFound);
         };
         let status: JobStatus = job.status.parse().unwrap_or(JobStatus::Failed);
