@@ -2,6 +2,7 @@
 //! (its own database, queue namespace, API and workers) against real Redis and Postgres.
 
 mod api;
+mod api_shutdown;
 mod autoscaling;
 mod browser;
 mod deploy_files;
