@@ -117,39 +117,90 @@ pub struct InflationInput {
     pub volatility: Option<f64>,
 }
 
-/// How monthly returns are generated. Default `lognormal`.
+/// How monthly returns are generated: `kind` and that kind's parameters. Default
+/// `{"kind": "lognormal"}`. A parameter of another kind is refused.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ReturnModelInput {
-    /// Correlated lognormal monthly returns (the foundation model).
-    Lognormal {},
-    /// Correlated normal monthly simple returns; gross return floored at 0.
-    Normal {},
-    /// As `lognormal`, with a unit-variance multivariate Student-t shock (`df` > 2).
-    StudentT { df: Option<f64> },
-    /// Calendar years of the 1928–2024 table drawn with replacement in blocks.
-    Bootstrap { block_years: Option<u32> },
-    /// Every rolling window of the 1928–2024 table; `n_scenarios` is ignored.
-    Historical {},
+#[serde(deny_unknown_fields)]
+pub struct ReturnModelInput {
+    pub kind: ReturnModelKind,
+    /// `student_t` only: degrees of freedom, > 2 and ≤ 1e6 (fatter tails nearer 2). Default 5.
+    pub df: Option<f64>,
+    /// `bootstrap` only: consecutive calendar years per block drawn, 1..=97. Default 1.
+    pub block_years: Option<u32>,
 }
 
-/// How spending is set each year. Default `constant_real`.
+/// The return models (docs/model.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnModelKind {
+    /// Correlated lognormal monthly returns (the foundation model).
+    Lognormal,
+    /// Correlated normal monthly simple returns; gross return floored at 0.
+    Normal,
+    /// As `lognormal`, with a unit-variance multivariate Student-t shock (`df` > 2).
+    StudentT,
+    /// Calendar years of the 1928–2024 table drawn with replacement in blocks.
+    Bootstrap,
+    /// Every rolling window of the 1928–2024 table; `n_scenarios` is ignored.
+    Historical,
+}
+
+impl Choice for ReturnModelKind {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("lognormal", Self::Lognormal),
+        ("normal", Self::Normal),
+        ("student_t", Self::StudentT),
+        ("bootstrap", Self::Bootstrap),
+        ("historical", Self::Historical),
+    ];
+}
+
+/// How spending is set each year: `strategy` and that strategy's parameters. Default
+/// `{"strategy": "constant_real"}`. A parameter of another strategy is refused.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "strategy", rename_all = "snake_case", deny_unknown_fields)]
-pub enum WithdrawalInput {
+#[serde(deny_unknown_fields)]
+pub struct WithdrawalInput {
+    pub strategy: WithdrawalStrategy,
+    /// `percent_of_portfolio`, `floor_ceiling`: the share of the portfolio withdrawn at the
+    /// start of each year, 0 < rate ≤ 1. Default 0.04.
+    pub rate: Option<f64>,
+    /// `guardrails`: cut when the current rate exceeds the initial by this fraction (0 < x ≤
+    /// 10). Default 0.2.
+    pub upper_guardrail: Option<f64>,
+    /// `guardrails`: raise when the current rate falls this fraction below the initial (0 < x
+    /// ≤ 0.99). Default 0.2.
+    pub lower_guardrail: Option<f64>,
+    /// `guardrails`: the cut, as a fraction of spending (0..=0.99). Default 0.1.
+    pub cut: Option<f64>,
+    /// `guardrails`: the raise, as a fraction of spending (0..=10). Default 0.1.
+    pub raise: Option<f64>,
+    /// `floor_ceiling`: real monthly floor (0..=1e10). Default 0.
+    pub monthly_floor: Option<f64>,
+    /// `floor_ceiling`: real monthly ceiling (≥ the floor, ≤ 1e10). Default 1e10.
+    pub monthly_ceiling: Option<f64>,
+}
+
+/// The withdrawal strategies (docs/model.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawalStrategy {
     /// `monthly_spending`, raised with inflation every month.
-    ConstantReal {},
+    ConstantReal,
     /// At the start of each year, `rate` × portfolio, paid in twelve equal parts.
-    PercentOfPortfolio { rate: Option<f64> },
+    PercentOfPortfolio,
     /// Guyton–Klinger decision rules around an initial withdrawal rate.
-    Guardrails {
-        upper_guardrail: Option<f64>,
-        lower_guardrail: Option<f64>,
-        cut: Option<f64>,
-        raise: Option<f64>,
-    },
+    Guardrails,
     /// `rate` × portfolio each year, kept between a real monthly floor and ceiling.
-    FloorCeiling { rate: Option<f64>, monthly_floor: Option<f64>, monthly_ceiling: Option<f64> },
+    FloorCeiling,
+}
+
+impl Choice for WithdrawalStrategy {
+    const CHOICES: &'static [(&'static str, Self)] = &[
+        ("constant_real", Self::ConstantReal),
+        ("percent_of_portfolio", Self::PercentOfPortfolio),
+        ("guardrails", Self::Guardrails),
+        ("floor_ceiling", Self::FloorCeiling),
+    ];
 }
 
 /// A monthly income stream paid in years `start_year..=end_year` (1-based).
@@ -187,7 +238,7 @@ pub struct SolveInput {
 }
 
 /// When holdings are reset to the target weights. Default `monthly`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Rebalancing {
     #[default]
@@ -195,6 +246,49 @@ pub enum Rebalancing {
     Annual,
     None,
 }
+
+impl Choice for Rebalancing {
+    const CHOICES: &'static [(&'static str, Self)] =
+        &[("monthly", Self::Monthly), ("annual", Self::Annual), ("none", Self::None)];
+}
+
+/// A JSON string naming one of a closed set of choices. serde's derived enums answer a
+/// non-string with serde_json's bare syntax error ("expected value"), which reads like broken
+/// JSON; a choice says what it takes ("expected one of `monthly`, `annual`, `none`").
+trait Choice: Copy + 'static {
+    const CHOICES: &'static [(&'static str, Self)];
+}
+
+struct ChoiceVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: Choice> serde::de::Visitor<'_> for ChoiceVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let names: Vec<String> = T::CHOICES.iter().map(|(n, _)| format!("`{n}`")).collect();
+        write!(f, "one of {}", names.join(", "))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        T::CHOICES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, choice)| *choice)
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+    }
+}
+
+macro_rules! deserialize_as_choice {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_str(ChoiceVisitor(std::marker::PhantomData))
+            }
+        }
+    )*};
+}
+
+deserialize_as_choice!(ReturnModelKind, WithdrawalStrategy, Rebalancing);
 
 // ---------------------------------------------------------------------------------------------
 // The checked domain type.
@@ -475,12 +569,35 @@ fn classify_decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> 
                 // A bare NaN / Infinity inside a field is a syntax error at that field; say
                 // so in words a client can act on.
                 format!("must be a valid JSON value (finite numbers only): {message}")
+            } else if at_root {
+                "must be a JSON object (the simulation request)".to_owned()
             } else {
-                message
+                in_json_terms(&message)
             };
             RequestError::Invalid(vec![FieldError::new(field, message)])
         }
     }
+}
+
+/// serde names what it expected in Rust's terms ("expected u32", "expected struct Allocation");
+/// clients write JSON, so say it in JSON's.
+fn in_json_terms(message: &str) -> String {
+    let Some((found, expected)) = message.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number ≥ 0",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a sequence" => "an array",
+        "a map" => "an object",
+        e if e.starts_with("struct ") => "an object",
+        e if e.starts_with("a tuple of size ") || e.starts_with("an array of length ") => {
+            return format!("{found}, expected an array of {}", e.rsplit(' ').next().unwrap_or(e));
+        }
+        _ => return message.to_owned(),
+    };
+    format!("{found}, expected {expected}")
 }
 
 /// serde_json appends " at line L column C"; clients get the field path instead.
@@ -692,25 +809,36 @@ impl Validator {
         years: Option<u32>,
     ) -> Option<ReturnModel> {
         let table_years = history::table().len() as u32;
-        Some(match input.unwrap_or(ReturnModelInput::Lognormal {}) {
-            ReturnModelInput::Lognormal {} => ReturnModel::Lognormal,
-            ReturnModelInput::Normal {} => ReturnModel::Normal,
-            ReturnModelInput::StudentT { df } => {
-                let df = df.unwrap_or(5.0);
+        let Some(input) = input else { return Some(ReturnModel::Lognormal) };
+        let kind = input.kind;
+        let takes: &[&str] = match kind {
+            ReturnModelKind::StudentT => &["df"],
+            ReturnModelKind::Bootstrap => &["block_years"],
+            _ => &[],
+        };
+        let given = [("df", input.df.is_some()), ("block_years", input.block_years.is_some())];
+        if !self.only_parameters_of("return_model", "kind", choice_name(kind), takes, &given) {
+            return None;
+        }
+        Some(match kind {
+            ReturnModelKind::Lognormal => ReturnModel::Lognormal,
+            ReturnModelKind::Normal => ReturnModel::Normal,
+            ReturnModelKind::StudentT => {
+                let df = input.df.unwrap_or(5.0);
                 if !(df.is_finite() && df > 2.0 && df <= 1e6) {
                     self.error("return_model.df", "must be a finite number > 2 and ≤ 1e6");
                     return None;
                 }
                 ReturnModel::StudentT { df }
             }
-            ReturnModelInput::Bootstrap { block_years } => {
-                let block_years = match block_years {
+            ReturnModelKind::Bootstrap => {
+                let block_years = match input.block_years {
                     None => 1,
                     Some(b) => self.check_int("return_model.block_years", b, 1, table_years)?,
                 };
                 ReturnModel::Bootstrap { block_years }
             }
-            ReturnModelInput::Historical {} => {
+            ReturnModelKind::Historical => {
                 if let Some(y) = years
                     && y > table_years
                 {
@@ -728,50 +856,97 @@ impl Validator {
         })
     }
 
+    /// Refuses each given parameter that the chosen kind or strategy does not take (as
+    /// `deny_unknown_fields` would have, had each kind its own object).
+    fn only_parameters_of(
+        &mut self,
+        object: &str,
+        tag: &str,
+        chosen: &str,
+        takes: &[&str],
+        given: &[(&str, bool)],
+    ) -> bool {
+        let before = self.errors.len();
+        for (name, _) in given.iter().filter(|(name, given)| *given && !takes.contains(name)) {
+            let takes = match takes {
+                [] => "none".to_owned(),
+                _ => takes.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+            };
+            self.error(
+                format!("{object}.{name}"),
+                format!("is not a parameter of {tag} `{chosen}` (its parameters: {takes})"),
+            );
+        }
+        self.errors.len() == before
+    }
+
     fn withdrawal(&mut self, input: Option<WithdrawalInput>) -> Option<Withdrawal> {
         let before = self.errors.len();
         let rate = |v: &mut Self, x: Option<f64>, default: f64| {
             v.optional_f64("withdrawal.rate", x, Range::open_closed(0.0, 1.0)).unwrap_or(default)
         };
-        let w = match input.unwrap_or(WithdrawalInput::ConstantReal {}) {
-            WithdrawalInput::ConstantReal {} => Withdrawal::ConstantReal,
-            WithdrawalInput::PercentOfPortfolio { rate: r } => {
-                Withdrawal::PercentOfPortfolio { rate: rate(self, r, 0.04) }
+        let Some(input) = input else { return Some(Withdrawal::ConstantReal) };
+        let strategy = input.strategy;
+        let takes: &[&str] = match strategy {
+            WithdrawalStrategy::ConstantReal => &[],
+            WithdrawalStrategy::PercentOfPortfolio => &["rate"],
+            WithdrawalStrategy::Guardrails => {
+                &["upper_guardrail", "lower_guardrail", "cut", "raise"]
             }
-            WithdrawalInput::Guardrails { upper_guardrail, lower_guardrail, cut, raise } => {
+            WithdrawalStrategy::FloorCeiling => &["rate", "monthly_floor", "monthly_ceiling"],
+        };
+        let given = [
+            ("rate", input.rate.is_some()),
+            ("upper_guardrail", input.upper_guardrail.is_some()),
+            ("lower_guardrail", input.lower_guardrail.is_some()),
+            ("cut", input.cut.is_some()),
+            ("raise", input.raise.is_some()),
+            ("monthly_floor", input.monthly_floor.is_some()),
+            ("monthly_ceiling", input.monthly_ceiling.is_some()),
+        ];
+        if !self.only_parameters_of("withdrawal", "strategy", choice_name(strategy), takes, &given)
+        {
+            return None;
+        }
+        let w = match strategy {
+            WithdrawalStrategy::ConstantReal => Withdrawal::ConstantReal,
+            WithdrawalStrategy::PercentOfPortfolio => {
+                Withdrawal::PercentOfPortfolio { rate: rate(self, input.rate, 0.04) }
+            }
+            WithdrawalStrategy::Guardrails => {
                 let mut param = |name: &str, x: Option<f64>, range: Range, default: f64| {
                     self.optional_f64(&format!("withdrawal.{name}"), x, range).unwrap_or(default)
                 };
                 Withdrawal::Guardrails {
                     upper_guardrail: param(
                         "upper_guardrail",
-                        upper_guardrail,
+                        input.upper_guardrail,
                         Range::open_closed(0.0, 10.0),
                         0.2,
                     ),
                     lower_guardrail: param(
                         "lower_guardrail",
-                        lower_guardrail,
+                        input.lower_guardrail,
                         Range::open_closed(0.0, 0.99),
                         0.2,
                     ),
-                    cut: param("cut", cut, Range::closed(0.0, 0.99), 0.1),
-                    raise: param("raise", raise, Range::closed(0.0, 10.0), 0.1),
+                    cut: param("cut", input.cut, Range::closed(0.0, 0.99), 0.1),
+                    raise: param("raise", input.raise, Range::closed(0.0, 10.0), 0.1),
                 }
             }
-            WithdrawalInput::FloorCeiling { rate: r, monthly_floor, monthly_ceiling } => {
-                let r = rate(self, r, 0.04);
+            WithdrawalStrategy::FloorCeiling => {
+                let r = rate(self, input.rate, 0.04);
                 let floor = self
                     .optional_f64(
                         "withdrawal.monthly_floor",
-                        monthly_floor,
+                        input.monthly_floor,
                         Range::closed(0.0, 1e10),
                     )
                     .unwrap_or(0.0);
                 let ceiling = self
                     .optional_f64(
                         "withdrawal.monthly_ceiling",
-                        monthly_ceiling,
+                        input.monthly_ceiling,
                         Range::closed(0.0, 1e10),
                     )
                     .unwrap_or(1e10);
@@ -876,4 +1051,86 @@ impl Validator {
 /// and reproduce the result.
 pub fn draw_seed() -> u64 {
     rand::random::<u64>() >> 11
+}
+
+/// The JSON name of a choice, for messages.
+fn choice_name<T: Choice + PartialEq>(choice: T) -> &'static str {
+    T::CHOICES.iter().find(|(_, c)| *c == choice).map_or("?", |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only_error(body: &str) -> FieldError {
+        match SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default()) {
+            Err(RequestError::Invalid(mut errors)) if errors.len() == 1 => errors.remove(0),
+            other => panic!("expected one field error for {body}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_field_and_what_json_it_takes_not_rust_types() {
+        let base = r#""starting_portfolio": 1000, "monthly_spending": 1"#;
+        let cases = [
+            (format!(r#"{{{base}, "years": 3.5}}"#), "years", "a whole number ≥ 0"),
+            (format!(r#"{{{base}, "years": 3, "annual_fee": "x"}}"#), "annual_fee", "a number"),
+            (format!(r#"{{{base}, "years": 3, "allocation": [1]}}"#), "allocation", "an object"),
+            (format!(r#"{{{base}, "years": 3, "income": {{}}}}"#), "income", "an array"),
+            (
+                format!(r#"{{{base}, "years": 3, "rebalancing": 3}}"#),
+                "rebalancing",
+                "expected one of `monthly`, `annual`, `none`",
+            ),
+            (
+                format!(r#"{{{base}, "years": 3, "return_model": {{"kind": "gaussian"}}}}"#),
+                "return_model.kind",
+                "`lognormal`, `normal`, `student_t`, `bootstrap`, `historical`",
+            ),
+            (
+                format!(
+                    r#"{{{base}, "years": 3, "withdrawal": {{"strategy": "guardrails", "cut": "x"}}}}"#
+                ),
+                "withdrawal.cut",
+                "expected a number",
+            ),
+            ("[]".to_owned(), "body", "must be a JSON object"),
+            ("null".to_owned(), "body", "must be a JSON object"),
+        ];
+        for (body, field, says) in cases {
+            let error = only_error(&body);
+            assert_eq!(error.field, field, "{body}");
+            assert!(error.message.contains(says), "{body}: {}", error.message);
+            for rust in ["u32", "f64", "struct", "sequence", "Input"] {
+                assert!(!error.message.contains(rust), "{body}: {}", error.message);
+            }
+        }
+    }
+
+    #[test]
+    fn a_parameter_of_another_kind_or_strategy_is_refused_naming_it() {
+        let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 3"#;
+        let error = only_error(&format!(
+            r#"{{{base}, "withdrawal": {{"strategy": "percent_of_portfolio", "cut": 0.1}}}}"#
+        ));
+        assert_eq!(error.field, "withdrawal.cut");
+        assert!(error.message.contains("`percent_of_portfolio`"), "{}", error.message);
+        let error =
+            only_error(&format!(r#"{{{base}, "return_model": {{"kind": "normal", "df": 4}}}}"#));
+        assert_eq!(error.field, "return_model.df");
+        assert!(error.message.contains("its parameters: none"), "{}", error.message);
+    }
+
+    #[test]
+    fn the_stored_normalised_form_parses_back_to_the_same_request() {
+        let body = r#"{"starting_portfolio": 1000, "monthly_spending": 1, "years": 3,
+            "return_model": {"kind": "student_t", "df": 4},
+            "withdrawal": {"strategy": "floor_ceiling", "monthly_floor": 0.5},
+            "rebalancing": "annual"}"#;
+        let limits = RequestLimits::default();
+        let request = SimulationRequest::from_json(body.as_bytes(), &limits).unwrap();
+        let stored = request.to_json().to_string();
+        let again = SimulationRequest::from_json(stored.as_bytes(), &limits).unwrap();
+        assert_eq!(again, request);
+    }
 }
