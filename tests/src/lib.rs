@@ -215,22 +215,23 @@ impl Default for TestEnv {
     }
 }
 
-/// An API served from this process on a free port.
-pub struct TestApp {
+/// An HTTP client of one API, in this process ([`TestApp`]) or a child process
+/// ([`processes::ApiProc`]).
+pub struct ApiClient {
     pub address: String,
     pub client: reqwest::Client,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-impl TestApp {
-    pub async fn spawn(settings: Settings) -> Self {
-        let app = portfolio_api::startup::Application::build(settings).expect("build the API");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let task = tokio::spawn(app.run_until_stopped());
-        let client =
-            reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        let me = Self { address, client, task };
-        eventually(Duration::from_secs(10), || async {
+impl ApiClient {
+    /// A client of the API at `address`, once it answers /health.
+    pub async fn connect(address: String, within: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("client");
+        let me = Self { address, client };
+        eventually(within, || async {
             me.client.get(me.url("/health")).send().await.ok().filter(|r| r.status().is_success())
         })
         .await;
@@ -241,14 +242,14 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// POSTs a JSON body to /simulations; `Err` if no HTTP answer came.
+    pub async fn try_submit(&self, body: &Value) -> reqwest::Result<reqwest::Response> {
+        self.client.post(self.url("/simulations")).json(body).send().await
+    }
+
     /// POSTs a JSON body to /simulations.
     pub async fn submit(&self, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url("/simulations"))
-            .json(body)
-            .send()
-            .await
-            .expect("POST /simulations")
+        self.try_submit(body).await.expect("POST /simulations")
     }
 
     /// Submits and returns the job id, asserting the 202.
@@ -257,10 +258,10 @@ impl TestApp {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         assert_eq!(status, 202, "submit refused: {text}");
-        let json: Value = serde_json::from_str(&text).expect("JSON");
-        json["id"].as_str().expect("id").parse().expect("uuid")
+        processes::accepted_id(&text)
     }
 
+    /// GET /results/{id} as JSON, asserting the 200.
     pub async fn job(&self, id: Uuid) -> Value {
         let response = self
             .client
@@ -281,10 +282,35 @@ impl TestApp {
         })
         .await
     }
+}
+
+/// An API served from this process on a free port.
+pub struct TestApp {
+    api: ApiClient,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: Settings) -> Self {
+        let app = portfolio_api::startup::Application::build(settings).expect("build the API");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let task = tokio::spawn(app.run_until_stopped());
+        let api = ApiClient::connect(address, Duration::from_secs(10)).await;
+        Self { api, task }
+    }
 
     /// Stops serving (like a crash of the API process: nothing is flushed).
     pub fn kill(self) {
         self.task.abort();
+    }
+}
+
+/// Tests talk to the app through its client.
+impl std::ops::Deref for TestApp {
+    type Target = ApiClient;
+
+    fn deref(&self) -> &ApiClient {
+        &self.api
     }
 }
 

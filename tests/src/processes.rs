@@ -22,7 +22,7 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 use crate::throwaway::free_port;
-use crate::{binary, eventually};
+use crate::{ApiClient, binary, eventually};
 
 /// Where the processes of one test write their logs; lives as long as any of them.
 #[derive(Clone)]
@@ -148,8 +148,7 @@ impl Drop for Proc {
 /// `portfolio-api` as a process, on a port of its own.
 pub struct ApiProc {
     pub proc: Proc,
-    pub address: String,
-    pub client: reqwest::Client,
+    api: ApiClient,
 }
 
 impl ApiProc {
@@ -159,47 +158,18 @@ impl ApiProc {
         let mut vars = vars.clone();
         vars.insert("API_BIND".into(), format!("127.0.0.1:{port}"));
         let proc = Proc::spawn("portfolio-api", &["serve"], &vars, logs, "api");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build()
-            .expect("client");
-        let me = Self { proc, address: format!("http://127.0.0.1:{port}"), client };
-        eventually(Duration::from_secs(20), || async {
-            me.client.get(me.url("/health")).send().await.ok().filter(|r| r.status().is_success())
-        })
-        .await;
-        me
+        let api =
+            ApiClient::connect(format!("http://127.0.0.1:{port}"), Duration::from_secs(20)).await;
+        Self { proc, api }
     }
+}
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
+/// Tests talk to the process through its client.
+impl std::ops::Deref for ApiProc {
+    type Target = ApiClient;
 
-    /// POSTs to /simulations; `Err` if no HTTP answer came.
-    pub async fn try_submit(&self, body: &Value) -> reqwest::Result<reqwest::Response> {
-        self.client.post(self.url("/simulations")).json(body).send().await
-    }
-
-    /// Submits and returns the job id, asserting the 202.
-    pub async fn submit_ok(&self, body: &Value) -> Uuid {
-        let response = self.try_submit(body).await.expect("POST /simulations");
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        assert_eq!(status, 202, "submit refused: {text}");
-        accepted_id(&text)
-    }
-
-    /// GET /results/{id} as JSON, asserting the 200.
-    pub async fn job(&self, id: Uuid) -> Value {
-        let response = self
-            .client
-            .get(self.url(&format!("/results/{id}")))
-            .send()
-            .await
-            .expect("GET /results");
-        assert_eq!(response.status(), 200, "GET /results/{id}");
-        response.json().await.expect("JSON")
+    fn deref(&self) -> &ApiClient {
+        &self.api
     }
 }
 

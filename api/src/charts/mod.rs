@@ -137,6 +137,25 @@ fn legend_style() -> TextStyle<'static> {
     (FONT, LABEL_SIZE - 2).into_font().color(&BLACK)
 }
 
+/// The legend box every chart draws, at `position`.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(NEUTRAL)
+        .label_font(legend_style())
+        .draw()
+        .map_err(err)
+}
+
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }

@@ -6,8 +6,8 @@ use plotters::prelude::*;
 use portfolio_shared::store::stats::QueueSample;
 
 use super::{
-    BARS, ChartError, Described, GRID, MEDIAN, NEUTRAL, RISK, err, label_style, legend_style,
-    render,
+    BARS, ChartError, Described, GRID, MEDIAN, NEUTRAL, RISK, err, label_style, legend,
+    legend_style, render,
 };
 
 const RUNNING: RGBColor = RGBColor(0x1b, 0x78, 0x37);
@@ -96,14 +96,7 @@ pub fn depth(
             ))
             .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(NEUTRAL)
-            .label_font(legend_style())
-            .draw()
-            .map_err(err)
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 

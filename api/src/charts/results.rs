@@ -9,7 +9,7 @@ use portfolio_shared::domain::result::{Histogram as Bins, PercentileSeries};
 
 use super::{
     BAND_INNER, BAND_MIDDLE, BAND_OUTER, BARS, ChartError, Described, GRID, MEDIAN, NEUTRAL, RISK,
-    compact, err, label_style, legend_style, percent, render,
+    compact, err, label_style, legend, percent, render,
 };
 
 /// Real wealth at each year end: p5–p95, p10–p90 and p25–p75 bands and the median.
@@ -108,14 +108,7 @@ fn bands(
         .map_err(err)?
         .label("Median")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], MEDIAN.stroke_width(3)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(NEUTRAL)
-        .label_font(legend_style())
-        .draw()
-        .map_err(err)
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// The cumulative share of scenarios depleted by each year end.
@@ -281,14 +274,7 @@ fn histogram(
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(NEUTRAL)
-        .label_font(legend_style())
-        .draw()
-        .map_err(err)
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 #[cfg(test)]
