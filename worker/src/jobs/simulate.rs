@@ -234,7 +234,6 @@ async fn execute(
     tracing::info!("running");
 
     let outcome = run.await;
-    drop(turn);
     reporter.abort();
     let elapsed = started.elapsed();
 
@@ -309,6 +308,9 @@ async fn execute(
             retry_or_fail(ctx, id, delivery, job.attempt, &error).await;
         }
     }
+    // The turn is held until the outcome is recorded: a job run alone next may take the process
+    // down, and a neighbour's finished result must be in Postgres by then, not lost with it.
+    drop(turn);
 }
 
 /// A job's hold on the engine: shared with the other jobs of the process, or alone.
