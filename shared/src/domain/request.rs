@@ -1133,4 +1133,21 @@ mod tests {
         let again = SimulationRequest::from_json(stored.as_bytes(), &limits).unwrap();
         assert_eq!(again, request);
     }
+
+    #[test]
+    fn each_choice_is_written_as_the_name_it_is_read_by() {
+        fn check<T>()
+        where
+            T: Choice + Serialize + serde::de::DeserializeOwned + std::fmt::Debug + PartialEq,
+        {
+            for (name, choice) in T::CHOICES {
+                assert_eq!(serde_json::to_value(choice).unwrap(), *name, "{choice:?}");
+                let read: T = serde_json::from_value(serde_json::json!(name)).unwrap();
+                assert_eq!(read, *choice);
+            }
+        }
+        check::<ReturnModelKind>();
+        check::<WithdrawalStrategy>();
+        check::<Rebalancing>();
+    }
 }
