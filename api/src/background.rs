@@ -160,7 +160,7 @@ async fn reconcile(state: &AppState) {
     let mut pushed = 0;
     for _ in 0..RECONCILE_PAGES {
         let cutoff = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
-        let candidates = match state
+        let ids = match state
             .write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH))
             .await
         {
@@ -170,7 +170,6 @@ async fn reconcile(state: &AppState) {
                 break;
             }
         };
-        let ids = candidates;
         let missing = match state.redis(state.queue.unheld(&ids)).await {
             Ok(missing) => missing,
             Err(e) => {

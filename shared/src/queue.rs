@@ -330,13 +330,10 @@ impl Queue {
         } else {
             now + delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
         };
-        let outcome: i64 = PUSH
-            .key(self.config.job_data_hash())
-            .key(self.config.job_meta_hash())
-            .key(self.config.scheduled_jobs_set())
-            .key(self.config.active_jobs_list())
-            .key(self.config.workers_set())
-            .key(self.config.inflight_jobs_set())
+        let mut script = PUSH.prepare_invoke();
+        script.key(self.config.job_data_hash()).key(self.config.job_meta_hash());
+        let outcome: i64 = self
+            .presence_keys(&mut script)
             .arg(task_id(job).to_string())
             .arg(payload)
             .arg(run_at)
@@ -352,6 +349,19 @@ impl Queue {
         })
     }
 
+    /// Adds the keys the scripts read a job's presence from, in the order they all take them:
+    /// scheduled set, ready list, workers, in-flight prefix.
+    fn presence_keys<'a, 'b>(
+        &self,
+        script: &'a mut redis::ScriptInvocation<'b>,
+    ) -> &'a mut redis::ScriptInvocation<'b> {
+        script
+            .key(self.config.scheduled_jobs_set())
+            .key(self.config.active_jobs_list())
+            .key(self.config.workers_set())
+            .key(self.config.inflight_jobs_set())
+    }
+
     /// Of `jobs`, those the queue does not hold at all (not ready, not scheduled, not claimed
     /// by a registered worker): what the reconciler must push again.
     pub async fn unheld(&self, jobs: &[Uuid]) -> redis::RedisResult<Vec<Uuid>> {
@@ -360,11 +370,7 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let mut script = UNHELD.prepare_invoke();
-        script
-            .key(self.config.scheduled_jobs_set())
-            .key(self.config.active_jobs_list())
-            .key(self.config.workers_set())
-            .key(self.config.inflight_jobs_set());
+        self.presence_keys(&mut script);
         for job in jobs {
             script.arg(task_id(*job).to_string());
         }
@@ -399,17 +405,12 @@ impl Queue {
     /// Frees the Redis memory of up to `limit` acknowledged jobs; returns how many.
     pub async fn sweep_done(&self, limit: usize) -> redis::RedisResult<u64> {
         let mut conn = self.conn.clone();
-        SWEEP
+        let mut script = SWEEP.prepare_invoke();
+        script
             .key(self.config.done_jobs_set())
             .key(self.config.job_data_hash())
-            .key(self.config.job_meta_hash())
-            .key(self.config.scheduled_jobs_set())
-            .key(self.config.active_jobs_list())
-            .key(self.config.workers_set())
-            .key(self.config.inflight_jobs_set())
-            .arg(limit)
-            .invoke_async(&mut conn)
-            .await
+            .key(self.config.job_meta_hash());
+        self.presence_keys(&mut script).arg(limit).invoke_async(&mut conn).await
     }
 
     /// A storage handle for workers, decoding leniently.
@@ -512,12 +513,6 @@ impl Queue {
             workers_alive: workers.iter().filter(|w| self.is_alive(w)).count() as u64,
             oldest_ready_age_ms,
         })
-    }
-
-    /// Whether the job has an entry anywhere in the queue (ready, scheduled, or claimed by a
-    /// registered worker).
-    pub async fn holds(&self, job: Uuid) -> redis::RedisResult<bool> {
-        Ok(self.unheld(&[job]).await?.is_empty())
     }
 }
 

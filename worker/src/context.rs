@@ -22,7 +22,7 @@ use crate::metrics::WorkerMetrics;
 const DB_RETRY_MIN: Duration = Duration::from_millis(200);
 const DB_RETRY_MAX: Duration = Duration::from_secs(2);
 /// How long a claim keeps retrying before leaving the job to the queue and the reconciler.
-pub const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
+const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
 /// How long one database call waits for a pooled connection.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -591,12 +591,7 @@ pub fn stale_unfinished(
         .load(conn)
 }
 
-/// Marks a job as looked at by the reconciler, so it is not re-pushed every round.
-pub fn touch(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
-    touch_all(conn, &[id])
-}
-
-/// [`touch`] for several jobs at once.
+/// Marks jobs as looked at by the reconciler, so they are not re-pushed every round.
 pub fn touch_all(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
     diesel::update(simulations::table.filter(simulations::id.eq_any(ids)))
         .set(simulations::updated_at.eq(now))
