@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates the coefficients of the engine's exp polynomial (shared/src/engine/fastmath.rs):
+"""Regenerates the coefficients of the engine's exp polynomial (shared/engine/src/fastmath.rs):
 a near-minimax fit of e^r on |r| <= ln2/2 by interpolation at Chebyshev nodes, computed with
 60-digit arithmetic and rounded to doubles; prints the fit's worst relative error.
 

@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use portfolio_shared::domain::FieldError;
+use portfolio_engine::FieldError;
 use serde::Serialize;
 use utoipa::ToSchema;
 

@@ -1,5 +1,5 @@
 // The simulation page: a form for every field of POST /simulations, checked here by the same
-// rules as shared/src/domain/request.rs (the API checks again and its messages are shown the
+// rules as shared/engine/src/request.rs (the API checks again and its messages are shown the
 // same way), then the job followed by polling GET /results/{id} until it ends, and its result
 // shown with the server's charts, a table and downloads. The job id lives in the address
 // (?job=<id>), so a reload or a shared link picks the job up again.

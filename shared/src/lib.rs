@@ -1,11 +1,11 @@
-//! Everything the `portfolio-api` and `portfolio-worker` binaries share: the domain types
-//! (what may be asked, what is answered), the Monte Carlo engine, settings, telemetry, the
-//! Postgres schema and data access, and the Redis job queue.
+//! Everything the `portfolio-api` and `portfolio-worker` binaries share beyond the engine:
+//! settings, telemetry, the Postgres schema and data access, and the Redis job queue. The
+//! request, result and engine live in `portfolio-engine`, which this crate depends on and
+//! never the reverse.
 
 pub mod db;
-pub mod domain;
-pub mod engine;
 pub mod health_probe;
+mod job_status;
 pub mod names;
 pub mod queue;
 #[rustfmt::skip]
@@ -13,3 +13,5 @@ pub mod schema;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
+
+pub use job_status::JobStatus;

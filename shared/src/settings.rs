@@ -271,7 +271,7 @@ impl Settings {
                 bind: env.parse("API_BIND")?,
                 max_scenarios: env.parse_where(
                     "MAX_SCENARIOS",
-                    |n: &u32| (1..=crate::domain::request::MAX_SCENARIOS).contains(n),
+                    |n: &u32| (1..=portfolio_engine::request::MAX_SCENARIOS).contains(n),
                     "from 1 to 1000000",
                 )?,
                 cors_allowed_origins: env

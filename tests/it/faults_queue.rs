@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use portfolio_shared::domain::request::{RequestLimits, SimulationRequest};
+use portfolio_engine::request::{RequestLimits, SimulationRequest};
 use portfolio_shared::names;
 use portfolio_shared::queue::{self, PushOutcome, Queue};
 use portfolio_shared::store::{self, models::NewSimulation};

@@ -11,6 +11,7 @@ mod faults;
 mod faults_infra;
 mod faults_load;
 mod faults_queue;
+mod layout;
 mod queue_stats;
 mod schema;
 mod web;

@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use portfolio_shared::domain::request::{RequestLimits, SimulationRequest};
-use portfolio_shared::domain::{RequestError, SimulationResult};
-use portfolio_shared::engine::{self, RunOptions};
+use portfolio_engine::request::{RequestLimits, SimulationRequest};
+use portfolio_engine::{RequestError, RunOptions, SimulationResult};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -45,14 +44,15 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             anyhow::bail!("the request is invalid:\n{}", lines.join("\n"))
         }
     };
-    let seed = request.seed.unwrap_or_else(portfolio_shared::domain::request::draw_seed);
+    let seed = request.seed.unwrap_or_else(portfolio_engine::request::draw_seed);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .context("starting the thread pool")?;
     let options = RunOptions { batch_size: args.batch_size, ..RunOptions::default() };
-    let result =
-        pool.install(|| engine::run(&request, seed, &options)).context("running the engine")?;
+    let result = pool
+        .install(|| portfolio_engine::run(&request, seed, &options))
+        .context("running the engine")?;
     match args.format {
         Format::Json => {
             let out =

@@ -4,8 +4,8 @@
 
 use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue};
 use plotters::prelude::*;
-use portfolio_shared::domain::SimulationResult;
-use portfolio_shared::domain::result::{Histogram as Bins, PercentileSeries};
+use portfolio_engine::SimulationResult;
+use portfolio_engine::result::{Histogram as Bins, PercentileSeries};
 
 use super::{
     BAND_INNER, BAND_MIDDLE, BAND_OUTER, BARS, ChartError, Described, GRID, MEDIAN, NEUTRAL, RISK,
@@ -280,7 +280,7 @@ fn histogram(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portfolio_shared::domain::result::{SpendingPercentiles, TerminalWealth};
+    use portfolio_engine::result::{SpendingPercentiles, TerminalWealth};
 
     fn series(n: usize, scale: f64) -> PercentileSeries {
         let col = |k: f64| (0..n).map(|i| scale * k * (1.0 + i as f64 / 10.0)).collect();

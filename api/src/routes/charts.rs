@@ -5,7 +5,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use portfolio_shared::domain::{JobStatus, SimulationResult};
+use portfolio_engine::SimulationResult;
+use portfolio_shared::JobStatus;
 use portfolio_shared::store::{self, stats};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};

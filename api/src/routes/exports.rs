@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use portfolio_shared::domain::SimulationResult;
-use portfolio_shared::domain::result::PERCENTILES;
+use portfolio_engine::SimulationResult;
+use portfolio_engine::result::PERCENTILES;
 
 use crate::error::{ApiError, Problem};
 use crate::routes::charts::succeeded_result;

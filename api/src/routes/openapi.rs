@@ -31,7 +31,7 @@ use crate::routes::{charts, exports, health, metrics, pages, queue_stats, result
         metrics::metrics,
         openapi_json,
     ),
-    components(schemas(Problem, portfolio_shared::domain::FieldError)),
+    components(schemas(Problem, portfolio_engine::FieldError)),
     tags(
         (name = "simulations", description = "Submit and cancel jobs"),
         (name = "results", description = "Jobs, progress and results"),

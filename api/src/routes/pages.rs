@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use portfolio_shared::domain::history;
-use portfolio_shared::domain::request::{Assumptions, DEFAULT_SCENARIOS, MAX_SCENARIOS, MAX_YEARS};
+use portfolio_engine::history;
+use portfolio_engine::request::{Assumptions, DEFAULT_SCENARIOS, MAX_SCENARIOS, MAX_YEARS};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, Problem};

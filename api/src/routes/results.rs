@@ -4,7 +4,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use portfolio_shared::domain::{JobStatus, SimulationResult};
+use portfolio_engine::SimulationResult;
+use portfolio_shared::JobStatus;
 use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};

@@ -11,10 +11,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use futures_util::StreamExt;
-use portfolio_shared::domain::request::{
-    RequestError, RequestLimits, SimulationRequest, draw_seed,
-};
-use portfolio_shared::domain::{JobStatus, SimulationRequestInput};
+use portfolio_engine::SimulationRequestInput;
+use portfolio_engine::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
+use portfolio_shared::JobStatus;
 use portfolio_shared::store::{self, CancelOutcome, models::NewSimulation};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

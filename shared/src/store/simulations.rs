@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::models::{
     AuditLog, NewAuditLog, NewSimulation, NewSimulationResult, Simulation, SimulationResultRow,
 };
-use crate::domain::JobStatus;
+use crate::JobStatus;
 use crate::schema::{audit_logs, simulation_results, simulations};
 
 /// Audit actor of rows written by the API.

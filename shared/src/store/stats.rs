@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable};
 use uuid::Uuid;
 
-use crate::domain::JobStatus;
+use crate::JobStatus;
 use crate::schema::{queue_samples, simulations};
 
 /// Jobs that reached a terminal state within the last `minutes`.

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
-use portfolio_shared::domain::request::{RequestLimits, SimulationRequest};
-use portfolio_shared::domain::{JobStatus, RequestError, SimulationRequestInput};
-use portfolio_shared::engine::{self, EngineError, Progress, RunOptions};
+use portfolio_engine::request::{RequestLimits, SimulationRequest};
+use portfolio_engine::{EngineError, Progress, RequestError, RunOptions, SimulationRequestInput};
+use portfolio_shared::JobStatus;
 use portfolio_shared::queue::{JobEnvelope, PushOutcome};
 use portfolio_shared::settings::Fault;
 use portfolio_shared::store::{self, Claim, ClaimedJob, ProgressAck};
@@ -229,7 +229,7 @@ async fn execute(
             }
             None => {}
         }
-        engine_pool.install(|| engine::run(&request, seed, &options))
+        engine_pool.install(|| portfolio_engine::run(&request, seed, &options))
     });
     tracing::info!("running");
 

@@ -10,7 +10,7 @@ use super::super::kernel::for_each_month_of_returns;
 use super::super::plan::Plan;
 use super::reference::table;
 use super::request;
-use crate::domain::request::SimulationRequest;
+use crate::request::SimulationRequest;
 
 const MU: [f64; 3] = [0.09, 0.045, 0.03];
 const SIGMA: [f64; 3] = [0.2, 0.08, 0.03];

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::reference::simulate_reference;
 use super::{request, simulate, with_spending};
-use crate::domain::request::SimulationRequest;
+use crate::request::SimulationRequest;
 
 /// The solver's guarantee, checked with fresh runs on the same seed: success at the answer
 /// ≥ target, and success 0.5 % above it < target (success is a non-increasing function of

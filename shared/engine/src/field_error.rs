@@ -1,17 +1,7 @@
-//! Domain types: what a client may ask for ([`request`]), what the engine answers
-//! ([`result`]), and the historical table both rest on ([`history`]).
-
-pub mod history;
-pub mod request;
-pub mod result;
-pub mod status;
+//! The unit of every validation answer: which field, and which rule it breaks.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
-pub use result::SimulationResult;
-pub use status::JobStatus;
 
 /// One broken rule: the JSON path of the field and what it must be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

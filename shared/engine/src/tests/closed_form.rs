@@ -5,7 +5,7 @@ use serde_json::json;
 use statrs::distribution::{Continuous, ContinuousCDF, LogNormal};
 
 use super::{PS, assert_close, at, request, simulate};
-use crate::domain::request::SimulationRequest;
+use crate::request::SimulationRequest;
 
 /// Deterministic monthly constants of a zero-volatility request: portfolio gross return net
 /// of the fee `G = (Σ_a w_a (1+μ_a)^(1/12))·(1 − fee/12)` and price-index factor

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::reference::assert_matches_reference;
 use super::{request, simulate};
-use crate::domain::request::{SimulationRequest, Withdrawal};
-use crate::domain::result::SimulationResult;
+use crate::request::{SimulationRequest, Withdrawal};
+use crate::result::SimulationResult;
 
 fn model() -> impl Strategy<Value = Value> {
     prop_oneof![

@@ -5,11 +5,11 @@
 //! (NYU Stern, histretSP data set), used with attribution. Columns: `stock` = S&P 500 with
 //! dividends reinvested, `tbond` = 10-year US Treasury bond, `tbill` = 3-month Treasury bill,
 //! `cpi` = consumer price inflation, all in percent. The file sits beside this crate in
-//! `shared/data/` with its README.
+//! `data/` (in this crate) with its README.
 
 use std::sync::LazyLock;
 
-const CSV: &str = include_str!("../../data/us_annual_returns_1928_2024.csv");
+const CSV: &str = include_str!("../data/us_annual_returns_1928_2024.csv");
 
 /// One calendar year of the table, as fractions (0.1 = 10 %).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -2,7 +2,7 @@
 //! them.
 
 use super::reference::table;
-use crate::domain::request::Assumptions;
+use crate::request::Assumptions;
 
 fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len() as f64

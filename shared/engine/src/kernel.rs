@@ -11,7 +11,7 @@ use multiversion::multiversion;
 use rand::RngExt;
 use rand_distr::{ChiSquared, Distribution};
 
-use crate::domain::request::{Rebalancing, Withdrawal};
+use crate::request::{Rebalancing, Withdrawal};
 
 use super::plan::{ModelPlan, Plan};
 use super::rng::{Lanes, draw_normals4};

@@ -6,8 +6,8 @@ use serde_json::json;
 use super::super::plan::Plan;
 use super::super::{RunOptions, run, run_with_plan};
 use super::{fingerprint, request};
-use crate::domain::request::SimulationRequest;
-use crate::domain::result::SimulationResult;
+use crate::request::SimulationRequest;
+use crate::result::SimulationResult;
 
 fn on_threads(
     threads: usize,

@@ -1,6 +1,6 @@
-//! The Monte Carlo engine: pure, synchronous, CPU-bound code with no I/O. The worker calls
-//! [`run`] from a blocking thread inside a rayon pool; `portfolio-worker simulate` calls it
-//! directly. docs/model.md states the model this implements.
+//! One run of the model: batches of scenarios in parallel, the statistics of what they
+//! recorded, and the safe-spending solver. The worker calls [`run`] from a blocking thread
+//! inside a rayon pool; `portfolio-worker simulate` calls it directly.
 //!
 //! A run is split into batches of scenarios simulated in parallel. Only what the statistics
 //! need is kept: one value per scenario for each (quantity, year) being recorded, and the month
@@ -8,29 +8,21 @@
 //! decades), the run is repeated in passes that each record a share of the years; every
 //! scenario has its own random stream, so each pass sees the same paths.
 
-pub mod fastmath;
-mod kernel;
-pub mod linalg;
-mod plan;
-pub mod rng;
-pub mod stats;
-#[cfg(test)]
-mod tests;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::domain::history;
-use crate::domain::request::{ReturnModel, SimulationRequest, Withdrawal, historical_windows};
-use crate::domain::result::{
+use crate::history;
+use crate::kernel::{NEVER, Quantity, Recording, simulate_batch};
+use crate::plan::Plan;
+use crate::request::{ReturnModel, SimulationRequest, Withdrawal, historical_windows};
+use crate::result::{
     HistoricalOutcome, HistoricalWindow, PERCENTILES, PercentileSeries, SimulationResult,
     SolveOutcome, SpendingPercentiles, TerminalWealth,
 };
-use kernel::{NEVER, Quantity, Recording, simulate_batch};
-use plan::Plan;
+use crate::stats;
 
 /// Identifies the model and its random-number layout; results with the same version, request
 /// and seed are bit-identical.

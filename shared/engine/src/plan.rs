@@ -2,8 +2,8 @@
 //! and shock loadings, the month-by-month cash-flow schedule, the strategy's constants and the
 //! table's monthly returns. The kernel then only does per-scenario arithmetic.
 
-use crate::domain::history;
-use crate::domain::request::{Rebalancing, ReturnModel, SimulationRequest, Withdrawal};
+use crate::history;
+use crate::request::{Rebalancing, ReturnModel, SimulationRequest, Withdrawal};
 
 use super::linalg::cholesky_psd;
 

@@ -121,11 +121,11 @@ pub fn mean(values: &[f64]) -> f64 {
 
 /// Equal-width bins of the positive values up to their 99th percentile; zeros (depleted
 /// scenarios) and values at or above the last edge are counted apart.
-pub fn histogram(values: &[f64], bins: usize) -> crate::domain::result::Histogram {
+pub fn histogram(values: &[f64], bins: usize) -> crate::result::Histogram {
     let depleted = values.iter().filter(|&&v| v <= 0.0).count() as u64;
     let mut positive: Vec<f64> = values.iter().copied().filter(|&v| v > 0.0).collect();
     if positive.is_empty() {
-        return crate::domain::result::Histogram { depleted, ..Default::default() };
+        return crate::result::Histogram { depleted, ..Default::default() };
     }
     let top = percentiles(&mut positive, &[0.99])[0];
     let top = if top > 0.0 { top } else { positive.iter().copied().fold(0.0, f64::max) };
@@ -141,7 +141,7 @@ pub fn histogram(values: &[f64], bins: usize) -> crate::domain::result::Histogra
             counts[i] += 1;
         }
     }
-    crate::domain::result::Histogram { edges, counts, depleted, above }
+    crate::result::Histogram { edges, counts, depleted, above }
 }
 
 #[cfg(test)]

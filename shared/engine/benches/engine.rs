@@ -5,11 +5,11 @@
 //! - `normals`: the vectorised Box–Muller lanes against `rand_distr::StandardNormal`;
 //! - `percentiles`: the multi-rank selection against a full sort.
 //!
-//!     cargo bench -p portfolio-shared
+//!     cargo bench -p portfolio-engine
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use portfolio_shared::domain::request::{RequestLimits, SimulationRequest};
-use portfolio_shared::engine::{self, RunOptions, rng::Lanes, stats};
+use portfolio_engine::request::{RequestLimits, SimulationRequest};
+use portfolio_engine::{RunOptions, linalg, rng::Lanes, stats};
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use std::hint::black_box;
@@ -26,7 +26,7 @@ fn request(n: u32) -> SimulationRequest {
 /// success is computed (no percentiles), so the baseline is, if anything, flattered.
 fn scalar_success(req: &SimulationRequest, seed: u64) -> f64 {
     let a = &req.assumptions;
-    let l = engine::linalg::cholesky_psd(&a.correlation).unwrap();
+    let l = linalg::cholesky_psd(&a.correlation).unwrap();
     let assets = a.assets();
     let w = req.allocation.weights();
     let drift: Vec<f64> = assets
@@ -79,7 +79,7 @@ fn engine_vs_scalar(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     pool.install(|| {
-                        black_box(engine::run(&req, 7, &RunOptions::default()).unwrap())
+                        black_box(portfolio_engine::run(&req, 7, &RunOptions::default()).unwrap())
                     })
                 })
             },

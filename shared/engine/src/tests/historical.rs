@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::reference::table;
 use super::{assert_close, fingerprint, request, simulate};
-use crate::domain::request::SimulationRequest;
+use crate::request::SimulationRequest;
 
 fn historical(years: u32, spending: f64) -> SimulationRequest {
     request(json!({

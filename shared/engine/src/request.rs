@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::history;
-use crate::domain::FieldError;
+use crate::FieldError;
 
 /// Limits that depend on the deployment rather than on the model.
 #[derive(Debug, Clone, Copy)]
@@ -796,7 +796,7 @@ impl Validator {
                 }
             }
         }
-        if crate::engine::linalg::cholesky_psd(&m).is_none() {
+        if crate::linalg::cholesky_psd(&m).is_none() {
             self.error(FIELD, "must be positive semi-definite (a valid correlation matrix)");
             return None;
         }

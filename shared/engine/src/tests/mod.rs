@@ -21,8 +21,8 @@ mod strategies;
 use serde_json::Value;
 
 use super::{RunOptions, run};
-use crate::domain::request::{RequestLimits, SimulationRequest};
-use crate::domain::result::{PercentileSeries, SimulationResult};
+use crate::request::{RequestLimits, SimulationRequest};
+use crate::result::{PercentileSeries, SimulationResult};
 
 /// The percentiles the result reports, as fractions, in `PercentileSeries::columns` order.
 pub(super) const PS: [f64; 7] = [0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95];

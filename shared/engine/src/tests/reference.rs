@@ -17,8 +17,8 @@ use rand_pcg::Pcg32;
 use serde_json::json;
 
 use super::{PS, assert_close, at, numpy_percentile, request, simulate};
-use crate::domain::request::{Rebalancing, ReturnModel, SimulationRequest, Withdrawal};
-use crate::domain::result::SimulationResult;
+use crate::request::{Rebalancing, ReturnModel, SimulationRequest, Withdrawal};
+use crate::result::SimulationResult;
 
 /// One row of the embedded CSV, as fractions: `[stocks, bonds, cash, inflation]`.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ pub(super) struct TableYear {
 
 /// The 1928–2024 table, read from the data file by its header names.
 pub(super) fn table() -> Vec<TableYear> {
-    let csv = include_str!("../../../data/us_annual_returns_1928_2024.csv");
+    let csv = include_str!("../../data/us_annual_returns_1928_2024.csv");
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next().unwrap().trim().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -73,8 +73,8 @@ pub(super) fn scenario_rng(seed: u64, j: u64) -> Pcg32 {
 /// an independent one to the 1e-9 this file holds the engine to, everything else here can.
 pub(super) fn normals(rng: &mut Pcg32) -> [f64; 4] {
     let w: [u32; 4] = std::array::from_fn(|_| rng.next_u32());
-    let (z0, z1) = crate::engine::rng::box_muller(w[0], w[1]);
-    let (z2, z3) = crate::engine::rng::box_muller(w[2], w[3]);
+    let (z0, z1) = crate::rng::box_muller(w[0], w[1]);
+    let (z2, z3) = crate::rng::box_muller(w[2], w[3]);
     [z0, z1, z2, z3]
 }
 

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+
+pub mod fastmath;
+mod field_error;
+pub mod history;
+mod kernel;
+pub mod linalg;
+mod plan;
+pub mod request;
+pub mod result;
+pub mod rng;
+mod run;
+pub mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use field_error::FieldError;
+pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
+pub use result::SimulationResult;
+#[cfg(test)]
+pub(crate) use run::run_with_plan;
+pub use run::{ENGINE_VERSION, EngineError, Progress, RunOptions, run};
