@@ -90,7 +90,7 @@ pub async fn submit(
     require_json(&req)?;
     let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
     let limits = RequestLimits { max_scenarios: state.settings.api.max_scenarios };
-    let mut request = SimulationRequest::from_json(&body, &limits).map_err(|e| match e {
+    let request = SimulationRequest::from_json(&body, &limits).map_err(|e| match e {
         RequestError::Malformed(m) => ApiError::Malformed(m),
         RequestError::Invalid(errors) => ApiError::Validation(errors),
     })?;
@@ -107,8 +107,8 @@ pub async fn submit(
     refuse_when_full(&state).await?;
 
     let id = Uuid::now_v7();
-    let seed = request.seed.unwrap_or_else(draw_seed);
-    request.seed = Some(seed);
+    let seed = request.seed().unwrap_or_else(draw_seed);
+    let request = request.with_seed(seed);
     let request_json = request.to_json();
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let insert = {
@@ -141,7 +141,7 @@ pub async fn submit(
         state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
         return Err(e);
     }
-    tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios, "job recorded");
+    tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios(), "job recorded");
 
     if let Err(e) = state.redis(state.queue.enqueue(id)).await {
         // Recorded but not pushed: accepted all the same, since Postgres is the record; the
