@@ -1,7 +1,10 @@
 //! The rules at work: each rule's message for the field it names, the decoding errors in
 //! JSON's terms, and the normalised form.
 
+use serde_json::{Value, json};
+
 use super::*;
+use crate::FieldError;
 
 fn only_error(body: &str) -> FieldError {
     match SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default()) {
@@ -73,4 +76,479 @@ fn the_stored_normalised_form_parses_back_to_the_same_request() {
     let stored = request.to_json().to_string();
     let again = SimulationRequest::from_json(stored.as_bytes(), &limits).unwrap();
     assert_eq!(again, request);
+}
+
+/// `patch` merged into `base`: objects member by member, a `null` member removed, anything
+/// else replaced.
+fn merged(mut base: Value, patch: &Value) -> Value {
+    match (base.as_object_mut(), patch.as_object()) {
+        (Some(b), Some(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    b.remove(key);
+                } else {
+                    let old = b.remove(key).unwrap_or(Value::Null);
+                    b.insert(
+                        key.clone(),
+                        if old.is_object() { merged(old, value) } else { value.clone() },
+                    );
+                }
+            }
+            base
+        }
+        _ => patch.clone(),
+    }
+}
+
+fn base() -> Value {
+    json!({"starting_portfolio": 1000, "monthly_spending": 1, "years": 30})
+}
+
+fn errors_of(body: &Value, limits: &RequestLimits) -> Vec<FieldError> {
+    match SimulationRequest::from_json(body.to_string().as_bytes(), limits) {
+        Err(RequestError::Invalid(errors)) => errors,
+        other => panic!("expected field errors for {body}, got {other:?}"),
+    }
+}
+
+/// One broken rule: the patch to a valid request that breaks it, the field named and the
+/// exact message, and whether the OpenAPI schema can say it (a rule between fields, or a
+/// bound set by another field, it cannot).
+struct Case {
+    patch: Value,
+    field: &'static str,
+    message: &'static str,
+    in_schema: bool,
+}
+
+const fn case(patch: Value, field: &'static str, message: &'static str) -> Case {
+    Case { patch, field, message, in_schema: true }
+}
+
+const fn between(patch: Value, field: &'static str, message: &'static str) -> Case {
+    Case { patch, field, message, in_schema: false }
+}
+
+fn many(n: usize, item: Value) -> Value {
+    Value::Array(vec![item; n])
+}
+
+/// Every rule of `rules`, broken once (and some at both ends).
+fn cases() -> Vec<Case> {
+    let fee = "must be a finite number ≥ 0 and ≤ 0.1";
+    let weight = "must be a finite number ≥ 0 and ≤ 1";
+    let mean = "must be a finite number ≥ -0.5 and ≤ 1";
+    let in_horizon = "must be an integer from 1 to 30";
+    let spending = "must be a finite number ≥ 0 and ≤ 10000000000";
+    let amount = "must be a finite number ≥ 0 and ≤ 1000000000000";
+    let rm = |x: Value| json!({"return_model": x});
+    let w = |x: Value| json!({"withdrawal": x});
+    let gr = |x: Value| w(merged(json!({"strategy": "guardrails"}), &x));
+    let fc = |x: Value| w(merged(json!({"strategy": "floor_ceiling"}), &x));
+    let income = |x: Value| json!({"income": [merged(json!({"monthly_amount": 10}), &x)]});
+    let corr = |m: Value| json!({"assumptions": {"correlation": m}});
+    vec![
+        case(json!({"starting_portfolio": null}), "starting_portfolio", "is required"),
+        case(
+            json!({"starting_portfolio": 0}),
+            "starting_portfolio",
+            "must be a finite number > 0 and ≤ 1000000000000",
+        ),
+        case(
+            json!({"starting_portfolio": 2e12}),
+            "starting_portfolio",
+            "must be a finite number > 0 and ≤ 1000000000000",
+        ),
+        case(json!({"monthly_spending": null}), "monthly_spending", "is required"),
+        case(json!({"monthly_spending": -1}), "monthly_spending", spending),
+        case(json!({"monthly_spending": 2e10}), "monthly_spending", spending),
+        case(json!({"years": null}), "years", "is required"),
+        case(json!({"years": 0}), "years", "must be an integer from 1 to 100"),
+        case(json!({"years": 101}), "years", "must be an integer from 1 to 100"),
+        case(json!({"n_scenarios": 0}), "n_scenarios", "must be an integer from 1 to 1000000"),
+        case(
+            json!({"n_scenarios": 1_000_001}),
+            "n_scenarios",
+            "must be an integer from 1 to 1000000",
+        ),
+        case(
+            json!({"seed": 9_223_372_036_854_775_808u64}),
+            "seed",
+            "must be at most 2^63-1 (9223372036854775807)",
+        ),
+        case(json!({"allocation": {"stocks": 1.2}}), "allocation.stocks", weight),
+        case(json!({"allocation": {"stocks": 0.5, "bonds": -0.2}}), "allocation.bonds", weight),
+        case(json!({"allocation": {"stocks": 0.5, "cash": 2}}), "allocation.cash", weight),
+        between(
+            json!({"allocation": {"stocks": 0.5, "bonds": 0.4}}),
+            "allocation",
+            "weights must sum to 1 (± 1e-6); they sum to 0.9",
+        ),
+        case(
+            json!({"assumptions": {"stocks": {"mean_return": -0.6}}}),
+            "assumptions.stocks.mean_return",
+            mean,
+        ),
+        case(
+            json!({"assumptions": {"bonds": {"mean_return": 1.5}}}),
+            "assumptions.bonds.mean_return",
+            mean,
+        ),
+        case(
+            json!({"assumptions": {"cash": {"mean_return": -1}}}),
+            "assumptions.cash.mean_return",
+            mean,
+        ),
+        case(
+            json!({"assumptions": {"stocks": {"volatility": -0.1}}}),
+            "assumptions.stocks.volatility",
+            weight,
+        ),
+        case(
+            json!({"assumptions": {"bonds": {"volatility": 1.1}}}),
+            "assumptions.bonds.volatility",
+            weight,
+        ),
+        case(
+            json!({"assumptions": {"cash": {"volatility": 2}}}),
+            "assumptions.cash.volatility",
+            weight,
+        ),
+        case(
+            json!({"assumptions": {"inflation": {"mean": 0.6}}}),
+            "assumptions.inflation.mean",
+            "must be a finite number ≥ -0.1 and ≤ 0.5",
+        ),
+        case(
+            json!({"assumptions": {"inflation": {"volatility": 0.3}}}),
+            "assumptions.inflation.volatility",
+            "must be a finite number ≥ 0 and ≤ 0.2",
+        ),
+        case(
+            corr(json!([[1, 0], [0, 1]])),
+            "assumptions.correlation",
+            "must be a 3×3 matrix (rows and columns: stocks, bonds, cash)",
+        ),
+        case(
+            corr(json!([[1, 0, 0], [0, 1, 0], [0, 0]])),
+            "assumptions.correlation",
+            "must be a 3×3 matrix (rows and columns: stocks, bonds, cash)",
+        ),
+        case(
+            corr(json!([[1, 2, 0], [2, 1, 0], [0, 0, 1]])),
+            "assumptions.correlation[0][1]",
+            "must be a number from -1 to 1",
+        ),
+        between(
+            corr(json!([[1, 0, 0], [0, 0.9, 0], [0, 0, 1]])),
+            "assumptions.correlation[1][1]",
+            "the diagonal must be 1",
+        ),
+        between(
+            corr(json!([[1, 0.5, 0], [0.4, 1, 0], [0, 0, 1]])),
+            "assumptions.correlation[0][1]",
+            "the matrix must be symmetric: [0][1] ≠ [1][0]",
+        ),
+        between(
+            corr(json!([[1, 0.9, -0.9], [0.9, 1, 0.9], [-0.9, 0.9, 1]])),
+            "assumptions.correlation",
+            "must be positive semi-definite (a valid correlation matrix)",
+        ),
+        case(json!({"annual_fee": -0.01}), "annual_fee", fee),
+        case(json!({"annual_fee": 0.2}), "annual_fee", fee),
+        case(
+            rm(json!({"kind": "student_t", "df": 2})),
+            "return_model.df",
+            "must be a finite number > 2 and ≤ 1e6",
+        ),
+        case(
+            rm(json!({"kind": "student_t", "df": 2e6})),
+            "return_model.df",
+            "must be a finite number > 2 and ≤ 1e6",
+        ),
+        case(
+            rm(json!({"kind": "bootstrap", "block_years": 0})),
+            "return_model.block_years",
+            "must be an integer from 1 to 97",
+        ),
+        case(
+            rm(json!({"kind": "bootstrap", "block_years": 98})),
+            "return_model.block_years",
+            "must be an integer from 1 to 97",
+        ),
+        case(
+            rm(json!({"kind": "normal", "df": 4})),
+            "return_model.df",
+            "is not a parameter of kind `normal` (its parameters: none)",
+        ),
+        case(
+            rm(json!({"kind": "bootstrap", "df": 4})),
+            "return_model.df",
+            "is not a parameter of kind `bootstrap` (its parameters: `block_years`)",
+        ),
+        case(
+            rm(json!({"kind": "student_t", "block_years": 4})),
+            "return_model.block_years",
+            "is not a parameter of kind `student_t` (its parameters: `df`)",
+        ),
+        between(
+            merged(rm(json!({"kind": "historical"})), &json!({"years": 98})),
+            "years",
+            "must be at most 97 for the historical model (the table covers 97 years)",
+        ),
+        case(
+            w(json!({"strategy": "percent_of_portfolio", "rate": 0})),
+            "withdrawal.rate",
+            "must be a finite number > 0 and ≤ 1",
+        ),
+        case(fc(json!({"rate": 1.5})), "withdrawal.rate", "must be a finite number > 0 and ≤ 1"),
+        case(
+            gr(json!({"upper_guardrail": 0})),
+            "withdrawal.upper_guardrail",
+            "must be a finite number > 0 and ≤ 10",
+        ),
+        case(
+            gr(json!({"lower_guardrail": 1})),
+            "withdrawal.lower_guardrail",
+            "must be a finite number > 0 and ≤ 0.99",
+        ),
+        case(gr(json!({"cut": 1})), "withdrawal.cut", "must be a finite number ≥ 0 and ≤ 0.99"),
+        case(gr(json!({"raise": 11})), "withdrawal.raise", "must be a finite number ≥ 0 and ≤ 10"),
+        case(fc(json!({"monthly_floor": -1})), "withdrawal.monthly_floor", spending),
+        case(fc(json!({"monthly_ceiling": 2e10})), "withdrawal.monthly_ceiling", spending),
+        between(
+            fc(json!({"monthly_floor": 5000, "monthly_ceiling": 4000})),
+            "withdrawal.monthly_ceiling",
+            "must be ≥ withdrawal.monthly_floor",
+        ),
+        case(
+            w(json!({"strategy": "constant_real", "rate": 0.04})),
+            "withdrawal.rate",
+            "is not a parameter of strategy `constant_real` (its parameters: none)",
+        ),
+        case(
+            w(json!({"strategy": "percent_of_portfolio", "cut": 0.1})),
+            "withdrawal.cut",
+            "is not a parameter of strategy `percent_of_portfolio` (its parameters: `rate`)",
+        ),
+        case(
+            gr(json!({"rate": 0.04})),
+            "withdrawal.rate",
+            "is not a parameter of strategy `guardrails` (its parameters: `upper_guardrail`, \
+             `lower_guardrail`, `cut`, `raise`)",
+        ),
+        case(
+            fc(json!({"raise": 0.1})),
+            "withdrawal.raise",
+            "is not a parameter of strategy `floor_ceiling` (its parameters: `rate`, \
+             `monthly_floor`, `monthly_ceiling`)",
+        ),
+        case(
+            json!({"income": many(51, json!({"monthly_amount": 1}))}),
+            "income",
+            "at most 50 streams",
+        ),
+        case(income(json!({"monthly_amount": null})), "income[0].monthly_amount", "is required"),
+        case(income(json!({"monthly_amount": -1})), "income[0].monthly_amount", spending),
+        case(income(json!({"monthly_amount": 2e10})), "income[0].monthly_amount", spending),
+        case(income(json!({"start_year": 0})), "income[0].start_year", in_horizon),
+        between(income(json!({"start_year": 31})), "income[0].start_year", in_horizon),
+        case(income(json!({"end_year": 0})), "income[0].end_year", in_horizon),
+        between(income(json!({"end_year": 31})), "income[0].end_year", in_horizon),
+        between(
+            income(json!({"start_year": 10, "end_year": 9})),
+            "income[0].end_year",
+            "must be ≥ start_year",
+        ),
+        case(
+            json!({"expenses": many(51, json!({"year": 1, "amount": 1}))}),
+            "expenses",
+            "at most 50 items",
+        ),
+        case(json!({"expenses": [{"amount": 1}]}), "expenses[0].year", "is required"),
+        case(json!({"expenses": [{"year": 0, "amount": 1}]}), "expenses[0].year", in_horizon),
+        between(json!({"expenses": [{"year": 31, "amount": 1}]}), "expenses[0].year", in_horizon),
+        case(json!({"expenses": [{"year": 1}]}), "expenses[0].amount", "is required"),
+        case(json!({"expenses": [{"year": 1, "amount": -1}]}), "expenses[0].amount", amount),
+        case(
+            json!({"inflows": many(51, json!({"year": 1, "amount": 1}))}),
+            "inflows",
+            "at most 50 items",
+        ),
+        case(json!({"inflows": [{"amount": 1}]}), "inflows[0].year", "is required"),
+        case(json!({"inflows": [{"year": 0, "amount": 1}]}), "inflows[0].year", in_horizon),
+        between(json!({"inflows": [{"year": 31, "amount": 1}]}), "inflows[0].year", in_horizon),
+        case(json!({"inflows": [{"year": 1}]}), "inflows[0].amount", "is required"),
+        case(json!({"inflows": [{"year": 1, "amount": 2e12}]}), "inflows[0].amount", amount),
+        case(json!({"solve": {}}), "solve.target_success", "is required"),
+        case(
+            json!({"solve": {"target_success": 0}}),
+            "solve.target_success",
+            "must be a finite number > 0 and ≤ 1",
+        ),
+        case(
+            json!({"solve": {"target_success": 1.5}}),
+            "solve.target_success",
+            "must be a finite number > 0 and ≤ 1",
+        ),
+        case(
+            json!({"solve": {"target_success": 1}}),
+            "solve.target_success",
+            "must be strictly between 0 and 1",
+        ),
+        between(
+            merged(gr(json!({})), &json!({"solve": {"target_success": 0.9}})),
+            "solve",
+            "the solver finds a constant real monthly_spending; use withdrawal.strategy \
+             constant_real with it",
+        ),
+    ]
+}
+
+#[test]
+fn each_rule_names_its_field_with_its_exact_message() {
+    for case in cases() {
+        let body = merged(base(), &case.patch);
+        let errors = errors_of(&body, &RequestLimits::default());
+        assert_eq!(errors, vec![FieldError::new(case.field, case.message)], "{body}");
+    }
+}
+
+/// A path with its indices taken out: `income[3].end_year` → `income[].end_year`.
+fn bare(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push('[');
+            }
+            ']' => {
+                in_index = false;
+                out.push(']');
+            }
+            c if !in_index => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_rule_of_the_table_has_a_case() {
+    let cases = cases();
+    let broken: Vec<(String, &str)> = cases.iter().map(|c| (bare(c.field), c.message)).collect();
+    for field in rules::fields() {
+        let bounded = matches!(
+            field.kind,
+            rules::Kind::Number(_) | rules::Kind::Integer(_) | rules::Kind::List(_)
+        );
+        if bounded {
+            let path = field.path.replace("[][]", "");
+            assert!(broken.iter().any(|(f, _)| *f == path), "no case breaks {}", field.path);
+        }
+    }
+    for rule in rules::CROSS_RULES {
+        let start = rule.message.split('{').next().unwrap_or(rule.message);
+        assert!(
+            broken.iter().any(|(_, m)| m.starts_with(start)),
+            "no case breaks the rule {}",
+            rule.id
+        );
+    }
+}
+
+#[test]
+fn every_broken_rule_of_a_request_is_reported_at_once() {
+    let body = json!({
+        "years": 0,
+        "allocation": {"stocks": 2},
+        "withdrawal": {"strategy": "guardrails", "cut": 1, "raise": -1},
+        "income": [{"monthly_amount": 1, "start_year": 101}, {"end_year": 0}],
+        "expenses": [{"year": 1}],
+        "solve": {"target_success": 1},
+    });
+    let fields: Vec<String> =
+        errors_of(&body, &RequestLimits::default()).into_iter().map(|e| e.field).collect();
+    assert_eq!(
+        fields,
+        [
+            "starting_portfolio",
+            "monthly_spending",
+            "years",
+            "allocation.stocks",
+            "withdrawal.cut",
+            "withdrawal.raise",
+            "income[0].start_year",
+            "income[1].monthly_amount",
+            "income[1].end_year",
+            "expenses[0].amount",
+            "solve.target_success",
+        ]
+    );
+}
+
+#[test]
+fn the_deployments_cap_bounds_n_scenarios_and_its_default() {
+    let limits = RequestLimits { max_scenarios: 5_000 };
+    let errors = errors_of(&merged(base(), &json!({"n_scenarios": 5_001})), &limits);
+    assert_eq!(errors, vec![FieldError::new("n_scenarios", "must be an integer from 1 to 5000")]);
+    let request = SimulationRequest::from_json(base().to_string().as_bytes(), &limits).unwrap();
+    assert_eq!(request.n_scenarios(), 5_000);
+    let request =
+        SimulationRequest::from_json(base().to_string().as_bytes(), &RequestLimits::default());
+    assert_eq!(request.unwrap().n_scenarios(), DEFAULT_SCENARIOS);
+}
+
+#[test]
+fn a_request_that_leaves_everything_out_takes_the_tables_defaults() {
+    let request =
+        SimulationRequest::from_json(base().to_string().as_bytes(), &RequestLimits::default())
+            .unwrap()
+            .to_json();
+    let historical = serde_json::to_value(Assumptions::historical()).unwrap();
+    assert_eq!(request["allocation"], json!({"stocks": 0.6, "bonds": 0.4, "cash": 0.0}));
+    assert_eq!(request["assumptions"], historical);
+    assert_eq!(request["annual_fee"], 0.0);
+    assert_eq!(request["return_model"], json!({"kind": "lognormal"}));
+    assert_eq!(request["withdrawal"], json!({"strategy": "constant_real"}));
+    assert_eq!(request["rebalancing"], "monthly");
+    assert_eq!(request["income"], json!([]));
+    assert!(request.get("seed").is_none() && request.get("solve").is_none());
+    let with = |patch: Value| {
+        SimulationRequest::from_json(
+            merged(base(), &patch).to_string().as_bytes(),
+            &RequestLimits::default(),
+        )
+        .unwrap()
+        .to_json()
+    };
+    let r = with(
+        json!({"return_model": {"kind": "student_t"}, "withdrawal": {"strategy": "guardrails"}}),
+    );
+    assert_eq!(r["return_model"], json!({"kind": "student_t", "df": 5.0}));
+    assert_eq!(
+        r["withdrawal"],
+        json!({"strategy": "guardrails", "upper_guardrail": 0.2, "lower_guardrail": 0.2, "cut": 0.1, "raise": 0.1})
+    );
+    let r = with(
+        json!({"return_model": {"kind": "bootstrap"}, "withdrawal": {"strategy": "floor_ceiling"},
+        "income": [{"monthly_amount": 5}], "allocation": {"stocks": 1}}),
+    );
+    assert_eq!(r["return_model"], json!({"kind": "bootstrap", "block_years": 1}));
+    assert_eq!(
+        r["withdrawal"],
+        json!({"strategy": "floor_ceiling", "rate": 0.04, "monthly_floor": 0.0, "monthly_ceiling": 1e10})
+    );
+    assert_eq!(
+        r["income"],
+        json!([{"monthly_amount": 5.0, "start_year": 1, "end_year": 30, "inflation_adjusted": true}])
+    );
+    assert_eq!(r["allocation"], json!({"stocks": 1.0, "bonds": 0.0, "cash": 0.0}));
+    let partial =
+        with(json!({"assumptions": {"stocks": {"volatility": 0.3}}}))["assumptions"].clone();
+    assert_eq!(partial["stocks"]["volatility"], 0.3);
+    assert_eq!(partial["stocks"]["mean_return"], historical["stocks"]["mean_return"]);
+    assert_eq!(partial["correlation"], historical["correlation"]);
 }
