@@ -17,6 +17,8 @@ mod correlation;
 mod decode;
 mod document;
 mod input;
+#[cfg(test)]
+mod markdown;
 pub mod rules;
 mod schema;
 mod validate;

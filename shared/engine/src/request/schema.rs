@@ -171,8 +171,11 @@ impl Builder<'_> {
             }
             Kind::Object { tag: Some(tag), .. } => self.variants(field, tag, default, description),
             Kind::Matrix { cell, .. } => {
-                let cell = Field { kind: Kind::Number(*cell), about: "", ..field.clone() };
-                let cell = self.schema(&cell);
+                let cell = Field { kind: Kind::Number(*cell), ..field.clone() };
+                let mut cell = self.schema(&cell);
+                if let Schema::Object(o) = &mut cell {
+                    o.description = None;
+                }
                 let row =
                     ArrayBuilder::new().items(RefOr::T(cell)).min_items(Some(3)).max_items(Some(3));
                 ArrayBuilder::new()

@@ -552,3 +552,240 @@ fn a_request_that_leaves_everything_out_takes_the_tables_defaults() {
     assert_eq!(partial["stocks"]["mean_return"], historical["stocks"]["mean_return"]);
     assert_eq!(partial["correlation"], historical["correlation"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The rules as published: the OpenAPI schema, the page's rules document, docs/model.md.
+// ---------------------------------------------------------------------------------------------
+
+/// The request schema under `limits`, compiled by a JSON Schema (2020-12) validator.
+fn compiled_schema(limits: &RequestLimits) -> (boon::Schemas, boon::SchemaIndex) {
+    let schema = serde_json::to_value(request_schema(limits)).unwrap();
+    let mut compiler = boon::Compiler::new();
+    compiler.set_default_draft(boon::Draft::V2020_12);
+    compiler.add_resource("request.json", schema).unwrap();
+    let mut schemas = boon::Schemas::new();
+    let index = compiler.compile("request.json", &mut schemas).unwrap();
+    (schemas, index)
+}
+
+/// Valid requests that between them give every field, and `null` for each optional one.
+fn valid_requests() -> Vec<Value> {
+    let everything = json!({
+        "starting_portfolio": 1e6, "monthly_spending": 4000, "years": 30, "n_scenarios": 1000,
+        "seed": 9_223_372_036_854_775_807u64,
+        "allocation": {"stocks": 0.5, "bonds": 0.3, "cash": 0.2},
+        "assumptions": {
+            "stocks": {"mean_return": 0.08, "volatility": 0.18},
+            "bonds": {"mean_return": 0.04, "volatility": 0.07},
+            "cash": {"mean_return": 0.02, "volatility": 0.01},
+            "correlation": [[1, 0.1, 0], [0.1, 1, 0.2], [0, 0.2, 1]],
+            "inflation": {"mean": 0.02, "volatility": 0.02},
+        },
+        "annual_fee": 0.001,
+        "return_model": {"kind": "student_t", "df": 6},
+        "withdrawal": {"strategy": "floor_ceiling", "rate": 0.05, "monthly_floor": 1000,
+            "monthly_ceiling": 9000},
+        "income": [{"name": "pension", "monthly_amount": 900, "start_year": 5, "end_year": 30,
+            "inflation_adjusted": false}],
+        "expenses": [{"name": "roof", "year": 4, "amount": 20000, "inflation_adjusted": true}],
+        "inflows": [{"name": "house", "year": 12, "amount": 200000, "inflation_adjusted": false}],
+        "rebalancing": "none",
+    });
+    let nulls = json!({
+        "starting_portfolio": 1, "monthly_spending": 0, "years": 1, "n_scenarios": null,
+        "seed": null, "allocation": null, "assumptions": {"stocks": null, "correlation": null,
+        "inflation": {"mean": null}}, "annual_fee": null, "rebalancing": null, "solve": null,
+        "return_model": {"kind": "bootstrap", "block_years": null, "df": null},
+        "withdrawal": {"strategy": "guardrails", "cut": null, "rate": null},
+        "income": [{"monthly_amount": 0, "name": null, "start_year": null, "end_year": null,
+            "inflation_adjusted": null}],
+        "expenses": null, "inflows": [],
+    });
+    let mut out = vec![base(), everything, nulls];
+    for (kind, extra) in [
+        ("lognormal", json!({})),
+        ("normal", json!({})),
+        ("bootstrap", json!({"block_years": 97})),
+        ("historical", json!({})),
+    ] {
+        out.push(merged(base(), &json!({"return_model": merged(json!({"kind": kind}), &extra)})));
+    }
+    for (strategy, extra) in [
+        ("constant_real", json!({})),
+        ("percent_of_portfolio", json!({"rate": 1})),
+        (
+            "guardrails",
+            json!({"upper_guardrail": 10, "lower_guardrail": 0.99, "cut": 0.99,
+            "raise": 10}),
+        ),
+    ] {
+        out.push(merged(
+            base(),
+            &json!({"withdrawal": merged(json!({"strategy": strategy}), &extra)}),
+        ));
+    }
+    out.push(merged(base(), &json!({"solve": {"target_success": 0.95}, "rebalancing": "annual"})));
+    out
+}
+
+#[test]
+fn the_openapi_schema_accepts_what_the_validator_accepts_and_refuses_what_it_can_say() {
+    let limits = RequestLimits::default();
+    let (schemas, index) = compiled_schema(&limits);
+    for body in valid_requests() {
+        SimulationRequest::from_json(body.to_string().as_bytes(), &limits)
+            .unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        if let Err(e) = schemas.validate(&body, index) {
+            panic!("the schema refuses a valid request {body}: {e}");
+        }
+    }
+    // The validator compares numbers as doubles, in which 2^63 − 1 and 2^63 are one number; the
+    // next test checks that the schema's bound is exact.
+    for case in cases().into_iter().filter(|c| c.field != "seed") {
+        let body = merged(base(), &case.patch);
+        let refused = schemas.validate(&body, index).is_err();
+        assert_eq!(refused, case.in_schema, "schema on {} ({}): {body}", case.field, case.message);
+    }
+    // What fails decoding fails the schema too.
+    for patch in [
+        json!({"years": 3.5}),
+        json!({"years": "ten"}),
+        json!({"seed": -1}),
+        json!({"colour": "blue"}),
+        json!({"allocation": {"gold": 0.1}}),
+        json!({"rebalancing": "weekly"}),
+        json!({"return_model": {"kind": "gaussian"}}),
+        json!({"return_model": {}}),
+        json!({"withdrawal": {"rate": 0.04}}),
+        json!({"income": [null]}),
+        json!({"assumptions": {"correlation": [[1, 0, 0], [0, 1, 0], [0, 0, "x"]]}}),
+    ] {
+        let body = merged(base(), &patch);
+        assert!(SimulationRequest::from_json(body.to_string().as_bytes(), &limits).is_err());
+        assert!(schemas.validate(&body, index).is_err(), "the schema accepts {body}");
+    }
+}
+
+#[test]
+fn the_openapi_schema_carries_the_deployments_cap_and_every_rule_of_the_table() {
+    let schema = serde_json::to_value(request_schema(&RequestLimits { max_scenarios: 5_000 }));
+    let schema = schema.unwrap();
+    let props = &schema["properties"];
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["required"], json!(["starting_portfolio", "monthly_spending", "years"]));
+    assert_eq!(props["starting_portfolio"]["exclusiveMinimum"], 0.0);
+    assert_eq!(props["starting_portfolio"]["maximum"], 1e12);
+    assert_eq!(props["starting_portfolio"]["type"], "number");
+    assert_eq!(props["years"]["type"], "integer");
+    assert_eq!(props["n_scenarios"]["maximum"], 5_000);
+    assert_eq!(props["n_scenarios"]["default"], 5_000);
+    assert_eq!(props["n_scenarios"]["type"], json!(["integer", "null"]));
+    assert_eq!(props["seed"]["maximum"], json!(MAX_SEED));
+    assert_eq!(props["annual_fee"]["default"], 0.0);
+    assert_eq!(props["income"]["maxItems"], 50);
+    assert_eq!(props["income"]["items"]["required"], json!(["monthly_amount"]));
+    assert_eq!(props["expenses"]["items"]["required"], json!(["year", "amount"]));
+    assert_eq!(props["income"]["items"]["additionalProperties"], false);
+    assert_eq!(props["rebalancing"]["enum"], json!(["monthly", "annual", "none", null]));
+    assert_eq!(props["rebalancing"]["default"], "monthly");
+    assert_eq!(props["solve"]["properties"]["target_success"]["exclusiveMaximum"], 1.0);
+    let variants = props["return_model"]["oneOf"].as_array().unwrap();
+    assert_eq!(variants.len(), 6, "five kinds, or null");
+    let student_t = variants.iter().find(|v| v["title"] == "student_t").unwrap();
+    assert_eq!(student_t["properties"]["df"]["default"], 5.0);
+    assert_eq!(student_t["properties"]["block_years"]["type"], "null");
+    assert_eq!(student_t["required"], json!(["kind"]));
+    assert_eq!(props["return_model"]["default"], json!({"kind": "lognormal"}));
+    // Every bound of the table is in the schema, as its rule says.
+    for field in rules::fields() {
+        let rules::Kind::Number(rule) = field.kind else { continue };
+        let mut node = &schema;
+        for part in field.path.split('.') {
+            let (name, item) = match part.strip_suffix("[]") {
+                Some(name) => (name, true),
+                None => (part, false),
+            };
+            node = &node["properties"][name];
+            if let Some(variant) = node["oneOf"].as_array().and_then(|v| v.first()) {
+                node = if rule.only_for.names().is_empty() {
+                    variant
+                } else {
+                    let chosen = rule.only_for.names()[0];
+                    node["oneOf"].as_array().unwrap().iter().find(|v| v["title"] == chosen).unwrap()
+                };
+            }
+            if item {
+                node = &node["items"];
+            }
+        }
+        let lower = if rule.min_open { "exclusiveMinimum" } else { "minimum" };
+        let upper = if rule.max_open { "exclusiveMaximum" } else { "maximum" };
+        assert_eq!(node[lower], rule.min, "{}: {node}", field.path);
+        assert_eq!(node[upper], rule.max, "{}: {node}", field.path);
+    }
+}
+
+#[test]
+fn the_rules_document_gives_the_page_the_apis_own_messages_and_this_deployments_cap() {
+    let doc = document(&RequestLimits::default());
+    let f = &doc["fields"];
+    let messages: Vec<(String, String)> = cases()
+        .into_iter()
+        .filter(|c| c.message != rules::REQUIRED)
+        .filter(|c| {
+            let between = |r: &&rules::CrossRule| {
+                c.message.starts_with(r.message.split('{').next().unwrap_or(r.message))
+            };
+            !rules::CROSS_RULES.iter().any(between)
+        })
+        .map(|c| (bare(c.field).replace("[][]", ""), c.message.to_owned()))
+        .collect();
+    // Each bound's message, as the document gives it (horizon bounds filled in as the page
+    // does), is the one the API gives.
+    for (field, message) in &messages {
+        let rule = &f[field.as_str()];
+        let given = rule["message"].as_str().unwrap().replace("{max}", "30");
+        let at_max = rule.get("message_at_maximum").and_then(Value::as_str);
+        assert!(
+            given == *message || at_max == Some(message.as_str()),
+            "{field}: the document says {given:?}, the API {message:?}"
+        );
+    }
+    let doc = document(&RequestLimits { max_scenarios: 5_000 });
+    let f = &doc["fields"];
+    assert_eq!(f["n_scenarios"]["message"], "must be an integer from 1 to 5000");
+    assert_eq!(f["n_scenarios"]["maximum"], 5_000);
+    assert_eq!(f["n_scenarios"]["default"], 5_000);
+    assert_eq!(f["income[].end_year"]["maximum"], "years");
+    assert_eq!(f["income[].end_year"]["default"], "years");
+    assert_eq!(f["starting_portfolio"]["required"], true);
+    assert_eq!(f["withdrawal.rate"]["only_for"], json!(["percent_of_portfolio", "floor_ceiling"]));
+    assert_eq!(f["income"]["message"], "at most 50 streams");
+    assert_eq!(doc["required"], "is required");
+    assert_eq!(doc["messages"]["allocation_sum"], rules::ALLOCATION_SUM.message);
+    assert_eq!(doc["limits"]["table_years"], 97);
+    assert_eq!(doc["limits"]["max_years"], 100);
+    assert_eq!(doc["assumptions"], serde_json::to_value(Assumptions::historical()).unwrap());
+}
+
+/// docs/model.md, between its markers, is the table `markdown::rules_table` writes.
+#[test]
+fn docs_model_md_states_the_rules_of_the_table() {
+    const BEGIN: &str = "<!-- rules:begin -->\n";
+    const END: &str = "<!-- rules:end -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/model.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let start = doc.find(BEGIN).expect("docs/model.md has the rules:begin marker") + BEGIN.len();
+    let end = start + doc[start..].find(END).expect("docs/model.md has the rules:end marker");
+    let table = super::markdown::rules_table();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, format!("{}{table}{}", &doc[..start], &doc[end..])).unwrap();
+    } else {
+        assert!(
+            doc[start..end] == table,
+            "docs/model.md's table of rules is not the table of shared/engine/src/request/rules.rs; \
+             regenerate it with `UPDATE_DOCS=1 cargo test -p portfolio-engine \
+             docs_model_md_states_the_rules_of_the_table`"
+        );
+    }
+}
