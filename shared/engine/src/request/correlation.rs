@@ -91,10 +91,10 @@ mod tests {
         let m = [[1.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 1.0]];
         let c = Correlation::try_from(m).unwrap();
         assert_eq!(c.factor(), &cholesky_psd(&m).unwrap());
-        for i in 0..3 {
-            for j in 0..3 {
+        for (i, row) in m.iter().enumerate() {
+            for (j, &x) in row.iter().enumerate() {
                 let back: f64 = (0..3).map(|k| c.factor()[i][k] * c.factor()[j][k]).sum();
-                assert!((back - m[i][j]).abs() < 1e-15);
+                assert!((back - x).abs() < 1e-15);
             }
         }
         assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(m));
