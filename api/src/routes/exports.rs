@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use actix_web::get;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use portfolio_engine::SimulationResult;
@@ -15,8 +16,6 @@ use crate::state::AppState;
 /// One row per year end: real and nominal wealth percentiles, the share depleted by then, and
 /// the real spending percentiles of the year that ended (empty for year 0).
 #[utoipa::path(
-    get,
-    path = "/results/{id}/table.csv",
     tag = "results",
     params(("id" = String, Path, description = "Job id")),
     responses(
@@ -25,6 +24,7 @@ use crate::state::AppState;
         (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[get("/results/{id}/table.csv")]
 pub async fn table_csv(
     state: web::Data<AppState>,
     id: web::Path<String>,
