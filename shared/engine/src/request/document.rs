@@ -85,6 +85,11 @@ fn describe(field: &Field, limits: &RequestLimits) -> Value {
                 }
                 Limit::Horizon => (json!("years"), rule.message_with_max(&"{max}")),
             };
+            // JavaScript's numbers hold integers exactly only up to 2^53; a seed's bound is
+            // above that, so the bound is given in digits too.
+            if let Some(max) = maximum.as_u64() {
+                put("maximum_text", json!(max.to_string()));
+            }
             put("maximum", maximum);
             put("message", json!(message));
             if let IntegerDefault::Horizon = rule.default {
