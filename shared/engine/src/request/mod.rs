@@ -34,7 +34,7 @@ pub use checked::{
 pub use correlation::Correlation;
 pub use document::document;
 pub use input::{
-    AllocationInput, AssetAssumptionInput, AssumptionsInput, Choice, IncomeInput, InflationInput,
+    AllocationInput, AssetAssumptionInput, AssumptionsInput, IncomeInput, InflationInput,
     OneOffInput, Rebalancing, ReturnModelInput, ReturnModelKind, SimulationRequestInput,
     SolveInput, WithdrawalInput, WithdrawalStrategy,
 };

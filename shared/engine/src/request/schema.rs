@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
@@ -44,6 +44,9 @@ pub fn request_schema(limits: &RequestLimits) -> Schema {
              refused; every broken rule is reported with its JSON path."
                 .to_owned(),
         );
+        // The smallest useful request: the three required fields, everything else defaulted.
+        object.examples =
+            vec![json!({"starting_portfolio": 1_000_000, "monthly_spending": 4_000, "years": 30})];
     }
     root
 }

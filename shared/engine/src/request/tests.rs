@@ -632,7 +632,10 @@ fn valid_requests() -> Vec<Value> {
 fn the_openapi_schema_accepts_what_the_validator_accepts_and_refuses_what_it_can_say() {
     let limits = RequestLimits::default();
     let (schemas, index) = compiled_schema(&limits);
-    for body in valid_requests() {
+    let examples = serde_json::to_value(request_schema(&limits)).unwrap()["examples"].clone();
+    let examples = examples.as_array().cloned().unwrap_or_default();
+    assert!(!examples.is_empty(), "the schema gives an example");
+    for body in valid_requests().into_iter().chain(examples) {
         SimulationRequest::from_json(body.to_string().as_bytes(), &limits)
             .unwrap_or_else(|e| panic!("{body}: {e:?}"));
         if let Err(e) = schemas.validate(&body, index) {
