@@ -178,12 +178,12 @@ impl NumberRule {
         }
     }
 
-    const fn default(self, default: NumberDefault) -> Self {
+    const fn with_default(self, default: NumberDefault) -> Self {
         Self { default, ..self }
     }
 
     const fn value(self, default: f64) -> Self {
-        self.default(NumberDefault::Value(default))
+        self.with_default(NumberDefault::Value(default))
     }
 
     const fn only_for(self, only_for: OnlyFor) -> Self {
@@ -231,7 +231,7 @@ impl IntegerRule {
         }
     }
 
-    const fn default(self, default: IntegerDefault) -> Self {
+    const fn with_default(self, default: IntegerDefault) -> Self {
         Self { default, ..self }
     }
 
@@ -259,11 +259,11 @@ pub const STARTING_PORTFOLIO: NumberRule = number_above("starting_portfolio", 0.
 pub const MONTHLY_SPENDING: NumberRule = number("monthly_spending", 0.0, 1e10);
 pub const YEARS: IntegerRule = IntegerRule::new("years", 1, Limit::Fixed(MAX_YEARS as u64));
 pub const N_SCENARIOS: IntegerRule =
-    IntegerRule::new("n_scenarios", 1, Limit::Scenarios).default(IntegerDefault::Scenarios);
+    IntegerRule::new("n_scenarios", 1, Limit::Scenarios).with_default(IntegerDefault::Scenarios);
 pub const SEED: IntegerRule = IntegerRule {
     message: Some("must be at most 2^63-1 ({max})"),
     ..IntegerRule::new("seed", 0, Limit::Fixed(MAX_SEED))
-        .default(IntegerDefault::Absent("drawn at submit and returned with the result"))
+        .with_default(IntegerDefault::Absent("drawn at submit and returned with the result"))
 };
 
 /// The weights of stocks, bonds and cash (in [`ASSETS`](super::ASSETS) order); a weight left
@@ -280,14 +280,18 @@ const fn historical(f: fn(&Assumptions) -> f64) -> NumberDefault {
 
 pub const MEAN_RETURN: [NumberRule; 3] = [
     number("assumptions.stocks.mean_return", -0.5, 1.0)
-        .default(historical(|a| a.stocks.mean_return)),
-    number("assumptions.bonds.mean_return", -0.5, 1.0).default(historical(|a| a.bonds.mean_return)),
-    number("assumptions.cash.mean_return", -0.5, 1.0).default(historical(|a| a.cash.mean_return)),
+        .with_default(historical(|a| a.stocks.mean_return)),
+    number("assumptions.bonds.mean_return", -0.5, 1.0)
+        .with_default(historical(|a| a.bonds.mean_return)),
+    number("assumptions.cash.mean_return", -0.5, 1.0)
+        .with_default(historical(|a| a.cash.mean_return)),
 ];
 pub const VOLATILITY: [NumberRule; 3] = [
-    number("assumptions.stocks.volatility", 0.0, 1.0).default(historical(|a| a.stocks.volatility)),
-    number("assumptions.bonds.volatility", 0.0, 1.0).default(historical(|a| a.bonds.volatility)),
-    number("assumptions.cash.volatility", 0.0, 1.0).default(historical(|a| a.cash.volatility)),
+    number("assumptions.stocks.volatility", 0.0, 1.0)
+        .with_default(historical(|a| a.stocks.volatility)),
+    number("assumptions.bonds.volatility", 0.0, 1.0)
+        .with_default(historical(|a| a.bonds.volatility)),
+    number("assumptions.cash.volatility", 0.0, 1.0).with_default(historical(|a| a.cash.volatility)),
 ];
 /// Each cell of `assumptions.correlation`.
 pub const CORRELATION_CELL: NumberRule = NumberRule {
@@ -295,9 +299,9 @@ pub const CORRELATION_CELL: NumberRule = NumberRule {
     ..number("assumptions.correlation[][]", -1.0, 1.0)
 };
 pub const INFLATION_MEAN: NumberRule =
-    number("assumptions.inflation.mean", -0.1, 0.5).default(historical(|a| a.inflation.mean));
+    number("assumptions.inflation.mean", -0.1, 0.5).with_default(historical(|a| a.inflation.mean));
 pub const INFLATION_VOLATILITY: NumberRule = number("assumptions.inflation.volatility", 0.0, 0.2)
-    .default(historical(|a| a.inflation.volatility));
+    .with_default(historical(|a| a.inflation.volatility));
 
 pub const ANNUAL_FEE: NumberRule = number("annual_fee", 0.0, 0.1).value(0.0);
 
@@ -310,7 +314,7 @@ pub const DF: NumberRule = NumberRule {
 pub const BLOCK_YEARS: IntegerRule = IntegerRule {
     only_for: OnlyFor::Kinds(&[ReturnModelKind::Bootstrap]),
     ..IntegerRule::new("return_model.block_years", 1, Limit::TableYears)
-        .default(IntegerDefault::Value(1))
+        .with_default(IntegerDefault::Value(1))
 };
 
 const PERCENT_STRATEGIES: OnlyFor = OnlyFor::Strategies(&[
@@ -350,10 +354,10 @@ pub const WITHDRAWAL_PARAMETERS: [(&str, OnlyFor); 7] = [
 pub const INCOME: ListRule =
     ListRule { path: "income", max_items: MAX_CASH_FLOWS, message: "at most {max} streams" };
 pub const INCOME_AMOUNT: NumberRule = number("income[].monthly_amount", 0.0, 1e10);
-pub const INCOME_START: IntegerRule =
-    IntegerRule::new("income[].start_year", 1, Limit::Horizon).default(IntegerDefault::Value(1));
+pub const INCOME_START: IntegerRule = IntegerRule::new("income[].start_year", 1, Limit::Horizon)
+    .with_default(IntegerDefault::Value(1));
 pub const INCOME_END: IntegerRule =
-    IntegerRule::new("income[].end_year", 1, Limit::Horizon).default(IntegerDefault::Horizon);
+    IntegerRule::new("income[].end_year", 1, Limit::Horizon).with_default(IntegerDefault::Horizon);
 
 /// The rules of a list of one-off amounts (`expenses` or `inflows`) and of its items.
 #[derive(Debug, Clone, Copy)]

@@ -158,6 +158,8 @@ impl Validator<'_> {
                 Ok(rules::DEFAULT_SCENARIOS.min(self.limits.max_scenarios))
             }
             (None, IntegerDefault::Horizon) => Ok(self.horizon),
+            // A rule whose absence leaves nothing to fill in (the seed) is checked by its own
+            // method; here it can only mean the value is missing.
             (None, IntegerDefault::Required | IntegerDefault::Absent(_)) => {
                 Err(self.errors.record(field, rules::REQUIRED))
             }
