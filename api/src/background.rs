@@ -151,17 +151,14 @@ async fn sweep(state: &AppState) {
 
 /// Pushes again the unfinished jobs that nothing holds. Only jobs quiet for the orphan window
 /// plus one interval are looked at (a fresh job may not be pushed yet; a running one reports
-/// every 250 ms), and each one looked at is touched, so it is looked at again only after
-/// another quiet spell.
+/// every 250 ms), quiet by the database's clock, and each one looked at is touched, so it is
+/// looked at again only after another quiet spell.
 async fn reconcile(state: &AppState) {
-    let orphan_window =
-        state.settings.worker.heartbeat_interval * state.settings.worker.missed_heartbeats as u32;
-    let quiet = orphan_window + state.settings.queue.reconcile_interval;
+    let quiet = state.settings.worker.orphan_window() + state.settings.queue.reconcile_interval;
     let mut pushed = 0;
     for _ in 0..RECONCILE_PAGES {
-        let cutoff = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
         let ids = match state
-            .write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH))
+            .write(move |conn| store::stale_unfinished(conn, quiet, RECONCILE_BATCH))
             .await
         {
             Ok(rows) => rows,

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use portfolio_shared::db::PgPool;
+use portfolio_shared::db_error;
 use portfolio_shared::queue::Queue;
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
@@ -104,19 +105,13 @@ where
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("database task panicked: {e}")))?
 }
 
-/// Lost connections mean Postgres is unavailable (503); anything else is our bug (500).
+/// An error that may pass (Postgres away or restarting, a lost connection, a deadlock; see
+/// [`db_error::is_transient`]) means Postgres is unavailable for now (503); anything else is
+/// our bug (500).
 pub fn db_error(e: DieselError) -> ApiError {
-    match &e {
-        DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        ) => ApiError::unavailable("postgres", e),
-        DieselError::DatabaseError(_, info)
-            if info.message().contains("terminating connection")
-                || info.message().contains("the database system is") =>
-        {
-            ApiError::unavailable("postgres", e)
-        }
-        _ => ApiError::Internal(e.into()),
+    if db_error::is_transient(&e) {
+        ApiError::unavailable("postgres", e)
+    } else {
+        ApiError::Internal(e.into())
     }
 }

@@ -295,7 +295,7 @@ static SWEEP: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SWEE
 impl Queue {
     pub fn new(conn: ConnectionManager, queue: &QueueSettings, worker: &WorkerSettings) -> Self {
         let config = apalis_config(queue, worker);
-        let orphan_window = config.orphaned_duration();
+        let orphan_window = worker.orphan_window();
         Self { conn, config, namespace: queue.namespace.clone(), orphan_window }
     }
 

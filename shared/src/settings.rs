@@ -162,6 +162,15 @@ pub enum Fault {
     Abort,
 }
 
+impl WorkerSettings {
+    /// How long a worker may go unheard before it counts as dead and its jobs as orphans:
+    /// `WORKER_HEARTBEAT_SECS` × `WORKER_MISSED_HEARTBEATS`. The one definition the queue's
+    /// orphan recovery, a claim's staleness test and the reconciler all use.
+    pub fn orphan_window(&self) -> Duration {
+        self.heartbeat_interval * self.missed_heartbeats as u32
+    }
+}
+
 impl FaultInjection {
     /// The fault to inject for a job with this seed, if any.
     pub fn for_seed(&self, seed: u64) -> Option<Fault> {

@@ -12,6 +12,7 @@ mod faults_infra;
 mod faults_load;
 mod faults_queue;
 mod layout;
+mod lifecycle;
 mod queue_stats;
 mod schema;
 mod web;
