@@ -2,7 +2,7 @@
 //!
 //! The Dockerfiles, docker-compose.yml, ecs/, deploy/k8s and deploy/monitoring name environment
 //! variables, ports, health paths, subcommands, metric names and Redis keys that the Rust code
-//! defines (`settings::VARIABLES`, `names`). Nothing here needs Docker, a cluster or an AWS
+//! defines (`settings::VARIABLES`, `names`, `queue::Keys`). Nothing here needs Docker, a cluster or an AWS
 //! account: each file is parsed and compared with the code, so renaming a variable or a metric
 //! fails this suite instead of silently breaking a deployment or blanking a dashboard.
 
@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use portfolio_shared::names;
+use portfolio_shared::queue::Keys;
 use portfolio_shared::settings::VARIABLES;
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -640,7 +641,7 @@ fn keda_scales_workers_on_the_ready_list_with_the_ecs_target() {
     assert_eq!(triggers.len(), 1, "one trigger: the ready list");
     let trigger = triggers[0];
     assert_eq!(str_at(trigger, &["type"]).as_deref(), Some("redis"));
-    assert_eq!(str_at(trigger, &["metadata", "listName"]), Some(names::ready_list_key(&namespace)));
+    assert_eq!(str_at(trigger, &["metadata", "listName"]), Some(Keys::new(namespace).ready_list()));
     let list_length: f64 = str_at(trigger, &["metadata", "listLength"])
         .and_then(|v| v.parse().ok())
         .expect("listLength");

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
+use portfolio_shared::queue::{Keys, QUEUE_REGISTRY};
 use portfolio_shared::settings::Settings;
 use serde_json::Value;
 use uuid::Uuid;
@@ -110,6 +111,11 @@ impl TestQueue {
         }
     }
 
+    /// The Redis keys of this namespace.
+    pub fn keys(&self) -> Keys {
+        Keys::new(self.namespace.as_str())
+    }
+
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.redis_url.as_str())
             .and_then(|c| c.get_connection())
@@ -137,10 +143,8 @@ impl Drop for TestQueue {
         for chunk in keys.chunks(500) {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
         }
-        let _: redis::RedisResult<()> = redis::cmd("ZREM")
-            .arg("core:apalis:queues:list")
-            .arg(format!("{}:workers", self.namespace))
-            .query(&mut conn);
+        let _: redis::RedisResult<()> =
+            redis::cmd("ZREM").arg(QUEUE_REGISTRY).arg(self.keys().workers_set()).query(&mut conn);
     }
 }
 
