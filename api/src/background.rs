@@ -136,13 +136,13 @@ impl Leader {
 }
 
 async fn promote(state: &AppState) {
-    if let Err(e) = state.redis(state.queue.promote_due(PROMOTE_CHUNK)).await {
+    if let Err(e) = state.redis_in_background(state.queue.promote_due(PROMOTE_CHUNK)).await {
         tracing::debug!(error = ?e, "promoting due jobs failed");
     }
 }
 
 async fn sweep(state: &AppState) {
-    match state.redis(state.queue.sweep_done(SWEEP_CHUNK)).await {
+    match state.redis_in_background(state.queue.sweep_done(SWEEP_CHUNK)).await {
         Ok(0) => {}
         Ok(swept) => tracing::debug!(swept, "freed acknowledged deliveries"),
         Err(e) => tracing::debug!(error = ?e, "sweeping acknowledged deliveries failed"),
@@ -170,7 +170,7 @@ async fn reconcile(state: &AppState) {
                 break;
             }
         };
-        let missing = match state.redis(state.queue.unheld(&ids)).await {
+        let missing = match state.redis_in_background(state.queue.unheld(&ids)).await {
             Ok(missing) => missing,
             Err(e) => {
                 tracing::debug!(error = ?e, "reconciler cannot read Redis");
@@ -178,7 +178,7 @@ async fn reconcile(state: &AppState) {
             }
         };
         for id in missing {
-            match state.redis(state.queue.enqueue(id)).await {
+            match state.redis_in_background(state.queue.enqueue(id)).await {
                 Ok(_) => {
                     pushed += 1;
                     tracing::info!(job_id = %id, "reconciler pushed a job nothing held");
@@ -215,7 +215,7 @@ async fn ensure_partitions(state: &AppState) {
 /// One EMF line per interval, published even when the queue is empty (target tracking does
 /// not scale in on missing data).
 async fn publish_scaling_signal(state: &AppState) {
-    let depth = match state.redis(state.queue.depth()).await {
+    let depth = match state.redis_in_background(state.queue.depth()).await {
         Ok(depth) => depth,
         Err(e) => {
             tracing::warn!(error = ?e, "no scaling signal this interval: queue depth unavailable");

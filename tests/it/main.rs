@@ -4,6 +4,7 @@
 mod api;
 mod api_shutdown;
 mod autoscaling;
+mod background;
 mod browser;
 mod deploy_files;
 mod end_to_end;
