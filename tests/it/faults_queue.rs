@@ -36,6 +36,9 @@ fn scheduled_at(env: &TestEnv, id: Uuid) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_and_never_two() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs(
+        "it pushes ids with no job row straight to the queue to test the scripts",
+    );
     let q = queue_of(&env);
     let keys = env.queue.keys();
     let mut redis = env.queue.connection();
@@ -72,6 +75,9 @@ async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_queue_the_reconciler_sees_only_jobs_that_nothing_holds() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs(
+        "it pushes ids with no job row straight to the queue to test the scripts",
+    );
     let q = queue_of(&env);
     let keys = env.queue.keys();
     let mut redis = env.queue.connection();
@@ -91,6 +97,9 @@ async fn faults_queue_the_reconciler_sees_only_jobs_that_nothing_holds() {
 async fn faults_queue_an_ended_workers_claims_go_back_at_once_and_entries_without_data_are_dropped()
 {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs(
+        "it pushes ids with no job row straight to the queue to test the scripts",
+    );
     let q = queue_of(&env);
     let keys = env.queue.keys();
     let mut redis = env.queue.connection();

@@ -12,6 +12,7 @@ mod faults;
 mod faults_infra;
 mod faults_load;
 mod faults_queue;
+mod harness;
 mod layout;
 mod queue_stats;
 mod schema;
