@@ -17,6 +17,7 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use portfolio_shared::names;
 use portfolio_shared::queue::QueueDepth;
+use portfolio_shared::settings::{ExposeSecret, SecretUrl};
 use portfolio_shared::store;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 use tokio::task::JoinHandle;
@@ -71,7 +72,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
 
 /// Holds (or tries to take) the leader lock on a connection of its own.
 struct Leader {
-    url: String,
+    url: SecretUrl,
     conn: Option<PgConnection>,
     leading: bool,
 }
@@ -83,7 +84,7 @@ struct Locked {
 }
 
 impl Leader {
-    fn new(url: String) -> Self {
+    fn new(url: SecretUrl) -> Self {
         Self { url, conn: None, leading: false }
     }
 
@@ -105,7 +106,7 @@ impl Leader {
     fn check_blocking(&mut self) -> bool {
         if self.conn.is_none() {
             self.leading = false;
-            self.conn = PgConnection::establish(&self.url).ok();
+            self.conn = PgConnection::establish(self.url.expose_secret()).ok();
         }
         let Some(conn) = self.conn.as_mut() else { return false };
         let outcome = if self.leading {

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use apalis_redis::{Client, ConnectionManager};
 
-use crate::settings::{QueueSettings, WorkerSettings};
+use crate::settings::{ExposeSecret, QueueSettings, SecretUrl, WorkerSettings};
 
 /// A connection that is established on first use (so a process starts, and reports
 /// not-ready, while Redis is down) and re-established after errors. Timeouts are generous:
 /// apalis-redis's own `connect` uses redis-rs's 500 ms response timeout, and one slow reply
 /// then ends a worker. Must be called inside a Tokio runtime.
-pub fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let client = Client::open(url)?;
+pub fn connect(url: &SecretUrl) -> redis::RedisResult<ConnectionManager> {
+    let client = Client::open(url.expose_secret())?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_connection_timeout(Some(Duration::from_secs(3)))
