@@ -14,6 +14,8 @@ use std::time::Duration;
 
 pub use secrecy::ExposeSecret;
 use secrecy::SecretString;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::ParseError;
 
 /// Every variable any process reads, with its default (`None`: optional, no default).
 pub const VARIABLES: &[(&str, Option<&str>)] = &[
@@ -187,8 +189,29 @@ pub struct EngineSettings {
 
 #[derive(Debug, Clone)]
 pub struct TelemetrySettings {
-    pub filter: String,
+    pub filter: LogFilter,
     pub format: LogFormat,
+}
+
+/// A `RUST_LOG` filter that tracing accepts. Checked when read, so that a typo stops the
+/// process at start, naming the variable, instead of silently logging something else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+impl FromStr for LogFilter {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EnvFilter::builder().parse(s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl LogFilter {
+    /// The filter to install.
+    pub fn env_filter(&self) -> EnvFilter {
+        EnvFilter::builder().parse(&self.0).expect("a LogFilter is checked when it is read")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +333,7 @@ impl Settings {
                 )? << 20,
             },
             telemetry: TelemetrySettings {
-                filter: env.string("RUST_LOG")?,
+                filter: env.parse("RUST_LOG")?,
                 format: env.parse("LOG_FORMAT")?,
             },
         })
@@ -450,6 +473,18 @@ mod tests {
         assert!(err.to_string().contains("QUEUE_DEPTH_CEILING"));
         let err = with(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.name, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn a_log_filter_tracing_cannot_read_names_rust_log() {
+        for bad in ["info,portfolio_api=loud", "portfolio_api[{", "=debug"] {
+            let err = with(&[("RUST_LOG", bad)]).unwrap_err();
+            assert_eq!(err.name, "RUST_LOG", "{bad}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+        for good in ["info", "warn,portfolio_api=debug,apalis=off", ""] {
+            assert!(with(&[("RUST_LOG", good)]).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -16,4 +16,5 @@ mod harness;
 mod layout;
 mod queue_stats;
 mod schema;
+mod startup;
 mod web;

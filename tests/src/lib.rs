@@ -41,7 +41,7 @@ pub fn init_logs() {
     ONCE.call_once(|| {
         if let Ok(filter) = std::env::var("RUST_LOG") {
             portfolio_shared::telemetry::init(&portfolio_shared::settings::TelemetrySettings {
-                filter,
+                filter: filter.parse().expect("RUST_LOG is a filter tracing can read"),
                 format: portfolio_shared::settings::LogFormat::Pretty,
             });
         }
