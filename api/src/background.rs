@@ -17,6 +17,7 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use portfolio_shared::names;
 use portfolio_shared::queue::QueueDepth;
+use portfolio_shared::settings::{ExposeSecret, SecretUrl};
 use portfolio_shared::store;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 use tokio::task::JoinHandle;
@@ -71,7 +72,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
 
 /// Holds (or tries to take) the leader lock on a connection of its own.
 struct Leader {
-    url: String,
+    url: SecretUrl,
     conn: Option<PgConnection>,
     leading: bool,
 }
@@ -83,7 +84,7 @@ struct Locked {
 }
 
 impl Leader {
-    fn new(url: String) -> Self {
+    fn new(url: SecretUrl) -> Self {
         Self { url, conn: None, leading: false }
     }
 
@@ -105,7 +106,7 @@ impl Leader {
     fn check_blocking(&mut self) -> bool {
         if self.conn.is_none() {
             self.leading = false;
-            self.conn = PgConnection::establish(&self.url).ok();
+            self.conn = PgConnection::establish(self.url.expose_secret()).ok();
         }
         let Some(conn) = self.conn.as_mut() else { return false };
         let outcome = if self.leading {
@@ -136,13 +137,13 @@ impl Leader {
 }
 
 async fn promote(state: &AppState) {
-    if let Err(e) = state.redis(state.queue.promote_due(PROMOTE_CHUNK)).await {
+    if let Err(e) = state.redis_in_background(state.queue.promote_due(PROMOTE_CHUNK)).await {
         tracing::debug!(error = ?e, "promoting due jobs failed");
     }
 }
 
 async fn sweep(state: &AppState) {
-    match state.redis(state.queue.sweep_done(SWEEP_CHUNK)).await {
+    match state.redis_in_background(state.queue.sweep_done(SWEEP_CHUNK)).await {
         Ok(0) => {}
         Ok(swept) => tracing::debug!(swept, "freed acknowledged deliveries"),
         Err(e) => tracing::debug!(error = ?e, "sweeping acknowledged deliveries failed"),
@@ -167,7 +168,7 @@ async fn reconcile(state: &AppState) {
                 break;
             }
         };
-        let missing = match state.redis(state.queue.unheld(&ids)).await {
+        let missing = match state.redis_in_background(state.queue.unheld(&ids)).await {
             Ok(missing) => missing,
             Err(e) => {
                 tracing::debug!(error = ?e, "reconciler cannot read Redis");
@@ -175,7 +176,7 @@ async fn reconcile(state: &AppState) {
             }
         };
         for id in missing {
-            match state.redis(state.queue.enqueue(id)).await {
+            match state.redis_in_background(state.queue.enqueue(id)).await {
                 Ok(_) => {
                     pushed += 1;
                     tracing::info!(job_id = %id, "reconciler pushed a job nothing held");
@@ -212,7 +213,7 @@ async fn ensure_partitions(state: &AppState) {
 /// One EMF line per interval, published even when the queue is empty (target tracking does
 /// not scale in on missing data).
 async fn publish_scaling_signal(state: &AppState) {
-    let depth = match state.redis(state.queue.depth()).await {
+    let depth = match state.redis_in_background(state.queue.depth()).await {
         Ok(depth) => depth,
         Err(e) => {
             tracing::warn!(error = ?e, "no scaling signal this interval: queue depth unavailable");

@@ -13,7 +13,7 @@ use diesel::sql_types::{BigInt, Jsonb};
 use portfolio_api::error::ApiError;
 use portfolio_engine::request::{RequestLimits, SimulationRequest};
 use portfolio_shared::db_error::{self, SqlState};
-use portfolio_shared::names;
+use portfolio_shared::queue::Keys;
 use portfolio_shared::queue::{self, Queue};
 use portfolio_shared::store::models::NewSimulation;
 use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, Write};
@@ -361,7 +361,7 @@ async fn a_worker_whose_claim_was_taken_over_while_it_stored_its_result_writes_n
     let taken = snapshot(&mut conn, id);
     conn.batch_execute("UPDATE result_gate SET closed = false").unwrap();
     // A's next try is fenced out; its delivery is then acknowledged.
-    let inflight = names::inflight_key(&env.queue.namespace, &worker.name);
+    let inflight = Keys::new(env.queue.namespace.as_str()).inflight_set(&worker.name);
     eventually(Duration::from_secs(20), || async {
         let held: usize = env.queue.connection().scard(&inflight).ok()?;
         (held == 0).then_some(())

@@ -15,7 +15,7 @@ use apalis::prelude::{BackendExt, PollSnapshot, PollStrategy, WorkerBuilder, Wor
 use backon::{BackoffBuilder, ExponentialBuilder};
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
-use portfolio_shared::settings::Settings;
+use portfolio_shared::settings::{ExposeSecret, Settings};
 use tokio::sync::watch;
 
 use crate::context::JobContext;
@@ -46,7 +46,7 @@ impl Worker {
     /// Builds pools, the queue handle, the engine's threads and the metrics endpoint. Call
     /// inside a Tokio runtime.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::pool(&settings.database.url, &settings.database.pool);
+        let pool = db::pool(settings.database.url.expose_secret(), &settings.database.pool);
         let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
         let queue = Queue::new(conn, &settings.queue, &settings.worker);
         let engine_pool = rayon::ThreadPoolBuilder::new()
