@@ -17,6 +17,7 @@ use diesel::sql_types::{BigInt, Bool};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use portfolio_shared::names;
 use portfolio_shared::queue::QueueDepth;
+use portfolio_shared::settings::{ExposeSecret, SecretUrl};
 use portfolio_shared::store;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 use tokio::task::JoinHandle;
@@ -71,7 +72,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
 
 /// Holds (or tries to take) the leader lock on a connection of its own.
 struct Leader {
-    url: String,
+    url: SecretUrl,
     conn: Option<PgConnection>,
     leading: bool,
 }
@@ -83,7 +84,7 @@ struct Locked {
 }
 
 impl Leader {
-    fn new(url: String) -> Self {
+    fn new(url: SecretUrl) -> Self {
         Self { url, conn: None, leading: false }
     }
 
@@ -105,7 +106,7 @@ impl Leader {
     fn check_blocking(&mut self) -> bool {
         if self.conn.is_none() {
             self.leading = false;
-            self.conn = PgConnection::establish(&self.url).ok();
+            self.conn = PgConnection::establish(self.url.expose_secret()).ok();
         }
         let Some(conn) = self.conn.as_mut() else { return false };
         let outcome = if self.leading {
@@ -136,13 +137,13 @@ impl Leader {
 }
 
 async fn promote(state: &AppState) {
-    if let Err(e) = state.redis(state.queue.promote_due(PROMOTE_CHUNK)).await {
+    if let Err(e) = state.redis_in_background(state.queue.promote_due(PROMOTE_CHUNK)).await {
         tracing::debug!(error = ?e, "promoting due jobs failed");
     }
 }
 
 async fn sweep(state: &AppState) {
-    match state.redis(state.queue.sweep_done(SWEEP_CHUNK)).await {
+    match state.redis_in_background(state.queue.sweep_done(SWEEP_CHUNK)).await {
         Ok(0) => {}
         Ok(swept) => tracing::debug!(swept, "freed acknowledged deliveries"),
         Err(e) => tracing::debug!(error = ?e, "sweeping acknowledged deliveries failed"),
@@ -151,17 +152,14 @@ async fn sweep(state: &AppState) {
 
 /// Pushes again the unfinished jobs that nothing holds. Only jobs quiet for the orphan window
 /// plus one interval are looked at (a fresh job may not be pushed yet; a running one reports
-/// every 250 ms), and each one looked at is touched, so it is looked at again only after
-/// another quiet spell.
+/// every 250 ms), quiet by the database's clock, and each one looked at is touched, so it is
+/// looked at again only after another quiet spell.
 async fn reconcile(state: &AppState) {
-    let orphan_window =
-        state.settings.worker.heartbeat_interval * state.settings.worker.missed_heartbeats as u32;
-    let quiet = orphan_window + state.settings.queue.reconcile_interval;
+    let quiet = state.settings.worker.orphan_window() + state.settings.queue.reconcile_interval;
     let mut pushed = 0;
     for _ in 0..RECONCILE_PAGES {
-        let cutoff = Utc::now() - chrono::Duration::from_std(quiet).unwrap_or_default();
         let ids = match state
-            .write(move |conn| store::stale_unfinished(conn, cutoff, RECONCILE_BATCH))
+            .write(move |conn| store::stale_unfinished(conn, quiet, RECONCILE_BATCH))
             .await
         {
             Ok(rows) => rows,
@@ -170,7 +168,7 @@ async fn reconcile(state: &AppState) {
                 break;
             }
         };
-        let missing = match state.redis(state.queue.unheld(&ids)).await {
+        let missing = match state.redis_in_background(state.queue.unheld(&ids)).await {
             Ok(missing) => missing,
             Err(e) => {
                 tracing::debug!(error = ?e, "reconciler cannot read Redis");
@@ -178,7 +176,7 @@ async fn reconcile(state: &AppState) {
             }
         };
         for id in missing {
-            match state.redis(state.queue.enqueue(id)).await {
+            match state.redis_in_background(state.queue.enqueue(id)).await {
                 Ok(_) => {
                     pushed += 1;
                     tracing::info!(job_id = %id, "reconciler pushed a job nothing held");
@@ -215,7 +213,7 @@ async fn ensure_partitions(state: &AppState) {
 /// One EMF line per interval, published even when the queue is empty (target tracking does
 /// not scale in on missing data).
 async fn publish_scaling_signal(state: &AppState) {
-    let depth = match state.redis(state.queue.depth()).await {
+    let depth = match state.redis_in_background(state.queue.depth()).await {
         Ok(depth) => depth,
         Err(e) => {
             tracing::warn!(error = ?e, "no scaling signal this interval: queue depth unavailable");

@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portfolio_shared::settings::Settings;
+use portfolio_shared::settings::{ExposeSecret, Settings};
 use portfolio_shared::{db, telemetry};
 
 #[derive(Parser)]
@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Migrate => {
-            let applied = db::migrate(&settings.database.url)?;
+            let applied = db::migrate(settings.database.url.expose_secret())?;
             tracing::info!(?applied, "database is up to date");
             Ok(())
         }

@@ -37,7 +37,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
 /// Reads the depth from Redis and records it unless another replica just did. Returns whether
 /// a sample was recorded; failures are logged and skipped (a gap in the chart says enough).
 pub async fn sample_once(state: &AppState) -> bool {
-    let depth = match state.redis(state.queue.depth()).await {
+    let depth = match state.redis_in_background(state.queue.depth()).await {
         Ok(depth) => depth,
         Err(e) => {
             tracing::debug!(error = ?e, "no queue sample this interval: Redis unavailable");

@@ -13,7 +13,7 @@ use anyhow::Context;
 use portfolio_engine::request::RequestLimits;
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, Queue};
-use portfolio_shared::settings::Settings;
+use portfolio_shared::settings::{ExposeSecret, Settings};
 use tracing_actix_web::TracingLogger;
 
 use crate::metrics::Metrics;
@@ -34,9 +34,9 @@ impl Application {
         let listener = TcpListener::bind(settings.api.bind)
             .with_context(|| format!("binding API_BIND={}", settings.api.bind))?;
         let port = listener.local_addr()?.port();
-        let write_pool = db::pool(&settings.database.url, &settings.database.pool);
+        let write_pool = db::pool(settings.database.url.expose_secret(), &settings.database.pool);
         let read_pool = match &settings.database.read_url {
-            Some(url) => db::pool(url, &settings.database.pool),
+            Some(url) => db::pool(url.expose_secret(), &settings.database.pool),
             None => write_pool.clone(),
         };
         let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;

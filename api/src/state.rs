@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use portfolio_shared::db::PgPool;
+use portfolio_shared::db_error;
 use portfolio_shared::queue::Queue;
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
@@ -26,14 +27,15 @@ pub struct AppState {
     pub queue: Queue,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    /// Until when Redis calls are skipped after one failed (a tiny circuit breaker, so that
-    /// while Redis is down a submit costs no timeout at all).
+    /// Until when the requests' Redis calls are skipped after one failed (a tiny circuit
+    /// breaker, so that while Redis is down a submit costs no timeout at all). Requests alone
+    /// trip it: the background work has none (see [`AppState::redis_in_background`]).
     redis_down_until: Mutex<Option<Instant>>,
 }
 
-/// How long a request waits for Redis.
+/// How long a Redis call waits for an answer.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long Redis is left alone after a failure.
+/// How long the request path leaves Redis alone after a failure.
 const REDIS_BACKOFF: Duration = Duration::from_secs(3);
 
 impl AppState {
@@ -47,7 +49,8 @@ impl AppState {
         Self { write_pool, read_pool, queue, settings, metrics, redis_down_until: Mutex::new(None) }
     }
 
-    /// Runs a Redis call with a short timeout, failing fast while Redis is known to be down.
+    /// Runs a request's Redis call with a short timeout, failing fast while Redis is known to
+    /// be down.
     pub async fn redis<T, E>(&self, call: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
     where
         E: Into<anyhow::Error>,
@@ -57,14 +60,25 @@ impl AppState {
         {
             anyhow::bail!("Redis is unavailable (failed recently; retrying after a back-off)");
         }
-        let outcome = match tokio::time::timeout(REDIS_TIMEOUT, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(anyhow::anyhow!("Redis did not answer within {REDIS_TIMEOUT:?}")),
-        };
+        let outcome = with_timeout(call).await;
         *self.redis_down_until.lock().expect("lock") =
             outcome.is_err().then(|| Instant::now() + REDIS_BACKOFF);
         outcome
+    }
+
+    /// Runs a Redis call of the background work (the leader's promote, sweep and reconcile,
+    /// the sampler) with the same timeout and no breaker. Sharing the requests' breaker let a
+    /// sweep that failed on every tick make every submit skip its push; and a breaker of the
+    /// background's own would let one failing operation hold back the others (promotion
+    /// behind a broken sweep). A tick costs at most a timeout per call while Redis is away.
+    pub async fn redis_in_background<T, E>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> anyhow::Result<T>
+    where
+        E: Into<anyhow::Error>,
+    {
+        with_timeout(call).await
     }
 
     /// Runs `f` with a primary connection on a blocking thread.
@@ -90,6 +104,17 @@ impl AppState {
     }
 }
 
+async fn with_timeout<T, E>(call: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+where
+    E: Into<anyhow::Error>,
+{
+    match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(anyhow::anyhow!("Redis did not answer within {REDIS_TIMEOUT:?}")),
+    }
+}
+
 async fn run<T, F>(pool: PgPool, timeout: Duration, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
@@ -104,19 +129,13 @@ where
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("database task panicked: {e}")))?
 }
 
-/// Lost connections mean Postgres is unavailable (503); anything else is our bug (500).
+/// An error that may pass (Postgres away or restarting, a lost connection, a deadlock; see
+/// [`db_error::is_transient`]) means Postgres is unavailable for now (503); anything else is
+/// our bug (500).
 pub fn db_error(e: DieselError) -> ApiError {
-    match &e {
-        DieselError::DatabaseError(
-            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-            _,
-        ) => ApiError::unavailable("postgres", e),
-        DieselError::DatabaseError(_, info)
-            if info.message().contains("terminating connection")
-                || info.message().contains("the database system is") =>
-        {
-            ApiError::unavailable("postgres", e)
-        }
-        _ => ApiError::Internal(e.into()),
+    if db_error::is_transient(&e) {
+        ApiError::unavailable("postgres", e)
+    } else {
+        ApiError::Internal(e.into())
     }
 }

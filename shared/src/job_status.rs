@@ -1,10 +1,30 @@
-//! The life of a job: `queued` → `running` → one of `succeeded`, `failed`, `cancelled`.
+//! The life of a job: `queued` → `running` → one of `succeeded`, `failed`, `cancelled`. Stored
+//! as the text of `simulations.status` and read back as this type by diesel itself, so a value
+//! the code does not know is an error where it is read, never a guess.
 
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    AsExpression,
+    FromSqlRow,
+)]
 #[serde(rename_all = "snake_case")]
+#[diesel(sql_type = Text)]
 pub enum JobStatus {
     Queued,
     Running,
@@ -46,5 +66,18 @@ impl std::str::FromStr for JobStatus {
             .into_iter()
             .find(|x| x.as_str() == s)
             .ok_or_else(|| format!("unknown status `{s}`"))
+    }
+}
+
+impl ToSql<Text, Pg> for JobStatus {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+    }
+}
+
+impl FromSql<Text, Pg> for JobStatus {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Pg>>::from_sql(value)?;
+        Ok(text.parse()?)
     }
 }

@@ -4,6 +4,7 @@
 //! never the reverse.
 
 pub mod db;
+pub mod db_error;
 pub mod health_probe;
 mod job_status;
 pub mod names;

@@ -1,8 +1,8 @@
-//! Names that cross process and deploy-file boundaries: Prometheus metric names, the
-//! CloudWatch Embedded Metric Format namespace and metrics the autoscaling policy tracks, and
-//! the Redis keys of the queue. The deploy-file tests check ecs/, deploy/k8s and
-//! deploy/monitoring against these constants, so renaming one here breaks the build of a stale
-//! dashboard instead of silently blanking it.
+//! Names that cross process and deploy-file boundaries: Prometheus metric names, and the
+//! CloudWatch Embedded Metric Format namespace and metrics the autoscaling policy tracks. The
+//! deploy-file tests check ecs/, deploy/k8s and deploy/monitoring against these constants, so
+//! renaming one here breaks the build of a stale dashboard instead of silently blanking it.
+//! (The Redis keys of the queue, which KEDA's trigger names too, are `queue::Keys`.)
 
 /// HTTP requests served, by `route` (the matched pattern), `method` and `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "portfolio_http_requests_total";
@@ -36,29 +36,3 @@ pub const EMF_QUEUE_DEPTH: &str = "QueueDepth";
 pub const EMF_BACKLOG_PER_TASK: &str = "BacklogPerTask";
 /// Dimension of both EMF metrics; its value is the queue namespace.
 pub const EMF_DIMENSION: &str = "Queue";
-
-/// The Redis LIST of jobs ready to be claimed (apalis-redis's `{queue}:active`). Due jobs are
-/// promoted into it continuously, so its length is the ready backlog (KEDA scales on it).
-pub fn ready_list_key(namespace: &str) -> String {
-    format!("{namespace}:active")
-}
-
-/// The Redis ZSET where apalis-redis puts every pushed job, scored by its run-at time.
-pub fn scheduled_key(namespace: &str) -> String {
-    format!("{namespace}:scheduled")
-}
-
-/// The Redis ZSET of worker names scored by their last heartbeat (epoch seconds).
-pub fn workers_key(namespace: &str) -> String {
-    format!("{namespace}:workers")
-}
-
-/// The Redis SET of job ids a worker has claimed.
-pub fn inflight_key(namespace: &str, worker: &str) -> String {
-    format!("{namespace}:inflight:{worker}")
-}
-
-/// The Redis SET of jobs apalis gave up on.
-pub fn dead_key(namespace: &str) -> String {
-    format!("{namespace}:dead")
-}

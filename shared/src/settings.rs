@@ -1,15 +1,21 @@
 //! One typed `Settings`, read from environment variables with documented defaults that work
 //! against a local Redis and Postgres. A value that does not parse stops the process at start,
-//! naming the variable; secrets (the URLs may carry passwords) are never logged.
+//! naming the variable; secrets (the URLs may carry passwords) are never logged: they are
+//! [`SecretUrl`]s, read only through [`ExposeSecret`] where a connection is opened.
 //!
 //! Written by hand rather than with `config`/`envy`: a page of code, exact error messages, and
 //! one table ([`VARIABLES`]) that the deploy-file tests check every container definition
 //! against (crates.io keeps a similar small helper, `crates_io_env_vars`).
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
+
+pub use secrecy::ExposeSecret;
+use secrecy::SecretString;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::ParseError;
 
 /// Every variable any process reads, with its default (`None`: optional, no default).
 pub const VARIABLES: &[(&str, Option<&str>)] = &[
@@ -64,23 +70,13 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DatabaseSettings {
     /// The primary: every write, and reads when no replica is configured.
-    pub url: String,
+    pub url: SecretUrl,
     /// A read replica for the read endpoints.
-    pub read_url: Option<String>,
+    pub read_url: Option<SecretUrl>,
     pub pool: PoolSettings,
-}
-
-impl std::fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("url", &redact(&self.url))
-            .field("read_url", &self.read_url.as_deref().map(redact))
-            .field("pool", &self.pool)
-            .finish()
-    }
 }
 
 /// r2d2 pool settings; the defaults mirror the old app's SQLAlchemy pool (10 + 20 overflow,
@@ -94,9 +90,9 @@ pub struct PoolSettings {
     pub test_on_checkout: bool,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct QueueSettings {
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// Prefix of every Redis key of the queue (apalis's queue name).
     pub namespace: String,
     /// Ready jobs above which submits are refused with 503 (apalis-redis 1.0 crashes its
@@ -105,18 +101,6 @@ pub struct QueueSettings {
     /// Attempts a job gets before it is failed for good.
     pub max_attempts: u32,
     pub reconcile_interval: Duration,
-}
-
-impl std::fmt::Debug for QueueSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueSettings")
-            .field("redis_url", &redact(&self.redis_url))
-            .field("namespace", &self.namespace)
-            .field("depth_ceiling", &self.depth_ceiling)
-            .field("max_attempts", &self.max_attempts)
-            .field("reconcile_interval", &self.reconcile_interval)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +146,15 @@ pub enum Fault {
     Abort,
 }
 
+impl WorkerSettings {
+    /// How long a worker may go unheard before it counts as dead and its jobs as orphans:
+    /// `WORKER_HEARTBEAT_SECS` × `WORKER_MISSED_HEARTBEATS`. The one definition the queue's
+    /// orphan recovery, a claim's staleness test and the reconciler all use.
+    pub fn orphan_window(&self) -> Duration {
+        self.heartbeat_interval * self.missed_heartbeats as u32
+    }
+}
+
 impl FaultInjection {
     /// The fault to inject for a job with this seed, if any.
     pub fn for_seed(&self, seed: u64) -> Option<Fault> {
@@ -205,8 +198,29 @@ pub struct EngineSettings {
 
 #[derive(Debug, Clone)]
 pub struct TelemetrySettings {
-    pub filter: String,
+    pub filter: LogFilter,
     pub format: LogFormat,
+}
+
+/// A `RUST_LOG` filter that tracing accepts. Checked when read, so that a typo stops the
+/// process at start, naming the variable, instead of silently logging something else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter(String);
+
+impl FromStr for LogFilter {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EnvFilter::builder().parse(s)?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl LogFilter {
+    /// The filter to install.
+    pub fn env_filter(&self) -> EnvFilter {
+        EnvFilter::builder().parse(&self.0).expect("a LogFilter is checked when it is read")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,8 +252,8 @@ impl Settings {
         let env = Env { lookup: &lookup };
         Ok(Self {
             database: DatabaseSettings {
-                url: env.string("DATABASE_URL")?,
-                read_url: env.optional("DATABASE_READ_URL"),
+                url: env.string("DATABASE_URL")?.into(),
+                read_url: env.optional("DATABASE_READ_URL").map(SecretUrl::from),
                 pool: PoolSettings {
                     max_size: env.parse_where(
                         "DB_POOL_MAX_SIZE",
@@ -253,7 +267,7 @@ impl Settings {
                 },
             },
             queue: QueueSettings {
-                redis_url: env.string("REDIS_URL")?,
+                redis_url: env.string("REDIS_URL")?.into(),
                 namespace: env.parse_where(
                     "QUEUE_NAMESPACE",
                     |s: &String| !s.is_empty() && !s.contains(char::is_whitespace),
@@ -328,15 +342,15 @@ impl Settings {
                 )? << 20,
             },
             telemetry: TelemetrySettings {
-                filter: env.string("RUST_LOG")?,
+                filter: env.parse("RUST_LOG")?,
                 format: env.parse("LOG_FORMAT")?,
             },
         })
     }
 
     /// The read-side database URL: the replica when configured.
-    pub fn read_database_url(&self) -> &str {
-        self.database.read_url.as_deref().unwrap_or(&self.database.url)
+    pub fn read_database_url(&self) -> &SecretUrl {
+        self.database.read_url.as_ref().unwrap_or(&self.database.url)
     }
 }
 
@@ -371,10 +385,9 @@ impl Env<'_> {
         T::Err: Display,
     {
         let raw = self.string(name)?;
-        raw.trim().parse().map_err(|e| SettingsError {
-            name,
-            message: format!("cannot use `{}`: {e}", redact(&raw)),
-        })
+        raw.trim()
+            .parse()
+            .map_err(|e| SettingsError { name, message: format!("cannot use `{raw}`: {e}") })
     }
 
     fn parse_where<T>(
@@ -400,19 +413,41 @@ impl Env<'_> {
     }
 }
 
-/// Hides the password of a URL like `postgres://user:secret@host/db`.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => {
-                    format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..])
+/// A connection URL that may carry a password. Held as a [`SecretString`] (wiped from memory
+/// when dropped, read only through [`ExposeSecret`]); its `Debug` shows the URL with the
+/// password and the query masked, so that logs still say which server is meant.
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url.into())
+    }
+}
+
+impl ExposeSecret<str> for SecretUrl {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = match url::Url::parse(self.0.expose_secret()) {
+            Ok(mut url) if url.has_host() => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
                 }
-                None => url.to_owned(),
+                if url.query().is_some() {
+                    url.set_query(Some("***"));
+                }
+                String::from(url)
             }
-        }
-        _ => url.to_owned(),
+            // Not a URL with a host (a libpq `key=value` string, say): a password could be
+            // anywhere in it.
+            _ => "[REDACTED]".to_owned(),
+        };
+        write!(f, "{shown:?}")
     }
 }
 
@@ -434,7 +469,7 @@ mod tests {
         assert_eq!(s.api.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(s.queue.namespace, "portfolio-mc");
         assert_eq!(s.database.pool.max_size, 30);
-        assert_eq!(s.read_database_url(), s.database.url);
+        assert_eq!(s.read_database_url().expose_secret(), s.database.url.expose_secret());
         assert!(s.api.cors_allowed_origins.is_empty());
     }
 
@@ -447,6 +482,18 @@ mod tests {
         assert!(err.to_string().contains("QUEUE_DEPTH_CEILING"));
         let err = with(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.name, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn a_log_filter_tracing_cannot_read_names_rust_log() {
+        for bad in ["info,portfolio_api=loud", "portfolio_api[{", "=debug"] {
+            let err = with(&[("RUST_LOG", bad)]).unwrap_err();
+            assert_eq!(err.name, "RUST_LOG", "{bad}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+        for good in ["info", "warn,portfolio_api=debug,apalis=off", ""] {
+            assert!(with(&[("RUST_LOG", good)]).is_ok(), "{good}");
+        }
     }
 
     #[test]
@@ -466,5 +513,16 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://app:***@db/x"));
+    }
+
+    #[test]
+    fn a_secret_url_shows_its_server_and_masks_passwords_wherever_they_may_be() {
+        let shown = |url: &str| format!("{:?}", SecretUrl::from(url.to_owned()));
+        assert_eq!(shown("redis://:s3cret@cache:6379"), r#""redis://:***@cache:6379""#);
+        assert_eq!(shown("postgres://app@db:5432/x"), r#""postgres://app@db:5432/x""#);
+        assert_eq!(shown("postgres://app@db/x?password=s3cret"), r#""postgres://app@db/x?***""#);
+        assert_eq!(shown("host=db user=app password=s3cret"), r#""[REDACTED]""#);
+        let url = SecretUrl::from("postgres://app:s3cret@db/x".to_owned());
+        assert_eq!(url.expose_secret(), "postgres://app:s3cret@db/x");
     }
 }

@@ -1,18 +1,17 @@
-//! Tracing set up once per process: an env filter (`RUST_LOG`), JSON lines in production or
+//! Tracing set up once per process: an env filter (`RUST_LOG`, checked when the settings are
+//! read, so an unreadable one has already stopped the process), JSON lines in production or
 //! readable text locally (`LOG_FORMAT`), and the helper that carries the current span into a
 //! blocking thread so log lines of the engine keep their job and request ids.
 
 use tracing::Span;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::settings::{LogFormat, TelemetrySettings};
 
 /// Installs the global subscriber. A second call (several apps in one test process) is a no-op.
 pub fn init(settings: &TelemetrySettings) {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(settings.filter.env_filter())
         .with_writer(std::io::stderr)
         .with_span_events(FmtSpan::NONE);
     let _ = match settings.format {

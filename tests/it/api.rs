@@ -129,6 +129,7 @@ async fn non_finite_numbers_are_422_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_400_wrong_media_type_415_and_big_bodies_413() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("one body is accepted to show what is JSON; no worker runs it");
     let app = env.spawn_app().await;
     let post = |body: Vec<u8>, content_type: Option<&'static str>| {
         let mut r = app.client.post(app.url("/simulations")).body(body);
@@ -175,6 +176,7 @@ async fn unknown_and_malformed_ids_are_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submit_is_202_with_location_and_queued_body_and_the_old_route_is_the_same_handler() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("it checks what a submit answers; no worker runs the jobs");
     let app = env.spawn_app().await;
     for route in ["/simulations", "/run_simulation"] {
         let response = app.client.post(app.url(route)).json(&small_request()).send().await.unwrap();
@@ -196,6 +198,7 @@ async fn a_submit_is_202_with_location_and_queued_body_and_the_old_route_is_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_is_not_finished_carries_retry_after() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("the job must stay unfinished: no worker runs");
     let app = env.spawn_app().await;
     let id = app.submit_ok(&small_request()).await;
     let response = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
@@ -224,6 +227,7 @@ async fn the_request_id_is_echoed_and_generated_when_missing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_is_newest_first_and_paginates() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("the jobs are only listed; no worker runs them");
     let app = env.spawn_app().await;
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -260,6 +264,7 @@ async fn health_and_ready_answer_and_ready_names_what_is_down() {
 
     let mut down =
         TestEnv::with(portfolio_tests::TestDb::migrated(), portfolio_tests::TestQueue::new());
+    down.leaves_unfinished_jobs("its API cannot reach Redis: the job is only recorded");
     down.set("REDIS_URL", format!("redis://127.0.0.1:{}", portfolio_tests::throwaway::free_port()));
     let app = down.spawn_app().await;
     let p = problem(app.client.get(app.url("/ready")).send().await.unwrap(), 503).await;
@@ -303,6 +308,7 @@ async fn the_openapi_document_lists_every_route_with_its_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refused() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("it checks what a replay answers; no worker runs the job");
     let app = env.spawn_app().await;
     let send = |body: Value| {
         app.client
@@ -342,6 +348,7 @@ async fn cancelling_a_queued_job_is_immediate_and_a_finished_one_is_409() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
     let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("the queue is filled to its ceiling with no worker to drain it");
     env.set("QUEUE_DEPTH_CEILING", 3);
     let app = env.spawn_app().await;
     for _ in 0..3 {

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_on_sigterm_answers_the_submit_in_flight_then_refuses_connections_and_exits_0() {
     let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("only the API runs: the accepted job waits for a worker");
     env.set("SHUTDOWN_GRACE_SECS", 6);
     let (vars, logs) = (env.vars(), LogDir::new());
     let mut api = ApiProc::spawn(&vars, &logs).await;

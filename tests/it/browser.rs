@@ -222,6 +222,7 @@ fn dashboard_matches(shown: &Value, stats: &Value) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("jobs are left waiting so that the dashboard shows a ready depth");
     let app = env.spawn_app().await;
     let worker = env.spawn_worker().await;
     for _ in 0..2 {

@@ -271,7 +271,7 @@ async fn faults_queue_entries_that_are_not_jobs_are_logged_and_dropped_and_worke
     let env = TestEnv::new();
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
-    let ns = env.queue.namespace.clone();
+    let keys = env.queue.keys();
     let mut redis = env.queue.connection();
     // A well-formed entry naming a job that has no row.
     let stray = Uuid::now_v7();
@@ -285,14 +285,14 @@ async fn faults_queue_entries_that_are_not_jobs_are_logged_and_dropped_and_worke
     // Garbage bytes as the payload.
     let garbage = portfolio_shared::queue::task_id(Uuid::now_v7()).to_string();
     let _: () = redis::pipe()
-        .hset(format!("{ns}:data"), &garbage, b"\xff\x00not json".to_vec())
+        .hset(keys.data_hash(), &garbage, b"\xff\x00not json".to_vec())
         .hset_multiple(
-            format!("{ns}:meta:{garbage}"),
+            keys.meta_hash(&garbage),
             &[("attempts", "0"), ("max_attempts", "25"), ("status", "Pending")],
         )
-        .rpush(format!("{ns}:active"), &garbage)
+        .rpush(keys.ready_list(), &garbage)
         // An id with neither payload nor metadata (apalis-redis's fetch fails on it).
-        .rpush(format!("{ns}:active"), "not-a-job")
+        .rpush(keys.ready_list(), "not-a-job")
         .query(&mut redis)
         .unwrap();
 
@@ -306,14 +306,15 @@ async fn faults_queue_entries_that_are_not_jobs_are_logged_and_dropped_and_worke
     // Nothing is left circulating: no entry ready, scheduled or claimed.
     eventually(Duration::from_secs(20), || {
         let mut redis = env.queue.connection();
-        let ns = ns.clone();
+        let keys = keys.clone();
         async move {
-            let listed: usize =
-                redis::cmd("LLEN").arg(format!("{ns}:active")).query(&mut redis).ok()?;
+            let listed: usize = redis::cmd("LLEN").arg(keys.ready_list()).query(&mut redis).ok()?;
             let scheduled: usize =
-                redis::cmd("ZCARD").arg(format!("{ns}:scheduled")).query(&mut redis).ok()?;
-            let inflight: Vec<String> =
-                redis::cmd("KEYS").arg(format!("{ns}:inflight:*")).query(&mut redis).ok()?;
+                redis::cmd("ZCARD").arg(keys.scheduled_set()).query(&mut redis).ok()?;
+            let inflight: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", keys.inflight_prefix()))
+                .query(&mut redis)
+                .ok()?;
             (listed == 0 && scheduled == 0 && inflight.is_empty()).then_some(())
         }
     })

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use portfolio_engine::request::{RequestLimits, SimulationRequest};
-use portfolio_shared::names;
 use portfolio_shared::queue::{self, PushOutcome, Queue};
 use portfolio_shared::store::{self, models::NewSimulation};
 use portfolio_tests::processes::{assert_contract, job_body, job_record};
@@ -24,21 +23,24 @@ fn queue_of(env: &TestEnv) -> Queue {
 }
 
 fn ready(env: &TestEnv) -> Vec<String> {
-    env.queue.connection().lrange(names::ready_list_key(&env.queue.namespace), 0, -1).unwrap()
+    env.queue.connection().lrange(env.queue.keys().ready_list(), 0, -1).unwrap()
 }
 
 fn scheduled_at(env: &TestEnv, id: Uuid) -> Option<f64> {
     env.queue
         .connection()
-        .zscore(names::scheduled_key(&env.queue.namespace), queue::task_id(id).to_string())
+        .zscore(env.queue.keys().scheduled_set(), queue::task_id(id).to_string())
         .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_and_never_two() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs(
+        "it pushes ids with no job row straight to the queue to test the scripts",
+    );
     let q = queue_of(&env);
-    let ns = &env.queue.namespace;
+    let keys = env.queue.keys();
     let mut redis = env.queue.connection();
     let id = Uuid::now_v7();
     let task = queue::task_id(id).to_string();
@@ -50,8 +52,8 @@ async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_a
 
     // Delivered and acknowledged, as apalis-redis leaves it: the payload stays behind. Its own
     // push (HSETNX) would now write nothing; ours gives the job a new entry.
-    let _: () = redis.lpop(names::ready_list_key(ns), None).unwrap();
-    let _: () = redis.sadd(format!("{ns}:done"), &task).unwrap();
+    let _: () = redis.lpop(keys.ready_list(), None).unwrap();
+    let _: () = redis.sadd(keys.done_set(), &task).unwrap();
     assert_eq!(q.enqueue_after(id, Duration::from_secs(60)).await.unwrap(), PushOutcome::Pushed);
     let later = scheduled_at(&env, id).expect("scheduled");
     assert!(later >= (queue::epoch_seconds() + 59) as f64);
@@ -61,9 +63,9 @@ async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_a
     assert!(ready(&env).is_empty());
 
     // Claimed by a worker: held, except for that worker's own re-push.
-    let _: () = redis.zrem(names::scheduled_key(ns), &task).unwrap();
-    let _: () = redis.zadd(names::workers_key(ns), "w1", queue::epoch_seconds()).unwrap();
-    let _: () = redis.sadd(names::inflight_key(ns, "w1"), &task).unwrap();
+    let _: () = redis.zrem(keys.scheduled_set(), &task).unwrap();
+    let _: () = redis.zadd(keys.workers_set(), "w1", queue::epoch_seconds()).unwrap();
+    let _: () = redis.sadd(keys.inflight_set("w1"), &task).unwrap();
     assert_eq!(q.enqueue(id).await.unwrap(), PushOutcome::Held);
     assert!(!q.unheld(&[id]).await.unwrap().contains(&id));
     assert_eq!(q.push(id, Duration::ZERO, Some("w1")).await.unwrap(), PushOutcome::Pushed);
@@ -73,16 +75,18 @@ async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_queue_the_reconciler_sees_only_jobs_that_nothing_holds() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs(
+        "it pushes ids with no job row straight to the queue to test the scripts",
+    );
     let q = queue_of(&env);
-    let ns = &env.queue.namespace;
+    let keys = env.queue.keys();
     let mut redis = env.queue.connection();
     let (listed, later, claimed, nowhere) =
         (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     q.enqueue(listed).await.unwrap();
     q.enqueue_after(later, Duration::from_secs(30)).await.unwrap();
-    let _: () = redis.zadd(names::workers_key(ns), "dead", 1).unwrap();
-    let _: () =
-        redis.sadd(names::inflight_key(ns, "dead"), queue::task_id(claimed).to_string()).unwrap();
+    let _: () = redis.zadd(keys.workers_set(), "dead", 1).unwrap();
+    let _: () = redis.sadd(keys.inflight_set("dead"), queue::task_id(claimed).to_string()).unwrap();
     let missing = q.unheld(&[listed, later, claimed, nowhere]).await.unwrap();
     // A registered worker's claim counts even when the worker is dead: apalis-redis re-queues
     // it, and pushing it as well would make two entries.
@@ -93,16 +97,19 @@ async fn faults_queue_the_reconciler_sees_only_jobs_that_nothing_holds() {
 async fn faults_queue_an_ended_workers_claims_go_back_at_once_and_entries_without_data_are_dropped()
 {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs(
+        "it pushes ids with no job row straight to the queue to test the scripts",
+    );
     let q = queue_of(&env);
-    let ns = &env.queue.namespace;
+    let keys = env.queue.keys();
     let mut redis = env.queue.connection();
     let (claimed, running) = (Uuid::now_v7(), Uuid::now_v7());
     for id in [claimed, running] {
         q.enqueue(id).await.unwrap();
     }
-    let _: () = redis.del(names::ready_list_key(ns)).unwrap();
-    let set = names::inflight_key(ns, "ended");
-    let _: () = redis.zadd(names::workers_key(ns), "ended", queue::epoch_seconds()).unwrap();
+    let _: () = redis.del(keys.ready_list()).unwrap();
+    let set = keys.inflight_set("ended");
+    let _: () = redis.zadd(keys.workers_set(), "ended", queue::epoch_seconds()).unwrap();
     for member in
         [queue::task_id(claimed).to_string(), queue::task_id(running).to_string(), "no-data".into()]
     {
@@ -113,7 +120,7 @@ async fn faults_queue_an_ended_workers_claims_go_back_at_once_and_entries_withou
     assert_eq!(ready(&env), vec![queue::task_id(claimed).to_string()]);
     let exists: bool = redis.exists(&set).unwrap();
     assert!(!exists);
-    let registered: Option<f64> = redis.zscore(names::workers_key(ns), "ended").unwrap();
+    let registered: Option<f64> = redis.zscore(keys.workers_set(), "ended").unwrap();
     assert!(registered.is_none());
 }
 

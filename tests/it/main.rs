@@ -4,6 +4,7 @@
 mod api;
 mod api_shutdown;
 mod autoscaling;
+mod background;
 mod browser;
 mod deploy_files;
 mod end_to_end;
@@ -11,7 +12,10 @@ mod faults;
 mod faults_infra;
 mod faults_load;
 mod faults_queue;
+mod harness;
 mod layout;
+mod lifecycle;
 mod queue_stats;
 mod schema;
+mod startup;
 mod web;

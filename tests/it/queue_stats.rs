@@ -44,6 +44,7 @@ fn insert_failed_job(db: &TestDb, error: &str) -> Uuid {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_stats_reports_depth_workers_throughput_latency_and_failures() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("jobs are left waiting so that the ready depth shows");
     let app = env.spawn_app().await;
     let worker = env.spawn_worker().await;
     let mut finished = Vec::new();
@@ -192,6 +193,7 @@ fn one_sample_is_kept_per_interval_only_by_the_holder_of_the_lock_and_old_ones_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_samples_the_queue_and_draws_the_depth_chart_from_the_samples() {
     let env = TestEnv::new();
+    env.leaves_unfinished_jobs("a job is left waiting so that the sampled depth shows");
     // Two replicas sampling the same queue into the same table.
     let app = env.spawn_app().await;
     let _replica = env.spawn_app().await;

@@ -1,24 +1,27 @@
 //! The test harness. Every test gets its own Postgres database (migrated), its own Redis queue
 //! namespace, and its own API and workers bound to port 0, so the suite runs in parallel
-//! against the real shared servers. Databases and Redis keys are removed when a test ends.
+//! against the real shared servers. Databases and Redis keys are removed when a test ends,
+//! after [`TestEnv`] has checked that the test left no job unfinished and no queue entry behind.
 //! Helpers await conditions; none of them sleeps to synchronise.
 //!
 //! `TEST_PG_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
 //! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point the suite elsewhere.
 
 pub mod browser;
+pub mod leftovers;
 pub mod processes;
 pub mod throwaway;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
+use portfolio_shared::queue::{Keys, QUEUE_REGISTRY};
 use portfolio_shared::settings::Settings;
 use serde_json::Value;
 use uuid::Uuid;
@@ -38,7 +41,7 @@ pub fn init_logs() {
     ONCE.call_once(|| {
         if let Ok(filter) = std::env::var("RUST_LOG") {
             portfolio_shared::telemetry::init(&portfolio_shared::settings::TelemetrySettings {
-                filter,
+                filter: filter.parse().expect("RUST_LOG is a filter tracing can read"),
                 format: portfolio_shared::settings::LogFormat::Pretty,
             });
         }
@@ -110,6 +113,11 @@ impl TestQueue {
         }
     }
 
+    /// The Redis keys of this namespace.
+    pub fn keys(&self) -> Keys {
+        Keys::new(self.namespace.as_str())
+    }
+
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.redis_url.as_str())
             .and_then(|c| c.get_connection())
@@ -137,18 +145,19 @@ impl Drop for TestQueue {
         for chunk in keys.chunks(500) {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
         }
-        let _: redis::RedisResult<()> = redis::cmd("ZREM")
-            .arg("core:apalis:queues:list")
-            .arg(format!("{}:workers", self.namespace))
-            .query(&mut conn);
+        let _: redis::RedisResult<()> =
+            redis::cmd("ZREM").arg(QUEUE_REGISTRY).arg(self.keys().workers_set()).query(&mut conn);
     }
 }
 
 /// Everything one test needs: its database, its queue namespace, and settings pointing at both.
+/// When dropped it asserts that the test left no job unfinished and no queue entry behind
+/// (see [`leftovers`]), unless the test said why it does ([`TestEnv::leaves_unfinished_jobs`]).
 pub struct TestEnv {
     pub db: TestDb,
     pub queue: TestQueue,
     overrides: HashMap<String, String>,
+    leaves_unfinished: OnceLock<String>,
 }
 
 impl TestEnv {
@@ -158,7 +167,13 @@ impl TestEnv {
     }
 
     pub fn with(db: TestDb, queue: TestQueue) -> Self {
-        Self { db, queue, overrides: HashMap::new() }
+        Self { db, queue, overrides: HashMap::new(), leaves_unfinished: OnceLock::new() }
+    }
+
+    /// Says that this test leaves jobs unfinished or entries in its queue on purpose, and why;
+    /// the check when the environment is dropped is then skipped.
+    pub fn leaves_unfinished_jobs(&self, why: &str) {
+        let _ = self.leaves_unfinished.set(why.to_owned());
     }
 
     /// Sets a settings variable for every app and worker started from this environment.
@@ -212,6 +227,28 @@ impl TestEnv {
 impl Default for TestEnv {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.leaves_unfinished.get().is_some() {
+            return;
+        }
+        let left = leftovers::left_behind(&self.db.url, &self.queue.redis_url, &self.queue.keys());
+        match left {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => panic!(
+                "the test left {} thing(s) behind:\n  {}\nWait for the jobs to end, or say why \
+                 with `env.leaves_unfinished_jobs(\"...\")`.",
+                left.len(),
+                left.join("\n  ")
+            ),
+            Err(e) => panic!(
+                "could not check what the test left behind ({e}); if the test takes a server \
+                 away for good, say so with `env.leaves_unfinished_jobs(\"...\")`"
+            ),
+        }
     }
 }
 

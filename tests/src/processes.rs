@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
+use portfolio_shared::queue::Keys;
 use serde_json::Value;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -194,7 +195,7 @@ impl WorkerProc {
         let proc = Proc::spawn("portfolio-worker", &["run"], &vars, logs, label);
         let me = Self { proc, name };
         let redis_url = vars["REDIS_URL"].clone();
-        let key = format!("{}:workers", vars["QUEUE_NAMESPACE"]);
+        let key = Keys::new(vars["QUEUE_NAMESPACE"].as_str()).workers_set();
         let name = me.name.clone();
         eventually(Duration::from_secs(20), || {
             let (redis_url, key, name) = (redis_url.clone(), key.clone(), name.clone());

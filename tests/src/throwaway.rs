@@ -97,11 +97,24 @@ pub struct ThrowawayPostgres {
     pub port: u16,
     bin: PathBuf,
     data: PathBuf,
+    /// libfaketime's offset of the server's clock from this host's, if any.
+    clock_offset: Option<String>,
     _dir: TempDir,
 }
 
 impl ThrowawayPostgres {
     pub fn start() -> Self {
+        Self::start_with_clock(None)
+    }
+
+    /// A cluster whose clock runs `offset` (libfaketime's syntax: `+1h`, `-90m`, ...) away from
+    /// this host's, as a database server's clock may: `now()` there is not `Utc::now()` here.
+    /// Needs the Debian package faketime.
+    pub fn start_with_clock_offset(offset: &str) -> Self {
+        Self::start_with_clock(Some(offset.to_owned()))
+    }
+
+    fn start_with_clock(clock_offset: Option<String>) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -115,7 +128,7 @@ impl ThrowawayPostgres {
             .status()
             .expect("initdb");
         assert!(status.success(), "initdb failed");
-        let me = Self { port: free_port(), bin, data, _dir: dir };
+        let me = Self { port: free_port(), bin, data, clock_offset, _dir: dir };
         me.pg_ctl_start();
         me
     }
@@ -126,7 +139,16 @@ impl ThrowawayPostgres {
             self.port,
             self.data.display()
         );
-        let status = postgres_command(&self.bin.join("pg_ctl"))
+        let mut pg_ctl = postgres_command(&self.bin.join("pg_ctl"));
+        if let Some(offset) = &self.clock_offset {
+            // The server inherits them from pg_ctl. Monotonic clocks stay real: only the wall
+            // clock, which `now()` reads, is meant to differ.
+            pg_ctl
+                .env("LD_PRELOAD", libfaketime())
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let status = pg_ctl
             .args(["-w", "-t", "30", "-l"])
             .arg(self.data.join("log"))
             .arg("-D")
@@ -183,6 +205,14 @@ fn postgres_bin_dir() -> PathBuf {
         .rev()
         .find(|d| d.join("initdb").exists())
         .expect("initdb not found: install the Debian package postgresql")
+}
+
+fn libfaketime() -> PathBuf {
+    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
+        .iter()
+        .map(|dir| Path::new(dir).join("faketime/libfaketime.so.1"))
+        .find(|path| path.exists())
+        .expect("libfaketime not found: install the Debian package faketime")
 }
 
 /// initdb and the server refuse to run as root: as root, run them as `postgres`.

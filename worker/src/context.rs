@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use diesel::pg::PgConnection;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use portfolio_shared::db::PgPool;
+use portfolio_shared::db_error;
 use portfolio_shared::queue::Queue;
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
@@ -18,9 +20,13 @@ use uuid::Uuid;
 
 use crate::metrics::WorkerMetrics;
 
-/// Waits between attempts of a database call while Postgres is away.
-const DB_RETRY_MIN: Duration = Duration::from_millis(200);
-const DB_RETRY_MAX: Duration = Duration::from_secs(2);
+/// Waits between attempts of a database call while Postgres is away: 0.2 s, doubling, at most
+/// 2 s, for as long as the caller's patience lasts.
+const DB_RETRY: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(200))
+    .with_max_delay(Duration::from_secs(2))
+    .with_factor(2.0)
+    .without_max_times();
 /// How long a claim keeps retrying before leaving the job to the queue and the reconciler.
 const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
 /// How long one database call waits for a pooled connection.
@@ -106,7 +112,7 @@ impl JobContext {
     }
 
     pub fn orphan_window(&self) -> Duration {
-        self.settings.worker.heartbeat_interval * self.settings.worker.missed_heartbeats as u32
+        self.settings.worker.orphan_window()
     }
 
     /// Starts handling `id`; `None` if this process already is (a duplicate delivery).
@@ -171,8 +177,10 @@ impl JobContext {
             let mut conn = pool
                 .get_timeout(CHECKOUT_TIMEOUT)
                 .map_err(|e| DbFailure { transient: true, message: e.to_string() })?;
-            f(&mut conn)
-                .map_err(|e| DbFailure { transient: is_transient(&e), message: e.to_string() })
+            f(&mut conn).map_err(|e| DbFailure {
+                transient: db_error::is_transient(&e),
+                message: e.to_string(),
+            })
         })
         .await;
         match outcome {
@@ -212,55 +220,43 @@ impl JobContext {
         T: Send + 'static,
     {
         let f = Arc::new(f);
-        let mut wait = DB_RETRY_MIN;
-        loop {
-            let call = f.clone();
-            let failure = match self.db_once(move |conn| call(conn)).await {
-                Ok(v) => return Ok(v),
-                Err(failure) => failure,
-            };
-            if !failure.transient {
-                tracing::error!(what, error = %failure.message, "database call failed for good");
-                return Err(DbGaveUp::Permanent(failure.message));
-            }
-            if self.past_deadline() || give_up_at.is_some_and(|t| Instant::now() >= t) {
+        let call = || {
+            let f = f.clone();
+            self.db_once(move |conn| f(conn))
+        };
+        let outcome = call
+            .retry(DB_RETRY)
+            .when(|failure| {
+                failure.transient
+                    && !self.past_deadline()
+                    && give_up_at.is_none_or(|t| Instant::now() < t)
+            })
+            .notify(|failure, wait| {
+                tracing::info!(
+                    what,
+                    error = %failure.message,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "database unavailable; retrying"
+                );
+            })
+            .await;
+        outcome.map_err(|failure| {
+            if failure.transient {
                 tracing::warn!(what, error = %failure.message, "giving up on the database for now");
-                return Err(DbGaveUp::Unavailable);
+                DbGaveUp::Unavailable
+            } else {
+                tracing::error!(what, error = %failure.message, "database call failed for good");
+                DbGaveUp::Permanent(failure.message)
             }
-            tracing::info!(
-                what,
-                error = %failure.message,
-                retry_in_ms = wait.as_millis() as u64,
-                "database unavailable; retrying"
-            );
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(DB_RETRY_MAX);
-        }
+        })
     }
 }
 
 /// A failed database call.
 #[derive(Debug, Clone)]
 pub struct DbFailure {
-    /// Whether trying again later may succeed (Postgres away, a lost connection, a deadlock).
+    /// Whether trying again later may succeed (Postgres away, a lost connection, a deadlock):
+    /// [`db_error::is_transient`], or a connection the pool could not hand out in time.
     pub transient: bool,
     pub message: String,
-}
-
-/// Lost connections, serialization failures and the errors Postgres reports while starting or
-/// stopping are worth retrying; constraint violations and query bugs are not.
-fn is_transient(e: &DieselError) -> bool {
-    match e {
-        DieselError::DatabaseError(kind, _) => !matches!(
-            kind,
-            DatabaseErrorKind::UniqueViolation
-                | DatabaseErrorKind::ForeignKeyViolation
-                | DatabaseErrorKind::NotNullViolation
-                | DatabaseErrorKind::CheckViolation
-                | DatabaseErrorKind::RestrictViolation
-                | DatabaseErrorKind::ExclusionViolation
-        ),
-        DieselError::BrokenTransactionManager => true,
-        _ => false,
-    }
 }

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use apalis::prelude::{BackendExt, PollSnapshot, PollStrategy, WorkerBuilder, WorkerBuilderExt};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
-use portfolio_shared::settings::Settings;
+use portfolio_shared::settings::{ExposeSecret, Settings};
 use tokio::sync::watch;
 
 use crate::context::JobContext;
@@ -23,6 +24,12 @@ use crate::metrics::{self, WorkerMetrics};
 
 /// Time kept at the end of the grace to hand jobs back and exit.
 const HAND_BACK_MARGIN: Duration = Duration::from_secs(5);
+/// Waits before restarting an ended apalis worker: 0.5 s, 1 s, 2 s, 4 s, then 5 s.
+const RESTART_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(500))
+    .with_max_delay(RESTART_BACKOFF_MAX)
+    .with_factor(2.0)
+    .without_max_times();
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A worker that ran this long before failing restarts without back-off.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
@@ -39,7 +46,7 @@ impl Worker {
     /// Builds pools, the queue handle, the engine's threads and the metrics endpoint. Call
     /// inside a Tokio runtime.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::pool(&settings.database.url, &settings.database.pool);
+        let pool = db::pool(settings.database.url.expose_secret(), &settings.database.pool);
         let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
         let queue = Queue::new(conn, &settings.queue, &settings.worker);
         let engine_pool = rayon::ThreadPoolBuilder::new()
@@ -144,7 +151,7 @@ async fn supervise(
     let poll = ctx.settings.worker.poll_interval;
     let concurrency = ctx.settings.worker.concurrency;
     let mut generation = 0u32;
-    let mut failures = 0u32;
+    let mut restart_waits = RESTART_BACKOFF.build();
     // Ended workers whose claims are not yet given back (Redis may still be down).
     let mut ended: Vec<String> = Vec::new();
     loop {
@@ -182,9 +189,10 @@ async fn supervise(
             }
             Err(e) => {
                 ended.push(name.clone());
-                failures = if began.elapsed() >= HEALTHY_RUN { 1 } else { failures + 1 };
-                let wait =
-                    Duration::from_millis(250 * 2u64.pow(failures.min(6))).min(RESTART_BACKOFF_MAX);
+                if began.elapsed() >= HEALTHY_RUN {
+                    restart_waits = RESTART_BACKOFF.build();
+                }
+                let wait = restart_waits.next().unwrap_or(RESTART_BACKOFF_MAX);
                 tracing::warn!(worker = name, error = %e, running = ctx.running_jobs(), restart_in_ms = wait.as_millis() as u64, "worker ended; restarting under a new name");
                 let mut stop_wait = stop.clone();
                 tokio::select! {

@@ -32,8 +32,7 @@ pub async fn succeeded_result(
     let Some((job, result)) = state.read(move |conn| store::find_job(conn, id)).await? else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
-    let status: JobStatus =
-        job.status.parse().map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?;
+    let status = job.status;
     let Some(row) = result.filter(|_| status == JobStatus::Succeeded) else {
         return Err(ApiError::Conflict(format!(
             "job {id} is {status}: charts and tables exist once it has succeeded"

@@ -1,8 +1,6 @@
 //! `GET /results/{id}/table.csv`: a succeeded result's yearly series as CSV, for spreadsheets.
 //! (The JSON download is `/results/{id}` itself.)
 
-use std::fmt::Write;
-
 use actix_web::get;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -37,41 +35,95 @@ pub async fn table_csv(
             format!("attachment; filename=\"portfolio-mc-{id}.csv\""),
         ))
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(csv(&result)))
+        .body(csv(&result).map_err(ApiError::Internal)?))
 }
 
 /// The CSV text of a result.
-pub fn csv(r: &SimulationResult) -> String {
+pub fn csv(r: &SimulationResult) -> anyhow::Result<String> {
     let names: Vec<&str> = PERCENTILES.iter().map(|(name, _)| *name).collect();
-    let mut out = String::from("year");
+    let mut header = vec!["year".to_owned()];
     for prefix in ["real", "nominal"] {
-        for name in &names {
-            let _ = write!(out, ",{prefix}_{name}");
-        }
+        header.extend(names.iter().map(|name| format!("{prefix}_{name}")));
     }
-    out.push_str(",depleted_share");
-    for name in &names {
-        let _ = write!(out, ",spending_{name}");
-    }
-    out.push('\n');
+    header.push("depleted_share".to_owned());
+    header.extend(names.iter().map(|name| format!("spending_{name}")));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(&header)?;
     let spending = &r.spending_percentiles;
     for (i, year) in r.years.iter().enumerate() {
-        let _ = write!(out, "{year}");
+        let mut row = vec![year.to_string()];
         for series in [&r.percentiles, &r.nominal_percentiles] {
-            for column in series.columns() {
-                let _ = write!(out, ",{}", cell(column.get(i)));
-            }
+            row.extend(series.columns().iter().map(|column| cell(column.get(i))));
         }
-        let _ = write!(out, ",{}", cell(r.depletion_probability_by_year.get(i)));
+        row.push(cell(r.depletion_probability_by_year.get(i)));
         let spent = spending.years.iter().position(|y| y == year);
-        for column in spending.percentiles.columns() {
-            let _ = write!(out, ",{}", cell(spent.and_then(|j| column.get(j))));
-        }
-        out.push('\n');
+        row.extend(
+            spending
+                .percentiles
+                .columns()
+                .iter()
+                .map(|column| cell(spent.and_then(|j| column.get(j)))),
+        );
+        out.write_record(&row)?;
     }
-    out
+    Ok(String::from_utf8(out.into_inner().map_err(|e| e.into_error())?)?)
 }
 
+/// A number as Rust writes it, or nothing. Formatted here rather than by the csv crate's
+/// serializer, which writes large and small numbers in exponent form (`1.25e21`).
 fn cell(value: Option<&f64>) -> String {
     value.map(f64::to_string).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use portfolio_engine::{RequestLimits, RunOptions, SimulationRequest};
+
+    use super::*;
+
+    /// A real result (so the test follows the result type as it grows), with short series of
+    /// known values put in.
+    fn result() -> SimulationResult {
+        let body = r#"{"starting_portfolio": 1000000, "monthly_spending": 4000, "years": 2, "n_scenarios": 100}"#;
+        let request = SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default())
+            .expect("a valid request");
+        let mut r = portfolio_engine::run(&request, 7, &RunOptions::default()).expect("a result");
+        r.years = vec![0, 1, 2];
+        for (k, column) in r.percentiles.columns_mut().into_iter().enumerate() {
+            *column = vec![1e6, 1e6 + k as f64, 0.5];
+        }
+        for column in r.nominal_percentiles.columns_mut() {
+            *column = vec![1e6, 1.25e21, 1e-7];
+        }
+        r.depletion_probability_by_year = vec![0.0, 0.25, 1.0];
+        r.spending_percentiles.years = vec![1, 2];
+        for column in r.spending_percentiles.percentiles.columns_mut() {
+            *column = vec![48000.0, 47999.5];
+        }
+        r
+    }
+
+    #[test]
+    fn the_table_has_a_header_a_row_per_year_plain_numbers_and_no_spending_in_year_0() {
+        let real = |k: usize| format!("{}", 1e6 + k as f64);
+        let expected = format!(
+            "year,real_p5,real_p10,real_p25,real_p50,real_p75,real_p90,real_p95,\
+             nominal_p5,nominal_p10,nominal_p25,nominal_p50,nominal_p75,nominal_p90,nominal_p95,\
+             depleted_share,\
+             spending_p5,spending_p10,spending_p25,spending_p50,spending_p75,spending_p90,spending_p95\n\
+             0{}{},0{}\n\
+             1{}{},0.25{}\n\
+             2{}{},1{}\n",
+            ",1000000".repeat(7),
+            ",1000000".repeat(7),
+            ",".repeat(7),
+            (0..7).map(|k| format!(",{}", real(k))).collect::<String>(),
+            ",1250000000000000000000".repeat(7),
+            ",48000".repeat(7),
+            ",0.5".repeat(7),
+            ",0.0000001".repeat(7),
+            ",47999.5".repeat(7),
+        );
+        assert_eq!(csv(&result()).unwrap(), expected);
+    }
 }

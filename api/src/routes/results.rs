@@ -63,10 +63,7 @@ impl JobView {
             })?;
         Ok(Self {
             id: job.id,
-            status: job
-                .status
-                .parse()
-                .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))?,
+            status: job.status,
             created_at: job.created_at,
             started_at: job.started_at,
             finished_at: job.finished_at,
@@ -187,7 +184,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .into_iter()
         .map(|r| JobSummary {
             id: r.id,
-            status: r.status.parse().unwrap_or(JobStatus::Failed),
+            status: r.status,
             created_at: r.created_at,
             success_probability: r.success_probability,
             links: Links { self_: format!("/results/{}", r.id) },

@@ -306,7 +306,6 @@ async fn replay(
             format!("was already used within 24 h for job {} with a different body", job.id),
         ));
     }
-    let status = job.status.parse().unwrap_or(JobStatus::Queued);
     Ok(Some(
         HttpResponse::Ok()
             .insert_header((header::LOCATION, location(job.id)))
@@ -314,7 +313,7 @@ async fn replay(
                 header::HeaderName::from_static("idempotent-replayed"),
                 HeaderValue::from_static("true"),
             ))
-            .json(JobAccepted::new(job.id, status)),
+            .json(JobAccepted::new(job.id, job.status)),
     ))
 }
 

@@ -1,10 +1,19 @@
 //! Data access: every query the API and the worker run against Postgres, as plain synchronous
 //! functions over a diesel connection (callers run them on a blocking thread). Status changes
 //! are conditional updates inside transactions, which is what makes a job end exactly once
-//! however often it is delivered.
+//! however often it is delivered; a worker's writes after its claim are fenced by that claim
+//! ([`Lease`]); and every "is it stale yet", "is it due yet" is decided by the database's clock
+//! alone, since the hosts asking may disagree with it and with each other.
 
+mod api_queries;
+mod audit;
+mod job_lifecycle;
 pub mod models;
-mod simulations;
+mod reconciler;
 pub mod stats;
+mod transition;
 
-pub use simulations::*;
+pub use api_queries::*;
+pub use audit::{API_ACTOR, AuditEvent};
+pub use job_lifecycle::*;
+pub use reconciler::*;

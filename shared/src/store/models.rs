@@ -4,13 +4,15 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::AuditEvent;
+use crate::JobStatus;
 use crate::schema::{audit_logs, simulation_results, simulations};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = simulations, check_for_backend(diesel::pg::Pg))]
 pub struct Simulation {
     pub id: Uuid,
-    pub status: String,
+    pub status: JobStatus,
     pub request: serde_json::Value,
     pub seed: i64,
     pub request_id: Option<String>,
@@ -29,6 +31,8 @@ pub struct Simulation {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// The token of the claim the job is running under (see `store::Lease`).
+    pub claim_token: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -59,23 +63,11 @@ pub struct NewSimulationResult<'a> {
     pub worker: &'a str,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = audit_logs, check_for_backend(diesel::pg::Pg))]
-pub struct AuditLog {
-    pub id: i64,
-    pub simulation_id: Uuid,
-    pub event: String,
-    pub actor: String,
-    pub request_id: Option<String>,
-    pub data: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-}
-
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_logs)]
 pub struct NewAuditLog<'a> {
     pub simulation_id: Uuid,
-    pub event: &'a str,
+    pub event: AuditEvent,
     pub actor: &'a str,
     pub request_id: Option<&'a str>,
     pub data: serde_json::Value,

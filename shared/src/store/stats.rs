@@ -92,7 +92,7 @@ pub struct RecentFailure {
 /// The latest `limit` failed jobs, newest first.
 pub fn recent_failures(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentFailure>> {
     simulations::table
-        .filter(simulations::status.eq(JobStatus::Failed.as_str()))
+        .filter(simulations::status.eq(JobStatus::Failed))
         .filter(simulations::finished_at.is_not_null())
         .order(simulations::finished_at.desc())
         .limit(limit)

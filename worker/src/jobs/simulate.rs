@@ -17,7 +17,7 @@ use portfolio_engine::{EngineError, Progress, RequestError, RunOptions, Simulati
 use portfolio_shared::JobStatus;
 use portfolio_shared::queue::{JobEnvelope, PushOutcome};
 use portfolio_shared::settings::Fault;
-use portfolio_shared::store::{self, Claim, ClaimedJob, ProgressAck};
+use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, Write};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -129,10 +129,9 @@ async fn run(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
             }
             return;
         }
-        Ok(Claim::HeldElsewhere { worker: holder, until }) => {
+        Ok(Claim::HeldElsewhere { worker: holder, recheck_in: wait }) => {
             // Look again once the holder's heartbeat would have gone stale: if it died, the job
             // runs again then, whatever apalis-redis's own orphan recovery does.
-            let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
             tracing::info!(
                 holder,
                 recheck_in_ms = wait.as_millis() as u64,
@@ -146,9 +145,8 @@ async fn run(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
             ctx.metrics.finished.with_label_values(&["failed"]).inc();
             return;
         }
-        Ok(Claim::NotYet { not_before }) => {
-            let delay = (not_before - chrono::Utc::now()).to_std().unwrap_or_default();
-            delivery.push_again(&ctx, id, delay).await;
+        Ok(Claim::NotYet { wait }) => {
+            delivery.push_again(&ctx, id, wait).await;
             return;
         }
         Err(DbGaveUp::Unavailable) => {
@@ -162,10 +160,9 @@ async fn run(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
     if let Some(rid) = &job.request_id {
         span.record("request_id", rid.as_str());
     }
-    span.record("attempt", job.attempt);
-    if job.attempt == 1 {
-        let waited = (chrono::Utc::now() - job.created_at).to_std().unwrap_or_default();
-        ctx.metrics.queue_wait.observe(waited.as_secs_f64());
+    span.record("attempt", job.lease.attempt);
+    if job.lease.attempt == 1 {
+        ctx.metrics.queue_wait.observe(job.waited.as_secs_f64());
     }
     if job.after_crash && matches!(turn, Turn::Shared(_)) {
         // It died between the look and the claim.
@@ -182,17 +179,17 @@ async fn execute(
     delivery: &Delivery,
     turn: Turn<'_>,
 ) {
-    let id = job.id;
+    let lease = &job.lease;
     let request = match parse_stored(&job.request) {
         Ok(r) => r,
         Err(message) => {
             // A request that no longer passes the rules cannot get better by retrying.
-            record_failure(ctx, id, &format!("the stored request is invalid: {message}")).await;
+            record_failure(ctx, lease, &format!("the stored request is invalid: {message}")).await;
             return;
         }
     };
     if ctx.handing_back() {
-        hand_back(ctx, id, delivery).await;
+        hand_back(ctx, lease, delivery).await;
         return;
     }
     let started = Instant::now();
@@ -209,7 +206,7 @@ async fn execute(
     let gone = Arc::new(AtomicBool::new(false));
     let reporter = tokio::spawn(report_progress(
         ctx.clone(),
-        id,
+        lease.clone(),
         progress.clone(),
         cancel.clone(),
         gone.clone(),
@@ -243,14 +240,14 @@ async fn execute(
             let scenario_months = result.scenario_months;
             let batches = progress.snapshot().1 as i32;
             let json = serde_json::to_value(&result).expect("results always serialise");
-            let worker = ctx.name().to_owned();
+            let held = lease.clone();
             let written = ctx
                 .db_retrying_until_shutdown("store result", move |conn| {
-                    store::complete(conn, id, &worker, &json, success, batches)
+                    store::complete(conn, &held, &json, success, batches)
                 })
                 .await;
             match written {
-                Ok(true) => {
+                Ok(Write::Applied) => {
                     ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
                     ctx.metrics.run_time.observe(elapsed.as_secs_f64());
                     ctx.metrics.scenario_months.inc_by(scenario_months);
@@ -260,14 +257,14 @@ async fn execute(
                         "succeeded"
                     );
                 }
-                Ok(false) => {
-                    tracing::info!("another delivery finished the job first; result discarded")
-                }
+                // Finished or taken over elsewhere; the store logged it.
+                Ok(Write::FencedOut) => {}
                 Err(DbGaveUp::Unavailable) => tracing::warn!(
                     "could not store the result before shutdown; the job will run again"
                 ),
                 Err(DbGaveUp::Permanent(e)) => {
-                    record_failure(ctx, id, &format!("the result could not be stored: {e}")).await
+                    record_failure(ctx, lease, &format!("the result could not be stored: {e}"))
+                        .await
                 }
             }
         }
@@ -276,16 +273,16 @@ async fn execute(
                 return;
             }
             if ctx.handing_back() {
-                hand_back(ctx, id, delivery).await;
+                hand_back(ctx, lease, delivery).await;
                 return;
             }
-            let worker = ctx.name().to_owned();
+            let held = lease.clone();
             if ctx
                 .db_retrying("record cancellation", move |conn| {
-                    store::cancelled_by_worker(conn, id, &worker)
+                    store::cancelled_by_worker(conn, &held)
                 })
                 .await
-                == Ok(true)
+                == Ok(Write::Applied)
             {
                 ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
                 tracing::info!("cancelled");
@@ -294,18 +291,11 @@ async fn execute(
         Err(join) if join.is_panic() => {
             let message = panic_message(join.into_panic());
             tracing::error!(panic = %message, "the engine panicked");
-            retry_or_fail(
-                ctx,
-                id,
-                delivery,
-                job.attempt,
-                &format!("the engine panicked: {message}"),
-            )
-            .await;
+            retry_or_fail(ctx, lease, delivery, &format!("the engine panicked: {message}")).await;
         }
         Err(join) => {
             let error = format!("the engine task failed: {join}");
-            retry_or_fail(ctx, id, delivery, job.attempt, &error).await;
+            retry_or_fail(ctx, lease, delivery, &error).await;
         }
     }
     // The turn is held until the outcome is recorded: a job run alone next may take the process
@@ -320,10 +310,10 @@ enum Turn<'a> {
 }
 
 /// Reports progress every [`PROGRESS_EVERY`] until aborted; raises `cancel` when a cancel is
-/// requested, and `gone` too when the job is no longer this worker's.
+/// requested, and `gone` too when the job is no longer held under this worker's lease.
 async fn report_progress(
     ctx: Arc<JobContext>,
-    id: Uuid,
+    lease: Lease,
     progress: Arc<Progress>,
     cancel: Arc<AtomicBool>,
     gone: Arc<AtomicBool>,
@@ -334,11 +324,9 @@ async fn report_progress(
     loop {
         tick.tick().await;
         let (done, total) = progress.snapshot();
-        let worker = ctx.name().to_owned();
+        let held = lease.clone();
         let ack = ctx
-            .db_once(move |conn| {
-                store::report_progress(conn, id, &worker, done as i32, total as i32)
-            })
+            .db_once(move |conn| store::report_progress(conn, &held, done as i32, total as i32))
             .await;
         match ack {
             Ok(ProgressAck::Continue) => {}
@@ -348,10 +336,8 @@ async fn report_progress(
                 tracing::info!("cancel requested; stopping between batches");
                 cancel.store(true, Ordering::SeqCst);
             }
-            Ok(ProgressAck::Gone) => {
-                tracing::warn!(
-                    "the job is no longer this worker's (finished or taken over); stopping"
-                );
+            Ok(ProgressAck::FencedOut) => {
+                tracing::info!("stopping the engine: the job is no longer this worker's");
                 gone.store(true, Ordering::SeqCst);
                 cancel.store(true, Ordering::SeqCst);
                 return;
@@ -373,10 +359,10 @@ fn parse_stored(request: &serde_json::Value) -> Result<SimulationRequest, String
     })
 }
 
-async fn record_failure(ctx: &Arc<JobContext>, id: Uuid, error: &str) {
-    let (worker, message) = (ctx.name().to_owned(), error.to_owned());
-    if ctx.db_retrying("record failure", move |conn| store::fail(conn, id, &worker, &message)).await
-        == Ok(true)
+async fn record_failure(ctx: &Arc<JobContext>, lease: &Lease, error: &str) {
+    let (held, message) = (lease.clone(), error.to_owned());
+    if ctx.db_retrying("record failure", move |conn| store::fail(conn, &held, &message)).await
+        == Ok(Write::Applied)
     {
         ctx.metrics.finished.with_label_values(&["failed"]).inc();
         tracing::error!(error, "job failed");
@@ -385,27 +371,20 @@ async fn record_failure(ctx: &Arc<JobContext>, id: Uuid, error: &str) {
 
 /// A failure that another attempt might not repeat: back off and retry, or fail for good once
 /// the attempts are spent.
-async fn retry_or_fail(
-    ctx: &Arc<JobContext>,
-    id: Uuid,
-    delivery: &Delivery,
-    attempt: i32,
-    error: &str,
-) {
-    let max = ctx.settings.queue.max_attempts as i32;
+async fn retry_or_fail(ctx: &Arc<JobContext>, lease: &Lease, delivery: &Delivery, error: &str) {
+    let (attempt, max) = (lease.attempt, ctx.settings.queue.max_attempts as i32);
     if attempt >= max {
-        record_failure(ctx, id, &format!("{error} (gave up after {attempt} attempts)")).await;
+        record_failure(ctx, lease, &format!("{error} (gave up after {attempt} attempts)")).await;
         return;
     }
     let delay = backoff(attempt);
-    let not_before = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-    let message = error.to_owned();
+    let (held, message) = (lease.clone(), error.to_owned());
     if ctx
         .db_retrying("schedule retry", move |conn| {
-            store::release_for_retry(conn, id, &message, Some(not_before))
+            store::release_for_retry(conn, &held, &message, delay)
         })
         .await
-        == Ok(true)
+        == Ok(Write::Applied)
     {
         tracing::warn!(
             attempt,
@@ -413,7 +392,7 @@ async fn retry_or_fail(
             error,
             "attempt failed; retrying"
         );
-        delivery.push_again(ctx, id, delay).await;
+        delivery.push_again(ctx, lease.job, delay).await;
     }
 }
 
@@ -425,14 +404,14 @@ pub fn backoff(attempt: i32) -> Duration {
 }
 
 /// Gives the job back to the queue at once, without counting the attempt (graceful shutdown).
-async fn hand_back(ctx: &Arc<JobContext>, id: Uuid, delivery: &Delivery) {
-    let worker = ctx.name().to_owned();
-    match ctx.db_once(move |conn| store::hand_back(conn, id, &worker)).await {
-        Ok(true) => {
-            delivery.push_again(ctx, id, Duration::ZERO).await;
+async fn hand_back(ctx: &Arc<JobContext>, lease: &Lease, delivery: &Delivery) {
+    let held = lease.clone();
+    match ctx.db_once(move |conn| store::hand_back(conn, &held)).await {
+        Ok(Write::Applied) => {
+            delivery.push_again(ctx, lease.job, Duration::ZERO).await;
             tracing::info!("shutting down: job handed back to the queue");
         }
-        Ok(false) => {}
+        Ok(Write::FencedOut) => {}
         Err(e) => tracing::warn!(
             error = %e.message,
             "could not hand the job back (Postgres unavailable); the reconciler will recover it"

@@ -1,0 +1,180 @@
+//! The [`Queue`] handle the API and the workers share: our push (never apalis-redis's), what
+//! the reconciler asks, giving back an ended worker's claims, freeing acknowledged deliveries,
+//! promoting due jobs, and the storage the workers fetch through.
+
+use std::time::Duration;
+
+use apalis_redis::{ConnectionManager, RedisStorage};
+use ulid::Ulid;
+use uuid::Uuid;
+
+use super::codec::{JobEnvelope, SimulationJob, job_id, task_id};
+use super::keys::Keys;
+use super::{epoch_seconds, scripts};
+use crate::settings::{QueueSettings, WorkerSettings};
+
+/// The handle on the queue that the API and the workers share.
+#[derive(Clone)]
+pub struct Queue {
+    pub(super) conn: ConnectionManager,
+    pub(super) keys: Keys,
+    pub(super) orphan_window: Duration,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The job now has an entry (ready, or scheduled for later).
+    Pushed,
+    /// It already had one waiting (ready or scheduled); a scheduled one was moved earlier if
+    /// this push asked for an earlier time.
+    AlreadyQueued,
+    /// A worker has claimed it (its in-flight set holds it).
+    Held,
+}
+
+impl Queue {
+    pub fn new(conn: ConnectionManager, queue: &QueueSettings, worker: &WorkerSettings) -> Self {
+        let orphan_window = worker.orphan_window();
+        Self { conn, keys: Keys::new(queue.namespace.clone()), orphan_window }
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.keys.namespace()
+    }
+
+    /// The Redis keys of this queue.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Pushes a job to run now (see [`Queue::push`]).
+    pub async fn enqueue(&self, job: Uuid) -> anyhow::Result<PushOutcome> {
+        self.push(job, Duration::ZERO, None).await
+    }
+
+    /// Pushes a job to run no earlier than `delay` from now (a retry's back-off).
+    pub async fn enqueue_after(&self, job: Uuid, delay: Duration) -> anyhow::Result<PushOutcome> {
+        self.push(job, delay, None).await
+    }
+
+    /// Gives `job` an entry in the queue unless it has one (see `lua/push.lua`): due now when
+    /// `delay` is zero, otherwise scheduled (whole seconds, rounded up). `from_worker` is the
+    /// pushing worker, whose own claim of the job is about to be acknowledged.
+    pub async fn push(
+        &self,
+        job: Uuid,
+        delay: Duration,
+        from_worker: Option<&str>,
+    ) -> anyhow::Result<PushOutcome> {
+        let mut conn = self.conn.clone();
+        let payload = serde_json::to_vec(&SimulationJob { id: job })?;
+        let now = epoch_seconds();
+        let run_at = if delay.is_zero() {
+            now
+        } else {
+            now + delay.as_secs() + u64::from(delay.subsec_nanos() > 0)
+        };
+        let mut script = scripts::PUSH.prepare_invoke();
+        script.key(self.keys.data_hash()).key(self.keys.meta_prefix());
+        let outcome: i64 = self
+            .presence_keys(&mut script)
+            .arg(task_id(job).to_string())
+            .arg(payload)
+            .arg(run_at)
+            .arg(now)
+            .arg(from_worker.unwrap_or(""))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| anyhow::anyhow!("pushing job {job}: {e}"))?;
+        Ok(match outcome {
+            0 => PushOutcome::Pushed,
+            1 => PushOutcome::AlreadyQueued,
+            _ => PushOutcome::Held,
+        })
+    }
+
+    /// Adds the keys the scripts read a job's presence from, in the order they all take them:
+    /// scheduled set, ready list, workers, in-flight prefix.
+    fn presence_keys<'a, 'b>(
+        &self,
+        script: &'a mut redis::ScriptInvocation<'b>,
+    ) -> &'a mut redis::ScriptInvocation<'b> {
+        script
+            .key(self.keys.scheduled_set())
+            .key(self.keys.ready_list())
+            .key(self.keys.workers_set())
+            .key(self.keys.inflight_prefix())
+    }
+
+    /// Of `jobs`, those the queue does not hold at all (not ready, not scheduled, not claimed
+    /// by a registered worker): what the reconciler must push again.
+    pub async fn unheld(&self, jobs: &[Uuid]) -> redis::RedisResult<Vec<Uuid>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut script = scripts::UNHELD.prepare_invoke();
+        self.presence_keys(&mut script);
+        for job in jobs {
+            script.arg(task_id(*job).to_string());
+        }
+        let missing: Vec<String> = script.invoke_async(&mut conn).await?;
+        Ok(missing.iter().filter_map(|s| s.parse::<Ulid>().ok()).map(job_id).collect())
+    }
+
+    /// Re-queues what the ended worker `name` had claimed, except `running` (jobs this process
+    /// still runs), drops entries without data, and unregisters the worker. Returns (re-queued,
+    /// dropped).
+    pub async fn release_worker(
+        &self,
+        name: &str,
+        running: &[Uuid],
+    ) -> redis::RedisResult<(u64, u64)> {
+        let mut conn = self.conn.clone();
+        let mut script = scripts::RELEASE.prepare_invoke();
+        script
+            .key(self.keys.inflight_set(name))
+            .key(self.keys.workers_set())
+            .key(self.keys.ready_list())
+            .key(self.keys.data_hash())
+            .key(self.keys.meta_prefix())
+            .key(self.keys.scheduled_set())
+            .arg(name);
+        for job in running {
+            script.arg(task_id(*job).to_string());
+        }
+        script.invoke_async(&mut conn).await
+    }
+
+    /// Frees the Redis memory of up to `limit` acknowledged jobs; returns how many.
+    pub async fn sweep_done(&self, limit: usize) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        let mut script = scripts::SWEEP.prepare_invoke();
+        script.key(self.keys.done_set()).key(self.keys.data_hash()).key(self.keys.meta_prefix());
+        self.presence_keys(&mut script).arg(limit).invoke_async(&mut conn).await
+    }
+
+    /// Moves up to `limit` due jobs into the ready list; returns how many moved.
+    pub async fn promote_due(&self, limit: usize) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        scripts::PROMOTE
+            .key(self.keys.scheduled_set())
+            .key(self.keys.ready_list())
+            .arg(epoch_seconds())
+            .arg(limit)
+            .invoke_async(&mut conn)
+            .await
+    }
+
+    /// A storage handle for workers, decoding leniently. `config` comes from
+    /// [`super::apalis_config`], so apalis-redis uses this queue's keys.
+    pub fn worker_storage(&self, config: apalis_redis::Config) -> RedisStorage<JobEnvelope> {
+        RedisStorage::new(self.conn.clone()).with_config(config)
+    }
+
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)
+    }
+}

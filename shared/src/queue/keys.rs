@@ -1,0 +1,122 @@
+//! Every Redis key of the queue comes from [`Keys`]. apalis-redis reads and writes the same keys
+//! (it derives them from its `Config`, whose queue name is our namespace), so these must be the
+//! very strings it uses: a unit test compares them with `apalis_redis::Config`'s own. Our Lua
+//! scripts, the depth reads, the KEDA trigger (checked by the deploy-file tests) and the tests
+//! all take their keys from here.
+//!
+//! What lives under a namespace, by role:
+//! - entries (a job waiting or held): the ready list, the scheduled set, one in-flight set per
+//!   worker;
+//! - bookkeeping: the data hash and a meta hash per job (freed by our sweep), the done and dead
+//!   sets, the workers set and each worker's metadata hash, apalis's signal list.
+
+/// The ZSET where apalis-redis registers the workers set of every queue it has seen (one per
+/// Redis, not namespaced: `register_worker.lua` writes it).
+pub const QUEUE_REGISTRY: &str = "core:apalis:queues:list";
+
+/// The keys of one queue namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    namespace: String,
+}
+
+impl Keys {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self { namespace: namespace.into() }
+    }
+
+    /// The prefix of every key (apalis-redis's queue name).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// LIST of task ids ready to be claimed (apalis-redis's `active` list). Due jobs are
+    /// promoted into it continuously, so its length is the ready backlog (KEDA scales on it).
+    pub fn ready_list(&self) -> String {
+        self.key("active")
+    }
+
+    /// ZSET of task ids waiting for a time (epoch seconds): delayed retries and back-offs.
+    pub fn scheduled_set(&self) -> String {
+        self.key("scheduled")
+    }
+
+    /// ZSET of worker names scored by their last heartbeat (epoch seconds).
+    pub fn workers_set(&self) -> String {
+        self.key("workers")
+    }
+
+    /// What a worker's in-flight set is named after (`{prefix}:{worker}`); the Lua scripts
+    /// take it to reach every registered worker's set.
+    pub fn inflight_prefix(&self) -> String {
+        self.key("inflight")
+    }
+
+    /// SET of the task ids a worker has claimed and not yet acknowledged.
+    pub fn inflight_set(&self, worker: &str) -> String {
+        format!("{}:{worker}", self.inflight_prefix())
+    }
+
+    /// HASH of task id → payload.
+    pub fn data_hash(&self) -> String {
+        self.key("data")
+    }
+
+    /// What a task's meta hash is named after (`{prefix}:{task id}`).
+    pub fn meta_prefix(&self) -> String {
+        self.key("meta")
+    }
+
+    /// HASH of one task's attempts, status and result, as apalis-redis keeps them.
+    pub fn meta_hash(&self, task: &str) -> String {
+        format!("{}:{task}", self.meta_prefix())
+    }
+
+    /// SET of acknowledged task ids (no timestamps), emptied by our sweep.
+    pub fn done_set(&self) -> String {
+        self.key("done")
+    }
+
+    /// SET of task ids apalis-redis gave up on (our handler acknowledges everything, so it
+    /// stays empty).
+    pub fn dead_set(&self) -> String {
+        self.key("dead")
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apalis_core::worker::context::WorkerContext;
+
+    use super::*;
+
+    #[test]
+    fn every_key_is_the_one_apalis_redis_uses_for_the_namespace() {
+        let namespace = "pmc-keys-{test}";
+        let keys = Keys::new(namespace);
+        let config = apalis_redis::Config::default().queue(namespace);
+        let worker = WorkerContext::new("host-42-r1");
+        assert_eq!(keys.namespace(), namespace);
+        assert_eq!(keys.ready_list(), config.active_jobs_list());
+        assert_eq!(keys.scheduled_set(), config.scheduled_jobs_set());
+        assert_eq!(keys.workers_set(), config.workers_set());
+        assert_eq!(keys.inflight_prefix(), config.inflight_jobs_set());
+        assert_eq!(keys.inflight_set(worker.name()), config.inflight_set_for(&worker));
+        assert_eq!(keys.data_hash(), config.job_data_hash());
+        assert_eq!(keys.meta_prefix(), config.job_meta_hash());
+        assert_eq!(keys.done_set(), config.done_jobs_set());
+        assert_eq!(keys.dead_set(), config.dead_jobs_set());
+    }
+
+    #[test]
+    fn a_tasks_meta_hash_is_named_as_apalis_redis_scripts_name_it() {
+        // fetch_next.lua and handle_results.lua build it as `meta prefix .. ':' .. task id`.
+        let keys = Keys::new("ns");
+        assert_eq!(keys.meta_hash("01J"), format!("{}:01J", keys.meta_prefix()));
+        assert_eq!(keys.meta_hash("01J"), "ns:meta:01J");
+    }
+}

@@ -1,0 +1,439 @@
+//! The worker's side of a job's life: claim it, report progress, and record its outcome (done,
+//! failed, cancelled, released for a retry, handed back at shutdown).
+//!
+//! A claim gives the job a fresh token, and every later write names it (a [`Lease`]): it
+//! applies only while the row is `running` under that token. A worker whose heartbeat went
+//! stale may have been replaced by another that claimed the job since; whatever the stale one
+//! writes then is fenced out — logged and dropped — and the row stays the new holder's.
+//!
+//! Whether a heartbeat is stale and whether a back-off is over are decided by the database's
+//! clock, the one that wrote `heartbeat_at`; waits are returned as durations Postgres computed,
+//! never as instants for a host to subtract its own clock from.
+
+use std::time::Duration;
+
+use diesel::dsl::{now, sql};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Double, Nullable, Timestamptz};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::audit::{self, AuditEvent};
+use super::models::{NewSimulationResult, Simulation};
+use super::transition::finish;
+use crate::JobStatus;
+use crate::schema::{simulation_results, simulations};
+
+/// A worker's hold on a running job, as its claim recorded it; every write the worker makes to
+/// the job afterwards is fenced by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job: Uuid,
+    pub worker: String,
+    /// The token the claim wrote to `simulations.claim_token`.
+    pub token: Uuid,
+    /// The attempt this claim counted (1-based).
+    pub attempt: i32,
+}
+
+/// What a write under a [`Lease`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Write {
+    Applied,
+    /// The job is no longer held under this lease (finished, or claimed by another worker):
+    /// nothing was written.
+    FencedOut,
+}
+
+/// A job a worker may run now.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub lease: Lease,
+    pub request: serde_json::Value,
+    pub seed: i64,
+    pub request_id: Option<String>,
+    /// From submit to this claim.
+    pub waited: Duration,
+    /// The previous attempt ended without an outcome: its worker died (crashed, killed, or a
+    /// job it ran alongside took the process down).
+    pub after_crash: bool,
+}
+
+/// What a worker found when it tried to take a job.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    Run(ClaimedJob),
+    /// No such job: a stray queue entry.
+    Missing,
+    /// Already finished (a duplicate delivery), or cancelled while queued.
+    Finished(JobStatus),
+    /// Another worker is running it and reported within the orphan window; it counts as gone
+    /// if it has not reported again `recheck_in` from now.
+    HeldElsewhere {
+        worker: String,
+        recheck_in: Duration,
+    },
+    /// This delivery would exceed the attempt limit; the job is now `failed`.
+    GaveUp {
+        attempts: i32,
+    },
+    /// A retry whose back-off ends `wait` from now.
+    NotYet {
+        wait: Duration,
+    },
+}
+
+/// A claim's look at the row, with the times that matter measured by the database.
+#[derive(Queryable)]
+struct Candidate {
+    job: Simulation,
+    /// Seconds until the retry back-off ends (positive while it lasts).
+    due_in: Option<f64>,
+    /// Seconds until the holder's heartbeat goes stale (positive while it is fresh).
+    fresh_for: Option<f64>,
+    /// Seconds since the job was submitted.
+    waited: f64,
+}
+
+/// Takes `id` for `worker`, counting the attempt, unless the job is finished, cancelled,
+/// fresh in another worker's hands, backing off, or out of attempts.
+pub fn claim(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker: &str,
+    max_attempts: i32,
+    orphan_window: Duration,
+) -> QueryResult<Claim> {
+    conn.transaction(|conn| {
+        let candidate: Option<Candidate> = simulations::table
+            .find(id)
+            .select((
+                Simulation::as_select(),
+                sql::<Nullable<Double>>("extract(epoch FROM not_before - now())::float8"),
+                sql::<Nullable<Double>>("extract(epoch FROM heartbeat_at + make_interval(secs => ")
+                    .bind::<Double, _>(orphan_window.as_secs_f64())
+                    .sql(") - now())::float8"),
+                sql::<Double>("extract(epoch FROM now() - created_at)::float8"),
+            ))
+            .for_update()
+            .first(conn)
+            .optional()?;
+        let Some(Candidate { job, due_in, fresh_for, waited }) = candidate else {
+            return Ok(Claim::Missing);
+        };
+        let status = job.status;
+        if status.is_terminal() {
+            return Ok(Claim::Finished(status));
+        }
+        if job.cancel_requested {
+            finish(conn, &job, JobStatus::Cancelled, worker, None, json!({ "when": status }))?;
+            return Ok(Claim::Finished(JobStatus::Cancelled));
+        }
+        if let Some(wait) = positive(due_in) {
+            return Ok(Claim::NotYet { wait });
+        }
+        if status == JobStatus::Running
+            && let Some(holder) = &job.worker
+            && holder != worker
+            && let Some(recheck_in) = positive(fresh_for)
+        {
+            return Ok(Claim::HeldElsewhere { worker: holder.clone(), recheck_in });
+        }
+        if job.attempts >= max_attempts {
+            // Still `running`: the last attempt never reported back (its worker crashed or was
+            // killed). `queued`: it failed and was released with its error.
+            let last = if status == JobStatus::Running {
+                "the last attempt ended without a result (its worker crashed or was killed)"
+                    .to_owned()
+            } else {
+                job.error.as_deref().map_or_else(
+                    || "the last attempt failed".to_owned(),
+                    |e| format!("last error: {e}"),
+                )
+            };
+            let error = format!("gave up after {} attempts; {last}", job.attempts);
+            finish(
+                conn,
+                &job,
+                JobStatus::Failed,
+                worker,
+                Some(&error),
+                json!({ "attempts": job.attempts, "reason": "max_attempts" }),
+            )?;
+            return Ok(Claim::GaveUp { attempts: job.attempts });
+        }
+        let attempt = job.attempts + 1;
+        let token = Uuid::new_v4();
+        diesel::update(simulations::table.find(id))
+            .set((
+                simulations::status.eq(JobStatus::Running),
+                simulations::attempts.eq(attempt),
+                simulations::worker.eq(worker),
+                simulations::claim_token.eq(token),
+                simulations::heartbeat_at.eq(now),
+                simulations::started_at
+                    .eq(sql::<Nullable<Timestamptz>>("coalesce(started_at, now())")),
+                simulations::not_before.eq(None::<chrono::DateTime<chrono::Utc>>),
+                simulations::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        if attempt > 1 {
+            audit::record(
+                conn,
+                id,
+                AuditEvent::Retried,
+                worker,
+                job.request_id.as_deref(),
+                json!({ "attempt": attempt, "previous_worker": job.worker, "previous_error": job.error }),
+            )?;
+        }
+        audit::record(
+            conn,
+            id,
+            AuditEvent::Started,
+            worker,
+            job.request_id.as_deref(),
+            json!({ "attempt": attempt }),
+        )?;
+        Ok(Claim::Run(ClaimedJob {
+            lease: Lease { job: id, worker: worker.to_owned(), token, attempt },
+            request: job.request,
+            seed: job.seed,
+            request_id: job.request_id,
+            waited: Duration::try_from_secs_f64(waited).unwrap_or_default(),
+            after_crash: status == JobStatus::Running,
+        }))
+    })
+}
+
+/// A wait Postgres measured, if there is any left.
+fn positive(seconds: Option<f64>) -> Option<Duration> {
+    seconds.filter(|s| *s > 0.0).and_then(|s| Duration::try_from_secs_f64(s).ok())
+}
+
+/// Whether the job's last attempt died with its worker (the row says `running`, but its holder
+/// stopped reporting for the orphan window, or is `worker` itself in an earlier life): what
+/// [`claim`] will report as [`ClaimedJob::after_crash`], read without claiming.
+pub fn previous_attempt_died(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker: &str,
+    orphan_window: Duration,
+) -> QueryResult<bool> {
+    let row: Option<(JobStatus, Option<String>, bool)> = simulations::table
+        .find(id)
+        .select((
+            simulations::status,
+            simulations::worker,
+            sql::<Bool>("heartbeat_at IS NULL OR heartbeat_at <= now() - make_interval(secs => ")
+                .bind::<Double, _>(orphan_window.as_secs_f64())
+                .sql(")"),
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(match row {
+        Some((JobStatus::Running, holder, stale)) => holder.as_deref() == Some(worker) || stale,
+        _ => false,
+    })
+}
+
+/// The job's row, locked, if it is still running under `lease`.
+fn held(conn: &mut PgConnection, lease: &Lease) -> QueryResult<Option<Simulation>> {
+    simulations::table
+        .find(lease.job)
+        .filter(simulations::status.eq(JobStatus::Running))
+        .filter(simulations::claim_token.eq(lease.token))
+        .select(Simulation::as_select())
+        .for_update()
+        .first(conn)
+        .optional()
+}
+
+/// Logs a write `lease` no longer allows, with what the row says now, and drops it.
+fn fenced_out(conn: &mut PgConnection, lease: &Lease, write: &str) -> QueryResult<Write> {
+    let now_held: Option<(JobStatus, Option<String>)> = simulations::table
+        .find(lease.job)
+        .select((simulations::status, simulations::worker))
+        .first(conn)
+        .optional()?;
+    let (status, holder) = now_held.unzip();
+    tracing::warn!(
+        job_id = %lease.job,
+        worker = lease.worker,
+        attempt = lease.attempt,
+        write,
+        status = status.map(JobStatus::as_str),
+        holder = holder.flatten(),
+        "write fenced out: the job is no longer held under this worker's claim; dropped"
+    );
+    Ok(Write::FencedOut)
+}
+
+/// What a progress report learned about the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressAck {
+    /// Keep going.
+    Continue,
+    /// A cancel was requested: stop between batches.
+    Cancel,
+    /// The job is no longer held under this lease (finished, or taken over after this
+    /// worker's heartbeat went stale): stop without writing anything.
+    FencedOut,
+}
+
+/// Records batches done and refreshes the job's heartbeat.
+pub fn report_progress(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    done: i32,
+    total: i32,
+) -> QueryResult<ProgressAck> {
+    let row: Option<bool> = diesel::update(
+        simulations::table
+            .find(lease.job)
+            .filter(simulations::status.eq(JobStatus::Running))
+            .filter(simulations::claim_token.eq(lease.token)),
+    )
+    .set((
+        simulations::progress_done.eq(done),
+        simulations::progress_total.eq(total),
+        simulations::heartbeat_at.eq(now),
+        simulations::updated_at.eq(now),
+    ))
+    .returning(simulations::cancel_requested)
+    .get_result(conn)
+    .optional()?;
+    Ok(match row {
+        None => {
+            let _ = fenced_out(conn, lease, "progress")?;
+            ProgressAck::FencedOut
+        }
+        Some(true) => ProgressAck::Cancel,
+        Some(false) => ProgressAck::Continue,
+    })
+}
+
+/// Stores the result and marks the job `succeeded`, once.
+pub fn complete(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    result: &serde_json::Value,
+    success_probability: f64,
+    batches: i32,
+) -> QueryResult<Write> {
+    conn.transaction(|conn| {
+        let Some(job) = held(conn, lease)? else { return fenced_out(conn, lease, "complete") };
+        diesel::update(simulations::table.find(job.id))
+            .set((
+                simulations::success_probability.eq(success_probability),
+                simulations::progress_done.eq(batches),
+                simulations::progress_total.eq(batches),
+                simulations::error.eq(None::<String>),
+            ))
+            .execute(conn)?;
+        diesel::insert_into(simulation_results::table)
+            .values(NewSimulationResult { simulation_id: job.id, result, worker: &lease.worker })
+            .on_conflict_do_nothing()
+            .execute(conn)?;
+        finish(
+            conn,
+            &job,
+            JobStatus::Succeeded,
+            &lease.worker,
+            None,
+            json!({ "attempt": job.attempts, "success_probability": success_probability }),
+        )?;
+        Ok(Write::Applied)
+    })
+}
+
+/// Marks the job `failed` for good, once.
+pub fn fail(conn: &mut PgConnection, lease: &Lease, error: &str) -> QueryResult<Write> {
+    conn.transaction(|conn| {
+        let Some(job) = held(conn, lease)? else { return fenced_out(conn, lease, "fail") };
+        finish(
+            conn,
+            &job,
+            JobStatus::Failed,
+            &lease.worker,
+            Some(error),
+            json!({ "attempt": job.attempts }),
+        )?;
+        Ok(Write::Applied)
+    })
+}
+
+/// Marks the job `cancelled` (its worker saw the request), once.
+pub fn cancelled_by_worker(conn: &mut PgConnection, lease: &Lease) -> QueryResult<Write> {
+    conn.transaction(|conn| {
+        let Some(job) = held(conn, lease)? else {
+            return fenced_out(conn, lease, "cancelled by worker");
+        };
+        finish(
+            conn,
+            &job,
+            JobStatus::Cancelled,
+            &lease.worker,
+            None,
+            json!({ "when": "running" }),
+        )?;
+        Ok(Write::Applied)
+    })
+}
+
+/// Puts the job back to `queued` after an error worth retrying, remembering the error; the
+/// next attempt may start `delay` from now (the database's now).
+pub fn release_for_retry(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    error: &str,
+    delay: Duration,
+) -> QueryResult<Write> {
+    let released = diesel::update(
+        simulations::table
+            .find(lease.job)
+            .filter(simulations::status.eq(JobStatus::Running))
+            .filter(simulations::claim_token.eq(lease.token)),
+    )
+    .set((
+        simulations::status.eq(JobStatus::Queued),
+        simulations::error.eq(error),
+        simulations::not_before.eq(sql::<Nullable<Timestamptz>>("now() + make_interval(secs => ")
+            .bind::<Double, _>(delay.as_secs_f64())
+            .sql(")")),
+        simulations::worker.eq(None::<String>),
+        simulations::claim_token.eq(None::<Uuid>),
+        simulations::heartbeat_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+        simulations::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if released == 1 { Ok(Write::Applied) } else { fenced_out(conn, lease, "release for retry") }
+}
+
+/// Gives the job back to the queue without counting the attempt (a worker shutting down).
+pub fn hand_back(conn: &mut PgConnection, lease: &Lease) -> QueryResult<Write> {
+    conn.transaction(|conn| {
+        let Some(job) = held(conn, lease)? else { return fenced_out(conn, lease, "hand back") };
+        diesel::update(simulations::table.find(job.id))
+            .set((
+                simulations::status.eq(JobStatus::Queued),
+                simulations::attempts.eq((job.attempts - 1).max(0)),
+                simulations::worker.eq(None::<String>),
+                simulations::claim_token.eq(None::<Uuid>),
+                simulations::heartbeat_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+                simulations::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        audit::record(
+            conn,
+            job.id,
+            AuditEvent::Retried,
+            &lease.worker,
+            job.request_id.as_deref(),
+            json!({ "reason": "worker shutdown", "attempt_not_counted": job.attempts }),
+        )?;
+        Ok(Write::Applied)
+    })
+}

@@ -1,0 +1,116 @@
+//! docker-compose.yml (and the nginx it runs in front of the API): start order, replicas, the
+//! stores' images and settings; and its readers.
+
+use std::collections::BTreeMap;
+
+use serde_yaml::Value as Yaml;
+
+use super::{
+    API_BINARY, WORKER_BINARY, image_binary, mapping_entries, mapping_strings, read, str_at,
+    u64_at, yaml, yaml_strings,
+};
+
+#[test]
+fn compose_starts_the_app_after_migrations_on_healthy_stores() {
+    let compose = compose();
+    for service in ["api", "worker"] {
+        let conditions = compose_depends_on(compose_service(&compose, service));
+        for (dependency, condition) in [
+            ("migrate", "service_completed_successfully"),
+            ("redis", "service_healthy"),
+            ("postgres", "service_healthy"),
+        ] {
+            assert_eq!(
+                conditions.get(dependency).map(String::as_str),
+                Some(condition),
+                "docker-compose.yml {service} must wait for {dependency}: {condition}"
+            );
+        }
+    }
+    let migrate = compose_depends_on(compose_service(&compose, "migrate"));
+    assert_eq!(migrate.get("postgres").map(String::as_str), Some("service_healthy"));
+    for store in ["redis", "postgres"] {
+        assert!(
+            compose_service(&compose, store).get("healthcheck").is_some(),
+            "{store} has no healthcheck"
+        );
+    }
+    let nginx = compose_depends_on(compose_service(&compose, "nginx"));
+    assert!(nginx.contains_key("api"), "nginx starts after the api");
+
+    let replicas =
+        |service: &str| u64_at(compose_service(&compose, service), &["deploy", "replicas"]);
+    assert_eq!(replicas("api"), Some(3), "three api replicas behind nginx");
+    assert_eq!(replicas("worker"), Some(2), "two workers");
+
+    let redis = compose_service(&compose, "redis");
+    assert!(str_at(redis, &["image"]).is_some_and(|i| i.starts_with("redis:7")), "Redis 7");
+    let command = yaml_strings(redis.get("command")).join(" ");
+    for flag in ["--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"] {
+        assert!(command.contains(flag), "redis command lacks {flag}: {command}");
+    }
+    let postgres = str_at(compose_service(&compose, "postgres"), &["image"]).unwrap_or_default();
+    assert!(
+        postgres.starts_with("postgres:15") || postgres.starts_with("postgres:16"),
+        "Postgres 15/16: {postgres}"
+    );
+
+    let nginx_conf = read("deploy/nginx/nginx.conf");
+    assert!(nginx_conf.contains("least_conn;"), "nginx balances with least_conn");
+    let mount = yaml_strings(compose_service(&compose, "nginx").get("volumes")).join(" ");
+    assert!(mount.contains("./deploy/nginx/nginx.conf:"), "nginx mounts deploy/nginx/nginx.conf");
+}
+
+pub(super) fn compose() -> Yaml {
+    yaml(&read("docker-compose.yml"), "docker-compose.yml")
+}
+
+pub(super) fn compose_service<'a>(compose: &'a Yaml, name: &str) -> &'a Yaml {
+    compose
+        .get("services")
+        .and_then(|s| s.get(name))
+        .unwrap_or_else(|| panic!("docker-compose.yml has no service {name}"))
+}
+
+/// The binary a compose service runs: from its Dockerfile or its image name.
+pub(super) fn compose_binary(service: &Yaml) -> Option<&'static str> {
+    match str_at(service, &["build", "dockerfile"]).as_deref() {
+        Some("Dockerfile.api") => return Some(API_BINARY),
+        Some("Dockerfile.worker") => return Some(WORKER_BINARY),
+        _ => {}
+    }
+    image_binary(&str_at(service, &["image"])?)
+}
+
+pub(super) fn compose_env(service: &Yaml) -> BTreeMap<String, String> {
+    match service.get("environment") {
+        Some(Yaml::Mapping(_)) => mapping_strings(service.get("environment")).into_iter().collect(),
+        Some(Yaml::Sequence(items)) => items
+            .iter()
+            .filter_map(Yaml::as_str)
+            .map(|item| {
+                let (key, value) = item.split_once('=').unwrap_or((item, ""));
+                (key.to_owned(), value.to_owned())
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// depends_on as {service: condition}; the short list form means `service_started`.
+fn compose_depends_on(service: &Yaml) -> BTreeMap<String, String> {
+    match service.get("depends_on") {
+        Some(Yaml::Sequence(items)) => items
+            .iter()
+            .filter_map(Yaml::as_str)
+            .map(|s| (s.to_owned(), "service_started".to_owned()))
+            .collect(),
+        Some(Yaml::Mapping(_)) => mapping_entries(service.get("depends_on"))
+            .into_iter()
+            .map(|(name, v)| {
+                (name, str_at(v, &["condition"]).unwrap_or_else(|| "service_started".to_owned()))
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}

@@ -1,0 +1,211 @@
+//! ecs/: task definitions, services, the worker scaling policy and the deploy script; and
+//! their readers.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use portfolio_shared::names;
+use serde_json::Value as Json;
+
+use super::{array, default_of, json, read, root};
+
+pub(super) const ECS_TASKS: &[&str] =
+    &["ecs/task-api.json", "ecs/task-worker.json", "ecs/task-migrate.json"];
+
+#[test]
+fn the_worker_scaling_policy_tracks_the_metric_the_api_publishes() {
+    let api_task = json("ecs/task-api.json");
+    let api_env = ecs_env(ecs_container(&api_task, "ecs/task-api.json"));
+    let namespace = api_env
+        .get("QUEUE_NAMESPACE")
+        .cloned()
+        .unwrap_or_else(|| default_of("QUEUE_NAMESPACE").to_owned());
+    let worker_task = json("ecs/task-worker.json");
+    let worker_namespace = ecs_env(ecs_container(&worker_task, "ecs/task-worker.json"))
+        .get("QUEUE_NAMESPACE")
+        .cloned()
+        .unwrap_or_else(|| default_of("QUEUE_NAMESPACE").to_owned());
+    assert_eq!(namespace, worker_namespace, "api and worker must share one queue");
+    if let Some(interval) = api_env.get("METRICS_PUBLISH_INTERVAL_SECS") {
+        let secs: u64 = interval.parse().expect("METRICS_PUBLISH_INTERVAL_SECS");
+        assert!(
+            secs <= 60,
+            "target tracking wants a datapoint a minute; publishing every {secs} s"
+        );
+    }
+
+    let policy = json("ecs/scaling-worker-backlog.json");
+    assert_eq!(policy["PolicyType"], "TargetTrackingScaling");
+    let config = &policy["TargetTrackingScalingPolicyConfiguration"];
+    let metric = &config["CustomizedMetricSpecification"];
+    assert_eq!(metric["MetricName"], names::EMF_BACKLOG_PER_TASK);
+    assert_eq!(metric["Namespace"], names::EMF_NAMESPACE);
+    let dimensions = array(&metric["Dimensions"]);
+    assert_eq!(dimensions.len(), 1, "the API publishes exactly one dimension");
+    assert_eq!(dimensions[0]["Name"], names::EMF_DIMENSION);
+    assert_eq!(
+        dimensions[0]["Value"].as_str(),
+        Some(namespace.as_str()),
+        "dimension value = QUEUE_NAMESPACE"
+    );
+    assert!(
+        metric.get("Unit").is_none(),
+        "a Unit that differs from the published one matches no data"
+    );
+    assert!(config["TargetValue"].as_f64().is_some_and(|t| t >= 1.0), "TargetValue");
+
+    for (service_file, policies) in [
+        (
+            "ecs/service-worker.json",
+            &["ecs/scaling-worker-target.json", "ecs/scaling-worker-backlog.json"][..],
+        ),
+        (
+            "ecs/service-api.json",
+            &[
+                "ecs/scaling-api-target.json",
+                "ecs/scaling-api-cpu.json",
+                "ecs/scaling-api-memory.json",
+            ][..],
+        ),
+    ] {
+        let service = json(service_file);
+        let resource = format!(
+            "service/{}/{}",
+            service["cluster"].as_str().unwrap_or_default(),
+            service["serviceName"].as_str().unwrap_or_default()
+        );
+        for file in policies {
+            let doc = json(file);
+            assert_eq!(doc["ResourceId"].as_str(), Some(resource.as_str()), "{file}: ResourceId");
+            assert_eq!(doc["ScalableDimension"], "ecs:service:DesiredCount", "{file}");
+            assert_eq!(doc["ServiceNamespace"], "ecs", "{file}");
+        }
+    }
+    let target = json("ecs/scaling-worker-target.json");
+    assert!(target["MinCapacity"].as_u64() >= Some(1), "keep at least the on-demand base running");
+}
+
+#[test]
+fn the_scaling_target_is_the_acceptable_wait_over_the_average_job_time() {
+    let target = ecs_backlog_target();
+    for file in ["docs/operations.md", "ecs/README.md"] {
+        let text = read(file);
+        let line = text
+            .lines()
+            .find(|l| l.contains("acceptable wait ÷ average job time ="))
+            .unwrap_or_else(|| {
+                panic!("{file}: no line `... = acceptable wait ÷ average job time = A s ÷ B s = C`")
+            });
+        let (wait, job, written) =
+            parse_target_formula(line).unwrap_or_else(|| panic!("{file}: cannot read {line:?}"));
+        let exact = wait / job;
+        assert!(
+            written <= exact + 1e-9 && exact - written < 1.0,
+            "{file}: {wait} s ÷ {job} s = {exact:.2}, written as {written} (round down)"
+        );
+        assert_eq!(
+            written, target,
+            "{file} says {written}, ecs/scaling-worker-backlog.json says {target}"
+        );
+    }
+}
+
+#[test]
+fn ecs_tasks_log_to_cloudwatch_and_workers_run_on_spot_above_an_on_demand_base() {
+    for file in ECS_TASKS {
+        let task = json(file);
+        assert_eq!(task["networkMode"], "awsvpc", "{file}");
+        assert_eq!(task["requiresCompatibilities"], serde_json::json!(["FARGATE"]), "{file}");
+        let container = ecs_container(&task, file);
+        assert_eq!(container["logConfiguration"]["logDriver"], "awslogs", "{file}");
+        assert_eq!(container["essential"], true, "{file}");
+    }
+    let service = json("ecs/service-worker.json");
+    assert!(
+        service.get("launchType").is_none(),
+        "a capacity provider strategy excludes launchType"
+    );
+    let strategy: Vec<(String, u64, u64)> = array(&service["capacityProviderStrategy"])
+        .iter()
+        .map(|s| {
+            (
+                s["capacityProvider"].as_str().unwrap_or_default().to_owned(),
+                s["base"].as_u64().unwrap_or(0),
+                s["weight"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(strategy, [("FARGATE".to_owned(), 1, 1), ("FARGATE_SPOT".to_owned(), 0, 4)]);
+    let api = json("ecs/service-api.json");
+    assert!(!array(&api["loadBalancers"]).is_empty(), "the api service sits behind the ALB");
+}
+
+#[test]
+fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
+    let script = read("ecs/deploy.sh");
+    assert!(script.starts_with("#!/usr/bin/env bash"), "deploy.sh: bash shebang");
+    assert!(script.contains("set -euo pipefail"), "deploy.sh: set -euo pipefail");
+    assert!(script.contains("--dry-run)"), "deploy.sh: --dry-run");
+    for variable in ["AWS_ACCOUNT_ID", "AWS_REGION", "CLUSTER"] {
+        assert!(script.contains(&format!("{variable}=")), "deploy.sh: no {variable} variable");
+    }
+    for dockerfile in ["Dockerfile.api", "Dockerfile.worker"] {
+        assert!(script.contains(dockerfile), "deploy.sh does not build {dockerfile}");
+    }
+    let at = |needle: &str, from: usize| -> usize {
+        script[from..]
+            .find(needle)
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("deploy.sh: no {needle:?} after byte {from}"))
+    };
+    let push = at("docker push", 0);
+    let run_task = at("aws ecs run-task", push);
+    let wait_task = at("aws ecs wait tasks-stopped", run_task);
+    let exit_code = at("exitCode", wait_task);
+    let api = at("--service \"$API_SERVICE\"", exit_code);
+    let api_stable = at("aws ecs wait services-stable", api);
+    at("--service \"$WORKER_SERVICE\"", api_stable);
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            fs::metadata(root().join("ecs/deploy.sh")).expect("deploy.sh").permissions().mode();
+        assert!(mode & 0o111 != 0, "ecs/deploy.sh is not executable");
+    }
+}
+
+pub(super) fn ecs_container<'a>(task: &'a Json, file: &str) -> &'a Json {
+    let containers = array(&task["containerDefinitions"]);
+    assert_eq!(containers.len(), 1, "{file}: one container per task");
+    &containers[0]
+}
+
+pub(super) fn ecs_env(container: &Json) -> BTreeMap<String, String> {
+    array(&container["environment"])
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub(super) fn ecs_backlog_target() -> f64 {
+    json("ecs/scaling-worker-backlog.json")["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+        .as_f64()
+        .expect("scaling-worker-backlog.json: TargetValue")
+}
+
+/// `... = acceptable wait ÷ average job time = 30 s ÷ 2 s = 15` → (30, 2, 15).
+fn parse_target_formula(line: &str) -> Option<(f64, f64, f64)> {
+    let numbers = line.split("average job time =").nth(1)?;
+    let (division, result) = numbers.split_once('=')?;
+    let (wait, job) = division.split_once('÷')?;
+    let number =
+        |s: &str| s.trim().trim_end_matches('s').trim().replace(',', "").parse::<f64>().ok();
+    let result = result.split_whitespace().next()?.trim_end_matches(['.', ',']);
+    Some((number(wait)?, number(job)?, result.parse().ok()?))
+}

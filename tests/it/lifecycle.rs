@@ -1,0 +1,378 @@
+//! A job's lifecycle in Postgres under the conditions that broke it: a worker that outlived its
+//! claim (its writes are fenced out), a database whose clock is not the hosts' (staleness and
+//! due-ness are the database's to decide), a database error retrying cannot fix (the job fails
+//! with it instead of retrying until shutdown), and a status the code does not know (an error,
+//! not a guess). At the store level against real databases, and through real workers where
+//! that can be done without sleeping.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Jsonb};
+use portfolio_api::error::ApiError;
+use portfolio_engine::request::{RequestLimits, SimulationRequest};
+use portfolio_shared::db_error::{self, SqlState};
+use portfolio_shared::queue::Keys;
+use portfolio_shared::queue::{self, Queue};
+use portfolio_shared::store::models::NewSimulation;
+use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, Write};
+use portfolio_tests::processes::job_body;
+use portfolio_tests::throwaway::ThrowawayPostgres;
+use portfolio_tests::{TestDb, TestEnv, eventually};
+use redis::Commands;
+use uuid::Uuid;
+
+/// The orphan window of these tests (the harness's 1 s × 3).
+const WINDOW: Duration = Duration::from_secs(3);
+
+fn new_job(conn: &mut PgConnection) -> Uuid {
+    let request = SimulationRequest::from_json(
+        job_body(2_000, 10).to_string().as_bytes(),
+        &RequestLimits::default(),
+    )
+    .unwrap();
+    let json = request.to_json();
+    let id = Uuid::now_v7();
+    store::insert_job(
+        conn,
+        &NewSimulation {
+            id,
+            request: &json,
+            seed: 42,
+            request_id: None,
+            idempotency_key: None,
+            request_hash: None,
+        },
+    )
+    .unwrap();
+    id
+}
+
+fn claimed(claim: Claim) -> ClaimedJob {
+    match claim {
+        Claim::Run(job) => job,
+        other => panic!("expected to run the job, got {other:?}"),
+    }
+}
+
+/// The job's row as Postgres has it, and how many audit and result rows it has.
+#[derive(QueryableByName, PartialEq, Debug)]
+struct Snapshot {
+    #[diesel(sql_type = Jsonb)]
+    job: serde_json::Value,
+    #[diesel(sql_type = BigInt)]
+    audits: i64,
+    #[diesel(sql_type = BigInt)]
+    results: i64,
+}
+
+fn snapshot(conn: &mut PgConnection, id: Uuid) -> Snapshot {
+    diesel::sql_query(
+        "SELECT to_jsonb(s) AS job,
+                (SELECT count(*) FROM audit_logs a WHERE a.simulation_id = s.id) AS audits,
+                (SELECT count(*) FROM simulation_results r WHERE r.simulation_id = s.id) AS results
+         FROM simulations s WHERE s.id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .get_result(conn)
+    .unwrap()
+}
+
+/// Ages the job's heartbeat by `age` on the database's clock, as if its holder had stopped
+/// reporting that long ago.
+fn age_heartbeat(conn: &mut PgConnection, id: Uuid, age: &str) {
+    diesel::sql_query("UPDATE simulations SET heartbeat_at = now() - $2::interval WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::Text, _>(age)
+        .execute(conn)
+        .unwrap();
+}
+
+/// Worker A claims a job, goes quiet past the orphan window, and worker B claims it.
+fn taken_over(conn: &mut PgConnection) -> (Lease, Lease) {
+    let id = new_job(conn);
+    let a = claimed(store::claim(conn, id, "A", 3, WINDOW).unwrap()).lease;
+    age_heartbeat(conn, id, "1 hour");
+    let b = claimed(store::claim(conn, id, "B", 3, WINDOW).unwrap()).lease;
+    assert_eq!((a.attempt, b.attempt), (1, 2));
+    assert_ne!(a.token, b.token);
+    (a, b)
+}
+
+#[test]
+fn a_stale_workers_every_write_after_another_worker_claimed_the_job_is_fenced_out() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let result = serde_json::json!({ "success_probability": 0.5 });
+    type StaleWrite = fn(&mut PgConnection, &Lease, &serde_json::Value) -> Write;
+    let writes: [(&str, StaleWrite); 6] = [
+        ("progress", |c, a, _| match store::report_progress(c, a, 1, 2).unwrap() {
+            ProgressAck::FencedOut => Write::FencedOut,
+            _ => Write::Applied,
+        }),
+        ("complete", |c, a, r| store::complete(c, a, r, 0.5, 1).unwrap()),
+        ("fail", |c, a, _| store::fail(c, a, "boom").unwrap()),
+        ("cancelled by worker", |c, a, _| store::cancelled_by_worker(c, a).unwrap()),
+        ("release for retry", |c, a, _| {
+            store::release_for_retry(c, a, "boom", Duration::ZERO).unwrap()
+        }),
+        ("hand back", |c, a, _| store::hand_back(c, a).unwrap()),
+    ];
+    for (name, write) in writes {
+        let (a, b) = taken_over(&mut conn);
+        let before = snapshot(&mut conn, a.job);
+        assert_eq!(write(&mut conn, &a, &result), Write::FencedOut, "{name}");
+        let after = snapshot(&mut conn, a.job);
+        assert_eq!(after, before, "{name}: the row changed");
+        assert_eq!(after.job["status"], "running", "{name}");
+        assert_eq!(after.job["worker"], "B", "{name}");
+        assert_eq!(after.job["claim_token"], b.token.to_string(), "{name}");
+        // B's own claim still holds.
+        assert_eq!(store::report_progress(&mut conn, &b, 1, 2).unwrap(), ProgressAck::Continue);
+    }
+}
+
+#[test]
+fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let id = new_job(&mut conn);
+    let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    let result = serde_json::json!({ "success_probability": 0.5 });
+    assert_eq!(store::complete(&mut conn, &lease, &result, 0.5, 3).unwrap(), Write::Applied);
+    let done = snapshot(&mut conn, id);
+    assert_eq!((done.job["status"].as_str(), done.results), (Some("succeeded"), 1));
+    assert_eq!(store::complete(&mut conn, &lease, &result, 0.5, 3).unwrap(), Write::FencedOut);
+    assert_eq!(store::fail(&mut conn, &lease, "late").unwrap(), Write::FencedOut);
+    assert_eq!(snapshot(&mut conn, id), done);
+
+    // A hand-back ends the claim: the next one counts the same attempt under a new token.
+    let id = new_job(&mut conn);
+    let first = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    assert_eq!(store::hand_back(&mut conn, &first).unwrap(), Write::Applied);
+    let again = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    assert_eq!(again.attempt, first.attempt);
+    assert_eq!(store::fail(&mut conn, &first, "stale").unwrap(), Write::FencedOut);
+    assert_eq!(store::fail(&mut conn, &again, "boom").unwrap(), Write::Applied);
+}
+
+#[test]
+fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
+    // The database's clock runs an hour ahead of this host's.
+    let pg = ThrowawayPostgres::start_with_clock_offset("+1h");
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).unwrap();
+    let mut conn = db.connect();
+
+    // A fresh claim is held for the window, and looked at again when it would go stale.
+    let id = new_job(&mut conn);
+    let a = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    match store::claim(&mut conn, id, "B", 3, WINDOW).unwrap() {
+        Claim::HeldElsewhere { worker, recheck_in } => {
+            assert_eq!(worker, "A");
+            assert!(recheck_in <= WINDOW, "rechecked in {recheck_in:?}");
+        }
+        other => panic!("a fresh claim was not respected: {other:?}"),
+    }
+    assert!(!store::previous_attempt_died(&mut conn, id, "B", WINDOW).unwrap());
+
+    // One quiet for a minute is stale, and taken over.
+    age_heartbeat(&mut conn, id, "1 minute");
+    assert!(store::previous_attempt_died(&mut conn, id, "B", WINDOW).unwrap());
+    let b = claimed(store::claim(&mut conn, id, "B", 3, WINDOW).unwrap());
+    assert!(b.after_crash);
+    assert!(b.waited < Duration::from_secs(60), "waited {:?} since submit", b.waited);
+    assert_eq!(store::report_progress(&mut conn, &a, 1, 2).unwrap(), ProgressAck::FencedOut);
+
+    // A retry's back-off is measured on the same clock as its end.
+    let delay = Duration::from_secs(30);
+    assert_eq!(
+        store::release_for_retry(&mut conn, &b.lease, "boom", delay).unwrap(),
+        Write::Applied
+    );
+    match store::claim(&mut conn, id, "C", 3, WINDOW).unwrap() {
+        Claim::NotYet { wait } => assert!(wait <= delay && wait > delay / 2, "wait {wait:?}"),
+        other => panic!("a retry backing off was claimed: {other:?}"),
+    }
+
+    // The reconciler sees a job quiet for a minute, and not one touched just now.
+    let quiet = WINDOW + Duration::from_secs(1);
+    let (waiting, touched) = (new_job(&mut conn), new_job(&mut conn));
+    diesel::sql_query(
+        "UPDATE simulations SET updated_at = now() - interval '1 minute' WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(waiting)
+    .execute(&mut conn)
+    .unwrap();
+    let stale = store::stale_unfinished(&mut conn, quiet, 100).unwrap();
+    assert!(stale.contains(&waiting), "{stale:?}");
+    assert!(!stale.contains(&touched), "{stale:?}");
+
+    // An idempotency key lasts 24 h of the database's time.
+    let keyed = new_job(&mut conn);
+    diesel::sql_query(
+        "UPDATE simulations SET idempotency_key = 'k',
+                created_at = now() - interval '24 hours 1 minute' WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(keyed)
+    .execute(&mut conn)
+    .unwrap();
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(store::expire_idempotency_key(&mut conn, "k", day).unwrap(), 1);
+}
+
+#[test]
+fn database_errors_are_classified_by_their_sqlstate() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let raise = |conn: &mut PgConnection, code: &str| {
+        diesel::sql_query(format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'raised {code}' USING ERRCODE = '{code}'; END $$"
+        ))
+        .execute(conn)
+        .unwrap_err()
+    };
+    for (code, transient) in [
+        ("08006", true),
+        ("40001", true),
+        ("40P01", true),
+        ("53100", true),
+        ("57P03", true),
+        ("22023", false),
+        ("23505", false),
+        ("42501", false),
+        ("P0001", false),
+    ] {
+        let e = raise(&mut conn, code);
+        assert_eq!(db_error::sqlstate(&e), SqlState::new(code), "{code}: {e:?}");
+        assert_eq!(db_error::is_transient(&e), transient, "{code}");
+        let api = portfolio_api::state::db_error(e);
+        assert_eq!(matches!(api, ApiError::Unavailable { .. }), transient, "{code}: {api:?}");
+    }
+    // Errors diesel names itself carry their code too.
+    let syntax = diesel::sql_query("SELEC 1").execute(&mut conn).unwrap_err();
+    assert_eq!(db_error::sqlstate(&syntax).map(|s| s.to_string()).as_deref(), Some("42601"));
+    let id = new_job(&mut conn);
+    let duplicate =
+        diesel::sql_query("INSERT INTO simulations (id, request, seed) VALUES ($1, '{}', 1)")
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .execute(&mut conn)
+            .unwrap_err();
+    assert_eq!(db_error::sqlstate(&duplicate).map(|s| s.to_string()).as_deref(), Some("23505"));
+    assert!(!db_error::is_transient(&duplicate));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_the_code_does_not_know_is_an_error_not_a_guess() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let mut conn = env.db.connect();
+    let id = new_job(&mut conn);
+    conn.batch_execute(&format!(
+        "ALTER TABLE simulations DROP CONSTRAINT simulations_status_check;
+         UPDATE simulations SET status = 'paused' WHERE id = '{id}';"
+    ))
+    .unwrap();
+    let read = store::find_job(&mut conn, id).unwrap_err();
+    assert!(format!("{read:?}").contains("unknown status `paused`"), "{read:?}");
+    let response = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    let response = app.client.get(app.url("/results")).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    env.leaves_unfinished_jobs("the job's status is one no code knows, on purpose");
+}
+
+fn queue_of(env: &TestEnv) -> Queue {
+    let settings = env.settings();
+    Queue::new(
+        queue::connect(&settings.queue.redis_url).unwrap(),
+        &settings.queue,
+        &settings.worker,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_postgres_refuses_for_good_fails_the_job_with_its_message_promptly() {
+    let env = TestEnv::new();
+    let mut conn = env.db.connect();
+    conn.batch_execute(
+        "CREATE FUNCTION refuse_result() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'result refused by a test trigger' USING ERRCODE = '22023'; END $$;
+         CREATE TRIGGER refuse_result BEFORE INSERT ON simulation_results
+         FOR EACH ROW EXECUTE FUNCTION refuse_result();",
+    )
+    .unwrap();
+    let _worker = env.spawn_worker().await;
+    let id = new_job(&mut conn);
+    queue_of(&env).enqueue(id).await.unwrap();
+    // The job takes well under a second: retrying until shutdown would never get here.
+    let job = eventually(Duration::from_secs(20), || async {
+        let job = snapshot(&mut env.db.connect(), id).job;
+        matches!(job["status"].as_str(), Some("failed" | "succeeded" | "cancelled")).then_some(job)
+    })
+    .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("result refused by a test trigger"), "{error}");
+    assert_eq!(job["attempts"], 1, "{job}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_claim_was_taken_over_while_it_stored_its_result_writes_nothing() {
+    let env = TestEnv::new();
+    let mut conn = env.db.connect();
+    // Result writes fail with a disk-full error (transient: the worker keeps retrying) while
+    // the gate is closed, and count themselves on a sequence (not rolled back with them).
+    conn.batch_execute(
+        "CREATE SEQUENCE result_writes;
+         CREATE TABLE result_gate (closed boolean NOT NULL);
+         INSERT INTO result_gate VALUES (true);
+         CREATE FUNCTION gate_result() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           PERFORM nextval('result_writes');
+           IF (SELECT closed FROM result_gate) THEN
+             RAISE EXCEPTION 'disk full (a test trigger)' USING ERRCODE = '53100';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER gate_result BEFORE INSERT ON simulation_results
+         FOR EACH ROW EXECUTE FUNCTION gate_result();",
+    )
+    .unwrap();
+    let worker = env.spawn_worker().await;
+    let id = new_job(&mut conn);
+    queue_of(&env).enqueue(id).await.unwrap();
+    #[derive(QueryableByName)]
+    struct Writes {
+        #[diesel(sql_type = BigInt)]
+        last_value: i64,
+    }
+    // A has a result and is retrying to store it.
+    eventually(Duration::from_secs(20), || async {
+        let writes: Writes = diesel::sql_query("SELECT last_value FROM result_writes")
+            .get_result(&mut env.db.connect())
+            .ok()?;
+        (writes.last_value >= 2).then_some(())
+    })
+    .await;
+    // Its heartbeat (no longer refreshed while it retries) goes stale, and B takes the job.
+    age_heartbeat(&mut conn, id, "1 hour");
+    let b = claimed(store::claim(&mut conn, id, "B", 3, WINDOW).unwrap()).lease;
+    let taken = snapshot(&mut conn, id);
+    conn.batch_execute("UPDATE result_gate SET closed = false").unwrap();
+    // A's next try is fenced out; its delivery is then acknowledged.
+    let inflight = Keys::new(env.queue.namespace.as_str()).inflight_set(&worker.name);
+    eventually(Duration::from_secs(20), || async {
+        let held: usize = env.queue.connection().scard(&inflight).ok()?;
+        (held == 0).then_some(())
+    })
+    .await;
+    let now = snapshot(&mut conn, id);
+    assert_eq!(now, taken, "the job is B's, unchanged");
+    assert_eq!(now.job["claim_token"], b.token.to_string());
+    assert_eq!(now.results, 0);
+    env.leaves_unfinished_jobs(
+        "B is the test itself: its claim stays as it was, to show A wrote nothing",
+    );
+}
