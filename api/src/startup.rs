@@ -10,6 +10,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, http, web};
 use anyhow::Context;
+use portfolio_engine::request::RequestLimits;
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, Queue};
 use portfolio_shared::settings::{ExposeSecret, Settings};
@@ -51,14 +52,14 @@ impl Application {
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let origins = &app_state.settings.api.cors_allowed_origins;
-            App::new()
+            let app = App::new()
                 .wrap(Condition::new(!origins.is_empty(), cors(origins)))
                 .wrap(from_fn(crate::metrics::track))
                 .wrap(TracingLogger::<RequestIdRootSpan>::new())
                 .wrap(from_fn(request_id::assign))
-                .app_data(app_state.clone())
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
+                .app_data(app_state.clone());
+            let limits = RequestLimits { max_scenarios: app_state.settings.api.max_scenarios };
+            routes::mount(app, limits)
         })
         .listen(listener)?
         // In-flight requests drain on SIGTERM, within the same grace as the workers.

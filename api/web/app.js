@@ -1,46 +1,118 @@
-// The simulation page: a form for every field of POST /simulations, checked here by the same
-// rules as shared/engine/src/request.rs (the API checks again and its messages are shown the
-// same way), then the job followed by polling GET /results/{id} until it ends, and its result
-// shown with the server's charts, a table and downloads. The job id lives in the address
-// (?job=<id>), so a reload or a shared link picks the job up again.
+// The simulation page: a form for every field of POST /simulations, checked here by the API's
+// own rules (GET /assets/rules.json, generated from the engine's table of rules under this
+// deployment's limits, so the bounds, defaults and messages are the API's; the API checks again
+// and its messages are shown the same way), then the job followed by polling GET /results/{id}
+// until it ends, and its result shown with the server's charts, a table and downloads. The job
+// id lives in the address (?job=<id>), so a reload or a shared link picks the job up again.
+// This file holds only presentation: labels, order, hints in words, and when a field shows.
 'use strict';
 
 (function () {
   const { $, $$, el, sleep, retryAfter, problem, money, compact, percent, inlineSvg } = window.pmc;
-  const DEFAULTS = JSON.parse($('#pmc-defaults').textContent);
-  const A = DEFAULTS.assumptions;
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
-  const MAX_SEED = 9223372036854775807n; // 2^63 − 1: seeds are stored in a signed 64-bit column
-  const MAX_CASH_FLOWS = 50;
-  const SUM_TOLERANCE = 1e-6;
 
   // ---------------------------------------------------------------------------------------
   // The rules, as the API words them.
   // ---------------------------------------------------------------------------------------
-  const closed = (min, max) => ({ min, max, minOpen: false });
-  const openClosed = (min, max) => ({ min, max, minOpen: true });
-  const inRange = (x, r) => Number.isFinite(x) && (r.minOpen ? x > r.min : x >= r.min) && x <= r.max;
-  const describe = (r) => r.message || `must be a finite number ${r.minOpen ? '>' : '≥'} ${r.min} and ≤ ${r.max}`;
-  const intMessage = (min, max) => `must be an integer from ${min} to ${max}`;
+  let RULES = null; // the rules document, loaded before the form is built
+
+  // The rule of a field: list items share one (`income[2].end_year` → `income[].end_year`).
+  const rule = (path) => RULES.fields[path.replace(/\[\d+\]/g, '[]')];
+  const fill = (template, values) =>
+    Object.entries(values).reduce((text, [name, v]) => text.replaceAll(`{${name}}`, String(v)), template);
+
+  // What the API takes for a field left out of a request that leaves out its object too: the
+  // object's default where it has one (allocation: 0.6 / 0.4 / 0), else the field's own.
+  function defaultOf(path) {
+    const parts = path.split('.');
+    for (let i = 1; i < parts.length; i += 1) {
+      const parent = RULES.fields[parts.slice(0, i).join('.')];
+      if (parent && parent.default && typeof parent.default === 'object') {
+        const v = parts.slice(i).reduce((o, k) => (o === null || o === undefined ? o : o[k]), parent.default);
+        if (v !== undefined) return v;
+      }
+    }
+    const r = rule(path);
+    return r ? r.default : undefined;
+  }
+
+  // A number as the API writes it in a message (digits, never an exponent).
+  function plainNumber(x) {
+    const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(String(x));
+    if (!m) return String(x);
+    const [, sign, lead, rest = '', exponent] = m;
+    const digits = lead + rest;
+    const e = Number(exponent);
+    return e < 0 ? `${sign}0.${'0'.repeat(-e - 1)}${digits}` : `${sign}${digits.padEnd(e + 1, '0')}`;
+  }
+
+  // The years a cash flow may name: the horizon when it is valid (the API does the same).
+  function horizon() {
+    const years = Number(value('years'));
+    const max = rule('years').maximum;
+    return Number.isInteger(years) && years >= 1 && years <= max ? years : max;
+  }
+
+  const maximumOf = (r) => (r.maximum === 'years' ? horizon() : r.maximum);
+
+  // A value checked by its rule: { value } or { message }, in the API's words.
+  function check(r, x) {
+    if (r.kind === 'integer') {
+      const max = maximumOf(r);
+      return Number.isInteger(x) && x >= r.minimum && x <= max ? { value: x } : { message: fill(r.message, { max }) };
+    }
+    const above = r.exclusive_minimum ? x > r.minimum : x >= r.minimum;
+    if (!(Number.isFinite(x) && above && x <= r.maximum)) return { message: r.message };
+    if (r.exclusive_maximum && x >= r.maximum) return { message: r.message_at_maximum };
+    return { value: x };
+  }
+
+  // The lower-triangular factor of a correlation matrix, or null when it is not positive
+  // semi-definite: the engine's own test (linalg::cholesky_psd), step for step.
+  function choleskyPsd(m) {
+    const l = [[0, 0, 0], [0, 0, 0], [0, 0, 0]];
+    const dot = (i, j, upTo) => {
+      let s = -0;
+      for (let k = 0; k < upTo; k += 1) s += l[i][k] * l[j][k];
+      return s;
+    };
+    for (let j = 0; j < 3; j += 1) {
+      const d = m[j][j] - dot(j, j, j);
+      if (d < -1e-12) return null;
+      if (d <= 1e-12) {
+        for (let i = j + 1; i < 3; i += 1) {
+          if (Math.abs(m[i][j] - dot(i, j, j)) > 1e-9) return null;
+        }
+        continue;
+      }
+      const pivot = Math.sqrt(d);
+      l[j][j] = pivot;
+      for (let i = j + 1; i < 3; i += 1) l[i][j] = (m[i][j] - dot(i, j, j)) / pivot;
+    }
+    return l;
+  }
 
   const round = (x) => (Number.isFinite(x) ? String(Math.round(x * 1e4) / 1e4) : '');
   const returnKind = () => value('return_model.kind');
   const strategy = () => value('withdrawal.strategy');
   const solving = () => $('#f-solve-enabled').checked;
+  // The choice a parameter's `only_for` names: the kind of the return model or the strategy.
+  const chosen = (path) => (path.startsWith('return_model.') ? returnKind() : strategy());
 
-  // One entry per input: its JSON path, label, kind and rule. `when` hides a field (and leaves
-  // it out of the request) unless its choice is selected.
+  // One entry per input: its JSON path, label, kind and presentation. Bounds, defaults and
+  // messages come from the rules; `prefill` puts the default in the box rather than in its
+  // placeholder. A parameter of some kinds or strategies only shows while one is chosen.
   const SECTIONS = [
     {
       legend: 'Basics',
       fields: [
-        { path: 'starting_portfolio', label: 'Starting portfolio', kind: 'number', range: openClosed(0, 1e12), required: true, value: 1000000, step: 1000 },
-        { path: 'monthly_spending', label: 'Monthly spending', kind: 'number', range: closed(0, 1e10), required: true, value: 4000, step: 50,
+        { path: 'starting_portfolio', label: 'Starting portfolio', kind: 'number', value: 1000000, step: 1000 },
+        { path: 'monthly_spending', label: 'Monthly spending', kind: 'number', value: 4000, step: 50,
           hint: 'Raised with inflation every month. With guardrails it sets the first year’s withdrawal rate.' },
-        { path: 'years', label: 'Years', kind: 'int', min: 1, max: () => (returnKind() === 'historical' ? DEFAULTS.table_years : DEFAULTS.max_years), required: true, value: 30 },
-        { path: 'n_scenarios', label: 'Scenarios', kind: 'int', min: 1, max: () => DEFAULTS.max_scenarios, value: DEFAULTS.default_scenarios,
-          hint: `Blank: ${DEFAULTS.default_scenarios.toLocaleString('en-US')}. The historical model runs every window instead.` },
+        { path: 'years', label: 'Years', kind: 'int', value: 30 },
+        { path: 'n_scenarios', label: 'Scenarios', kind: 'int', prefill: true,
+          hint: 'The historical model runs every window instead.' },
         { path: 'seed', label: 'Seed (optional)', kind: 'seed', hint: 'Blank: one is drawn and shown with the result, so it can be reproduced.' },
       ],
     },
@@ -49,52 +121,46 @@
       group: 'allocation',
       hint: 'Target weights, each from 0 to 1, summing to 1.',
       fields: [
-        { path: 'allocation.stocks', label: 'Stocks', kind: 'number', range: closed(0, 1), value: 0.6, step: 0.05 },
-        { path: 'allocation.bonds', label: 'Bonds', kind: 'number', range: closed(0, 1), value: 0.4, step: 0.05 },
-        { path: 'allocation.cash', label: 'Cash', kind: 'number', range: closed(0, 1), value: 0, step: 0.05 },
+        { path: 'allocation.stocks', label: 'Stocks', kind: 'number', prefill: true, step: 0.05 },
+        { path: 'allocation.bonds', label: 'Bonds', kind: 'number', prefill: true, step: 0.05 },
+        { path: 'allocation.cash', label: 'Cash', kind: 'number', prefill: true, step: 0.05 },
       ],
     },
     {
       legend: 'Returns',
       group: 'return_model',
       fields: [
-        { path: 'return_model.kind', label: 'Return model', kind: 'select', value: 'lognormal', options: [
-          ['lognormal', 'Lognormal (correlated)'],
-          ['normal', 'Normal (correlated)'],
-          ['student_t', 'Student-t (fat tails)'],
-          ['bootstrap', 'Bootstrap of 1928–2024 years'],
-          ['historical', 'Every historical window, 1928–2024'],
-        ] },
-        { path: 'return_model.df', label: 'Degrees of freedom', kind: 'number', range: { min: 2, max: 1e6, minOpen: true, message: 'must be a finite number > 2 and ≤ 1e6' },
-          placeholder: '5', when: () => returnKind() === 'student_t', hint: 'Above 2; lower means fatter tails. Blank: 5.' },
-        { path: 'return_model.block_years', label: 'Block length (years)', kind: 'int', min: 1, max: () => DEFAULTS.table_years,
-          placeholder: '1', when: () => returnKind() === 'bootstrap', hint: 'Consecutive years drawn together. Blank: 1.' },
-        { path: 'annual_fee', label: 'Annual fee', kind: 'number', range: closed(0, 0.1), value: 0, step: 0.001, hint: 'Fraction of the portfolio per year, charged monthly; 0 to 0.1.' },
-        { path: 'rebalancing', label: 'Rebalancing', kind: 'select', value: 'monthly', options: [['monthly', 'Monthly'], ['annual', 'Annual'], ['none', 'Never']] },
+        { path: 'return_model.kind', label: 'Return model', kind: 'select', labels: {
+          lognormal: 'Lognormal (correlated)',
+          normal: 'Normal (correlated)',
+          student_t: 'Student-t (fat tails)',
+          bootstrap: 'Bootstrap of 1928–2024 years',
+          historical: 'Every historical window, 1928–2024',
+        } },
+        { path: 'return_model.df', label: 'Degrees of freedom', kind: 'number', hint: 'Above 2; lower means fatter tails.' },
+        { path: 'return_model.block_years', label: 'Block length (years)', kind: 'int', hint: 'Consecutive years drawn together.' },
+        { path: 'annual_fee', label: 'Annual fee', kind: 'number', prefill: true, step: 0.001, hint: 'Fraction of the portfolio per year, charged monthly.' },
+        { path: 'rebalancing', label: 'Rebalancing', kind: 'select', labels: { monthly: 'Monthly', annual: 'Annual', none: 'Never' } },
       ],
     },
     {
       legend: 'Withdrawals',
       group: 'withdrawal',
       fields: [
-        { path: 'withdrawal.strategy', label: 'Strategy', kind: 'select', value: 'constant_real', options: [
-          ['constant_real', 'Constant real spending'],
-          ['percent_of_portfolio', 'Percent of portfolio'],
-          ['guardrails', 'Guardrails (Guyton–Klinger)'],
-          ['floor_ceiling', 'Percent with floor and ceiling'],
-        ] },
-        { path: 'withdrawal.rate', label: 'Rate', kind: 'number', range: openClosed(0, 1), placeholder: '0.04', step: 0.005,
-          when: () => ['percent_of_portfolio', 'floor_ceiling'].includes(strategy()), hint: 'Fraction of the portfolio each year. Blank: 0.04.' },
-        { path: 'withdrawal.upper_guardrail', label: 'Upper guardrail', kind: 'number', range: openClosed(0, 10), placeholder: '0.2', step: 0.05,
-          when: () => strategy() === 'guardrails', hint: 'Cut spending when the withdrawal rate rises this far above the initial rate. Blank: 0.2.' },
-        { path: 'withdrawal.lower_guardrail', label: 'Lower guardrail', kind: 'number', range: openClosed(0, 0.99), placeholder: '0.2', step: 0.05,
-          when: () => strategy() === 'guardrails', hint: 'Raise spending when it falls this far below. Blank: 0.2.' },
-        { path: 'withdrawal.cut', label: 'Cut', kind: 'number', range: closed(0, 0.99), placeholder: '0.1', step: 0.05, when: () => strategy() === 'guardrails', hint: 'Blank: 0.1.' },
-        { path: 'withdrawal.raise', label: 'Raise', kind: 'number', range: closed(0, 10), placeholder: '0.1', step: 0.05, when: () => strategy() === 'guardrails', hint: 'Blank: 0.1.' },
-        { path: 'withdrawal.monthly_floor', label: 'Monthly floor', kind: 'number', range: closed(0, 1e10), placeholder: '0', step: 50,
-          when: () => strategy() === 'floor_ceiling', hint: 'Today’s money. Blank: no floor.' },
-        { path: 'withdrawal.monthly_ceiling', label: 'Monthly ceiling', kind: 'number', range: closed(0, 1e10), placeholder: 'none', step: 50,
-          when: () => strategy() === 'floor_ceiling', hint: 'Today’s money. Blank: no ceiling.' },
+        { path: 'withdrawal.strategy', label: 'Strategy', kind: 'select', labels: {
+          constant_real: 'Constant real spending',
+          percent_of_portfolio: 'Percent of portfolio',
+          guardrails: 'Guardrails (Guyton–Klinger)',
+          floor_ceiling: 'Percent with floor and ceiling',
+        } },
+        { path: 'withdrawal.rate', label: 'Rate', kind: 'number', step: 0.005, hint: 'Fraction of the portfolio each year.' },
+        { path: 'withdrawal.upper_guardrail', label: 'Upper guardrail', kind: 'number', step: 0.05,
+          hint: 'Cut spending when the withdrawal rate rises this far above the initial rate.' },
+        { path: 'withdrawal.lower_guardrail', label: 'Lower guardrail', kind: 'number', step: 0.05, hint: 'Raise spending when it falls this far below.' },
+        { path: 'withdrawal.cut', label: 'Cut', kind: 'number', step: 0.05 },
+        { path: 'withdrawal.raise', label: 'Raise', kind: 'number', step: 0.05 },
+        { path: 'withdrawal.monthly_floor', label: 'Monthly floor', kind: 'number', step: 50, hint: 'Today’s money.', blank: 'no floor' },
+        { path: 'withdrawal.monthly_ceiling', label: 'Monthly ceiling', kind: 'number', step: 50, hint: 'Today’s money.', blank: 'no ceiling', placeholder: 'none' },
       ],
     },
     {
@@ -102,7 +168,7 @@
       group: 'solve',
       fields: [
         { path: 'solve.enabled', label: 'Find the highest constant real monthly spending that reaches a target success rate', kind: 'check', value: false },
-        { path: 'solve.target_success', label: 'Target success', kind: 'number', range: openClosed(0, 1), value: 0.9, step: 0.01,
+        { path: 'solve.target_success', label: 'Target success', kind: 'number', value: 0.9, step: 0.01,
           when: solving, hint: 'Strictly between 0 and 1. Needs the constant real strategy.' },
       ],
     },
@@ -113,14 +179,14 @@
       hint: 'Used by the lognormal, normal and Student-t models. Blank fields take the 1928–2024 averages shown.',
       fields: [
         ...['stocks', 'bonds', 'cash'].flatMap((asset) => [
-          { path: `assumptions.${asset}.mean_return`, label: `${cap(asset)}: mean return`, kind: 'number', range: closed(-0.5, 1), placeholder: round(A[asset].mean_return), step: 0.005 },
-          { path: `assumptions.${asset}.volatility`, label: `${cap(asset)}: volatility`, kind: 'number', range: closed(0, 1), placeholder: round(A[asset].volatility), step: 0.005 },
+          { path: `assumptions.${asset}.mean_return`, label: `${cap(asset)}: mean return`, kind: 'number', rounded: true, step: 0.005 },
+          { path: `assumptions.${asset}.volatility`, label: `${cap(asset)}: volatility`, kind: 'number', rounded: true, step: 0.005 },
         ]),
-        { path: 'assumptions.inflation.mean', label: 'Inflation: mean', kind: 'number', range: closed(-0.1, 0.5), placeholder: round(A.inflation.mean), step: 0.005 },
-        { path: 'assumptions.inflation.volatility', label: 'Inflation: volatility', kind: 'number', range: closed(0, 0.2), placeholder: round(A.inflation.volatility), step: 0.005 },
+        { path: 'assumptions.inflation.mean', label: 'Inflation: mean', kind: 'number', rounded: true, step: 0.005 },
+        { path: 'assumptions.inflation.volatility', label: 'Inflation: volatility', kind: 'number', rounded: true, step: 0.005 },
         ...[[0, 1, 'Stocks–bonds'], [0, 2, 'Stocks–cash'], [1, 2, 'Bonds–cash']].map(([i, j, name]) => ({
           path: `assumptions.correlation[${i}][${j}]`, label: `Correlation ${name}`, kind: 'number', correlation: [i, j],
-          range: { min: -1, max: 1, minOpen: false, message: 'must be a number from -1 to 1' }, placeholder: round(A.correlation[i][j]), step: 0.05,
+          rulePath: 'assumptions.correlation', step: 0.05,
         })),
       ],
     },
@@ -129,23 +195,23 @@
   // Income streams, one-off expenses and one-off inflows: lists of small records.
   const LISTS = {
     income: {
-      legend: 'Income streams', add: 'Add an income stream', noun: 'Income stream', countMessage: `at most ${MAX_CASH_FLOWS} streams`,
+      legend: 'Income streams', add: 'Add an income stream', noun: 'Income stream',
       hint: 'Pensions, social security: paid monthly in the years given, reducing what is withdrawn.',
       fields: [
         { name: 'name', label: 'Name', kind: 'text' },
-        { name: 'monthly_amount', label: 'Monthly amount', kind: 'number', range: closed(0, 1e10), required: true, step: 50 },
-        { name: 'start_year', label: 'First year', kind: 'int', min: 1, max: () => horizon(), placeholder: '1' },
-        { name: 'end_year', label: 'Last year', kind: 'int', min: 1, max: () => horizon(), placeholder: 'horizon' },
-        { name: 'inflation_adjusted', label: 'Rises with inflation', kind: 'check', value: true },
+        { name: 'monthly_amount', label: 'Monthly amount', kind: 'number', step: 50 },
+        { name: 'start_year', label: 'First year', kind: 'int' },
+        { name: 'end_year', label: 'Last year', kind: 'int', placeholder: 'horizon' },
+        { name: 'inflation_adjusted', label: 'Rises with inflation', kind: 'check' },
       ],
     },
     expenses: {
-      legend: 'One-off expenses', add: 'Add an expense', noun: 'Expense', countMessage: `at most ${MAX_CASH_FLOWS} items`,
+      legend: 'One-off expenses', add: 'Add an expense', noun: 'Expense',
       hint: 'Taken from the portfolio at the start of the year.',
       fields: oneOffFields(),
     },
     inflows: {
-      legend: 'One-off inflows', add: 'Add an inflow', noun: 'Inflow', countMessage: `at most ${MAX_CASH_FLOWS} items`,
+      legend: 'One-off inflows', add: 'Add an inflow', noun: 'Inflow',
       hint: 'Added to the portfolio at the start of the year (an inheritance, a house sale).',
       fields: oneOffFields(),
     },
@@ -154,9 +220,9 @@
   function oneOffFields() {
     return [
       { name: 'name', label: 'Name', kind: 'text' },
-      { name: 'year', label: 'Year', kind: 'int', min: 1, max: () => horizon(), required: true },
-      { name: 'amount', label: 'Amount', kind: 'number', range: closed(0, 1e12), required: true, step: 1000 },
-      { name: 'inflation_adjusted', label: 'In today’s money', kind: 'check', value: true },
+      { name: 'year', label: 'Year', kind: 'int' },
+      { name: 'amount', label: 'Amount', kind: 'number', step: 1000 },
+      { name: 'inflation_adjusted', label: 'In today’s money', kind: 'check' },
     ];
   }
 
@@ -164,10 +230,43 @@
     return word[0].toUpperCase() + word.slice(1);
   }
 
-  // The years a cash flow may name: the horizon when it is valid (the API does the same).
-  function horizon() {
-    const years = Number(value('years'));
-    return Number.isInteger(years) && years >= 1 && years <= DEFAULTS.max_years ? years : DEFAULTS.max_years;
+  // The rule of a form field (the correlation's cells share the matrix's).
+  const ruleOf = (spec, path) => rule(spec.rulePath || path);
+
+  // Whether a field shows (and is sent): its own `when`, and for a parameter of some kinds or
+  // strategies, whether one of them is chosen.
+  function shown(spec, path) {
+    if (spec.when) return spec.when();
+    const r = ruleOf(spec, path);
+    return !(r && r.only_for) || r.only_for.includes(chosen(path));
+  }
+
+  // What a field holds after a reset: its example value, or the API's default when prefilled.
+  function initial(spec, path) {
+    if (spec.value !== undefined) return spec.value;
+    if (spec.kind === 'select' || spec.kind === 'check' || spec.prefill) return defaultOf(path);
+    return undefined;
+  }
+
+  // The placeholder of a blank field: the default the API takes for it.
+  function placeholder(spec, path) {
+    if (spec.placeholder !== undefined) return spec.placeholder;
+    if (spec.prefill || spec.value !== undefined || spec.kind === 'text') return undefined;
+    const d = spec.correlation ? defaultOf(spec.rulePath)[spec.correlation[0]][spec.correlation[1]] : defaultOf(path);
+    if (typeof d !== 'number') return undefined;
+    return spec.rounded || spec.correlation ? round(d) : String(d);
+  }
+
+  // The hint in words, and what a blank field becomes.
+  function hint(spec, path) {
+    const d = defaultOf(path);
+    let blank = null;
+    if (spec.blank) blank = spec.blank;
+    else if (spec.prefill && typeof d === 'number' && spec.kind === 'int') blank = d.toLocaleString('en-US');
+    else if (!spec.prefill && spec.value === undefined && !spec.rounded && typeof d === 'number' && !spec.correlation) blank = String(d);
+    const parts = [blank !== null && spec.prefill ? `Blank: ${blank}.` : null, spec.hint, blank !== null && !spec.prefill ? `Blank: ${blank}.` : null];
+    const text = parts.filter(Boolean).join(' ');
+    return text || undefined;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -183,11 +282,14 @@
   function fieldNode(spec, path) {
     const key = keyOf(path);
     const id = `f-${key}`;
-    const describedBy = [spec.hint ? `h-${key}` : null, `e-${key}`].filter(Boolean).join(' ');
+    const r = ruleOf(spec, path);
+    const required = Boolean(r && r.required && spec.kind !== 'select');
+    const hintText = spec.kind === 'select' || spec.kind === 'check' ? spec.hint : hint(spec, path);
+    const describedBy = [hintText ? `h-${key}` : null, `e-${key}`].filter(Boolean).join(' ');
     let control;
     if (spec.kind === 'select') {
       control = el('select', { id, name: path, 'aria-describedby': describedBy },
-        spec.options.map(([v, text]) => el('option', { value: v }, text)));
+        r.choices.map((v) => el('option', { value: v }, spec.labels[v] || v)));
     } else if (spec.kind === 'check') {
       control = el('input', { id, name: path, type: 'checkbox', 'aria-describedby': describedBy });
     } else if (spec.kind === 'text') {
@@ -197,14 +299,14 @@
     } else {
       control = el('input', {
         id, name: path, type: 'number', inputmode: spec.kind === 'int' ? 'numeric' : 'decimal',
-        step: spec.kind === 'int' ? 1 : spec.step || 'any', placeholder: spec.placeholder,
-        'aria-describedby': describedBy, 'aria-required': spec.required ? 'true' : null,
+        step: spec.kind === 'int' ? 1 : spec.step || 'any', placeholder: placeholder(spec, path),
+        'aria-describedby': describedBy, 'aria-required': required ? 'true' : null,
       });
     }
-    const label = el('label', { for: id }, spec.label, spec.required ? el('span', { class: 'required', 'aria-hidden': 'true' }, ' *') : null);
+    const label = el('label', { for: id }, spec.label, required ? el('span', { class: 'required', 'aria-hidden': 'true' }, ' *') : null);
     const wrapper = el('div', { class: `field field-${spec.kind}`, 'data-path': path },
       spec.kind === 'check' ? [control, label] : [label, control],
-      spec.hint ? el('p', { class: 'hint', id: `h-${key}` }, spec.hint) : null,
+      hintText ? el('p', { class: 'hint', id: `h-${key}` }, hintText) : null,
       el('p', { class: 'error', id: `e-${key}` }));
     return wrapper;
   }
@@ -251,7 +353,8 @@
       el('button', { type: 'button', class: 'remove', 'data-remove': name, 'data-index': index }, `Remove ${list.noun.toLowerCase()} ${index + 1}`));
     items.append(fieldset);
     for (const f of list.fields) {
-      setControl(`${name}[${index}].${f.name}`, f, values[f.name] ?? f.value);
+      const path = `${name}[${index}].${f.name}`;
+      setControl(path, f, values[f.name] ?? initial(f, path));
     }
     updateCounts();
     return fieldset;
@@ -292,7 +395,7 @@
   function updateVisibility() {
     for (const section of SECTIONS) {
       for (const f of section.fields) {
-        if (f.when) input(f.path).closest('.field').hidden = !f.when();
+        input(f.path).closest('.field').hidden = !shown(f, f.path);
       }
     }
   }
@@ -310,7 +413,7 @@
 
   function resetForm() {
     for (const section of SECTIONS) {
-      for (const f of section.fields) setControl(f.path, f, f.value);
+      for (const f of section.fields) setControl(f.path, f, initial(f, f.path));
     }
     for (const name of Object.keys(LISTS)) $(`#items-${name}`).replaceChildren();
     updateCounts();
@@ -344,7 +447,8 @@
     const w = request.withdrawal || {};
     set('withdrawal.strategy', w.strategy);
     for (const k of ['rate', 'upper_guardrail', 'lower_guardrail', 'cut', 'raise', 'monthly_floor', 'monthly_ceiling']) set(`withdrawal.${k}`, w[k]);
-    if (w.monthly_ceiling >= 1e10) set('withdrawal.monthly_ceiling', '');
+    // The default ceiling means "none", which a blank box says better than ten billion.
+    if (w.monthly_ceiling === defaultOf('withdrawal.monthly_ceiling')) set('withdrawal.monthly_ceiling', '');
     const a = request.assumptions;
     if (a) {
       for (const asset of ['stocks', 'bonds', 'cash']) {
@@ -364,7 +468,7 @@
   }
 
   // ---------------------------------------------------------------------------------------
-  // Reading and checking the form: the same rules as the API, the same words.
+  // Reading and checking the form: the API's rules, the API's words.
   // ---------------------------------------------------------------------------------------
   function setPath(target, path, v) {
     const parts = path.split('.');
@@ -374,48 +478,44 @@
   }
 
   function readNumber(path, spec, errors) {
+    const r = ruleOf(spec, path);
     const node = input(path);
     const raw = node.value.trim();
     if (node.validity && node.validity.badInput) {
-      errors.push({ field: path, message: spec.kind === 'int' ? intMessage(spec.min, spec.max()) : 'must be a number' });
+      // Text the browser cannot read as a number: the rule says what the field takes.
+      errors.push({ field: path, message: check(r, NaN).message });
       return undefined;
     }
     if (raw === '') {
-      if (spec.required) errors.push({ field: path, message: 'is required' });
+      if (r.required) errors.push({ field: path, message: RULES.required });
       return undefined;
     }
-    const x = Number(raw);
-    if (spec.kind === 'int') {
-      const max = spec.max();
-      if (!Number.isInteger(x) || x < spec.min || x > max) {
-        errors.push({ field: path, message: intMessage(spec.min, max) });
-        return undefined;
-      }
-      return x;
-    }
-    if (!inRange(x, spec.range)) {
-      errors.push({ field: path, message: describe(spec.range) });
+    const checked = check(r, Number(raw));
+    if (checked.message !== undefined) {
+      errors.push({ field: path, message: checked.message });
       return undefined;
     }
-    return x;
+    return checked.value;
   }
 
   // Returns the JSON body and the broken rules (an empty list when the body may be sent).
   function readForm() {
     const errors = [];
     const body = {};
-    let seed = null;
+    let seed = null; // the seed as JSON text: digits beyond what a JavaScript number holds
     const correlation = {};
     for (const section of SECTIONS) {
       for (const f of section.fields) {
-        if (f.when && !f.when()) continue;
+        if (!shown(f, f.path)) continue;
         if (f.kind === 'select') setPath(body, f.path, value(f.path));
         else if (f.kind === 'check') continue;
         else if (f.kind === 'seed') {
           const raw = value(f.path).trim();
+          const r = rule('seed');
           if (raw === '') continue;
-          if (!/^\d+$/.test(raw)) errors.push({ field: 'seed', message: 'must be a whole number from 0 to 2^63-1' });
-          else if (BigInt(raw) > MAX_SEED) errors.push({ field: 'seed', message: `must be at most 2^63-1 (${MAX_SEED})` });
+          // Not a whole number: sent as written, for the API to say what a seed takes.
+          if (!/^\d+$/.test(raw)) seed = JSON.stringify(raw);
+          else if (BigInt(raw) > BigInt(r.maximum_text)) errors.push({ field: 'seed', message: r.message });
           else seed = raw;
         } else {
           const x = readNumber(f.path, f, errors);
@@ -425,38 +525,34 @@
         }
       }
     }
-    // Discriminated unions: the choice names the variant, its parameters sit beside it.
-    const rm = body.return_model;
-    body.return_model = { kind: rm.kind };
-    if (rm.kind === 'student_t' && rm.df !== undefined) body.return_model.df = rm.df;
-    if (rm.kind === 'bootstrap' && rm.block_years !== undefined) body.return_model.block_years = rm.block_years;
-    if (rm.kind === 'historical' && Number.isInteger(body.years) && body.years > DEFAULTS.table_years) {
-      errors.push({ field: 'years', message: `must be at most ${DEFAULTS.table_years} for the historical model (the table covers ${DEFAULTS.table_years} years)` });
+    const table = RULES.limits.table_years;
+    if (body.return_model.kind === 'historical' && Number.isInteger(body.years) && body.years > table) {
+      errors.push({ field: 'years', message: fill(RULES.messages.historical_years, { table_years: table }) });
     }
 
-    const alloc = body.allocation || {};
-    const weights = ['stocks', 'bonds', 'cash'].map((k) => alloc[k] ?? 0);
-    if (!errors.some((e) => e.field.startsWith('allocation'))) {
+    // A given allocation's blank weight is the rule's default (0); none given is the default
+    // allocation, which sums to 1.
+    if (body.allocation && !errors.some((e) => e.field.startsWith('allocation'))) {
+      const weights = ['stocks', 'bonds', 'cash'].map((k) => body.allocation[k] ?? rule(`allocation.${k}`).default);
       const sum = weights.reduce((a, b) => a + b, 0);
-      if (Math.abs(sum - 1) > SUM_TOLERANCE) errors.push({ field: 'allocation', message: `weights must sum to 1 (± 1e-6); they sum to ${sum}` });
+      if (Math.abs(sum - 1) > RULES.limits.sum_tolerance) {
+        errors.push({ field: 'allocation', message: fill(RULES.messages.allocation_sum, { sum: plainNumber(sum) }) });
+      }
     }
 
     checkCorrelation(body, correlation, errors);
 
     const w = body.withdrawal;
-    if (w.strategy === 'floor_ceiling' && w.monthly_floor !== undefined && w.monthly_ceiling !== undefined && w.monthly_ceiling < w.monthly_floor) {
-      errors.push({ field: 'withdrawal.monthly_ceiling', message: 'must be ≥ withdrawal.monthly_floor' });
+    if (w.monthly_floor !== undefined && w.monthly_ceiling !== undefined && w.monthly_ceiling < w.monthly_floor) {
+      errors.push({ field: 'withdrawal.monthly_ceiling', message: RULES.messages.ceiling_above_floor });
     }
 
     if (solving()) {
       const target = body.solve?.target_success;
-      if (target === undefined && !errors.some((e) => e.field === 'solve.target_success')) {
-        errors.push({ field: 'solve.target_success', message: 'is required' });
-      } else if (target !== undefined && target >= 1) {
-        errors.push({ field: 'solve.target_success', message: 'must be strictly between 0 and 1' });
-      }
-      if (w.strategy !== 'constant_real') {
-        errors.push({ field: 'solve', message: 'the solver finds a constant real monthly_spending; use withdrawal.strategy constant_real with it' });
+      // As the API: the strategy is judged once the target and the withdrawal are valid.
+      const settled = target !== undefined && !errors.some((e) => e.field.startsWith('withdrawal'));
+      if (settled && w.strategy !== 'constant_real') {
+        errors.push({ field: 'solve', message: RULES.messages.solve_constant_real });
       }
       body.solve = { target_success: target };
     } else {
@@ -471,34 +567,29 @@
     return { text, errors };
   }
 
+  // The three correlations: a blank one takes the historical figure its placeholder shows;
+  // the matrix is sent when any is given, and must be positive semi-definite.
   function checkCorrelation(body, given, errors) {
     const keys = ['01', '02', '12'];
-    const filled = keys.filter((k) => given[k] !== undefined);
-    const failed = errors.some((e) => e.field.startsWith('assumptions.correlation'));
-    if (filled.length === 0 && !failed) return;
-    if (failed) return;
-    if (filled.length < 3) {
-      errors.push({ field: 'assumptions.correlation', message: 'give all three correlations, or none for the historical ones' });
-      return;
-    }
-    const [a, b, c] = keys.map((k) => given[k]);
-    // A symmetric 3×3 matrix with a unit diagonal is positive semi-definite exactly when its
-    // principal minors are ≥ 0: 1 − a², 1 − b², 1 − c² (true within [-1, 1]) and the
-    // determinant.
-    const det = 1 + 2 * a * b * c - a * a - b * b - c * c;
-    if (det < -1e-9) {
-      errors.push({ field: 'assumptions.correlation', message: 'must be positive semi-definite (a valid correlation matrix)' });
+    if (keys.every((k) => given[k] === undefined)) return;
+    if (errors.some((e) => e.field.startsWith('assumptions.correlation'))) return;
+    const historical = defaultOf('assumptions.correlation');
+    const [a, b, c] = keys.map((k) => given[k] ?? historical[Number(k[0])][Number(k[1])]);
+    const matrix = [[1, a, b], [a, 1, c], [b, c, 1]];
+    if (choleskyPsd(matrix) === null) {
+      errors.push({ field: 'assumptions.correlation', message: RULES.messages.correlation_psd });
       return;
     }
     body.assumptions ??= {};
-    body.assumptions.correlation = [[1, a, b], [a, 1, c], [b, c, 1]];
+    body.assumptions.correlation = matrix;
   }
 
   function readList(name, body, errors) {
     const items = $$(`#items-${name} > .item`);
     if (items.length === 0) return;
-    if (items.length > MAX_CASH_FLOWS) {
-      errors.push({ field: name, message: LISTS[name].countMessage });
+    const r = rule(name);
+    if (items.length > r.max_items) {
+      errors.push({ field: name, message: r.message });
       return;
     }
     body[name] = items.map((_, index) => {
@@ -515,8 +606,8 @@
           if (x !== undefined) record[f.name] = x;
         }
       }
-      if (name === 'income' && record.start_year !== undefined && record.end_year !== undefined && record.end_year < record.start_year) {
-        errors.push({ field: `${name}[${index}].end_year`, message: 'must be ≥ start_year' });
+      if (record.start_year !== undefined && record.end_year !== undefined && record.end_year < record.start_year) {
+        errors.push({ field: `${name}[${index}].end_year`, message: RULES.messages.end_after_start });
       }
       return record;
     });
@@ -884,7 +975,15 @@
     return id && UUID.test(id) ? id : null;
   }
 
-  function start() {
+  async function start() {
+    try {
+      const response = await fetch('/assets/rules.json', { headers: { Accept: 'application/json' } });
+      if (!response.ok) throw new Error(`status ${response.status}`);
+      RULES = await response.json();
+    } catch (_) {
+      showErrors([{ field: 'body', message: 'The form’s rules could not be loaded. Reload the page to try again.' }]);
+      return;
+    }
     buildForm();
     resetForm();
     const form = $('#sim-form');

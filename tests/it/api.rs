@@ -362,3 +362,35 @@ async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
         app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 3, "the refused job was not recorded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_answers_a_method_it_does_not_serve_with_405_and_allow_naming_those_it_does() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 16, "{paths:?}");
+    for (path, item) in paths {
+        let mut served: Vec<String> =
+            item.as_object().unwrap().keys().map(|m| m.to_uppercase()).collect();
+        served.sort();
+        let url = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{chart}", "fan")
+            .replace("{name}", "app.js");
+        let response = app.client.patch(app.url(&url)).send().await.unwrap();
+        let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        let p = problem(response, 405).await;
+        assert_eq!(p["type"], "/problems/method-not-allowed", "{path}");
+        let mut allowed: Vec<String> =
+            allow.unwrap_or_default().split(", ").map(str::to_owned).collect();
+        allowed.sort();
+        assert_eq!(allowed, served, "PATCH {path}");
+    }
+    let response = app.client.get(app.url("/simulations")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
+    let response = app.client.post(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "GET");
+    problem(response, 405).await;
+}

@@ -124,7 +124,7 @@ async fn api_message(app: &TestApp, body: &Value, field: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     let mut env = TestEnv::new();
-    // The deployment's cap is the API's to enforce; the page knows only the model's.
+    // The page takes this deployment's cap, like every rule, from the API's rules document.
     env.set("MAX_SCENARIOS", 5000);
     let app = env.spawn_app().await;
     let mut over_cap = small_request();
@@ -133,6 +133,9 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     let mut off_sum = small_request();
     off_sum["allocation"] = json!({ "stocks": 0.7, "bonds": 0.4, "cash": 0 });
     let sum_message = api_message(&app, &off_sum, "allocation").await;
+    let mut bad_seed = small_request();
+    bad_seed["seed"] = "-1".into();
+    let seed_message = api_message(&app, &bad_seed, "seed").await;
 
     let browser = Browser::start(1280, 1800).await;
     browser.client.goto(&app.url("/")).await.unwrap();
@@ -148,8 +151,9 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     assert_eq!(shown, sum_message);
     assert!(text_of(&browser, "#error-summary").await.contains(&sum_message));
 
-    // The API's refusal lands next to its field too.
+    // This deployment's cap is checked in the page too, in the API's words.
     browser.type_into("#f-allocation-stocks", "0.6").await;
+    browser.type_into("#f-n_scenarios", "10000").await;
     browser.click("#submit").await;
     let shown = eventually(Duration::from_secs(10), || async {
         Some(text_of(&browser, "#e-n_scenarios").await).filter(|t| !t.is_empty())
@@ -158,6 +162,20 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     assert_eq!(shown, cap_message);
     assert_eq!(text_of(&browser, "#e-allocation").await, "", "the fixed field is clear");
     let invalid = browser.find("#f-n_scenarios").await.attr("aria-invalid").await.unwrap();
+    assert_eq!(invalid.as_deref(), Some("true"));
+
+    // What the page leaves to the API (a seed that is not a whole number) is refused by the
+    // API, and its message lands next to its field.
+    browser.type_into("#f-n_scenarios", "2000").await;
+    browser.type_into("#f-seed", "-1").await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-seed").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(shown, seed_message);
+    assert_eq!(text_of(&browser, "#e-n_scenarios").await, "", "the fixed field is clear");
+    let invalid = browser.find("#f-seed").await.attr("aria-invalid").await.unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
     let url = browser.client.current_url().await.unwrap();
     assert!(url.query().is_none(), "no job was created: {url}");

@@ -21,6 +21,7 @@ async fn the_pages_and_assets_are_served_from_the_binary_and_revalidate_by_etag(
         ("/assets/common.js", "text/javascript", "function inlineSvg"),
         ("/assets/dashboard.js", "text/javascript", "/queue/stats"),
         ("/assets/style.css", "text/css", ":focus-visible"),
+        ("/assets/rules.json", "application/json", "\"starting_portfolio\""),
     ] {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
@@ -48,15 +49,13 @@ async fn the_pages_and_assets_are_served_from_the_binary_and_revalidate_by_etag(
     let index = app.client.get(app.url("/")).send().await.unwrap();
     let csp = index.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
     assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
-    let html = index.text().await.unwrap();
-    // The server wrote the model's limits and the historical assumptions into the page.
-    let start = html.find("id=\"pmc-defaults\">").unwrap() + "id=\"pmc-defaults\">".len();
-    let end = start + html[start..].find("</script>").unwrap();
-    let defaults: Value = serde_json::from_str(&html[start..end]).unwrap();
-    assert_eq!(defaults["max_years"], 100);
-    assert_eq!(defaults["table_years"], 97);
-    assert!(defaults["assumptions"]["stocks"]["mean_return"].as_f64().unwrap() > 0.05);
-    assert_eq!(defaults["assumptions"]["correlation"][1][1], 1.0);
+    // The page takes the model's limits and the historical assumptions from the rules document.
+    let rules: Value =
+        app.client.get(app.url("/assets/rules.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rules["limits"]["max_years"], 100);
+    assert_eq!(rules["limits"]["table_years"], 97);
+    assert!(rules["assumptions"]["stocks"]["mean_return"].as_f64().unwrap() > 0.05);
+    assert_eq!(rules["assumptions"]["correlation"][1][1], 1.0);
 
     let missing = app.client.get(app.url("/assets/nope.js")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
@@ -219,4 +218,38 @@ async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
         &doc["paths"]["/results/{id}/charts/{chart}.svg"]["get"]["responses"]["200"]["content"];
     assert!(svg["image/svg+xml"].is_object(), "{svg}");
     assert!(doc["components"]["schemas"]["QueueStats"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_document_and_the_openapi_schema_carry_this_deployments_cap() {
+    let mut env = TestEnv::new();
+    env.set("MAX_SCENARIOS", 5000);
+    let app = env.spawn_app().await;
+    let mut over = small_request();
+    over["n_scenarios"] = 5001.into();
+    let response = app.submit(&over).await;
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    let said = &problem["errors"][0];
+    assert_eq!(said["field"], "n_scenarios");
+
+    let rules: Value =
+        app.client.get(app.url("/assets/rules.json")).send().await.unwrap().json().await.unwrap();
+    let n = &rules["fields"]["n_scenarios"];
+    assert_eq!(n["maximum"], 5000);
+    assert_eq!(n["default"], 5000);
+    assert_eq!(n["message"], said["message"], "the page says what the API says");
+    assert_eq!(rules["limits"]["max_scenarios"], 5000);
+
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let schema = &doc["components"]["schemas"]["SimulationRequestInput"];
+    assert_eq!(schema["properties"]["n_scenarios"]["maximum"], 5000);
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["starting_portfolio", "monthly_spending", "years"])
+    );
+    let body = &doc["paths"]["/simulations"]["post"]["requestBody"]["content"]["application/json"];
+    assert_eq!(body["schema"]["$ref"], "#/components/schemas/SimulationRequestInput");
 }

@@ -44,7 +44,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             anyhow::bail!("the request is invalid:\n{}", lines.join("\n"))
         }
     };
-    let seed = request.seed.unwrap_or_else(portfolio_engine::request::draw_seed);
+    let seed = request.seed().unwrap_or_else(portfolio_engine::request::draw_seed);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()

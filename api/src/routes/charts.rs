@@ -2,6 +2,7 @@
 //! `GET /queue/charts/depth.svg`: the queue's sampled depth. SVG documents drawn on the server
 //! (see `crate::charts`), which the pages inline and anyone can open or embed.
 
+use actix_web::get;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
@@ -66,8 +67,8 @@ pub enum ResultChart {
 }
 
 impl ResultChart {
-    fn from_file(name: &str) -> Option<Self> {
-        Some(match name.strip_suffix(".svg")? {
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
             "fan" => Self::Fan,
             "depletion" => Self::Depletion,
             "terminal" => Self::Terminal,
@@ -88,8 +89,6 @@ impl ResultChart {
 
 /// One chart of a succeeded job: `fan.svg`, `depletion.svg`, `terminal.svg` or `spending.svg`.
 #[utoipa::path(
-    get,
-    path = "/results/{id}/charts/{chart}.svg",
     tag = "charts",
     params(
         ("id" = String, Path, description = "Job id"),
@@ -101,14 +100,16 @@ impl ResultChart {
         (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[get("/results/{id}/charts/{chart}.svg")]
 pub async fn result_chart(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, file) = path.into_inner();
-    let chart = ResultChart::from_file(&file).ok_or_else(|| {
+    let (id, name) = path.into_inner();
+    let chart = ResultChart::from_name(&name).ok_or_else(|| {
         ApiError::NotFound(format!(
-            "no chart {file:?}: fan.svg, depletion.svg, terminal.svg or spending.svg"
+            "no chart {:?}: fan.svg, depletion.svg, terminal.svg or spending.svg",
+            format!("{name}.svg")
         ))
     })?;
     let (_, result) = succeeded_result(&state, &id).await?;
@@ -123,8 +124,6 @@ pub struct DepthQuery {
 
 /// Jobs in the queue by state over the last hour (or `minutes`), sampled every ~10 s.
 #[utoipa::path(
-    get,
-    path = "/queue/charts/depth.svg",
     tag = "charts",
     params(DepthQuery),
     responses(
@@ -133,6 +132,7 @@ pub struct DepthQuery {
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[get("/queue/charts/depth.svg")]
 pub async fn queue_depth(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -1,6 +1,7 @@
 //! `GET /results/{id}/table.csv`: a succeeded result's yearly series as CSV, for spreadsheets.
 //! (The JSON download is `/results/{id}` itself.)
 
+use actix_web::get;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use portfolio_engine::SimulationResult;
@@ -13,8 +14,6 @@ use crate::state::AppState;
 /// One row per year end: real and nominal wealth percentiles, the share depleted by then, and
 /// the real spending percentiles of the year that ended (empty for year 0).
 #[utoipa::path(
-    get,
-    path = "/results/{id}/table.csv",
     tag = "results",
     params(("id" = String, Path, description = "Job id")),
     responses(
@@ -23,6 +22,7 @@ use crate::state::AppState;
         (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[get("/results/{id}/table.csv")]
 pub async fn table_csv(
     state: web::Data<AppState>,
     id: web::Path<String>,

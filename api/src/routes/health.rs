@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use actix_web::get;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -21,7 +22,8 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
+#[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
@@ -37,14 +39,13 @@ pub struct Readiness {
 
 /// Redis and Postgres are reachable.
 #[utoipa::path(
-    get,
-    path = "/ready",
     tag = "operations",
     responses(
         (status = 200, description = "Both reachable", body = Readiness),
         (status = 503, description = "A problem naming what is down, with `checks` per dependency", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.write_pool.clone();
     let read_pool = state.read_pool.clone();

@@ -1,12 +1,14 @@
 //! `GET /metrics`: Prometheus text. Queue depth and pool gauges are refreshed at scrape time.
 
+use actix_web::get;
 use actix_web::{HttpResponse, web};
 
 use crate::state::AppState;
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+#[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match state.redis(state.queue.depth()).await {
         Ok(depth) => state.metrics.record_depth(&depth),

@@ -1,4 +1,7 @@
-//! Routes, one file per group, registered in one place.
+//! Routes, one file per group, registered in one place: [`mount`] registers each handler with
+//! its OpenAPI path (utoipa-actix-web reads both from the handler's attributes), so the
+//! document cannot miss a route, and then answers the methods a path does not serve with a
+//! 405 naming those it does.
 
 pub mod charts;
 pub mod exports;
@@ -10,56 +13,90 @@ pub mod queue_stats;
 pub mod results;
 pub mod simulations;
 
-use actix_web::web;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{App, HttpResponse, ResponseError, web};
+use portfolio_engine::request::RequestLimits;
+use utoipa::openapi::PathItem;
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
 
 use crate::error::ApiError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/simulations")
-            .route(web::post().to(simulations::submit))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/run_simulation")
-            .route(web::post().to(simulations::run_simulation))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/simulations/{id}")
-            .route(web::delete().to(simulations::cancel))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/results")
-            .route(web::get().to(results::list))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/results/{id}")
-            .route(web::get().to(results::get))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(get("/results/{id}/charts/{chart}").route(web::get().to(charts::result_chart)))
-    .service(get("/results/{id}/table.csv").route(web::get().to(exports::table_csv)))
-    .service(get("/queue/stats").route(web::get().to(queue_stats::queue_stats)))
-    .service(get("/queue/charts/depth.svg").route(web::get().to(charts::queue_depth)))
-    .service(get("/").route(web::get().to(pages::index)))
-    .service(get("/dashboard").route(web::get().to(pages::dashboard)))
-    .service(get("/assets/{name}").route(web::get().to(pages::asset)))
-    .route("/health", web::get().to(health::health))
-    .route("/ready", web::get().to(health::ready))
-    .route("/metrics", web::get().to(metrics::metrics))
-    .route("/openapi.json", web::get().to(openapi::openapi_json));
+/// Every route of the API on `app`, with its OpenAPI document at `/openapi.json`, the rules of
+/// a request under `limits`, the 405s and the 404 fallback.
+pub fn mount<T, B>(app: App<T>, limits: RequestLimits) -> App<T>
+where
+    B: MessageBody,
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+{
+    let (app, mut document) = app
+        .into_utoipa_app()
+        .openapi(openapi::ApiDoc::openapi())
+        .service(simulations::submit)
+        .service(simulations::run_simulation)
+        .service(simulations::cancel)
+        .service(results::list)
+        .service(results::get)
+        .service(charts::result_chart)
+        .service(exports::table_csv)
+        .service(queue_stats::queue_stats)
+        .service(charts::queue_depth)
+        .service(pages::index)
+        .service(pages::dashboard)
+        .service(pages::asset)
+        .service(health::health)
+        .service(health::ready)
+        .service(metrics::metrics)
+        .service(openapi::openapi_json)
+        .split_for_parts();
+    openapi::RequestRules(limits).modify(&mut document);
+    // The handlers' resources match their own method only; a request with another method
+    // falls through to this resource of the same path.
+    let app = document.paths.paths.iter().fold(app, |app, (path, item)| {
+        let allow = methods(item).join(", ");
+        app.service(web::resource(path.as_str()).to(move || {
+            let allow = allow.clone();
+            async move { method_not_allowed(&allow) }
+        }))
+    });
+    app.app_data(web::Data::new(openapi::Served(document)))
+        .app_data(web::Data::new(pages::Rules::new(&limits)))
+        .default_service(web::to(not_found))
 }
 
-/// A resource that answers other methods with a 405 problem (add its GET route).
-fn get(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// The methods a path serves, as an `Allow` header lists them.
+fn methods(item: &PathItem) -> Vec<&'static str> {
+    [
+        ("GET", &item.get),
+        ("HEAD", &item.head),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("PATCH", &item.patch),
+        ("DELETE", &item.delete),
+        ("OPTIONS", &item.options),
+        ("TRACE", &item.trace),
+    ]
+    .into_iter()
+    .filter(|(_, operation)| operation.is_some())
+    .map(|(method, _)| method)
+    .collect()
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// The 405 problem, with `Allow` naming the methods the path serves (RFC 9110 §15.5.6).
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

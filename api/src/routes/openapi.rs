@@ -1,10 +1,13 @@
-//! `GET /openapi.json`: the OpenAPI 3 document, generated from the handlers' annotations.
+//! `GET /openapi.json`: the OpenAPI 3 document. Its paths are collected from the handlers as
+//! they are registered (`routes::mount`); this module adds what no handler carries (title,
+//! tags, shared schemas) and the request body's rules under this deployment's limits.
 
-use actix_web::HttpResponse;
-use utoipa::OpenApi;
+use actix_web::{HttpResponse, get, web};
+use portfolio_engine::request::{RequestLimits, request_schema};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
-use crate::routes::{charts, exports, health, metrics, pages, queue_stats, results, simulations};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,24 +15,6 @@ use crate::routes::{charts, exports, health, metrics, pages, queue_stats, result
         title = "portfolio-mc",
         description = "Retirement-portfolio Monte Carlo simulations as a job queue: submit a \
                        request, poll its result. Errors are RFC 9457 problem documents."
-    ),
-    paths(
-        simulations::submit,
-        simulations::run_simulation,
-        simulations::cancel,
-        results::get,
-        results::list,
-        exports::table_csv,
-        charts::result_chart,
-        charts::queue_depth,
-        queue_stats::queue_stats,
-        pages::index,
-        pages::dashboard,
-        pages::asset,
-        health::health,
-        health::ready,
-        metrics::metrics,
-        openapi_json,
     ),
     components(schemas(Problem, portfolio_engine::FieldError)),
     tags(
@@ -42,9 +27,26 @@ use crate::routes::{charts, exports, health, metrics, pages, queue_stats, result
 )]
 pub struct ApiDoc;
 
+/// The request body's schema, generated from the engine's rules with this deployment's cap on
+/// `n_scenarios`.
+pub struct RequestRules(pub RequestLimits);
+
+impl Modify for RequestRules {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .schemas
+            .insert("SimulationRequestInput".to_owned(), request_schema(&self.0).into());
+    }
+}
+
+/// The finished document, as `/openapi.json` serves it.
+pub struct Served(pub Document);
+
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+#[get("/openapi.json")]
+pub async fn openapi_json(document: web::Data<Served>) -> HttpResponse {
+    HttpResponse::Ok().json(&document.0)
 }

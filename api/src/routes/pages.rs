@@ -1,17 +1,19 @@
 //! `GET /` (the simulation form, its progress and its results), `GET /dashboard` (the
-//! operators' page) and `GET /assets/{name}` (their scripts and style sheet).
+//! operators' page) and `GET /assets/{name}` (their scripts, style sheet and `rules.json`).
 //!
 //! The files are our own, under `api/web/`, embedded in the binary at build time: the pages
 //! need nothing from the network, no build step of their own, and always match the API they
-//! talk to. Each is served with an ETag (a hash of its bytes), so a browser revalidates with a
-//! 304 instead of downloading it again.
+//! talk to. `rules.json` is the engine's rules document under this deployment's limits, made
+//! when the app is built: the form checks every field by it, in the API's own words. Each
+//! asset is served with an ETag (a hash of its bytes), so a browser revalidates with a 304
+//! instead of downloading it again.
 
 use std::sync::LazyLock;
 
+use actix_web::get;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use portfolio_engine::history;
-use portfolio_engine::request::{Assumptions, DEFAULT_SCENARIOS, MAX_SCENARIOS, MAX_YEARS};
+use portfolio_engine::request::{RequestLimits, document};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, Problem};
@@ -59,21 +61,8 @@ impl Asset {
 
 const HTML: &str = "text/html; charset=utf-8";
 
-static INDEX: LazyLock<Asset> = LazyLock::new(|| {
-    // The page's script reads the model's limits and the historical assumptions (the defaults
-    // of every blank field) from this JSON block, so its checks and hints match the API's.
-    let defaults = serde_json::json!({
-        "assumptions": Assumptions::historical(),
-        "table_years": history::table().len(),
-        "first_table_year": history::table().first().map(|y| y.year),
-        "max_years": MAX_YEARS,
-        "max_scenarios": MAX_SCENARIOS,
-        "default_scenarios": DEFAULT_SCENARIOS,
-    });
-    let html = include_str!("../../web/index.html")
-        .replace("{{defaults}}", &defaults.to_string().replace("</", "<\\/"));
-    Asset::new(HTML, html)
-});
+static INDEX: LazyLock<Asset> =
+    LazyLock::new(|| Asset::new(HTML, include_str!("../../web/index.html").to_owned()));
 
 static DASHBOARD: LazyLock<Asset> =
     LazyLock::new(|| Asset::new(HTML, include_str!("../../web/dashboard.html").to_owned()));
@@ -92,29 +81,48 @@ static ASSETS: LazyLock<[(&str, Asset); 4]> = LazyLock::new(|| {
 });
 
 /// The simulation form; with `?job={id}` it follows that job and shows its result.
-#[utoipa::path(get, path = "/", tag = "web",
+#[utoipa::path(tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
+#[get("/")]
 pub async fn index(req: HttpRequest) -> HttpResponse {
     INDEX.respond(&req)
 }
 
 /// The operators' dashboard: queue, throughput, latency, error rate, workers, failures.
-#[utoipa::path(get, path = "/dashboard", tag = "web",
+#[utoipa::path(tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
+#[get("/dashboard")]
 pub async fn dashboard(req: HttpRequest) -> HttpResponse {
     DASHBOARD.respond(&req)
 }
 
-/// A script or style sheet of the pages.
-#[utoipa::path(get, path = "/assets/{name}", tag = "web",
-    params(("name" = String, Path, description = "app.js, common.js, dashboard.js or style.css")),
+/// The rules document the form checks by, under this deployment's limits.
+pub struct Rules(Asset);
+
+impl Rules {
+    pub fn new(limits: &RequestLimits) -> Self {
+        Self(Asset::new("application/json", document(limits).to_string()))
+    }
+}
+
+/// A script, style sheet or the rules document of the pages.
+#[utoipa::path(tag = "web",
+    params(("name" = String, Path, description = "app.js, common.js, dashboard.js, style.css or rules.json")),
     responses(
         (status = 200, description = "The file"),
         (status = 404, description = "No such asset", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn asset(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[get("/assets/{name}")]
+pub async fn asset(
+    req: HttpRequest,
+    name: web::Path<String>,
+    rules: web::Data<Rules>,
+) -> Result<HttpResponse, ApiError> {
+    let rules = ("rules.json", &rules.0);
     ASSETS
         .iter()
+        .map(|(n, asset)| (*n, asset))
+        .chain([rules])
         .find(|(n, _)| *n == name.as_str())
         .map(|(_, asset)| asset.respond(&req))
         .ok_or_else(|| ApiError::NotFound(format!("no asset {:?}", name.as_str())))

@@ -1,6 +1,7 @@
 //! `GET /results/{id}` (a job, its progress and its result) and `GET /results` (newest first,
 //! paginated). Both read from Postgres only, so they keep working while Redis is down.
 
+use actix_web::get;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -84,8 +85,6 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// A job, its progress, and its result once it has one.
 #[utoipa::path(
-    get,
-    path = "/results/{id}",
     tag = "results",
     params(("id" = String, Path, description = "Job id")),
     responses(
@@ -94,6 +93,7 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[get("/results/{id}")]
 pub async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -144,8 +144,6 @@ pub struct JobList {
 
 /// Jobs, newest first.
 #[utoipa::path(
-    get,
-    path = "/results",
     tag = "results",
     params(ListQuery),
     responses(
@@ -154,6 +152,7 @@ pub struct JobList {
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[get("/results")]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::validation("query", e.to_string()))?

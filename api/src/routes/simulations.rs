@@ -9,6 +9,7 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{delete, post};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use futures_util::StreamExt;
 use portfolio_engine::SimulationRequestInput;
@@ -62,8 +63,6 @@ fn location(id: Uuid) -> String {
 /// The body is checked against every rule first; a job is recorded and queued only if it
 /// passes. Poll `Location` for progress and the result.
 #[utoipa::path(
-    post,
-    path = "/simulations",
     tag = "simulations",
     request_body(content = SimulationRequestInput, content_type = "application/json"),
     params(
@@ -82,7 +81,17 @@ fn location(id: Uuid) -> String {
         (status = 503, description = "Queue full or Postgres unavailable; nothing recorded. See Retry-After.", body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[post("/simulations")]
 pub async fn submit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    accept(req, payload, state).await
+}
+
+/// What both submit routes do: check the body, record the job, queue it.
+async fn accept(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -90,7 +99,7 @@ pub async fn submit(
     require_json(&req)?;
     let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
     let limits = RequestLimits { max_scenarios: state.settings.api.max_scenarios };
-    let mut request = SimulationRequest::from_json(&body, &limits).map_err(|e| match e {
+    let request = SimulationRequest::from_json(&body, &limits).map_err(|e| match e {
         RequestError::Malformed(m) => ApiError::Malformed(m),
         RequestError::Invalid(errors) => ApiError::Validation(errors),
     })?;
@@ -107,8 +116,8 @@ pub async fn submit(
     refuse_when_full(&state).await?;
 
     let id = Uuid::now_v7();
-    let seed = request.seed.unwrap_or_else(draw_seed);
-    request.seed = Some(seed);
+    let seed = request.seed().unwrap_or_else(draw_seed);
+    let request = request.with_seed(seed);
     let request_json = request.to_json();
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let insert = {
@@ -141,7 +150,7 @@ pub async fn submit(
         state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
         return Err(e);
     }
-    tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios, "job recorded");
+    tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios(), "job recorded");
 
     if let Err(e) = state.redis(state.queue.enqueue(id)).await {
         // Recorded but not pushed: accepted all the same, since Postgres is the record; the
@@ -155,8 +164,6 @@ pub async fn submit(
 
 /// The same as `POST /simulations`, for clients of the old app.
 #[utoipa::path(
-    post,
-    path = "/run_simulation",
     tag = "simulations",
     request_body(content = SimulationRequestInput, content_type = "application/json"),
     responses(
@@ -169,12 +176,13 @@ pub async fn submit(
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[post("/run_simulation")]
 pub async fn run_simulation(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    submit(req, payload, state).await
+    accept(req, payload, state).await
 }
 
 /// Cancel a job.
@@ -182,8 +190,6 @@ pub async fn run_simulation(
 /// A queued job is cancelled at once; a running one stops between batches (within a second);
 /// a finished one cannot be cancelled.
 #[utoipa::path(
-    delete,
-    path = "/simulations/{id}",
     tag = "simulations",
     params(("id" = String, Path, description = "Job id")),
     responses(
@@ -194,6 +200,7 @@ pub async fn run_simulation(
         (status = 503, body = Problem, content_type = "application/problem+json"),
     )
 )]
+#[delete("/simulations/{id}")]
 pub async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,

@@ -23,27 +23,41 @@ fn request(n: u32) -> SimulationRequest {
 }
 
 /// The model written the plain way: one scenario at a time, rand_distr normals, libm exp. Only
-/// success is computed (no percentiles), so the baseline is, if anything, flattered.
+/// success is computed (no percentiles), so the baseline is, if anything, flattered. It reads
+/// the request's figures from its normalised JSON, defaults filled in, as any client would.
 fn scalar_success(req: &SimulationRequest, seed: u64) -> f64 {
-    let a = &req.assumptions;
-    let l = linalg::cholesky_psd(&a.correlation).unwrap();
-    let assets = a.assets();
-    let w = req.allocation.weights();
+    let r = req.to_json();
+    let num = |v: &serde_json::Value| v.as_f64().expect("a number");
+    let a = &r["assumptions"];
+    let mut correlation = [[0.0; 3]; 3];
+    for (i, row) in correlation.iter_mut().enumerate() {
+        for (j, cell) in row.iter_mut().enumerate() {
+            *cell = num(&a["correlation"][i][j]);
+        }
+    }
+    let l = linalg::cholesky_psd(&correlation).unwrap();
+    let assets = ["stocks", "bonds", "cash"];
+    let w: Vec<f64> = assets.iter().map(|k| num(&r["allocation"][k])).collect();
     let drift: Vec<f64> = assets
         .iter()
-        .map(|x| (1.0 + x.mean_return).ln() / 12.0 - x.volatility.powi(2) / 24.0)
+        .map(|k| {
+            let (mu, sigma) = (num(&a[k]["mean_return"]), num(&a[k]["volatility"]));
+            (1.0 + mu).ln() / 12.0 - sigma.powi(2) / 24.0
+        })
         .collect();
-    let vol: Vec<f64> = assets.iter().map(|x| x.volatility / 12f64.sqrt()).collect();
-    let infl_drift = (1.0 + a.inflation.mean).powf(1.0 / 12.0) - 1.0;
-    let infl_vol = a.inflation.volatility / 12f64.sqrt();
-    let fee = 1.0 - req.annual_fee / 12.0;
+    let vol: Vec<f64> = assets.iter().map(|k| num(&a[k]["volatility"]) / 12f64.sqrt()).collect();
+    let infl_drift = (1.0 + num(&a["inflation"]["mean"])).powf(1.0 / 12.0) - 1.0;
+    let infl_vol = num(&a["inflation"]["volatility"]) / 12f64.sqrt();
+    let fee = 1.0 - num(&r["annual_fee"]) / 12.0;
+    let (w0, spending) = (num(&r["starting_portfolio"]), num(&r["monthly_spending"]));
+    let months = 12 * r["years"].as_u64().expect("years");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
     let mut alive_count = 0;
-    for _ in 0..req.n_scenarios {
-        let (mut wealth, mut cpi, mut alive) = (req.starting_portfolio, 1.0, true);
-        for _ in 0..req.years * 12 {
+    for _ in 0..req.n_scenarios() {
+        let (mut wealth, mut cpi, mut alive) = (w0, 1.0, true);
+        for _ in 0..months {
             let z: [f64; 4] = std::array::from_fn(|_| rng.sample(StandardNormal));
-            let need = req.monthly_spending * cpi;
+            let need = spending * cpi;
             if alive && need <= wealth {
                 wealth -= need;
             } else {
@@ -60,7 +74,7 @@ fn scalar_success(req: &SimulationRequest, seed: u64) -> f64 {
         }
         alive_count += usize::from(alive);
     }
-    alive_count as f64 / req.n_scenarios as f64
+    alive_count as f64 / req.n_scenarios() as f64
 }
 
 fn engine_vs_scalar(c: &mut Criterion) {

@@ -2,10 +2,10 @@
 //! and shock loadings, the month-by-month cash-flow schedule, the strategy's constants and the
 //! table's monthly returns. The kernel then only does per-scenario arithmetic.
 
+use rand_distr::ChiSquared;
+
 use crate::history;
 use crate::request::{Rebalancing, ReturnModel, SimulationRequest, Withdrawal};
-
-use super::linalg::cholesky_psd;
 
 /// How monthly returns are produced.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub(crate) enum ModelPlan {
     /// Gross `max(0, 1 + mean_a + Σ_k load[a][k]·z_k)`.
     Normal { mean: [f64; 3], load: [[f64; 3]; 3] },
     /// As lognormal, the asset shocks scaled by `√((df − 2)/V)`, `V ~ χ²(df)`.
-    StudentT { drift: [f64; 3], load: [[f64; 3]; 3], df: f64 },
+    StudentT { drift: [f64; 3], load: [[f64; 3]; 3], df: f64, chi_squared: ChiSquared<f64> },
     /// Table years drawn in circular blocks.
     Bootstrap { block_years: usize },
     /// Rolling windows: scenario `j` starts in table year `j`.
@@ -71,7 +71,7 @@ impl Plan {
         let months = years * 12;
         let a = &request.assumptions;
         let assets = a.assets();
-        let l = cholesky_psd(&a.correlation).expect("correlation was checked at parse time");
+        let l = a.correlation.factor();
         let mut load = [[0.0; 3]; 3];
         for (i, row) in load.iter_mut().enumerate() {
             let monthly_vol = assets[i].volatility / 12f64.sqrt();
@@ -87,7 +87,9 @@ impl Plan {
                 mean: assets.map(|x| (1.0 + x.mean_return).powf(1.0 / 12.0) - 1.0),
                 load,
             },
-            ReturnModel::StudentT { df } => ModelPlan::StudentT { drift, load, df },
+            ReturnModel::StudentT { df } => {
+                ModelPlan::StudentT { drift, load, df: df.get(), chi_squared: *df.chi_squared() }
+            }
             ReturnModel::Bootstrap { block_years } => {
                 ModelPlan::Bootstrap { block_years: block_years as usize }
             }

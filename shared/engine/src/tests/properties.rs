@@ -106,8 +106,8 @@ fn check_invariants(r: &SimulationRequest, result: &SimulationResult) -> Result<
             prop_assert_eq!(c.len(), len, "{} length", name);
         }
         for i in 0..len {
-            for k in 0..7 {
-                let v = cols[k][i];
+            for (k, col) in cols.iter().enumerate() {
+                let v = col[i];
                 prop_assert!(v.is_finite() && v >= 0.0, "{} [{}] p-index {} = {}", name, i, k, v);
                 if k > 0 {
                     prop_assert!(

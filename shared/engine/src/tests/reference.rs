@@ -189,6 +189,7 @@ pub(super) fn simulate_reference(request: &SimulationRequest, seed: u64) -> Outc
                     None => {
                         let mut z = normals(&mut rng);
                         if let ReturnModel::StudentT { df } = request.return_model {
+                            let df = df.get();
                             let v: f64 = ChiSquared::new(df).unwrap().sample(&mut rng);
                             let scale = ((df - 2.0) / v).sqrt();
                             for zk in &mut z[..3] {

@@ -1,0 +1,94 @@
+//! A simulation request, parsed at the edge: JSON bytes become a [`SimulationRequest`] that
+//! cannot hold an invalid value, or a list of [`FieldError`]s naming each field and rule.
+//!
+//! The API parses a body with this module before anything touches Postgres or Redis, and the
+//! worker parses the stored copy again, so both sides apply exactly the same rules.
+//!
+//! - `input`: the wire format serde decodes (every field optional, unknown fields refused);
+//! - `decode`: serde's decoding errors in JSON's terms, naming the field;
+//! - `rules`: every rule in one table (bounds, defaults, messages);
+//! - `validate`: the checks, by that table, reporting every broken rule;
+//! - `checked`, `correlation`: the types only the checks build;
+//! - `schema`, `document`: the rules published, as the OpenAPI schema of the body and as the
+//!   document the web page checks its form by.
+
+mod checked;
+mod correlation;
+mod decode;
+mod document;
+mod input;
+#[cfg(test)]
+mod markdown;
+pub mod rules;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use checked::{
+    ASSETS, Allocation, AssetAssumption, Assumptions, DegreesOfFreedom, IncomeStream,
+    InflationAssumption, OneOff, ReturnModel, SimulationRequest, Solve, Withdrawal,
+    historical_windows,
+};
+pub use correlation::Correlation;
+pub use document::document;
+pub use input::{
+    AllocationInput, AssetAssumptionInput, AssumptionsInput, IncomeInput, InflationInput,
+    OneOffInput, Rebalancing, ReturnModelInput, ReturnModelKind, SimulationRequestInput,
+    SolveInput, WithdrawalInput, WithdrawalStrategy,
+};
+pub use rules::{DEFAULT_SCENARIOS, MAX_SCENARIOS, MAX_SEED, MAX_YEARS};
+pub use schema::request_schema;
+
+use crate::FieldError;
+
+/// Limits that depend on the deployment rather than on the model.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest `n_scenarios` accepted (at most [`MAX_SCENARIOS`]).
+    pub max_scenarios: u32,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self { max_scenarios: MAX_SCENARIOS }
+    }
+}
+
+/// Why a body could not become a [`SimulationRequest`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    /// Not JSON at all (a syntax error outside any field).
+    #[error("the body is not valid JSON: {0}")]
+    Malformed(String),
+    /// JSON, but fields break the rules; every offending field is listed.
+    #[error("{} field(s) are invalid", .0.len())]
+    Invalid(Vec<FieldError>),
+}
+
+impl SimulationRequest {
+    /// Parses and checks a JSON body.
+    pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Self, RequestError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let input: SimulationRequestInput =
+            serde_path_to_error::deserialize(&mut de).map_err(decode::classify_decode_error)?;
+        de.end().map_err(|e| RequestError::Malformed(decode::strip_position(&e.to_string())))?;
+        Self::from_input(input, limits)
+    }
+
+    /// Checks a decoded body against every rule, collecting all violations.
+    pub fn from_input(
+        input: SimulationRequestInput,
+        limits: &RequestLimits,
+    ) -> Result<Self, RequestError> {
+        validate::validate(input, limits)
+    }
+}
+
+/// A fresh seed for requests that did not bring one. Drawn below 2^53 (any seed up to 2^63 − 1
+/// is accepted) so that JavaScript clients, whose numbers are doubles, can read it back exactly
+/// and reproduce the result.
+pub fn draw_seed() -> u64 {
+    rand::random::<u64>() >> 11
+}
