@@ -26,17 +26,17 @@ use portfolio_shared::settings::Settings;
 use serde_json::Value;
 use uuid::Uuid;
 
-pub fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("TEST_PG_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-pub fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// Logs of the code under test go to the test's output when `RUST_LOG` is set.
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if let Ok(filter) = std::env::var("RUST_LOG") {
@@ -50,7 +50,7 @@ pub fn init_logs() {
 
 /// A database of its own, dropped (with its connections) when the value is.
 pub struct TestDb {
-    pub name: String,
+    pub(crate) name: String,
     pub url: String,
     admin: String,
 }
@@ -261,7 +261,7 @@ pub struct ApiClient {
 
 impl ApiClient {
     /// A client of the API at `address`, once it answers /health.
-    pub async fn connect(address: String, within: Duration) -> Self {
+    pub(crate) async fn connect(address: String, within: Duration) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
@@ -328,7 +328,7 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(settings: Settings) -> Self {
+    pub(crate) async fn spawn(settings: Settings) -> Self {
         let app = portfolio_api::startup::Application::build(settings).expect("build the API");
         let address = format!("http://127.0.0.1:{}", app.port());
         let task = tokio::spawn(app.run_until_stopped());
@@ -362,19 +362,17 @@ pub struct TestWorker {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub name: String,
-    pub metrics_port: u16,
 }
 
 impl TestWorker {
-    pub async fn spawn(settings: Settings) -> Self {
+    pub(crate) async fn spawn(settings: Settings) -> Self {
         let worker = portfolio_worker::run::Worker::build(settings).expect("build the worker");
         let name = worker.name().to_owned();
-        let metrics_port = worker.metrics_port();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(worker.run(async move {
             let _ = rx.await;
         }));
-        Self { stop: Some(tx), task: Some(task), name, metrics_port }
+        Self { stop: Some(tx), task: Some(task), name }
     }
 
     /// Signals a graceful shutdown and waits for the worker to finish it.
@@ -412,7 +410,7 @@ where
 }
 
 /// Path of one of the workspace's binaries (built by the test script before the suite).
-pub fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/it-<hash>
     let dir = exe.parent().and_then(|p| p.parent()).expect("target profile directory");

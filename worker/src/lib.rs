@@ -5,8 +5,8 @@
 //! ([`run`]) supervises the apalis worker that delivers entries; [`context`] is what handlers
 //! share. Jobs must be idempotent: a delivery may repeat, and Postgres decides who finishes.
 
-pub mod context;
-pub mod jobs;
-pub mod metrics;
+pub(crate) mod context;
+pub(crate) mod jobs;
+pub(crate) mod metrics;
 pub mod run;
 pub mod simulate;

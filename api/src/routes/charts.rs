@@ -18,13 +18,13 @@ use crate::error::{ApiError, Problem};
 use crate::routes::results::parse_id;
 use crate::state::AppState;
 
-pub const SVG: &str = "image/svg+xml";
+pub(crate) const SVG: &str = "image/svg+xml";
 /// A succeeded job's result never changes, so its charts can be cached; an hour bounds how long
 /// a browser keeps a chart drawn by an older release.
 const RESULT_CHART_CACHE: &str = "public, max-age=3600";
 
 /// The result of a succeeded job; 404 for an unknown job, 409 for one without a result.
-pub async fn succeeded_result(
+pub(crate) async fn succeeded_result(
     state: &AppState,
     raw_id: &str,
 ) -> Result<(Uuid, SimulationResult), ApiError> {
@@ -55,7 +55,7 @@ fn svg(drawn: Result<String, ChartError>, cache: &str) -> Result<HttpResponse, A
 /// The charts of a result.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ResultChart {
+pub(crate) enum ResultChart {
     /// Real wealth by year: p5–p95, p10–p90 and p25–p75 bands and the median.
     Fan,
     /// The cumulative share of scenarios depleted by each year.
@@ -101,7 +101,7 @@ impl ResultChart {
     )
 )]
 #[get("/results/{id}/charts/{chart}.svg")]
-pub async fn result_chart(
+pub(crate) async fn result_chart(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -117,9 +117,9 @@ pub async fn result_chart(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct DepthQuery {
+pub(crate) struct DepthQuery {
     /// Minutes of history, 5..=1440 (samples are kept 24 h). Default 60.
-    pub minutes: Option<String>,
+    pub(crate) minutes: Option<String>,
 }
 
 /// Jobs in the queue by state over the last hour (or `minutes`), sampled every ~10 s.
@@ -133,7 +133,7 @@ pub struct DepthQuery {
     )
 )]
 #[get("/queue/charts/depth.svg")]
-pub async fn queue_depth(
+pub(crate) async fn queue_depth(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {

@@ -9,7 +9,7 @@ use crate::state::AppState;
 #[utoipa::path(tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match state.redis(state.queue.depth()).await {
         Ok(depth) => state.metrics.record_depth(&depth),
         Err(e) => tracing::warn!(error = ?e, "queue depth unavailable for /metrics"),

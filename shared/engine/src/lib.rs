@@ -1,8 +1,8 @@
 #![doc = include_str!("../README.md")]
 
-pub mod fastmath;
+pub(crate) mod fastmath;
 mod field_error;
-pub mod history;
+pub(crate) mod history;
 mod kernel;
 pub mod linalg;
 mod plan;
@@ -19,4 +19,4 @@ pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequ
 pub use result::SimulationResult;
 #[cfg(test)]
 pub(crate) use run::run_with_plan;
-pub use run::{ENGINE_VERSION, EngineError, Progress, RunOptions, run};
+pub use run::{EngineError, Progress, RunOptions, run};

@@ -12,11 +12,11 @@
 //! and freeing acknowledged deliveries are our own Lua scripts on apalis-redis's keys: its own
 //! push is a no-op for an id it has seen before (docs/reliability.md lists why each exists).
 
-pub mod codec;
+pub(crate) mod codec;
 mod connect;
-pub mod depth;
-pub mod handle;
-pub mod keys;
+pub(crate) mod depth;
+pub(crate) mod handle;
+pub(crate) mod keys;
 mod scripts;
 
 use std::time::{SystemTime, UNIX_EPOCH};

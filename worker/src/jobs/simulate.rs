@@ -24,14 +24,14 @@ use uuid::Uuid;
 use crate::context::{DbGaveUp, JobContext, JobGuard};
 
 /// How often a running job reports progress (and refreshes its heartbeat).
-pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Added to a re-delivery's wait so it lands after the moment it waits for.
 const REDELIVERY_MARGIN: Duration = Duration::from_secs(1);
 /// When Postgres stayed away through a claim, the delivery comes back after this long.
 const UNCLAIMED_RETRY: Duration = Duration::from_secs(5);
 
 /// The apalis handler.
-pub async fn handle(
+pub(crate) async fn handle(
     envelope: JobEnvelope,
     ctx: Data<Arc<JobContext>>,
     worker: WorkerContext,
@@ -398,7 +398,7 @@ async fn retry_or_fail(ctx: &Arc<JobContext>, lease: &Lease, delivery: &Delivery
 
 /// Exponential back-off with jitter after failed attempt `attempt` (1-based): 1 s, 2 s, 4 s …
 /// (capped at 60 s), times a random factor in [0.5, 1).
-pub fn backoff(attempt: i32) -> Duration {
+pub(crate) fn backoff(attempt: i32) -> Duration {
     let base = Duration::from_secs(1 << (attempt - 1).clamp(0, 6)).min(Duration::from_secs(60));
     base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
