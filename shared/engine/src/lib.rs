@@ -9,7 +9,7 @@ mod plan;
 pub mod request;
 pub mod result;
 pub mod rng;
-mod run;
+mod simulation;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -18,5 +18,5 @@ pub use field_error::FieldError;
 pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
 pub use result::SimulationResult;
 #[cfg(test)]
-pub(crate) use run::run_with_plan;
-pub use run::{EngineError, Progress, RunOptions, run};
+pub(crate) use simulation::run_with_plan;
+pub use simulation::{EngineError, Progress, RunOptions, run};
