@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use portfolio_engine::request::{RequestLimits, SimulationRequest};
-use portfolio_engine::{EngineError, Progress, RequestError, RunOptions, SimulationRequestInput};
+use portfolio_engine::{
+    EngineError, ProgressCounter, RequestError, RunOptions, SimulationRequestInput,
+};
 use portfolio_shared::JobStatus;
 use portfolio_shared::queue::{JobEnvelope, PushOutcome};
 use portfolio_shared::settings::Fault;
@@ -193,7 +195,7 @@ async fn execute(
         return;
     }
     let started = Instant::now();
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(ProgressCounter::default());
     let cancel = guard.cancel.clone();
     let options = RunOptions {
         batch_size: ctx.settings.engine.batch_size,
@@ -314,7 +316,7 @@ enum Turn<'a> {
 async fn report_progress(
     ctx: Arc<JobContext>,
     lease: Lease,
-    progress: Arc<Progress>,
+    progress: Arc<ProgressCounter>,
     cancel: Arc<AtomicBool>,
     gone: Arc<AtomicBool>,
 ) {
