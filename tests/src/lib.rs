@@ -366,10 +366,11 @@ pub struct TestWorker {
 
 impl TestWorker {
     pub(crate) async fn spawn(settings: Settings) -> Self {
-        let worker = portfolio_worker::run::Worker::build(settings).expect("build the worker");
+        let worker =
+            portfolio_worker::supervisor::Worker::build(settings).expect("build the worker");
         let name = worker.name().to_owned();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(worker.run(async move {
+        let task = tokio::spawn(worker.run_until(async move {
             let _ = rx.await;
         }));
         Self { stop: Some(tx), task: Some(task), name }

@@ -2,11 +2,11 @@
 //! executor, and records results in Postgres. `simulate` runs the engine on a file instead.
 //!
 //! Job → runner → worker: a queue entry names a job ([`jobs::simulate`]); the runner
-//! ([`run`]) supervises the apalis worker that delivers entries; [`context`] is what handlers
-//! share. Jobs must be idempotent: a delivery may repeat, and Postgres decides who finishes.
+//! ([`supervisor`]) supervises the apalis worker that delivers entries; [`context`] is what
+//! handlers share. Jobs must be idempotent: a delivery may repeat, and Postgres decides who finishes.
 
 pub(crate) mod context;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
-pub mod run;
 pub mod simulate;
+pub mod supervisor;

@@ -33,13 +33,13 @@ fn main() -> anyhow::Result<()> {
             telemetry::init(&settings.telemetry);
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let outcome = runtime.block_on(async move {
-                let worker = portfolio_worker::run::Worker::build(settings)?;
+                let worker = portfolio_worker::supervisor::Worker::build(settings)?;
                 tracing::info!(
                     name = worker.name(),
                     metrics_port = worker.metrics_port(),
                     "portfolio-worker starting"
                 );
-                worker.run(portfolio_worker::run::termination()).await
+                worker.run_until(portfolio_worker::supervisor::termination()).await
             });
             if let Err(e) = &outcome {
                 tracing::error!(error = ?e, "worker failed");

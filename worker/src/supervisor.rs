@@ -78,7 +78,7 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves, then drains as described in the module docs.
-    pub async fn run(
+    pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
