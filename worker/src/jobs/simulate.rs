@@ -56,7 +56,7 @@ pub(crate) async fn handle(
                 attempt = tracing::field::Empty
             );
             let delivery = Delivery { worker: worker.name().to_owned() };
-            let task = tokio::spawn(run(guard, ctx, delivery).instrument(span));
+            let task = tokio::spawn(claim_and_execute(guard, ctx, delivery).instrument(span));
             // A bug in the job's code must not take the worker down with it: the job is then
             // left to the reconciler and its next attempt.
             if let Err(e) = task.await
@@ -88,7 +88,8 @@ impl Delivery {
     }
 }
 
-async fn run(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
+/// Claims the job in Postgres (or learns why not to run it now) and executes it.
+async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
     let id = guard.id;
     if ctx.handing_back() {
         // Shutting down: this delivery goes back untouched for another worker.
@@ -219,7 +220,7 @@ async fn execute(
     let seed = job.seed as u64;
     let fault = ctx.settings.worker.faults.for_seed(seed);
     let engine_pool = ctx.engine_pool.clone();
-    let run = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
+    let engine = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
         match fault {
             Some(Fault::Panic) => panic!("injected fault (WORKER_FAULT_INJECTION): panic"),
             Some(Fault::Abort) => {
@@ -232,7 +233,7 @@ async fn execute(
     });
     tracing::info!("running");
 
-    let outcome = run.await;
+    let outcome = engine.await;
     reporter.abort();
     let elapsed = started.elapsed();
 
