@@ -15,7 +15,7 @@ enum Command {
     /// Pull jobs from the queue until SIGTERM (the default).
     Run,
     /// Run the engine on a request file and print the result (no Redis, no Postgres).
-    Simulate(portfolio_worker::simulate::SimulateArgs),
+    Simulate(portfolio_worker::cli_simulate::SimulateArgs),
     /// Exit 0 if this host's worker answers /health on METRICS_BIND.
     Healthcheck,
 }
@@ -23,7 +23,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Simulate(args) => portfolio_worker::simulate::run(&args),
+        Command::Simulate(args) => portfolio_worker::cli_simulate::simulate_and_print(&args),
         Command::Healthcheck => {
             let settings = Settings::from_env()?;
             portfolio_shared::health_probe::check(settings.worker.metrics_bind, "/health")

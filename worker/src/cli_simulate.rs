@@ -28,7 +28,8 @@ pub struct SimulateArgs {
     pub(crate) batch_size: usize,
 }
 
-pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+/// Reads the request, runs the engine on it and prints the result.
+pub fn simulate_and_print(args: &SimulateArgs) -> anyhow::Result<()> {
     let body = if args.request.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
     } else {
