@@ -6,11 +6,11 @@
 pub(crate) mod charts;
 pub(crate) mod exports;
 pub(crate) mod health;
-pub(crate) mod metrics;
 pub(crate) mod openapi;
 pub(crate) mod pages;
 pub(crate) mod queue_stats;
 pub(crate) mod results;
+pub(crate) mod scrape;
 pub(crate) mod simulations;
 
 use actix_web::body::MessageBody;
@@ -54,7 +54,7 @@ where
         .service(pages::asset)
         .service(health::health)
         .service(health::ready)
-        .service(metrics::metrics)
+        .service(scrape::metrics)
         .service(openapi::openapi_json)
         .split_for_parts();
     openapi::RequestRules(limits).modify(&mut document);

@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus text. Queue depth and pool gauges are refreshed at scrape time.
+//! `GET /metrics`: the Prometheus scrape of the API's metrics (`crate::metrics`), as text. Queue
+//! depth and pool gauges are refreshed at scrape time.
 
 use actix_web::get;
 use actix_web::{HttpResponse, web};
