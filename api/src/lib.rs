@@ -2,7 +2,7 @@
 //! them in Redis, serves progress and results, and the operators' endpoints.
 
 pub(crate) mod background;
-pub mod charts;
+pub mod draw;
 pub mod error;
 pub(crate) mod metrics;
 pub(crate) mod request_id;

@@ -1,6 +1,6 @@
 //! `GET /results/{id}/charts/{fan,depletion,terminal,spending}.svg`: a result's charts, and
 //! `GET /queue/charts/depth.svg`: the queue's sampled depth. SVG documents drawn on the server
-//! (see `crate::charts`), which the pages inline and anyone can open or embed.
+//! (see `crate::draw`), which the pages inline and anyone can open or embed.
 
 use actix_web::get;
 use actix_web::http::header;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::charts::{self, ChartError};
+use crate::draw::{self, ChartError};
 use crate::error::{ApiError, Problem};
 use crate::routes::results::parse_id;
 use crate::state::AppState;
@@ -79,10 +79,10 @@ impl ResultChart {
 
     fn draw(self, result: &SimulationResult) -> Result<String, ChartError> {
         match self {
-            Self::Fan => charts::results::fan(result),
-            Self::Depletion => charts::results::depletion(result),
-            Self::Terminal => charts::results::terminal(result),
-            Self::Spending => charts::results::spending(result),
+            Self::Fan => draw::results::fan(result),
+            Self::Depletion => draw::results::depletion(result),
+            Self::Terminal => draw::results::terminal(result),
+            Self::Spending => draw::results::spending(result),
         }
     }
 }
@@ -150,5 +150,5 @@ pub(crate) async fn queue_depth(
     let now = Utc::now();
     let since = now - chrono::Duration::minutes(i64::from(minutes));
     let samples = state.read(move |conn| stats::samples_since(conn, since)).await?;
-    svg(charts::queue::depth(&samples, now, minutes), "no-cache")
+    svg(draw::queue::depth(&samples, now, minutes), "no-cache")
 }

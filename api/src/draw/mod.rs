@@ -1,4 +1,4 @@
-//! Charts drawn on the server as SVG with `plotters`, for the web frontend (a result's fan,
+//! Draws charts on the server as SVG with `plotters`, for the web frontend (a result's fan,
 //! depletion, terminal-wealth and spending charts) and the operators' dashboard (queue depth).
 //!
 //! Drawing on the server keeps the pages free of any JavaScript charting code and of any CDN:
