@@ -101,6 +101,7 @@ impl ResultChart {
     )
 )]
 #[get("/results/{id}/charts/{chart}.svg")]
+#[tracing::instrument(skip_all, fields(job_id = %path.0, chart = %path.1))]
 pub(crate) async fn result_chart(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
@@ -133,6 +134,7 @@ pub(crate) struct DepthQuery {
     )
 )]
 #[get("/queue/charts/depth.svg")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn queue_depth(
     req: HttpRequest,
     state: web::Data<AppState>,

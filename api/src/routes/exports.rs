@@ -23,6 +23,7 @@ use crate::state::AppState;
     )
 )]
 #[get("/results/{id}/table.csv")]
+#[tracing::instrument(skip_all, fields(job_id = %id))]
 pub(crate) async fn table_csv(
     state: web::Data<AppState>,
     id: web::Path<String>,

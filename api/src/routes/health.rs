@@ -24,6 +24,7 @@ pub(crate) struct Health {
 /// The process is up.
 #[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
 #[get("/health")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
@@ -46,6 +47,7 @@ pub(crate) struct Readiness {
     )
 )]
 #[get("/ready")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.write_pool.clone();
     let read_pool = state.read_pool.clone();

@@ -99,6 +99,8 @@ fn method_not_allowed(allow: &str) -> HttpResponse {
     response
 }
 
+/// The answer to a path no route serves.
+#[tracing::instrument(skip_all)]
 pub(crate) async fn not_found(
     req: actix_web::HttpRequest,
 ) -> Result<actix_web::HttpResponse, ApiError> {

@@ -47,6 +47,7 @@ pub(crate) struct Served(pub(crate) Document);
 #[utoipa::path(tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
 #[get("/openapi.json")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn openapi_json(document: web::Data<Served>) -> HttpResponse {
     HttpResponse::Ok().json(&document.0)
 }

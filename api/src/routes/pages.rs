@@ -84,6 +84,7 @@ static ASSETS: LazyLock<[(&str, Asset); 4]> = LazyLock::new(|| {
 #[utoipa::path(tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
 #[get("/")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
     INDEX.respond(&req)
 }
@@ -92,6 +93,7 @@ pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
 #[utoipa::path(tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
 #[get("/dashboard")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn dashboard(req: HttpRequest) -> HttpResponse {
     DASHBOARD.respond(&req)
 }
@@ -113,6 +115,7 @@ impl Rules {
         (status = 404, description = "No such asset", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/assets/{name}")]
+#[tracing::instrument(skip_all, fields(name = %name))]
 pub(crate) async fn asset(
     req: HttpRequest,
     name: web::Path<String>,

@@ -138,6 +138,7 @@ pub(crate) struct Failure {
     )
 )]
 #[get("/queue/stats")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (queue, jobs) = tokio::join!(queue_now(&state), jobs_lately(&state));
     if let (Err(redis), Err(postgres)) = (&queue, &jobs) {

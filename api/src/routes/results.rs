@@ -94,6 +94,7 @@ pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     )
 )]
 #[get("/results/{id}")]
+#[tracing::instrument(skip_all, fields(job_id = %path))]
 pub(crate) async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -153,6 +154,7 @@ pub(crate) struct JobList {
     )
 )]
 #[get("/results")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -10,6 +10,7 @@ use crate::state::AppState;
 #[utoipa::path(tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 #[get("/metrics")]
+#[tracing::instrument(skip_all)]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match state.redis(state.queue.depth()).await {
         Ok(depth) => state.metrics.record_depth(&depth),

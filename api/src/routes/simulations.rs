@@ -82,6 +82,7 @@ fn location(id: Uuid) -> String {
     )
 )]
 #[post("/simulations")]
+#[tracing::instrument(skip_all, fields(job_id))]
 pub(crate) async fn submit(
     req: HttpRequest,
     payload: web::Payload,
@@ -116,6 +117,7 @@ async fn accept(
     refuse_when_full(&state).await?;
 
     let id = Uuid::now_v7();
+    tracing::Span::current().record("job_id", tracing::field::display(id));
     let seed = request.seed().unwrap_or_else(draw_seed);
     let request = request.with_seed(seed);
     let request_json = request.to_json();
@@ -177,6 +179,7 @@ async fn accept(
     )
 )]
 #[post("/run_simulation")]
+#[tracing::instrument(skip_all, fields(job_id))]
 pub(crate) async fn run_simulation(
     req: HttpRequest,
     payload: web::Payload,
@@ -201,6 +204,7 @@ pub(crate) async fn run_simulation(
     )
 )]
 #[delete("/simulations/{id}")]
+#[tracing::instrument(skip_all, fields(job_id = %path))]
 pub(crate) async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,

@@ -32,7 +32,19 @@ const REDELIVERY_MARGIN: Duration = Duration::from_secs(1);
 /// When Postgres stayed away through a claim, the delivery comes back after this long.
 const UNCLAIMED_RETRY: Duration = Duration::from_secs(5);
 
-/// The apalis handler.
+/// The apalis handler. Its span is the job's: every line logged for the delivery, here and in
+/// the task the job runs in, carries the job id and this process's name, and once the job is
+/// claimed its request id and attempt.
+#[tracing::instrument(
+    name = "job",
+    skip_all,
+    fields(
+        job_id = tracing::field::Empty,
+        worker = ctx.name(),
+        request_id = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+    )
+)]
 pub(crate) async fn handle(
     envelope: JobEnvelope,
     ctx: Data<Arc<JobContext>>,
@@ -43,20 +55,14 @@ pub(crate) async fn handle(
             tracing::warn!(worker = worker.name(), entry = %what, "dropped a queue entry that is not a job");
         }
         JobEnvelope::Job(job) => {
+            tracing::Span::current().record("job_id", tracing::field::display(job.id));
             let ctx = ctx.0.clone();
             let Some(guard) = ctx.begin(job.id) else {
                 tracing::info!(job_id = %job.id, "job already running in this process; duplicate delivery dropped");
                 return Ok(());
             };
-            let span = tracing::info_span!(
-                "job",
-                job_id = %job.id,
-                worker = ctx.name(),
-                request_id = tracing::field::Empty,
-                attempt = tracing::field::Empty
-            );
             let delivery = Delivery { worker: worker.name().to_owned() };
-            let task = tokio::spawn(claim_and_execute(guard, ctx, delivery).instrument(span));
+            let task = tokio::spawn(claim_and_execute(guard, ctx, delivery).in_current_span());
             // A bug in the job's code must not take the worker down with it: the job is then
             // left to the reconciler and its next attempt.
             if let Err(e) = task.await
