@@ -1,4 +1,6 @@
-use anyhow::Context;
+//! `portfolio-worker`: parses the command line, reads the settings, sets up telemetry and calls
+//! into the library, where each subcommand's work lives.
+
 use clap::{Parser, Subcommand};
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry;
@@ -31,20 +33,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run => {
             let settings = Settings::from_env()?;
             telemetry::init(&settings.telemetry);
-            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            let outcome = runtime.block_on(async move {
-                let worker = portfolio_worker::supervisor::Worker::build(settings)?;
-                tracing::info!(
-                    name = worker.name(),
-                    metrics_port = worker.metrics_port(),
-                    "portfolio-worker starting"
-                );
-                worker.run_until(portfolio_worker::supervisor::termination()).await
-            });
-            if let Err(e) = &outcome {
-                tracing::error!(error = ?e, "worker failed");
-            }
-            // Leave now: the runtime's drop would wait for engine threads still finishing.
+            let outcome = portfolio_worker::supervisor::run_until_terminated(settings);
+            // Leave now, whatever engine threads are still finishing.
             std::process::exit(i32::from(outcome.is_err()));
         }
     }

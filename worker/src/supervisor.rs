@@ -34,6 +34,28 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A worker that ran this long before failing restarts without back-off.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
+/// Runs a worker process until SIGTERM or SIGINT and the drain that follows
+/// (`portfolio-worker run`), on a runtime of its own. Returns without waiting for engine threads
+/// still finishing a job the grace cut short: the caller is about to exit.
+pub fn run_until_terminated(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let outcome = runtime.block_on(async move {
+        let worker = Worker::build(settings)?;
+        tracing::info!(
+            name = worker.name(),
+            metrics_port = worker.metrics_port(),
+            "portfolio-worker starting"
+        );
+        worker.run_until(termination()).await
+    });
+    if let Err(e) = &outcome {
+        tracing::error!(error = ?e, "worker failed");
+    }
+    // Dropping the runtime would wait for those threads.
+    runtime.shutdown_background();
+    outcome
+}
+
 /// A worker process, built and ready to run.
 pub struct Worker {
     ctx: Arc<JobContext>,
