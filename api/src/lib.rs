@@ -1,5 +1,4 @@
-//! The portfolio-mc HTTP API: validates simulation requests, records jobs in Postgres, queues
-//! them in Redis, serves progress and results, and the operators' endpoints.
+#![doc = include_str!("../README.md")]
 
 pub(crate) mod background;
 pub mod draw;

@@ -1,8 +1,8 @@
-//! Samples the queue's depth into Postgres (`queue_samples`) every [`INTERVAL`], so that the
+//! Samples the queue's depth into Postgres (`queue_samples`) every `INTERVAL`, so that the
 //! operators' dashboard draws the same last hour whichever API replica serves it, and the
 //! history survives a restart. Every replica runs this loop; a transaction advisory lock and a
 //! "none recorded lately" check inside it make one sample per interval across all of them
-//! (no replica has to be elected for it), and samples older than [`KEEP`] are deleted as new
+//! (no replica has to be elected for it), and samples older than `KEEP` are deleted as new
 //! ones come in.
 
 use std::time::Duration;

@@ -1,11 +1,4 @@
-//! The test harness. Every test gets its own Postgres database (migrated), its own Redis queue
-//! namespace, and its own API and workers bound to port 0, so the suite runs in parallel
-//! against the real shared servers. Databases and Redis keys are removed when a test ends,
-//! after [`TestEnv`] has checked that the test left no job unfinished and no queue entry behind.
-//! Helpers await conditions; none of them sleeps to synchronise.
-//!
-//! `TEST_PG_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
-//! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point the suite elsewhere.
+#![doc = include_str!("../README.md")]
 
 pub mod browser;
 pub mod leftovers;

@@ -48,7 +48,7 @@ impl SimulationRequest {
     }
 
     /// The number of scenarios asked for (the `historical` model runs every window instead:
-    /// see [`SimulationRequest::effective_scenarios`]).
+    /// see `SimulationRequest::effective_scenarios`).
     pub fn n_scenarios(&self) -> u32 {
         self.n_scenarios
     }
