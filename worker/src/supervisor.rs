@@ -91,7 +91,7 @@ impl Worker {
         Ok(Self { ctx, base_name, metrics_port, metrics_server })
     }
 
-    pub fn metrics_port(&self) -> u16 {
+    pub(crate) fn metrics_port(&self) -> u16 {
         self.metrics_port
     }
 
@@ -302,7 +302,7 @@ fn default_name() -> String {
 }
 
 /// Resolves on SIGTERM (what ECS and Kubernetes send) or SIGINT.
-pub async fn termination() {
+pub(crate) async fn termination() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
     tokio::select! {
