@@ -35,7 +35,7 @@ const RECONCILE_PAGES: usize = 5;
 const SWEEP_CHUNK: usize = 2000;
 const PARTITION_EVERY: Duration = Duration::from_secs(3600);
 
-pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
+pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut leader = Leader::new(state.settings.database.url.clone());
         let mut last_reconcile = Instant::now();
@@ -225,7 +225,7 @@ async fn publish_scaling_signal(state: &AppState) {
 }
 
 /// The Embedded Metric Format document for one observation.
-pub fn emf_line(namespace: &str, depth: &QueueDepth, timestamp_ms: i64) -> String {
+pub(crate) fn emf_line(namespace: &str, depth: &QueueDepth, timestamp_ms: i64) -> String {
     let backlog_per_task = depth.ready as f64 / depth.workers_alive.max(1) as f64;
     serde_json::json!({
         "_aws": {

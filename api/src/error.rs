@@ -9,7 +9,7 @@ use portfolio_engine::FieldError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,28 +39,28 @@ pub enum ApiError {
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI reference naming the kind of problem.
     #[serde(rename = "type")]
     #[schema(example = "/problems/validation-error")]
-    pub kind: String,
+    pub(crate) kind: String,
     #[schema(example = "Your request has invalid fields")]
-    pub title: String,
+    pub(crate) title: String,
     #[schema(example = 422)]
-    pub status: u16,
+    pub(crate) status: u16,
     #[schema(example = "years: must be an integer from 1 to 100")]
-    pub detail: String,
+    pub(crate) detail: String,
     /// Each broken rule (validation problems only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<FieldError>>,
+    pub(crate) errors: Option<Vec<FieldError>>,
 }
 
 impl ApiError {
-    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
-    pub fn unavailable(what: &'static str, source: impl Into<anyhow::Error>) -> Self {
+    pub(crate) fn unavailable(what: &'static str, source: impl Into<anyhow::Error>) -> Self {
         Self::Unavailable { what, retry_after_secs: 5, source: source.into() }
     }
 
@@ -79,7 +79,7 @@ impl ApiError {
         }
     }
 
-    pub fn problem(&self) -> Problem {
+    pub(crate) fn problem(&self) -> Problem {
         let (slug, title) = self.slug_and_title();
         let detail = match self {
             Self::Validation(errors) => errors
@@ -142,9 +142,4 @@ impl ResponseError for ApiError {
         }
         response.body(serde_json::to_vec(&self.problem()).expect("a problem always serialises"))
     }
-}
-
-/// A diesel error from a request path: connection trouble means Postgres is unavailable.
-pub fn from_db(e: impl Into<anyhow::Error>) -> ApiError {
-    ApiError::unavailable("postgres", e)
 }

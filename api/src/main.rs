@@ -1,4 +1,6 @@
-use anyhow::Context;
+//! `portfolio-api`: parses the command line, reads the settings, sets up telemetry and calls
+//! into the library, where each subcommand's work lives.
+
 use clap::{Parser, Subcommand};
 use portfolio_shared::settings::{ExposeSecret, Settings};
 use portfolio_shared::{db, telemetry};
@@ -25,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings.telemetry);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings),
+        Command::Serve => portfolio_api::startup::serve(settings),
         Command::Migrate => {
             let applied = db::migrate(settings.database.url.expose_secret())?;
             tracing::info!(?applied, "database is up to date");
@@ -33,13 +35,4 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Healthcheck => portfolio_shared::health_probe::check(settings.api.bind, "/health"),
     }
-}
-
-fn serve(settings: Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(async move {
-        let app = portfolio_api::startup::Application::build(settings)?;
-        tracing::info!(port = app.port(), "portfolio-api listening");
-        app.run_until_stopped().await
-    })
 }

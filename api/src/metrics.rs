@@ -18,19 +18,19 @@ use prometheus::{
 
 use crate::state::AppState;
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
-    pub queue_jobs: GaugeVec,
-    pub oldest_ready_age: Gauge,
-    pub workers_alive: Gauge,
-    pub db_pool: GaugeVec,
-    pub submits_refused: IntCounterVec,
+    pub(crate) queue_jobs: GaugeVec,
+    pub(crate) oldest_ready_age: Gauge,
+    pub(crate) workers_alive: Gauge,
+    pub(crate) db_pool: GaugeVec,
+    pub(crate) submits_refused: IntCounterVec,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
             Opts::new(names::HTTP_REQUESTS_TOTAL, "HTTP requests served"),
@@ -90,7 +90,7 @@ impl Metrics {
         }
     }
 
-    pub fn record_depth(&self, depth: &QueueDepth) {
+    pub(crate) fn record_depth(&self, depth: &QueueDepth) {
         for (state, value) in [
             ("ready", depth.ready),
             ("scheduled", depth.scheduled),
@@ -103,7 +103,7 @@ impl Metrics {
         self.workers_alive.set(depth.workers_alive as f64);
     }
 
-    pub fn record_pool(&self, pool: &PgPool) {
+    pub(crate) fn record_pool(&self, pool: &PgPool) {
         let state = pool.state();
         self.db_pool.with_label_values(&["idle"]).set(f64::from(state.idle_connections));
         self.db_pool
@@ -111,7 +111,7 @@ impl Metrics {
             .set(f64::from(state.connections - state.idle_connections));
     }
 
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -128,7 +128,7 @@ impl Default for Metrics {
 
 /// Counts and times every request by its route pattern (never the raw path: ids would explode
 /// the label set).
-pub async fn track(
+pub(crate) async fn track(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {

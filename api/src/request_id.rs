@@ -10,18 +10,18 @@ use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
-pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request id of a request, available to handlers as an extension.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub(crate) String);
 
 fn usable(v: &str) -> bool {
     !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Outermost middleware: fixes the id before tracing starts the root span.
-pub async fn assign(
+pub(crate) async fn assign(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -41,7 +41,7 @@ pub async fn assign(
 }
 
 /// Root span with `request_id` from the header [`assign`] set.
-pub struct RequestIdRootSpan;
+pub(crate) struct RequestIdRootSpan;
 
 impl RootSpanBuilder for RequestIdRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {

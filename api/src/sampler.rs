@@ -1,8 +1,8 @@
-//! Samples the queue's depth into Postgres (`queue_samples`) every [`INTERVAL`], so that the
+//! Samples the queue's depth into Postgres (`queue_samples`) every `INTERVAL`, so that the
 //! operators' dashboard draws the same last hour whichever API replica serves it, and the
 //! history survives a restart. Every replica runs this loop; a transaction advisory lock and a
 //! "none recorded lately" check inside it make one sample per interval across all of them
-//! (no replica has to be elected for it), and samples older than [`KEEP`] are deleted as new
+//! (no replica has to be elected for it), and samples older than `KEEP` are deleted as new
 //! ones come in.
 
 use std::time::Duration;
@@ -16,14 +16,14 @@ use crate::state::AppState;
 /// Advisory-lock key of the sampler ("qsample" in ASCII); distinct from the leader's.
 pub const SAMPLE_LOCK: i64 = 0x71_7361_6d70_6c65;
 /// Time between samples.
-pub const INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 /// How long samples are kept.
-pub const KEEP: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const KEEP: Duration = Duration::from_secs(24 * 3600);
 /// A replica whose timer fires this much earlier than the last sample's interval has passed
 /// leaves the slot to it, so that timer jitter does not drop a sample.
 const SLACK: Duration = Duration::from_secs(1);
 
-pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
+pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -36,7 +36,7 @@ pub fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
 
 /// Reads the depth from Redis and records it unless another replica just did. Returns whether
 /// a sample was recorded; failures are logged and skipped (a gap in the chart says enough).
-pub async fn sample_once(state: &AppState) -> bool {
+pub(crate) async fn sample_once(state: &AppState) -> bool {
     let depth = match state.redis_in_background(state.queue.depth()).await {
         Ok(depth) => depth,
         Err(e) => {

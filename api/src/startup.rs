@@ -1,6 +1,6 @@
 //! Builds the application from settings: pools, queue, state, middleware, routes, the leader's
 //! background loop, the queue-depth sampler, and the HTTP server bound to `API_BIND` (port 0 in
-//! tests).
+//! tests); and serves it, which is all `portfolio-api serve` does.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -20,6 +20,16 @@ use crate::metrics::Metrics;
 use crate::request_id::{self, RequestIdRootSpan};
 use crate::state::AppState;
 use crate::{background, routes, sampler};
+
+/// Serves the API until SIGTERM or SIGINT (`portfolio-api serve`), on a runtime of its own.
+pub fn serve(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let app = Application::build(settings)?;
+        tracing::info!(port = app.port(), "portfolio-api listening");
+        app.run_until_stopped().await
+    })
+}
 
 pub struct Application {
     port: u16,

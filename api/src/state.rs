@@ -21,12 +21,12 @@ use crate::metrics::Metrics;
 /// own checkout timeout: a client is better served by a quick 503 than a 30 s hang.
 const REQUEST_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct AppState {
-    pub write_pool: PgPool,
-    pub read_pool: PgPool,
-    pub queue: Queue,
-    pub settings: Settings,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct AppState {
+    pub(crate) write_pool: PgPool,
+    pub(crate) read_pool: PgPool,
+    pub(crate) queue: Queue,
+    pub(crate) settings: Settings,
+    pub(crate) metrics: Arc<Metrics>,
     /// Until when the requests' Redis calls are skipped after one failed (a tiny circuit
     /// breaker, so that while Redis is down a submit costs no timeout at all). Requests alone
     /// trip it: the background work has none (see [`AppState::redis_in_background`]).
@@ -39,7 +39,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(1500);
 const REDIS_BACKOFF: Duration = Duration::from_secs(3);
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         write_pool: PgPool,
         read_pool: PgPool,
         queue: Queue,
@@ -51,7 +51,10 @@ impl AppState {
 
     /// Runs a request's Redis call with a short timeout, failing fast while Redis is known to
     /// be down.
-    pub async fn redis<T, E>(&self, call: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+    pub(crate) async fn redis<T, E>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> anyhow::Result<T>
     where
         E: Into<anyhow::Error>,
     {
@@ -71,7 +74,7 @@ impl AppState {
     /// sweep that failed on every tick make every submit skip its push; and a breaker of the
     /// background's own would let one failing operation hold back the others (promotion
     /// behind a broken sweep). A tick costs at most a timeout per call while Redis is away.
-    pub async fn redis_in_background<T, E>(
+    pub(crate) async fn redis_in_background<T, E>(
         &self,
         call: impl Future<Output = Result<T, E>>,
     ) -> anyhow::Result<T>
@@ -82,7 +85,7 @@ impl AppState {
     }
 
     /// Runs `f` with a primary connection on a blocking thread.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
@@ -91,7 +94,7 @@ impl AppState {
     }
 
     /// Runs `f` with a read connection (the replica when configured) on a blocking thread.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,

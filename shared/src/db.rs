@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::sql_types::{BigInt, Integer};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -12,15 +12,14 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::settings::PoolSettings;
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
-pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
+pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 
 /// Advisory-lock key held while migrating ("portfolio" in ASCII, truncated).
 const MIGRATION_LOCK: i64 = 0x706f_7274_666f_6c69;
 
 /// Months of audit partitions kept ahead of the current one.
-pub const AUDIT_PARTITIONS_AHEAD: i32 = 2;
+pub(crate) const AUDIT_PARTITIONS_AHEAD: i32 = 2;
 
 /// A pool that connects lazily: the process starts (and reports not-ready) while Postgres is
 /// down, instead of refusing to start.

@@ -30,17 +30,17 @@ impl SqlState {
         bytes.iter().all(u8::is_ascii_alphanumeric).then_some(Self(bytes))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("checked ASCII")
     }
 
     /// The first two characters: the class the code belongs to.
-    pub fn class(&self) -> &str {
+    pub(crate) fn class(&self) -> &str {
         &self.as_str()[..2]
     }
 
     /// Whether the condition this code reports may be gone on the next try.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(self.class(), "08" | "40" | "53" | "57")
     }
 }

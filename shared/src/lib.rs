@@ -1,7 +1,4 @@
-//! Everything the `portfolio-api` and `portfolio-worker` binaries share beyond the engine:
-//! settings, telemetry, the Postgres schema and data access, and the Redis job queue. The
-//! request, result and engine live in `portfolio-engine`, which this crate depends on and
-//! never the reverse.
+#![doc = include_str!("../README.md")]
 
 pub mod db;
 pub mod db_error;

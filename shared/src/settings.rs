@@ -56,8 +56,8 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable {name}: {message}")]
 pub struct SettingsError {
-    pub name: &'static str,
-    pub message: String,
+    pub(crate) name: &'static str,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Clone)]
@@ -83,18 +83,18 @@ pub struct DatabaseSettings {
 /// 30 s timeout, recycle after an hour, pre-ping).
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
-    pub max_size: u32,
-    pub min_idle: u32,
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: u32,
     pub checkout_timeout: Duration,
-    pub max_lifetime: Duration,
-    pub test_on_checkout: bool,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) test_on_checkout: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     pub redis_url: SecretUrl,
     /// Prefix of every Redis key of the queue (apalis's queue name).
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Ready jobs above which submits are refused with 503 (apalis-redis 1.0 crashes its
     /// workers when one fetch sees 8,000 or more due jobs).
     pub depth_ceiling: u64,
@@ -116,10 +116,10 @@ pub struct ApiSettings {
 pub struct WorkerSettings {
     /// Jobs one worker process runs at once (they share its engine threads).
     pub concurrency: usize,
-    pub fetch_batch: usize,
+    pub(crate) fetch_batch: usize,
     pub poll_interval: Duration,
-    pub heartbeat_interval: Duration,
-    pub missed_heartbeats: usize,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) missed_heartbeats: usize,
     /// Engine threads; 0 means one per CPU.
     pub threads: usize,
     pub name: Option<String>,
@@ -161,7 +161,8 @@ impl FaultInjection {
         self.faults.iter().find(|(_, s)| *s == seed).map(|(f, _)| *f)
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.faults.is_empty()
     }
 }
@@ -218,7 +219,7 @@ impl FromStr for LogFilter {
 
 impl LogFilter {
     /// The filter to install.
-    pub fn env_filter(&self) -> EnvFilter {
+    pub(crate) fn env_filter(&self) -> EnvFilter {
         EnvFilter::builder().parse(&self.0).expect("a LogFilter is checked when it is read")
     }
 }
@@ -347,11 +348,6 @@ impl Settings {
             },
         })
     }
-
-    /// The read-side database URL: the replica when configured.
-    pub fn read_database_url(&self) -> &SecretUrl {
-        self.database.read_url.as_ref().unwrap_or(&self.database.url)
-    }
 }
 
 struct Env<'a> {
@@ -469,7 +465,7 @@ mod tests {
         assert_eq!(s.api.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(s.queue.namespace, "portfolio-mc");
         assert_eq!(s.database.pool.max_size, 30);
-        assert_eq!(s.read_database_url().expose_secret(), s.database.url.expose_secret());
+        assert!(s.database.read_url.is_none(), "reads go to the primary unless a replica is set");
         assert!(s.api.cors_allowed_origins.is_empty());
     }
 

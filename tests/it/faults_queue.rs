@@ -54,7 +54,7 @@ async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_a
     // push (HSETNX) would now write nothing; ours gives the job a new entry.
     let _: () = redis.lpop(keys.ready_list(), None).unwrap();
     let _: () = redis.sadd(keys.done_set(), &task).unwrap();
-    assert_eq!(q.enqueue_after(id, Duration::from_secs(60)).await.unwrap(), PushOutcome::Pushed);
+    assert_eq!(q.push(id, Duration::from_secs(60), None).await.unwrap(), PushOutcome::Pushed);
     let later = scheduled_at(&env, id).expect("scheduled");
     assert!(later >= (queue::epoch_seconds() + 59) as f64);
     // Pushed again for sooner: the one entry moves earlier.
@@ -84,7 +84,7 @@ async fn faults_queue_the_reconciler_sees_only_jobs_that_nothing_holds() {
     let (listed, later, claimed, nowhere) =
         (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     q.enqueue(listed).await.unwrap();
-    q.enqueue_after(later, Duration::from_secs(30)).await.unwrap();
+    q.push(later, Duration::from_secs(30), None).await.unwrap();
     let _: () = redis.zadd(keys.workers_set(), "dead", 1).unwrap();
     let _: () = redis.sadd(keys.inflight_set("dead"), queue::task_id(claimed).to_string()).unwrap();
     let missing = q.unheld(&[listed, later, claimed, nowhere]).await.unwrap();

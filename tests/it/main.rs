@@ -18,4 +18,5 @@ mod lifecycle;
 mod queue_stats;
 mod schema;
 mod startup;
+mod telemetry;
 mod web;

@@ -104,7 +104,7 @@ async fn a_results_charts_and_csv_exist_once_it_has_succeeded() {
     assert!(
         fan.contains(&format!(
             "{} at the end of year 25",
-            portfolio_api::charts::compact(median_end)
+            portfolio_api::draw::compact(median_end)
         )),
         "{fan}"
     );

@@ -143,7 +143,7 @@ impl Browser {
 }
 
 /// Where tests leave files for people to look at (gitignored).
-pub fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("test-artifacts")
 }
 

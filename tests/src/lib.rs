@@ -1,11 +1,4 @@
-//! The test harness. Every test gets its own Postgres database (migrated), its own Redis queue
-//! namespace, and its own API and workers bound to port 0, so the suite runs in parallel
-//! against the real shared servers. Databases and Redis keys are removed when a test ends,
-//! after [`TestEnv`] has checked that the test left no job unfinished and no queue entry behind.
-//! Helpers await conditions; none of them sleeps to synchronise.
-//!
-//! `TEST_PG_ADMIN_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) and
-//! `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point the suite elsewhere.
+#![doc = include_str!("../README.md")]
 
 pub mod browser;
 pub mod leftovers;
@@ -26,17 +19,17 @@ use portfolio_shared::settings::Settings;
 use serde_json::Value;
 use uuid::Uuid;
 
-pub fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("TEST_PG_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-pub fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// Logs of the code under test go to the test's output when `RUST_LOG` is set.
-pub fn init_logs() {
+pub(crate) fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if let Ok(filter) = std::env::var("RUST_LOG") {
@@ -50,7 +43,7 @@ pub fn init_logs() {
 
 /// A database of its own, dropped (with its connections) when the value is.
 pub struct TestDb {
-    pub name: String,
+    pub(crate) name: String,
     pub url: String,
     admin: String,
 }
@@ -261,7 +254,7 @@ pub struct ApiClient {
 
 impl ApiClient {
     /// A client of the API at `address`, once it answers /health.
-    pub async fn connect(address: String, within: Duration) -> Self {
+    pub(crate) async fn connect(address: String, within: Duration) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
@@ -328,7 +321,7 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(settings: Settings) -> Self {
+    pub(crate) async fn spawn(settings: Settings) -> Self {
         let app = portfolio_api::startup::Application::build(settings).expect("build the API");
         let address = format!("http://127.0.0.1:{}", app.port());
         let task = tokio::spawn(app.run_until_stopped());
@@ -362,19 +355,18 @@ pub struct TestWorker {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub name: String,
-    pub metrics_port: u16,
 }
 
 impl TestWorker {
-    pub async fn spawn(settings: Settings) -> Self {
-        let worker = portfolio_worker::run::Worker::build(settings).expect("build the worker");
+    pub(crate) async fn spawn(settings: Settings) -> Self {
+        let worker =
+            portfolio_worker::supervisor::Worker::build(settings).expect("build the worker");
         let name = worker.name().to_owned();
-        let metrics_port = worker.metrics_port();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(worker.run(async move {
+        let task = tokio::spawn(worker.run_until(async move {
             let _ = rx.await;
         }));
-        Self { stop: Some(tx), task: Some(task), name, metrics_port }
+        Self { stop: Some(tx), task: Some(task), name }
     }
 
     /// Signals a graceful shutdown and waits for the worker to finish it.
@@ -412,7 +404,7 @@ where
 }
 
 /// Path of one of the workspace's binaries (built by the test script before the suite).
-pub fn binary(name: &str) -> PathBuf {
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/it-<hash>
     let dir = exe.parent().and_then(|p| p.parent()).expect("target profile directory");

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ impl Default for LogDir {
 
 /// A child process of the test; SIGKILLed on drop.
 pub struct Proc {
-    pub label: String,
+    pub(crate) label: String,
     child: Child,
     log: PathBuf,
     exit: Option<ExitStatus>,
@@ -80,7 +80,7 @@ impl Proc {
         Self { label: label.to_owned(), child, log, exit: None, _dir: logs.clone() }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -119,10 +119,6 @@ impl Proc {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 }
 
@@ -236,20 +232,21 @@ pub struct JobRecord {
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
     #[diesel(sql_type = Nullable<Text>)]
-    pub error: Option<String>,
+    #[expect(dead_code, reason = "shown when a job breaks the contract")]
+    pub(crate) error: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub worker: Option<String>,
     #[diesel(sql_type = Integer)]
     pub progress_done: i32,
     /// Rows in `simulation_results`.
     #[diesel(sql_type = BigInt)]
-    pub results: i64,
+    pub(crate) results: i64,
     /// `succeeded`, `failed` and `cancelled` audit rows.
     #[diesel(sql_type = BigInt)]
-    pub terminal_audits: i64,
+    pub(crate) terminal_audits: i64,
     /// The terminal audit event (the first, if there were several).
     #[diesel(sql_type = Nullable<Text>)]
-    pub terminal_event: Option<String>,
+    pub(crate) terminal_event: Option<String>,
     /// `started` audit rows: one per attempt that ran.
     #[diesel(sql_type = BigInt)]
     pub starts: i64,
@@ -274,7 +271,7 @@ pub fn job_records(conn: &mut PgConnection) -> Vec<JobRecord> {
 }
 
 /// Jobs not yet in a terminal state.
-pub fn unfinished(conn: &mut PgConnection) -> i64 {
+pub(crate) fn unfinished(conn: &mut PgConnection) -> i64 {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]

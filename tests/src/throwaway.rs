@@ -26,7 +26,7 @@ fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
 
 /// A `redis-server` of this test's own.
 pub struct ThrowawayRedis {
-    pub port: u16,
+    pub(crate) port: u16,
     child: Option<Child>,
     dir: TempDir,
 }
@@ -94,7 +94,7 @@ impl Drop for ThrowawayRedis {
 
 /// A Postgres cluster of this test's own (initdb + pg_ctl from the Debian packages).
 pub struct ThrowawayPostgres {
-    pub port: u16,
+    pub(crate) port: u16,
     bin: PathBuf,
     data: PathBuf,
     /// libfaketime's offset of the server's clock from this host's, if any.

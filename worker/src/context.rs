@@ -32,12 +32,12 @@ const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
 /// How long one database call waits for a pooled connection.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub struct JobContext {
-    pub pool: PgPool,
-    pub queue: Queue,
-    pub settings: Settings,
-    pub metrics: Arc<WorkerMetrics>,
-    pub engine_pool: Arc<rayon::ThreadPool>,
+pub(crate) struct JobContext {
+    pub(crate) pool: PgPool,
+    pub(crate) queue: Queue,
+    pub(crate) settings: Settings,
+    pub(crate) metrics: Arc<WorkerMetrics>,
+    pub(crate) engine_pool: Arc<rayon::ThreadPool>,
     /// This process's name: the `worker` of the jobs it holds in Postgres. Stable across the
     /// restarts of its apalis worker, whose names carry a generation suffix.
     name: String,
@@ -48,7 +48,7 @@ pub struct JobContext {
     /// under the write side, alone, so that a crash is charged to the job that caused it and
     /// not to one that happened to share the process (which would otherwise ride along with
     /// the culprit from re-delivery to re-delivery and be failed with it).
-    pub isolation: tokio::sync::RwLock<()>,
+    pub(crate) isolation: tokio::sync::RwLock<()>,
     handing_back: AtomicBool,
     /// When set, database calls stop retrying (the process is about to exit).
     hard_deadline: Mutex<Option<Instant>>,
@@ -56,7 +56,7 @@ pub struct JobContext {
 
 /// Why a database call gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbGaveUp {
+pub(crate) enum DbGaveUp {
     /// An error retrying cannot fix (a constraint, a query bug).
     Permanent(String),
     /// Postgres stayed unavailable past the patience or the shutdown deadline.
@@ -64,11 +64,11 @@ pub enum DbGaveUp {
 }
 
 /// One job handled by this process; dropping it (the job's task ended, however) forgets it.
-pub struct JobGuard {
+pub(crate) struct JobGuard {
     ctx: Arc<JobContext>,
-    pub id: Uuid,
+    pub(crate) id: Uuid,
     /// Raised to stop the engine between batches (cancel requested, or hand-back).
-    pub cancel: Arc<AtomicBool>,
+    pub(crate) cancel: Arc<AtomicBool>,
 }
 
 impl Drop for JobGuard {
@@ -84,7 +84,7 @@ impl Drop for JobGuard {
 }
 
 impl JobContext {
-    pub fn new(
+    pub(crate) fn new(
         name: String,
         pool: PgPool,
         queue: Queue,
@@ -107,16 +107,16 @@ impl JobContext {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn orphan_window(&self) -> Duration {
+    pub(crate) fn orphan_window(&self) -> Duration {
         self.settings.worker.orphan_window()
     }
 
     /// Starts handling `id`; `None` if this process already is (a duplicate delivery).
-    pub fn begin(self: &Arc<Self>, id: Uuid) -> Option<JobGuard> {
+    pub(crate) fn begin(self: &Arc<Self>, id: Uuid) -> Option<JobGuard> {
         let cancel = Arc::new(AtomicBool::new(self.handing_back()));
         let mut jobs = self.jobs.lock().expect("lock");
         if jobs.contains_key(&id) {
@@ -126,16 +126,16 @@ impl JobContext {
         Some(JobGuard { ctx: self.clone(), id, cancel })
     }
 
-    pub fn running_jobs(&self) -> usize {
+    pub(crate) fn running_jobs(&self) -> usize {
         self.jobs.lock().expect("lock").len()
     }
 
-    pub fn running_ids(&self) -> Vec<Uuid> {
+    pub(crate) fn running_ids(&self) -> Vec<Uuid> {
         self.jobs.lock().expect("lock").keys().copied().collect()
     }
 
     /// Resolves once this process handles no job.
-    pub async fn wait_idle(&self) {
+    pub(crate) async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
             if self.running_jobs() == 0 {
@@ -147,18 +147,18 @@ impl JobContext {
 
     /// Stops every running engine between batches; their handlers hand the jobs back, and
     /// jobs delivered from now on are handed back before they start.
-    pub fn hand_back_all(&self) {
+    pub(crate) fn hand_back_all(&self) {
         self.handing_back.store(true, Ordering::SeqCst);
         for flag in self.jobs.lock().expect("lock").values() {
             flag.store(true, Ordering::SeqCst);
         }
     }
 
-    pub fn handing_back(&self) -> bool {
+    pub(crate) fn handing_back(&self) -> bool {
         self.handing_back.load(Ordering::SeqCst)
     }
 
-    pub fn set_hard_deadline(&self, at: Instant) {
+    pub(crate) fn set_hard_deadline(&self, at: Instant) {
         *self.hard_deadline.lock().expect("lock") = Some(at);
     }
 
@@ -167,7 +167,7 @@ impl JobContext {
     }
 
     /// One attempt of a database call on a blocking thread.
-    pub async fn db_once<T, F>(&self, f: F) -> Result<T, DbFailure>
+    pub(crate) async fn db_once<T, F>(&self, f: F) -> Result<T, DbFailure>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
@@ -191,7 +191,7 @@ impl JobContext {
 
     /// Retries a database call with back-off while Postgres is unavailable, for up to
     /// `CLAIM_PATIENCE` (and never past the shutdown deadline).
-    pub async fn db_retrying<T, F>(&self, what: &str, f: F) -> Result<T, DbGaveUp>
+    pub(crate) async fn db_retrying<T, F>(&self, what: &str, f: F) -> Result<T, DbGaveUp>
     where
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
         T: Send + 'static,
@@ -201,7 +201,11 @@ impl JobContext {
 
     /// Retries until it succeeds or the process must exit: a computed result is kept and
     /// written once Postgres is back.
-    pub async fn db_retrying_until_shutdown<T, F>(&self, what: &str, f: F) -> Result<T, DbGaveUp>
+    pub(crate) async fn db_retrying_until_shutdown<T, F>(
+        &self,
+        what: &str,
+        f: F,
+    ) -> Result<T, DbGaveUp>
     where
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
         T: Send + 'static,
@@ -254,9 +258,9 @@ impl JobContext {
 
 /// A failed database call.
 #[derive(Debug, Clone)]
-pub struct DbFailure {
+pub(crate) struct DbFailure {
     /// Whether trying again later may succeed (Postgres away, a lost connection, a deadlock):
     /// [`db_error::is_transient`], or a connection the pool could not hand out in time.
-    pub transient: bool,
-    pub message: String,
+    pub(crate) transient: bool,
+    pub(crate) message: String,
 }

@@ -1,4 +1,6 @@
-use anyhow::Context;
+//! `portfolio-worker`: parses the command line, reads the settings, sets up telemetry and calls
+//! into the library, where each subcommand's work lives.
+
 use clap::{Parser, Subcommand};
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry;
@@ -15,7 +17,7 @@ enum Command {
     /// Pull jobs from the queue until SIGTERM (the default).
     Run,
     /// Run the engine on a request file and print the result (no Redis, no Postgres).
-    Simulate(portfolio_worker::simulate::SimulateArgs),
+    Simulate(portfolio_worker::cli_simulate::SimulateArgs),
     /// Exit 0 if this host's worker answers /health on METRICS_BIND.
     Healthcheck,
 }
@@ -23,7 +25,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Simulate(args) => portfolio_worker::simulate::run(&args),
+        Command::Simulate(args) => portfolio_worker::cli_simulate::simulate_and_print(&args),
         Command::Healthcheck => {
             let settings = Settings::from_env()?;
             portfolio_shared::health_probe::check(settings.worker.metrics_bind, "/health")
@@ -31,20 +33,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run => {
             let settings = Settings::from_env()?;
             telemetry::init(&settings.telemetry);
-            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            let outcome = runtime.block_on(async move {
-                let worker = portfolio_worker::run::Worker::build(settings)?;
-                tracing::info!(
-                    name = worker.name(),
-                    metrics_port = worker.metrics_port(),
-                    "portfolio-worker starting"
-                );
-                worker.run(portfolio_worker::run::termination()).await
-            });
-            if let Err(e) = &outcome {
-                tracing::error!(error = ?e, "worker failed");
-            }
-            // Leave now: the runtime's drop would wait for engine threads still finishing.
+            let outcome = portfolio_worker::supervisor::run_until_terminated(settings);
+            // Leave now, whatever engine threads are still finishing.
             std::process::exit(i32::from(outcome.is_err()));
         }
     }

@@ -7,17 +7,17 @@ use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
 };
 
-pub struct WorkerMetrics {
+pub(crate) struct WorkerMetrics {
     registry: Registry,
-    pub finished: IntCounterVec,
-    pub queue_wait: Histogram,
-    pub run_time: Histogram,
-    pub scenario_months: IntCounter,
-    pub db_pool: GaugeVec,
+    pub(crate) finished: IntCounterVec,
+    pub(crate) queue_wait: Histogram,
+    pub(crate) run_time: Histogram,
+    pub(crate) scenario_months: IntCounter,
+    pub(crate) db_pool: GaugeVec,
 }
 
 impl WorkerMetrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let registry = Registry::new();
         let seconds =
             vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0];
@@ -81,7 +81,7 @@ impl Default for WorkerMetrics {
 
 /// Serves `/metrics` and `/health` until the process ends. Binding fails loudly: a worker
 /// that cannot be scraped or health-checked should not pretend to be fine.
-pub fn serve(
+pub(crate) fn serve(
     bind: std::net::SocketAddr,
     metrics: std::sync::Arc<WorkerMetrics>,
     pool: PgPool,

@@ -1,6 +1,6 @@
 //! `GET /results/{id}/charts/{fan,depletion,terminal,spending}.svg`: a result's charts, and
 //! `GET /queue/charts/depth.svg`: the queue's sampled depth. SVG documents drawn on the server
-//! (see `crate::charts`), which the pages inline and anyone can open or embed.
+//! (see `crate::draw`), which the pages inline and anyone can open or embed.
 
 use actix_web::get;
 use actix_web::http::header;
@@ -13,18 +13,18 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::charts::{self, ChartError};
+use crate::draw::{self, ChartError};
 use crate::error::{ApiError, Problem};
 use crate::routes::results::parse_id;
 use crate::state::AppState;
 
-pub const SVG: &str = "image/svg+xml";
+pub(crate) const SVG: &str = "image/svg+xml";
 /// A succeeded job's result never changes, so its charts can be cached; an hour bounds how long
 /// a browser keeps a chart drawn by an older release.
 const RESULT_CHART_CACHE: &str = "public, max-age=3600";
 
 /// The result of a succeeded job; 404 for an unknown job, 409 for one without a result.
-pub async fn succeeded_result(
+pub(crate) async fn succeeded_result(
     state: &AppState,
     raw_id: &str,
 ) -> Result<(Uuid, SimulationResult), ApiError> {
@@ -55,7 +55,7 @@ fn svg(drawn: Result<String, ChartError>, cache: &str) -> Result<HttpResponse, A
 /// The charts of a result.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ResultChart {
+pub(crate) enum ResultChart {
     /// Real wealth by year: p5–p95, p10–p90 and p25–p75 bands and the median.
     Fan,
     /// The cumulative share of scenarios depleted by each year.
@@ -79,10 +79,10 @@ impl ResultChart {
 
     fn draw(self, result: &SimulationResult) -> Result<String, ChartError> {
         match self {
-            Self::Fan => charts::results::fan(result),
-            Self::Depletion => charts::results::depletion(result),
-            Self::Terminal => charts::results::terminal(result),
-            Self::Spending => charts::results::spending(result),
+            Self::Fan => draw::results::fan(result),
+            Self::Depletion => draw::results::depletion(result),
+            Self::Terminal => draw::results::terminal(result),
+            Self::Spending => draw::results::spending(result),
         }
     }
 }
@@ -101,7 +101,8 @@ impl ResultChart {
     )
 )]
 #[get("/results/{id}/charts/{chart}.svg")]
-pub async fn result_chart(
+#[tracing::instrument(skip_all, fields(job_id = %path.0, chart = %path.1))]
+pub(crate) async fn result_chart(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -117,9 +118,9 @@ pub async fn result_chart(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct DepthQuery {
+pub(crate) struct DepthQuery {
     /// Minutes of history, 5..=1440 (samples are kept 24 h). Default 60.
-    pub minutes: Option<String>,
+    pub(crate) minutes: Option<String>,
 }
 
 /// Jobs in the queue by state over the last hour (or `minutes`), sampled every ~10 s.
@@ -133,7 +134,8 @@ pub struct DepthQuery {
     )
 )]
 #[get("/queue/charts/depth.svg")]
-pub async fn queue_depth(
+#[tracing::instrument(skip_all)]
+pub(crate) async fn queue_depth(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -150,5 +152,5 @@ pub async fn queue_depth(
     let now = Utc::now();
     let since = now - chrono::Duration::minutes(i64::from(minutes));
     let samples = state.read(move |conn| stats::samples_since(conn, since)).await?;
-    svg(charts::queue::depth(&samples, now, minutes), "no-cache")
+    svg(draw::queue::depth(&samples, now, minutes), "no-cache")
 }

@@ -23,7 +23,8 @@ use crate::state::AppState;
     )
 )]
 #[get("/results/{id}/table.csv")]
-pub async fn table_csv(
+#[tracing::instrument(skip_all, fields(job_id = %id))]
+pub(crate) async fn table_csv(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -39,7 +40,7 @@ pub async fn table_csv(
 }
 
 /// The CSV text of a result.
-pub fn csv(r: &SimulationResult) -> anyhow::Result<String> {
+pub(crate) fn csv(r: &SimulationResult) -> anyhow::Result<String> {
     let names: Vec<&str> = PERCENTILES.iter().map(|(name, _)| *name).collect();
     let mut header = vec!["year".to_owned()];
     for prefix in ["real", "nominal"] {

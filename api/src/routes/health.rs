@@ -15,26 +15,27 @@ use crate::state::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     #[schema(example = "ok")]
-    pub status: &'static str,
-    pub version: &'static str,
+    pub(crate) status: &'static str,
+    pub(crate) version: &'static str,
 }
 
 /// The process is up.
 #[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
 #[get("/health")]
-pub async fn health() -> HttpResponse {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
 /// Readiness of each dependency.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     #[schema(example = "ok")]
-    pub postgres: String,
+    pub(crate) postgres: String,
     #[schema(example = "ok")]
-    pub redis: String,
+    pub(crate) redis: String,
 }
 
 /// Redis and Postgres are reachable.
@@ -46,7 +47,8 @@ pub struct Readiness {
     )
 )]
 #[get("/ready")]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.write_pool.clone();
     let read_pool = state.read_pool.clone();
     let postgres = tokio::time::timeout(

@@ -3,15 +3,15 @@
 //! document cannot miss a route, and then answers the methods a path does not serve with a
 //! 405 naming those it does.
 
-pub mod charts;
-pub mod exports;
-pub mod health;
-pub mod metrics;
-pub mod openapi;
-pub mod pages;
-pub mod queue_stats;
-pub mod results;
-pub mod simulations;
+pub(crate) mod charts;
+pub(crate) mod exports;
+pub(crate) mod health;
+pub(crate) mod openapi;
+pub(crate) mod pages;
+pub(crate) mod queue_stats;
+pub(crate) mod results;
+pub(crate) mod scrape;
+pub(crate) mod simulations;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -26,7 +26,7 @@ use crate::error::ApiError;
 
 /// Every route of the API on `app`, with its OpenAPI document at `/openapi.json`, the rules of
 /// a request under `limits`, the 405s and the 404 fallback.
-pub fn mount<T, B>(app: App<T>, limits: RequestLimits) -> App<T>
+pub(crate) fn mount<T, B>(app: App<T>, limits: RequestLimits) -> App<T>
 where
     B: MessageBody,
     T: ServiceFactory<
@@ -54,7 +54,7 @@ where
         .service(pages::asset)
         .service(health::health)
         .service(health::ready)
-        .service(metrics::metrics)
+        .service(scrape::metrics)
         .service(openapi::openapi_json)
         .split_for_parts();
     openapi::RequestRules(limits).modify(&mut document);
@@ -99,6 +99,10 @@ fn method_not_allowed(allow: &str) -> HttpResponse {
     response
 }
 
-pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+/// The answer to a path no route serves.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn not_found(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("no route {} {}", req.method(), req.path())))
 }

@@ -25,11 +25,11 @@ use crate::error::Problem;
         (name = "web", description = "The web frontend and the operators' dashboard"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The request body's schema, generated from the engine's rules with this deployment's cap on
 /// `n_scenarios`.
-pub struct RequestRules(pub RequestLimits);
+pub(crate) struct RequestRules(pub(crate) RequestLimits);
 
 impl Modify for RequestRules {
     fn modify(&self, openapi: &mut Document) {
@@ -41,12 +41,13 @@ impl Modify for RequestRules {
 }
 
 /// The finished document, as `/openapi.json` serves it.
-pub struct Served(pub Document);
+pub(crate) struct Served(pub(crate) Document);
 
 /// This document.
 #[utoipa::path(tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
 #[get("/openapi.json")]
-pub async fn openapi_json(document: web::Data<Served>) -> HttpResponse {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn openapi_json(document: web::Data<Served>) -> HttpResponse {
     HttpResponse::Ok().json(&document.0)
 }

@@ -84,7 +84,8 @@ static ASSETS: LazyLock<[(&str, Asset); 4]> = LazyLock::new(|| {
 #[utoipa::path(tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
 #[get("/")]
-pub async fn index(req: HttpRequest) -> HttpResponse {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
     INDEX.respond(&req)
 }
 
@@ -92,15 +93,16 @@ pub async fn index(req: HttpRequest) -> HttpResponse {
 #[utoipa::path(tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
 #[get("/dashboard")]
-pub async fn dashboard(req: HttpRequest) -> HttpResponse {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn dashboard(req: HttpRequest) -> HttpResponse {
     DASHBOARD.respond(&req)
 }
 
 /// The rules document the form checks by, under this deployment's limits.
-pub struct Rules(Asset);
+pub(crate) struct Rules(Asset);
 
 impl Rules {
-    pub fn new(limits: &RequestLimits) -> Self {
+    pub(crate) fn new(limits: &RequestLimits) -> Self {
         Self(Asset::new("application/json", document(limits).to_string()))
     }
 }
@@ -113,7 +115,8 @@ impl Rules {
         (status = 404, description = "No such asset", body = Problem, content_type = "application/problem+json"),
     ))]
 #[get("/assets/{name}")]
-pub async fn asset(
+#[tracing::instrument(skip_all, fields(name = %name))]
+pub(crate) async fn asset(
     req: HttpRequest,
     name: web::Path<String>,
     rules: web::Data<Rules>,

@@ -18,115 +18,115 @@ use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 /// Windows of the throughput figures, in minutes.
-pub const THROUGHPUT_WINDOWS: [i32; 3] = [1, 5, 15];
+pub(crate) const THROUGHPUT_WINDOWS: [i32; 3] = [1, 5, 15];
 /// Window of the latency percentiles, in minutes.
-pub const LATENCY_WINDOW: i32 = 5;
+pub(crate) const LATENCY_WINDOW: i32 = 5;
 /// Window of the error rate, in minutes (the widest throughput window).
-pub const ERROR_RATE_WINDOW: i32 = 15;
-pub const RECENT_FAILURES: i64 = 20;
+pub(crate) const ERROR_RATE_WINDOW: i32 = 15;
+pub(crate) const RECENT_FAILURES: i64 = 20;
 /// Workers whose last heartbeat is older than this are no longer listed.
 const DEAD_WORKER_SHOWN_FOR_SECS: u64 = 3600;
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct QueueStats {
-    pub generated_at: DateTime<Utc>,
-    pub redis: Source,
-    pub postgres: Source,
+pub(crate) struct QueueStats {
+    pub(crate) generated_at: DateTime<Utc>,
+    pub(crate) redis: Source,
+    pub(crate) postgres: Source,
     /// From Redis; `null` when Redis is unavailable.
-    pub queue: Option<QueueNow>,
+    pub(crate) queue: Option<QueueNow>,
     /// From Postgres; `null` when Postgres is unavailable.
-    pub jobs: Option<JobsLately>,
+    pub(crate) jobs: Option<JobsLately>,
 }
 
 /// Whether a source answered.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Source {
-    pub available: bool,
+pub(crate) struct Source {
+    pub(crate) available: bool,
     /// Why not, when not.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// The queue right now.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct QueueNow {
+pub(crate) struct QueueNow {
     /// Due and waiting for a worker.
-    pub ready: u64,
+    pub(crate) ready: u64,
     /// Waiting for a future time (retry back-off).
-    pub scheduled: u64,
+    pub(crate) scheduled: u64,
     /// Claimed by a worker.
-    pub running: u64,
+    pub(crate) running: u64,
     /// Given up on by the queue itself (should stay 0).
-    pub dead: u64,
+    pub(crate) dead: u64,
     /// Age of the oldest ready job; `null` when none is waiting.
-    pub oldest_ready_age_seconds: Option<f64>,
-    pub workers_alive: u64,
+    pub(crate) oldest_ready_age_seconds: Option<f64>,
+    pub(crate) workers_alive: u64,
     /// Workers alive, and those that stopped reporting within the last hour; newest heartbeat
     /// first.
-    pub workers: Vec<WorkerView>,
+    pub(crate) workers: Vec<WorkerView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WorkerView {
-    pub name: String,
+pub(crate) struct WorkerView {
+    pub(crate) name: String,
     /// Heartbeat within the orphan window.
-    pub alive: bool,
-    pub last_heartbeat: DateTime<Utc>,
-    pub seconds_since_heartbeat: u64,
+    pub(crate) alive: bool,
+    pub(crate) last_heartbeat: DateTime<Utc>,
+    pub(crate) seconds_since_heartbeat: u64,
     /// Jobs it has claimed.
-    pub current_jobs: Vec<Uuid>,
+    pub(crate) current_jobs: Vec<Uuid>,
 }
 
 /// What the jobs did lately, by the database's clock.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobsLately {
+pub(crate) struct JobsLately {
     /// Jobs finished in the last 1, 5 and 15 minutes.
-    pub throughput: Vec<Throughput>,
-    pub latency: Latency,
-    pub error_rate: ErrorRate,
+    pub(crate) throughput: Vec<Throughput>,
+    pub(crate) latency: Latency,
+    pub(crate) error_rate: ErrorRate,
     /// The latest failed jobs, newest first (at most 20).
-    pub recent_failures: Vec<Failure>,
+    pub(crate) recent_failures: Vec<Failure>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Throughput {
-    pub window_minutes: i32,
+pub(crate) struct Throughput {
+    pub(crate) window_minutes: i32,
     /// Jobs that reached a terminal state in the window, and their split by state.
-    pub finished: i64,
-    pub succeeded: i64,
-    pub failed: i64,
-    pub cancelled: i64,
+    pub(crate) finished: i64,
+    pub(crate) succeeded: i64,
+    pub(crate) failed: i64,
+    pub(crate) cancelled: i64,
     /// `finished` per minute.
-    pub per_minute: f64,
+    pub(crate) per_minute: f64,
 }
 
 /// Submit-to-result time (`finished_at − created_at`) of the jobs that succeeded in the
 /// window.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Latency {
-    pub window_minutes: i32,
-    pub jobs: i64,
-    pub p50_seconds: Option<f64>,
-    pub p95_seconds: Option<f64>,
+pub(crate) struct Latency {
+    pub(crate) window_minutes: i32,
+    pub(crate) jobs: i64,
+    pub(crate) p50_seconds: Option<f64>,
+    pub(crate) p95_seconds: Option<f64>,
 }
 
 /// Failed jobs among the jobs that finished in the window (cancelled ones included in the
 /// denominator).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorRate {
-    pub window_minutes: i32,
-    pub failed: i64,
-    pub finished: i64,
+pub(crate) struct ErrorRate {
+    pub(crate) window_minutes: i32,
+    pub(crate) failed: i64,
+    pub(crate) finished: i64,
     /// `failed / finished`; `null` when nothing finished.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Failure {
-    pub id: Uuid,
-    pub error: Option<String>,
-    pub failed_at: DateTime<Utc>,
-    pub attempts: i32,
+pub(crate) struct Failure {
+    pub(crate) id: Uuid,
+    pub(crate) error: Option<String>,
+    pub(crate) failed_at: DateTime<Utc>,
+    pub(crate) attempts: i32,
 }
 
 /// The queue, its workers, and recent throughput, latency and failures.
@@ -138,7 +138,8 @@ pub struct Failure {
     )
 )]
 #[get("/queue/stats")]
-pub async fn queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (queue, jobs) = tokio::join!(queue_now(&state), jobs_lately(&state));
     if let (Err(redis), Err(postgres)) = (&queue, &jobs) {
         tracing::warn!(%redis, %postgres, "queue stats: no source answered");

@@ -20,37 +20,37 @@ const MAX_PAGE: i64 = 100;
 
 /// A job as clients see it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    pub id: Uuid,
-    pub status: JobStatus,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
+pub(crate) struct JobView {
+    pub(crate) id: Uuid,
+    pub(crate) status: JobStatus,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) started_at: Option<DateTime<Utc>>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
     /// The normalised request: every default filled in, the seed included.
     #[schema(value_type = Object)]
-    pub request: serde_json::Value,
-    pub seed: u64,
-    pub progress: Progress,
+    pub(crate) request: serde_json::Value,
+    pub(crate) seed: u64,
+    pub(crate) progress: Progress,
     /// Attempts started so far.
-    pub attempts: i32,
+    pub(crate) attempts: i32,
     /// Why the job failed (or the last retryable error while it is retried).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Present once the job has succeeded.
-    pub result: Option<SimulationResult>,
-    pub links: Links,
+    pub(crate) result: Option<SimulationResult>,
+    pub(crate) links: Links,
 }
 
 /// Batches done out of batches planned.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Progress {
-    pub done: i32,
-    pub total: i32,
+pub(crate) struct Progress {
+    pub(crate) done: i32,
+    pub(crate) total: i32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Links {
+pub(crate) struct Links {
     #[serde(rename = "self")]
-    pub self_: String,
+    pub(crate) self_: String,
 }
 
 impl JobView {
@@ -79,7 +79,7 @@ impl JobView {
 }
 
 /// A job id from the path; anything that is not a UUID is simply not a job (404).
-pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound(format!("no job {raw:?}: job ids are UUIDs")))
 }
 
@@ -94,7 +94,8 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     )
 )]
 #[get("/results/{id}")]
-pub async fn get(
+#[tracing::instrument(skip_all, fields(job_id = %path))]
+pub(crate) async fn get(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -118,28 +119,28 @@ pub async fn get(
 }
 
 #[derive(Debug, serde::Deserialize, IntoParams)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Page size, 1..=100 (default 20).
-    pub limit: Option<String>,
+    pub(crate) limit: Option<String>,
     /// A job id: list jobs created before it (the `next` link of the previous page).
-    pub before: Option<String>,
+    pub(crate) before: Option<String>,
 }
 
 /// One job in a listing.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobSummary {
-    pub id: Uuid,
-    pub status: JobStatus,
-    pub created_at: DateTime<Utc>,
-    pub success_probability: Option<f64>,
-    pub links: Links,
+pub(crate) struct JobSummary {
+    pub(crate) id: Uuid,
+    pub(crate) status: JobStatus,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) success_probability: Option<f64>,
+    pub(crate) links: Links,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobList {
-    pub items: Vec<JobSummary>,
+pub(crate) struct JobList {
+    pub(crate) items: Vec<JobSummary>,
     /// The next page, or `null` on the last one.
-    pub next: Option<String>,
+    pub(crate) next: Option<String>,
 }
 
 /// Jobs, newest first.
@@ -153,7 +154,11 @@ pub struct JobList {
     )
 )]
 #[get("/results")]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let query = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::validation("query", e.to_string()))?
         .into_inner();

@@ -27,25 +27,25 @@ use crate::routes::results::parse_id;
 use crate::state::AppState;
 
 /// Largest accepted body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// An idempotency key names one job for this long.
-pub const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub(crate) const IDEMPOTENCY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// The answer to an accepted submit.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobAccepted {
-    pub id: Uuid,
-    pub status: JobStatus,
-    pub links: JobLinks,
+pub(crate) struct JobAccepted {
+    pub(crate) id: Uuid,
+    pub(crate) status: JobStatus,
+    pub(crate) links: JobLinks,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobLinks {
+pub(crate) struct JobLinks {
     /// Where to poll for the job and its result.
     #[serde(rename = "self")]
     #[schema(example = "/results/0193aa2e-2c4b-7c3e-9f1a-6d2b9c1e4f00")]
-    pub self_: String,
+    pub(crate) self_: String,
 }
 
 impl JobAccepted {
@@ -82,7 +82,8 @@ fn location(id: Uuid) -> String {
     )
 )]
 #[post("/simulations")]
-pub async fn submit(
+#[tracing::instrument(skip_all, fields(job_id))]
+pub(crate) async fn submit(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -116,6 +117,7 @@ async fn accept(
     refuse_when_full(&state).await?;
 
     let id = Uuid::now_v7();
+    tracing::Span::current().record("job_id", tracing::field::display(id));
     let seed = request.seed().unwrap_or_else(draw_seed);
     let request = request.with_seed(seed);
     let request_json = request.to_json();
@@ -177,7 +179,8 @@ async fn accept(
     )
 )]
 #[post("/run_simulation")]
-pub async fn run_simulation(
+#[tracing::instrument(skip_all, fields(job_id))]
+pub(crate) async fn run_simulation(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -201,7 +204,8 @@ pub async fn run_simulation(
     )
 )]
 #[delete("/simulations/{id}")]
-pub async fn cancel(
+#[tracing::instrument(skip_all, fields(job_id = %path))]
+pub(crate) async fn cancel(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,

@@ -10,6 +10,10 @@
 //! rounded IEEE add, multiply, fused multiply-add, divide or square root (no libm
 //! approximations), so a scalar, SSE, AVX2 or AVX-512 build produces the same bits. The tests below bound the error
 //! against the standard library at a few units in the last place.
+//!
+//! The engine draws its normals in single precision ([`single`]), so it calls only `exp` in
+//! double precision. The double-precision `ln` and `sin_cos_turns` are the constructions
+//! `single` cuts short, compiled only for the tests that bound their error.
 
 const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 · 2^52: adding it rounds to an integer.
 const LN2_HI: f64 = 6.931_471_803_691_238e-1; // fdlibm's split of ln 2:
@@ -65,7 +69,7 @@ const EXP_COEFFICIENTS: [f64; 12] = [
 
 /// e^x, within 2 ulp for x in [−708, 709]; inputs outside are clamped to that range.
 #[inline(always)]
-pub fn exp(x: f64) -> f64 {
+pub(crate) fn exp(x: f64) -> f64 {
     let x = x.clamp(-708.0, 709.0);
     let (k, ki) = round_to_int(x * std::f64::consts::LOG2_E);
     let r = fma(-k, LN2_LO, fma(-k, LN2_HI, x));
@@ -74,6 +78,7 @@ pub fn exp(x: f64) -> f64 {
     p * scale
 }
 
+#[cfg(test)]
 /// 1/(2k+1) for k = 1..=9: the odd series of atanh after its leading term.
 const LN_COEFFICIENTS: [f64; 9] = [
     1.0 / 3.0,
@@ -88,8 +93,9 @@ const LN_COEFFICIENTS: [f64; 9] = [
 ];
 
 /// ln x for positive, normal x (the engine only takes logs of uniforms in (0, 1]).
+#[cfg(test)]
 #[inline(always)]
-pub fn ln(x: f64) -> f64 {
+pub(crate) fn ln(x: f64) -> f64 {
     let bits = x.to_bits();
     // Exponent as a float, exactly: place the biased exponent in the mantissa of 2^52.
     let biased =
@@ -112,6 +118,7 @@ pub fn ln(x: f64) -> f64 {
 
 /// Taylor coefficients of sin φ/φ − 1 and cos φ − 1, as polynomials in φ², each cut where the
 /// next term is below 5e-17 on |φ| ≤ π/4.
+#[cfg(test)]
 const SIN_COEFFICIENTS: [f64; 7] = [
     -1.0 / 6.0,
     1.0 / 120.0,
@@ -121,6 +128,7 @@ const SIN_COEFFICIENTS: [f64; 7] = [
     1.0 / 6_227_020_800.0,
     -1.0 / 1_307_674_368_000.0,
 ];
+#[cfg(test)]
 const COS_COEFFICIENTS: [f64; 8] = [
     -1.0 / 2.0,
     1.0 / 24.0,
@@ -133,8 +141,9 @@ const COS_COEFFICIENTS: [f64; 8] = [
 ];
 
 /// (sin 2πu, cos 2πu) for u in [0, 1).
+#[cfg(test)]
 #[inline(always)]
-pub fn sin_cos_turns(u: f64) -> (f64, f64) {
+pub(crate) fn sin_cos_turns(u: f64) -> (f64, f64) {
     // Quarter-turn reduction is exact in turns: u − q/4 loses nothing for the u we pass
     // (32-bit fractions), leaving |φ| ≤ π/4.
     let t = u * 4.0 + ROUND;
@@ -250,7 +259,7 @@ mod tests {
 /// Single-precision versions for the Box–Muller transform, whose outputs only need a float's
 /// precision (see rng.rs): on eight lanes they run in half the vector width of the double
 /// versions. Same constructions as above, with the series cut for 24-bit significands.
-pub mod single {
+pub(crate) mod single {
     #[inline(always)]
     fn fma(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
@@ -260,7 +269,7 @@ pub mod single {
 
     /// ln x for positive, normal x; within 2 ulp (f32) of the exact value.
     #[inline(always)]
-    pub fn ln(x: f32) -> f32 {
+    pub(crate) fn ln(x: f32) -> f32 {
         let bits = x.to_bits();
         let biased = f32::from_bits(0x4B00_0000 | ((bits >> 23) & 0xff)) - 8_388_608.0;
         let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
@@ -282,7 +291,7 @@ pub mod single {
 
     /// (sin 2πu, cos 2πu) for u in [0, 1); within 2 ulp (f32) of the exact values.
     #[inline(always)]
-    pub fn sin_cos_turns(u: f32) -> (f32, f32) {
+    pub(crate) fn sin_cos_turns(u: f32) -> (f32, f32) {
         let t = u * 4.0 + ROUND;
         let q = t - ROUND;
         let quadrant = t.to_bits() & 3;

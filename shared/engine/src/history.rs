@@ -13,22 +13,22 @@ const CSV: &str = include_str!("../data/us_annual_returns_1928_2024.csv");
 
 /// One calendar year of the table, as fractions (0.1 = 10 %).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HistoricalYear {
-    pub year: u16,
+pub(crate) struct HistoricalYear {
+    pub(crate) year: u16,
     /// S&P 500 total return.
-    pub stocks: f64,
+    pub(crate) stocks: f64,
     /// 10-year Treasury bond total return.
-    pub bonds: f64,
+    pub(crate) bonds: f64,
     /// 3-month Treasury bill return.
-    pub cash: f64,
+    pub(crate) cash: f64,
     /// CPI inflation.
-    pub inflation: f64,
+    pub(crate) inflation: f64,
 }
 
 static TABLE: LazyLock<Vec<HistoricalYear>> = LazyLock::new(|| parse(CSV));
 
 /// Every year of the embedded table, oldest first.
-pub fn table() -> &'static [HistoricalYear] {
+pub(crate) fn table() -> &'static [HistoricalYear] {
     &TABLE
 }
 
@@ -59,9 +59,9 @@ fn parse(csv: &str) -> Vec<HistoricalYear> {
 /// Arithmetic mean, sample standard deviation (n − 1) and the correlation matrix of a set of
 /// series of equal length.
 pub(crate) struct SampleMoments {
-    pub mean: Vec<f64>,
-    pub std_dev: Vec<f64>,
-    pub correlation: Vec<Vec<f64>>,
+    pub(crate) mean: Vec<f64>,
+    pub(crate) std_dev: Vec<f64>,
+    pub(crate) correlation: Vec<Vec<f64>>,
 }
 
 pub(crate) fn sample_moments(series: &[Vec<f64>]) -> SampleMoments {

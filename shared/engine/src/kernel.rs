@@ -50,7 +50,7 @@ pub(crate) struct Recording {
 }
 
 impl Recording {
-    pub fn new(years: usize, slots: &[(Quantity, usize)]) -> Self {
+    pub(crate) fn new(years: usize, slots: &[(Quantity, usize)]) -> Self {
         let mut r = Self {
             real: vec![None; years + 1],
             nominal: vec![None; years + 1],
@@ -68,7 +68,7 @@ impl Recording {
         r
     }
 
-    pub fn slots(&self) -> usize {
+    pub(crate) fn slots(&self) -> usize {
         self.slots
     }
 }

@@ -1,15 +1,15 @@
 #![doc = include_str!("../README.md")]
 
-pub mod fastmath;
+pub(crate) mod fastmath;
 mod field_error;
-pub mod history;
+pub(crate) mod history;
 mod kernel;
 pub mod linalg;
 mod plan;
 pub mod request;
 pub mod result;
 pub mod rng;
-mod run;
+mod simulation;
 pub mod stats;
 #[cfg(test)]
 mod tests;
@@ -18,5 +18,5 @@ pub use field_error::FieldError;
 pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
 pub use result::SimulationResult;
 #[cfg(test)]
-pub(crate) use run::run_with_plan;
-pub use run::{ENGINE_VERSION, EngineError, Progress, RunOptions, run};
+pub(crate) use simulation::run_with_plan;
+pub use simulation::{EngineError, ProgressCounter, RunOptions, run};

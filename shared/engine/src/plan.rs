@@ -25,31 +25,31 @@ pub(crate) enum ModelPlan {
 /// Monthly gross returns and inflation factor of one table year.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TableMonth {
-    pub gross: [f64; 3],
-    pub inflation: f64,
+    pub(crate) gross: [f64; 3],
+    pub(crate) inflation: f64,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    pub months: usize,
-    pub years: usize,
-    pub seed: u64,
-    pub starting_portfolio: f64,
-    pub weights: [f64; 3],
+    pub(crate) months: usize,
+    pub(crate) years: usize,
+    pub(crate) seed: u64,
+    pub(crate) starting_portfolio: f64,
+    pub(crate) weights: [f64; 3],
     /// `1 − annual_fee/12`, applied after each month's growth.
-    pub fee_factor: f64,
-    pub model: ModelPlan,
+    pub(crate) fee_factor: f64,
+    pub(crate) model: ModelPlan,
     /// `(1+π)^(1/12) − 1` and `σ_π/√12` of the parametric inflation model.
-    pub inflation_drift: f64,
-    pub inflation_vol: f64,
+    pub(crate) inflation_drift: f64,
+    pub(crate) inflation_vol: f64,
     /// Monthly figures for each table year (bootstrap and historical).
-    pub table: Vec<TableMonth>,
-    pub withdrawal: Withdrawal,
-    pub rebalancing: Rebalancing,
-    pub flows: Flows,
+    pub(crate) table: Vec<TableMonth>,
+    pub(crate) withdrawal: Withdrawal,
+    pub(crate) rebalancing: Rebalancing,
+    pub(crate) flows: Flows,
     /// Lets the kernel use its fused path for the default model; tests turn it off to check the
     /// fused path against the general one.
-    pub allow_fused: bool,
+    pub(crate) allow_fused: bool,
 }
 
 /// The cash-flow schedule by month: amounts the portfolio must pay (expenses) minus those it
@@ -57,16 +57,16 @@ pub(crate) struct Plan {
 /// the fixed nominal part.
 #[derive(Debug, Clone)]
 pub(crate) struct Flows {
-    pub any: bool,
-    pub net_real: Vec<f64>,
-    pub net_nominal: Vec<f64>,
+    pub(crate) any: bool,
+    pub(crate) net_real: Vec<f64>,
+    pub(crate) net_nominal: Vec<f64>,
     /// Income alone, which is what a retiree lives on once the portfolio is gone.
-    pub income_real: Vec<f64>,
-    pub income_nominal: Vec<f64>,
+    pub(crate) income_real: Vec<f64>,
+    pub(crate) income_nominal: Vec<f64>,
 }
 
 impl Plan {
-    pub fn new(request: &SimulationRequest, seed: u64) -> Self {
+    pub(crate) fn new(request: &SimulationRequest, seed: u64) -> Self {
         let years = request.years as usize;
         let months = years * 12;
         let a = &request.assumptions;

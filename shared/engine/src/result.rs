@@ -28,7 +28,7 @@ pub struct PercentileSeries {
 }
 
 impl PercentileSeries {
-    pub fn with_len(n: usize) -> Self {
+    pub(crate) fn with_len(n: usize) -> Self {
         let v = || vec![0.0; n];
         Self { p5: v(), p10: v(), p25: v(), p50: v(), p75: v(), p90: v(), p95: v() }
     }
@@ -83,22 +83,22 @@ pub struct SpendingPercentiles {
 
 /// What happened in one rolling window of the `historical` model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct HistoricalWindow {
-    pub start_year: u16,
-    pub succeeded: bool,
+pub(crate) struct HistoricalWindow {
+    pub(crate) start_year: u16,
+    pub(crate) succeeded: bool,
     /// Year of the horizon (1-based) in which the portfolio ran out, if it did.
-    pub depletion_year: Option<u32>,
+    pub(crate) depletion_year: Option<u32>,
     /// Real wealth at the horizon.
-    pub terminal_real: f64,
+    pub(crate) terminal_real: f64,
 }
 
 /// The per-window outcome of the `historical` model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HistoricalOutcome {
-    pub windows: u32,
-    pub start_years: Vec<u16>,
-    pub failed_start_years: Vec<u16>,
-    pub outcomes: Vec<HistoricalWindow>,
+    pub(crate) windows: u32,
+    pub(crate) start_years: Vec<u16>,
+    pub(crate) failed_start_years: Vec<u16>,
+    pub(crate) outcomes: Vec<HistoricalWindow>,
 }
 
 /// What the safe-spending solver found.
@@ -111,7 +111,7 @@ pub struct SolveOutcome {
     /// Success probability at `safe_monthly_spending`.
     pub success_probability: f64,
     /// Simulations run by the bisection.
-    pub iterations: u32,
+    pub(crate) iterations: u32,
 }
 
 /// The engine's answer.

@@ -23,7 +23,7 @@ use super::fastmath;
 const PCG_MULTIPLIER: u64 = 6_364_136_223_846_793_005;
 
 /// SplitMix64's output function (Steele, Lea & Flood 2014): a bijective 64-bit mixer.
-pub fn splitmix64(x: u64) -> u64 {
+pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -31,7 +31,7 @@ pub fn splitmix64(x: u64) -> u64 {
 }
 
 /// The `(state, stream)` pair that seeds scenario `scenario`'s `Pcg32`.
-pub fn stream_key(seed: u64, scenario: u64) -> (u64, u64) {
+pub(crate) fn stream_key(seed: u64, scenario: u64) -> (u64, u64) {
     let base = splitmix64(seed);
     (
         splitmix64(base ^ splitmix64(scenario.wrapping_mul(2))),
@@ -74,14 +74,6 @@ impl Lanes {
         Self { state, increment }
     }
 
-    pub fn len(&self) -> usize {
-        self.state.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.state.is_empty()
-    }
-
     /// Four standard normals per lane from four 32-bit draws: two Box–Muller pairs.
     #[inline(always)]
     pub fn normals4(&mut self, z0: &mut [f64], z1: &mut [f64], z2: &mut [f64], z3: &mut [f64]) {
@@ -95,7 +87,7 @@ impl Lanes {
 
     /// A `rand` generator view of one lane, for the few draws that are not plain normals
     /// (chi-square scales, bootstrap start years).
-    pub fn lane(&mut self, j: usize) -> LaneRng<'_> {
+    pub(crate) fn lane(&mut self, j: usize) -> LaneRng<'_> {
         LaneRng { state: &mut self.state[j], increment: self.increment[j] }
     }
 }
@@ -139,7 +131,7 @@ pub(crate) fn draw_normals4(state: &mut u64, increment: u64) -> [f64; 4] {
 /// and returned as doubles. The radius uniform is (a + ½)·2⁻³² (never 0: the largest |z| is
 /// √(2 ln 2³³) ≈ 6.76); the angle uses the top 24 bits of b.
 #[inline(always)]
-pub fn box_muller(a: u32, b: u32) -> (f64, f64) {
+pub(crate) fn box_muller(a: u32, b: u32) -> (f64, f64) {
     const TWO_POW_MINUS_32: f32 = 1.0 / 4_294_967_296.0;
     const TWO_POW_MINUS_24: f32 = 1.0 / 16_777_216.0;
     let u1 = (a as f32 + 0.5) * TWO_POW_MINUS_32;
@@ -150,7 +142,7 @@ pub fn box_muller(a: u32, b: u32) -> (f64, f64) {
 }
 
 /// One lane as a `rand` generator; it advances the lane's own stream.
-pub struct LaneRng<'a> {
+pub(crate) struct LaneRng<'a> {
     state: &'a mut u64,
     increment: u64,
 }

@@ -68,7 +68,7 @@ where
 
 /// The same percentiles for data given as distinct sorted `values` with `counts` of each: as
 /// if the values were expanded into a sorted row.
-pub fn percentiles_of_counts(values: &[f64], counts: &[u64], ps: &[f64]) -> Vec<f64> {
+pub(crate) fn percentiles_of_counts(values: &[f64], counts: &[u64], ps: &[f64]) -> Vec<f64> {
     let n: u64 = counts.iter().sum();
     assert!(n > 0, "percentiles of nothing");
     let at_rank = |r: u64| -> f64 {
@@ -104,7 +104,7 @@ fn lerp(a: f64, b: f64, t: f64) -> f64 {
 
 /// Mean with Neumaier's compensated summation, in index order (so it does not depend on how
 /// the scenarios were batched).
-pub fn mean(values: &[f64]) -> f64 {
+pub(crate) fn mean(values: &[f64]) -> f64 {
     let mut sum = 0.0f64;
     let mut compensation = 0.0f64;
     for &x in values {
@@ -121,7 +121,7 @@ pub fn mean(values: &[f64]) -> f64 {
 
 /// Equal-width bins of the positive values up to their 99th percentile; zeros (depleted
 /// scenarios) and values at or above the last edge are counted apart.
-pub fn histogram(values: &[f64], bins: usize) -> crate::result::Histogram {
+pub(crate) fn histogram(values: &[f64], bins: usize) -> crate::result::Histogram {
     let depleted = values.iter().filter(|&&v| v <= 0.0).count() as u64;
     let mut positive: Vec<f64> = values.iter().copied().filter(|&v| v > 0.0).collect();
     if positive.is_empty() {

@@ -43,19 +43,9 @@ impl Queue {
         self.keys.namespace()
     }
 
-    /// The Redis keys of this queue.
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
     /// Pushes a job to run now (see [`Queue::push`]).
     pub async fn enqueue(&self, job: Uuid) -> anyhow::Result<PushOutcome> {
         self.push(job, Duration::ZERO, None).await
-    }
-
-    /// Pushes a job to run no earlier than `delay` from now (a retry's back-off).
-    pub async fn enqueue_after(&self, job: Uuid, delay: Duration) -> anyhow::Result<PushOutcome> {
-        self.push(job, delay, None).await
     }
 
     /// Gives `job` an entry in the queue unless it has one (see `lua/push.lua`): due now when

@@ -26,7 +26,7 @@ impl Keys {
     }
 
     /// The prefix of every key (apalis-redis's queue name).
-    pub fn namespace(&self) -> &str {
+    pub(crate) fn namespace(&self) -> &str {
         &self.namespace
     }
 
@@ -63,7 +63,7 @@ impl Keys {
     }
 
     /// What a task's meta hash is named after (`{prefix}:{task id}`).
-    pub fn meta_prefix(&self) -> String {
+    pub(crate) fn meta_prefix(&self) -> String {
         self.key("meta")
     }
 
@@ -79,7 +79,7 @@ impl Keys {
 
     /// SET of task ids apalis-redis gave up on (our handler acknowledges everything, so it
     /// stays empty).
-    pub fn dead_set(&self) -> String {
+    pub(crate) fn dead_set(&self) -> String {
         self.key("dead")
     }
 

@@ -1,7 +1,7 @@
 //! The Redis job queue (apalis-redis 1.0): what an entry carries and how workers decode it
-//! without ever dying on a bad one ([`codec`]), every Redis key ([`keys`]), our Lua scripts
-//! (`lua/`, run by [`handle`]), the [`Queue`] handle the API and the workers share, and the
-//! queue's depth read straight from the Redis keys ([`depth`]; apalis-redis's own statistics
+//! without ever dying on a bad one (`codec`), every Redis key (`keys`), our Lua scripts
+//! (`lua/`, run by `handle`), the [`Queue`] handle the API and the workers share, and the
+//! queue's depth read straight from the Redis keys (`depth`; apalis-redis's own statistics
 //! calls are broken in 1.0).
 //!
 //! A job's queue entry carries only its id; the worker reads the request from Postgres, so a
@@ -12,11 +12,11 @@
 //! and freeing acknowledged deliveries are our own Lua scripts on apalis-redis's keys: its own
 //! push is a no-op for an id it has seen before (docs/reliability.md lists why each exists).
 
-pub mod codec;
+pub(crate) mod codec;
 mod connect;
-pub mod depth;
-pub mod handle;
-pub mod keys;
+pub(crate) mod depth;
+pub(crate) mod handle;
+pub(crate) mod keys;
 mod scripts;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -75,9 +75,9 @@ pub fn expire_idempotency_key(
     .execute(conn)
 }
 
-/// One row of the listing.
+/// One row of the listing (the API answers it as a `JobSummary`).
 #[derive(Debug, Clone, Queryable)]
-pub struct JobSummary {
+pub struct JobListRow {
     pub id: Uuid,
     pub status: JobStatus,
     pub created_at: DateTime<Utc>,
@@ -89,7 +89,7 @@ pub fn list_jobs(
     conn: &mut PgConnection,
     limit: i64,
     before: Option<Uuid>,
-) -> QueryResult<Vec<JobSummary>> {
+) -> QueryResult<Vec<JobListRow>> {
     let mut query = simulations::table
         .select((
             simulations::id,

@@ -13,12 +13,12 @@ use super::models::NewAuditLog;
 use crate::schema::audit_logs;
 
 /// Audit actor of rows written by the API.
-pub const API_ACTOR: &str = "api";
+pub(crate) const API_ACTOR: &str = "api";
 
 /// The audit events of the `audit_logs.event` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
-pub enum AuditEvent {
+pub(crate) enum AuditEvent {
     Submitted,
     Started,
     Succeeded,
@@ -28,7 +28,7 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 6] = [
+    pub(crate) const ALL: [AuditEvent; 6] = [
         Self::Submitted,
         Self::Started,
         Self::Succeeded,
@@ -37,7 +37,7 @@ impl AuditEvent {
         Self::Retried,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Submitted => "submitted",
             Self::Started => "started",

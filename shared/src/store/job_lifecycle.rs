@@ -30,7 +30,7 @@ use crate::schema::{simulation_results, simulations};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub job: Uuid,
-    pub worker: String,
+    pub(crate) worker: String,
     /// The token the claim wrote to `simulations.claim_token`.
     pub token: Uuid,
     /// The attempt this claim counted (1-based).

@@ -14,6 +14,6 @@ pub mod stats;
 mod transition;
 
 pub use api_queries::*;
-pub use audit::{API_ACTOR, AuditEvent};
+pub(crate) use audit::AuditEvent;
 pub use job_lifecycle::*;
 pub use reconciler::*;

@@ -1,4 +1,5 @@
-//! Rows as diesel reads and writes them.
+//! Rows as diesel reads and writes them. A row read selects only the columns the code reads
+//! (`as_select`), so a column nothing reads is not listed here.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -15,24 +16,17 @@ pub struct Simulation {
     pub status: JobStatus,
     pub request: serde_json::Value,
     pub seed: i64,
-    pub request_id: Option<String>,
-    pub idempotency_key: Option<String>,
+    pub(crate) request_id: Option<String>,
     pub request_hash: Option<String>,
     pub attempts: i32,
     pub progress_done: i32,
     pub progress_total: i32,
     pub error: Option<String>,
-    pub worker: Option<String>,
-    pub heartbeat_at: Option<DateTime<Utc>>,
-    pub cancel_requested: bool,
-    pub not_before: Option<DateTime<Utc>>,
-    pub success_probability: Option<f64>,
+    pub(crate) worker: Option<String>,
+    pub(crate) cancel_requested: bool,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-    /// The token of the claim the job is running under (see `store::Lease`).
-    pub claim_token: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -49,26 +43,23 @@ pub struct NewSimulation<'a> {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = simulation_results, check_for_backend(diesel::pg::Pg))]
 pub struct SimulationResultRow {
-    pub simulation_id: Uuid,
     pub result: serde_json::Value,
-    pub worker: String,
-    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = simulation_results)]
-pub struct NewSimulationResult<'a> {
-    pub simulation_id: Uuid,
-    pub result: &'a serde_json::Value,
-    pub worker: &'a str,
+pub(crate) struct NewSimulationResult<'a> {
+    pub(crate) simulation_id: Uuid,
+    pub(crate) result: &'a serde_json::Value,
+    pub(crate) worker: &'a str,
 }
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = audit_logs)]
-pub struct NewAuditLog<'a> {
-    pub simulation_id: Uuid,
-    pub event: AuditEvent,
-    pub actor: &'a str,
-    pub request_id: Option<&'a str>,
-    pub data: serde_json::Value,
+pub(crate) struct NewAuditLog<'a> {
+    pub(crate) simulation_id: Uuid,
+    pub(crate) event: AuditEvent,
+    pub(crate) actor: &'a str,
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) data: serde_json::Value,
 }

@@ -1,3 +1,3 @@
 //! Jobs the worker runs, one file per job.
 
-pub mod simulate;
+pub(crate) mod simulate;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use portfolio_engine::request::{RequestLimits, SimulationRequest};
-use portfolio_engine::{EngineError, Progress, RequestError, RunOptions, SimulationRequestInput};
+use portfolio_engine::{
+    EngineError, ProgressCounter, RequestError, RunOptions, SimulationRequestInput,
+};
 use portfolio_shared::JobStatus;
 use portfolio_shared::queue::{JobEnvelope, PushOutcome};
 use portfolio_shared::settings::Fault;
@@ -24,14 +26,26 @@ use uuid::Uuid;
 use crate::context::{DbGaveUp, JobContext, JobGuard};
 
 /// How often a running job reports progress (and refreshes its heartbeat).
-pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Added to a re-delivery's wait so it lands after the moment it waits for.
 const REDELIVERY_MARGIN: Duration = Duration::from_secs(1);
 /// When Postgres stayed away through a claim, the delivery comes back after this long.
 const UNCLAIMED_RETRY: Duration = Duration::from_secs(5);
 
-/// The apalis handler.
-pub async fn handle(
+/// The apalis handler. Its span is the job's: every line logged for the delivery, here and in
+/// the task the job runs in, carries the job id and this process's name, and once the job is
+/// claimed its request id and attempt.
+#[tracing::instrument(
+    name = "job",
+    skip_all,
+    fields(
+        job_id = tracing::field::Empty,
+        worker = ctx.name(),
+        request_id = tracing::field::Empty,
+        attempt = tracing::field::Empty,
+    )
+)]
+pub(crate) async fn handle(
     envelope: JobEnvelope,
     ctx: Data<Arc<JobContext>>,
     worker: WorkerContext,
@@ -41,20 +55,14 @@ pub async fn handle(
             tracing::warn!(worker = worker.name(), entry = %what, "dropped a queue entry that is not a job");
         }
         JobEnvelope::Job(job) => {
+            tracing::Span::current().record("job_id", tracing::field::display(job.id));
             let ctx = ctx.0.clone();
             let Some(guard) = ctx.begin(job.id) else {
                 tracing::info!(job_id = %job.id, "job already running in this process; duplicate delivery dropped");
                 return Ok(());
             };
-            let span = tracing::info_span!(
-                "job",
-                job_id = %job.id,
-                worker = ctx.name(),
-                request_id = tracing::field::Empty,
-                attempt = tracing::field::Empty
-            );
             let delivery = Delivery { worker: worker.name().to_owned() };
-            let task = tokio::spawn(run(guard, ctx, delivery).instrument(span));
+            let task = tokio::spawn(claim_and_execute(guard, ctx, delivery).in_current_span());
             // A bug in the job's code must not take the worker down with it: the job is then
             // left to the reconciler and its next attempt.
             if let Err(e) = task.await
@@ -86,7 +94,8 @@ impl Delivery {
     }
 }
 
-async fn run(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
+/// Claims the job in Postgres (or learns why not to run it now) and executes it.
+async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
     let id = guard.id;
     if ctx.handing_back() {
         // Shutting down: this delivery goes back untouched for another worker.
@@ -193,7 +202,7 @@ async fn execute(
         return;
     }
     let started = Instant::now();
-    let progress = Arc::new(Progress::default());
+    let progress = Arc::new(ProgressCounter::default());
     let cancel = guard.cancel.clone();
     let options = RunOptions {
         batch_size: ctx.settings.engine.batch_size,
@@ -217,7 +226,7 @@ async fn execute(
     let seed = job.seed as u64;
     let fault = ctx.settings.worker.faults.for_seed(seed);
     let engine_pool = ctx.engine_pool.clone();
-    let run = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
+    let engine = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
         match fault {
             Some(Fault::Panic) => panic!("injected fault (WORKER_FAULT_INJECTION): panic"),
             Some(Fault::Abort) => {
@@ -230,7 +239,7 @@ async fn execute(
     });
     tracing::info!("running");
 
-    let outcome = run.await;
+    let outcome = engine.await;
     reporter.abort();
     let elapsed = started.elapsed();
 
@@ -314,7 +323,7 @@ enum Turn<'a> {
 async fn report_progress(
     ctx: Arc<JobContext>,
     lease: Lease,
-    progress: Arc<Progress>,
+    progress: Arc<ProgressCounter>,
     cancel: Arc<AtomicBool>,
     gone: Arc<AtomicBool>,
 ) {
@@ -398,7 +407,7 @@ async fn retry_or_fail(ctx: &Arc<JobContext>, lease: &Lease, delivery: &Delivery
 
 /// Exponential back-off with jitter after failed attempt `attempt` (1-based): 1 s, 2 s, 4 s …
 /// (capped at 60 s), times a random factor in [0.5, 1).
-pub fn backoff(attempt: i32) -> Duration {
+pub(crate) fn backoff(attempt: i32) -> Duration {
     let base = Duration::from_secs(1 << (attempt - 1).clamp(0, 6)).min(Duration::from_secs(60));
     base.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }

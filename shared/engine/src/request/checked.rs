@@ -48,14 +48,14 @@ impl SimulationRequest {
     }
 
     /// The number of scenarios asked for (the `historical` model runs every window instead:
-    /// see [`SimulationRequest::effective_scenarios`]).
+    /// see `SimulationRequest::effective_scenarios`).
     pub fn n_scenarios(&self) -> u32 {
         self.n_scenarios
     }
 
     /// The number of scenarios the engine will run: every rolling window for `historical`,
     /// else `n_scenarios`.
-    pub fn effective_scenarios(&self) -> u32 {
+    pub(crate) fn effective_scenarios(&self) -> u32 {
         match self.return_model {
             ReturnModel::Historical => historical_windows(self.years),
             _ => self.n_scenarios,
@@ -70,16 +70,13 @@ impl SimulationRequest {
 }
 
 /// Rolling windows of `years` in the embedded table.
-pub fn historical_windows(years: u32) -> u32 {
+pub(crate) fn historical_windows(years: u32) -> u32 {
     (history::table().len() as u32 + 1).saturating_sub(years)
 }
 
-/// The three asset classes, in the order the engine indexes them.
-pub const ASSETS: [&str; 3] = ["stocks", "bonds", "cash"];
-
 /// Target weights: each within [0, 1], summing to 1.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Allocation {
+pub(crate) struct Allocation {
     pub(crate) stocks: f64,
     pub(crate) bonds: f64,
     pub(crate) cash: f64,
@@ -92,19 +89,19 @@ impl Allocation {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct AssetAssumption {
+pub(crate) struct AssetAssumption {
     pub(crate) mean_return: f64,
     pub(crate) volatility: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct InflationAssumption {
+pub(crate) struct InflationAssumption {
     pub(crate) mean: f64,
     pub(crate) volatility: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Assumptions {
+pub(crate) struct Assumptions {
     pub(crate) stocks: AssetAssumption,
     pub(crate) bonds: AssetAssumption,
     pub(crate) cash: AssetAssumption,
@@ -149,14 +146,14 @@ impl Assumptions {
     /// Means, volatilities and correlations of the embedded 1928–2024 table (stocks = S&P 500,
     /// bonds = 10-year Treasury, cash = 3-month T-bill, inflation = CPI): arithmetic means and
     /// sample (n − 1) standard deviations of the annual returns. Computed once.
-    pub fn historical() -> &'static Self {
+    pub(crate) fn historical() -> &'static Self {
         &HISTORICAL
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ReturnModel {
+pub(crate) enum ReturnModel {
     Lognormal,
     Normal,
     StudentT { df: DegreesOfFreedom },
@@ -166,11 +163,11 @@ pub enum ReturnModel {
 
 impl ReturnModel {
     /// Whether the model draws from `assumptions` (the parametric ones) or replays the table.
-    pub fn uses_assumptions(&self) -> bool {
+    pub(crate) fn uses_assumptions(&self) -> bool {
         !matches!(self, Self::Bootstrap { .. } | Self::Historical)
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Self::Lognormal => "lognormal",
             Self::Normal => "normal",
@@ -184,7 +181,7 @@ impl ReturnModel {
 /// The Student-t model's degrees of freedom, with the chi-square distribution that scales its
 /// shocks (built once, when the request is checked). Serialises as the number.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DegreesOfFreedom {
+pub(crate) struct DegreesOfFreedom {
     df: f64,
     chi_squared: ChiSquared<f64>,
 }
@@ -213,7 +210,7 @@ impl Serialize for DegreesOfFreedom {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "strategy", rename_all = "snake_case")]
-pub enum Withdrawal {
+pub(crate) enum Withdrawal {
     ConstantReal,
     PercentOfPortfolio { rate: f64 },
     Guardrails { upper_guardrail: f64, lower_guardrail: f64, cut: f64, raise: f64 },
@@ -221,7 +218,7 @@ pub enum Withdrawal {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IncomeStream {
+pub(crate) struct IncomeStream {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,
     pub(crate) monthly_amount: f64,
@@ -231,7 +228,7 @@ pub struct IncomeStream {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OneOff {
+pub(crate) struct OneOff {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<String>,
     pub(crate) year: u32,
@@ -240,6 +237,6 @@ pub struct OneOff {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Solve {
+pub(crate) struct Solve {
     pub(crate) target_success: f64,
 }

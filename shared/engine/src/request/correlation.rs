@@ -10,7 +10,7 @@ use crate::linalg::cholesky_psd;
 /// The 3×3 correlation of stocks, bonds and cash: entries within [-1, 1], unit diagonal,
 /// symmetric, positive semi-definite. Serialises as the plain matrix.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Correlation {
+pub(crate) struct Correlation {
     matrix: [[f64; 3]; 3],
     /// Lower-triangular `L` with `L·Lᵀ = matrix`.
     factor: [[f64; 3]; 3],
@@ -18,7 +18,7 @@ pub struct Correlation {
 
 /// The first rule a matrix breaks, in the order they are checked.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Broken {
+pub(crate) enum Broken {
     /// Cell `[i][j]` is not a number within [-1, 1].
     Cell(usize, usize),
     /// `[i][i]` is not 1.
@@ -29,11 +29,6 @@ pub enum Broken {
 }
 
 impl Correlation {
-    /// The matrix, row by row (stocks, bonds, cash).
-    pub fn matrix(&self) -> &[[f64; 3]; 3] {
-        &self.matrix
-    }
-
     /// Its Cholesky factor.
     pub(crate) fn factor(&self) -> &[[f64; 3]; 3] {
         &self.factor

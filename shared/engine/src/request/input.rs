@@ -11,76 +11,76 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulationRequestInput {
-    pub starting_portfolio: Option<f64>,
-    pub monthly_spending: Option<f64>,
-    pub years: Option<u32>,
-    pub n_scenarios: Option<u32>,
-    pub seed: Option<u64>,
-    pub allocation: Option<AllocationInput>,
-    pub assumptions: Option<AssumptionsInput>,
-    pub annual_fee: Option<f64>,
-    pub return_model: Option<ReturnModelInput>,
-    pub withdrawal: Option<WithdrawalInput>,
-    pub income: Option<Vec<IncomeInput>>,
-    pub expenses: Option<Vec<OneOffInput>>,
-    pub inflows: Option<Vec<OneOffInput>>,
-    pub rebalancing: Option<Rebalancing>,
-    pub solve: Option<SolveInput>,
+    pub(crate) starting_portfolio: Option<f64>,
+    pub(crate) monthly_spending: Option<f64>,
+    pub(crate) years: Option<u32>,
+    pub(crate) n_scenarios: Option<u32>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) allocation: Option<AllocationInput>,
+    pub(crate) assumptions: Option<AssumptionsInput>,
+    pub(crate) annual_fee: Option<f64>,
+    pub(crate) return_model: Option<ReturnModelInput>,
+    pub(crate) withdrawal: Option<WithdrawalInput>,
+    pub(crate) income: Option<Vec<IncomeInput>>,
+    pub(crate) expenses: Option<Vec<OneOffInput>>,
+    pub(crate) inflows: Option<Vec<OneOffInput>>,
+    pub(crate) rebalancing: Option<Rebalancing>,
+    pub(crate) solve: Option<SolveInput>,
 }
 
 /// Target weights of stocks, bonds and cash.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AllocationInput {
-    pub stocks: Option<f64>,
-    pub bonds: Option<f64>,
-    pub cash: Option<f64>,
+pub(crate) struct AllocationInput {
+    pub(crate) stocks: Option<f64>,
+    pub(crate) bonds: Option<f64>,
+    pub(crate) cash: Option<f64>,
 }
 
 /// Capital-market assumptions for the parametric return models.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AssumptionsInput {
-    pub stocks: Option<AssetAssumptionInput>,
-    pub bonds: Option<AssetAssumptionInput>,
-    pub cash: Option<AssetAssumptionInput>,
+pub(crate) struct AssumptionsInput {
+    pub(crate) stocks: Option<AssetAssumptionInput>,
+    pub(crate) bonds: Option<AssetAssumptionInput>,
+    pub(crate) cash: Option<AssetAssumptionInput>,
     /// Rows and columns: stocks, bonds, cash.
-    pub correlation: Option<Vec<Vec<f64>>>,
-    pub inflation: Option<InflationInput>,
+    pub(crate) correlation: Option<Vec<Vec<f64>>>,
+    pub(crate) inflation: Option<InflationInput>,
 }
 
 /// Annual arithmetic mean return and annual volatility of one asset.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AssetAssumptionInput {
-    pub mean_return: Option<f64>,
-    pub volatility: Option<f64>,
+pub(crate) struct AssetAssumptionInput {
+    pub(crate) mean_return: Option<f64>,
+    pub(crate) volatility: Option<f64>,
 }
 
 /// Annual mean inflation and its annual volatility.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InflationInput {
-    pub mean: Option<f64>,
-    pub volatility: Option<f64>,
+pub(crate) struct InflationInput {
+    pub(crate) mean: Option<f64>,
+    pub(crate) volatility: Option<f64>,
 }
 
 /// How monthly returns are generated: `kind` and that kind's parameters. A parameter of
 /// another kind is refused.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReturnModelInput {
-    pub kind: ReturnModelKind,
+pub(crate) struct ReturnModelInput {
+    pub(crate) kind: ReturnModelKind,
     /// `student_t` only.
-    pub df: Option<f64>,
+    pub(crate) df: Option<f64>,
     /// `bootstrap` only.
-    pub block_years: Option<u32>,
+    pub(crate) block_years: Option<u32>,
 }
 
 /// The return models (docs/model.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ReturnModelKind {
+pub(crate) enum ReturnModelKind {
     /// Correlated lognormal monthly returns (the foundation model).
     Lognormal,
     /// Correlated normal monthly simple returns; gross return floored at 0.
@@ -107,28 +107,28 @@ impl Choice for ReturnModelKind {
 /// another strategy is refused.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WithdrawalInput {
-    pub strategy: WithdrawalStrategy,
+pub(crate) struct WithdrawalInput {
+    pub(crate) strategy: WithdrawalStrategy,
     /// `percent_of_portfolio`, `floor_ceiling`: the share withdrawn at the start of each year.
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// `guardrails` only.
-    pub upper_guardrail: Option<f64>,
+    pub(crate) upper_guardrail: Option<f64>,
     /// `guardrails` only.
-    pub lower_guardrail: Option<f64>,
+    pub(crate) lower_guardrail: Option<f64>,
     /// `guardrails` only.
-    pub cut: Option<f64>,
+    pub(crate) cut: Option<f64>,
     /// `guardrails` only.
-    pub raise: Option<f64>,
+    pub(crate) raise: Option<f64>,
     /// `floor_ceiling` only.
-    pub monthly_floor: Option<f64>,
+    pub(crate) monthly_floor: Option<f64>,
     /// `floor_ceiling` only.
-    pub monthly_ceiling: Option<f64>,
+    pub(crate) monthly_ceiling: Option<f64>,
 }
 
 /// The withdrawal strategies (docs/model.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum WithdrawalStrategy {
+pub(crate) enum WithdrawalStrategy {
     /// `monthly_spending`, raised with inflation every month.
     ConstantReal,
     /// At the start of each year, `rate` × portfolio, paid in twelve equal parts.
@@ -151,35 +151,35 @@ impl Choice for WithdrawalStrategy {
 /// A monthly income stream paid in years `start_year..=end_year` (1-based).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IncomeInput {
-    pub name: Option<String>,
-    pub monthly_amount: Option<f64>,
-    pub start_year: Option<u32>,
-    pub end_year: Option<u32>,
-    pub inflation_adjusted: Option<bool>,
+pub(crate) struct IncomeInput {
+    pub(crate) name: Option<String>,
+    pub(crate) monthly_amount: Option<f64>,
+    pub(crate) start_year: Option<u32>,
+    pub(crate) end_year: Option<u32>,
+    pub(crate) inflation_adjusted: Option<bool>,
 }
 
 /// A one-off amount at the start of `year` (1-based).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OneOffInput {
-    pub name: Option<String>,
-    pub year: Option<u32>,
-    pub amount: Option<f64>,
-    pub inflation_adjusted: Option<bool>,
+pub(crate) struct OneOffInput {
+    pub(crate) name: Option<String>,
+    pub(crate) year: Option<u32>,
+    pub(crate) amount: Option<f64>,
+    pub(crate) inflation_adjusted: Option<bool>,
 }
 
 /// Find the largest constant real `monthly_spending` with success probability ≥ the target.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SolveInput {
-    pub target_success: Option<f64>,
+pub(crate) struct SolveInput {
+    pub(crate) target_success: Option<f64>,
 }
 
 /// When holdings are reset to the target weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Rebalancing {
+pub(crate) enum Rebalancing {
     Monthly,
     Annual,
     None,
@@ -193,7 +193,7 @@ impl Choice for Rebalancing {
 /// A JSON string naming one of a closed set of choices. serde's derived enums answer a
 /// non-string with serde_json's bare syntax error ("expected value"), which reads like broken
 /// JSON; a choice says what it takes ("expected one of `monthly`, `annual`, `none`").
-pub trait Choice: Copy + PartialEq + 'static {
+pub(crate) trait Choice: Copy + PartialEq + 'static {
     const CHOICES: &'static [(&'static str, Self)];
 
     /// The JSON name of this choice.

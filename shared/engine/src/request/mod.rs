@@ -19,26 +19,21 @@ mod document;
 mod input;
 #[cfg(test)]
 mod markdown;
-pub mod rules;
+pub(crate) mod rules;
 mod schema;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
-pub use checked::{
-    ASSETS, Allocation, AssetAssumption, Assumptions, DegreesOfFreedom, IncomeStream,
-    InflationAssumption, OneOff, ReturnModel, SimulationRequest, Solve, Withdrawal,
-    historical_windows,
-};
-pub use correlation::Correlation;
+#[cfg(test)]
+pub(crate) use checked::Assumptions;
+pub use checked::SimulationRequest;
+pub(crate) use checked::{ReturnModel, Withdrawal, historical_windows};
 pub use document::document;
-pub use input::{
-    AllocationInput, AssetAssumptionInput, AssumptionsInput, IncomeInput, InflationInput,
-    OneOffInput, Rebalancing, ReturnModelInput, ReturnModelKind, SimulationRequestInput,
-    SolveInput, WithdrawalInput, WithdrawalStrategy,
-};
-pub use rules::{DEFAULT_SCENARIOS, MAX_SCENARIOS, MAX_SEED, MAX_YEARS};
+pub(crate) use input::Rebalancing;
+pub use input::SimulationRequestInput;
+pub use rules::MAX_SCENARIOS;
 pub use schema::request_schema;
 
 use crate::FieldError;

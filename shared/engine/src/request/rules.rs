@@ -13,16 +13,16 @@ use crate::history;
 
 /// The largest `n_scenarios` the model allows; a deployment may set a lower cap.
 pub const MAX_SCENARIOS: u32 = 1_000_000;
-pub const DEFAULT_SCENARIOS: u32 = 10_000;
-pub const MAX_YEARS: u32 = 100;
+pub(crate) const DEFAULT_SCENARIOS: u32 = 10_000;
+pub(crate) const MAX_YEARS: u32 = 100;
 /// Seeds are stored in a signed 64-bit column, so they stay below 2^63.
-pub const MAX_SEED: u64 = i64::MAX as u64;
+pub(crate) const MAX_SEED: u64 = i64::MAX as u64;
 /// Items of each of `income`, `expenses` and `inflows`.
-pub const MAX_CASH_FLOWS: usize = 50;
+pub(crate) const MAX_CASH_FLOWS: usize = 50;
 /// How far the allocation's weights may sum from 1.
-pub const SUM_TOLERANCE: f64 = 1e-6;
+pub(crate) const SUM_TOLERANCE: f64 = 1e-6;
 /// How far a correlation's diagonal may be from 1, and the matrix from symmetric.
-pub const MATRIX_TOLERANCE: f64 = 1e-9;
+pub(crate) const MATRIX_TOLERANCE: f64 = 1e-9;
 
 pub(crate) const DEFAULT_ALLOCATION: Allocation = Allocation { stocks: 0.6, bonds: 0.4, cash: 0.0 };
 pub(crate) const DEFAULT_RETURN_MODEL: ReturnModel = ReturnModel::Lognormal;
@@ -30,7 +30,7 @@ pub(crate) const DEFAULT_WITHDRAWAL: Withdrawal = Withdrawal::ConstantReal;
 pub(crate) const DEFAULT_REBALANCING: Rebalancing = Rebalancing::Monthly;
 
 /// The message for a field that must be given and was not.
-pub const REQUIRED: &str = "is required";
+pub(crate) const REQUIRED: &str = "is required";
 
 // ---------------------------------------------------------------------------------------------
 // The kinds of rule.
@@ -38,24 +38,24 @@ pub const REQUIRED: &str = "is required";
 
 /// A JSON number within bounds.
 #[derive(Debug, Clone, Copy)]
-pub struct NumberRule {
+pub(crate) struct NumberRule {
     /// JSON path; `[]` stands for a list item's index.
-    pub path: &'static str,
-    pub min: f64,
+    pub(crate) path: &'static str,
+    pub(crate) min: f64,
     /// `> min` rather than `≥ min`.
-    pub min_open: bool,
-    pub max: f64,
+    pub(crate) min_open: bool,
+    pub(crate) max: f64,
     /// `< max` rather than `≤ max` (said in a message of its own).
-    pub max_open: bool,
-    pub default: NumberDefault,
+    pub(crate) max_open: bool,
+    pub(crate) default: NumberDefault,
     /// Words that replace the derived message.
-    pub message: Option<&'static str>,
-    pub only_for: OnlyFor,
+    pub(crate) message: Option<&'static str>,
+    pub(crate) only_for: OnlyFor,
 }
 
 /// What an absent number becomes.
 #[derive(Debug, Clone, Copy)]
-pub enum NumberDefault {
+pub(crate) enum NumberDefault {
     /// Nothing: the field is required.
     Required,
     Value(f64),
@@ -65,19 +65,19 @@ pub enum NumberDefault {
 
 /// A JSON integer (a whole number ≥ 0) within bounds.
 #[derive(Debug, Clone, Copy)]
-pub struct IntegerRule {
-    pub path: &'static str,
-    pub min: u64,
-    pub max: Limit,
-    pub default: IntegerDefault,
+pub(crate) struct IntegerRule {
+    pub(crate) path: &'static str,
+    pub(crate) min: u64,
+    pub(crate) max: Limit,
+    pub(crate) default: IntegerDefault,
     /// Replaces the derived message; `{min}` and `{max}` are filled in.
-    pub message: Option<&'static str>,
-    pub only_for: OnlyFor,
+    pub(crate) message: Option<&'static str>,
+    pub(crate) only_for: OnlyFor,
 }
 
 /// An integer's upper bound: a figure, or one set by the deployment or by the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
+pub(crate) enum Limit {
     Fixed(u64),
     /// The number of years in the embedded table.
     TableYears,
@@ -89,7 +89,7 @@ pub enum Limit {
 
 /// What an absent integer becomes.
 #[derive(Debug, Clone, Copy)]
-pub enum IntegerDefault {
+pub(crate) enum IntegerDefault {
     Required,
     Value(u32),
     /// [`DEFAULT_SCENARIOS`], or the deployment's cap when that is lower.
@@ -102,7 +102,7 @@ pub enum IntegerDefault {
 
 /// Which kinds or strategies take a parameter; any other refuses it.
 #[derive(Debug, Clone, Copy)]
-pub enum OnlyFor {
+pub(crate) enum OnlyFor {
     Any,
     Kinds(&'static [ReturnModelKind]),
     Strategies(&'static [WithdrawalStrategy]),
@@ -110,7 +110,7 @@ pub enum OnlyFor {
 
 impl OnlyFor {
     /// The JSON names of the choices that take the parameter (empty for [`OnlyFor::Any`]).
-    pub fn names(&self) -> Vec<&'static str> {
+    pub(crate) fn names(&self) -> Vec<&'static str> {
         match self {
             Self::Any => Vec::new(),
             Self::Kinds(kinds) => kinds.iter().map(|k| k.name()).collect(),
@@ -121,28 +121,28 @@ impl OnlyFor {
 
 /// At most so many items.
 #[derive(Debug, Clone, Copy)]
-pub struct ListRule {
-    pub path: &'static str,
-    pub max_items: usize,
-    pub message: &'static str,
+pub(crate) struct ListRule {
+    pub(crate) path: &'static str,
+    pub(crate) max_items: usize,
+    pub(crate) message: &'static str,
 }
 
 /// A rule between fields. Its message is a template: `{name}`s are filled in when it is
 /// broken.
 #[derive(Debug, Clone, Copy)]
-pub struct CrossRule {
+pub(crate) struct CrossRule {
     /// A stable name for the rules document.
-    pub id: &'static str,
+    pub(crate) id: &'static str,
     /// The JSON path the error names (`[]`: a list item's index; `[i][j]`: a matrix cell).
-    pub field: &'static str,
+    pub(crate) field: &'static str,
     /// The rule in words, for the documentation.
-    pub rule: &'static str,
-    pub message: &'static str,
+    pub(crate) rule: &'static str,
+    pub(crate) message: &'static str,
 }
 
 impl CrossRule {
     /// The message with each `{name}` replaced by its value.
-    pub fn message_with(&self, values: &[(&str, &dyn std::fmt::Display)]) -> String {
+    pub(crate) fn message_with(&self, values: &[(&str, &dyn std::fmt::Display)]) -> String {
         fill(self.message, values)
     }
 }
@@ -191,7 +191,7 @@ impl NumberRule {
     }
 
     /// The number itself when it keeps the rule, else the message saying why not.
-    pub fn check(&self, x: f64) -> Result<f64, String> {
+    pub(crate) fn check(&self, x: f64) -> Result<f64, String> {
         let above = if self.min_open { x > self.min } else { x >= self.min };
         if !(x.is_finite() && above && x <= self.max) {
             Err(self.message())
@@ -203,7 +203,7 @@ impl NumberRule {
     }
 
     /// What a number outside the bounds is told.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self.message {
             Some(message) => message.to_owned(),
             None => {
@@ -214,7 +214,7 @@ impl NumberRule {
     }
 
     /// What a number at an open upper bound is told.
-    pub fn message_at_max(&self) -> String {
+    pub(crate) fn message_at_max(&self) -> String {
         format!("must be strictly between {} and {}", self.min, self.max)
     }
 }
@@ -237,7 +237,7 @@ impl IntegerRule {
 
     /// The message for an integer outside `min..=max`, with `max` as given (a figure, or a
     /// placeholder such as `{max}` for a bound the reader fills in).
-    pub fn message_with_max(&self, max: &dyn std::fmt::Display) -> String {
+    pub(crate) fn message_with_max(&self, max: &dyn std::fmt::Display) -> String {
         let template = self.message.unwrap_or("must be an integer from {min} to {max}");
         fill(template, &[("min", &self.min), ("max", max)])
     }
@@ -255,20 +255,20 @@ const fn number_above(path: &'static str, min: f64, max: f64) -> NumberRule {
 // The rules, in the order of the request.
 // ---------------------------------------------------------------------------------------------
 
-pub const STARTING_PORTFOLIO: NumberRule = number_above("starting_portfolio", 0.0, 1e12);
-pub const MONTHLY_SPENDING: NumberRule = number("monthly_spending", 0.0, 1e10);
-pub const YEARS: IntegerRule = IntegerRule::new("years", 1, Limit::Fixed(MAX_YEARS as u64));
-pub const N_SCENARIOS: IntegerRule =
+pub(crate) const STARTING_PORTFOLIO: NumberRule = number_above("starting_portfolio", 0.0, 1e12);
+pub(crate) const MONTHLY_SPENDING: NumberRule = number("monthly_spending", 0.0, 1e10);
+pub(crate) const YEARS: IntegerRule = IntegerRule::new("years", 1, Limit::Fixed(MAX_YEARS as u64));
+pub(crate) const N_SCENARIOS: IntegerRule =
     IntegerRule::new("n_scenarios", 1, Limit::Scenarios).with_default(IntegerDefault::Scenarios);
-pub const SEED: IntegerRule = IntegerRule {
+pub(crate) const SEED: IntegerRule = IntegerRule {
     message: Some("must be at most 2^63-1 ({max})"),
     ..IntegerRule::new("seed", 0, Limit::Fixed(MAX_SEED))
         .with_default(IntegerDefault::Absent("drawn at submit and returned with the result"))
 };
 
-/// The weights of stocks, bonds and cash (in [`ASSETS`](super::ASSETS) order); a weight left
-/// out of a given `allocation` is 0.
-pub const ALLOCATION: [NumberRule; 3] = [
+/// The weights of stocks, bonds and cash, in the engine's order; a weight left out of a given
+/// `allocation` is 0.
+pub(crate) const ALLOCATION: [NumberRule; 3] = [
     number("allocation.stocks", 0.0, 1.0).value(0.0),
     number("allocation.bonds", 0.0, 1.0).value(0.0),
     number("allocation.cash", 0.0, 1.0).value(0.0),
@@ -278,7 +278,7 @@ const fn historical(f: fn(&Assumptions) -> f64) -> NumberDefault {
     NumberDefault::Historical(f)
 }
 
-pub const MEAN_RETURN: [NumberRule; 3] = [
+pub(crate) const MEAN_RETURN: [NumberRule; 3] = [
     number("assumptions.stocks.mean_return", -0.5, 1.0)
         .with_default(historical(|a| a.stocks.mean_return)),
     number("assumptions.bonds.mean_return", -0.5, 1.0)
@@ -286,7 +286,7 @@ pub const MEAN_RETURN: [NumberRule; 3] = [
     number("assumptions.cash.mean_return", -0.5, 1.0)
         .with_default(historical(|a| a.cash.mean_return)),
 ];
-pub const VOLATILITY: [NumberRule; 3] = [
+pub(crate) const VOLATILITY: [NumberRule; 3] = [
     number("assumptions.stocks.volatility", 0.0, 1.0)
         .with_default(historical(|a| a.stocks.volatility)),
     number("assumptions.bonds.volatility", 0.0, 1.0)
@@ -294,24 +294,25 @@ pub const VOLATILITY: [NumberRule; 3] = [
     number("assumptions.cash.volatility", 0.0, 1.0).with_default(historical(|a| a.cash.volatility)),
 ];
 /// Each cell of `assumptions.correlation`.
-pub const CORRELATION_CELL: NumberRule = NumberRule {
+pub(crate) const CORRELATION_CELL: NumberRule = NumberRule {
     message: Some("must be a number from -1 to 1"),
     ..number("assumptions.correlation[][]", -1.0, 1.0)
 };
-pub const INFLATION_MEAN: NumberRule =
+pub(crate) const INFLATION_MEAN: NumberRule =
     number("assumptions.inflation.mean", -0.1, 0.5).with_default(historical(|a| a.inflation.mean));
-pub const INFLATION_VOLATILITY: NumberRule = number("assumptions.inflation.volatility", 0.0, 0.2)
-    .with_default(historical(|a| a.inflation.volatility));
+pub(crate) const INFLATION_VOLATILITY: NumberRule =
+    number("assumptions.inflation.volatility", 0.0, 0.2)
+        .with_default(historical(|a| a.inflation.volatility));
 
-pub const ANNUAL_FEE: NumberRule = number("annual_fee", 0.0, 0.1).value(0.0);
+pub(crate) const ANNUAL_FEE: NumberRule = number("annual_fee", 0.0, 0.1).value(0.0);
 
-pub const DF: NumberRule = NumberRule {
+pub(crate) const DF: NumberRule = NumberRule {
     message: Some("must be a finite number > 2 and ≤ 1e6"),
     ..number_above("return_model.df", 2.0, 1e6)
         .value(5.0)
         .only_for(OnlyFor::Kinds(&[ReturnModelKind::StudentT]))
 };
-pub const BLOCK_YEARS: IntegerRule = IntegerRule {
+pub(crate) const BLOCK_YEARS: IntegerRule = IntegerRule {
     only_for: OnlyFor::Kinds(&[ReturnModelKind::Bootstrap]),
     ..IntegerRule::new("return_model.block_years", 1, Limit::TableYears)
         .with_default(IntegerDefault::Value(1))
@@ -324,24 +325,26 @@ const PERCENT_STRATEGIES: OnlyFor = OnlyFor::Strategies(&[
 const GUARDRAILS: OnlyFor = OnlyFor::Strategies(&[WithdrawalStrategy::Guardrails]);
 const FLOOR_CEILING: OnlyFor = OnlyFor::Strategies(&[WithdrawalStrategy::FloorCeiling]);
 
-pub const RATE: NumberRule =
+pub(crate) const RATE: NumberRule =
     number_above("withdrawal.rate", 0.0, 1.0).value(0.04).only_for(PERCENT_STRATEGIES);
-pub const UPPER_GUARDRAIL: NumberRule =
+pub(crate) const UPPER_GUARDRAIL: NumberRule =
     number_above("withdrawal.upper_guardrail", 0.0, 10.0).value(0.2).only_for(GUARDRAILS);
-pub const LOWER_GUARDRAIL: NumberRule =
+pub(crate) const LOWER_GUARDRAIL: NumberRule =
     number_above("withdrawal.lower_guardrail", 0.0, 0.99).value(0.2).only_for(GUARDRAILS);
-pub const CUT: NumberRule = number("withdrawal.cut", 0.0, 0.99).value(0.1).only_for(GUARDRAILS);
-pub const RAISE: NumberRule = number("withdrawal.raise", 0.0, 10.0).value(0.1).only_for(GUARDRAILS);
-pub const MONTHLY_FLOOR: NumberRule =
+pub(crate) const CUT: NumberRule =
+    number("withdrawal.cut", 0.0, 0.99).value(0.1).only_for(GUARDRAILS);
+pub(crate) const RAISE: NumberRule =
+    number("withdrawal.raise", 0.0, 10.0).value(0.1).only_for(GUARDRAILS);
+pub(crate) const MONTHLY_FLOOR: NumberRule =
     number("withdrawal.monthly_floor", 0.0, 1e10).value(0.0).only_for(FLOOR_CEILING);
-pub const MONTHLY_CEILING: NumberRule =
+pub(crate) const MONTHLY_CEILING: NumberRule =
     number("withdrawal.monthly_ceiling", 0.0, 1e10).value(1e10).only_for(FLOOR_CEILING);
 
 /// The parameters of `return_model` and of `withdrawal`, each with the choices that take it,
 /// in the order a message lists them.
-pub const RETURN_MODEL_PARAMETERS: [(&str, OnlyFor); 2] =
+pub(crate) const RETURN_MODEL_PARAMETERS: [(&str, OnlyFor); 2] =
     [(DF.path, DF.only_for), (BLOCK_YEARS.path, BLOCK_YEARS.only_for)];
-pub const WITHDRAWAL_PARAMETERS: [(&str, OnlyFor); 7] = [
+pub(crate) const WITHDRAWAL_PARAMETERS: [(&str, OnlyFor); 7] = [
     (RATE.path, RATE.only_for),
     (UPPER_GUARDRAIL.path, UPPER_GUARDRAIL.only_for),
     (LOWER_GUARDRAIL.path, LOWER_GUARDRAIL.only_for),
@@ -351,20 +354,21 @@ pub const WITHDRAWAL_PARAMETERS: [(&str, OnlyFor); 7] = [
     (MONTHLY_CEILING.path, MONTHLY_CEILING.only_for),
 ];
 
-pub const INCOME: ListRule =
+pub(crate) const INCOME: ListRule =
     ListRule { path: "income", max_items: MAX_CASH_FLOWS, message: "at most {max} streams" };
-pub const INCOME_AMOUNT: NumberRule = number("income[].monthly_amount", 0.0, 1e10);
-pub const INCOME_START: IntegerRule = IntegerRule::new("income[].start_year", 1, Limit::Horizon)
-    .with_default(IntegerDefault::Value(1));
-pub const INCOME_END: IntegerRule =
+pub(crate) const INCOME_AMOUNT: NumberRule = number("income[].monthly_amount", 0.0, 1e10);
+pub(crate) const INCOME_START: IntegerRule =
+    IntegerRule::new("income[].start_year", 1, Limit::Horizon)
+        .with_default(IntegerDefault::Value(1));
+pub(crate) const INCOME_END: IntegerRule =
     IntegerRule::new("income[].end_year", 1, Limit::Horizon).with_default(IntegerDefault::Horizon);
 
 /// The rules of a list of one-off amounts (`expenses` or `inflows`) and of its items.
 #[derive(Debug, Clone, Copy)]
-pub struct OneOffRules {
-    pub list: ListRule,
-    pub year: IntegerRule,
-    pub amount: NumberRule,
+pub(crate) struct OneOffRules {
+    pub(crate) list: ListRule,
+    pub(crate) year: IntegerRule,
+    pub(crate) amount: NumberRule,
 }
 
 const fn one_offs(list: &'static str, year: &'static str, amount: &'static str) -> OneOffRules {
@@ -375,51 +379,52 @@ const fn one_offs(list: &'static str, year: &'static str, amount: &'static str) 
     }
 }
 
-pub const EXPENSES: OneOffRules = one_offs("expenses", "expenses[].year", "expenses[].amount");
-pub const INFLOWS: OneOffRules = one_offs("inflows", "inflows[].year", "inflows[].amount");
+pub(crate) const EXPENSES: OneOffRules =
+    one_offs("expenses", "expenses[].year", "expenses[].amount");
+pub(crate) const INFLOWS: OneOffRules = one_offs("inflows", "inflows[].year", "inflows[].amount");
 
-pub const TARGET_SUCCESS: NumberRule =
+pub(crate) const TARGET_SUCCESS: NumberRule =
     NumberRule { max_open: true, ..number_above("solve.target_success", 0.0, 1.0) };
 
 impl ListRule {
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         fill(self.message, &[("max", &self.max_items)])
     }
 }
 
 // The rules between fields.
 
-pub const ALLOCATION_SUM: CrossRule = CrossRule {
+pub(crate) const ALLOCATION_SUM: CrossRule = CrossRule {
     id: "allocation_sum",
     field: "allocation",
     rule: "the weights sum to 1 ± 1e-6",
     message: "weights must sum to 1 (± 1e-6); they sum to {sum}",
 };
-pub const CORRELATION_SHAPE: CrossRule = CrossRule {
+pub(crate) const CORRELATION_SHAPE: CrossRule = CrossRule {
     id: "correlation_shape",
     field: "assumptions.correlation",
     rule: "3×3, rows and columns in the order stocks, bonds, cash",
     message: "must be a 3×3 matrix (rows and columns: stocks, bonds, cash)",
 };
-pub const CORRELATION_DIAGONAL: CrossRule = CrossRule {
+pub(crate) const CORRELATION_DIAGONAL: CrossRule = CrossRule {
     id: "correlation_diagonal",
     field: "assumptions.correlation[i][i]",
     rule: "unit diagonal (± 1e-9)",
     message: "the diagonal must be 1",
 };
-pub const CORRELATION_SYMMETRIC: CrossRule = CrossRule {
+pub(crate) const CORRELATION_SYMMETRIC: CrossRule = CrossRule {
     id: "correlation_symmetric",
     field: "assumptions.correlation[i][j]",
     rule: "symmetric (± 1e-9)",
     message: "the matrix must be symmetric: [{i}][{j}] ≠ [{j}][{i}]",
 };
-pub const CORRELATION_PSD: CrossRule = CrossRule {
+pub(crate) const CORRELATION_PSD: CrossRule = CrossRule {
     id: "correlation_psd",
     field: "assumptions.correlation",
     rule: "positive semi-definite",
     message: "must be positive semi-definite (a valid correlation matrix)",
 };
-pub const HISTORICAL_YEARS: CrossRule = CrossRule {
+pub(crate) const HISTORICAL_YEARS: CrossRule = CrossRule {
     id: "historical_years",
     field: "years",
     rule: "at most the number of years in the embedded table with `return_model.kind` \
@@ -427,25 +432,25 @@ pub const HISTORICAL_YEARS: CrossRule = CrossRule {
     message: "must be at most {table_years} for the historical model (the table covers \
               {table_years} years)",
 };
-pub const NOT_A_PARAMETER: CrossRule = CrossRule {
+pub(crate) const NOT_A_PARAMETER: CrossRule = CrossRule {
     id: "not_a_parameter",
     field: "return_model.*, withdrawal.*",
     rule: "a parameter is given only with a kind or strategy that takes it",
     message: "is not a parameter of {tag} `{chosen}` (its parameters: {takes})",
 };
-pub const CEILING_ABOVE_FLOOR: CrossRule = CrossRule {
+pub(crate) const CEILING_ABOVE_FLOOR: CrossRule = CrossRule {
     id: "ceiling_above_floor",
     field: "withdrawal.monthly_ceiling",
     rule: "at least `withdrawal.monthly_floor`",
     message: "must be ≥ withdrawal.monthly_floor",
 };
-pub const END_AFTER_START: CrossRule = CrossRule {
+pub(crate) const END_AFTER_START: CrossRule = CrossRule {
     id: "end_after_start",
     field: "income[].end_year",
     rule: "at least `start_year`",
     message: "must be ≥ start_year",
 };
-pub const SOLVE_CONSTANT_REAL: CrossRule = CrossRule {
+pub(crate) const SOLVE_CONSTANT_REAL: CrossRule = CrossRule {
     id: "solve_constant_real",
     field: "solve",
     rule: "only with `withdrawal.strategy` `constant_real`",
@@ -453,7 +458,7 @@ pub const SOLVE_CONSTANT_REAL: CrossRule = CrossRule {
               constant_real with it",
 };
 
-pub const CROSS_RULES: [&CrossRule; 10] = [
+pub(crate) const CROSS_RULES: [&CrossRule; 10] = [
     &ALLOCATION_SUM,
     &CORRELATION_SHAPE,
     &CORRELATION_DIAGONAL,
@@ -472,19 +477,26 @@ pub const CROSS_RULES: [&CrossRule; 10] = [
 
 /// One field of the request.
 #[derive(Debug, Clone)]
-pub struct Field {
+pub(crate) struct Field {
     /// JSON path: `a.b` for a member, `a[]` for the items of list `a`.
-    pub path: &'static str,
-    pub kind: Kind,
+    pub(crate) path: &'static str,
+    pub(crate) kind: Kind,
     /// What the field is.
-    pub about: &'static str,
+    pub(crate) about: &'static str,
     /// Why its default is what it is.
-    pub source: &'static str,
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "read only by `markdown`, which writes docs/model.md's table in tests"
+        )
+    )]
+    pub(crate) source: &'static str,
 }
 
 /// What JSON a field takes.
 #[derive(Debug, Clone)]
-pub enum Kind {
+pub(crate) enum Kind {
     Number(NumberRule),
     Integer(IntegerRule),
     /// One of a closed set of names; `default: None` makes it required.
@@ -537,7 +549,7 @@ impl Field {
     }
 
     /// Whether leaving the field out is an error.
-    pub fn required(&self) -> bool {
+    pub(crate) fn required(&self) -> bool {
         match &self.kind {
             Kind::Number(rule) => matches!(rule.default, NumberDefault::Required),
             Kind::Integer(rule) => matches!(rule.default, IntegerDefault::Required),
@@ -547,7 +559,7 @@ impl Field {
     }
 
     /// The kinds or strategies that take this field.
-    pub fn only_for(&self) -> OnlyFor {
+    pub(crate) fn only_for(&self) -> OnlyFor {
         match &self.kind {
             Kind::Number(rule) => rule.only_for,
             Kind::Integer(rule) => rule.only_for,
@@ -556,7 +568,7 @@ impl Field {
     }
 
     /// The rules between fields whose error names this field.
-    pub fn cross_rules(&self) -> Vec<&'static CrossRule> {
+    pub(crate) fn cross_rules(&self) -> Vec<&'static CrossRule> {
         let bare = |p: &str| p.replace("[i][i]", "").replace("[i][j]", "");
         CROSS_RULES.iter().copied().filter(|r| bare(r.field) == self.path).collect()
     }
@@ -567,7 +579,7 @@ fn to_value(x: impl serde::Serialize) -> Value {
 }
 
 /// Every field of the request, in the order of docs/model.md.
-pub fn fields() -> Vec<Field> {
+pub(crate) fn fields() -> Vec<Field> {
     let historical = Assumptions::historical();
     let assets = historical.assets();
     let from_table = "embedded table";
@@ -739,7 +751,7 @@ pub fn fields() -> Vec<Field> {
 }
 
 /// The years of the embedded table, the bound of [`Limit::TableYears`].
-pub fn table_years() -> u32 {
+pub(crate) fn table_years() -> u32 {
     history::table().len() as u32
 }
 

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::rules::{DEFAULT_SCENARIOS, MAX_SEED};
 use super::*;
 use crate::FieldError;
 

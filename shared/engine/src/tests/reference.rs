@@ -23,11 +23,11 @@ use crate::result::SimulationResult;
 /// One row of the embedded CSV, as fractions: `[stocks, bonds, cash, inflation]`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TableYear {
-    pub year: u16,
-    pub stocks: f64,
-    pub bonds: f64,
-    pub cash: f64,
-    pub inflation: f64,
+    pub(crate) year: u16,
+    pub(crate) stocks: f64,
+    pub(crate) bonds: f64,
+    pub(crate) cash: f64,
+    pub(crate) inflation: f64,
 }
 
 /// The 1928–2024 table, read from the data file by its header names.
@@ -97,10 +97,10 @@ pub(super) fn cholesky(m: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 /// Every scenario's recorded values: `real[y][j]`, `nominal[y][j]` for year ends 0..=years,
 /// `spending[y − 1][j]` for years 1..=years, and the month each scenario was depleted.
 pub(super) struct Outcome {
-    pub real: Vec<Vec<f64>>,
-    pub nominal: Vec<Vec<f64>>,
-    pub spending: Vec<Vec<f64>>,
-    pub depleted: Vec<Option<usize>>,
+    pub(crate) real: Vec<Vec<f64>>,
+    pub(crate) nominal: Vec<Vec<f64>>,
+    pub(crate) spending: Vec<Vec<f64>>,
+    pub(crate) depleted: Vec<Option<usize>>,
 }
 
 /// Simulates `request` with `seed` one scenario at a time, as docs/model.md states the model.

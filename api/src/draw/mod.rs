@@ -1,4 +1,4 @@
-//! Charts drawn on the server as SVG with `plotters`, for the web frontend (a result's fan,
+//! Draws charts on the server as SVG with `plotters`, for the web frontend (a result's fan,
 //! depletion, terminal-wealth and spending charts) and the operators' dashboard (queue depth).
 //!
 //! Drawing on the server keeps the pages free of any JavaScript charting code and of any CDN:
@@ -8,14 +8,14 @@
 //! `<title>` and a `<desc>` summarising it in words, for screen readers and for anyone who
 //! cannot see the picture.
 
-pub mod queue;
-pub mod results;
+pub(crate) mod queue;
+pub(crate) mod results;
 
 use plotters::prelude::*;
 
 /// Size of every chart, in SVG user units; the page scales it to its column.
-pub const WIDTH: u32 = 640;
-pub const HEIGHT: u32 = 380;
+pub(crate) const WIDTH: u32 = 640;
+pub(crate) const HEIGHT: u32 = 380;
 
 /// Axis labels and legends (plotters' size unit; SVG gets 1/1.24 of it, ~14.5 px).
 const LABEL_SIZE: u32 = 18;
@@ -23,34 +23,34 @@ const FONT: &str = "sans-serif";
 
 // Colours chosen to read on white (graphical objects at 3:1 or more, WCAG 1.4.11) and to stay
 // apart for the common colour-vision deficiencies; lines also differ in width or dashes.
-pub const BAND_OUTER: RGBColor = RGBColor(0xc6, 0xdb, 0xef);
-pub const BAND_MIDDLE: RGBColor = RGBColor(0x9e, 0xca, 0xe1);
-pub const BAND_INNER: RGBColor = RGBColor(0x6b, 0xae, 0xd6);
-pub const MEDIAN: RGBColor = RGBColor(0x08, 0x30, 0x6b);
-pub const RISK: RGBColor = RGBColor(0xb2, 0x18, 0x2b);
-pub const NEUTRAL: RGBColor = RGBColor(0x59, 0x59, 0x59);
-pub const BARS: RGBColor = RGBColor(0x21, 0x66, 0xac);
-pub const GRID: RGBColor = RGBColor(0xe6, 0xe6, 0xe6);
+pub(crate) const BAND_OUTER: RGBColor = RGBColor(0xc6, 0xdb, 0xef);
+pub(crate) const BAND_MIDDLE: RGBColor = RGBColor(0x9e, 0xca, 0xe1);
+pub(crate) const BAND_INNER: RGBColor = RGBColor(0x6b, 0xae, 0xd6);
+pub(crate) const MEDIAN: RGBColor = RGBColor(0x08, 0x30, 0x6b);
+pub(crate) const RISK: RGBColor = RGBColor(0xb2, 0x18, 0x2b);
+pub(crate) const NEUTRAL: RGBColor = RGBColor(0x59, 0x59, 0x59);
+pub(crate) const BARS: RGBColor = RGBColor(0x21, 0x66, 0xac);
+pub(crate) const GRID: RGBColor = RGBColor(0xe6, 0xe6, 0xe6);
 
 /// A failure to draw (never the caller's fault).
 #[derive(Debug, thiserror::Error)]
 #[error("drawing the {chart} chart failed: {message}")]
-pub struct ChartError {
-    pub chart: &'static str,
-    pub message: String,
+pub(crate) struct ChartError {
+    pub(crate) chart: &'static str,
+    pub(crate) message: String,
 }
 
 /// What a chart says, for assistive technology: a short title and a sentence or two.
 #[derive(Debug, Clone)]
-pub struct Described {
+pub(crate) struct Described {
     /// Prefix of the ids of `<title>` and `<desc>`; unique within a page.
-    pub id: &'static str,
-    pub title: String,
-    pub desc: String,
+    pub(crate) id: &'static str,
+    pub(crate) title: String,
+    pub(crate) desc: String,
 }
 
 /// Draws with `draw` on a fresh white canvas and returns the finished SVG document.
-pub fn render<F>(about: &Described, draw: F) -> Result<String, ChartError>
+pub(crate) fn render<F>(about: &Described, draw: F) -> Result<String, ChartError>
 where
     F: FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
 {
@@ -80,7 +80,7 @@ fn accessible(svg: &str, about: &Described) -> String {
     )
 }
 
-pub fn xml_escape(text: &str) -> String {
+pub(crate) fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -125,7 +125,7 @@ pub fn compact(x: f64) -> String {
 }
 
 /// A share as a percentage with one decimal: `0.123` → `12.3 %`.
-pub fn percent(share: f64) -> String {
+pub(crate) fn percent(share: f64) -> String {
     format!("{:.1} %", share * 100.0)
 }
 

@@ -26,7 +26,7 @@ use crate::stats;
 
 /// Identifies the model and its random-number layout; results with the same version, request
 /// and seed are bit-identical.
-pub const ENGINE_VERSION: &str = concat!(
+pub(crate) const ENGINE_VERSION: &str = concat!(
     "portfolio-mc-engine/",
     env!("CARGO_PKG_VERSION"),
     " (pcg32-per-scenario, box-muller-f32)"
@@ -49,7 +49,7 @@ pub struct RunOptions {
     pub batch_size: usize,
     /// Bytes the recorded per-scenario values may occupy at once.
     pub memory_budget: usize,
-    pub progress: Option<Arc<Progress>>,
+    pub progress: Option<Arc<ProgressCounter>>,
     pub cancel: Option<Arc<AtomicBool>>,
 }
 
@@ -61,12 +61,12 @@ impl Default for RunOptions {
 
 /// Batches done out of batches planned, shared with whoever reports progress.
 #[derive(Debug, Default)]
-pub struct Progress {
+pub struct ProgressCounter {
     done: AtomicU64,
     total: AtomicU64,
 }
 
-impl Progress {
+impl ProgressCounter {
     /// `(done, total)`.
     pub fn snapshot(&self) -> (u64, u64) {
         (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))

@@ -35,7 +35,7 @@ const LINES: [Line; 5] = [
 ];
 
 /// Jobs by state over the `minutes` before `now`; the x axis is minutes ago.
-pub fn depth(
+pub(crate) fn depth(
     samples: &[QueueSample],
     now: DateTime<Utc>,
     minutes: u32,

@@ -34,6 +34,28 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A worker that ran this long before failing restarts without back-off.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
+/// Runs a worker process until SIGTERM or SIGINT and the drain that follows
+/// (`portfolio-worker run`), on a runtime of its own. Returns without waiting for engine threads
+/// still finishing a job the grace cut short: the caller is about to exit.
+pub fn run_until_terminated(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let outcome = runtime.block_on(async move {
+        let worker = Worker::build(settings)?;
+        tracing::info!(
+            name = worker.name(),
+            metrics_port = worker.metrics_port(),
+            "portfolio-worker starting"
+        );
+        worker.run_until(termination()).await
+    });
+    if let Err(e) = &outcome {
+        tracing::error!(error = ?e, "worker failed");
+    }
+    // Dropping the runtime would wait for those threads.
+    runtime.shutdown_background();
+    outcome
+}
+
 /// A worker process, built and ready to run.
 pub struct Worker {
     ctx: Arc<JobContext>,
@@ -69,7 +91,7 @@ impl Worker {
         Ok(Self { ctx, base_name, metrics_port, metrics_server })
     }
 
-    pub fn metrics_port(&self) -> u16 {
+    pub(crate) fn metrics_port(&self) -> u16 {
         self.metrics_port
     }
 
@@ -78,7 +100,7 @@ impl Worker {
     }
 
     /// Runs until `shutdown` resolves, then drains as described in the module docs.
-    pub async fn run(
+    pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
@@ -280,7 +302,7 @@ fn default_name() -> String {
 }
 
 /// Resolves on SIGTERM (what ECS and Kubernetes send) or SIGINT.
-pub async fn termination() {
+pub(crate) async fn termination() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing the SIGTERM handler");
     tokio::select! {

@@ -13,7 +13,7 @@ use super::{
 };
 
 /// Real wealth at each year end: p5–p95, p10–p90 and p25–p75 bands and the median.
-pub fn fan(result: &SimulationResult) -> Result<String, ChartError> {
+pub(crate) fn fan(result: &SimulationResult) -> Result<String, ChartError> {
     let p = &result.percentiles;
     let years = &result.years;
     let last = years.len().saturating_sub(1);
@@ -37,7 +37,7 @@ pub fn fan(result: &SimulationResult) -> Result<String, ChartError> {
 }
 
 /// Real spending in each simulated year, as a fan like [`fan`].
-pub fn spending(result: &SimulationResult) -> Result<String, ChartError> {
+pub(crate) fn spending(result: &SimulationResult) -> Result<String, ChartError> {
     let s = &result.spending_percentiles;
     let p = &s.percentiles;
     let last = s.years.len().saturating_sub(1);
@@ -112,7 +112,7 @@ fn bands(
 }
 
 /// The cumulative share of scenarios depleted by each year end.
-pub fn depletion(result: &SimulationResult) -> Result<String, ChartError> {
+pub(crate) fn depletion(result: &SimulationResult) -> Result<String, ChartError> {
     let years = &result.years;
     let share = &result.depletion_probability_by_year;
     let last = share.len().saturating_sub(1);
@@ -173,7 +173,7 @@ pub fn depletion(result: &SimulationResult) -> Result<String, ChartError> {
 
 /// Scenarios by real terminal wealth: the depleted, equal-width bins up to the 99th
 /// percentile, and those above it.
-pub fn terminal(result: &SimulationResult) -> Result<String, ChartError> {
+pub(crate) fn terminal(result: &SimulationResult) -> Result<String, ChartError> {
     let h = &result.terminal.histogram;
     let total: u64 = h.depleted + h.above + h.counts.iter().sum::<u64>();
     let top = h.edges.last().copied().unwrap_or(0.0);

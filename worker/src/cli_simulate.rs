@@ -8,7 +8,7 @@ use portfolio_engine::request::{RequestLimits, SimulationRequest};
 use portfolio_engine::{RequestError, RunOptions, SimulationResult};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Table,
 }
@@ -17,18 +17,19 @@ pub enum Format {
 pub struct SimulateArgs {
     /// A JSON request, as for POST /simulations (`-` reads standard input).
     #[arg(long)]
-    pub request: PathBuf,
+    pub(crate) request: PathBuf,
     /// Worker threads (default: one per CPU).
     #[arg(long)]
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     #[arg(long, value_enum, default_value = "json")]
-    pub format: Format,
+    pub(crate) format: Format,
     /// Scenarios per batch (does not change the result).
     #[arg(long, default_value_t = 1024)]
-    pub batch_size: usize,
+    pub(crate) batch_size: usize,
 }
 
-pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+/// Reads the request, runs the engine on it and prints the result.
+pub fn simulate_and_print(args: &SimulateArgs) -> anyhow::Result<()> {
     let body = if args.request.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading the request from stdin")?
     } else {

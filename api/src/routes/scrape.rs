@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus text. Queue depth and pool gauges are refreshed at scrape time.
+//! `GET /metrics`: the Prometheus scrape of the API's metrics (`crate::metrics`), as text. Queue
+//! depth and pool gauges are refreshed at scrape time.
 
 use actix_web::get;
 use actix_web::{HttpResponse, web};
@@ -9,7 +10,8 @@ use crate::state::AppState;
 #[utoipa::path(tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+#[tracing::instrument(skip_all)]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match state.redis(state.queue.depth()).await {
         Ok(depth) => state.metrics.record_depth(&depth),
         Err(e) => tracing::warn!(error = ?e, "queue depth unavailable for /metrics"),

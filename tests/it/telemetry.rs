@@ -1,0 +1,60 @@
+//! Log lines carry their context: a line logged while the API handles a request carries the
+//! request's span (its request id) and the handler's (the job id it names or creates); a line
+//! logged while a worker runs a job carries the job's span (job id, request id, attempt). Read
+//! from the JSON logs of the real processes, as an operator's log search would.
+
+use std::time::Duration;
+
+use portfolio_tests::processes::{ApiProc, LogDir, WorkerProc, accepted_id, job_body};
+use portfolio_tests::{TestEnv, eventually};
+use serde_json::Value;
+
+/// The JSON log line whose message is `message`, once the process has written it.
+async fn line_saying(log: impl Fn() -> String, message: &str) -> Value {
+    eventually(Duration::from_secs(20), || async {
+        log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == message)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_log_lines_carry_the_submit_handlers_span_then_the_jobs_span() {
+    let mut env = TestEnv::new();
+    env.set("LOG_FORMAT", "json").set("RUST_LOG", "info");
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let worker = WorkerProc::spawn(&vars, &logs, "w").await;
+
+    let response = api
+        .client
+        .post(api.url("/simulations"))
+        .header("x-request-id", "trace-me-42")
+        .json(&job_body(1_000, 10))
+        .send()
+        .await
+        .expect("POST /simulations");
+    assert_eq!(response.status(), 202);
+    let id = accepted_id(&response.text().await.unwrap());
+    let job = api.wait_terminal(id, Duration::from_secs(30)).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    let recorded = line_saying(|| api.proc.log(), "job recorded").await;
+    assert_eq!(recorded["span"]["name"], "submit", "{recorded}");
+    assert_eq!(recorded["span"]["job_id"], id.to_string(), "{recorded}");
+    let spans = recorded["spans"].as_array().expect("the spans of the line");
+    assert!(
+        spans.iter().any(|s| s["name"] == "request" && s["request_id"] == "trace-me-42"),
+        "no request span with the request id: {recorded}"
+    );
+
+    let succeeded = line_saying(|| worker.proc.log(), "succeeded").await;
+    let span = &succeeded["span"];
+    assert_eq!(span["name"], "job", "{succeeded}");
+    assert_eq!(span["job_id"], id.to_string(), "{succeeded}");
+    assert_eq!(span["request_id"], "trace-me-42", "{succeeded}");
+    assert_eq!(span["attempt"], 1, "{succeeded}");
+    assert_eq!(span["worker"], worker.name, "{succeeded}");
+}
