@@ -152,11 +152,18 @@ impl ApiProc {
     /// Starts it and waits until it answers /health.
     pub async fn spawn(vars: &HashMap<String, String>, logs: &LogDir) -> Self {
         let port = free_port();
+        let metrics_port = free_port();
         let mut vars = vars.clone();
         vars.insert("API_BIND".into(), format!("127.0.0.1:{port}"));
+        vars.insert("METRICS_BIND".into(), format!("127.0.0.1:{metrics_port}"));
         let proc = Proc::spawn("portfolio-api", &["serve"], &vars, logs, "api");
-        let api =
-            ApiClient::connect(format!("http://127.0.0.1:{port}"), Duration::from_secs(20)).await;
+        let api = ApiClient::connect(
+            format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{metrics_port}"),
+            vars.get(crate::KEY_VAR).map(String::as_str),
+            Duration::from_secs(20),
+        )
+        .await;
         Self { proc, api }
     }
 }
