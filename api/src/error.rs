@@ -25,16 +25,22 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     /// No key, or one that is malformed, unknown or revoked: all answered alike, so that the
     /// answer says nothing of whether a key exists.
-    #[error("this route needs an API key: send `Authorization: Bearer <key>`; the key given (if any) is not valid")]
+    #[error(
+        "this route needs an API key: send `Authorization: Bearer <key>`; the key given (if any) is not valid"
+    )]
     Unauthorized,
     /// A valid key without the scope the route needs.
     #[error("{0}")]
     Forbidden(String),
     /// The tenant used its budget of this kind of request for the minute.
-    #[error("rate limit: at most {limit} {budget} per minute per tenant ({setting}); retry in {retry_after_secs} s")]
+    #[error(
+        "rate limit: at most {limit} {budget} per minute per tenant ({setting}); retry in {retry_after_secs} s"
+    )]
     RateLimited { budget: &'static str, limit: u32, setting: &'static str, retry_after_secs: u64 },
     /// The tenant has as many unfinished jobs as it may have.
-    #[error("quota: {unfinished} of your jobs are queued or running, the most one tenant may have (MAX_UNFINISHED_JOBS_PER_KEY={limit}); nothing was recorded, submit again when some have finished")]
+    #[error(
+        "quota: {unfinished} of your jobs are queued or running, the most one tenant may have (MAX_UNFINISHED_JOBS_PER_KEY={limit}); nothing was recorded, submit again when some have finished"
+    )]
     QuotaReached { unfinished: i64, limit: u64 },
     #[error("{0}")]
     NotFound(String),

@@ -2,8 +2,8 @@
 //! into the library, where each subcommand's work lives.
 
 use clap::{Parser, Subcommand};
-use portfolio_shared::settings::{ExposeSecret, Settings};
 use portfolio_api::auth::keys_cli;
+use portfolio_shared::settings::{ExposeSecret, Settings};
 use portfolio_shared::{db, telemetry};
 
 #[derive(Parser)]

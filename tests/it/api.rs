@@ -1,24 +1,9 @@
 //! The HTTP contract: every class of bad input gets its 4xx with a problem document naming the
 //! field and the rule, unknown ids are 404, and the operational endpoints answer as specified.
 
-use portfolio_tests::{TestEnv, small_request};
+use portfolio_tests::{TestEnv, problem, small_request};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const PROBLEM_JSON: &str = "application/problem+json";
-
-/// Asserts a problem document and returns it.
-async fn problem(response: reqwest::Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "status");
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert_eq!(content_type, PROBLEM_JSON);
-    let body: Value = response.json().await.expect("problem JSON");
-    for key in ["type", "title", "status", "detail"] {
-        assert!(body.get(key).is_some(), "problem lacks `{key}`: {body}");
-    }
-    assert_eq!(body["status"], status);
-    body
-}
 
 /// The fields named by a validation problem.
 fn fields(problem: &Value) -> Vec<String> {

@@ -257,11 +257,12 @@ fn database_errors_are_classified_by_their_sqlstate() {
     let syntax = diesel::sql_query("SELEC 1").execute(&mut conn).unwrap_err();
     assert_eq!(db_error::sqlstate(&syntax).map(|s| s.to_string()).as_deref(), Some("42601"));
     let id = new_job(&mut conn);
-    let duplicate =
-        diesel::sql_query("INSERT INTO simulations (id, request, seed, owner) VALUES ($1, '{}', 1, 'x')")
-            .bind::<diesel::sql_types::Uuid, _>(id)
-            .execute(&mut conn)
-            .unwrap_err();
+    let duplicate = diesel::sql_query(
+        "INSERT INTO simulations (id, request, seed, owner) VALUES ($1, '{}', 1, 'x')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .execute(&mut conn)
+    .unwrap_err();
     assert_eq!(db_error::sqlstate(&duplicate).map(|s| s.to_string()).as_deref(), Some("23505"));
     assert!(!db_error::is_transient(&duplicate));
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
-use portfolio_shared::queue::{Keys, QUEUE_REGISTRY};
 use portfolio_api::auth::key::PresentedKey;
+use portfolio_shared::queue::{Keys, QUEUE_REGISTRY};
 use portfolio_shared::settings::{ExposeSecret, Settings};
 use serde_json::Value;
 use uuid::Uuid;
@@ -187,8 +187,9 @@ impl TestEnv {
     /// environment's database (migrated by then).
     pub fn key(&self, tenant: &str, scopes: &[&str]) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let (_, key) = portfolio_api::auth::keys_cli::issue(&mut self.db.connect(), tenant, &scopes)
-            .expect("make a test key");
+        let (_, key) =
+            portfolio_api::auth::keys_cli::issue(&mut self.db.connect(), tenant, &scopes)
+                .expect("make a test key");
         key.reveal().to_owned()
     }
 
@@ -502,6 +503,19 @@ pub(crate) fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Asserts that `response` is a problem document (RFC 9457) of `status`, and returns it.
+pub async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem JSON");
+    for key in ["type", "title", "status", "detail"] {
+        assert!(body.get(key).is_some(), "problem lacks `{key}`: {body}");
+    }
+    assert_eq!(body["status"], status);
+    body
 }
 
 /// A small valid request.

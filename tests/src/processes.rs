@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,20 @@ impl Drop for Proc {
             );
         }
     }
+}
+
+/// Runs one of the binaries to its end (a command line tool, like `portfolio-api keys`) with
+/// exactly `vars` as its environment (plus PATH), keeping standard output and error apart.
+pub fn run_to_end(name: &str, args: &[&str], vars: &HashMap<String, String>) -> Output {
+    Command::new(binary(name))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(vars)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {name}: {e}"))
 }
 
 /// `portfolio-api` as a process, on a port of its own.

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use chrono::Utc;
@@ -27,7 +27,8 @@ use crate::state::AppState;
 
 /// The routes anyone may call: the pages and their assets (they ask for the key themselves),
 /// the health checks load balancers probe, and the contract.
-const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{file}", "/health", "/ready", "/openapi.json"];
+const PUBLIC: &[&str] =
+    &["/", "/dashboard", "/assets/{file}", "/health", "/ready", "/openapi.json"];
 
 static RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 static RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -147,12 +148,8 @@ fn whole_seconds(d: Duration) -> u64 {
 fn add_rate_limit_headers(headers: &mut header::HeaderMap, budget: Budget, decision: Decision) {
     let window = portfolio_shared::rate_limit::WINDOW.as_secs();
     let policy = format!("\"{}\";q={};w={window}", budget.name, budget.limit);
-    let state = format!(
-        "\"{}\";r={};t={}",
-        budget.name,
-        decision.remaining,
-        whole_seconds(decision.reset)
-    );
+    let state =
+        format!("\"{}\";r={};t={}", budget.name, decision.remaining, whole_seconds(decision.reset));
     for (name, value) in [(&RATE_LIMIT_POLICY, policy), (&RATE_LIMIT, state)] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name.clone(), value);

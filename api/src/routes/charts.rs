@@ -13,8 +13,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::draw::{self, ChartError};
 use crate::auth::{Caller, Scope};
+use crate::draw::{self, ChartError};
 use crate::error::{ApiError, Problem};
 use crate::routes::results::parse_id;
 use crate::state::AppState;

@@ -13,8 +13,8 @@ use crate::state::AppState;
 /// Binds `bind` and prepares the listener (it serves once awaited). Binding fails loudly: an
 /// API that cannot be scraped should not pretend to be fine.
 pub(crate) fn serve(bind: SocketAddr, state: web::Data<AppState>) -> anyhow::Result<(u16, Server)> {
-    let listener = TcpListener::bind(bind)
-        .map_err(|e| anyhow::anyhow!("binding METRICS_BIND={bind}: {e}"))?;
+    let listener =
+        TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("binding METRICS_BIND={bind}: {e}"))?;
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(move || {
         App::new().app_data(state.clone()).route("/metrics", web::get().to(metrics))

@@ -33,7 +33,9 @@ pub enum Recorded {
     Inserted,
     /// The owner already has this many unfinished jobs, the most it may have; nothing was
     /// written.
-    QuotaReached { unfinished: i64 },
+    QuotaReached {
+        unfinished: i64,
+    },
 }
 
 /// Records an accepted job (status `queued`) and its `submitted` audit row, atomically, unless
@@ -114,10 +116,10 @@ pub fn expire_idempotency_key(
             .filter(simulations::owner.eq(owner))
             .filter(simulations::idempotency_key.eq(key))
             .filter(
-            sql::<Bool>("created_at < now() - make_interval(secs => ")
-                .bind::<Double, _>(ttl.as_secs_f64())
-                .sql(")"),
-        ),
+                sql::<Bool>("created_at < now() - make_interval(secs => ")
+                    .bind::<Double, _>(ttl.as_secs_f64())
+                    .sql(")"),
+            ),
     )
     .set(simulations::idempotency_key.eq(None::<String>))
     .execute(conn)
