@@ -17,8 +17,7 @@ use uuid::Uuid;
 const WITHIN: Duration = Duration::from_secs(60);
 
 /// The routes anyone may call.
-const PUBLIC: &[&str] =
-    &["/", "/dashboard", "/assets/{file}", "/health", "/ready", "/openapi.json"];
+const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{file}", "/health", "/ready"];
 
 async fn status_of(api: &ApiClient, method: Method, path: &str) -> u16 {
     api.client.request(method, api.url(path)).send().await.unwrap().status().as_u16()
