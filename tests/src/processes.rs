@@ -66,13 +66,7 @@ impl Proc {
         let log = logs.path(label);
         let out = File::create(&log).expect("create the process log");
         let err = out.try_clone().expect("clone the log handle");
-        let child = Command::new(binary(name))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .envs(vars)
-            .stdin(Stdio::null())
+        let child = command(name, args, vars)
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -145,15 +139,20 @@ impl Drop for Proc {
 /// Runs one of the binaries to its end (a command line tool, like `portfolio-api keys`) with
 /// exactly `vars` as its environment (plus PATH), keeping standard output and error apart.
 pub fn run_to_end(name: &str, args: &[&str], vars: &HashMap<String, String>) -> Output {
-    Command::new(binary(name))
+    command(name, args, vars).output().unwrap_or_else(|e| panic!("running {name}: {e}"))
+}
+
+/// One of the binaries with `args`, exactly `vars` as its environment (plus PATH), no input.
+fn command(name: &str, args: &[&str], vars: &HashMap<String, String>) -> Command {
+    let mut command = Command::new(binary(name));
+    command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("NO_COLOR", "1")
         .envs(vars)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {name}: {e}"))
+        .stdin(Stdio::null());
+    command
 }
 
 /// `portfolio-api` as a process, on a port of its own.
