@@ -8,6 +8,7 @@
 //! - `decode`: serde's decoding errors in JSON's terms, naming the field;
 //! - `rules`: every rule in one table (bounds, defaults, messages);
 //! - `validate`: the checks, by that table, reporting every broken rule;
+//! - `whole`: whole-number fields that take `28.0` as JSON Schema does;
 //! - `checked`, `correlation`: the types only the checks build;
 //! - `schema`, `document`: the rules published, as the OpenAPI schema of the body and as the
 //!   document the web page checks its form by.
@@ -22,6 +23,7 @@ mod markdown;
 pub(crate) mod rules;
 mod schema;
 mod validate;
+mod whole;
 
 #[cfg(test)]
 mod tests;

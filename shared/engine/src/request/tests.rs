@@ -53,6 +53,35 @@ fn type_errors_name_the_field_and_what_json_it_takes_not_rust_types() {
 }
 
 #[test]
+fn a_whole_number_written_with_a_zero_fraction_is_the_integer_as_json_schema_says() {
+    let base = r#""starting_portfolio": 1000, "monthly_spending": 1"#;
+    let limits = RequestLimits::default();
+    let parse = |tail: &str| {
+        SimulationRequest::from_json(format!("{{{base}, {tail}}}").as_bytes(), &limits).unwrap()
+    };
+    let floats = parse(
+        r#""years": 28.0, "n_scenarios": 1e3, "seed": 1e18,
+        "income": [{"monthly_amount": 1, "start_year": 2.0, "end_year": 3.0}]"#,
+    );
+    let integers = parse(
+        r#""years": 28, "n_scenarios": 1000, "seed": 1000000000000000000,
+        "income": [{"monthly_amount": 1, "start_year": 2, "end_year": 3}]"#,
+    );
+    assert_eq!(floats, integers);
+    for (tail, field) in [
+        (r#""years": 28.5"#, "years"),
+        (r#""years": -1"#, "years"),
+        (r#""years": -1.0"#, "years"),
+        (r#""years": 1e10"#, "years"),
+        (r#""years": 3, "seed": 1e20"#, "seed"),
+    ] {
+        let error = only_error(&format!("{{{base}, {tail}}}"));
+        assert_eq!(error.field, field, "{tail}");
+        assert!(error.message.contains("a whole number ≥ 0"), "{tail}: {}", error.message);
+    }
+}
+
+#[test]
 fn a_parameter_of_another_kind_or_strategy_is_refused_naming_it() {
     let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 3"#;
     let error = only_error(&format!(
