@@ -82,6 +82,19 @@ fn a_whole_number_written_with_a_zero_fraction_is_the_integer_as_json_schema_say
 }
 
 #[test]
+fn a_number_just_below_an_open_bound_is_read_exactly_and_accepted() {
+    // 0.9999999999999999 is the float just below 1; a parser that rounds it to 1.0 would
+    // refuse a target the schema (exclusiveMaximum 1) allows.
+    let body = r#"{"starting_portfolio": 1000, "monthly_spending": 1, "years": 3,
+        "solve": {"target_success": 0.9999999999999999}}"#;
+    let request = SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default())
+        .expect("a target below 1 is accepted");
+    let stored = request.to_json();
+    assert_eq!(stored["solve"]["target_success"], json!(0.9999999999999999));
+    assert!(stored["solve"]["target_success"].as_f64().unwrap() < 1.0);
+}
+
+#[test]
 fn a_parameter_of_another_kind_or_strategy_is_refused_naming_it() {
     let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 3"#;
     let error = only_error(&format!(
