@@ -10,6 +10,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
+/// The challenge of every 401 (RFC 6750 §3).
+pub(crate) const WWW_AUTHENTICATE: &str = r#"Bearer realm="portfolio-mc""#;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -21,6 +23,25 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// No key, or one that is malformed, unknown or revoked: all answered alike, so that the
+    /// answer says nothing of whether a key exists.
+    #[error(
+        "this route needs an API key: send `Authorization: Bearer <key>`; the key given (if any) is not valid"
+    )]
+    Unauthorized,
+    /// A valid key without the scope the route needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The tenant used its budget of this kind of request for the minute.
+    #[error(
+        "rate limit: at most {limit} {budget} per minute per tenant ({setting}); retry in {retry_after_secs} s"
+    )]
+    RateLimited { budget: &'static str, limit: u32, setting: &'static str, retry_after_secs: u64 },
+    /// The tenant has as many unfinished jobs as it may have.
+    #[error(
+        "quota: {unfinished} of your jobs are queued or running, the most one tenant may have (MAX_UNFINISHED_JOBS_PER_KEY={limit}); nothing was recorded, submit again when some have finished"
+    )]
+    QuotaReached { unfinished: i64, limit: u64 },
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -70,6 +91,10 @@ impl ApiError {
             Self::Malformed(_) => ("malformed-json", "The body is not valid JSON"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Send JSON"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "The body is too large"),
+            Self::Unauthorized => ("unauthorized", "An API key is needed"),
+            Self::Forbidden(_) => ("forbidden", "The API key lacks a scope"),
+            Self::RateLimited { .. } => ("rate-limited", "Too many requests"),
+            Self::QuotaReached { .. } => ("quota-reached", "Too many unfinished jobs"),
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::Conflict(_) => ("conflict", "Conflict with the job's state"),
@@ -117,6 +142,9 @@ impl ResponseError for ApiError {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } | Self::QuotaReached { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -136,9 +164,17 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if let Self::QueueFull { retry_after_secs, .. }
-        | Self::Unavailable { retry_after_secs, .. } = self
+        | Self::Unavailable { retry_after_secs, .. }
+        | Self::RateLimited { retry_after_secs, .. } = self
         {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if let Self::QuotaReached { .. } = self {
+            // Jobs end within seconds to minutes; a client backing off this long is not early.
+            response.insert_header((header::RETRY_AFTER, "30"));
+        }
+        if let Self::Unauthorized = self {
+            response.insert_header((header::WWW_AUTHENTICATE, WWW_AUTHENTICATE));
         }
         response.body(serde_json::to_vec(&self.problem()).expect("a problem always serialises"))
     }

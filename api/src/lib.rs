@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod auth;
 pub(crate) mod background;
 pub mod draw;
 pub mod error;

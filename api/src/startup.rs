@@ -1,6 +1,7 @@
 //! Builds the application from settings: pools, queue, state, middleware, routes, the leader's
-//! background loop, the queue-depth sampler, and the HTTP server bound to `API_BIND` (port 0 in
-//! tests); and serves it, which is all `portfolio-api serve` does.
+//! background loop, the queue-depth sampler, the HTTP server bound to `API_BIND` (port 0 in
+//! tests) and the metrics listener on `METRICS_BIND`; and serves them, which is all
+//! `portfolio-api serve` does.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -12,10 +13,12 @@ use actix_web::{App, HttpServer, http, web};
 use anyhow::Context;
 use portfolio_engine::request::RequestLimits;
 use portfolio_shared::db;
-use portfolio_shared::queue::{self, Queue};
-use portfolio_shared::settings::{ExposeSecret, Settings};
+use portfolio_shared::queue::{self, Keys, Queue};
+use portfolio_shared::rate_limit::RateLimiter;
+use portfolio_shared::settings::{AuthMode, ExposeSecret, Settings};
 use tracing_actix_web::TracingLogger;
 
+use crate::auth::{self, key::PresentedKey};
 use crate::metrics::Metrics;
 use crate::request_id::{self, RequestIdRootSpan};
 use crate::state::AppState;
@@ -26,7 +29,11 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async move {
         let app = Application::build(settings)?;
-        tracing::info!(port = app.port(), "portfolio-api listening");
+        tracing::info!(
+            port = app.port(),
+            metrics_port = app.metrics_port(),
+            "portfolio-api listening"
+        );
         app.run_until_stopped().await
     })
 }
@@ -34,7 +41,10 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
 pub struct Application {
     port: u16,
     server: Server,
+    metrics_port: u16,
+    metrics_server: Server,
     state: web::Data<AppState>,
+    bootstrap_key: Option<PresentedKey>,
 }
 
 impl Application {
@@ -50,19 +60,31 @@ impl Application {
             None => write_pool.clone(),
         };
         let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
-        let queue = Queue::new(conn, &settings.queue, &settings.worker);
+        let queue = Queue::new(conn.clone(), &settings.queue, &settings.worker);
+        let rate_limiter = RateLimiter::new(conn, Keys::new(queue.namespace()));
         let shutdown_grace = settings.worker.shutdown_grace;
         let state = web::Data::new(AppState::new(
             write_pool,
             read_pool,
             queue,
+            rate_limiter,
             settings,
             Arc::new(Metrics::new()),
         ));
+        let bootstrap_key = auth::bootstrap::configured(&state)?;
+        if state.settings.auth.mode == AuthMode::Disabled {
+            tracing::warn!(
+                "AUTH_MODE=disabled: no API key is asked for; every request acts as the one \
+                 tenant `local`. Never expose this API beyond your own machine."
+            );
+        }
+        let (metrics_port, metrics_server) =
+            routes::scrape::serve(state.settings.api.metrics_bind, state.clone())?;
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let origins = &app_state.settings.api.cors_allowed_origins;
             let app = App::new()
+                .wrap(from_fn(auth::guard::guard))
                 .wrap(Condition::new(!origins.is_empty(), cors(origins)))
                 .wrap(from_fn(crate::metrics::track))
                 .wrap(TracingLogger::<RequestIdRootSpan>::new())
@@ -75,21 +97,37 @@ impl Application {
         // In-flight requests drain on SIGTERM, within the same grace as the workers.
         .shutdown_timeout(shutdown_grace.as_secs())
         .run();
-        Ok(Self { port, server, state })
+        Ok(Self { port, server, metrics_port, metrics_server, state, bootstrap_key })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The port of the metrics listener (`METRICS_BIND`).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
     /// Serves until the server stops (SIGTERM/SIGINT, or its handle), running the background
     /// loop and the sampler alongside.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let bootstrap = match self.bootstrap_key {
+            Some(key) => auth::bootstrap::record(self.state.clone(), key).await,
+            None => None,
+        };
         let background = background::spawn(self.state.clone());
         let sampler = sampler::spawn(self.state.clone());
+        let metrics = self.metrics_server.handle();
+        let metrics_served = tokio::spawn(self.metrics_server);
         let served = self.server.await;
+        metrics.stop(true).await;
+        let _ = metrics_served.await;
         background.abort();
         sampler.abort();
+        if let Some(bootstrap) = bootstrap {
+            bootstrap.abort();
+        }
         served.context("HTTP server failed")
     }
 }
@@ -100,11 +138,19 @@ fn cors(origins: &[String]) -> Cors {
         .fold(Cors::default(), |c, origin| c.allowed_origin(origin))
         .allowed_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
         .allowed_headers([
+            http::header::AUTHORIZATION,
             http::header::CONTENT_TYPE,
             http::header::ACCEPT,
             http::header::HeaderName::from_static("idempotency-key"),
             request_id::HEADER,
         ])
-        .expose_headers([http::header::LOCATION, http::header::RETRY_AFTER, request_id::HEADER])
+        .expose_headers([
+            http::header::LOCATION,
+            http::header::RETRY_AFTER,
+            http::header::WWW_AUTHENTICATE,
+            http::header::HeaderName::from_static("ratelimit"),
+            http::header::HeaderName::from_static("ratelimit-policy"),
+            request_id::HEADER,
+        ])
         .max_age(3600)
 }

@@ -11,6 +11,7 @@ use diesel::result::Error as DieselError;
 use portfolio_shared::db::PgPool;
 use portfolio_shared::db_error;
 use portfolio_shared::queue::Queue;
+use portfolio_shared::rate_limit::RateLimiter;
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 
@@ -25,6 +26,7 @@ pub(crate) struct AppState {
     pub(crate) write_pool: PgPool,
     pub(crate) read_pool: PgPool,
     pub(crate) queue: Queue,
+    pub(crate) rate_limiter: RateLimiter,
     pub(crate) settings: Settings,
     pub(crate) metrics: Arc<Metrics>,
     /// Until when the requests' Redis calls are skipped after one failed (a tiny circuit
@@ -43,10 +45,19 @@ impl AppState {
         write_pool: PgPool,
         read_pool: PgPool,
         queue: Queue,
+        rate_limiter: RateLimiter,
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { write_pool, read_pool, queue, settings, metrics, redis_down_until: Mutex::new(None) }
+        Self {
+            write_pool,
+            read_pool,
+            queue,
+            rate_limiter,
+            settings,
+            metrics,
+            redis_down_until: Mutex::new(None),
+        }
     }
 
     /// Runs a request's Redis call with a short timeout, failing fast while Redis is known to

@@ -6,6 +6,7 @@ pub mod health_probe;
 mod job_status;
 pub mod names;
 pub mod queue;
+pub mod rate_limit;
 #[rustfmt::skip]
 pub mod schema;
 pub mod settings;

@@ -1,6 +1,19 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_keys (id) {
+        id -> Int8,
+        name -> Text,
+        prefix -> Text,
+        secret_sha256 -> Text,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_logs (id, created_at) {
         id -> Int8,
         simulation_id -> Uuid,
@@ -9,6 +22,7 @@ diesel::table! {
         request_id -> Nullable<Text>,
         data -> Jsonb,
         created_at -> Timestamptz,
+        api_key_id -> Nullable<Int8>,
     }
 }
 
@@ -55,12 +69,16 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         updated_at -> Timestamptz,
         claim_token -> Nullable<Uuid>,
+        owner -> Text,
+        api_key_id -> Nullable<Int8>,
     }
 }
 
 diesel::joinable!(simulation_results -> simulations (simulation_id));
+diesel::joinable!(simulations -> api_keys (api_key_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     audit_logs,
     queue_samples,
     simulation_results,

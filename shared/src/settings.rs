@@ -50,6 +50,12 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("WORKER_FAULT_INJECTION", Some("")),
     ("ENGINE_BATCH_SIZE", Some("1024")),
     ("ENGINE_MEMORY_BUDGET_MB", Some("256")),
+    // Tenancy: who may call the API, and how much of the fleet one tenant may take.
+    ("AUTH_MODE", Some("api_key")),
+    ("BOOTSTRAP_API_KEY", None),
+    ("RATE_LIMIT_SUBMITS_PER_MINUTE", Some("120")),
+    ("RATE_LIMIT_READS_PER_MINUTE", Some("1200")),
+    ("MAX_UNFINISHED_JOBS_PER_KEY", Some("200")),
 ];
 
 /// A variable that is set but cannot be used.
@@ -68,6 +74,46 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub engine: EngineSettings,
     pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
+}
+
+/// Who may call the API and how much one tenant may ask of it (docs/security.md).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    /// A key given from a secret (ECS `secrets`, a Kubernetes `Secret`), recorded at start with
+    /// both scopes under the tenant `bootstrap` unless it exists (a revoked one stays revoked).
+    pub bootstrap_key: Option<SecretString>,
+    /// Submits one tenant may make per minute, across every API replica.
+    pub submits_per_minute: u32,
+    /// Every other authenticated request, per tenant per minute.
+    pub reads_per_minute: u32,
+    /// Jobs one tenant may have queued or running at once; below `QUEUE_DEPTH_CEILING`, so
+    /// that one tenant's burst cannot fill the queue for everyone.
+    pub max_unfinished_per_tenant: u64,
+}
+
+/// `AUTH_MODE`: API keys (the default, and what every deploy file sets), or no identity at all
+/// (every request acts as the one tenant [`LOCAL_TENANT`], for a laptop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    ApiKey,
+    Disabled,
+}
+
+/// The tenant every request acts as under `AUTH_MODE=disabled`.
+pub const LOCAL_TENANT: &str = "local";
+
+impl FromStr for AuthMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "api_key" => Ok(Self::ApiKey),
+            "disabled" => Ok(Self::Disabled),
+            _ => Err(format!("expected `api_key` or `disabled`, got `{s}`")),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +152,8 @@ pub struct QueueSettings {
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub bind: SocketAddr,
+    /// Where the API serves `/metrics`: a listener of its own, off the public port.
+    pub metrics_bind: SocketAddr,
     pub max_scenarios: u32,
     /// Origins allowed to call the API from a browser; empty means same-origin only.
     pub cors_allowed_origins: Vec<String>,
@@ -284,6 +332,7 @@ impl Settings {
             },
             api: ApiSettings {
                 bind: env.parse("API_BIND")?,
+                metrics_bind: env.parse("METRICS_BIND")?,
                 max_scenarios: env.parse_where(
                     "MAX_SCENARIOS",
                     |n: &u32| (1..=portfolio_engine::request::MAX_SCENARIOS).contains(n),
@@ -346,6 +395,32 @@ impl Settings {
                 filter: env.parse("RUST_LOG")?,
                 format: env.parse("LOG_FORMAT")?,
             },
+            auth: AuthSettings::read(&env)?,
+        })
+    }
+}
+
+impl AuthSettings {
+    fn read(env: &Env<'_>) -> Result<Self, SettingsError> {
+        let ceiling: u64 = env.parse("QUEUE_DEPTH_CEILING")?;
+        Ok(Self {
+            mode: env.parse("AUTH_MODE")?,
+            bootstrap_key: env.optional("BOOTSTRAP_API_KEY").map(SecretString::from),
+            submits_per_minute: env.parse_where(
+                "RATE_LIMIT_SUBMITS_PER_MINUTE",
+                |n: &u32| *n >= 1,
+                "at least 1",
+            )?,
+            reads_per_minute: env.parse_where(
+                "RATE_LIMIT_READS_PER_MINUTE",
+                |n: &u32| *n >= 1,
+                "at least 1",
+            )?,
+            max_unfinished_per_tenant: env.parse_where(
+                "MAX_UNFINISHED_JOBS_PER_KEY",
+                |n: &u64| *n >= 1 && *n < ceiling,
+                &format!("from 1 to below QUEUE_DEPTH_CEILING ({ceiling})"),
+            )?,
         })
     }
 }
@@ -490,6 +565,24 @@ mod tests {
         for good in ["info", "warn,portfolio_api=debug,apalis=off", ""] {
             assert!(with(&[("RUST_LOG", good)]).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn keys_are_required_by_default_and_one_tenant_stays_below_the_ceiling() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.auth.mode, AuthMode::ApiKey);
+        assert_eq!(s.auth.submits_per_minute, 120);
+        assert_eq!(s.auth.reads_per_minute, 1200);
+        assert_eq!(s.auth.max_unfinished_per_tenant, 200);
+        assert!(s.auth.bootstrap_key.is_none());
+        let err = with(&[("MAX_UNFINISHED_JOBS_PER_KEY", "5000")]).unwrap_err();
+        assert_eq!(err.name, "MAX_UNFINISHED_JOBS_PER_KEY");
+        assert!(err.to_string().contains("QUEUE_DEPTH_CEILING (5000)"), "{err}");
+        let err = with(&[("AUTH_MODE", "none")]).unwrap_err();
+        assert_eq!(err.name, "AUTH_MODE");
+        let s = with(&[("AUTH_MODE", "disabled"), ("BOOTSTRAP_API_KEY", "pmc_x")]).unwrap();
+        assert_eq!(s.auth.mode, AuthMode::Disabled);
+        assert!(!format!("{s:?}").contains("pmc_x"), "the bootstrap key is never shown");
     }
 
     #[test]

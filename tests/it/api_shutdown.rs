@@ -29,7 +29,8 @@ async fn api_on_sigterm_answers_the_submit_in_flight_then_refuses_connections_an
     let (head, tail) = body.split_at(body.len() / 2);
     let headers = format!(
         "POST /simulations HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+         Authorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        env.api_key(),
         body.len()
     );
     stream.write_all(headers.as_bytes()).await.unwrap();

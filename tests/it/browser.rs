@@ -234,8 +234,8 @@ async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
     {
         use diesel::RunQueryDsl;
         diesel::sql_query(
-            "INSERT INTO simulations (id, status, request, seed, attempts, error, finished_at) \
-             VALUES ($1, 'failed', '{}', 1, 3, 'the engine ran out of memory', now())",
+            "INSERT INTO simulations (id, status, request, seed, attempts, error, finished_at, owner) \
+             VALUES ($1, 'failed', '{}', 1, 3, 'the engine ran out of memory', now(), 'bootstrap')",
         )
         .bind::<diesel::sql_types::Uuid, _>(failed)
         .execute(&mut env.db.connect())

@@ -9,7 +9,7 @@ use portfolio_engine::request::{RequestLimits, SimulationRequest};
 use portfolio_shared::queue::{self, PushOutcome, Queue};
 use portfolio_shared::store::{self, models::NewSimulation};
 use portfolio_tests::processes::{assert_contract, job_body, job_record};
-use portfolio_tests::{TestEnv, eventually};
+use portfolio_tests::{TEST_TENANT, TestEnv, eventually};
 use redis::Commands;
 use uuid::Uuid;
 
@@ -146,7 +146,10 @@ async fn faults_queue_a_recorded_job_whose_push_never_happened_is_pushed_by_the_
             request_id: None,
             idempotency_key: None,
             request_hash: None,
+            owner: TEST_TENANT,
+            api_key_id: None,
         },
+        i64::MAX,
     )
     .unwrap();
     // Quiet for the orphan window (3 s here) plus an interval, then pushed and run.

@@ -11,8 +11,8 @@ fn insert_job(env: &TestEnv, status: &str) -> Uuid {
     let id = Uuid::now_v7();
     let finished = if status == "queued" { "NULL" } else { "now()" };
     diesel::sql_query(format!(
-        "INSERT INTO simulations (id, status, request, seed, attempts, finished_at) \
-         VALUES ($1, '{status}', '{{}}', 1, 1, {finished})"
+        "INSERT INTO simulations (id, status, request, seed, attempts, finished_at, owner) \
+         VALUES ($1, '{status}', '{{}}', 1, 1, {finished}, 'test')"
     ))
     .bind::<diesel::sql_types::Uuid, _>(id)
     .execute(&mut env.db.connect())

@@ -19,7 +19,7 @@ use portfolio_shared::store::models::NewSimulation;
 use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, Write};
 use portfolio_tests::processes::job_body;
 use portfolio_tests::throwaway::ThrowawayPostgres;
-use portfolio_tests::{TestDb, TestEnv, eventually};
+use portfolio_tests::{TEST_TENANT, TestDb, TestEnv, eventually};
 use redis::Commands;
 use uuid::Uuid;
 
@@ -43,7 +43,10 @@ fn new_job(conn: &mut PgConnection) -> Uuid {
             request_id: None,
             idempotency_key: None,
             request_hash: None,
+            owner: TEST_TENANT,
+            api_key_id: None,
         },
+        i64::MAX,
     )
     .unwrap();
     id
@@ -219,7 +222,7 @@ fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
     .execute(&mut conn)
     .unwrap();
     let day = Duration::from_secs(24 * 3600);
-    assert_eq!(store::expire_idempotency_key(&mut conn, "k", day).unwrap(), 1);
+    assert_eq!(store::expire_idempotency_key(&mut conn, TEST_TENANT, "k", day).unwrap(), 1);
 }
 
 #[test]
@@ -254,11 +257,12 @@ fn database_errors_are_classified_by_their_sqlstate() {
     let syntax = diesel::sql_query("SELEC 1").execute(&mut conn).unwrap_err();
     assert_eq!(db_error::sqlstate(&syntax).map(|s| s.to_string()).as_deref(), Some("42601"));
     let id = new_job(&mut conn);
-    let duplicate =
-        diesel::sql_query("INSERT INTO simulations (id, request, seed) VALUES ($1, '{}', 1)")
-            .bind::<diesel::sql_types::Uuid, _>(id)
-            .execute(&mut conn)
-            .unwrap_err();
+    let duplicate = diesel::sql_query(
+        "INSERT INTO simulations (id, request, seed, owner) VALUES ($1, '{}', 1, 'x')",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .execute(&mut conn)
+    .unwrap_err();
     assert_eq!(db_error::sqlstate(&duplicate).map(|s| s.to_string()).as_deref(), Some("23505"));
     assert!(!db_error::is_transient(&duplicate));
 }
@@ -274,7 +278,7 @@ async fn a_status_the_code_does_not_know_is_an_error_not_a_guess() {
          UPDATE simulations SET status = 'paused' WHERE id = '{id}';"
     ))
     .unwrap();
-    let read = store::find_job(&mut conn, id).unwrap_err();
+    let read = store::find_job(&mut conn, store::Viewer::Operator, id).unwrap_err();
     assert!(format!("{read:?}").contains("unknown status `paused`"), "{read:?}");
     let response = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
     assert_eq!(response.status(), 500);

@@ -19,4 +19,5 @@ mod queue_stats;
 mod schema;
 mod startup;
 mod telemetry;
+mod tenancy;
 mod web;

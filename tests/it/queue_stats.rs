@@ -30,9 +30,9 @@ fn insert_failed_job(db: &TestDb, error: &str) -> Uuid {
     let id = Uuid::now_v7();
     diesel::sql_query(
         "INSERT INTO simulations (id, status, request, seed, attempts, error, created_at, \
-         started_at, finished_at) \
+         started_at, finished_at, owner) \
          VALUES ($1, 'failed', '{}', 1, 3, $2, now() - interval '20 seconds', \
-         now() - interval '10 seconds', now())",
+         now() - interval '10 seconds', now(), 'bootstrap')",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
     .bind::<diesel::sql_types::Text, _>(error)

@@ -65,6 +65,8 @@ fn diesel_type(pg: &str) -> &'static str {
         "boolean" => "Bool",
         "double precision" => "Float8",
         "timestamp with time zone" => "Timestamptz",
+        // The one array column is `api_keys.scopes`, of text.
+        "ARRAY" => "Array<Text>",
         other => panic!("no diesel mapping written for Postgres type {other}"),
     }
 }

@@ -20,3 +20,22 @@ async fn an_unreadable_rust_log_stops_the_api_and_the_worker_at_start_naming_it(
         assert!(log.contains("info,portfolio_api=loud"), "{binary}: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_a_malformed_bootstrap_key_or_a_quota_above_the_ceiling_naming_them() {
+    let logs = LogDir::new();
+    for (name, value, says) in [
+        ("BOOTSTRAP_API_KEY", "letmein", "environment variable BOOTSTRAP_API_KEY"),
+        ("MAX_UNFINISHED_JOBS_PER_KEY", "5000", "below QUEUE_DEPTH_CEILING (5000)"),
+        ("AUTH_MODE", "none", "environment variable AUTH_MODE"),
+    ] {
+        let mut env = TestEnv::new();
+        env.set(name, value);
+        let mut process = Proc::spawn("portfolio-api", &["serve"], &env.vars(), &logs, name);
+        let status = process.wait_exit(Duration::from_secs(10)).await;
+        assert!(!status.success(), "the API started with {name}={value}");
+        let log = process.log();
+        assert!(log.contains(says), "{name}: {log}");
+        assert!(!log.contains("letmein"), "a secret's value is never echoed: {log}");
+    }
+}

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use diesel::pg::PgConnection;
 use diesel::{Connection, RunQueryDsl};
+use portfolio_api::auth::key::PresentedKey;
 use portfolio_shared::queue::{Keys, QUEUE_REGISTRY};
-use portfolio_shared::settings::Settings;
+use portfolio_shared::settings::{ExposeSecret, Settings};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -146,12 +147,20 @@ impl Drop for TestQueue {
 /// Everything one test needs: its database, its queue namespace, and settings pointing at both.
 /// When dropped it asserts that the test left no job unfinished and no queue entry behind
 /// (see [`leftovers`]), unless the test said why it does ([`TestEnv::leaves_unfinished_jobs`]).
+///
+/// Every API it starts records the environment's own key ([`TestEnv::api_key`], tenant
+/// `bootstrap`, both scopes; given as `BOOTSTRAP_API_KEY`), and every client sends it, so a
+/// test that is not about identity need not think of it; [`TestEnv::key`] makes others.
 pub struct TestEnv {
     pub db: TestDb,
     pub queue: TestQueue,
     overrides: HashMap<String, String>,
     leaves_unfinished: OnceLock<String>,
+    api_key: String,
 }
+
+/// The tenant of [`TestEnv::api_key`].
+pub const TEST_TENANT: &str = "bootstrap";
 
 impl TestEnv {
     pub fn new() -> Self {
@@ -160,7 +169,28 @@ impl TestEnv {
     }
 
     pub fn with(db: TestDb, queue: TestQueue) -> Self {
-        Self { db, queue, overrides: HashMap::new(), leaves_unfinished: OnceLock::new() }
+        Self {
+            db,
+            queue,
+            overrides: HashMap::new(),
+            leaves_unfinished: OnceLock::new(),
+            api_key: PresentedKey::generate().reveal().to_owned(),
+        }
+    }
+
+    /// The key every client of this environment sends (both scopes, tenant [`TEST_TENANT`]).
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// A new key of `tenant` with `scopes` (`simulate`, `operator`), recorded in this
+    /// environment's database (migrated by then).
+    pub fn key(&self, tenant: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let (_, key) =
+            portfolio_api::auth::keys_cli::issue(&mut self.db.connect(), tenant, &scopes)
+                .expect("make a test key");
+        key.reveal().to_owned()
     }
 
     /// Says that this test leaves jobs unfinished or entries in its queue on purpose, and why;
@@ -193,11 +223,21 @@ impl TestEnv {
             ("RECONCILE_INTERVAL_SECS", "1".into()),
             ("SHUTDOWN_GRACE_SECS", "10".into()),
             ("LOG_FORMAT", "pretty".into()),
+            ("BOOTSTRAP_API_KEY", self.api_key.clone()),
+            // Limits a test does not meet unless it is about them.
+            ("RATE_LIMIT_SUBMITS_PER_MINUTE", "1000000".into()),
+            ("RATE_LIMIT_READS_PER_MINUTE", "1000000".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         vars.extend(self.overrides.clone());
+        // One tenant may fill the queue up to just below its ceiling, unless the test says.
+        if !self.overrides.contains_key("MAX_UNFINISHED_JOBS_PER_KEY") {
+            let ceiling: u64 =
+                vars.get("QUEUE_DEPTH_CEILING").and_then(|c| c.parse().ok()).unwrap_or(5000);
+            vars.insert("MAX_UNFINISHED_JOBS_PER_KEY".into(), (ceiling - 1).max(1).to_string());
+        }
         vars
     }
 
@@ -246,26 +286,55 @@ impl Drop for TestEnv {
 }
 
 /// An HTTP client of one API, in this process ([`TestApp`]) or a child process
-/// ([`processes::ApiProc`]).
+/// ([`processes::ApiProc`]). It sends its key (`Authorization: Bearer`) with every request.
+#[derive(Clone)]
 pub struct ApiClient {
     pub address: String,
     pub client: reqwest::Client,
+    /// Where the API serves `/metrics` (its `METRICS_BIND`).
+    pub metrics_address: String,
 }
 
+/// The environment variable under which a process's vars carry its clients' key.
+pub(crate) const KEY_VAR: &str = "BOOTSTRAP_API_KEY";
+
 impl ApiClient {
-    /// A client of the API at `address`, once it answers /health.
-    pub(crate) async fn connect(address: String, within: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build()
-            .expect("client");
-        let me = Self { address, client };
+    /// A client of the API at `address`, sending `key` (none if `None`), once the API answers
+    /// /health.
+    pub(crate) async fn connect(
+        address: String,
+        metrics_address: String,
+        key: Option<&str>,
+        within: Duration,
+    ) -> Self {
+        let me = Self { address, client: http_client(key), metrics_address };
         eventually(within, || async {
             me.client.get(me.url("/health")).send().await.ok().filter(|r| r.status().is_success())
         })
         .await;
         me
+    }
+
+    /// The same API through a client that sends `key` instead.
+    pub fn as_key(&self, key: &str) -> Self {
+        Self { client: http_client(Some(key)), ..self.clone() }
+    }
+
+    /// The same API through a client that sends no key.
+    pub fn anonymous(&self) -> Self {
+        Self { client: http_client(None), ..self.clone() }
+    }
+
+    /// The API's Prometheus text, from its metrics listener.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("metrics text")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -322,10 +391,14 @@ pub struct TestApp {
 
 impl TestApp {
     pub(crate) async fn spawn(settings: Settings) -> Self {
+        let key = settings.auth.bootstrap_key.as_ref().map(|k| k.expose_secret().to_owned());
         let app = portfolio_api::startup::Application::build(settings).expect("build the API");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
         let task = tokio::spawn(app.run_until_stopped());
-        let api = ApiClient::connect(address, Duration::from_secs(10)).await;
+        let api =
+            ApiClient::connect(address, metrics_address, key.as_deref(), Duration::from_secs(10))
+                .await;
         Self { api, task }
     }
 
@@ -386,6 +459,21 @@ impl Drop for TestWorker {
     }
 }
 
+/// A reqwest client sending `key` as a Bearer token with every request.
+fn http_client(key: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        let value = format!("Bearer {key}").parse().expect("a key is a valid header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// Calls `probe` until it returns `Some`, at most for `within`; panics with a timeout
 /// otherwise. The interval is short: this awaits a condition, it does not pace the test.
 pub async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> T
@@ -415,6 +503,19 @@ pub(crate) fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Asserts that `response` is a problem document (RFC 9457) of `status`, and returns it.
+pub async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem JSON");
+    for key in ["type", "title", "status", "detail"] {
+        assert!(body.get(key).is_some(), "problem lacks `{key}`: {body}");
+    }
+    assert_eq!(body["status"], status);
+    body
 }
 
 /// A small valid request.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,13 +66,7 @@ impl Proc {
         let log = logs.path(label);
         let out = File::create(&log).expect("create the process log");
         let err = out.try_clone().expect("clone the log handle");
-        let child = Command::new(binary(name))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("NO_COLOR", "1")
-            .envs(vars)
-            .stdin(Stdio::null())
+        let child = command(name, args, vars)
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -142,6 +136,25 @@ impl Drop for Proc {
     }
 }
 
+/// Runs one of the binaries to its end (a command line tool, like `portfolio-api keys`) with
+/// exactly `vars` as its environment (plus PATH), keeping standard output and error apart.
+pub fn run_to_end(name: &str, args: &[&str], vars: &HashMap<String, String>) -> Output {
+    command(name, args, vars).output().unwrap_or_else(|e| panic!("running {name}: {e}"))
+}
+
+/// One of the binaries with `args`, exactly `vars` as its environment (plus PATH), no input.
+fn command(name: &str, args: &[&str], vars: &HashMap<String, String>) -> Command {
+    let mut command = Command::new(binary(name));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(vars)
+        .stdin(Stdio::null());
+    command
+}
+
 /// `portfolio-api` as a process, on a port of its own.
 pub struct ApiProc {
     pub proc: Proc,
@@ -152,11 +165,18 @@ impl ApiProc {
     /// Starts it and waits until it answers /health.
     pub async fn spawn(vars: &HashMap<String, String>, logs: &LogDir) -> Self {
         let port = free_port();
+        let metrics_port = free_port();
         let mut vars = vars.clone();
         vars.insert("API_BIND".into(), format!("127.0.0.1:{port}"));
+        vars.insert("METRICS_BIND".into(), format!("127.0.0.1:{metrics_port}"));
         let proc = Proc::spawn("portfolio-api", &["serve"], &vars, logs, "api");
-        let api =
-            ApiClient::connect(format!("http://127.0.0.1:{port}"), Duration::from_secs(20)).await;
+        let api = ApiClient::connect(
+            format!("http://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{metrics_port}"),
+            vars.get(crate::KEY_VAR).map(String::as_str),
+            Duration::from_secs(20),
+        )
+        .await;
         Self { proc, api }
     }
 }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::{Caller, Scope};
 use crate::draw::{self, ChartError};
 use crate::error::{ApiError, Problem};
 use crate::routes::results::parse_id;
@@ -20,16 +21,20 @@ use crate::state::AppState;
 
 pub(crate) const SVG: &str = "image/svg+xml";
 /// A succeeded job's result never changes, so its charts can be cached; an hour bounds how long
-/// a browser keeps a chart drawn by an older release.
-const RESULT_CHART_CACHE: &str = "public, max-age=3600";
+/// a browser keeps a chart drawn by an older release. Private: a tenant's chart is for that
+/// tenant's browser, never a shared cache.
+pub(crate) const RESULT_CACHE: &str = "private, max-age=3600";
 
 /// The result of a succeeded job; 404 for an unknown job, 409 for one without a result.
 pub(crate) async fn succeeded_result(
     state: &AppState,
+    caller: Caller,
     raw_id: &str,
 ) -> Result<(Uuid, SimulationResult), ApiError> {
+    caller.require_reader()?;
     let id = parse_id(raw_id)?;
-    let Some((job, result)) = state.read(move |conn| store::find_job(conn, id)).await? else {
+    let found = state.read(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
+    let Some((job, result)) = found else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
     let status = job.status;
@@ -104,6 +109,7 @@ impl ResultChart {
 #[tracing::instrument(skip_all, fields(job_id = %path.0, chart = %path.1))]
 pub(crate) async fn result_chart(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, name) = path.into_inner();
@@ -113,8 +119,8 @@ pub(crate) async fn result_chart(
             format!("{name}.svg")
         ))
     })?;
-    let (_, result) = succeeded_result(&state, &id).await?;
-    svg(chart.draw(&result), RESULT_CHART_CACHE)
+    let (_, result) = succeeded_result(&state, caller, &id).await?;
+    svg(chart.draw(&result), RESULT_CACHE)
 }
 
 /// Read as text and parsed by the handler, so a bad value is a 422 naming it.
@@ -140,8 +146,10 @@ pub(crate) struct DepthQuery {
 #[tracing::instrument(skip_all)]
 pub(crate) async fn queue_depth(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Operator)?;
     let query = web::Query::<DepthQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::validation("query", e.to_string()))?;
     let minutes = match query.minutes.as_deref() {
@@ -155,5 +163,5 @@ pub(crate) async fn queue_depth(
     let now = Utc::now();
     let since = now - chrono::Duration::minutes(i64::from(minutes));
     let samples = state.read(move |conn| stats::samples_since(conn, since)).await?;
-    svg(draw::queue::depth(&samples, now, minutes), "no-cache")
+    svg(draw::queue::depth(&samples, now, minutes), "private, no-cache")
 }

@@ -7,8 +7,9 @@ use actix_web::{HttpResponse, web};
 use portfolio_engine::SimulationResult;
 use portfolio_engine::result::PERCENTILES;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::routes::charts::succeeded_result;
+use crate::routes::charts::{RESULT_CACHE, succeeded_result};
 use crate::state::AppState;
 
 /// One row per year end: real and nominal wealth percentiles, the share depleted by then, and
@@ -26,16 +27,17 @@ use crate::state::AppState;
 #[tracing::instrument(skip_all, fields(job_id = %id))]
 pub(crate) async fn table_csv(
     state: web::Data<AppState>,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, result) = succeeded_result(&state, &id).await?;
+    let (id, result) = succeeded_result(&state, caller, &id).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"portfolio-mc-{id}.csv\""),
         ))
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::CACHE_CONTROL, RESULT_CACHE))
         .body(csv(&result).map_err(ApiError::Internal)?))
 }
 

@@ -75,9 +75,16 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
     };
+    // The page is public: the causes (host names, driver messages) go to the log, and the
+    // answer says only what is down.
+    for (name, outcome) in [("postgres", &postgres), ("redis", &redis)] {
+        if let Err(e) = outcome {
+            tracing::warn!(dependency = name, error = %e, "not ready");
+        }
+    }
     let show = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
-        Err(e) => format!("unavailable: {e}"),
+        Err(_) => "unavailable".to_owned(),
     };
     let checks = Readiness { postgres: show(&postgres), redis: show(&redis) };
     if postgres.is_ok() && redis.is_ok() {

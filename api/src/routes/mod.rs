@@ -54,7 +54,6 @@ where
         .service(pages::asset)
         .service(health::health)
         .service(health::ready)
-        .service(scrape::metrics)
         .service(openapi::openapi_json)
         .split_for_parts();
     openapi::complete(&mut document, limits);

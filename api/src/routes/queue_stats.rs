@@ -14,6 +14,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -139,7 +140,11 @@ pub(crate) struct Failure {
 )]
 #[get("/queue/stats")]
 #[tracing::instrument(skip_all)]
-pub(crate) async fn queue_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn queue_stats(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Operator)?;
     let (queue, jobs) = tokio::join!(queue_now(&state), jobs_lately(&state));
     if let (Err(redis), Err(postgres)) = (&queue, &jobs) {
         tracing::warn!(%redis, %postgres, "queue stats: no source answered");

@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -97,15 +98,18 @@ pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 #[tracing::instrument(skip_all, fields(job_id = %path))]
 pub(crate) async fn get(
     path: web::Path<String>,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require_reader()?;
     let id = parse_id(&path)?;
-    let Some((job, result)) = state.read(move |conn| store::find_job(conn, id)).await? else {
+    let found = state.read(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
+    let Some((job, result)) = found else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
     let view = JobView::new(job, result)?;
     let mut response = HttpResponse::Ok();
-    response.insert_header((header::CACHE_CONTROL, "no-cache"));
+    response.insert_header((header::CACHE_CONTROL, "private, no-cache"));
     match view.status {
         JobStatus::Queued => {
             response.insert_header((header::RETRY_AFTER, "2"));
@@ -162,8 +166,10 @@ pub(crate) struct JobList {
 #[tracing::instrument(skip_all)]
 pub(crate) async fn list(
     req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require_reader()?;
     let query = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::validation("query", e.to_string()))?
         .into_inner();
@@ -188,7 +194,8 @@ pub(crate) async fn list(
                 .map_err(|_| ApiError::validation("before", "must be a job id (UUID)"))?,
         ),
     };
-    let rows = state.read(move |conn| store::list_jobs(conn, limit, before)).await?;
+    let rows =
+        state.read(move |conn| store::list_jobs(conn, caller.viewer(), limit, before)).await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| format!("/results?limit={limit}&before={}", r.id)))
         .flatten();

@@ -1,17 +1,34 @@
-//! `GET /metrics`: the Prometheus scrape of the API's metrics (`crate::metrics`), as text. Queue
-//! depth and pool gauges are refreshed at scrape time.
+//! The API's metrics listener (`METRICS_BIND`, as the worker has one): `GET /metrics`, the
+//! Prometheus scrape of `crate::metrics` as text, off the public port so that only what can
+//! reach the listener (Prometheus, the platform) sees it. Queue depth and pool gauges are
+//! refreshed at scrape time.
 
-use actix_web::get;
-use actix_web::{HttpResponse, web};
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::state::AppState;
 
+/// Binds `bind` and prepares the listener (it serves once awaited). Binding fails loudly: an
+/// API that cannot be scraped should not pretend to be fine.
+pub(crate) fn serve(bind: SocketAddr, state: web::Data<AppState>) -> anyhow::Result<(u16, Server)> {
+    let listener =
+        TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("binding METRICS_BIND={bind}: {e}"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((port, server))
+}
+
 /// Prometheus metrics.
-#[utoipa::path(tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-#[get("/metrics")]
 #[tracing::instrument(skip_all)]
-pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match state.redis(state.queue.depth()).await {
         Ok(depth) => state.metrics.record_depth(&depth),
         Err(e) => tracing::warn!(error = ?e, "queue depth unavailable for /metrics"),

@@ -15,12 +15,13 @@ use futures_util::StreamExt;
 use portfolio_engine::SimulationRequestInput;
 use portfolio_engine::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
 use portfolio_shared::JobStatus;
-use portfolio_shared::store::{self, CancelOutcome, models::NewSimulation};
+use portfolio_shared::store::{self, CancelOutcome, Recorded, models::NewSimulation};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::request_id::RequestId;
 use crate::routes::results::parse_id;
@@ -96,18 +97,21 @@ struct SubmitHeaders {
 #[tracing::instrument(skip_all, fields(job_id))]
 pub(crate) async fn submit(
     req: HttpRequest,
+    caller: Caller,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    accept(req, payload, state).await
+    accept(req, caller, payload, state).await
 }
 
 /// What both submit routes do: check the body, record the job, queue it.
 async fn accept(
     req: HttpRequest,
+    caller: Caller,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Simulate)?;
     require_json(&req)?;
     let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
     let limits = RequestLimits { max_scenarios: state.settings.api.max_scenarios };
@@ -120,7 +124,7 @@ async fn accept(
     // same JSON with other spacing or key order is still "the same body".
     let fingerprint = hex::encode(Sha256::digest(request.to_json().to_string()));
     if let Some(key) = &idempotency
-        && let Some(replay) = replay(&state, key, &fingerprint).await?
+        && let Some(replay) = replay(&state, &caller, key, &fingerprint).await?
     {
         return Ok(replay);
     }
@@ -133,9 +137,11 @@ async fn accept(
     let request = request.with_seed(seed);
     let request_json = request.to_json();
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let quota = state.settings.auth.max_unfinished_per_tenant;
     let insert = {
         let key = idempotency.clone();
         let fingerprint = fingerprint.clone();
+        let caller = caller.clone();
         state
             .write(move |conn| {
                 store::insert_job(
@@ -147,21 +153,31 @@ async fn accept(
                         request_id: request_id.as_deref(),
                         idempotency_key: key.as_deref(),
                         request_hash: Some(&fingerprint),
+                        owner: &caller.tenant,
+                        api_key_id: caller.key_id,
                     },
+                    i64::try_from(quota).unwrap_or(i64::MAX),
                 )
             })
             .await
     };
-    if let Err(e) = insert {
-        // Two submits with one new key raced; the loser answers as a replay.
-        if let (Some(key), ApiError::Internal(inner)) = (&idempotency, &e)
-            && is_unique_violation(inner)
-            && let Some(replay) = replay(&state, key, &fingerprint).await?
-        {
-            return Ok(replay);
+    match insert {
+        Ok(Recorded::Inserted) => {}
+        Ok(Recorded::QuotaReached { unfinished }) => {
+            state.metrics.submits_refused.with_label_values(&["quota"]).inc();
+            return Err(ApiError::QuotaReached { unfinished, limit: quota });
         }
-        state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
-        return Err(e);
+        Err(e) => {
+            // Two submits with one new key raced; the loser answers as a replay.
+            if let (Some(key), ApiError::Internal(inner)) = (&idempotency, &e)
+                && is_unique_violation(inner)
+                && let Some(replay) = replay(&state, &caller, key, &fingerprint).await?
+            {
+                return Ok(replay);
+            }
+            state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+            return Err(e);
+        }
     }
     tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios(), "job recorded");
 
@@ -193,10 +209,11 @@ async fn accept(
 #[tracing::instrument(skip_all, fields(job_id))]
 pub(crate) async fn run_simulation(
     req: HttpRequest,
+    caller: Caller,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    accept(req, payload, state).await
+    accept(req, caller, payload, state).await
 }
 
 /// Cancel a job.
@@ -218,12 +235,18 @@ pub(crate) async fn run_simulation(
 #[tracing::instrument(skip_all, fields(job_id = %path))]
 pub(crate) async fn cancel(
     req: HttpRequest,
+    caller: Caller,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Simulate)?;
     let id = parse_id(&path)?;
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-    let outcome = state.write(move |conn| store::cancel(conn, id, request_id.as_deref())).await?;
+    let outcome = state
+        .write(move |conn| {
+            store::cancel(conn, &caller.tenant, caller.key_id, id, request_id.as_deref())
+        })
+        .await?;
     match outcome {
         CancelOutcome::Cancelled => {
             Ok(HttpResponse::Ok().json(JobAccepted::new(id, JobStatus::Cancelled)))
@@ -300,25 +323,30 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// The earlier job of an idempotency key, if the key is still live: a 200 replay when the
-/// body matches, a 422 when it does not. An expired key is released for reuse.
+/// The caller's earlier job of an idempotency key, if the key is still live: a 200 replay
+/// when the body matches, a 422 when it does not. An expired key is released for reuse. Keys
+/// are the tenant's own: another tenant's use of the same key is invisible.
 async fn replay(
     state: &web::Data<AppState>,
+    caller: &Caller,
     key: &str,
     fingerprint: &str,
 ) -> Result<Option<HttpResponse>, ApiError> {
     let key_owned = key.to_owned();
+    let owner = caller.tenant.clone();
     let existing = state
         .write(move |conn| {
-            store::expire_idempotency_key(conn, &key_owned, IDEMPOTENCY_TTL)?;
-            store::find_by_idempotency_key(conn, &key_owned)
+            store::expire_idempotency_key(conn, &owner, &key_owned, IDEMPOTENCY_TTL)?;
+            store::find_by_idempotency_key(conn, &owner, &key_owned)
         })
         .await?;
     let Some(job) = existing else { return Ok(None) };
     if job.request_hash.as_deref() != Some(fingerprint) {
+        // The job is the caller's own, but the message still does not quote its id: a key
+        // reused by mistake is best fixed by a new key, not by going to the old job.
         return Err(ApiError::validation(
             "Idempotency-Key",
-            format!("was already used within 24 h for job {} with a different body", job.id),
+            "was already used within 24 h with a different body; use a new key for a new request",
         ));
     }
     Ok(Some(

@@ -23,7 +23,10 @@ function init(args)
 end
 
 function request()
-  return wrk.format("POST", "/simulations", { ["Content-Type"] = "application/json" }, body)
+  return wrk.format("POST", "/simulations", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. os.getenv("CHAOS_API_KEY"),
+  }, body)
 end
 
 function delay()

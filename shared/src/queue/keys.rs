@@ -83,6 +83,12 @@ impl Keys {
         self.key("dead")
     }
 
+    /// ZSET of one tenant's requests of one budget (`submits`, `reads`) in the last minute,
+    /// shared by every API replica (our key, not apalis-redis's: see `crate::rate_limit`).
+    pub fn rate_window(&self, budget: &str, tenant: &str) -> String {
+        format!("{}:{tenant}", self.key(&format!("ratelimit:{budget}")))
+    }
+
     fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.namespace)
     }

@@ -1,5 +1,6 @@
-//! The API's queries: record a submitted job, read jobs back (one, a page, by idempotency key),
-//! count the backlog, and cancel.
+//! The API's queries: record a submitted job (within its owner's quota), read jobs back (one,
+//! a page, by idempotency key), count the backlog, and cancel. Every read and the cancel are
+//! scoped to a [`Viewer`]: a tenant sees only its own jobs, as if no other job existed.
 
 use std::time::Duration;
 
@@ -7,50 +8,95 @@ use chrono::{DateTime, Utc};
 use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Double};
+use diesel::sql_types::{Bool, Double, Text};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::audit::{self, API_ACTOR, AuditEvent};
+use super::audit::{self, Actor, AuditEvent};
 use super::models::{NewSimulation, Simulation, SimulationResultRow};
 use super::transition::{finish, locked};
 use crate::JobStatus;
 use crate::schema::{simulation_results, simulations};
 
-/// Records an accepted job (status `queued`) and its `submitted` audit row, atomically.
-pub fn insert_job(conn: &mut PgConnection, job: &NewSimulation<'_>) -> QueryResult<()> {
+/// Whose jobs a query may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer<'a> {
+    /// One tenant: its own jobs only.
+    Tenant(&'a str),
+    /// An operator: every tenant's jobs (read-only; see [`cancel`]).
+    Operator,
+}
+
+/// What recording a submitted job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Inserted,
+    /// The owner already has this many unfinished jobs, the most it may have; nothing was
+    /// written.
+    QuotaReached {
+        unfinished: i64,
+    },
+}
+
+/// Records an accepted job (status `queued`) and its `submitted` audit row, atomically, unless
+/// its owner already has `max_unfinished` jobs queued or running. The count and the insert run
+/// under a lock of the owner's (a transaction-scoped advisory lock), so concurrent submits of
+/// one tenant, through any number of API replicas, cannot overshoot the quota.
+pub fn insert_job(
+    conn: &mut PgConnection,
+    job: &NewSimulation<'_>,
+    max_unfinished: i64,
+) -> QueryResult<Recorded> {
     conn.transaction(|conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('quota:' || $1, 0))")
+            .bind::<Text, _>(job.owner)
+            .execute(conn)?;
+        let unfinished: i64 = simulations::table
+            .filter(simulations::owner.eq(job.owner))
+            .filter(simulations::status.eq_any([JobStatus::Queued, JobStatus::Running]))
+            .count()
+            .get_result(conn)?;
+        if unfinished >= max_unfinished {
+            return Ok(Recorded::QuotaReached { unfinished });
+        }
         diesel::insert_into(simulations::table).values(job).execute(conn)?;
         audit::record(
             conn,
             job.id,
             AuditEvent::Submitted,
-            API_ACTOR,
+            Actor::Api(job.api_key_id),
             job.request_id,
             json!({ "seed": job.seed, "idempotency_key": job.idempotency_key }),
-        )
+        )?;
+        Ok(Recorded::Inserted)
     })
 }
 
 /// A job and its result, if it has one.
 pub fn find_job(
     conn: &mut PgConnection,
+    viewer: Viewer<'_>,
     id: Uuid,
 ) -> QueryResult<Option<(Simulation, Option<SimulationResultRow>)>> {
-    simulations::table
+    let mut query = simulations::table
         .left_join(simulation_results::table)
         .filter(simulations::id.eq(id))
         .select((Simulation::as_select(), Option::<SimulationResultRow>::as_select()))
-        .first(conn)
-        .optional()
+        .into_boxed();
+    if let Viewer::Tenant(owner) = viewer {
+        query = query.filter(simulations::owner.eq(owner));
+    }
+    query.first(conn).optional()
 }
 
-/// The job submitted with this idempotency key, if any.
+/// The owner's job submitted with this idempotency key, if any.
 pub fn find_by_idempotency_key(
     conn: &mut PgConnection,
+    owner: &str,
     key: &str,
 ) -> QueryResult<Option<Simulation>> {
     simulations::table
+        .filter(simulations::owner.eq(owner))
         .filter(simulations::idempotency_key.eq(key))
         .select(Simulation::as_select())
         .first(conn)
@@ -61,15 +107,19 @@ pub fn find_by_idempotency_key(
 /// wrote `created_at`), so the key can name a new job.
 pub fn expire_idempotency_key(
     conn: &mut PgConnection,
+    owner: &str,
     key: &str,
     ttl: Duration,
 ) -> QueryResult<usize> {
     diesel::update(
-        simulations::table.filter(simulations::idempotency_key.eq(key)).filter(
-            sql::<Bool>("created_at < now() - make_interval(secs => ")
-                .bind::<Double, _>(ttl.as_secs_f64())
-                .sql(")"),
-        ),
+        simulations::table
+            .filter(simulations::owner.eq(owner))
+            .filter(simulations::idempotency_key.eq(key))
+            .filter(
+                sql::<Bool>("created_at < now() - make_interval(secs => ")
+                    .bind::<Double, _>(ttl.as_secs_f64())
+                    .sql(")"),
+            ),
     )
     .set(simulations::idempotency_key.eq(None::<String>))
     .execute(conn)
@@ -84,9 +134,11 @@ pub struct JobListRow {
     pub success_probability: Option<f64>,
 }
 
-/// Newest first, strictly older than the job `before` (when given).
+/// The viewer's jobs, newest first, strictly older than the job `before` (when given; a job
+/// the viewer cannot see is no cursor).
 pub fn list_jobs(
     conn: &mut PgConnection,
+    viewer: Viewer<'_>,
     limit: i64,
     before: Option<Uuid>,
 ) -> QueryResult<Vec<JobListRow>> {
@@ -100,12 +152,15 @@ pub fn list_jobs(
         .order((simulations::created_at.desc(), simulations::id.desc()))
         .limit(limit)
         .into_boxed();
+    if let Viewer::Tenant(owner) = viewer {
+        query = query.filter(simulations::owner.eq(owner));
+    }
     if let Some(cursor) = before {
-        let at: Option<DateTime<Utc>> = simulations::table
-            .find(cursor)
-            .select(simulations::created_at)
-            .first(conn)
-            .optional()?;
+        let mut at = simulations::table.find(cursor).select(simulations::created_at).into_boxed();
+        if let Viewer::Tenant(owner) = viewer {
+            at = at.filter(simulations::owner.eq(owner));
+        }
+        let at: Option<DateTime<Utc>> = at.first(conn).optional()?;
         match at {
             Some(at) => {
                 query = query.filter(
@@ -141,13 +196,18 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// Cancels the owner's job `id` for the key `api_key_id`; another tenant's job is
+/// [`CancelOutcome::NotFound`], even for an operator (operators read every job, but cancel
+/// only their own).
 pub fn cancel(
     conn: &mut PgConnection,
+    owner: &str,
+    api_key_id: Option<i64>,
     id: Uuid,
     request_id: Option<&str>,
 ) -> QueryResult<CancelOutcome> {
     conn.transaction(|conn| {
-        let Some(job) = locked(conn, id)? else {
+        let Some(job) = locked(conn, id)?.filter(|job| job.owner == owner) else {
             return Ok(CancelOutcome::NotFound);
         };
         match job.status {
@@ -161,7 +221,7 @@ pub fn cancel(
                     conn,
                     &job,
                     JobStatus::Cancelled,
-                    API_ACTOR,
+                    Actor::Api(api_key_id),
                     None,
                     json!({ "when": "queued" }),
                 )?;
@@ -171,6 +231,14 @@ pub fn cancel(
                 diesel::update(simulations::table.find(id))
                     .set((simulations::cancel_requested.eq(true), simulations::updated_at.eq(now)))
                     .execute(conn)?;
+                audit::record(
+                    conn,
+                    id,
+                    AuditEvent::CancelRequested,
+                    Actor::Api(api_key_id),
+                    request_id.or(job.request_id.as_deref()),
+                    json!({}),
+                )?;
                 Ok(CancelOutcome::Requested)
             }
         }

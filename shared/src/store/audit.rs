@@ -25,16 +25,19 @@ pub(crate) enum AuditEvent {
     Failed,
     Cancelled,
     Retried,
+    /// A key asked to cancel a running job; the worker's `cancelled` row follows.
+    CancelRequested,
 }
 
 impl AuditEvent {
-    pub(crate) const ALL: [AuditEvent; 6] = [
+    pub(crate) const ALL: [AuditEvent; 7] = [
         Self::Submitted,
         Self::Started,
         Self::Succeeded,
         Self::Failed,
         Self::Cancelled,
         Self::Retried,
+        Self::CancelRequested,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl AuditEvent {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Retried => "retried",
+            Self::CancelRequested => "cancel_requested",
         }
     }
 }
@@ -73,17 +77,30 @@ impl FromSql<Text, Pg> for AuditEvent {
     }
 }
 
+/// Who wrote an audit row: the API on behalf of a key, or a worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Actor<'a> {
+    /// The API, acting for this key (`None` when it runs with `AUTH_MODE=disabled`).
+    Api(Option<i64>),
+    /// A worker, by name.
+    Worker(&'a str),
+}
+
 /// Appends one row to the job's trail.
 pub(super) fn record(
     conn: &mut PgConnection,
     id: Uuid,
     event: AuditEvent,
-    actor: &str,
+    actor: Actor<'_>,
     request_id: Option<&str>,
     data: serde_json::Value,
 ) -> QueryResult<()> {
+    let (actor, api_key_id) = match actor {
+        Actor::Api(key) => (API_ACTOR, key),
+        Actor::Worker(name) => (name, None),
+    };
     diesel::insert_into(audit_logs::table)
-        .values(NewAuditLog { simulation_id: id, event, actor, request_id, data })
+        .values(NewAuditLog { simulation_id: id, event, actor, request_id, data, api_key_id })
         .execute(conn)
         .map(drop)
 }

@@ -19,7 +19,7 @@ use diesel::sql_types::{Bool, Double, Nullable, Timestamptz};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, Actor, AuditEvent};
 use super::models::{NewSimulationResult, Simulation};
 use super::transition::finish;
 use crate::JobStatus;
@@ -128,7 +128,7 @@ pub fn claim(
             return Ok(Claim::Finished(status));
         }
         if job.cancel_requested {
-            finish(conn, &job, JobStatus::Cancelled, worker, None, json!({ "when": status }))?;
+            finish(conn, &job, JobStatus::Cancelled, Actor::Worker(worker), None, json!({ "when": status }))?;
             return Ok(Claim::Finished(JobStatus::Cancelled));
         }
         if let Some(wait) = positive(due_in) {
@@ -158,7 +158,7 @@ pub fn claim(
                 conn,
                 &job,
                 JobStatus::Failed,
-                worker,
+                Actor::Worker(worker),
                 Some(&error),
                 json!({ "attempts": job.attempts, "reason": "max_attempts" }),
             )?;
@@ -184,7 +184,7 @@ pub fn claim(
                 conn,
                 id,
                 AuditEvent::Retried,
-                worker,
+                Actor::Worker(worker),
                 job.request_id.as_deref(),
                 json!({ "attempt": attempt, "previous_worker": job.worker, "previous_error": job.error }),
             )?;
@@ -193,7 +193,7 @@ pub fn claim(
             conn,
             id,
             AuditEvent::Started,
-            worker,
+            Actor::Worker(worker),
             job.request_id.as_deref(),
             json!({ "attempt": attempt }),
         )?;
@@ -341,7 +341,7 @@ pub fn complete(
             conn,
             &job,
             JobStatus::Succeeded,
-            &lease.worker,
+            Actor::Worker(&lease.worker),
             None,
             json!({ "attempt": job.attempts, "success_probability": success_probability }),
         )?;
@@ -357,7 +357,7 @@ pub fn fail(conn: &mut PgConnection, lease: &Lease, error: &str) -> QueryResult<
             conn,
             &job,
             JobStatus::Failed,
-            &lease.worker,
+            Actor::Worker(&lease.worker),
             Some(error),
             json!({ "attempt": job.attempts }),
         )?;
@@ -375,7 +375,7 @@ pub fn cancelled_by_worker(conn: &mut PgConnection, lease: &Lease) -> QueryResul
             conn,
             &job,
             JobStatus::Cancelled,
-            &lease.worker,
+            Actor::Worker(&lease.worker),
             None,
             json!({ "when": "running" }),
         )?;
@@ -430,7 +430,7 @@ pub fn hand_back(conn: &mut PgConnection, lease: &Lease) -> QueryResult<Write> {
             conn,
             job.id,
             AuditEvent::Retried,
-            &lease.worker,
+            Actor::Worker(&lease.worker),
             job.request_id.as_deref(),
             json!({ "reason": "worker shutdown", "attempt_not_counted": job.attempts }),
         )?;

@@ -5,6 +5,7 @@
 //! ([`Lease`]); and every "is it stale yet", "is it due yet" is decided by the database's clock
 //! alone, since the hosts asking may disagree with it and with each other.
 
+mod api_keys;
 mod api_queries;
 mod audit;
 mod job_lifecycle;
@@ -13,6 +14,7 @@ mod reconciler;
 pub mod stats;
 mod transition;
 
+pub use api_keys::*;
 pub use api_queries::*;
 pub(crate) use audit::AuditEvent;
 pub use job_lifecycle::*;

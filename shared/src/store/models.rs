@@ -27,6 +27,8 @@ pub struct Simulation {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The tenant the job belongs to (the name of the key that submitted it).
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -38,6 +40,9 @@ pub struct NewSimulation<'a> {
     pub request_id: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     pub request_hash: Option<&'a str>,
+    pub owner: &'a str,
+    /// The key that submitted it (`None` when the API runs with `AUTH_MODE=disabled`).
+    pub api_key_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -62,4 +67,5 @@ pub(crate) struct NewAuditLog<'a> {
     pub(crate) actor: &'a str,
     pub(crate) request_id: Option<&'a str>,
     pub(crate) data: serde_json::Value,
+    pub(crate) api_key_id: Option<i64>,
 }

@@ -6,7 +6,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, Actor, AuditEvent};
 use super::models::Simulation;
 use crate::JobStatus;
 use crate::schema::simulations;
@@ -21,7 +21,7 @@ pub(super) fn finish(
     conn: &mut PgConnection,
     job: &Simulation,
     status: JobStatus,
-    actor: &str,
+    actor: Actor<'_>,
     error: Option<&str>,
     data: serde_json::Value,
 ) -> QueryResult<()> {

@@ -27,7 +27,7 @@ use serde_yaml::Value as Yaml;
 
 const API_BINARY: &str = "portfolio-api";
 const WORKER_BINARY: &str = "portfolio-worker";
-const API_SUBCOMMANDS: &[&str] = &["serve", "migrate", "healthcheck"];
+const API_SUBCOMMANDS: &[&str] = &["serve", "migrate", "healthcheck", "keys"];
 const WORKER_SUBCOMMANDS: &[&str] = &["run", "healthcheck", "simulate"];
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,158 @@
+//! The middleware in front of every route: lets the public routes through, authenticates
+//! everything else (401 + `WWW-Authenticate: Bearer`), then counts the request against its
+//! tenant's budget for the minute (429 + `Retry-After` once it is spent). The budgets are the
+//! IETF httpapi rate-limit draft's policies (`RateLimit-Policy`, `RateLimit` on every
+//! authenticated answer).
+//!
+//! A key is looked up on the primary at every request, with no cache: a revoked key stops
+//! working at once on every replica, for one indexed read per request.
+
+use std::time::Duration;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use chrono::Utc;
+use portfolio_shared::rate_limit::{Budget, Decision};
+use portfolio_shared::settings::AuthMode;
+use portfolio_shared::store;
+
+use super::key::PresentedKey;
+use super::{Caller, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The routes anyone may call: the pages and their assets (they ask for the key themselves)
+/// and the health checks load balancers probe. Everything else, the OpenAPI document
+/// included, is for key holders.
+const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{file}", "/health", "/ready"];
+
+static RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// Is this route served to anyone? Decided on the route the request matches (as the router
+/// decides it), not on the raw path, so that no spelling of a protected path passes as public.
+pub(crate) fn is_public(req: &ServiceRequest) -> bool {
+    req.match_pattern().is_some_and(|pattern| PUBLIC.contains(&pattern.as_str()))
+}
+
+pub(crate) async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    // CORS preflights carry no credentials (the CORS middleware answers them).
+    if req.method() == Method::OPTIONS || is_public(&req) {
+        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+    }
+    let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
+    let caller = match state.settings.auth.mode {
+        AuthMode::Disabled => Caller::local(),
+        AuthMode::ApiKey => match authenticate(&state, &req).await {
+            Ok(caller) => caller,
+            Err(e) => return Ok(req.error_response(e).map_into_right_body()),
+        },
+    };
+    let budget = budget_of(&req, &state);
+    let decision = match state.redis(state.rate_limiter.admit(&caller.tenant, budget)).await {
+        Ok(decision) => Some(decision),
+        Err(e) => {
+            // Open, not closed: a Redis outage must not turn into an outage of reads (which
+            // need only Postgres) or of submits (which are then reconciled). The quota, kept
+            // in Postgres, still bounds what one tenant can queue meanwhile.
+            tracing::warn!(error = ?e, "rate limiter unavailable; request let through");
+            None
+        }
+    };
+    if let Some(decision) = decision
+        && !decision.accepted
+    {
+        let setting = if budget.name == SUBMITS {
+            state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
+            "RATE_LIMIT_SUBMITS_PER_MINUTE"
+        } else {
+            "RATE_LIMIT_READS_PER_MINUTE"
+        };
+        let error = ApiError::RateLimited {
+            budget: budget.name,
+            limit: budget.limit,
+            setting,
+            retry_after_secs: whole_seconds(decision.reset).max(1),
+        };
+        let mut response = req.error_response(error);
+        add_rate_limit_headers(response.headers_mut(), budget, decision);
+        return Ok(response.map_into_right_body());
+    }
+    req.extensions_mut().insert(caller);
+    let mut response = next.call(req).await?;
+    if let Some(decision) = decision {
+        add_rate_limit_headers(response.headers_mut(), budget, decision);
+    }
+    Ok(response.map_into_left_body())
+}
+
+const SUBMITS: &str = "submits";
+const REQUESTS: &str = "requests";
+
+/// Submits have a budget of their own (each is a job for the fleet); everything else shares
+/// a larger one.
+fn budget_of(req: &ServiceRequest, state: &AppState) -> Budget {
+    let submit = req.method() == Method::POST
+        && matches!(req.match_pattern().as_deref(), Some("/simulations" | "/run_simulation"));
+    if submit {
+        Budget { name: SUBMITS, limit: state.settings.auth.submits_per_minute }
+    } else {
+        Budget { name: REQUESTS, limit: state.settings.auth.reads_per_minute }
+    }
+}
+
+/// The key of `Authorization: Bearer <key>`, checked against its row on the primary.
+async fn authenticate(state: &AppState, req: &ServiceRequest) -> Result<Caller, ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .and_then(PresentedKey::parse)
+        .ok_or(ApiError::Unauthorized)?;
+    let prefix = presented.prefix().to_owned();
+    let row = state
+        .write(move |conn| {
+            let row = store::find_key(conn, &prefix)?;
+            if let Some(row) = &row
+                && row.last_used_at.is_none_or(|at| Utc::now() - at > chrono::Duration::minutes(1))
+            {
+                store::touch_key(conn, row.id)?;
+            }
+            Ok(row)
+        })
+        .await?;
+    let row = row
+        .filter(|row| row.revoked_at.is_none() && presented.matches(&row.secret_sha256))
+        .ok_or(ApiError::Unauthorized)?;
+    let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+    Ok(Caller::new(row.name, Some(row.id), scopes))
+}
+
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+/// `RateLimit-Policy: "submits";q=120;w=60` and `RateLimit: "submits";r=57;t=12`
+/// (draft-ietf-httpapi-ratelimit-headers).
+fn add_rate_limit_headers(headers: &mut header::HeaderMap, budget: Budget, decision: Decision) {
+    let window = portfolio_shared::rate_limit::WINDOW.as_secs();
+    let policy = format!("\"{}\";q={};w={window}", budget.name, budget.limit);
+    let state =
+        format!("\"{}\";r={};t={}", budget.name, decision.remaining, whole_seconds(decision.reset));
+    for (name, value) in [(&RATE_LIMIT_POLICY, policy), (&RATE_LIMIT, state)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name.clone(), value);
+        }
+    }
+}

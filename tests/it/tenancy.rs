@@ -1,0 +1,323 @@
+//! Tenancy: a key is needed on every route but the public ones; a tenant sees, charts, exports,
+//! cancels and replays only its own jobs (another's answer as if they did not exist); an
+//! operator reads every tenant's; the rate limit holds across API processes; the quota caps one
+//! tenant's unfinished jobs; audit rows name the key that acted; keys are made, listed and
+//! revoked with the CLI.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text};
+use portfolio_tests::processes::{ApiProc, LogDir, run_to_end};
+use portfolio_tests::{ApiClient, TestEnv, problem, small_request};
+use reqwest::Method;
+use serde_json::Value;
+use uuid::Uuid;
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// The routes anyone may call.
+const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{file}", "/health", "/ready"];
+
+async fn status_of(api: &ApiClient, method: Method, path: &str) -> u16 {
+    api.client.request(method, api.url(path)).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenant_cannot_read_list_chart_export_cancel_or_replay_a_job_and_an_operator_reads_all()
+ {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let worker = env.spawn_worker().await;
+    let alice = app.as_key(&env.key("alice", &["simulate"]));
+    let bob = app.as_key(&env.key("bob", &["simulate"]));
+    let operator = app.as_key(&env.key("ops", &["operator"]));
+
+    let submit_keyed = |api: &ApiClient, key: &'static str| {
+        api.client
+            .post(api.url("/simulations"))
+            .header("idempotency-key", key)
+            .json(&small_request())
+            .send()
+    };
+    let response = submit_keyed(&alice, "plan-1").await.unwrap();
+    assert_eq!(response.status(), 202);
+    let id: Uuid = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(alice.wait_terminal(id, WITHIN).await["status"], "succeeded");
+
+    for path in [
+        format!("/results/{id}"),
+        format!("/results/{id}/charts/fan.svg"),
+        format!("/results/{id}/table.csv"),
+    ] {
+        assert_eq!(status_of(&alice, Method::GET, &path).await, 200, "{path}");
+        let p = problem(bob.client.get(bob.url(&path)).send().await.unwrap(), 404).await;
+        assert!(p["detail"].as_str().unwrap().contains("no job"), "{p}");
+    }
+    let response = bob.client.delete(bob.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    problem(response, 404).await;
+    // Bob's listing is empty; his use of Alice's idempotency key makes a job of his own.
+    let list: Value =
+        bob.client.get(bob.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"], serde_json::json!([]));
+    let response = submit_keyed(&bob, "plan-1").await.unwrap();
+    assert_eq!(response.status(), 202, "a key of another tenant is no replay");
+    let bobs: Uuid =
+        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    assert_ne!(bobs, id);
+    assert_eq!(bob.wait_terminal(bobs, WITHIN).await["status"], "succeeded");
+    // Alice's replay is hers.
+    let response = submit_keyed(&alice, "plan-1").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["id"], id.to_string());
+
+    // The operator reads and lists both, but may not cancel or submit.
+    assert_eq!(status_of(&operator, Method::GET, &format!("/results/{id}")).await, 200);
+    let list: Value =
+        operator.client.get(operator.url("/results")).send().await.unwrap().json().await.unwrap();
+    let listed: Vec<&str> =
+        list["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert!(
+        listed.contains(&id.to_string().as_str()) && listed.contains(&bobs.to_string().as_str())
+    );
+    let response =
+        operator.client.delete(operator.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    let p = problem(response, 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("`simulate` scope"), "{p}");
+    problem(operator.submit(&small_request()).await, 403).await;
+    // A tenant does not get the operator's surfaces.
+    let p = problem(alice.client.get(alice.url("/queue/stats")).send().await.unwrap(), 403).await;
+    assert!(p["detail"].as_str().unwrap().contains("`operator` scope"), "{p}");
+    assert_eq!(status_of(&operator, Method::GET, "/queue/stats").await, 200);
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protected_route_answers_401_alike_without_a_valid_key() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let revoked = env.key("gone", &["simulate", "operator"]);
+    let mut conn = env.db.connect();
+    diesel::sql_query("UPDATE api_keys SET revoked_at = now() WHERE name = 'gone'")
+        .execute(&mut conn)
+        .unwrap();
+    let unknown = portfolio_api::auth::key::PresentedKey::generate().reveal().to_owned();
+    let clients = [
+        ("no key", app.anonymous()),
+        ("not a key", app.as_key("hunter2")),
+        ("unknown key", app.as_key(&unknown)),
+        ("revoked key", app.as_key(&revoked)),
+    ];
+    // Walk the route table, so that a new route cannot be forgotten.
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut protected = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let url = path
+            .replace("{id}", &Uuid::now_v7().to_string())
+            .replace("{chart}", "fan")
+            .replace("{file}", "app.js");
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            if PUBLIC.contains(&path.as_str()) {
+                let response = app.anonymous().client.request(method.clone(), app.url(&url));
+                let status = response.send().await.unwrap().status().as_u16();
+                assert!(status < 400 || status == 503, "{method} {path} is public: {status}");
+                continue;
+            }
+            protected += 1;
+            let mut details = Vec::new();
+            for (what, client) in &clients {
+                let response =
+                    client.client.request(method.clone(), client.url(&url)).send().await.unwrap();
+                assert_eq!(
+                    response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()),
+                    Some(r#"Bearer realm="portfolio-mc""#),
+                    "{method} {path} with {what}"
+                );
+                let p = problem(response, 401).await;
+                details.push(p["detail"].as_str().unwrap().to_owned());
+            }
+            details.dedup();
+            assert_eq!(details.len(), 1, "{method} {path}: no hint of which key is wrong");
+        }
+    }
+    assert!(protected >= 8, "{protected} protected operations");
+    // The metrics left the public port (it answers as any unknown route does).
+    assert_eq!(status_of(&app, Method::GET, "/metrics").await, 404);
+    assert!(app.metrics_text().await.contains("portfolio_http_requests_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submit_rate_limit_holds_across_two_api_processes_and_spares_other_tenants() {
+    let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("the accepted jobs wait; no worker runs");
+    env.set("RATE_LIMIT_SUBMITS_PER_MINUTE", 5);
+    let logs = LogDir::new();
+    let vars = env.vars();
+    let (one, two) = tokio::join!(ApiProc::spawn(&vars, &logs), ApiProc::spawn(&vars, &logs));
+    let key = env.key("busy", &["simulate"]);
+    let (one, two) = (one.as_key(&key), two.as_key(&key));
+    let mut accepted = 0;
+    let mut limited = Vec::new();
+    for i in 0..12 {
+        let api = if i % 2 == 0 { &one } else { &two };
+        let response = api.submit(&small_request()).await;
+        let policy = response.headers()["ratelimit-policy"].to_str().unwrap().to_owned();
+        assert_eq!(policy, r#""submits";q=5;w=60"#);
+        match response.status().as_u16() {
+            202 => accepted += 1,
+            429 => limited.push(response),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(accepted, 5, "the sum over both processes stays within the limit");
+    assert_eq!(limited.len(), 7);
+    let response = limited.pop().unwrap();
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let state = response.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(state.starts_with(r#""submits";r=0;t="#), "{state}");
+    let p = problem(response, 429).await;
+    assert!(p["detail"].as_str().unwrap().contains("RATE_LIMIT_SUBMITS_PER_MINUTE"), "{p}");
+    // Reads have their own budget, and another tenant its own.
+    assert_eq!(status_of(&one, Method::GET, "/results").await, 200);
+    let other = one.as_key(&env.key("calm", &["simulate"]));
+    assert_eq!(other.submit(&small_request()).await.status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quota_caps_a_tenants_unfinished_jobs_naming_the_setting() {
+    let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("the jobs wait; no worker runs");
+    env.set("MAX_UNFINISHED_JOBS_PER_KEY", 2);
+    let app = env.spawn_app().await;
+    let key = env.key("heavy", &["simulate"]);
+    let heavy = app.as_key(&key);
+    // A rotated key of the same tenant shares the quota.
+    let rotated = app.as_key(&env.key("heavy", &["simulate"]));
+    heavy.submit_ok(&small_request()).await;
+    rotated.submit_ok(&small_request()).await;
+    let response = heavy.submit(&small_request()).await;
+    assert!(response.headers().contains_key("retry-after"));
+    let p = problem(response, 429).await;
+    assert_eq!(p["type"], "/problems/quota-reached");
+    assert!(p["detail"].as_str().unwrap().contains("MAX_UNFINISHED_JOBS_PER_KEY=2"), "{p}");
+    let mine: Value =
+        heavy.client.get(heavy.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 2, "the refused job was not recorded");
+    // Cancelling one frees a place; another tenant was never concerned.
+    let first = mine["items"][0]["id"].as_str().unwrap().to_owned();
+    let response = heavy.client.delete(heavy.url(&format!("/simulations/{first}"))).send().await;
+    assert_eq!(response.unwrap().status(), 200);
+    heavy.submit_ok(&small_request()).await;
+    app.submit_ok(&small_request()).await;
+}
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct KeyedRow {
+    #[diesel(sql_type = Text)]
+    event: String,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Int8>)]
+    api_key_id: Option<i64>,
+    #[diesel(sql_type = Text)]
+    owner: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_rows_name_the_key_that_submitted_and_the_one_that_cancelled() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let first = env.key("carol", &["simulate"]);
+    let second = env.key("carol", &["simulate"]);
+    let id = app.as_key(&first).submit_ok(&small_request()).await;
+    let canceller = app.as_key(&second);
+    let response = canceller.client.delete(canceller.url(&format!("/simulations/{id}"))).send();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let rows: Vec<KeyedRow> = diesel::sql_query(
+        "SELECT a.event, a.api_key_id, s.owner FROM audit_logs a \
+         JOIN simulations s ON s.id = a.simulation_id WHERE a.simulation_id = $1 ORDER BY a.id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .load(&mut env.db.connect())
+    .unwrap();
+    let id_of = |key: &str| -> i64 {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Int8)]
+            id: i64,
+        }
+        diesel::sql_query("SELECT id FROM api_keys WHERE prefix = $1")
+            .bind::<Text, _>(&key[4..12])
+            .get_result::<Id>(&mut env.db.connect())
+            .unwrap()
+            .id
+    };
+    assert_eq!(
+        rows,
+        [
+            KeyedRow {
+                event: "submitted".into(),
+                api_key_id: Some(id_of(&first)),
+                owner: "carol".into()
+            },
+            KeyedRow {
+                event: "cancelled".into(),
+                api_key_id: Some(id_of(&second)),
+                owner: "carol".into()
+            },
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_disabled_no_key_is_asked_and_everything_is_the_local_tenants() {
+    let mut env = TestEnv::new();
+    env.set("AUTH_MODE", "disabled");
+    let app = env.spawn_app().await;
+    let anonymous = app.anonymous();
+    let id = anonymous.submit_ok(&small_request()).await;
+    assert_eq!(status_of(&anonymous, Method::GET, "/queue/stats").await, 200);
+    let response = anonymous.client.delete(anonymous.url(&format!("/simulations/{id}"))).send();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let owner: Vec<KeyedRow> = diesel::sql_query(
+        "SELECT 'submitted' AS event, api_key_id, owner FROM simulations WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .load(&mut env.db.connect())
+    .unwrap();
+    assert_eq!(owner[0].owner, "local");
+    assert_eq!(owner[0].api_key_id, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_made_listed_and_revoked_with_the_cli_work_at_once() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    // Standard output only: the key must be alone on its last line.
+    let cli = |args: &[&str]| {
+        let out = run_to_end("portfolio-api", args, &env.vars());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("pmc_"), "no key on standard error: {stderr}");
+        (out.status, String::from_utf8(out.stdout).unwrap())
+    };
+    let (status, out) = cli(&["keys", "create", "--name", "dave", "--scope", "operator"]);
+    assert!(status.success(), "{out}");
+    let key = out.lines().last().unwrap().to_owned();
+    assert!(key.starts_with("pmc_") && key.len() == 53, "{key}");
+    let dave = app.as_key(&key);
+    assert_eq!(status_of(&dave, Method::GET, "/queue/stats").await, 200);
+
+    let (status, listing) = cli(&["keys", "list"]);
+    assert!(status.success());
+    let row = listing.lines().find(|l| l.contains(" dave ")).expect("dave is listed");
+    assert!(row.contains(&key[4..12]) && row.contains("operator"), "{row}");
+    assert!(!listing.contains(&key[13..]), "the secret is never shown");
+    let id = row.split_whitespace().next().unwrap().to_owned();
+
+    let (status, _) = cli(&["keys", "revoke", &id]);
+    assert!(status.success());
+    problem(dave.client.get(dave.url("/results")).send().await.unwrap(), 401).await;
+    let (status, _) = cli(&["keys", "create", "--name", "has space"]);
+    assert!(!status.success());
+}
