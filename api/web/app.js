@@ -8,7 +8,7 @@
 'use strict';
 
 (function () {
-  const { $, $$, el, sleep, retryAfter, problem, money, compact, percent, inlineSvg } = window.pmc;
+  const { $, $$, el, sleep, retryAfter, problem, money, compact, percent, inlineSvg, apiFetch, download } = window.pmc;
   const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
   const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
@@ -680,7 +680,7 @@
     try {
       let response;
       try {
-        response = await fetch('/simulations', {
+        response = await apiFetch('/simulations', {
           method: 'POST',
           headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
           body: text,
@@ -743,7 +743,7 @@
     while (isCurrent(token)) {
       let response;
       try {
-        response = await fetch(`/results/${id}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+        response = await apiFetch(`/results/${id}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
       } catch (_) {
         failures += 1;
         const wait = Math.min(30, 2 ** failures);
@@ -851,7 +851,7 @@
     button.disabled = true;
     let response;
     try {
-      response = await fetch(`/simulations/${id}`, { method: 'DELETE', headers: { Accept: 'application/json' } });
+      response = await apiFetch(`/simulations/${id}`, { method: 'DELETE', headers: { Accept: 'application/json' } });
     } catch (_) {
       setStatus('The API cannot be reached, so the job could not be cancelled; try again.');
       button.disabled = false;
@@ -940,12 +940,18 @@
     }
 
     showTables(r, variable);
-    const json = $('#download-json');
-    json.href = `/results/${id}`;
-    json.setAttribute('download', `portfolio-mc-${id}.json`);
-    const csv = $('#download-csv');
-    csv.href = `/results/${id}/table.csv`;
-    csv.setAttribute('download', `portfolio-mc-${id}.csv`);
+    // The downloads are fetched with the key (a plain link would send none).
+    for (const [link, url, name] of [
+      [$('#download-json'), `/results/${id}`, `portfolio-mc-${id}.json`],
+      [$('#download-csv'), `/results/${id}/table.csv`, `portfolio-mc-${id}.csv`],
+    ]) {
+      link.href = url;
+      link.setAttribute('download', name);
+      link.onclick = (event) => {
+        event.preventDefault();
+        download(url, name).catch((error) => setStatus(`The download failed (${error.message}).`));
+      };
+    }
   }
 
   function table(caption, head, rows) {

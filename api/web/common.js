@@ -1,6 +1,9 @@
 // Helpers shared by the simulation page (app.js) and the operators' dashboard
 // (dashboard.js): element building without innerHTML for text, number formats, Retry-After,
-// problem documents, and inlining the server's SVG charts.
+// problem documents, inlining the server's SVG charts, and the API key: every call to the API
+// goes through apiFetch, which sends the key as a Bearer header and, when the API answers 401
+// (or 403 where a scope is needed), asks for one. The key is kept in this tab's sessionStorage
+// only: never in a URL, a cookie or localStorage.
 'use strict';
 
 window.pmc = (function () {
@@ -69,12 +72,150 @@ window.pmc = (function () {
 
   const percent = (share, digits = 1) => (Number.isFinite(share) ? `${(share * 100).toFixed(digits)} %` : '–');
 
+  const KEY_STORAGE = 'portfolio-mc.api-key';
+
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function setApiKey(key) {
+    try {
+      if (key) sessionStorage.setItem(KEY_STORAGE, key);
+      else sessionStorage.removeItem(KEY_STORAGE);
+    } catch (_) {
+      // Storage refused (a private mode): the key lives until the page is left.
+    }
+    memoryKey = key || null;
+    showForget();
+  }
+
+  let memoryKey = null;
+  const currentKey = () => apiKey() || memoryKey;
+
+  // One prompt at a time: every request refused meanwhile waits for the same answer.
+  let asking = null;
+
+  // Shows the key form with `reason`, resolves once a key is entered.
+  function askForKey(reason) {
+    if (asking) return asking;
+    asking = new Promise((resolve) => {
+      const input = el('input', {
+        id: 'api-key', name: 'api-key', type: 'password', autocomplete: 'off', spellcheck: 'false',
+        required: true, 'aria-describedby': 'api-key-reason api-key-hint',
+      });
+      const form = el('form', { id: 'api-key-form', method: 'dialog' },
+        el('h2', { id: 'api-key-heading' }, 'API key needed'),
+        el('p', { id: 'api-key-reason', role: 'alert' }, reason),
+        el('label', { for: 'api-key' }, 'API key'),
+        input,
+        el('p', { id: 'api-key-hint', class: 'hint' },
+          'It looks like pmc_xxxxxxxx_… and comes from whoever runs this service (portfolio-api keys create). It is kept in this tab only, until the tab is closed.'),
+        el('div', { class: 'actions' }, el('button', { type: 'submit', id: 'api-key-submit', class: 'primary' }, 'Use this key')));
+      const dialog = el('dialog', { id: 'api-key-dialog', 'aria-labelledby': 'api-key-heading' }, form);
+      form.addEventListener('submit', (event) => {
+        event.preventDefault();
+        const key = input.value.trim();
+        if (!key) {
+          input.focus();
+          return;
+        }
+        setApiKey(key);
+        dialog.close();
+        dialog.remove();
+        asking = null;
+        resolve(key);
+      });
+      // Escape would leave the page waiting for ever: the form stays until a key is given.
+      dialog.addEventListener('cancel', (event) => event.preventDefault());
+      document.body.append(dialog);
+      dialog.showModal();
+      input.focus();
+    });
+    return asking;
+  }
+
+  // fetch() for the API: sends the key; on 401 (or on 403 when `scope` names the scope the
+  // page needs) asks for a key and tries again.
+  async function apiFetch(url, options = {}, scope = null) {
+    for (;;) {
+      const headers = new Headers(options.headers || {});
+      const key = currentKey();
+      if (key) headers.set('Authorization', `Bearer ${key}`);
+      const response = await fetch(url, { ...options, headers });
+      // A key entered meanwhile (for another request's prompt) is tried before asking again.
+      if ((response.status === 401 || response.status === 403) && currentKey() !== key) continue;
+      if (response.status === 401) {
+        setApiKey(null);
+        await askForKey(key
+          ? 'The API did not accept that key (it may be mistyped or revoked). Enter another one.'
+          : 'This service needs an API key. Enter yours to continue.');
+        continue;
+      }
+      if (response.status === 403 && scope) {
+        const p = await problem(response);
+        setApiKey(null);
+        await askForKey(`${p.detail || 'This key may not do that.'} Enter a key with the ${scope} scope.`);
+        continue;
+      }
+      return response;
+    }
+  }
+
+  // Saves what the API answers at `url` as a file named `name` (a plain link would carry no key).
+  async function download(url, name) {
+    const response = await apiFetch(url);
+    if (!response.ok) {
+      const p = await problem(response);
+      throw new Error(`${p.title}${p.detail ? `: ${p.detail}` : ''}`);
+    }
+    const href = URL.createObjectURL(await response.blob());
+    const link = el('a', { href, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60000);
+  }
+
+  // "Forget the API key", in the site's navigation while a key is kept.
+  function showForget() {
+    const nav = $('header.site nav');
+    if (!nav) return;
+    let button = $('#forget-key', nav);
+    if (!button) {
+      button = el('button', { type: 'button', id: 'forget-key', class: 'link' }, 'Forget API key');
+      button.addEventListener('click', () => {
+        setApiKey(null);
+        location.reload();
+      });
+      nav.append(button);
+    }
+    button.hidden = !currentKey();
+  }
+
+  // The navigation's link to the OpenAPI document, which needs the key like the rest of the API.
+  function keyedLinks() {
+    showForget();
+    for (const link of $$('a[href="/openapi.json"]')) {
+      link.addEventListener('click', (event) => {
+        event.preventDefault();
+        download('/openapi.json', 'portfolio-mc-openapi.json').catch(() => {});
+      });
+    }
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', keyedLinks);
+  else keyedLinks();
+
   // Fetches one of the server's SVG charts and puts it into `box`, inline, so its <title> and
   // <desc> reach assistive technology and it scales with the page.
-  async function inlineSvg(url, box) {
+  async function inlineSvg(url, box, scope = null) {
     box.setAttribute('aria-busy', 'true');
     try {
-      const response = await fetch(url, { headers: { Accept: 'image/svg+xml' } });
+      const response = await apiFetch(url, { headers: { Accept: 'image/svg+xml' } }, scope);
       if (!response.ok) {
         const p = await problem(response);
         throw new Error(`${p.title}${p.detail ? `: ${p.detail}` : ''}`);
@@ -89,5 +230,5 @@ window.pmc = (function () {
     }
   }
 
-  return { $, $$, el, sleep, retryAfter, problem, money, compact, percent, inlineSvg };
+  return { $, $$, el, sleep, retryAfter, problem, money, compact, percent, inlineSvg, apiFetch, download };
 })();

@@ -4,7 +4,7 @@
 'use strict';
 
 (function () {
-  const { $, $$, el, sleep, problem, inlineSvg } = window.pmc;
+  const { $, $$, el, sleep, problem, inlineSvg, apiFetch } = window.pmc;
   const REFRESH_MS = 5000;
 
   // How each figure is written; the default is a whole number.
@@ -92,7 +92,7 @@
   async function refresh() {
     let response;
     try {
-      response = await fetch('/queue/stats', { headers: { Accept: 'application/json' }, cache: 'no-store' });
+      response = await apiFetch('/queue/stats', { headers: { Accept: 'application/json' }, cache: 'no-store' }, 'operator');
     } catch (_) {
       $('#updated').textContent = `The API cannot be reached (last try ${new Date().toLocaleTimeString()}); retrying.`;
       return;
@@ -114,7 +114,7 @@
   async function loop() {
     for (;;) {
       const started = Date.now();
-      await Promise.all([refresh(), inlineSvg('/queue/charts/depth.svg', $('#depth-chart .chart-box'))]);
+      await Promise.all([refresh(), inlineSvg('/queue/charts/depth.svg', $('#depth-chart .chart-box'), 'operator')]);
       await sleep(Math.max(0, REFRESH_MS - (Date.now() - started)));
     }
   }

@@ -54,9 +54,19 @@ async fn a_person_fills_the_form_and_sees_the_success_probability_the_api_comput
     browser.type_into("#f-n_scenarios", "2000").await;
     browser.type_into("#f-seed", "42").await;
     browser.click("#submit").await;
+    // The API answers 401: the page asks for the key, keeps it in this tab, and goes on.
+    let reason = browser.wait_for("#api-key-reason", Duration::from_secs(10)).await;
+    assert!(reason.text().await.unwrap().contains("needs an API key"));
+    browser.screenshot("frontend-key-prompt").await;
+    browser.answer_key_prompt(env.api_key(), Duration::from_secs(5)).await;
     browser.wait_for("#chart-fan svg", WITHIN).await;
+    let kept = browser.eval("return sessionStorage.getItem('portfolio-mc.api-key')", vec![]).await;
+    assert_eq!(kept, json!(env.api_key()), "kept in sessionStorage");
+    let cookies = browser.eval("return document.cookie", vec![]).await;
+    assert_eq!(cookies, json!(""), "never in a cookie");
 
     let url = browser.client.current_url().await.unwrap();
+    assert!(!url.as_str().contains(env.api_key()), "never in the address: {url}");
     let id: uuid::Uuid = url
         .query_pairs()
         .find(|(k, _)| k == "job")
@@ -140,6 +150,7 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     let browser = Browser::start(1280, 1800).await;
     browser.client.goto(&app.url("/")).await.unwrap();
     browser.wait_for("#f-allocation-stocks", Duration::from_secs(10)).await;
+    browser.use_key(env.api_key()).await;
 
     // Checked in the page first, in the API's words, and nothing is sent.
     browser.type_into("#f-allocation-stocks", "0.7").await;
@@ -247,6 +258,18 @@ async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
 
     let browser = Browser::start(1280, 2200).await;
     browser.client.goto(&app.url("/dashboard")).await.unwrap();
+    // A key without the operator scope is refused, and the page asks for another.
+    browser.answer_key_prompt(&env.key("tenant", &["simulate"]), Duration::from_secs(10)).await;
+    let reason = eventually(Duration::from_secs(10), || async {
+        let shown = browser.eval(
+            "const r = document.getElementById('api-key-reason'); return r ? r.textContent : ''",
+            vec![],
+        );
+        Some(shown.await.as_str()?.to_owned()).filter(|t| t.contains("operator"))
+    })
+    .await;
+    assert!(reason.contains("operator scope"), "{reason}");
+    browser.answer_key_prompt(env.api_key(), Duration::from_secs(5)).await;
     browser.wait_for("#depth-chart svg", Duration::from_secs(20)).await;
     let read_figures = "return Object.fromEntries(Array.from(document.querySelectorAll('[data-stat]'))\
                         .map(e => [e.dataset.stat, e.textContent]))";

@@ -17,7 +17,7 @@ use uuid::Uuid;
 const WITHIN: Duration = Duration::from_secs(60);
 
 /// The routes anyone may call.
-const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{file}", "/health", "/ready"];
+const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{name}", "/health", "/ready"];
 
 async fn status_of(api: &ApiClient, method: Method, path: &str) -> u16 {
     api.client.request(method, api.url(path)).send().await.unwrap().status().as_u16()
@@ -111,12 +111,15 @@ async fn every_protected_route_answers_401_alike_without_a_valid_key() {
     // Walk the route table, so that a new route cannot be forgotten.
     let doc: Value =
         app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for path in PUBLIC {
+        assert!(doc["paths"][path].is_object(), "{path} is a route of the document");
+    }
     let mut protected = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         let url = path
             .replace("{id}", &Uuid::now_v7().to_string())
             .replace("{chart}", "fan")
-            .replace("{file}", "app.js");
+            .replace("{name}", "app.js");
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             if PUBLIC.contains(&path.as_str()) {

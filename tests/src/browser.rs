@@ -120,6 +120,23 @@ impl Browser {
         self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
+    /// Keeps `key` as the page's API key (in the tab's sessionStorage, where the page keeps the
+    /// key a person typed), for tests that are not about the prompt. Call it on the page.
+    pub async fn use_key(&self, key: &str) {
+        self.eval(
+            "sessionStorage.setItem('portfolio-mc.api-key', arguments[0])",
+            vec![Value::String(key.to_owned())],
+        )
+        .await;
+    }
+
+    /// Answers the page's API key prompt with `key`, once it shows.
+    pub async fn answer_key_prompt(&self, key: &str, within: Duration) {
+        self.wait_for("#api-key", within).await;
+        self.type_into("#api-key", key).await;
+        self.click("#api-key-submit").await;
+    }
+
     /// Runs `script` (a function body; `arguments` holds `args`) in the page.
     pub async fn eval(&self, script: &str, args: Vec<Value>) -> Value {
         self.client.execute(script, args).await.unwrap_or_else(|e| panic!("script failed: {e}"))
