@@ -95,6 +95,25 @@ fn a_number_just_below_an_open_bound_is_read_exactly_and_accepted() {
 }
 
 #[test]
+fn an_array_where_an_object_is_expected_is_refused_naming_the_field() {
+    let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 3"#;
+    for (tail, field) in [
+        (r#""assumptions": {"stocks": [null, null]}"#, "assumptions.stocks"),
+        (r#""assumptions": [null]"#, "assumptions"),
+        (r#""allocation": [0.6, 0.4, 0]"#, "allocation"),
+        (r#""income": [{"monthly_amount": 1}, [null, 1]]"#, "income[1]"),
+        (r#""withdrawal": ["constant_real"]"#, "withdrawal"),
+        (r#""solve": [0.9]"#, "solve"),
+    ] {
+        let error = only_error(&format!("{{{base}, {tail}}}"));
+        assert_eq!(error.field, field, "{tail}");
+        assert!(error.message.contains("expected an object"), "{tail}: {}", error.message);
+    }
+    let error = only_error("[1000, 1, 3]");
+    assert_eq!(error.field, "body");
+}
+
+#[test]
 fn a_parameter_of_another_kind_or_strategy_is_refused_naming_it() {
     let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 3"#;
     let error = only_error(&format!(
