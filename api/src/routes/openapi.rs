@@ -1,9 +1,10 @@
 //! `GET /openapi.json`: the OpenAPI 3 document. Its paths are collected from the handlers as
 //! they are registered (`routes::mount`); this module adds what no handler carries (title,
 //! tags, shared schemas), the request body's rules under this deployment's limits, and the
-//! access rules that hold for every route alike: the `api_key` scheme, which routes are public,
-//! which need the operator scope, and the 401/403/429 answers of the protected ones. Adding
-//! those here, by walking every path, means a new route cannot be documented without them.
+//! access rules that hold for every route alike: the `api_key` scheme, which routes are public
+//! (the guard's own list, `auth::guard::PUBLIC`), which need the operator scope, and the
+//! 401/403/429 answers of the protected ones. Adding those here, by walking every path, means
+//! a new route cannot be documented without them.
 
 use actix_web::{HttpResponse, get, web};
 use portfolio_engine::request::{RequestLimits, request_schema};
@@ -17,18 +18,16 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
+use crate::auth::guard::PUBLIC;
 use crate::error::{PROBLEM_JSON, Problem};
 use crate::routes::charts::ResultChart;
 
 /// The name of the security scheme in the document.
 pub(crate) const SCHEME: &str = "api_key";
-/// Paths anyone may call without a key: probes, the pages and their assets, this document.
-pub(crate) const PUBLIC_PATHS: [&str; 6] =
-    ["/health", "/ready", "/", "/dashboard", "/assets/{name}", "/openapi.json"];
-/// Paths that need a key with the `operator` scope.
-pub(crate) const OPERATOR_PATHS: [&str; 3] =
-    ["/queue/stats", "/queue/charts/depth.svg", "/metrics"];
-/// Operations that change a tenant's jobs, so need the `simulate` scope.
+/// Paths that need a key with the `operator` scope (their handlers require it).
+pub(crate) const OPERATOR_PATHS: [&str; 2] = ["/queue/stats", "/queue/charts/depth.svg"];
+/// Operations that change a tenant's jobs, so need the `simulate` scope (an operator-only key
+/// gets 403).
 const SIMULATE_OPERATIONS: [(&str, &str); 3] =
     [("post", "/simulations"), ("post", "/run_simulation"), ("delete", "/simulations/{id}")];
 /// Kept for clients of the old app; new clients use `POST /simulations`.
@@ -40,7 +39,7 @@ const DEPRECATED_OPERATIONS: [(&str, &str); 1] = [("post", "/run_simulation")];
         title = "portfolio-mc",
         description = "Retirement-portfolio Monte Carlo simulations as a job queue: submit a \
                        request, poll its result. Errors are RFC 9457 problem documents. Every \
-                       route except the probes, the pages and this document needs \
+                       route except the health checks, the pages and their assets needs \
                        `Authorization: Bearer <key>`."
     ),
     components(schemas(Problem, portfolio_engine::FieldError, ResultChart)),
@@ -104,7 +103,8 @@ impl Modify for Access {
         openapi.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
 
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let public = PUBLIC_PATHS.contains(&path.as_str());
+            // The guard's own list, so the document says what the guard does.
+            let public = PUBLIC.contains(&path.as_str());
             let operator = OPERATOR_PATHS.contains(&path.as_str());
             for (method, operation) in operations(item) {
                 if DEPRECATED_OPERATIONS.contains(&(method, path.as_str())) {
