@@ -378,6 +378,50 @@ async fn the_openapi_document_resolves_every_ref_and_documents_access_on_every_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scopes_the_document_states_are_the_scopes_the_handlers_require() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("the simulate key's submits are only accepted; no worker runs them");
+    let app = env.spawn_app().await;
+    let simulate = app.as_key(&env.key("tenant", &["simulate"]));
+    let operator = app.as_key(&env.key("ops", &["operator"]));
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let url = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{chart}", "fan")
+            .replace("{name}", "app.js");
+        for (method, op) in item.as_object().unwrap() {
+            if op["security"] == json!([]) {
+                continue;
+            }
+            let needs_operator = op["security"] == json!([{"api_key": ["operator"]}]);
+            let forbids = op["responses"]["403"].is_object();
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let status = |client: &portfolio_tests::ApiClient| {
+                let request = client.client.request(method.clone(), client.url(&url));
+                let request = if method == reqwest::Method::POST {
+                    request.json(&small_request())
+                } else {
+                    request
+                };
+                async move { request.send().await.unwrap().status() }
+            };
+            // The key lacking the scope the document names is refused with 403; the document
+            // names 403 exactly where some key can be refused.
+            let (lacking, holding) =
+                if needs_operator { (&simulate, &operator) } else { (&operator, &simulate) };
+            let refused = status(lacking).await == StatusCode::FORBIDDEN;
+            assert_eq!(refused, forbids, "{method} {path}: 403 for a key without its scope");
+            assert_ne!(status(holding).await, StatusCode::FORBIDDEN, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "{checked} operations");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refused() {
     let env = TestEnv::new();
     env.leaves_unfinished_jobs("it checks what a replay answers; no worker runs the job");
