@@ -237,6 +237,11 @@ async fn listing_is_newest_first_and_paginates() {
     let p =
         problem(app.client.get(app.url("/results?before=xyz")).send().await.unwrap(), 422).await;
     assert_eq!(fields(&p), vec!["before"]);
+    // An empty value is not "the default": the document says integer and UUID.
+    for (query, field) in [("limit=", "limit"), ("before=", "before")] {
+        let response = app.client.get(app.url(&format!("/results?{query}"))).send().await.unwrap();
+        assert_eq!(fields(&problem(response, 422).await), vec![field], "{query}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,6 +292,133 @@ async fn the_openapi_document_lists_every_route_with_its_errors() {
     for name in ["Problem", "SimulationRequestInput", "JobView", "SimulationResult"] {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
+}
+
+/// Every `$ref` in `value`, with where it was found.
+fn refs(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("$ref", Value::String(target)) => out.push((at.to_owned(), target.clone())),
+                    _ => refs(child, &format!("{at}/{key}"), out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                refs(child, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_resolves_every_ref_and_documents_access_on_every_operation() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut found = Vec::new();
+    refs(&doc, "", &mut found);
+    assert!(found.len() > 20, "{found:?}");
+    for (at, target) in &found {
+        let pointer = target.strip_prefix('#').unwrap_or_else(|| panic!("{at}: {target}"));
+        assert!(doc.pointer(pointer).is_some(), "{at}: $ref {target} resolves to nothing");
+    }
+
+    let scheme = &doc["components"]["securitySchemes"]["api_key"];
+    assert_eq!((&scheme["type"], &scheme["scheme"]), (&json!("http"), &json!("bearer")));
+    assert_eq!(doc["security"], json!([{"api_key": []}]));
+    let public = ["/health", "/ready", "/", "/dashboard", "/assets/{name}"];
+    let operator = ["/queue/stats", "/queue/charts/depth.svg"];
+    let mut protected = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let said = |status: &str| op["responses"][status].is_object();
+            if public.contains(&path.as_str()) {
+                assert_eq!(op["security"], json!([]), "{method} {path} is public");
+                assert!(!said("401"), "{method} {path} is public");
+                continue;
+            }
+            protected += 1;
+            assert!(op.get("security").is_none_or(|s| s != &json!([])), "{method} {path}");
+            for status in ["401", "429"] {
+                assert!(said(status), "{method} {path} lacks {status}");
+            }
+            if operator.contains(&path.as_str()) {
+                assert_eq!(op["security"], json!([{"api_key": ["operator"]}]), "{method} {path}");
+                assert!(said("403"), "{method} {path} lacks 403");
+            }
+            if path.contains("{id}") {
+                assert!(said("404"), "{method} {path} lacks 404");
+            }
+        }
+    }
+    assert!(protected >= 9, "{protected} protected operations");
+    let unauthorized = &doc["components"]["responses"]["Unauthorized"];
+    assert!(unauthorized["headers"]["WWW-Authenticate"].is_object(), "{unauthorized}");
+    assert_eq!(doc["paths"]["/run_simulation"]["post"]["deprecated"], true);
+    assert!(doc["paths"]["/simulations"]["post"].get("deprecated").is_none());
+    // Query parameters are documented where they are read, with their types and ranges.
+    let parameters = |path: &str| doc["paths"][path]["get"]["parameters"].clone();
+    let limit = parameters("/results")[0].clone();
+    assert_eq!((&limit["name"], &limit["in"]), (&json!("limit"), &json!("query")));
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(100))
+    );
+    let minutes = parameters("/queue/charts/depth.svg")[0].clone();
+    assert_eq!((&minutes["name"], &minutes["in"]), (&json!("minutes"), &json!("query")));
+    // A submit links to every operation on its job.
+    let links = &doc["paths"]["/simulations"]["post"]["responses"]["202"]["links"];
+    let get = &doc["paths"]["/results/{id}"]["get"]["operationId"];
+    assert_eq!(links[get.as_str().unwrap()]["parameters"]["id"], "$response.body#/id");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scopes_the_document_states_are_the_scopes_the_handlers_require() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("the simulate key's submits are only accepted; no worker runs them");
+    let app = env.spawn_app().await;
+    let simulate = app.as_key(&env.key("tenant", &["simulate"]));
+    let operator = app.as_key(&env.key("ops", &["operator"]));
+    let doc: Value =
+        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let url = path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{chart}", "fan")
+            .replace("{name}", "app.js");
+        for (method, op) in item.as_object().unwrap() {
+            if op["security"] == json!([]) {
+                continue;
+            }
+            let needs_operator = op["security"] == json!([{"api_key": ["operator"]}]);
+            let forbids = op["responses"]["403"].is_object();
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let status = |client: &portfolio_tests::ApiClient| {
+                let request = client.client.request(method.clone(), client.url(&url));
+                let request = if method == reqwest::Method::POST {
+                    request.json(&small_request())
+                } else {
+                    request
+                };
+                async move { request.send().await.unwrap().status() }
+            };
+            // The key lacking the scope the document names is refused with 403; the document
+            // names 403 exactly where some key can be refused.
+            let (lacking, holding) =
+                if needs_operator { (&simulate, &operator) } else { (&operator, &simulate) };
+            let refused = status(lacking).await == StatusCode::FORBIDDEN;
+            assert_eq!(refused, forbids, "{method} {path}: 403 for a key without its scope");
+            assert_ne!(status(holding).await, StatusCode::FORBIDDEN, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "{checked} operations");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use crate::state::AppState;
 /// The routes anyone may call: the pages and their assets (they ask for the key themselves)
 /// and the health checks load balancers probe. Everything else, the OpenAPI document
 /// included, is for key holders.
-const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{name}", "/health", "/ready"];
+pub(crate) const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{name}", "/health", "/ready"];
 
 static RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 static RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

@@ -96,7 +96,7 @@ impl ResultChart {
 #[utoipa::path(
     tag = "charts",
     params(
-        ("id" = String, Path, description = "Job id"),
+        ("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)"),
         ("chart" = ResultChart, Path, description = "Which chart"),
     ),
     responses(
@@ -123,9 +123,12 @@ pub(crate) async fn result_chart(
     svg(chart.draw(&result), RESULT_CACHE)
 }
 
+/// Read as text and parsed by the handler, so a bad value is a 422 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DepthQuery {
-    /// Minutes of history, 5..=1440 (samples are kept 24 h). Default 60.
+    /// Minutes of history (samples are kept 24 h). Default 60.
+    #[param(value_type = Option<u32>, minimum = 5, maximum = 1440)]
     pub(crate) minutes: Option<String>,
 }
 
@@ -150,7 +153,7 @@ pub(crate) async fn queue_depth(
     let query = web::Query::<DepthQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::validation("query", e.to_string()))?;
     let minutes = match query.minutes.as_deref() {
-        None | Some("") => 60,
+        None => 60,
         Some(raw) => {
             raw.parse::<u32>().ok().filter(|m| (5..=1440).contains(m)).ok_or_else(|| {
                 ApiError::validation("minutes", "must be an integer from 5 to 1440")

@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// the real spending percentiles of the year that ended (empty for year 0).
 #[utoipa::path(
     tag = "results",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
     responses(
         (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),

@@ -18,8 +18,8 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{App, HttpResponse, ResponseError, web};
 use portfolio_engine::request::RequestLimits;
+use utoipa::OpenApi;
 use utoipa::openapi::PathItem;
-use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use crate::error::ApiError;
@@ -56,7 +56,7 @@ where
         .service(health::ready)
         .service(openapi::openapi_json)
         .split_for_parts();
-    openapi::RequestRules(limits).modify(&mut document);
+    openapi::complete(&mut document, limits);
     // The handlers' resources match their own method only; a request with another method
     // falls through to this resource of the same path.
     let app = document.paths.paths.iter().fold(app, |app, (path, item)| {
@@ -66,7 +66,7 @@ where
             async move { method_not_allowed(&allow) }
         }))
     });
-    app.app_data(web::Data::new(openapi::Served(document)))
+    app.app_data(web::Data::new(openapi::Served::new(&document)))
         .app_data(web::Data::new(pages::Rules::new(&limits)))
         .default_service(web::to(not_found))
 }

@@ -107,6 +107,12 @@ impl Rules {
     }
 }
 
+/// The names `/assets/{name}` serves, for the document's enum of `name`: the files the
+/// handler looks up, so the two cannot disagree.
+pub(crate) fn asset_names() -> Vec<&'static str> {
+    ASSETS.iter().map(|(name, _)| *name).chain(["rules.json"]).collect()
+}
+
 /// A script, style sheet or the rules document of the pages.
 #[utoipa::path(tag = "web",
     params(("name" = String, Path, description = "app.js, common.js, dashboard.js, style.css or rules.json")),

@@ -87,7 +87,7 @@ pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 /// A job, its progress, and its result once it has one.
 #[utoipa::path(
     tag = "results",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
     responses(
         (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again.", body = JobView),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
@@ -122,11 +122,16 @@ pub(crate) async fn get(
     Ok(response.json(view))
 }
 
+/// The query of a listing. Both are read as text and parsed by the handler, so a bad value is
+/// a 422 naming the parameter; the document states their real types.
 #[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
-    /// Page size, 1..=100 (default 20).
+    /// Page size (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub(crate) limit: Option<String>,
     /// A job id: list jobs created before it (the `next` link of the previous page).
+    #[param(value_type = Option<String>, format = Uuid)]
     pub(crate) before: Option<String>,
 }
 
@@ -168,8 +173,10 @@ pub(crate) async fn list(
     let query = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::validation("query", e.to_string()))?
         .into_inner();
+    // An empty value (`?limit=`) is not a number, so it is refused like any other: the
+    // document says `integer`, and a client that means "the default" leaves it out.
     let limit = match query.limit.as_deref() {
-        None | Some("") => DEFAULT_PAGE,
+        None => DEFAULT_PAGE,
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
             _ => {
@@ -181,7 +188,7 @@ pub(crate) async fn list(
         },
     };
     let before = match query.before.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(raw) => Some(
             raw.parse::<Uuid>()
                 .map_err(|_| ApiError::validation("before", "must be a job id (UUID)"))?,

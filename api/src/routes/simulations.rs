@@ -18,7 +18,7 @@ use portfolio_shared::JobStatus;
 use portfolio_shared::store::{self, CancelOutcome, Recorded, models::NewSimulation};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Scope};
@@ -59,6 +59,21 @@ fn location(id: Uuid) -> String {
     format!("/results/{id}")
 }
 
+/// The headers a submit reads, for the document only: the handler reads them itself
+/// (`idempotency_key`, `request_id`), so that a bad one is a 422 naming it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "describes the headers in the OpenAPI document; never built")]
+struct SubmitHeaders {
+    /// Replaying a submit with the same key and body within 24 h returns the same job (200);
+    /// the same key with another body is refused (422).
+    #[param(rename = "Idempotency-Key", value_type = Option<String>, min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    idempotency_key: Option<String>,
+    /// Correlates logs and audit rows; generated when absent, always echoed.
+    #[param(rename = "X-Request-Id", value_type = Option<String>)]
+    request_id: Option<String>,
+}
+
 /// Submit a simulation.
 ///
 /// The body is checked against every rule first; a job is recorded and queued only if it
@@ -66,11 +81,7 @@ fn location(id: Uuid) -> String {
 #[utoipa::path(
     tag = "simulations",
     request_body(content = SimulationRequestInput, content_type = "application/json"),
-    params(
-        ("Idempotency-Key" = Option<String>, Header,
-         description = "Replaying a submit with the same key and body within 24 h returns the same job (200); the same key with another body is refused (422)."),
-        ("X-Request-Id" = Option<String>, Header, description = "Correlates logs and audit rows; generated when absent, always echoed."),
-    ),
+    params(SubmitHeaders),
     responses(
         (status = 202, description = "Accepted and queued", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"))),
@@ -211,7 +222,7 @@ pub(crate) async fn run_simulation(
 /// a finished one cannot be cancelled.
 #[utoipa::path(
     tag = "simulations",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
     responses(
         (status = 200, description = "Cancelled (it was queued)", body = JobAccepted),
         (status = 202, description = "Cancellation requested; the running job stops between batches", body = JobAccepted),

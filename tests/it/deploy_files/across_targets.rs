@@ -27,8 +27,12 @@ const ECS_MAX_STOP_TIMEOUT_SECS: u64 = 120;
 const API_HTTP_PATHS: &[&str] = &["/health", "/ready"];
 const WORKER_HTTP_PATHS: &[&str] = &["/health"];
 
-/// Variables that may carry a password: never a literal in ECS or Kubernetes files.
-const SECRET_VARIABLES: &[&str] = &["DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL"];
+/// Variables that may carry a password or a key: never a literal in ECS or Kubernetes files.
+const SECRET_VARIABLES: &[&str] =
+    &["DATABASE_URL", "DATABASE_READ_URL", "REDIS_URL", "BOOTSTRAP_API_KEY"];
+/// Where the deploy files put the API's metrics listener (`METRICS_BIND`): a port of its own,
+/// apart from the public one, and apart from the worker's default so the two never clash.
+const API_METRICS_PORT: u16 = 9090;
 
 /// Every file this suite knows; each must exist.
 const EXPECTED_FILES: &[&str] = &[
@@ -147,6 +151,9 @@ fn secrets_reach_ecs_and_kubernetes_only_by_reference() {
             array(&container["secrets"]).iter().filter_map(|s| s["name"].as_str()).collect();
         let needed: &[&str] = if file.ends_with("migrate.json") {
             &["DATABASE_URL"]
+        } else if file.ends_with("api.json") {
+            // The bootstrap key reaches the API as a secret, never from the image.
+            &["DATABASE_URL", "REDIS_URL", "BOOTSTRAP_API_KEY"]
         } else {
             &["DATABASE_URL", "REDIS_URL"]
         };
@@ -194,6 +201,35 @@ fn secrets_reach_ecs_and_kubernetes_only_by_reference() {
 }
 
 #[test]
+fn every_api_deployment_requires_keys_explicitly() {
+    let mut problems = Vec::new();
+    let task = json("ecs/task-api.json");
+    let ecs = ecs_env(ecs_container(&task, "ecs/task-api.json"));
+    let config = k8s_object("ConfigMap", "portfolio-mc-config");
+    let k8s: BTreeMap<String, String> = mapping_strings(config.get("data")).into_iter().collect();
+    let compose = compose_env(compose_service(&compose(), "api"));
+    for (file, env) in [
+        ("ecs/task-api.json", &ecs),
+        ("deploy/k8s/configmap.yaml", &k8s),
+        ("docker-compose.yml", &compose),
+    ] {
+        if env.get("AUTH_MODE").map(String::as_str) != Some("api_key") {
+            problems.push(format!("{file}: AUTH_MODE is not set to api_key"));
+        }
+        for limit in [
+            "RATE_LIMIT_SUBMITS_PER_MINUTE",
+            "RATE_LIMIT_READS_PER_MINUTE",
+            "MAX_UNFINISHED_JOBS_PER_KEY",
+        ] {
+            if !env.contains_key(limit) {
+                problems.push(format!("{file}: {limit} is not set"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
 fn no_ecs_or_kubernetes_file_holds_a_password() {
     let mut problems = Vec::new();
     let files = files_under("ecs").into_iter().chain(files_under("deploy/k8s"));
@@ -226,21 +262,25 @@ fn containers_listen_on_the_ports_the_code_binds() {
         other => problems.push(format!("{from}: bind {other:?}, expected 0.0.0.0:{port}")),
     };
 
+    let api_metrics = API_METRICS_PORT;
     // Dockerfiles.
-    for (file, variable, port) in [
-        ("Dockerfile.api", "API_BIND", api_port),
-        ("Dockerfile.worker", "METRICS_BIND", worker_port),
+    for (file, variable, port, exposed) in [
+        ("Dockerfile.api", "API_BIND", api_port, vec![api_port, api_metrics]),
+        ("Dockerfile.api", "METRICS_BIND", api_metrics, vec![api_port, api_metrics]),
+        ("Dockerfile.worker", "METRICS_BIND", worker_port, vec![worker_port]),
     ] {
         let image = Dockerfile::read(file);
         check_bind(file, image.env().get(variable).map(String::as_str), port);
-        assert_eq!(image.exposed(), vec![port], "{file}: EXPOSE");
+        assert_eq!(image.exposed(), exposed, "{file}: EXPOSE");
     }
 
     // Compose.
     let compose = compose();
-    for (service, variable, port) in
-        [("api", "API_BIND", api_port), ("worker", "METRICS_BIND", worker_port)]
-    {
+    for (service, variable, port) in [
+        ("api", "API_BIND", api_port),
+        ("api", "METRICS_BIND", api_metrics),
+        ("worker", "METRICS_BIND", worker_port),
+    ] {
         let env = compose_env(compose_service(&compose, service));
         check_bind(
             &format!("docker-compose.yml {service}"),
@@ -255,18 +295,25 @@ fn containers_listen_on_the_ports_the_code_binds() {
     );
 
     // ECS.
-    for (file, variable, port) in [
-        ("ecs/task-api.json", "API_BIND", api_port),
-        ("ecs/task-worker.json", "METRICS_BIND", worker_port),
+    for (file, binds, listens) in [
+        (
+            "ecs/task-api.json",
+            vec![("API_BIND", api_port), ("METRICS_BIND", api_metrics)],
+            vec![api_port, api_metrics],
+        ),
+        ("ecs/task-worker.json", vec![("METRICS_BIND", worker_port)], vec![worker_port]),
     ] {
         let task = json(file);
         let container = ecs_container(&task, file);
-        check_bind(file, ecs_env(container).get(variable).map(String::as_str), port);
+        for (variable, port) in binds {
+            check_bind(file, ecs_env(container).get(variable).map(String::as_str), port);
+        }
         let ports: Vec<u64> = array(&container["portMappings"])
             .iter()
             .filter_map(|p| p["containerPort"].as_u64())
             .collect();
-        assert_eq!(ports, vec![u64::from(port)], "{file}: portMappings");
+        let listens: Vec<u64> = listens.into_iter().map(u64::from).collect();
+        assert_eq!(ports, listens, "{file}: portMappings");
     }
     let service = json("ecs/service-api.json");
     let lb = &array(&service["loadBalancers"])[0];
@@ -283,25 +330,41 @@ fn containers_listen_on_the_ports_the_code_binds() {
     );
     assert_eq!(json("ecs/target-group-api.json")["Port"].as_u64(), Some(u64::from(api_port)));
 
-    // Kubernetes.
-    for (deployment, variable, port) in
-        [("portfolio-api", "API_BIND", api_port), ("portfolio-worker", "METRICS_BIND", worker_port)]
-    {
+    // Kubernetes: probes on the port that serves /health, Prometheus on the metrics port.
+    for (deployment, binds, probed, scraped) in [
+        (
+            "portfolio-api",
+            vec![("API_BIND", api_port), ("METRICS_BIND", api_metrics)],
+            api_port,
+            api_metrics,
+        ),
+        ("portfolio-worker", vec![("METRICS_BIND", worker_port)], worker_port, worker_port),
+    ] {
         let doc = k8s_object("Deployment", deployment);
         let container = pod_containers(&doc)[0];
-        let value = yaml_seq(container.get("env"))
-            .iter()
-            .find(|e| str_at(e, &["name"]).as_deref() == Some(variable))
-            .and_then(|e| str_at(e, &["value"]));
-        check_bind(&format!("deploy/k8s {deployment}"), value.as_deref(), port);
+        for (variable, port) in &binds {
+            let value = yaml_seq(container.get("env"))
+                .iter()
+                .find(|e| str_at(e, &["name"]).as_deref() == Some(*variable))
+                .and_then(|e| str_at(e, &["value"]));
+            check_bind(&format!("deploy/k8s {deployment}"), value.as_deref(), *port);
+        }
         let ports: Vec<u64> = yaml_seq(container.get("ports"))
             .iter()
             .filter_map(|p| u64_at(p, &["containerPort"]))
             .collect();
-        assert_eq!(ports, vec![u64::from(port)], "deploy/k8s {deployment}: containerPort");
+        let bound: Vec<u64> = binds.iter().map(|(_, port)| u64::from(*port)).collect();
+        assert_eq!(ports, bound, "deploy/k8s {deployment}: containerPort");
         for (probe, _, probe_port) in probes(container) {
-            assert_eq!(probe_port, Some(port), "deploy/k8s {deployment}: {probe} port");
+            assert_eq!(probe_port, Some(probed), "deploy/k8s {deployment}: {probe} port");
         }
+        let annotation =
+            str_at(&doc, &["spec", "template", "metadata", "annotations", "prometheus.io/port"]);
+        assert_eq!(
+            annotation,
+            Some(scraped.to_string()),
+            "deploy/k8s {deployment}: prometheus.io/port"
+        );
     }
     for (file, doc) in k8s_objects().into_iter().filter(|(_, d)| kind(d) == "Service") {
         let selector =
@@ -317,7 +380,7 @@ fn containers_listen_on_the_ports_the_code_binds() {
 
     // Prometheus.
     let prometheus = yaml(&read("deploy/monitoring/prometheus.yml"), "prometheus.yml");
-    for (job, port) in [("portfolio-api", api_port), ("portfolio-worker", worker_port)] {
+    for (job, port) in [("portfolio-api", api_metrics), ("portfolio-worker", worker_port)] {
         let config = yaml_seq(prometheus.get("scrape_configs"))
             .into_iter()
             .find(|c| str_at(c, &["job_name"]).as_deref() == Some(job))

@@ -61,6 +61,66 @@ fn compose_starts_the_app_after_migrations_on_healthy_stores() {
     assert!(mount.contains("./deploy/nginx/nginx.conf:"), "nginx mounts deploy/nginx/nginx.conf");
 }
 
+#[test]
+fn compose_makes_a_local_key_after_migrations_and_the_api_requires_keys() {
+    let compose = compose();
+    let keys = compose_service(&compose, "keys");
+    assert_eq!(compose_binary(keys), Some(API_BINARY));
+    assert_eq!(
+        yaml_strings(keys.get("command")),
+        ["keys", "create", "--name", "local", "--scope", "simulate", "--scope", "operator"]
+    );
+    assert_eq!(
+        compose_depends_on(keys).get("migrate").map(String::as_str),
+        Some("service_completed_successfully")
+    );
+    assert_eq!(str_at(keys, &["restart"]).as_deref(), Some("no"), "keys is a one-shot");
+    let api = compose_env(compose_service(&compose, "api"));
+    assert_eq!(api.get("AUTH_MODE").map(String::as_str), Some("api_key"));
+}
+
+#[test]
+fn nginx_limits_each_address_passes_it_on_and_does_not_log_health_checks() {
+    let nginx = read("deploy/nginx/nginx.conf");
+    let directive = |name: &str| -> Vec<String> {
+        nginx
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.split_whitespace().next() == Some(name))
+            .map(|line| line.trim_end_matches(';').to_owned())
+            .collect()
+    };
+    let zones = directive("limit_req_zone");
+    assert_eq!(zones.len(), 1, "{zones:?}");
+    assert!(zones[0].contains("$binary_remote_addr"), "the zone is per address: {zones:?}");
+    let zone = zones[0]
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("zone="))
+        .and_then(|z| z.split(':').next())
+        .expect("a named zone");
+    let used = directive("limit_req");
+    assert!(
+        used.iter().any(|l| l.contains(&format!("zone={zone}")) && l.contains("burst=")),
+        "the zone is applied with a burst: {used:?}"
+    );
+    assert_eq!(directive("limit_req_status"), ["limit_req_status 429"]);
+    assert!(
+        directive("proxy_set_header")
+            .iter()
+            .any(|l| l == "proxy_set_header X-Real-IP $remote_addr"),
+        "X-Real-IP is set"
+    );
+    let logs = directive("access_log");
+    let conditional = logs.iter().find(|l| l.contains(" if=$")).expect("a conditional access log");
+    let variable = conditional.rsplit("if=$").next().unwrap();
+    let map = nginx
+        .split(&format!("map $request_uri ${variable}"))
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("the access log's condition is a map of the request URI");
+    assert!(map.contains("/health") && map.contains(" 0;"), "/health is not logged: {map}");
+}
+
 pub(super) fn compose() -> Yaml {
     yaml(&read("docker-compose.yml"), "docker-compose.yml")
 }

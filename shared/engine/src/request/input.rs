@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 pub struct SimulationRequestInput {
     pub(crate) starting_portfolio: Option<f64>,
     pub(crate) monthly_spending: Option<f64>,
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub(crate) years: Option<u32>,
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub(crate) n_scenarios: Option<u32>,
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub(crate) seed: Option<u64>,
     pub(crate) allocation: Option<AllocationInput>,
     pub(crate) assumptions: Option<AssumptionsInput>,
@@ -74,6 +77,7 @@ pub(crate) struct ReturnModelInput {
     /// `student_t` only.
     pub(crate) df: Option<f64>,
     /// `bootstrap` only.
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub(crate) block_years: Option<u32>,
 }
 
@@ -154,7 +158,9 @@ impl Choice for WithdrawalStrategy {
 pub(crate) struct IncomeInput {
     pub(crate) name: Option<String>,
     pub(crate) monthly_amount: Option<f64>,
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub(crate) start_year: Option<u32>,
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub(crate) end_year: Option<u32>,
     pub(crate) inflation_adjusted: Option<bool>,
 }
@@ -164,6 +170,7 @@ pub(crate) struct IncomeInput {
 #[serde(deny_unknown_fields)]
 pub(crate) struct OneOffInput {
     pub(crate) name: Option<String>,
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub(crate) year: Option<u32>,
     pub(crate) amount: Option<f64>,
     pub(crate) inflation_adjusted: Option<bool>,

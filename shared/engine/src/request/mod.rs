@@ -8,6 +8,8 @@
 //! - `decode`: serde's decoding errors in JSON's terms, naming the field;
 //! - `rules`: every rule in one table (bounds, defaults, messages);
 //! - `validate`: the checks, by that table, reporting every broken rule;
+//! - `shape`: arrays refused where an object is expected (serde would take them);
+//! - `whole`: whole-number fields that take `28.0` as JSON Schema does;
 //! - `checked`, `correlation`: the types only the checks build;
 //! - `schema`, `document`: the rules published, as the OpenAPI schema of the body and as the
 //!   document the web page checks its form by.
@@ -21,7 +23,9 @@ mod input;
 mod markdown;
 pub(crate) mod rules;
 mod schema;
+mod shape;
 mod validate;
+mod whole;
 
 #[cfg(test)]
 mod tests;
@@ -69,6 +73,13 @@ impl SimulationRequest {
         let input: SimulationRequestInput =
             serde_path_to_error::deserialize(&mut de).map_err(decode::classify_decode_error)?;
         de.end().map_err(|e| RequestError::Malformed(decode::strip_position(&e.to_string())))?;
+        // The body decoded, so it is JSON; read it again as a tree to check its shape.
+        let tree: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| RequestError::Malformed(decode::strip_position(&e.to_string())))?;
+        let misshapen = shape::arrays_for_objects(&tree);
+        if !misshapen.is_empty() {
+            return Err(RequestError::Invalid(misshapen));
+        }
         Self::from_input(input, limits)
     }
 

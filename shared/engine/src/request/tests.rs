@@ -53,6 +53,67 @@ fn type_errors_name_the_field_and_what_json_it_takes_not_rust_types() {
 }
 
 #[test]
+fn a_whole_number_written_with_a_zero_fraction_is_the_integer_as_json_schema_says() {
+    let base = r#""starting_portfolio": 1000, "monthly_spending": 1"#;
+    let limits = RequestLimits::default();
+    let parse = |tail: &str| {
+        SimulationRequest::from_json(format!("{{{base}, {tail}}}").as_bytes(), &limits).unwrap()
+    };
+    let floats = parse(
+        r#""years": 28.0, "n_scenarios": 1e3, "seed": 1e18,
+        "income": [{"monthly_amount": 1, "start_year": 2.0, "end_year": 3.0}]"#,
+    );
+    let integers = parse(
+        r#""years": 28, "n_scenarios": 1000, "seed": 1000000000000000000,
+        "income": [{"monthly_amount": 1, "start_year": 2, "end_year": 3}]"#,
+    );
+    assert_eq!(floats, integers);
+    for (tail, field) in [
+        (r#""years": 28.5"#, "years"),
+        (r#""years": -1"#, "years"),
+        (r#""years": -1.0"#, "years"),
+        (r#""years": 1e10"#, "years"),
+        (r#""years": 3, "seed": 1e20"#, "seed"),
+    ] {
+        let error = only_error(&format!("{{{base}, {tail}}}"));
+        assert_eq!(error.field, field, "{tail}");
+        assert!(error.message.contains("a whole number ≥ 0"), "{tail}: {}", error.message);
+    }
+}
+
+#[test]
+fn a_number_just_below_an_open_bound_is_read_exactly_and_accepted() {
+    // 0.9999999999999999 is the float just below 1; a parser that rounds it to 1.0 would
+    // refuse a target the schema (exclusiveMaximum 1) allows.
+    let body = r#"{"starting_portfolio": 1000, "monthly_spending": 1, "years": 3,
+        "solve": {"target_success": 0.9999999999999999}}"#;
+    let request = SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default())
+        .expect("a target below 1 is accepted");
+    let stored = request.to_json();
+    assert_eq!(stored["solve"]["target_success"], json!(0.9999999999999999));
+    assert!(stored["solve"]["target_success"].as_f64().unwrap() < 1.0);
+}
+
+#[test]
+fn an_array_where_an_object_is_expected_is_refused_naming_the_field() {
+    let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 3"#;
+    for (tail, field) in [
+        (r#""assumptions": {"stocks": [null, null]}"#, "assumptions.stocks"),
+        (r#""assumptions": [null]"#, "assumptions"),
+        (r#""allocation": [0.6, 0.4, 0]"#, "allocation"),
+        (r#""income": [{"monthly_amount": 1}, [null, 1]]"#, "income[1]"),
+        (r#""withdrawal": ["constant_real"]"#, "withdrawal"),
+        (r#""solve": [0.9]"#, "solve"),
+    ] {
+        let error = only_error(&format!("{{{base}, {tail}}}"));
+        assert_eq!(error.field, field, "{tail}");
+        assert!(error.message.contains("expected an object"), "{tail}: {}", error.message);
+    }
+    let error = only_error("[1000, 1, 3]");
+    assert_eq!(error.field, "body");
+}
+
+#[test]
 fn a_parameter_of_another_kind_or_strategy_is_refused_naming_it() {
     let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 3"#;
     let error = only_error(&format!(
