@@ -303,6 +303,14 @@ impl ApiClient {
         response.json().await.expect("JSON")
     }
 
+    /// The API's Prometheus metrics, as text. The one place tests read them from, so that
+    /// where the API serves them (today `/metrics` on its own port) is said once.
+    pub async fn metrics_text(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.expect("GET /metrics");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("metrics text")
+    }
+
     /// Polls until the job is in a terminal state; returns it.
     pub async fn wait_terminal(&self, id: Uuid, within: Duration) -> Value {
         eventually(within, || async {
