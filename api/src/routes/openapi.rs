@@ -2,7 +2,7 @@
 //! they are registered (`routes::mount`); this module adds what no handler carries (title,
 //! tags, shared schemas) and the request body's rules under this deployment's limits.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, route, web};
 use portfolio_engine::request::{RequestLimits, request_schema};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
@@ -44,9 +44,9 @@ impl Modify for RequestRules {
 pub(crate) struct Served(pub(crate) Document);
 
 /// This document.
-#[utoipa::path(tag = "operations",
+#[utoipa::path(get, tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
-#[get("/openapi.json")]
+#[route("/openapi.json", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn openapi_json(document: web::Data<Served>) -> HttpResponse {
     HttpResponse::Ok().json(&document.0)

@@ -1,15 +1,15 @@
 //! `GET /metrics`: the Prometheus scrape of the API's metrics (`crate::metrics`), as text. Queue
 //! depth and pool gauges are refreshed at scrape time.
 
-use actix_web::get;
+use actix_web::route;
 use actix_web::{HttpResponse, web};
 
 use crate::state::AppState;
 
 /// Prometheus metrics.
-#[utoipa::path(tag = "operations",
+#[utoipa::path(get, tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-#[get("/metrics")]
+#[route("/metrics", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match state.redis(state.queue.depth()).await {
