@@ -68,7 +68,7 @@ fn location(id: Uuid) -> String {
     params(
         ("Idempotency-Key" = Option<String>, Header,
          description = "Replaying a submit with the same key and body within 24 h returns the same job (200); the same key with another body is refused (422)."),
-        ("X-Request-Id" = Option<String>, Header, description = "Correlates logs and audit rows; generated when absent, always echoed."),
+        ("X-Request-Id" = Option<String>, Header, description = "Correlates logs and audit rows; kept when it matches `^[A-Za-z0-9._:-]{1,128}$`, else (or when absent) replaced by a generated one; always echoed."),
     ),
     responses(
         (status = 202, description = "Accepted and queued", body = JobAccepted,
@@ -77,7 +77,7 @@ fn location(id: Uuid) -> String {
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named with its rule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a value the database refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Queue full or Postgres unavailable; nothing recorded. See Retry-After.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -104,6 +104,11 @@ async fn accept(
         RequestError::Malformed(m) => ApiError::Malformed(m),
         RequestError::Invalid(errors) => ApiError::Validation(errors),
     })?;
+    let cost = portfolio_engine::cost(&request);
+    let limit = state.settings.job_limits.max_job_cost;
+    if cost.total() > limit {
+        return Err(ApiError::TooCostly { cost, limit });
+    }
     let idempotency = idempotency_key(&req)?;
     // The fingerprint of a submit is its normalised request before a seed is drawn, so the
     // same JSON with other spacing or key order is still "the same body".
@@ -149,7 +154,12 @@ async fn accept(
         {
             return Ok(replay);
         }
-        state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+        // Only an outage counts as the service refusing work: a value the database refused
+        // is the request's fault (a 422, as uncounted as the validator's), and a bug shows as
+        // a 500 in the HTTP metrics.
+        if let ApiError::Unavailable { .. } = e {
+            state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+        }
         return Err(e);
     }
     tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios(), "job recorded");
