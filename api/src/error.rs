@@ -36,7 +36,7 @@ pub enum ApiError {
     RefusedByDatabase { sqlstate: String },
     /// The job would cost more than the deployment allows (`MAX_JOB_COST`).
     #[error(
-        "the job would cost {cost} scenario-months, over this deployment's limit of {limit} \
+        "the job would cost {cost}, over this deployment's limit \
          (MAX_JOB_COST={limit}); lower n_scenarios or years, or solve with fewer scenarios"
     )]
     TooCostly { cost: portfolio_engine::JobCost, limit: u64 },

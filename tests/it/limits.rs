@@ -167,11 +167,11 @@ async fn a_job_over_max_job_cost_is_422_naming_its_cost_the_limit_and_the_settin
     let refused = [
         (
             json!({"n_scenarios": 1_000_000, "years": 41}),
-            "492000000 (1000000 scenarios × 492 months × 1 pass)",
+            "492000000 scenario-months (1000000 scenarios × 492 months × 1 pass)",
         ),
         (
             json!({"n_scenarios": 12_346, "years": 40, "solve": {"target_success": 0.9}}),
-            "480012480 (12346 scenarios × 480 months × 81 passes)",
+            "480012480 scenario-months (12346 scenarios × 480 months × 81 passes)",
         ),
     ];
     for route in ["/simulations", "/run_simulation"] {

@@ -31,7 +31,7 @@ impl fmt::Display for JobCost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} ({} scenarios × {} months × {} pass{})",
+            "{} scenario-months ({} scenarios × {} months × {} pass{})",
             self.total(),
             self.scenarios,
             self.months,
@@ -93,6 +93,9 @@ mod tests {
         // The default limit is exactly a million scenarios over 40 years without the solver.
         let full = cost(&request(&format!(r#"{{{base}, "years": 40, "n_scenarios": 1000000}}"#)));
         assert_eq!(full.total(), 480_000_000);
-        assert_eq!(full.to_string(), "480000000 (1000000 scenarios × 480 months × 1 pass)");
+        assert_eq!(
+            full.to_string(),
+            "480000000 scenario-months (1000000 scenarios × 480 months × 1 pass)"
+        );
     }
 }
