@@ -48,6 +48,19 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    /// Postgres refused a value of the request (a data exception, SQLSTATE class 22) that the
+    /// API's own rules let through; nothing was recorded.
+    #[error(
+        "the database refused a value of this request as invalid data (SQLSTATE {sqlstate}); \
+         nothing was recorded"
+    )]
+    RefusedByDatabase { sqlstate: String },
+    /// The job would cost more than the deployment allows (`MAX_JOB_COST`).
+    #[error(
+        "the job would cost {cost}, over this deployment's limit \
+         (MAX_JOB_COST={limit}); lower n_scenarios or years, or solve with fewer scenarios"
+    )]
+    TooCostly { cost: portfolio_engine::JobCost, limit: u64 },
     /// The queue is above its depth ceiling: try again later.
     #[error("the queue is full ({depth} jobs waiting)")]
     QueueFull { depth: u64, retry_after_secs: u64 },
@@ -98,6 +111,10 @@ impl ApiError {
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::Conflict(_) => ("conflict", "Conflict with the job's state"),
+            Self::RefusedByDatabase { .. } => {
+                ("refused-by-database", "The database refused the input")
+            }
+            Self::TooCostly { .. } => ("job-too-costly", "The job would cost too much"),
             Self::QueueFull { .. } => ("queue-full", "Too many jobs are waiting"),
             Self::Unavailable { .. } => ("service-unavailable", "A dependency is unavailable"),
             Self::Internal(_) => ("internal-error", "Internal server error"),
@@ -138,7 +155,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::RefusedByDatabase { .. } | Self::TooCostly { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -4,6 +4,7 @@ pub mod auth;
 pub(crate) mod background;
 pub mod draw;
 pub mod error;
+pub(crate) mod headers;
 pub(crate) mod metrics;
 pub(crate) mod request_id;
 pub(crate) mod routes;

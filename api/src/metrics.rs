@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use portfolio_shared::db::PgPool;
@@ -126,24 +127,57 @@ impl Default for Metrics {
     }
 }
 
+/// The methods the API serves (OPTIONS for CORS preflights); any other is labelled `other`.
+const SERVED_METHODS: [Method; 5] =
+    [Method::GET, Method::HEAD, Method::POST, Method::DELETE, Method::OPTIONS];
+
+/// The `method` label: a method the API serves, or `other`. A client may send any token as a
+/// method, and each new one would otherwise add a series per route and status.
+fn method_label(method: &Method) -> &'static str {
+    SERVED_METHODS.iter().find(|m| *m == method).map_or("other", Method::as_str)
+}
+
 /// Counts and times every request by its route pattern (never the raw path: ids would explode
-/// the label set).
+/// the label set; `unmatched` when no route matched) and its method (bounded the same way).
 pub(crate) async fn track(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
         let status = res.status().as_u16().to_string();
         let m = &state.metrics;
-        m.http_requests.with_label_values(&[&route, &method, &status]).inc();
+        m.http_requests.with_label_values(&[&route, method, &status]).inc();
         m.http_duration
-            .with_label_values(&[&route, &method])
+            .with_label_values(&[&route, method])
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_method_label_is_a_served_method_or_other() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("HEAD", "HEAD"),
+            ("POST", "POST"),
+            ("DELETE", "DELETE"),
+            ("OPTIONS", "OPTIONS"),
+            ("PUT", "other"),
+            ("PATCH", "other"),
+            ("TRACE", "other"),
+            ("FOO", "other"),
+            ("get", "other"),
+        ] {
+            assert_eq!(method_label(&Method::from_bytes(method.as_bytes()).unwrap()), label);
+        }
+    }
 }

@@ -16,8 +16,12 @@ pub(crate) const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone)]
 pub(crate) struct RequestId(pub(crate) String);
 
-fn usable(v: &str) -> bool {
-    !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())
+/// Whether a client's id is kept: `^[A-Za-z0-9._:-]{1,128}$`, enough for UUIDs, ULIDs and
+/// trace ids. Anything else (quotes, spaces, `=`, braces...) could forge a field of a log line
+/// or pass for another system's id in an audit row, so it is replaced by a generated one.
+pub(crate) fn usable(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Outermost middleware: fixes the id before tracing starts the root span.
@@ -65,5 +69,23 @@ impl RootSpanBuilder for RequestIdRootSpan {
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
         DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable;
+
+    #[test]
+    fn only_ids_of_the_safe_pattern_are_kept() {
+        let longest = "a".repeat(128);
+        for kept in ["a", "0193aa2e-2c4b-7c3e-9f1a-6d2b9c1e4f00", "trace:1.2_3-x", &longest] {
+            assert!(usable(kept), "{kept}");
+        }
+        let too_long = "a".repeat(129);
+        for replaced in ["", "a b", "id\"x", "a=b", "{}", "ü", "a\tb", "x/y", "<script>", &too_long]
+        {
+            assert!(!usable(replaced), "{replaced:?}");
+        }
     }
 }

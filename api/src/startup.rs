@@ -88,6 +88,7 @@ impl Application {
                 .wrap(Condition::new(!origins.is_empty(), cors(origins)))
                 .wrap(from_fn(crate::metrics::track))
                 .wrap(TracingLogger::<RequestIdRootSpan>::new())
+                .wrap(from_fn(crate::headers::secure))
                 .wrap(from_fn(request_id::assign))
                 .app_data(app_state.clone());
             let limits = RequestLimits { max_scenarios: app_state.settings.api.max_scenarios };

@@ -144,11 +144,16 @@ where
 }
 
 /// An error that may pass (Postgres away or restarting, a lost connection, a deadlock; see
-/// [`db_error::is_transient`]) means Postgres is unavailable for now (503); anything else is
-/// our bug (500).
+/// [`db_error::is_transient`]) means Postgres is unavailable for now (503); a data exception
+/// (SQLSTATE class 22) means the database refused a value of the request (422: the input's
+/// fault, the same on every try, so neither a bug nor an outage); anything else is our bug
+/// (500).
 pub fn db_error(e: DieselError) -> ApiError {
     if db_error::is_transient(&e) {
         ApiError::unavailable("postgres", e)
+    } else if let Some(sqlstate) = db_error::data_exception(&e) {
+        tracing::info!(%sqlstate, error = %e, "the database refused a value of the request");
+        ApiError::RefusedByDatabase { sqlstate: sqlstate.to_string() }
     } else {
         ApiError::Internal(e.into())
     }

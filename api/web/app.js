@@ -598,7 +598,11 @@
         const path = `${name}[${index}].${f.name}`;
         if (f.kind === 'text') {
           const text = value(path).trim();
-          if (text) record.name = text;
+          const r = rule(path);
+          // The API's rule, in its words: length in characters (code points), no control ones.
+          if ([...text].length > r.max_length) errors.push({ field: path, message: r.message });
+          else if (/[\u0000-\u001F\u007F-\u009F]/u.test(text)) errors.push({ field: path, message: r.message_control });
+          else if (text) record.name = text;
         } else if (f.kind === 'check') {
           record[f.name] = input(path).checked;
         } else {

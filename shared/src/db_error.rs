@@ -39,6 +39,13 @@ impl SqlState {
         &self.as_str()[..2]
     }
 
+    /// Whether this code reports a data exception (class 22: a value the database refuses,
+    /// such as NUL in `jsonb` or a number out of a column's range): the input's fault, the
+    /// same on every try.
+    pub fn is_data_exception(&self) -> bool {
+        self.class() == "22"
+    }
+
     /// Whether the condition this code reports may be gone on the next try.
     pub(crate) fn is_transient(&self) -> bool {
         matches!(self.class(), "08" | "40" | "53" | "57")
@@ -67,6 +74,11 @@ pub fn is_transient(e: &DieselError) -> bool {
         DieselError::BrokenTransactionManager => true,
         _ => false,
     }
+}
+
+/// The SQLSTATE of `e` when it is a data exception (class 22): Postgres refused a value.
+pub fn data_exception(e: &DieselError) -> Option<SqlState> {
+    sqlstate(e).filter(SqlState::is_data_exception)
 }
 
 /// The SQLSTATE Postgres reported for `e`, when it reported one.
@@ -122,6 +134,12 @@ mod tests {
         }
         for code in ["22023", "22P02", "23505", "42601", "42501", "25P02", "XX000", "P0001"] {
             assert!(!SqlState::new(code).unwrap().is_transient(), "{code}");
+        }
+        for code in ["22P05", "22021", "22003", "22023"] {
+            assert!(SqlState::new(code).unwrap().is_data_exception(), "{code}");
+        }
+        for code in ["23505", "40001", "08006", "42601"] {
+            assert!(!SqlState::new(code).unwrap().is_data_exception(), "{code}");
         }
     }
 

@@ -56,6 +56,10 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("RATE_LIMIT_SUBMITS_PER_MINUTE", Some("120")),
     ("RATE_LIMIT_READS_PER_MINUTE", Some("1200")),
     ("MAX_UNFINISHED_JOBS_PER_KEY", Some("200")),
+    // Limits on one job, whoever submits it (docs/operations.md, "Limits on one job").
+    // 480,000,000 = 1,000,000 scenarios × 40 years × 12 months, without the solver.
+    ("MAX_JOB_COST", Some("480000000")),
+    ("JOB_TIMEOUT_SECS", Some("600")),
 ];
 
 /// A variable that is set but cannot be used.
@@ -75,6 +79,17 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
+    pub job_limits: JobLimitsSettings,
+}
+
+/// Limits on one job that hold whoever submits it: what it may cost (checked by the API at
+/// submit) and how long it may run (enforced by the worker).
+#[derive(Debug, Clone, Copy)]
+pub struct JobLimitsSettings {
+    /// The largest `portfolio_engine::cost` of a job: scenarios × months × solver passes.
+    pub max_job_cost: u64,
+    /// A job running longer is stopped and failed for good.
+    pub job_timeout: Duration,
 }
 
 /// Who may call the API and how much one tenant may ask of it (docs/security.md).
@@ -395,6 +410,14 @@ impl Settings {
                 filter: env.parse("RUST_LOG")?,
                 format: env.parse("LOG_FORMAT")?,
             },
+            job_limits: JobLimitsSettings {
+                max_job_cost: env.parse_where("MAX_JOB_COST", |n: &u64| *n >= 1, "at least 1")?,
+                job_timeout: Duration::from_secs(env.parse_where(
+                    "JOB_TIMEOUT_SECS",
+                    |n: &u64| *n >= 1,
+                    "at least 1",
+                )?),
+            },
             auth: AuthSettings::read(&env)?,
         })
     }
@@ -542,6 +565,8 @@ mod tests {
         assert_eq!(s.database.pool.max_size, 30);
         assert!(s.database.read_url.is_none(), "reads go to the primary unless a replica is set");
         assert!(s.api.cors_allowed_origins.is_empty());
+        assert_eq!(s.job_limits.max_job_cost, 1_000_000 * 40 * 12);
+        assert_eq!(s.job_limits.job_timeout, Duration::from_secs(600));
     }
 
     #[test]
@@ -553,6 +578,10 @@ mod tests {
         assert!(err.to_string().contains("QUEUE_DEPTH_CEILING"));
         let err = with(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.name, "LOG_FORMAT");
+        let err = with(&[("JOB_TIMEOUT_SECS", "0")]).unwrap_err();
+        assert_eq!(err.name, "JOB_TIMEOUT_SECS");
+        let err = with(&[("MAX_JOB_COST", "-1")]).unwrap_err();
+        assert_eq!(err.name, "MAX_JOB_COST");
     }
 
     #[test]

@@ -325,7 +325,8 @@ impl ApiClient {
         Self { client: http_client(None), ..self.clone() }
     }
 
-    /// The API's Prometheus text, from its metrics listener.
+    /// The API's Prometheus metrics, as text, from its metrics listener (`METRICS_BIND`): the
+    /// one place tests read them from.
     pub async fn metrics_text(&self) -> String {
         let response = self
             .client

@@ -2,8 +2,8 @@
 //! `GET /queue/charts/depth.svg`: the queue's sampled depth. SVG documents drawn on the server
 //! (see `crate::draw`), which the pages inline and anyone can open or embed.
 
-use actix_web::get;
 use actix_web::http::header;
+use actix_web::route;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use portfolio_engine::SimulationResult;
@@ -94,6 +94,7 @@ impl ResultChart {
 
 /// One chart of a succeeded job: `fan.svg`, `depletion.svg`, `terminal.svg` or `spending.svg`.
 #[utoipa::path(
+    get,
     tag = "charts",
     params(
         ("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)"),
@@ -105,7 +106,7 @@ impl ResultChart {
         (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/results/{id}/charts/{chart}.svg")]
+#[route("/results/{id}/charts/{chart}.svg", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all, fields(job_id = %path.0, chart = %path.1))]
 pub(crate) async fn result_chart(
     state: web::Data<AppState>,
@@ -134,6 +135,7 @@ pub(crate) struct DepthQuery {
 
 /// Jobs in the queue by state over the last hour (or `minutes`), sampled every ~10 s.
 #[utoipa::path(
+    get,
     tag = "charts",
     params(DepthQuery),
     responses(
@@ -142,7 +144,7 @@ pub(crate) struct DepthQuery {
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/queue/charts/depth.svg")]
+#[route("/queue/charts/depth.svg", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn queue_depth(
     req: HttpRequest,

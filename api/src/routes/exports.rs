@@ -1,8 +1,8 @@
 //! `GET /results/{id}/table.csv`: a succeeded result's yearly series as CSV, for spreadsheets.
 //! (The JSON download is `/results/{id}` itself.)
 
-use actix_web::get;
 use actix_web::http::header;
+use actix_web::route;
 use actix_web::{HttpResponse, web};
 use portfolio_engine::SimulationResult;
 use portfolio_engine::result::PERCENTILES;
@@ -15,6 +15,7 @@ use crate::state::AppState;
 /// One row per year end: real and nominal wealth percentiles, the share depleted by then, and
 /// the real spending percentiles of the year that ended (empty for year 0).
 #[utoipa::path(
+    get,
     tag = "results",
     params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
     responses(
@@ -23,7 +24,7 @@ use crate::state::AppState;
         (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/results/{id}/table.csv")]
+#[route("/results/{id}/table.csv", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all, fields(job_id = %id))]
 pub(crate) async fn table_csv(
     state: web::Data<AppState>,

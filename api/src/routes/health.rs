@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use actix_web::get;
 use actix_web::http::header;
+use actix_web::route;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -22,8 +22,8 @@ pub(crate) struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(tag = "operations", responses((status = 200, body = Health)))]
-#[get("/health")]
+#[utoipa::path(get, tag = "operations", responses((status = 200, body = Health)))]
+#[route("/health", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
@@ -40,13 +40,14 @@ pub(crate) struct Readiness {
 
 /// Redis and Postgres are reachable.
 #[utoipa::path(
+    get,
     tag = "operations",
     responses(
         (status = 200, description = "Both reachable", body = Readiness),
         (status = 503, description = "A problem naming what is down, with `checks` per dependency", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/ready")]
+#[route("/ready", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.write_pool.clone();

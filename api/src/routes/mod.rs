@@ -71,11 +71,13 @@ where
         .default_service(web::to(not_found))
 }
 
-/// The methods a path serves, as an `Allow` header lists them.
+/// The methods a path serves, as an `Allow` header lists them. Every GET route answers HEAD
+/// too (`#[route(.., method = "GET", method = "HEAD")]`) without a HEAD operation of its own in
+/// the document, so HEAD is listed wherever GET is.
 fn methods(item: &PathItem) -> Vec<&'static str> {
     [
         ("GET", &item.get),
-        ("HEAD", &item.head),
+        ("HEAD", if item.get.is_some() { &item.get } else { &item.head }),
         ("POST", &item.post),
         ("PUT", &item.put),
         ("PATCH", &item.patch),

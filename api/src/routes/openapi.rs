@@ -6,7 +6,7 @@
 //! 401/403/429 answers of the protected ones. Adding those here, by walking every path, means
 //! a new route cannot be documented without them.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, route, web};
 use portfolio_engine::request::{RequestLimits, request_schema};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::link::LinkBuilder;
@@ -279,9 +279,9 @@ fn camel_case_links(json: &mut serde_json::Value) {
 }
 
 /// This document.
-#[utoipa::path(tag = "operations",
+#[utoipa::path(get, tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
-#[get("/openapi.json")]
+#[route("/openapi.json", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn openapi_json(document: web::Data<Served>) -> HttpResponse {
     HttpResponse::Ok().json(&document.0)

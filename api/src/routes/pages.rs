@@ -10,8 +10,8 @@
 
 use std::sync::LazyLock;
 
-use actix_web::get;
 use actix_web::http::header;
+use actix_web::route;
 use actix_web::{HttpRequest, HttpResponse, web};
 use portfolio_engine::request::{RequestLimits, document};
 use sha2::{Digest, Sha256};
@@ -81,18 +81,18 @@ static ASSETS: LazyLock<[(&str, Asset); 4]> = LazyLock::new(|| {
 });
 
 /// The simulation form; with `?job={id}` it follows that job and shows its result.
-#[utoipa::path(tag = "web",
+#[utoipa::path(get, tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
-#[get("/")]
+#[route("/", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
     INDEX.respond(&req)
 }
 
 /// The operators' dashboard: queue, throughput, latency, error rate, workers, failures.
-#[utoipa::path(tag = "web",
+#[utoipa::path(get, tag = "web",
     responses((status = 200, description = "HTML page", content_type = "text/html")))]
-#[get("/dashboard")]
+#[route("/dashboard", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn dashboard(req: HttpRequest) -> HttpResponse {
     DASHBOARD.respond(&req)
@@ -114,13 +114,13 @@ pub(crate) fn asset_names() -> Vec<&'static str> {
 }
 
 /// A script, style sheet or the rules document of the pages.
-#[utoipa::path(tag = "web",
+#[utoipa::path(get, tag = "web",
     params(("name" = String, Path, description = "app.js, common.js, dashboard.js, style.css or rules.json")),
     responses(
         (status = 200, description = "The file"),
         (status = 404, description = "No such asset", body = Problem, content_type = "application/problem+json"),
     ))]
-#[get("/assets/{name}")]
+#[route("/assets/{name}", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all, fields(name = %name))]
 pub(crate) async fn asset(
     req: HttpRequest,

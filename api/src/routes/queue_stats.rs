@@ -4,8 +4,8 @@
 //! missing part `null` and the source marked unavailable, so the operators' dashboard keeps
 //! showing what can be known during an incident.
 
-use actix_web::get;
 use actix_web::http::header;
+use actix_web::route;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, TimeZone, Utc};
 use portfolio_shared::queue::{QueueDepth, WorkerHeartbeat};
@@ -132,13 +132,14 @@ pub(crate) struct Failure {
 
 /// The queue, its workers, and recent throughput, latency and failures.
 #[utoipa::path(
+    get,
     tag = "operations",
     responses(
         (status = 200, description = "Statistics; a source that did not answer is marked unavailable and its part is null", body = QueueStats),
         (status = 503, description = "Neither Redis nor Postgres answered", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/queue/stats")]
+#[route("/queue/stats", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn queue_stats(
     caller: Caller,

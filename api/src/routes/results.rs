@@ -1,8 +1,8 @@
 //! `GET /results/{id}` (a job, its progress and its result) and `GET /results` (newest first,
 //! paginated). Both read from Postgres only, so they keep working while Redis is down.
 
-use actix_web::get;
 use actix_web::http::header;
+use actix_web::route;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use portfolio_engine::SimulationResult;
@@ -86,6 +86,7 @@ pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// A job, its progress, and its result once it has one.
 #[utoipa::path(
+    get,
     tag = "results",
     params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
     responses(
@@ -94,7 +95,7 @@ pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/results/{id}")]
+#[route("/results/{id}", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all, fields(job_id = %path))]
 pub(crate) async fn get(
     path: web::Path<String>,
@@ -154,6 +155,7 @@ pub(crate) struct JobList {
 
 /// Jobs, newest first.
 #[utoipa::path(
+    get,
     tag = "results",
     params(ListQuery),
     responses(
@@ -162,7 +164,7 @@ pub(crate) struct JobList {
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/results")]
+#[route("/results", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn list(
     req: HttpRequest,

@@ -69,7 +69,8 @@ struct SubmitHeaders {
     /// the same key with another body is refused (422).
     #[param(rename = "Idempotency-Key", value_type = Option<String>, min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     idempotency_key: Option<String>,
-    /// Correlates logs and audit rows; generated when absent, always echoed.
+    /// Correlates logs and audit rows; kept when it matches `^[A-Za-z0-9._:-]{1,128}$`, else
+    /// (or when absent) replaced by a generated one; always echoed.
     #[param(rename = "X-Request-Id", value_type = Option<String>)]
     request_id: Option<String>,
 }
@@ -89,7 +90,7 @@ struct SubmitHeaders {
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named with its rule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a value the database refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Queue full or Postgres unavailable; nothing recorded. See Retry-After.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -119,6 +120,11 @@ async fn accept(
         RequestError::Malformed(m) => ApiError::Malformed(m),
         RequestError::Invalid(errors) => ApiError::Validation(errors),
     })?;
+    let cost = portfolio_engine::cost(&request);
+    let limit = state.settings.job_limits.max_job_cost;
+    if cost.total() > limit {
+        return Err(ApiError::TooCostly { cost, limit });
+    }
     let idempotency = idempotency_key(&req)?;
     // The fingerprint of a submit is its normalised request before a seed is drawn, so the
     // same JSON with other spacing or key order is still "the same body".
@@ -175,7 +181,12 @@ async fn accept(
             {
                 return Ok(replay);
             }
-            state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+            // Only an outage counts as the service refusing work: a value the database
+            // refused is the request's fault (a 422, as uncounted as the validator's), and a
+            // bug shows as a 500 in the HTTP metrics.
+            if let ApiError::Unavailable { .. } = e {
+                state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+            }
             return Err(e);
         }
     }

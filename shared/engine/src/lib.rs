@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod cost;
 pub(crate) mod fastmath;
 mod field_error;
 pub(crate) mod history;
@@ -14,6 +15,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use cost::{JobCost, SOLVER_PASSES, cost};
 pub use field_error::FieldError;
 pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
 pub use result::SimulationResult;

@@ -38,7 +38,8 @@ const SOLVER_TOLERANCE: f64 = 0.005;
 /// A bracket whose upper end is below a cent a month is not narrowed further (it only arises
 /// when every positive spending misses the target, e.g. scenarios whose wealth hits exactly 0).
 const SOLVER_SMALLEST: f64 = 0.01;
-const SOLVER_MAX_ITERATIONS: u32 = 80;
+/// The most runs the solver makes (bracketing and bisection together); `cost` counts on it.
+pub(crate) const SOLVER_MAX_ITERATIONS: u32 = 80;
 /// Bins of the terminal-wealth histogram.
 const HISTOGRAM_BINS: usize = 40;
 

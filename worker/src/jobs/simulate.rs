@@ -220,6 +220,18 @@ async fn execute(
         cancel.clone(),
         gone.clone(),
     ));
+    // JOB_TIMEOUT_SECS: past it, the engine is stopped the way a cancel stops it (between
+    // batches) and the job fails for good; another attempt would only run as long again.
+    let timeout = ctx.settings.job_limits.job_timeout;
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let timer = tokio::spawn({
+        let (timed_out, cancel) = (timed_out.clone(), cancel.clone());
+        async move {
+            tokio::time::sleep(timeout).await;
+            timed_out.store(true, Ordering::SeqCst);
+            cancel.store(true, Ordering::SeqCst);
+        }
+    });
     if matches!(turn, Turn::Alone(_)) {
         tracing::info!("the last attempt died with its process: running this one alone");
     }
@@ -241,6 +253,7 @@ async fn execute(
 
     let outcome = engine.await;
     reporter.abort();
+    timer.abort();
     let elapsed = started.elapsed();
 
     match outcome {
@@ -279,6 +292,15 @@ async fn execute(
         }
         Ok(Err(EngineError::Cancelled)) => {
             if gone.load(Ordering::SeqCst) {
+                return;
+            }
+            if timed_out.load(Ordering::SeqCst) {
+                let message = format!(
+                    "the job ran past JOB_TIMEOUT_SECS={} and was stopped after {:.1} s",
+                    timeout.as_secs(),
+                    elapsed.as_secs_f64()
+                );
+                record_failure(ctx, lease, &message).await;
                 return;
             }
             if ctx.handing_back() {

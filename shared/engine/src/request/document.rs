@@ -101,7 +101,12 @@ fn describe(field: &Field, limits: &RequestLimits) -> Value {
             put("choices", json!(names));
         }
         Kind::Flag { .. } => put("kind", json!("flag")),
-        Kind::Text => put("kind", json!("text")),
+        Kind::Text(rule) => {
+            put("kind", json!("text"));
+            put("max_length", json!(rule.max_chars));
+            put("message", json!(rule.message()));
+            put("message_control", json!(rules::CONTROL_CHARACTERS));
+        }
         Kind::List(rule) => {
             put("kind", json!("list"));
             put("max_items", json!(rule.max_items));

@@ -48,7 +48,9 @@ fn rule_words(field: &Field) -> String {
         }
         Kind::Choice { names, .. } => code_list(names),
         Kind::Flag { .. } => "boolean".to_owned(),
-        Kind::Text => "any string".to_owned(),
+        Kind::Text(rule) => {
+            format!("text of at most {} characters, no control characters", rule.max_chars)
+        }
         Kind::List(rule) => format!("at most {} items", rule.max_items),
         Kind::Object { .. } => "object".to_owned(),
     });
@@ -79,7 +81,7 @@ fn default_words(field: &Field) -> String {
         },
         Kind::Choice { default, .. } => default.map_or("—".to_owned(), |d| format!("`{d}`")),
         Kind::Flag { default } => format!("`{default}`"),
-        Kind::Text | Kind::List(_) => "none".to_owned(),
+        Kind::Text(_) | Kind::List(_) => "none".to_owned(),
         Kind::Matrix { .. } => from_table.to_owned(),
         Kind::Object { default: None, .. } => "none".to_owned(),
         Kind::Object { default: Some(_), .. } if field.source == "embedded table" => {

@@ -19,6 +19,9 @@ pub(crate) const MAX_YEARS: u32 = 100;
 pub(crate) const MAX_SEED: u64 = i64::MAX as u64;
 /// Items of each of `income`, `expenses` and `inflows`.
 pub(crate) const MAX_CASH_FLOWS: usize = 50;
+/// Characters of a name (`income[].name`, ...): enough for any label a person gives a cash
+/// flow, and small enough that the name echoed on every poll never outweighs the result.
+pub(crate) const MAX_NAME_CHARS: usize = 100;
 /// How far the allocation's weights may sum from 1.
 pub(crate) const SUM_TOLERANCE: f64 = 1e-6;
 /// How far a correlation's diagonal may be from 1, and the matrix from symmetric.
@@ -125,6 +128,44 @@ pub(crate) struct ListRule {
     pub(crate) path: &'static str,
     pub(crate) max_items: usize,
     pub(crate) message: &'static str,
+}
+
+/// A free text: at most so many characters (Unicode scalar values, as JavaScript's
+/// `[...text].length` counts them), none of them a control character (Unicode category Cc:
+/// U+0000–U+001F and U+007F–U+009F). Postgres refuses NUL in `jsonb`, and the others have no
+/// business in a label that logs, CSV exports and the page echo.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextRule {
+    pub(crate) path: &'static str,
+    pub(crate) max_chars: usize,
+}
+
+/// What a text with a control character is told.
+pub(crate) const CONTROL_CHARACTERS: &str =
+    "must not contain control characters (U+0000–U+001F, U+007F–U+009F; NUL included)";
+/// The same rule as a JSON Schema (ECMA-262) pattern: no character of category Cc.
+pub(crate) const NO_CONTROL_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+impl TextRule {
+    const fn new(path: &'static str) -> Self {
+        Self { path, max_chars: MAX_NAME_CHARS }
+    }
+
+    /// The text when it keeps the rule, else the message saying why not.
+    pub(crate) fn check<'t>(&self, text: &'t str) -> Result<&'t str, String> {
+        if text.chars().count() > self.max_chars {
+            Err(self.message())
+        } else if text.chars().any(char::is_control) {
+            Err(CONTROL_CHARACTERS.to_owned())
+        } else {
+            Ok(text)
+        }
+    }
+
+    /// What a text over the length is told.
+    pub(crate) fn message(&self) -> String {
+        format!("must be at most {} characters", self.max_chars)
+    }
 }
 
 /// A rule between fields. Its message is a template: `{name}`s are filled in when it is
@@ -356,6 +397,7 @@ pub(crate) const WITHDRAWAL_PARAMETERS: [(&str, OnlyFor); 7] = [
 
 pub(crate) const INCOME: ListRule =
     ListRule { path: "income", max_items: MAX_CASH_FLOWS, message: "at most {max} streams" };
+pub(crate) const INCOME_NAME: TextRule = TextRule::new("income[].name");
 pub(crate) const INCOME_AMOUNT: NumberRule = number("income[].monthly_amount", 0.0, 1e10);
 pub(crate) const INCOME_START: IntegerRule =
     IntegerRule::new("income[].start_year", 1, Limit::Horizon)
@@ -367,21 +409,29 @@ pub(crate) const INCOME_END: IntegerRule =
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OneOffRules {
     pub(crate) list: ListRule,
+    pub(crate) name: TextRule,
     pub(crate) year: IntegerRule,
     pub(crate) amount: NumberRule,
 }
 
-const fn one_offs(list: &'static str, year: &'static str, amount: &'static str) -> OneOffRules {
+const fn one_offs(
+    list: &'static str,
+    name: &'static str,
+    year: &'static str,
+    amount: &'static str,
+) -> OneOffRules {
     OneOffRules {
         list: ListRule { path: list, max_items: MAX_CASH_FLOWS, message: "at most {max} items" },
+        name: TextRule::new(name),
         year: IntegerRule::new(year, 1, Limit::Horizon),
         amount: number(amount, 0.0, 1e12),
     }
 }
 
 pub(crate) const EXPENSES: OneOffRules =
-    one_offs("expenses", "expenses[].year", "expenses[].amount");
-pub(crate) const INFLOWS: OneOffRules = one_offs("inflows", "inflows[].year", "inflows[].amount");
+    one_offs("expenses", "expenses[].name", "expenses[].year", "expenses[].amount");
+pub(crate) const INFLOWS: OneOffRules =
+    one_offs("inflows", "inflows[].name", "inflows[].year", "inflows[].amount");
 
 pub(crate) const TARGET_SUCCESS: NumberRule =
     NumberRule { max_open: true, ..number_above("solve.target_success", 0.0, 1.0) };
@@ -507,7 +557,7 @@ pub(crate) enum Kind {
     Flag {
         default: bool,
     },
-    Text,
+    Text(TextRule),
     List(ListRule),
     /// An object that may be left out; `default` is what it then is, if anything. `tag` names
     /// the member whose choice decides which other members it takes.
@@ -691,7 +741,7 @@ pub(crate) fn fields() -> Vec<Field> {
             "Income streams (pensions, social security) that reduce the net withdrawal.",
         ),
         Field::object("income[]", None, "A monthly income stream."),
-        Field::new("income[].name", Kind::Text, "Any text, only echoed back."),
+        Field::new(INCOME_NAME.path, Kind::Text(INCOME_NAME), "A label, only echoed back."),
         Field::number(INCOME_AMOUNT, "Paid each month of the years given."),
         Field::integer(INCOME_START, "First year paid (1 = the first simulated year).")
             .source("the whole horizon"),
@@ -703,26 +753,24 @@ pub(crate) fn fields() -> Vec<Field> {
              nominal amount.",
         ),
     ]);
-    for (rules, about, item, name, flag) in [
+    for (rules, about, item, flag) in [
         (
             EXPENSES,
             "One-off expenses taken from the portfolio at the start of a year.",
             "expenses[]",
-            "expenses[].name",
             "expenses[].inflation_adjusted",
         ),
         (
             INFLOWS,
             "One-off inflows added to the portfolio at the start of a year.",
             "inflows[]",
-            "inflows[].name",
             "inflows[].inflation_adjusted",
         ),
     ] {
         f.extend([
             Field::new(rules.list.path, Kind::List(rules.list), about),
             Field::object(item, None, "A one-off amount at the start of a year."),
-            Field::new(name, Kind::Text, "Any text, only echoed back."),
+            Field::new(rules.name.path, Kind::Text(rules.name), "A label, only echoed back."),
             Field::integer(rules.year, "The year (1 = the first simulated year)."),
             Field::number(rules.amount, "The amount."),
             Field::new(
@@ -772,6 +820,6 @@ pub(crate) fn default_value(kind: &Kind, max_scenarios: u32) -> Option<Value> {
         Kind::Flag { default } => Some(json!(default)),
         Kind::Object { default, .. } => default.clone(),
         Kind::Matrix { default, .. } => Some(default.clone()),
-        Kind::Text | Kind::List(_) => None,
+        Kind::Text(_) | Kind::List(_) => None,
     }
 }

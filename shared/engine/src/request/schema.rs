@@ -146,8 +146,10 @@ impl Builder<'_> {
                 .default(default)
                 .description(description)
                 .into(),
-            Kind::Text => ObjectBuilder::new()
+            Kind::Text(rule) => ObjectBuilder::new()
                 .schema_type(types(Type::String, nullable))
+                .max_length(Some(rule.max_chars))
+                .pattern(Some(rules::NO_CONTROL_PATTERN))
                 .description(description)
                 .into(),
             Kind::List(rule) => {

@@ -209,6 +209,8 @@ fn cases() -> Vec<Case> {
     let fc = |x: Value| w(merged(json!({"strategy": "floor_ceiling"}), &x));
     let income = |x: Value| json!({"income": [merged(json!({"monthly_amount": 10}), &x)]});
     let corr = |m: Value| json!({"assumptions": {"correlation": m}});
+    let too_long = "must be at most 100 characters";
+    let control = rules::CONTROL_CHARACTERS;
     vec![
         case(json!({"starting_portfolio": null}), "starting_portfolio", "is required"),
         case(
@@ -410,6 +412,29 @@ fn cases() -> Vec<Case> {
             "income",
             "at most 50 streams",
         ),
+        case(income(json!({"name": "x".repeat(101)})), "income[0].name", too_long),
+        case(income(json!({"name": "a\u{0}b"})), "income[0].name", control),
+        case(income(json!({"name": "line\nbreak"})), "income[0].name", control),
+        case(
+            json!({"expenses": [{"name": "é".repeat(101), "year": 1, "amount": 1}]}),
+            "expenses[0].name",
+            too_long,
+        ),
+        case(
+            json!({"expenses": [{"name": "\u{7f}", "year": 1, "amount": 1}]}),
+            "expenses[0].name",
+            control,
+        ),
+        case(
+            json!({"inflows": [{"name": "🏠".repeat(101), "year": 1, "amount": 1}]}),
+            "inflows[0].name",
+            too_long,
+        ),
+        case(
+            json!({"inflows": [{"name": "tab\there", "year": 1, "amount": 1}]}),
+            "inflows[0].name",
+            control,
+        ),
         case(income(json!({"monthly_amount": null})), "income[0].monthly_amount", "is required"),
         case(income(json!({"monthly_amount": -1})), "income[0].monthly_amount", spending),
         case(income(json!({"monthly_amount": 2e10})), "income[0].monthly_amount", spending),
@@ -467,6 +492,39 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// A name's rule on its own: how it counts characters and which ones it refuses.
+#[test]
+fn a_name_is_at_most_100_characters_none_of_them_a_control_character() {
+    let rule = rules::INCOME_NAME;
+    let long = format!("must be at most {} characters", rules::MAX_NAME_CHARS);
+    let control = Err(rules::CONTROL_CHARACTERS.to_owned());
+    let table: Vec<(String, Result<(), String>)> = vec![
+        (String::new(), Ok(())),
+        ("Social security".to_owned(), Ok(())),
+        ("x".repeat(100), Ok(())),
+        ("x".repeat(101), Err(long.clone())),
+        // Characters, not bytes: 100 four-byte characters are 100 characters.
+        ("🏠".repeat(100), Ok(())),
+        ("🏠".repeat(101), Err(long.clone())),
+        ("é".repeat(100), Ok(())),
+        ("\u{0}".to_owned(), control.clone()),
+        ("nul\u{0}inside".to_owned(), control.clone()),
+        ("\u{1f}".to_owned(), control.clone()),
+        ("\r\n".to_owned(), control.clone()),
+        ("\t".to_owned(), control.clone()),
+        ("\u{7f}".to_owned(), control.clone()),
+        ("\u{85}".to_owned(), control.clone()),
+        ("\u{9f}".to_owned(), control.clone()),
+        // Not category Cc: format characters and the replacement character are text.
+        ("\u{a0}\u{200b}\u{fffd}".to_owned(), Ok(())),
+        // Too long is said first, whatever else is wrong.
+        (format!("{}\u{0}", "x".repeat(100)), Err(long)),
+    ];
+    for (text, expected) in table {
+        assert_eq!(rule.check(&text).map(|_| ()), expected, "{text:?}");
+    }
+}
+
 #[test]
 fn each_rule_names_its_field_with_its_exact_message() {
     for case in cases() {
@@ -504,7 +562,10 @@ fn every_rule_of_the_table_has_a_case() {
     for field in rules::fields() {
         let bounded = matches!(
             field.kind,
-            rules::Kind::Number(_) | rules::Kind::Integer(_) | rules::Kind::List(_)
+            rules::Kind::Number(_)
+                | rules::Kind::Integer(_)
+                | rules::Kind::List(_)
+                | rules::Kind::Text(_)
         );
         if bounded {
             let path = field.path.replace("[][]", "");
@@ -647,10 +708,10 @@ fn valid_requests() -> Vec<Value> {
         "return_model": {"kind": "student_t", "df": 6},
         "withdrawal": {"strategy": "floor_ceiling", "rate": 0.05, "monthly_floor": 1000,
             "monthly_ceiling": 9000},
-        "income": [{"name": "pension", "monthly_amount": 900, "start_year": 5, "end_year": 30,
+        "income": [{"name": "pension — Ünïcode 🏠", "monthly_amount": 900, "start_year": 5, "end_year": 30,
             "inflation_adjusted": false}],
         "expenses": [{"name": "roof", "year": 4, "amount": 20000, "inflation_adjusted": true}],
-        "inflows": [{"name": "house", "year": 12, "amount": 200000, "inflation_adjusted": false}],
+        "inflows": [{"name": "🏠".repeat(100), "year": 12, "amount": 200000, "inflation_adjusted": false}],
         "rebalancing": "none",
     });
     let nulls = json!({
@@ -810,9 +871,13 @@ fn the_rules_document_gives_the_page_the_apis_own_messages_and_this_deployments_
     for (field, message) in &messages {
         let rule = &f[field.as_str()];
         let given = rule["message"].as_str().unwrap().replace("{max}", "30");
-        let at_max = rule.get("message_at_maximum").and_then(Value::as_str);
+        let other = |key: &str| rule.get(key).and_then(Value::as_str);
+        let at_max = other("message_at_maximum");
+        let control = other("message_control");
         assert!(
-            given == *message || at_max == Some(message.as_str()),
+            given == *message
+                || at_max == Some(message.as_str())
+                || control == Some(message.as_str()),
             "{field}: the document says {given:?}, the API {message:?}"
         );
     }

@@ -19,7 +19,7 @@ use super::input::{
 };
 use super::rules::{
     self, IntegerDefault, IntegerRule, Limit, ListRule, MAX_YEARS, NumberDefault, NumberRule,
-    OneOffRules, OnlyFor,
+    OneOffRules, OnlyFor, TextRule,
 };
 use super::{RequestError, RequestLimits};
 
@@ -163,6 +163,22 @@ impl Validator<'_> {
             (None, IntegerDefault::Required | IntegerDefault::Absent(_)) => {
                 Err(self.errors.record(field, rules::REQUIRED))
             }
+        }
+    }
+
+    /// An optional text at `field` (a list item's path) by `rule`.
+    fn text_at(
+        &mut self,
+        rule: &TextRule,
+        field: &str,
+        value: Option<String>,
+    ) -> Checked<Option<String>> {
+        match value {
+            Some(text) => match rule.check(&text) {
+                Ok(_) => Ok(Some(text)),
+                Err(message) => Err(self.errors.record(field, message)),
+            },
+            None => Ok(None),
         }
     }
 
@@ -407,6 +423,7 @@ impl Validator<'_> {
         let at = |path: &str| rules::item_path(path, i);
         let (amount, start, end) =
             (&rules::INCOME_AMOUNT, &rules::INCOME_START, &rules::INCOME_END);
+        let name = self.text_at(&rules::INCOME_NAME, &at(rules::INCOME_NAME.path), s.name);
         let monthly_amount = self.number_at(amount, &at(amount.path), s.monthly_amount);
         let start_year = self.integer_at(start, &at(start.path), s.start_year);
         let end_year = self.integer_at(end, &at(end.path), s.end_year);
@@ -416,7 +433,7 @@ impl Validator<'_> {
             return Err(self.errors.record(at(rule.field), rule.message));
         }
         Ok(IncomeStream {
-            name: s.name,
+            name: name?,
             monthly_amount: monthly_amount?,
             start_year,
             end_year,
@@ -435,10 +452,11 @@ impl Validator<'_> {
             .enumerate()
             .map(|(i, o)| {
                 let at = |path: &str| rules::item_path(path, i);
+                let name = self.text_at(&list.name, &at(list.name.path), o.name);
                 let year = self.integer_at(&list.year, &at(list.year.path), o.year);
                 let amount = self.number_at(&list.amount, &at(list.amount.path), o.amount);
                 Ok(OneOff {
-                    name: o.name,
+                    name: name?,
                     year: year?,
                     amount: amount?,
                     inflation_adjusted: o.inflation_adjusted.unwrap_or(true),
