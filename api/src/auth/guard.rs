@@ -120,10 +120,11 @@ async fn authenticate(state: &AppState, req: &ServiceRequest) -> Result<Caller, 
         })
         .and_then(PresentedKey::parse)
         .ok_or(ApiError::Unauthorized)?;
-    let prefix = presented.prefix().to_owned();
     let row = state
         .write(move |conn| {
-            let row = store::find_key(conn, &prefix)?;
+            // Only a valid key counts as used: a guess at a known prefix touches nothing.
+            let row = store::find_key(conn, presented.prefix())?
+                .filter(|row| row.revoked_at.is_none() && presented.matches(&row.secret_sha256));
             if let Some(row) = &row
                 && row.last_used_at.is_none_or(|at| Utc::now() - at > chrono::Duration::minutes(1))
             {
@@ -132,9 +133,7 @@ async fn authenticate(state: &AppState, req: &ServiceRequest) -> Result<Caller, 
             Ok(row)
         })
         .await?;
-    let row = row
-        .filter(|row| row.revoked_at.is_none() && presented.matches(&row.secret_sha256))
-        .ok_or(ApiError::Unauthorized)?;
+    let row = row.ok_or(ApiError::Unauthorized)?;
     let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
     Ok(Caller::new(row.name, Some(row.id), scopes))
 }
