@@ -163,6 +163,18 @@ impl Queue {
         RedisStorage::new(self.conn.clone()).with_config(config)
     }
 
+    /// Tells API processes waiting on `job` that its outcome is recorded (see
+    /// [`Keys::finished`]). Best effort: a waiter that misses it re-reads Postgres.
+    pub async fn announce_finished(&self, job: Uuid) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.keys.finished())
+            .arg(job.to_string())
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+    }
+
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)

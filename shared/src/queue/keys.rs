@@ -83,6 +83,20 @@ impl Keys {
         self.key("dead")
     }
 
+    /// Pub/sub channel rung whenever a job becomes ready (our push, release and promote
+    /// scripts publish on it), so an idle worker fetches at once instead of on its next tick.
+    /// A channel, not a key: nothing is stored, and a lost ring only costs the poll interval.
+    pub fn doorbell(&self) -> String {
+        self.key("doorbell")
+    }
+
+    /// Pub/sub channel on which a job's id is published once its outcome is in Postgres, so
+    /// an API process waiting on it answers at once. A lost message only costs the waiter's
+    /// re-read interval: Postgres stays the record.
+    pub fn finished(&self) -> String {
+        self.key("finished")
+    }
+
     /// ZSET of one tenant's requests of one budget (`submits`, `reads`) in the last minute,
     /// shared by every API replica (our key, not apalis-redis's: see `crate::rate_limit`).
     pub fn rate_window(&self, budget: &str, tenant: &str) -> String {
