@@ -40,7 +40,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("METRICS_PUBLISH_INTERVAL_SECS", Some("60")),
     ("WORKER_CONCURRENCY", Some("2")),
     ("WORKER_FETCH_BATCH", Some("1")),
-    ("WORKER_POLL_INTERVAL_MS", Some("100")),
+    ("WORKER_POLL_INTERVAL_MS", Some("1000")),
     ("WORKER_HEARTBEAT_SECS", Some("5")),
     ("WORKER_MISSED_HEARTBEATS", Some("3")),
     ("WORKER_THREADS", Some("0")),

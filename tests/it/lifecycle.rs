@@ -171,7 +171,7 @@ fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
     // A fresh claim is held for the window, and looked at again when it would go stale.
     let id = new_job(&mut conn);
     let a = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
-    match store::claim(&mut conn, id, "B", 3, WINDOW).unwrap() {
+    match store::claim_beside_others(&mut conn, id, "B", 3, WINDOW).unwrap() {
         Claim::HeldElsewhere { worker, recheck_in } => {
             assert_eq!(worker, "A");
             assert!(recheck_in <= WINDOW, "rechecked in {recheck_in:?}");
@@ -183,6 +183,11 @@ fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
     // One quiet for a minute is stale, and taken over.
     age_heartbeat(&mut conn, id, "1 minute");
     assert!(store::previous_attempt_died(&mut conn, id, "B", WINDOW).unwrap());
+    // Beside other jobs it is not taken: it must run alone, and nothing was written.
+    assert!(matches!(
+        store::claim_beside_others(&mut conn, id, "B", 3, WINDOW).unwrap(),
+        Claim::MustRunAlone
+    ));
     let b = claimed(store::claim(&mut conn, id, "B", 3, WINDOW).unwrap());
     assert!(b.after_crash);
     assert!(b.waited < Duration::from_secs(60), "waited {:?} since submit", b.waited);

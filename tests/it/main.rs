@@ -17,6 +17,7 @@ mod headers;
 mod layout;
 mod lifecycle;
 mod limits;
+mod pickup;
 mod queue_stats;
 mod schema;
 mod startup;

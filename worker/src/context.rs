@@ -44,10 +44,15 @@ pub(crate) struct JobContext {
     /// Jobs this process is handling, from delivery to outcome, with their cancel flags.
     jobs: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
     idle: Notify,
+    /// Rung by the doorbell's subscriber when a job becomes ready (see `crate::doorbell`).
+    pub(crate) bell: Arc<Notify>,
     /// Engines run under its read side; a job whose last attempt died with its process runs
     /// under the write side, alone, so that a crash is charged to the job that caused it and
     /// not to one that happened to share the process (which would otherwise ride along with
-    /// the culprit from re-delivery to re-delivery and be failed with it).
+    /// the culprit from re-delivery to re-delivery and be failed with it). The claim, made
+    /// under the read side, says when a job must run alone (`Claim::MustRunAlone`, nothing
+    /// claimed); the write side is then taken before claiming again, so a job that only waits
+    /// for it is charged no attempt.
     pub(crate) isolation: tokio::sync::RwLock<()>,
     handing_back: AtomicBool,
     /// When set, database calls stop retrying (the process is about to exit).
@@ -101,6 +106,7 @@ impl JobContext {
             name,
             jobs: Mutex::new(HashMap::new()),
             idle: Notify::new(),
+            bell: Arc::new(Notify::new()),
             isolation: tokio::sync::RwLock::new(()),
             handing_back: AtomicBool::new(false),
             hard_deadline: Mutex::new(None),

@@ -2,6 +2,7 @@
 
 pub mod cli_simulate;
 pub(crate) mod context;
+pub(crate) mod doorbell;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
 pub mod supervisor;

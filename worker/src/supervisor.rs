@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use apalis::prelude::{BackendExt, PollSnapshot, PollStrategy, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
@@ -19,6 +19,7 @@ use portfolio_shared::settings::{ExposeSecret, Settings};
 use tokio::sync::watch;
 
 use crate::context::JobContext;
+use crate::doorbell::{self, WakeOnRing};
 use crate::jobs;
 use crate::metrics::{self, WorkerMetrics};
 
@@ -107,6 +108,11 @@ impl Worker {
         let Self { ctx, base_name, metrics_server, .. } = self;
         let metrics_handle = metrics_server.handle();
         tokio::spawn(metrics_server);
+        doorbell::listen(
+            ctx.settings.queue.redis_url.expose_secret().to_owned(),
+            ctx.queue.doorbell(),
+            ctx.bell.clone(),
+        );
         let (stop_tx, stop_rx) = watch::channel(false);
         let grace = ctx.settings.worker.shutdown_grace;
         let drain = {
@@ -188,7 +194,7 @@ async fn supervise(
             .queue
             .worker_storage(config.clone())
             .with_codec(LenientJsonCodec)
-            .poll_with_strategy(Every::new(poll));
+            .poll_with_strategy(WakeOnRing::new(poll, ctx.bell.clone()));
         let worker = WorkerBuilder::new(name.clone())
             .backend(storage)
             .data(ctx.clone())
@@ -254,39 +260,6 @@ async fn release(ctx: &JobContext, ended: &mut Vec<String>) {
         }
     }
     *ended = kept;
-}
-
-/// Wakes the worker to fetch every `interval`. apalis's own `IntervalStrategy` replaces its
-/// timer when it fires without polling the new one, so no wake-up is registered; when the fetch
-/// it triggers is answered within the same poll (a fast Redis), the worker sleeps until its next
-/// heartbeat (5 s by default) with jobs waiting. This one registers the next tick at once.
-struct Every {
-    interval: Duration,
-    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Every {
-    fn new(interval: Duration) -> Self {
-        Self { interval, timer: None }
-    }
-}
-
-impl PollStrategy for Every {
-    fn poll_drive(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        _snapshot: &PollSnapshot,
-    ) -> std::task::Poll<Option<()>> {
-        let interval = self.interval;
-        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(interval)));
-        if timer.as_mut().poll(cx).is_pending() {
-            return std::task::Poll::Pending;
-        }
-        timer.as_mut().reset(tokio::time::Instant::now() + interval);
-        // Registers this task's waker for the next tick.
-        let _ = timer.as_mut().poll(cx);
-        std::task::Poll::Ready(Some(()))
-    }
 }
 
 /// Host (the ECS task's hostname) + pid + a random suffix: unique per process, so a restarted

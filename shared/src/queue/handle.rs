@@ -74,6 +74,7 @@ impl Queue {
             .arg(run_at)
             .arg(now)
             .arg(from_worker.unwrap_or(""))
+            .arg(self.keys.doorbell())
             .invoke_async(&mut conn)
             .await
             .map_err(|e| anyhow::anyhow!("pushing job {job}: {e}"))?;
@@ -130,7 +131,8 @@ impl Queue {
             .key(self.keys.data_hash())
             .key(self.keys.meta_prefix())
             .key(self.keys.scheduled_set())
-            .arg(name);
+            .arg(name)
+            .arg(self.keys.doorbell());
         for job in running {
             script.arg(task_id(*job).to_string());
         }
@@ -145,6 +147,11 @@ impl Queue {
         self.presence_keys(&mut script).arg(limit).invoke_async(&mut conn).await
     }
 
+    /// The doorbell channel workers listen on (see [`Keys::doorbell`]).
+    pub fn doorbell(&self) -> String {
+        self.keys.doorbell()
+    }
+
     /// Moves up to `limit` due jobs into the ready list; returns how many moved.
     pub async fn promote_due(&self, limit: usize) -> redis::RedisResult<u64> {
         let mut conn = self.conn.clone();
@@ -153,6 +160,7 @@ impl Queue {
             .key(self.keys.ready_list())
             .arg(epoch_seconds())
             .arg(limit)
+            .arg(self.keys.doorbell())
             .invoke_async(&mut conn)
             .await
     }

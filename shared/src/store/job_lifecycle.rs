@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Actor, AuditEvent};
 use super::models::{NewSimulationResult, Simulation};
-use super::transition::finish;
+use super::transition::{finish, record_end};
 use crate::JobStatus;
 use crate::schema::{simulation_results, simulations};
 
@@ -83,6 +83,10 @@ pub enum Claim {
     NotYet {
         wait: Duration,
     },
+    /// The last attempt died with its process ([`ClaimedJob::after_crash`]): the job must run
+    /// alone, and was not claimed because the caller shares its process's engine
+    /// ([`claim_beside_others`]). Nothing was written.
+    MustRunAlone,
 }
 
 /// A claim's look at the row, with the times that matter measured by the database.
@@ -98,13 +102,39 @@ struct Candidate {
 }
 
 /// Takes `id` for `worker`, counting the attempt, unless the job is finished, cancelled,
-/// fresh in another worker's hands, backing off, or out of attempts.
+/// fresh in another worker's hands, backing off, or out of attempts. For a caller that runs
+/// the job alone in its process, or does not care (see [`claim_beside_others`]).
 pub fn claim(
     conn: &mut PgConnection,
     id: Uuid,
     worker: &str,
     max_attempts: i32,
     orphan_window: Duration,
+) -> QueryResult<Claim> {
+    claim_with(conn, id, worker, max_attempts, orphan_window, true)
+}
+
+/// [`claim`] for a caller that would run the job beside others: when the last attempt died
+/// with its process, it answers [`Claim::MustRunAlone`] without claiming (or counting an
+/// attempt), so the caller takes its process's engine alone and claims again. One transaction
+/// for the usual case, where a separate look ([`previous_attempt_died`]) used to come first.
+pub fn claim_beside_others(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker: &str,
+    max_attempts: i32,
+    orphan_window: Duration,
+) -> QueryResult<Claim> {
+    claim_with(conn, id, worker, max_attempts, orphan_window, false)
+}
+
+fn claim_with(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker: &str,
+    max_attempts: i32,
+    orphan_window: Duration,
+    alone: bool,
 ) -> QueryResult<Claim> {
     conn.transaction(|conn| {
         let candidate: Option<Candidate> = simulations::table
@@ -140,6 +170,12 @@ pub fn claim(
             && let Some(recheck_in) = positive(fresh_for)
         {
             return Ok(Claim::HeldElsewhere { worker: holder.clone(), recheck_in });
+        }
+        // Still `running` and not fresh elsewhere: its holder died (or is this worker in an
+        // earlier life), exactly what `previous_attempt_died` reports. Asked before the
+        // attempt limit, as when that look came first: the job gives up under the lone turn.
+        if status == JobStatus::Running && !alone {
+            return Ok(Claim::MustRunAlone);
         }
         if job.attempts >= max_attempts {
             // Still `running`: the last attempt never reported back (its worker crashed or was
@@ -315,7 +351,9 @@ pub fn report_progress(
     })
 }
 
-/// Stores the result and marks the job `succeeded`, once.
+/// Stores the result and marks the job `succeeded`, once: one update of the row (status,
+/// result columns, `finished_at`, fenced by the lease), the result row and the audit row, in
+/// one transaction.
 pub fn complete(
     conn: &mut PgConnection,
     lease: &Lease,
@@ -324,26 +362,39 @@ pub fn complete(
     batches: i32,
 ) -> QueryResult<Write> {
     conn.transaction(|conn| {
-        let Some(job) = held(conn, lease)? else { return fenced_out(conn, lease, "complete") };
-        diesel::update(simulations::table.find(job.id))
-            .set((
-                simulations::success_probability.eq(success_probability),
-                simulations::progress_done.eq(batches),
-                simulations::progress_total.eq(batches),
-                simulations::error.eq(None::<String>),
-            ))
-            .execute(conn)?;
+        let ended: Option<(i32, Option<String>)> = diesel::update(
+            simulations::table
+                .find(lease.job)
+                .filter(simulations::status.eq(JobStatus::Running))
+                .filter(simulations::claim_token.eq(lease.token)),
+        )
+        .set((
+            simulations::status.eq(JobStatus::Succeeded),
+            simulations::success_probability.eq(success_probability),
+            simulations::progress_done.eq(batches),
+            simulations::progress_total.eq(batches),
+            simulations::error.eq(None::<String>),
+            simulations::claim_token.eq(None::<Uuid>),
+            simulations::finished_at.eq(now),
+            simulations::updated_at.eq(now),
+        ))
+        .returning((simulations::attempts, simulations::request_id))
+        .get_result(conn)
+        .optional()?;
+        let Some((attempt, request_id)) = ended else {
+            return fenced_out(conn, lease, "complete");
+        };
         diesel::insert_into(simulation_results::table)
-            .values(NewSimulationResult { simulation_id: job.id, result, worker: &lease.worker })
+            .values(NewSimulationResult { simulation_id: lease.job, result, worker: &lease.worker })
             .on_conflict_do_nothing()
             .execute(conn)?;
-        finish(
+        record_end(
             conn,
-            &job,
+            lease.job,
             JobStatus::Succeeded,
             Actor::Worker(&lease.worker),
-            None,
-            json!({ "attempt": job.attempts, "success_probability": success_probability }),
+            request_id.as_deref(),
+            json!({ "attempt": attempt, "success_probability": success_probability }),
         )?;
         Ok(Write::Applied)
     })
@@ -351,33 +402,63 @@ pub fn complete(
 
 /// Marks the job `failed` for good, once.
 pub fn fail(conn: &mut PgConnection, lease: &Lease, error: &str) -> QueryResult<Write> {
-    conn.transaction(|conn| {
-        let Some(job) = held(conn, lease)? else { return fenced_out(conn, lease, "fail") };
-        finish(
-            conn,
-            &job,
-            JobStatus::Failed,
-            Actor::Worker(&lease.worker),
-            Some(error),
-            json!({ "attempt": job.attempts }),
-        )?;
-        Ok(Write::Applied)
-    })
+    end_held(
+        conn,
+        lease,
+        JobStatus::Failed,
+        Some(error),
+        "fail",
+        |attempt| json!({ "attempt": attempt }),
+    )
 }
 
 /// Marks the job `cancelled` (its worker saw the request), once.
 pub fn cancelled_by_worker(conn: &mut PgConnection, lease: &Lease) -> QueryResult<Write> {
+    end_held(
+        conn,
+        lease,
+        JobStatus::Cancelled,
+        None,
+        "cancelled by worker",
+        |_| json!({ "when": "running" }),
+    )
+}
+
+/// Ends a job held under `lease` as `status` in one update and its audit row (whose data
+/// `data` makes from the attempt), in one transaction.
+fn end_held(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    status: JobStatus,
+    error: Option<&str>,
+    write: &str,
+    data: impl FnOnce(i32) -> serde_json::Value,
+) -> QueryResult<Write> {
     conn.transaction(|conn| {
-        let Some(job) = held(conn, lease)? else {
-            return fenced_out(conn, lease, "cancelled by worker");
-        };
-        finish(
+        let ended: Option<(i32, Option<String>)> = diesel::update(
+            simulations::table
+                .find(lease.job)
+                .filter(simulations::status.eq(JobStatus::Running))
+                .filter(simulations::claim_token.eq(lease.token)),
+        )
+        .set((
+            simulations::status.eq(status),
+            simulations::error.eq(error),
+            simulations::claim_token.eq(None::<Uuid>),
+            simulations::finished_at.eq(now),
+            simulations::updated_at.eq(now),
+        ))
+        .returning((simulations::attempts, simulations::request_id))
+        .get_result(conn)
+        .optional()?;
+        let Some((attempt, request_id)) = ended else { return fenced_out(conn, lease, write) };
+        record_end(
             conn,
-            &job,
-            JobStatus::Cancelled,
+            lease.job,
+            status,
             Actor::Worker(&lease.worker),
-            None,
-            json!({ "when": "running" }),
+            request_id.as_deref(),
+            data(attempt),
         )?;
         Ok(Write::Applied)
     })

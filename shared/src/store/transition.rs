@@ -34,10 +34,23 @@ pub(super) fn finish(
             simulations::updated_at.eq(now),
         ))
         .execute(conn)?;
+    record_end(conn, job.id, status, actor, job.request_id.as_deref(), data)
+}
+
+/// The terminal audit row of a job that just ended as `status`, for a caller that wrote the
+/// row's terminal columns itself (in one statement with its own, under the same lock).
+pub(super) fn record_end(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: JobStatus,
+    actor: Actor<'_>,
+    request_id: Option<&str>,
+    data: serde_json::Value,
+) -> QueryResult<()> {
     let event = match status {
         JobStatus::Succeeded => AuditEvent::Succeeded,
         JobStatus::Cancelled => AuditEvent::Cancelled,
         _ => AuditEvent::Failed,
     };
-    audit::record(conn, job.id, event, actor, job.request_id.as_deref(), data)
+    audit::record(conn, id, event, actor, request_id, data)
 }

@@ -27,6 +27,9 @@ use crate::context::{DbGaveUp, JobContext, JobGuard};
 
 /// How often a running job reports progress (and refreshes its heartbeat).
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// When a running job first reports: a job shorter than this writes no progress at all (the
+/// claim wrote its heartbeat, and the orphan window is at least 2 s).
+pub(crate) const FIRST_PROGRESS_AFTER: Duration = Duration::from_secs(1);
 /// Added to a re-delivery's wait so it lands after the moment it waits for.
 const REDELIVERY_MARGIN: Duration = Duration::from_secs(1);
 /// When Postgres stayed away through a claim, the delivery comes back after this long.
@@ -105,25 +108,28 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
     let max_attempts = ctx.settings.queue.max_attempts as i32;
     let orphan_window = ctx.orphan_window();
     // A job whose last attempt died with its process runs alone (see `JobContext::isolation`).
-    // The turn is taken before the claim, so no attempt is charged to a job that only waits
-    // while another runs alone and takes the process down.
-    let suspect = {
+    // The claim itself says so, without claiming, when asked under the shared turn; the lone
+    // turn is then taken before claiming again, so no attempt is charged to a job that only
+    // waits while another runs alone and takes the process down.
+    let mut turn = Turn::Shared(ctx.isolation.read().await);
+    let claim = loop {
         let worker = ctx.name().to_owned();
-        ctx.db_once(move |conn| store::previous_attempt_died(conn, id, &worker, orphan_window))
-            .await
-            .unwrap_or(false)
-    };
-    let mut turn = if suspect {
-        Turn::Alone(ctx.isolation.write().await)
-    } else {
-        Turn::Shared(ctx.isolation.read().await)
-    };
-    let claim = {
-        let worker = ctx.name().to_owned();
-        ctx.db_retrying("claim", move |conn| {
-            store::claim(conn, id, &worker, max_attempts, orphan_window)
-        })
-        .await
+        let alone = matches!(turn, Turn::Alone(_));
+        let claim = ctx
+            .db_retrying("claim", move |conn| {
+                if alone {
+                    store::claim(conn, id, &worker, max_attempts, orphan_window)
+                } else {
+                    store::claim_beside_others(conn, id, &worker, max_attempts, orphan_window)
+                }
+            })
+            .await;
+        if !alone && matches!(claim, Ok(Claim::MustRunAlone)) {
+            drop(turn);
+            turn = Turn::Alone(ctx.isolation.write().await);
+            continue;
+        }
+        break claim;
     };
     let job = match claim {
         Ok(Claim::Run(job)) => job,
@@ -134,7 +140,9 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
         Ok(Claim::Finished(status)) => {
             tracing::info!(%status, "job already finished; duplicate delivery acknowledged");
             if status == JobStatus::Cancelled {
+                // Cancelled while queued: this claim may be what recorded it.
                 ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
+                announce_end(&ctx, id).await;
             }
             return;
         }
@@ -152,6 +160,12 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
         Ok(Claim::GaveUp { attempts }) => {
             tracing::error!(attempts, "job failed: out of attempts");
             ctx.metrics.finished.with_label_values(&["failed"]).inc();
+            announce_end(&ctx, id).await;
+            return;
+        }
+        Ok(Claim::MustRunAlone) => {
+            // Only a claim beside others answers this, and the loop above retried it alone.
+            delivery.push_again(&ctx, id, Duration::ZERO).await;
             return;
         }
         Ok(Claim::NotYet { wait }) => {
@@ -172,11 +186,6 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
     span.record("attempt", job.lease.attempt);
     if job.lease.attempt == 1 {
         ctx.metrics.queue_wait.observe(job.waited.as_secs_f64());
-    }
-    if job.after_crash && matches!(turn, Turn::Shared(_)) {
-        // It died between the look and the claim.
-        drop(turn);
-        turn = Turn::Alone(ctx.isolation.write().await);
     }
     execute(job, &guard, &ctx, &delivery, turn).await;
 }
@@ -270,6 +279,7 @@ async fn execute(
                 .await;
             match written {
                 Ok(Write::Applied) => {
+                    announce_end(ctx, lease.job).await;
                     ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
                     ctx.metrics.run_time.observe(elapsed.as_secs_f64());
                     ctx.metrics.scenario_months.inc_by(scenario_months);
@@ -315,6 +325,7 @@ async fn execute(
                 .await
                 == Ok(Write::Applied)
             {
+                announce_end(ctx, lease.job).await;
                 ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
                 tracing::info!("cancelled");
             }
@@ -340,7 +351,7 @@ enum Turn<'a> {
     Alone(#[expect(dead_code, reason = "held for its lock")] tokio::sync::RwLockWriteGuard<'a, ()>),
 }
 
-/// Reports progress every [`PROGRESS_EVERY`] until aborted; raises `cancel` when a cancel is
+/// Reports progress every [`PROGRESS_EVERY`] from [`FIRST_PROGRESS_AFTER`] on, until aborted; raises `cancel` when a cancel is
 /// requested, and `gone` too when the job is no longer held under this worker's lease.
 async fn report_progress(
     ctx: Arc<JobContext>,
@@ -349,9 +360,11 @@ async fn report_progress(
     cancel: Arc<AtomicBool>,
     gone: Arc<AtomicBool>,
 ) {
-    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + FIRST_PROGRESS_AFTER,
+        PROGRESS_EVERY,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
         tick.tick().await;
         let (done, total) = progress.snapshot();
@@ -395,8 +408,17 @@ async fn record_failure(ctx: &Arc<JobContext>, lease: &Lease, error: &str) {
     if ctx.db_retrying("record failure", move |conn| store::fail(conn, &held, &message)).await
         == Ok(Write::Applied)
     {
+        announce_end(ctx, lease.job).await;
         ctx.metrics.finished.with_label_values(&["failed"]).inc();
         tracing::error!(error, "job failed");
+    }
+}
+
+/// Tells API processes waiting on the job that its outcome is in Postgres; called after every
+/// terminal write this worker applies. Best effort: a waiter that misses it re-reads Postgres.
+async fn announce_end(ctx: &JobContext, id: Uuid) {
+    if let Err(e) = ctx.queue.announce_finished(id).await {
+        tracing::debug!(error = %e, "could not announce the job's end");
     }
 }
 

@@ -4,10 +4,12 @@
 -- and a clean meta hash, and gives the job at most one entry: nothing is pushed while the job
 -- is ready, scheduled (only moved earlier) or in a registered worker's in-flight set (except
 -- the pushing worker's own, which is about to acknowledge its delivery). Due jobs go straight
--- to the ready list, so the scheduled set only ever holds delayed retries.
+-- to the ready list, so the scheduled set only ever holds delayed retries. A job made ready
+-- rings the doorbell (a PUBLISH), so an idle worker fetches it at once.
 --
 -- KEYS: data hash, meta prefix, scheduled set, ready list, workers, in-flight prefix.
--- ARGV: task id, payload, run-at (epoch s), now (epoch s), worker to ignore ('' for none).
+-- ARGV: task id, payload, run-at (epoch s), now (epoch s), worker to ignore ('' for none),
+--       doorbell channel.
 -- Returns 0 (pushed), 1 (already waiting) or 2 (held by a worker).
 local id = ARGV[1]
 local run_at = tonumber(ARGV[3])
@@ -35,5 +37,6 @@ if run_at > now then
   redis.call('ZADD', KEYS[3], run_at, id)
 else
   redis.call('RPUSH', KEYS[4], id)
+  redis.call('PUBLISH', ARGV[6], 1)
 end
 return 0

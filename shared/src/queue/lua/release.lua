@@ -1,14 +1,14 @@
 -- Gives back what a worker that ended (apalis-redis ends a worker on any Redis error) had
 -- claimed, at once rather than after the orphan window, and unregisters it. Entries whose
 -- data is missing are dropped: apalis-redis's fetch fails on them, and re-queueing them would
--- end the next worker too (a crash loop across the fleet). Ids in ARGV[2..] are still being
--- run by this process and are only forgotten.
+-- end the next worker too (a crash loop across the fleet). Ids in ARGV[3..] are still being
+-- run by this process and are only forgotten. Re-queued jobs ring the doorbell.
 --
 -- KEYS: the worker's in-flight set, workers, ready list, data hash, meta prefix, scheduled set.
--- ARGV: worker name, ids to leave out.
+-- ARGV: worker name, doorbell channel, ids to leave out.
 -- Returns {re-queued, dropped}.
 local keep = {}
-for i = 2, #ARGV do keep[ARGV[i]] = true end
+for i = 3, #ARGV do keep[ARGV[i]] = true end
 local listed = {}
 for _, id in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do listed[id] = true end
 local requeued, dropped = 0, 0
@@ -31,4 +31,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+if requeued > 0 then
+  redis.call('PUBLISH', ARGV[2], requeued)
+end
 return {requeued, dropped}
