@@ -180,6 +180,8 @@ pub struct WorkerSettings {
     /// Jobs one worker process runs at once (they share its engine threads).
     pub concurrency: usize,
     pub(crate) fetch_batch: usize,
+    /// How often an idle worker fetches on its own (`WORKER_POLL_INTERVAL_MS`): only the
+    /// fallback for a lost doorbell ring, since a push rings the worker at once.
     pub poll_interval: Duration,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) missed_heartbeats: usize,

@@ -260,12 +260,16 @@ fn xact_commits(conn: &mut PgConnection) -> i64 {
     .commits
 }
 
-fn redis_calls(conn: &mut redis::Connection) -> u64 {
+/// Calls per Redis command since the server started.
+fn redis_calls(conn: &mut redis::Connection) -> std::collections::BTreeMap<String, u64> {
     let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
     info.lines()
-        .filter_map(|l| l.split("calls=").nth(1))
-        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
-        .sum()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split("calls=").nth(1)?.split(',').next()?.parse().ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
 }
 
 /// Not a check: prints the worker's Postgres commits and Redis commands per job (issue 11's
@@ -310,6 +314,12 @@ async fn measure_the_workers_per_job_cost() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let calls1 = redis_calls(&mut redis);
+    let per_command: Vec<(String, f64)> = calls1
+        .iter()
+        .map(|(name, n)| (name.clone(), (n - calls0.get(name).unwrap_or(&0)) as f64 / JOBS as f64))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    let total: f64 = per_command.iter().map(|(_, n)| n).sum();
     worker.stop().await.unwrap();
     tokio::time::sleep(Duration::from_secs(11)).await;
     // The probes and the two reads of the counter are this test's own commits.
@@ -318,7 +328,8 @@ async fn measure_the_workers_per_job_cost() {
         "per job over {JOBS} jobs: {:.2} Postgres commits, {:.1} Redis commands (server-wide: \
          run alone); {probes} probes, {:?}",
         commits as f64 / JOBS as f64,
-        (calls1 - calls0 - 2) as f64 / JOBS as f64,
+        total,
         began.elapsed()
     );
+    println!("Redis commands per job, by command: {per_command:?}");
 }
