@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import requests
 
@@ -273,8 +274,9 @@ def cpu_model():
 
 
 def span_ms(doc, a, b):
-    from datetime import datetime
-    t = lambda k: datetime.fromisoformat(doc[k].replace("Z", "+00:00"))
+    """Milliseconds between two of the job's own timestamps (the server's clock)."""
+    def t(k):
+        return datetime.fromisoformat(doc[k].replace("Z", "+00:00"))
     return (t(b) - t(a)).total_seconds() * 1e3
 
 
@@ -399,7 +401,7 @@ def report(fig, args):
     print(f"client round trip (GET /health) p50 {fig['round_trip_ms']:.2f} ms; "
           f"Prefer: wait applied to {fig['prefer_applied']} jobs, fell back to waiting on "
           f"/results for {fig['prefer_fell_back']}; ?wait= long-poll "
-          f"{ {True: 'used', False: 'absent (polled)', None: 'not needed'}[fig['long_poll']] }")
+          f"{ {True: 'used', False: 'absent (polled)', None: 'never answered unfinished early'}[fig['long_poll']] }")
 
     print()
     print("CPU per job in the bursts (ms, utime + stime from /proc; postgres = our database's backends)")
