@@ -1,0 +1,431 @@
+#!/usr/bin/env python3
+"""The client half of bench/e2e_vs_celery.sh: measures our running stack (an API and a worker
+the shell script started) and the Celery peer (a pool it started) in one process, size by
+size, so machine drift hits both alike; prints one table with ratios and the CPU each process
+spent per job in the bursts.
+
+It is Python, not a Rust example, so both sides are driven by the same kind of client (the
+peer's single.py and drive.py are Python too): an HTTP round trip from `requests` costs
+~0.3-1 ms that a Rust client would not, and the "client round trip" line prints it so it can be
+subtracted. Run it through the shell script; by hand it needs these variables:
+
+    BENCH_URL, BENCH_KEY                  the API and a key with the simulate scope
+    API_PID, WORKER_PID, REDIS_PID        processes to charge CPU to
+    CELERY_PID                            the pool's main process (its children are summed)
+    BENCH_DB, ADMIN_DATABASE_URL          our database (its backends are Postgres's share)
+    PEER_DIR                              ../shared/peers/celery (run from there, read-only)
+
+Our client uses the features of issue 11 when the API has them and falls back otherwise: a
+`202` to `Prefer: wait=N` is followed by waiting on `/results/{id}`, and a `?wait=N` that comes
+back unfinished well before N seconds means the API does not long-poll, so the client polls.
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import requests
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def pct(values, p):
+    """Linear-interpolated percentile (numpy's default), so ours and the peer's agree."""
+    s = sorted(values)
+    h = (len(s) - 1) * p / 100
+    lo = int(h)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (h - lo)
+
+
+# ---------------------------------------------------------------- CPU accounting (/proc)
+
+def proc_cpu(pid):
+    """utime + stime of a process (all its threads), in seconds; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def tree(pid):
+    out = [pid]
+    for c in children(pid):
+        out += tree(c)
+    return out
+
+
+def pg_backends(db, admin_url):
+    """Pids of the Postgres backends connected to our database. The server is shared with
+    other users of the machine, so only these are ours; the background writers are not
+    counted (they serve every database)."""
+    out = subprocess.run(
+        ["psql", admin_url, "-Atc", f"SELECT pid FROM pg_stat_activity WHERE datname = '{db}'"],
+        capture_output=True, text=True, check=True).stdout
+    return [int(p) for p in out.split()]
+
+
+class CpuMeter:
+    """CPU seconds by named group of processes between start() and stop(). Groups are given
+    as functions returning pids, re-evaluated at both ends: a process present only at the end
+    (a new Postgres connection) counts from zero; one gone by the end is lost (rare)."""
+
+    def __init__(self, groups):
+        self.groups = groups
+
+    def _read(self):
+        return {name: {p: proc_cpu(p) for p in pids()} for name, pids in self.groups.items()}
+
+    def start(self):
+        self.before = self._read()
+
+    def stop(self):
+        after = self._read()
+        return {name: sum(max(0.0, t - self.before[name].get(p, 0.0)) for p, t in after[name].items())
+                for name in after}
+
+
+def self_cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+# ---------------------------------------------------------------- our service
+
+class Ours:
+    def __init__(self, url, key, base_request):
+        self.url = url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.base = base_request
+        self.local = threading.local()
+        self.prefer_applied = 0
+        self.prefer_fell_back = 0
+        self.long_poll = None  # unknown until a `?wait=` answer tells
+
+    def session(self):
+        s = getattr(self.local, "s", None)
+        if s is None:
+            s = self.local.s = requests.Session()
+            s.headers.update(self.headers)
+        return s
+
+    def request(self, n, seed):
+        return dict(self.base, n_scenarios=n, seed=seed)
+
+    def submit(self, body, prefer_wait=None):
+        headers = {"Prefer": f"wait={prefer_wait}"} if prefer_wait else {}
+        r = self.session().post(f"{self.url}/simulations", json=body, headers=headers)
+        if r.status_code not in (200, 202):
+            raise RuntimeError(f"submit answered {r.status_code}: {r.text[:300]}")
+        return r
+
+    def get(self, job_id, wait=None):
+        params = {"wait": wait} if wait else None
+        r = self.session().get(f"{self.url}/results/{job_id}", params=params)
+        r.raise_for_status()
+        return r.json()
+
+    def poll(self, job_id, interval):
+        """GET /results/{id} every `interval` seconds until the job is terminal."""
+        while True:
+            doc = self.get(job_id)
+            if doc["status"] in TERMINAL:
+                return doc
+            time.sleep(interval)
+
+    def wait(self, job_id, fallback_interval):
+        """Long-poll `?wait=60` while the API does it; poll when it does not."""
+        while True:
+            if self.long_poll is False:
+                return self.poll(job_id, fallback_interval)
+            t = time.perf_counter()
+            doc = self.get(job_id, wait=60)
+            if doc["status"] in TERMINAL:
+                return doc
+            if time.perf_counter() - t < 5:
+                # Unfinished long before 60 s: the parameter was ignored.
+                self.long_poll = False
+            else:
+                self.long_poll = True
+
+    def one_with_prefer(self, body):
+        t0 = time.perf_counter()
+        r = self.submit(body, prefer_wait=10)
+        if r.status_code == 200 and r.headers.get("Preference-Applied", "").startswith("wait"):
+            doc = r.json()
+            if doc.get("status") in TERMINAL:
+                self.prefer_applied += 1
+                return time.perf_counter() - t0, doc
+        self.prefer_fell_back += 1
+        doc = self.wait(r.json()["id"], 0.002)
+        return time.perf_counter() - t0, doc
+
+    def one_with_polling(self, body):
+        t0 = time.perf_counter()
+        r = self.submit(body)
+        doc = self.poll(r.json()["id"], 0.002)
+        return time.perf_counter() - t0, doc
+
+    def singles(self, n, jobs, mode, seed0):
+        one = self.one_with_prefer if mode == "wait" else self.one_with_polling
+        for i in range(3):  # warm the connection and the worker's path up
+            one(self.request(n, seed0 - 1 - i))
+        lat, engine, server = [], [], []
+        gaps = random.Random(seed0)
+        for i in range(jobs):
+            # A job "alone" arrives at a random moment: back-to-back submits would lock onto
+            # the phase of a polling worker's timer (each one landing just after a tick and
+            # waiting a whole interval) and measure that instead.
+            time.sleep(gaps.uniform(0.0, 0.2))
+            dt, doc = one(self.request(n, seed0 + i))
+            if doc["status"] != "succeeded":
+                raise RuntimeError(f"job {doc['id']} ended {doc['status']}: {doc.get('error')}")
+            lat.append(dt * 1e3)
+            engine.append(doc["result"]["elapsed_ms"])
+            server.append(span_ms(doc, "created_at", "finished_at"))
+        return {"p50": pct(lat, 50), "p95": pct(lat, 95), "engine_p50": pct(engine, 50),
+                "server_p50": pct(server, 50)}
+
+    def burst(self, n, jobs, conns, seed0, meter):
+        """Submit `jobs` as fast as `conns` connections go, then wait for every one."""
+        ids = [None] * jobs
+        counter = iter(range(jobs))
+        lock = threading.Lock()
+
+        def submitter(_):
+            mine = []
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return mine
+                ids[i] = self.submit(self.request(n, seed0 + i)).json()["id"]
+                mine.append(ids[i])
+
+        def waiter(mine):
+            for job_id in mine:
+                doc = self.wait(job_id, 0.010)
+                if doc["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} ended {doc['status']}: {doc.get('error')}")
+
+        cpu0 = self_cpu()
+        meter.start()
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(conns) as pool:
+            shares = list(pool.map(submitter, range(conns)))
+            if self.long_poll is False:
+                # Without a long-poll, one connection walks the jobs in the order they were
+                # queued, polling every 10 ms: the waiting costs the stack little, so the CPU
+                # per job below is the jobs' own.
+                waiter(ids)
+            else:
+                # Each connection long-polls, in order, the jobs it submitted.
+                list(pool.map(waiter, shares))
+        elapsed = time.perf_counter() - t0
+        cpu = meter.stop()
+        cpu["client"] = self_cpu() - cpu0
+        return {"jobs_per_s": jobs / elapsed, "elapsed_s": elapsed,
+                "cpu_ms_per_job": {k: v * 1e3 / jobs for k, v in cpu.items()}}
+
+    def round_trip_ms(self, times=50):
+        s = self.session()
+        lat = []
+        for _ in range(times):
+            t = time.perf_counter()
+            s.get(f"{self.url}/health").raise_for_status()
+            lat.append((time.perf_counter() - t) * 1e3)
+        return pct(lat, 50)
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def span_ms(doc, a, b):
+    """Milliseconds between two of the job's own timestamps (the server's clock)."""
+    def t(k):
+        return datetime.fromisoformat(doc[k].replace("Z", "+00:00"))
+    return (t(b) - t(a)).total_seconds() * 1e3
+
+
+# ---------------------------------------------------------------- the Celery peer
+
+class Peer:
+    def __init__(self, peer_dir, python, request_file, meter):
+        self.dir = peer_dir
+        self.python = python
+        self.request_file = request_file
+        self.meter = meter
+
+    def run(self, script, *args):
+        out = subprocess.run([self.python, script, *map(str, args), self.request_file],
+                             cwd=self.dir, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"{script} failed:\n{out.stderr[-2000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def warm_up(self):
+        code = ("import json,sys; from tasks import simulate; r=json.load(open(sys.argv[1])); "
+                "r.update(n_scenarios=1000); "
+                "[x.get(timeout=120) for x in [simulate.delay(dict(r, seed=s)) for s in range(4)]]")
+        subprocess.run([self.python, "-c", code, self.request_file], cwd=self.dir, check=True,
+                       timeout=180)
+
+    def single(self, n):
+        return self.run("single.py", n)
+
+    def burst(self, n, jobs):
+        c0 = children_cpu()
+        self.meter.start()
+        out = self.run("drive.py", jobs, n)
+        cpu = self.meter.stop()
+        cpu["client"] = children_cpu() - c0
+        out["cpu_ms_per_job"] = {k: v * 1e3 / jobs for k, v in cpu.items()}
+        return out
+
+
+# ---------------------------------------------------------------- the run
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,10000", help="n_scenarios to run (years: 30)")
+    ap.add_argument("--single", type=int, default=30, help="single jobs per mode (ours)")
+    ap.add_argument("--burst", type=int, default=300, help="jobs per burst, both sides")
+    ap.add_argument("--conns", type=int, default=4, help="connections submitting our burst")
+    ap.add_argument("--request", required=True, help="base request (the peer's)")
+    ap.add_argument("--json-out", help="also write every figure here")
+    args = ap.parse_args()
+    env = os.environ
+    base = json.load(open(args.request))
+    base["years"] = 30
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    api_pid, worker_pid, redis_pid = int(env["API_PID"]), int(env["WORKER_PID"]), int(env["REDIS_PID"])
+    celery_pid = int(env["CELERY_PID"])
+    ours_meter = CpuMeter({
+        "api": lambda: [api_pid], "worker": lambda: [worker_pid],
+        "postgres": lambda: pg_backends(env["BENCH_DB"], env["ADMIN_DATABASE_URL"]),
+        "redis": lambda: [redis_pid]})
+    peer_meter = CpuMeter({"celery pool": lambda: tree(celery_pid), "redis": lambda: [redis_pid]})
+    ours = Ours(env["BENCH_URL"], env["BENCH_KEY"], base)
+    peer = Peer(env["PEER_DIR"], sys.executable, os.path.abspath(args.request), peer_meter)
+
+    log = lambda m: print(f"  {time.strftime('%H:%M:%S')} {m}", file=sys.stderr, flush=True)
+    rt = ours.round_trip_ms()
+    log(f"client round trip (GET /health) p50 {rt:.2f} ms")
+    log("warming the Celery pool up")
+    peer.warm_up()
+    fig = {"round_trip_ms": rt, "sizes": {}}
+    for k, n in enumerate(sizes):
+        f = fig["sizes"][n] = {}
+        seed = 1_000_000 * (k + 1)
+        log(f"{n}: ours, single jobs, Prefer: wait=10")
+        f["ours_wait"] = ours.singles(n, args.single, "wait", seed)
+        log(f"{n}: ours, single jobs, polling every 2 ms")
+        f["ours_poll"] = ours.singles(n, args.single, "poll", seed + 1000)
+        log(f"{n}: celery, single jobs (single.py)")
+        f["peer_single"] = peer.single(n)
+        log(f"{n}: ours, burst of {args.burst}")
+        f["ours_burst"] = ours.burst(n, args.burst, args.conns, seed + 2000, ours_meter)
+        log(f"{n}: celery, burst of {args.burst} (drive.py)")
+        f["peer_burst"] = peer.burst(n, args.burst)
+    fig["prefer_applied"] = ours.prefer_applied
+    fig["prefer_fell_back"] = ours.prefer_fell_back
+    fig["long_poll"] = ours.long_poll
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            json.dump(fig, fh, indent=1)
+    report(fig, args)
+
+
+def report(fig, args):
+    def k(n):
+        return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+    rows = []
+    for n, f in fig["sizes"].items():
+        ps = f["peer_single"]
+        for mode, label in (("ours_wait", "Prefer: wait"), ("ours_poll", "poll 2 ms")):
+            for p in ("p50", "p95"):
+                rows.append((f"single {k(n)} × 30 y {p}, {label} (ms)", f[mode][p], ps[f"{p}_ms"], "lat"))
+        rows.append((f"  engine alone, {k(n)} (result.elapsed_ms p50, ms)", f["ours_wait"]["engine_p50"], None, "lat"))
+        rows.append((f"  server created → finished, {k(n)} p50 (ms)", f["ours_wait"]["server_p50"], None, "lat"))
+    for n, f in fig["sizes"].items():
+        rows.append((f"burst {args.burst} × {k(n)} (jobs/s)", f["ours_burst"]["jobs_per_s"], f["peer_burst"]["jobs_per_s"], "rate"))
+
+    print()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}, "
+          f"{os.cpu_count()} CPUs, load average {open('/proc/loadavg').read().split()[0]}; "
+          f"{args.single} single jobs per mode (ours; celery's single.py: 20), years 30")
+    print(f"{'':52} {'ours':>9} {'celery':>9} {'ratio':>7}")
+    for name, ours, celery, kind in rows:
+        c = f"{celery:9.1f}" if celery is not None else f"{'—':>9}"
+        r = ""
+        if celery:
+            # Both ratios read "how many times better we are".
+            r = f"{(celery / ours if kind == 'lat' else ours / celery):6.2f}×"
+        print(f"{name:52} {ours:9.1f} {c} {r:>7}")
+    print("ratio: celery/ours for times, ours/celery for jobs/s (above 1: we are ahead)")
+    print(f"client round trip (GET /health) p50 {fig['round_trip_ms']:.2f} ms; "
+          f"Prefer: wait applied to {fig['prefer_applied']} jobs, fell back to waiting on "
+          f"/results for {fig['prefer_fell_back']}; ?wait= long-poll "
+          f"{ {True: 'used', False: 'absent (polled)', None: 'never answered unfinished early'}[fig['long_poll']] }")
+
+    print()
+    print("CPU per job in the bursts (ms, utime + stime from /proc; postgres = our database's backends)")
+    groups = ["api", "worker", "postgres", "redis", "celery pool", "client"]
+    print(f"{'':28}" + "".join(f"{g:>12}" for g in groups) + f"{'total':>10}")
+    for n, f in fig["sizes"].items():
+        for side, key in (("ours", "ours_burst"), ("celery", "peer_burst")):
+            c = f[key]["cpu_ms_per_job"]
+            cells = "".join(f"{c[g]:12.2f}" if g in c else f"{'':>12}" for g in groups)
+            print(f"{side + ', ' + k(n):28}{cells}{sum(c.values()):10.2f}")
+
+    print()
+    for n, f in fig["sizes"].items():
+        w, ps = f["ours_wait"], f["peer_single"]
+        best = min(w["p50"], f["ours_poll"]["p50"])
+        if n == 1000:
+            print(f"target 1k p50 ≤ engine + 5 ms: {best:.1f} vs {w['engine_p50'] + 5:.1f}  "
+                  f"{'met' if best <= w['engine_p50'] + 5 else 'missed'}; "
+                  f"≤ 0.4× celery: {best / ps['p50_ms']:.2f}×  {'met' if best <= 0.4 * ps['p50_ms'] else 'missed'}")
+            ratio = f["ours_burst"]["jobs_per_s"] / f["peer_burst"]["jobs_per_s"]
+            print(f"target burst 1k ≥ 5× celery: {ratio:.2f}×  {'met' if ratio >= 5 else 'missed'}")
+        if n == 10000:
+            print(f"target 10k p50 ≤ 33 ms: {best:.1f}  {'met' if best <= 33 else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
