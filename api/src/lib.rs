@@ -2,10 +2,12 @@
 
 pub mod auth;
 pub(crate) mod background;
+pub(crate) mod completions;
 pub mod draw;
 pub mod error;
 pub(crate) mod headers;
 pub(crate) mod metrics;
+pub(crate) mod prefer;
 pub(crate) mod request_id;
 pub(crate) mod routes;
 pub mod sampler;

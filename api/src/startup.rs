@@ -1,5 +1,6 @@
 //! Builds the application from settings: pools, queue, state, middleware, routes, the leader's
-//! background loop, the queue-depth sampler, the HTTP server bound to `API_BIND` (port 0 in
+//! background loop, the queue-depth sampler, the subscriber that wakes requests waiting for a
+//! job, the HTTP server bound to `API_BIND` (port 0 in
 //! tests) and the metrics listener on `METRICS_BIND`; and serves them, which is all
 //! `portfolio-api serve` does.
 
@@ -22,7 +23,7 @@ use crate::auth::{self, key::PresentedKey};
 use crate::metrics::Metrics;
 use crate::request_id::{self, RequestIdRootSpan};
 use crate::state::AppState;
-use crate::{background, routes, sampler};
+use crate::{background, completions, routes, sampler};
 
 /// Serves the API until SIGTERM or SIGINT (`portfolio-api serve`), on a runtime of its own.
 pub fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -117,6 +118,8 @@ impl Application {
             Some(key) => auth::bootstrap::record(self.state.clone(), key).await,
             None => None,
         };
+        let subscriber = completions::spawn_subscriber(&self.state).context("REDIS_URL")?;
+        let closing = tokio::spawn(close_waits_on_termination(self.state.clone()));
         let background = background::spawn(self.state.clone());
         let sampler = sampler::spawn(self.state.clone());
         let metrics = self.metrics_server.handle();
@@ -126,11 +129,27 @@ impl Application {
         let _ = metrics_served.await;
         background.abort();
         sampler.abort();
+        subscriber.abort();
+        closing.abort();
         if let Some(bootstrap) = bootstrap {
             bootstrap.abort();
         }
         served.context("HTTP server failed")
     }
+}
+
+/// On SIGTERM or SIGINT (which actix also hears, and drains on), the requests waiting for a
+/// job answer at once with what they have, so the drain is not held by a long-poll.
+async fn close_waits_on_termination(state: web::Data<AppState>) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    state.completions.close();
 }
 
 fn cors(origins: &[String]) -> Cors {

@@ -15,6 +15,7 @@ use portfolio_shared::rate_limit::RateLimiter;
 use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 
+use crate::completions::Completions;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -29,6 +30,8 @@ pub(crate) struct AppState {
     pub(crate) rate_limiter: RateLimiter,
     pub(crate) settings: Settings,
     pub(crate) metrics: Arc<Metrics>,
+    /// The requests waiting for jobs to end, woken by the finished channel.
+    pub(crate) completions: Arc<Completions>,
     /// Until when the requests' Redis calls are skipped after one failed (a tiny circuit
     /// breaker, so that while Redis is down a submit costs no timeout at all). Requests alone
     /// trip it: the background work has none (see [`AppState::redis_in_background`]).
@@ -56,6 +59,7 @@ impl AppState {
             rate_limiter,
             settings,
             metrics,
+            completions: Arc::default(),
             redis_down_until: Mutex::new(None),
         }
     }

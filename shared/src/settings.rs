@@ -38,6 +38,9 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("RECONCILE_INTERVAL_SECS", Some("5")),
     ("CORS_ALLOWED_ORIGINS", Some("")),
     ("METRICS_PUBLISH_INTERVAL_SECS", Some("60")),
+    ("RUN_SIMULATION_WAIT_SECS", Some("30")),
+    ("MAX_WAIT_SECS", Some("60")),
+    ("WAIT_RECHECK_MS", Some("1000")),
     ("WORKER_CONCURRENCY", Some("2")),
     ("WORKER_FETCH_BATCH", Some("1")),
     ("WORKER_POLL_INTERVAL_MS", Some("1000")),
@@ -164,6 +167,11 @@ pub struct QueueSettings {
     pub reconcile_interval: Duration,
 }
 
+/// The longest wait a client may ask for (`?wait=`, `Prefer: wait`) or `RUN_SIMULATION_WAIT_SECS`
+/// may set: below the proxies' and load balancers' idle timeouts once raised to 75 s, as the
+/// files in deploy/ and ecs/ set them.
+pub const WAIT_LIMIT_SECS: u64 = 60;
+
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub bind: SocketAddr,
@@ -173,6 +181,15 @@ pub struct ApiSettings {
     /// Origins allowed to call the API from a browser; empty means same-origin only.
     pub cors_allowed_origins: Vec<String>,
     pub metrics_publish_interval: Duration,
+    /// How long `POST /run_simulation` waits for its job before answering `202` instead of
+    /// `200` with the result (the old app's clients expect the result).
+    pub run_simulation_wait: Duration,
+    /// The longest any request waits for a job (`MAX_WAIT_SECS`, at most [`WAIT_LIMIT_SECS`]):
+    /// longer asks are cut to it.
+    pub max_wait: Duration,
+    /// How often a request waiting for a job re-reads Postgres even if no announcement came:
+    /// what a lost announcement costs at most.
+    pub wait_recheck: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +380,21 @@ impl Settings {
                     .map(str::to_owned)
                     .collect(),
                 metrics_publish_interval: env.seconds("METRICS_PUBLISH_INTERVAL_SECS")?,
+                run_simulation_wait: Duration::from_secs(env.parse_where(
+                    "RUN_SIMULATION_WAIT_SECS",
+                    |n: &u64| *n <= WAIT_LIMIT_SECS,
+                    &format!("from 0 to {WAIT_LIMIT_SECS}"),
+                )?),
+                max_wait: Duration::from_secs(env.parse_where(
+                    "MAX_WAIT_SECS",
+                    |n: &u64| *n <= WAIT_LIMIT_SECS,
+                    &format!("from 0 to {WAIT_LIMIT_SECS}"),
+                )?),
+                wait_recheck: Duration::from_millis(env.parse_where(
+                    "WAIT_RECHECK_MS",
+                    |n: &u64| (10..=60_000).contains(n),
+                    "from 10 to 60000",
+                )?),
             },
             worker: WorkerSettings {
                 concurrency: env.parse_where(

@@ -160,8 +160,10 @@ async fn unknown_and_malformed_ids_are_404() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submit_is_202_with_location_and_queued_body_and_the_old_route_is_the_same_handler() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
     env.leaves_unfinished_jobs("it checks what a submit answers; no worker runs the jobs");
+    // `/run_simulation` would otherwise wait for the job (tests/it/waiting.rs).
+    env.set("RUN_SIMULATION_WAIT_SECS", 0);
     let app = env.spawn_app().await;
     for route in ["/simulations", "/run_simulation"] {
         let response = app.client.post(app.url(route)).json(&small_request()).send().await.unwrap();
@@ -379,8 +381,10 @@ async fn the_openapi_document_resolves_every_ref_and_documents_access_on_every_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scopes_the_document_states_are_the_scopes_the_handlers_require() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
     env.leaves_unfinished_jobs("the simulate key's submits are only accepted; no worker runs them");
+    // No worker runs: `/run_simulation` answers 202 at once instead of waiting.
+    env.set("RUN_SIMULATION_WAIT_SECS", 0);
     let app = env.spawn_app().await;
     let simulate = app.as_key(&env.key("tenant", &["simulate"]));
     let operator = app.as_key(&env.key("ops", &["operator"]));

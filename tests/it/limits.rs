@@ -156,7 +156,9 @@ async fn a_value_postgres_refuses_is_422_naming_the_database_and_never_counts_as
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_over_max_job_cost_is_422_naming_its_cost_the_limit_and_the_setting() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    // No worker runs: `/run_simulation` answers 202 at once instead of waiting.
+    env.set("RUN_SIMULATION_WAIT_SECS", 0);
     let app = env.spawn_app().await;
     // The default, 480,000,000, is a million scenarios over 40 years without the solver;
     // with it, each of its 80 runs and the final one count, so about 12,345 scenarios.

@@ -23,4 +23,5 @@ mod schema;
 mod startup;
 mod telemetry;
 mod tenancy;
+mod waiting;
 mod web;

@@ -1,18 +1,22 @@
-//! `GET /results/{id}` (a job, its progress and its result) and `GET /results` (newest first,
+//! `GET /results/{id}` (a job, its progress and its result; with `?wait=N`, a long-poll) and `GET /results` (newest first,
 //! paginated). Both read from Postgres only, so they keep working while Redis is down.
 
 use actix_web::http::header;
 use actix_web::route;
 use actix_web::{HttpRequest, HttpResponse, web};
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use portfolio_engine::SimulationResult;
 use portfolio_shared::JobStatus;
+use portfolio_shared::settings::WAIT_LIMIT_SECS;
 use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::completions;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -55,7 +59,10 @@ pub(crate) struct Links {
 }
 
 impl JobView {
-    fn new(job: Simulation, result: Option<SimulationResultRow>) -> Result<Self, ApiError> {
+    pub(crate) fn new(
+        job: Simulation,
+        result: Option<SimulationResultRow>,
+    ) -> Result<Self, ApiError> {
         let result = result
             .map(|r| serde_json::from_value::<SimulationResult>(r.result))
             .transpose()
@@ -84,43 +91,84 @@ pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound(format!("no job {raw:?}: job ids are UUIDs")))
 }
 
+/// The query of `GET /results/{id}`. Read as text and parsed by the handler, so a bad value is
+/// a 422 naming it; the document states its real type.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct JobQuery {
+    /// Long-poll: answer as soon as the job has ended, or after this many seconds, whichever
+    /// comes first (`MAX_WAIT_SECS` may cut it shorter). Without it the answer is immediate.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 60)]
+    pub(crate) wait: Option<String>,
+}
+
 /// A job, its progress, and its result once it has one.
+///
+/// With `?wait=N` the answer waits until the job has ended (succeeded, failed or cancelled) or
+/// N seconds have passed: a client learns of the result the moment it is stored, without
+/// polling.
 #[utoipa::path(
     get,
     tag = "results",
-    params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
+    params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)"), JobQuery),
     responses(
         (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again.", body = JobView),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad `wait`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all, fields(job_id = %path))]
 pub(crate) async fn get(
+    req: HttpRequest,
     path: web::Path<String>,
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_reader()?;
+    let query = web::Query::<JobQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::validation("query", e.to_string()))?
+        .into_inner();
+    let wait = match query.wait.as_deref() {
+        None => None,
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(n) if n <= WAIT_LIMIT_SECS => Some(Duration::from_secs(n)),
+            _ => {
+                return Err(ApiError::validation(
+                    "wait",
+                    format!("must be a whole number of seconds from 0 to {WAIT_LIMIT_SECS}"),
+                ));
+            }
+        },
+    };
     let id = parse_id(&path)?;
-    let found = state.read(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
+    let found = match wait {
+        Some(wait) => {
+            let wait = wait.min(state.settings.api.max_wait);
+            completions::until_terminal(&state, &caller, id, wait).await?
+        }
+        None => state.read(move |conn| store::find_job(conn, caller.viewer(), id)).await?,
+    };
     let Some((job, result)) = found else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
     let view = JobView::new(job, result)?;
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    match view.status {
-        JobStatus::Queued => {
-            response.insert_header((header::RETRY_AFTER, "2"));
-        }
-        JobStatus::Running => {
-            response.insert_header((header::RETRY_AFTER, "1"));
-        }
-        _ => {}
+    if let Some(retry_after) = retry_after(view.status) {
+        response.insert_header((header::RETRY_AFTER, retry_after));
     }
     Ok(response.json(view))
+}
+
+/// When to look again at a job that has not ended (seconds), for `Retry-After`.
+pub(crate) fn retry_after(status: JobStatus) -> Option<&'static str> {
+    match status {
+        JobStatus::Queued => Some("2"),
+        JobStatus::Running => Some("1"),
+        _ => None,
+    }
 }
 
 /// The query of a listing. Both are read as text and parsed by the handler, so a bad value is

@@ -24,8 +24,9 @@ use uuid::Uuid;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::request_id::RequestId;
-use crate::routes::results::parse_id;
+use crate::routes::results::{JobView, parse_id};
 use crate::state::AppState;
+use crate::{completions, prefer};
 
 /// Largest accepted body.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -86,7 +87,8 @@ struct SubmitHeaders {
     responses(
         (status = 202, description = "Accepted and queued", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"))),
-        (status = 200, description = "A replay of an earlier submit with the same Idempotency-Key", body = JobAccepted),
+        (status = 200, description = "The job has ended within the wait asked by `Prefer: wait=N` (RFC 7240; at most 60 s, cut to MAX_WAIT_SECS): the whole job document, with `Preference-Applied: wait=N`. Also a replay of an earlier submit with the same Idempotency-Key (`Idempotent-Replayed: true`), after the same wait.", body = JobView,
+         headers(("Location" = String, description = "/results/{id}"), ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"))),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
@@ -102,15 +104,27 @@ pub(crate) async fn submit(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    accept(req, caller, payload, state).await
+    let wait = prefer::wait_secs(req.headers()).map(Wait::Preferred);
+    accept(req, caller, payload, state, wait).await
 }
 
-/// What both submit routes do: check the body, record the job, queue it.
+/// How long a submit waits for its job before answering.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// `Prefer: wait=N` (seconds), echoed in `Preference-Applied` as honoured.
+    Preferred(u64),
+    /// `/run_simulation`'s `RUN_SIMULATION_WAIT_SECS`.
+    Configured(std::time::Duration),
+}
+
+/// What both submit routes do: check the body, record the job, queue it; then, when asked to,
+/// wait for it to end and answer with the whole job document.
 async fn accept(
     req: HttpRequest,
     caller: Caller,
     payload: web::Payload,
     state: web::Data<AppState>,
+    wait: Option<Wait>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Simulate)?;
     require_json(&req)?;
@@ -130,7 +144,7 @@ async fn accept(
     // same JSON with other spacing or key order is still "the same body".
     let fingerprint = hex::encode(Sha256::digest(request.to_json().to_string()));
     if let Some(key) = &idempotency
-        && let Some(replay) = replay(&state, &caller, key, &fingerprint).await?
+        && let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await?
     {
         return Ok(replay);
     }
@@ -177,7 +191,7 @@ async fn accept(
             // Two submits with one new key raced; the loser answers as a replay.
             if let (Some(key), ApiError::Internal(inner)) = (&idempotency, &e)
                 && is_unique_violation(inner)
-                && let Some(replay) = replay(&state, &caller, key, &fingerprint).await?
+                && let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await?
             {
                 return Ok(replay);
             }
@@ -197,18 +211,74 @@ async fn accept(
         // reconciler pushes queued jobs the queue does not hold.
         tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the job");
     }
-    Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, location(id)))
-        .json(JobAccepted::new(id, JobStatus::Queued)))
+    if let Some(answer) = waited(&state, &caller, id, wait).await? {
+        return Ok(answer);
+    }
+    let mut accepted = HttpResponse::Accepted();
+    accepted.insert_header((header::LOCATION, location(id)));
+    applied(&mut accepted, &state, wait);
+    Ok(accepted.json(JobAccepted::new(id, JobStatus::Queued)))
 }
 
-/// The same as `POST /simulations`, for clients of the old app.
+/// The wait a submit asked for, cut to `MAX_WAIT_SECS`.
+fn wait_for(state: &AppState, wait: Option<Wait>) -> std::time::Duration {
+    let asked = match wait {
+        None => return std::time::Duration::ZERO,
+        Some(Wait::Preferred(secs)) => std::time::Duration::from_secs(secs),
+        Some(Wait::Configured(wait)) => wait,
+    };
+    asked.min(state.settings.api.max_wait)
+}
+
+/// `Preference-Applied: wait=N` with the wait honoured, when the client sent `Prefer: wait`.
+fn applied(response: &mut actix_web::HttpResponseBuilder, state: &AppState, wait: Option<Wait>) {
+    if let Some(Wait::Preferred(_)) = wait {
+        response.insert_header((
+            prefer::PREFERENCE_APPLIED,
+            format!("wait={}", wait_for(state, wait).as_secs()),
+        ));
+    }
+}
+
+/// Waits for job `id` as asked; `200` with the whole job document once it has ended, `None` if it has not by then (or no wait was asked for).
+async fn waited(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    id: Uuid,
+    wait: Option<Wait>,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let limit = wait_for(state, wait);
+    if limit.is_zero() {
+        return Ok(None);
+    }
+    let Some((job, result)) = completions::until_terminal(state, caller, id, limit).await? else {
+        return Ok(None);
+    };
+    if !job.status.is_terminal() {
+        return Ok(None);
+    }
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::LOCATION, location(id)))
+        .insert_header((header::CONTENT_LOCATION, location(id)))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    applied(&mut response, state, wait);
+    Ok(Some(response.json(JobView::new(job, result)?)))
+}
+
+/// Submit and wait for the result, as the old app's synchronous route did.
+///
+/// Kept for the old app's clients, which count anything but `200` as a failure: it waits up to
+/// `RUN_SIMULATION_WAIT_SECS` (default 30) and answers `200` with the whole job document once
+/// the job has ended, or `202` + `Location` if it is still running then. New clients use
+/// `POST /simulations` (`Prefer: wait=N` to wait) and `GET /results/{id}?wait=N`.
 #[utoipa::path(
     tag = "simulations",
     request_body(content = SimulationRequestInput, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted and queued", body = JobAccepted),
-        (status = 200, description = "Idempotent replay", body = JobAccepted),
+        (status = 200, description = "The job ended within RUN_SIMULATION_WAIT_SECS (default 30; or the wait of `Prefer: wait=N`): the whole job document with its result, as the old app answered. Unlike `POST /simulations`, which answers `202` at once unless asked to wait. Also an idempotent replay.", body = JobView),
+        (status = 202, description = "Still running when the wait ended: accepted and queued; poll `Location` (`?wait=N` long-polls)", body = JobAccepted,
+         headers(("Location" = String, description = "/results/{id}"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
@@ -224,7 +294,10 @@ pub(crate) async fn run_simulation(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    accept(req, caller, payload, state).await
+    let wait = prefer::wait_secs(req.headers())
+        .map(Wait::Preferred)
+        .unwrap_or(Wait::Configured(state.settings.api.run_simulation_wait));
+    accept(req, caller, payload, state, Some(wait)).await
 }
 
 /// Cancel a job.
@@ -260,6 +333,10 @@ pub(crate) async fn cancel(
         .await?;
     match outcome {
         CancelOutcome::Cancelled => {
+            // Requests waiting on it learn at once (best effort: they re-read anyway).
+            if let Err(e) = state.redis(state.queue.announce_finished(id)).await {
+                tracing::debug!(job_id = %id, error = %e, "could not announce the cancel");
+            }
             Ok(HttpResponse::Ok().json(JobAccepted::new(id, JobStatus::Cancelled)))
         }
         CancelOutcome::Requested => Ok(HttpResponse::Accepted()
@@ -342,6 +419,7 @@ async fn replay(
     caller: &Caller,
     key: &str,
     fingerprint: &str,
+    wait: Option<Wait>,
 ) -> Result<Option<HttpResponse>, ApiError> {
     let key_owned = key.to_owned();
     let owner = caller.tenant.clone();
@@ -360,15 +438,26 @@ async fn replay(
             "was already used within 24 h with a different body; use a new key for a new request",
         ));
     }
-    Ok(Some(
-        HttpResponse::Ok()
-            .insert_header((header::LOCATION, location(job.id)))
-            .insert_header((
-                header::HeaderName::from_static("idempotent-replayed"),
-                HeaderValue::from_static("true"),
-            ))
-            .json(JobAccepted::new(job.id, job.status)),
-    ))
+    // A replay answers with the whole job document (a superset of the 202's fields), after
+    // the wait the submit asked for, so a client retrying a waited submit gets its result.
+    let waited_for = wait_for(state, wait);
+    let Some((job, result)) =
+        completions::until_terminal(state, caller, job.id, waited_for).await?
+    else {
+        return Ok(None);
+    };
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::LOCATION, location(job.id)))
+        .insert_header((
+            header::HeaderName::from_static("idempotent-replayed"),
+            HeaderValue::from_static("true"),
+        ))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    if job.status.is_terminal() {
+        applied(&mut response, state, wait);
+    }
+    Ok(Some(response.json(JobView::new(job, result)?)))
 }
 
 /// Refuses new work above the queue-depth ceiling (jobs waiting to start). Counts from Redis

@@ -18,6 +18,7 @@ pub(crate) mod depth;
 pub(crate) mod handle;
 pub(crate) mod keys;
 mod scripts;
+pub(crate) mod subscription;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,7 @@ pub use connect::{apalis_config, connect};
 pub use depth::{QueueDepth, WorkerHeartbeat};
 pub use handle::{PushOutcome, Queue};
 pub use keys::{Keys, QUEUE_REGISTRY};
+pub use subscription::subscribe;
 
 pub fn epoch_seconds() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

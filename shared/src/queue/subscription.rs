@@ -1,0 +1,63 @@
+//! A Redis pub/sub subscription that outlives Redis: one task per process listens on a channel
+//! and hands each message's payload to a callback, reconnecting with back-off whenever Redis
+//! goes away (a restart, a failover, `CLIENT KILL`). The queue's channels are hints, never the
+//! record — the doorbell ([`super::Keys::doorbell`]) and finished jobs
+//! ([`super::Keys::finished`]) — so a message published while the subscriber was away is simply
+//! lost; `on_subscribed` runs after every (re)subscription so the listener can catch up with
+//! whatever it may have missed.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use crate::settings::{ExposeSecret, SecretUrl};
+
+/// Waits between attempts to subscribe while Redis is away: 0.1 s doubling to 2 s.
+const RESUBSCRIBE_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(100))
+    .with_max_delay(Duration::from_secs(2))
+    .with_factor(2.0)
+    .without_max_times();
+
+/// Listens on `channel` until the returned task is aborted. Call inside a Tokio runtime.
+pub fn subscribe(
+    url: &SecretUrl,
+    channel: String,
+    on_message: impl Fn(&[u8]) + Send + Sync + 'static,
+    on_subscribed: impl Fn() + Send + Sync + 'static,
+) -> redis::RedisResult<JoinHandle<()>> {
+    let client = redis::Client::open(url.expose_secret())?;
+    Ok(tokio::spawn(async move {
+        let mut waits = RESUBSCRIBE_BACKOFF.build();
+        loop {
+            match listen(&client, &channel, &on_message, &on_subscribed).await {
+                Ok(()) => {
+                    tracing::info!(channel, "subscription ended; subscribing again");
+                    waits = RESUBSCRIBE_BACKOFF.build();
+                }
+                Err(e) => tracing::debug!(channel, error = %e, "cannot subscribe yet"),
+            }
+            tokio::time::sleep(waits.next().unwrap_or(Duration::from_secs(2))).await;
+        }
+    }))
+}
+
+/// One subscription, until its connection ends.
+async fn listen(
+    client: &redis::Client,
+    channel: &str,
+    on_message: &impl Fn(&[u8]),
+    on_subscribed: &impl Fn(),
+) -> redis::RedisResult<()> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    tracing::debug!(channel, "subscribed");
+    on_subscribed();
+    let mut messages = pubsub.on_message();
+    while let Some(message) = messages.next().await {
+        on_message(message.get_payload_bytes());
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! A client learns the moment a job ends: `GET /results/{id}?wait=N` (long-poll),
+//! `Prefer: wait=N` on a submit (RFC 7240), and `POST /run_simulation`, which waits like the old
+//! app did. Announcements travel on Redis pub/sub; a lost one costs only `WAIT_RECHECK_MS`.
+//! Times are compared on one clock: the database's `finished_at` and the client's wall clock
+//! are the same host's.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use portfolio_shared::store::{self, Claim};
+use portfolio_tests::{TestEnv, problem, small_request};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Milliseconds from the job's `finished_at` (the database's clock) to `answered`.
+fn answered_after_end(job: &Value, answered: SystemTime) -> f64 {
+    let finished = chrono::DateTime::parse_from_rfc3339(job["finished_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let answered: chrono::DateTime<chrono::Utc> = answered.into();
+    (answered - finished).num_microseconds().unwrap() as f64 / 1e3
+}
+
+fn tiny() -> Value {
+    json!({"starting_portfolio": 1_000_000, "monthly_spending": 4_000, "years": 10, "n_scenarios": 200})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_answers_within_50_ms_of_the_jobs_end() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let mut lags = Vec::new();
+    for _ in 0..3 {
+        let id = app.submit_ok(&tiny()).await;
+        let response =
+            app.client.get(app.url(&format!("/results/{id}?wait=30"))).send().await.unwrap();
+        let answered = SystemTime::now();
+        assert_eq!(response.status(), 200);
+        let job: Value = response.json().await.unwrap();
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert!(job["result"]["success_probability"].is_number());
+        lags.push(answered_after_end(&job, answered));
+    }
+    lags.sort_by(f64::total_cmp);
+    // The median, since the machine running the suite is loaded.
+    assert!(lags[1] <= 50.0, "answers came {lags:?} ms after the jobs ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_on_a_job_that_does_not_end_answers_after_n_seconds() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("no worker runs: the job must stay queued");
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let began = Instant::now();
+    let response = app.client.get(app.url(&format!("/results/{id}?wait=1"))).send().await.unwrap();
+    let took = began.elapsed();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("retry-after").is_some());
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["status"], "queued");
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_millis(1900),
+        "answered after {took:?}"
+    );
+    // An unknown job is not waited for.
+    let began = Instant::now();
+    let unknown = app
+        .client
+        .get(app.url(&format!("/results/{}?wait=30", Uuid::now_v7())))
+        .send()
+        .await
+        .unwrap();
+    problem(unknown, 404).await;
+    assert!(began.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_wait_is_a_422_naming_it() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("no worker runs");
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    for bad in ["61", "-1", "soon", "1.5", ""] {
+        let response =
+            app.client.get(app.url(&format!("/results/{id}?wait={bad}"))).send().await.unwrap();
+        let body = problem(response, 422).await;
+        assert!(body.to_string().contains("wait"), "{bad:?}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_ends_a_long_poll_at_once() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let waiting = {
+        let (client, url) = (app.client.clone(), app.url(&format!("/results/{id}?wait=30")));
+        tokio::spawn(async move {
+            let response = client.get(url).send().await.unwrap();
+            (SystemTime::now(), response.json::<Value>().await.unwrap())
+        })
+    };
+    // Let the long-poll start waiting first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancelled = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let (answered, job) = waiting.await.unwrap();
+    assert_eq!(job["status"], "cancelled");
+    let lag = answered_after_end(&job, answered);
+    assert!(lag <= 200.0, "the long-poll answered {lag} ms after the cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_wait_answers_200_with_the_result_and_says_so() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let response = app
+        .client
+        .post(app.url("/simulations"))
+        .header("Prefer", "wait=20")
+        .json(&tiny())
+        .send()
+        .await
+        .unwrap();
+    let answered = SystemTime::now();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["preference-applied"], "wait=20");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(location, format!("/results/{}", job["id"].as_str().unwrap()));
+    assert!(job["result"]["percentiles"].is_object() || job["result"].is_object(), "{job}");
+    let lag = answered_after_end(&job, answered);
+    assert!(lag <= 100.0, "answered {lag} ms after the job ended");
+    // Without the preference, the answer is the usual 202.
+    let response = app.client.post(app.url("/simulations")).json(&tiny()).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    assert!(response.headers().get("preference-applied").is_none());
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    app.wait_terminal(id, Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_wait_on_a_job_that_outlasts_it_is_the_usual_202() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("no worker runs: the job must outlast the wait");
+    let app = env.spawn_app().await;
+    let began = Instant::now();
+    let response = app
+        .client
+        .post(app.url("/simulations"))
+        .header("Prefer", "respond-async, wait=1")
+        .json(&small_request())
+        .send()
+        .await
+        .unwrap();
+    assert!(began.elapsed() >= Duration::from_millis(950));
+    assert_eq!(response.status(), 202);
+    assert!(response.headers().get("location").is_some());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_wait_on_a_job_that_fails_answers_200_with_the_failure() {
+    const SEED: u64 = 777_000_777;
+    let mut env = TestEnv::new();
+    env.set("WORKER_FAULT_INJECTION", format!("panic:{SEED}")).set("MAX_ATTEMPTS", 1);
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let mut body = tiny();
+    body["seed"] = SEED.into();
+    let response = app
+        .client
+        .post(app.url("/simulations"))
+        .header("Prefer", "wait=30")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("panicked"), "{job}");
+    assert!(job["result"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_announcement_costs_only_the_recheck_interval() {
+    let mut env = TestEnv::new();
+    env.set("WAIT_RECHECK_MS", 300);
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let waiting = {
+        let (client, url) = (app.client.clone(), app.url(&format!("/results/{id}?wait=30")));
+        tokio::spawn(async move {
+            let response = client.get(url).send().await.unwrap();
+            (Instant::now(), response.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A worker that ends the job and dies before announcing it: the store alone, no PUBLISH.
+    let mut conn = env.db.connect();
+    let Claim::Run(job) = store::claim(&mut conn, id, "gone", 3, Duration::from_secs(15)).unwrap()
+    else {
+        panic!("the job could not be claimed");
+    };
+    let ended = Instant::now();
+    assert_eq!(
+        store::fail(&mut conn, &job.lease, "its worker died before announcing").unwrap(),
+        store::Write::Applied
+    );
+    let (answered, job) = waiting.await.unwrap();
+    assert_eq!(job["status"], "failed");
+    let lag = answered.duration_since(ended);
+    assert!(lag <= Duration::from_millis(300 + 400), "answered {lag:?} after the job ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_simulation_answers_200_with_the_result_like_the_old_app() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let response = app.client.post(app.url("/run_simulation")).json(&tiny()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("preference-applied").is_none());
+    let job: Value = response.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded");
+    let p = job["result"]["success_probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_simulation_answers_202_with_location_for_a_job_that_outlasts_its_wait() {
+    let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("no worker runs: the job must outlast the wait");
+    env.set("RUN_SIMULATION_WAIT_SECS", 1);
+    let app = env.spawn_app().await;
+    let began = Instant::now();
+    let response =
+        app.client.post(app.url("/run_simulation")).json(&small_request()).send().await.unwrap();
+    assert!(began.elapsed() >= Duration::from_millis(950));
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(location, format!("/results/{}", body["id"].as_str().unwrap()));
+}
