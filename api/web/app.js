@@ -1,7 +1,7 @@
 // The simulation page: a form for every field of POST /simulations, checked here by the API's
 // own rules (GET /assets/rules.json, generated from the engine's table of rules under this
 // deployment's limits, so the bounds, defaults and messages are the API's; the API checks again
-// and its messages are shown the same way), then the job followed by polling GET /results/{id}
+// and its messages are shown the same way), then the job followed by long-polling GET /results/{id}?wait=
 // until it ends, and its result shown with the server's charts, a table and downloads. The job
 // id lives in the address (?job=<id>), so a reload or a shared link picks the job up again.
 // This file holds only presentation: labels, order, hints in words, and when a field shows.
@@ -736,18 +736,23 @@
     $('#result').hidden = true;
   }
 
+  // Short enough that progress shows as the job runs; the ending shows the moment it comes.
+  const LONG_POLL_SECS = 2;
+
   const isCurrent = (token) => following !== null && following.token === token;
 
-  // Polls until the job ends: waits at least what Retry-After asks, longer while nothing
-  // changes (up to 8 s more), and backs off up to 30 s while the API cannot be reached.
+  // Follows the job until it ends by long-polling (`?wait=`): each request is answered the
+  // moment the job ends, or after LONG_POLL_SECS with its progress, and the next one goes out
+  // at once. An answer that came back early without an ending (a proxy cutting the wait) is
+  // followed by the pause Retry-After asks; while the API cannot be reached it backs off up
+  // to 30 s.
   async function poll(id, token, fill) {
-    let extra = 0;
     let failures = 0;
-    let last = null;
     while (isCurrent(token)) {
       let response;
+      const asked = Date.now();
       try {
-        response = await apiFetch(`/results/${id}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+        response = await apiFetch(`/results/${id}?wait=${LONG_POLL_SECS}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
       } catch (_) {
         failures += 1;
         const wait = Math.min(30, 2 ** failures);
@@ -784,11 +789,9 @@
         finish(job);
         return;
       }
-      const seen = `${job.status}/${job.progress.done}`;
-      if (seen === last) extra = Math.min(extra ? extra * 2 : 0.5, 8);
-      else extra = 0;
-      last = seen;
-      await sleep(((retryAfter(response) ?? 1) + extra) * 1000);
+      if (Date.now() - asked < LONG_POLL_SECS * 500) {
+        await sleep((retryAfter(response) ?? 1) * 1000);
+      }
     }
   }
 
