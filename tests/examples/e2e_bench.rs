@@ -39,9 +39,7 @@ fn millis_between(job: &Value, from: &str, to: &str) -> f64 {
 async fn main() {
     let jobs: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(40);
     let mut env = TestEnv::new();
-    env.set("WORKER_POLL_INTERVAL_MS", 100)
-        .set("WORKER_HEARTBEAT_SECS", 5)
-        .set("LOG_FORMAT", "json");
+    env.set("WORKER_HEARTBEAT_SECS", 5).set("LOG_FORMAT", "json");
     env.set("QUEUE_DEPTH_CEILING", 7000);
     let app = env.spawn_app().await;
     let _worker = env.spawn_worker().await;

@@ -15,51 +15,25 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::{PollSnapshot, PollStrategy};
-use backon::{BackoffBuilder, ExponentialBuilder};
-use futures_util::StreamExt;
+use portfolio_shared::queue;
+use portfolio_shared::settings::SecretUrl;
 use tokio::sync::Notify;
 
-/// Waits between reconnections: 100 ms, doubling, at most 5 s.
-const RECONNECT_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
-    .with_min_delay(Duration::from_millis(100))
-    .with_max_delay(Duration::from_secs(5))
-    .with_factor(2.0)
-    .without_max_times();
-/// How long one connection attempt may take (a Redis that drops packets never answers).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Listens on `channel` for the life of the process, ringing `bell` on every message.
-pub(crate) fn listen(redis_url: String, channel: String, bell: Arc<Notify>) {
-    tokio::spawn(async move {
-        let mut waits = RECONNECT_BACKOFF.build();
-        loop {
-            match subscribe(&redis_url, &channel).await {
-                Ok(pubsub) => {
-                    waits = RECONNECT_BACKOFF.build();
-                    tracing::debug!(channel, "listening on the doorbell");
-                    // Jobs pushed while nobody listened rang for nobody.
-                    bell.notify_one();
-                    let mut messages = pubsub.into_on_message();
-                    while messages.next().await.is_some() {
-                        bell.notify_one();
-                    }
-                    tracing::info!(channel, "doorbell connection lost; reconnecting");
-                }
-                Err(e) => tracing::debug!(channel, error = %e, "cannot listen on the doorbell yet"),
-            }
-            tokio::time::sleep(waits.next().unwrap_or(Duration::from_secs(5))).await;
-        }
-    });
-}
-
-async fn subscribe(redis_url: &str, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let client = redis::Client::open(redis_url)?;
-    let mut pubsub =
-        tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await.map_err(
-            |_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        )??;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
+/// Listens on `channel` for the life of the process, ringing `bell` on every message and
+/// after every (re)subscription: jobs pushed while nobody listened rang for nobody.
+pub(crate) fn listen(
+    redis_url: &SecretUrl,
+    channel: String,
+    bell: Arc<Notify>,
+) -> redis::RedisResult<()> {
+    let on_subscribed = bell.clone();
+    queue::subscribe(
+        redis_url,
+        channel,
+        move |_| bell.notify_one(),
+        move || on_subscribed.notify_one(),
+    )
+    .map(drop)
 }
 
 /// The apalis worker's poll strategy: fetch on a ring or every `interval`, whichever comes

@@ -108,11 +108,8 @@ impl Worker {
         let Self { ctx, base_name, metrics_server, .. } = self;
         let metrics_handle = metrics_server.handle();
         tokio::spawn(metrics_server);
-        doorbell::listen(
-            ctx.settings.queue.redis_url.expose_secret().to_owned(),
-            ctx.queue.doorbell(),
-            ctx.bell.clone(),
-        );
+        doorbell::listen(&ctx.settings.queue.redis_url, ctx.queue.doorbell(), ctx.bell.clone())
+            .context("REDIS_URL")?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let grace = ctx.settings.worker.shutdown_grace;
         let drain = {

@@ -20,6 +20,8 @@ const RESUBSCRIBE_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
     .with_max_delay(Duration::from_secs(2))
     .with_factor(2.0)
     .without_max_times();
+/// How long one connection attempt may take (a Redis that drops packets never answers).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Listens on `channel` until the returned task is aborted. Call inside a Tokio runtime.
 pub fn subscribe(
@@ -51,7 +53,10 @@ async fn listen(
     on_message: &impl Fn(&[u8]),
     on_subscribed: &impl Fn(),
 ) -> redis::RedisResult<()> {
-    let mut pubsub = client.get_async_pubsub().await?;
+    let mut pubsub =
+        tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await.map_err(
+            |_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        )??;
     pubsub.subscribe(channel).await?;
     tracing::debug!(channel, "subscribed");
     on_subscribed();
