@@ -88,3 +88,34 @@ async fn read_response(stream: &mut TcpStream) -> (u16, String) {
     }
     (status, String::from_utf8_lossy(&buf[header_end..header_end + length]).into_owned())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_on_sigterm_answers_a_long_poll_at_once_instead_of_holding_the_drain() {
+    let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("only the API runs: the job waits for a worker");
+    env.set("SHUTDOWN_GRACE_SECS", 30);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let mut api = ApiProc::spawn(&vars, &logs).await;
+    let id = api.submit_ok(&job_body(1_000, 10)).await;
+    let waiting = {
+        let request = api.client.get(api.url(&format!("/results/{id}?wait=60")));
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<serde_json::Value>().await.unwrap())
+        })
+    };
+    // The long-poll is in flight once the API counts it among its requests; a short delay is
+    // the simplest way to be sure it has begun waiting (the assertion below is on the answer).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    api.proc.sigterm();
+    let (status, job) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the long-poll answered within 10 s of SIGTERM, not after its 60 s")
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(job["status"], "queued");
+    let exit = api.proc.wait_exit(Duration::from_secs(20)).await;
+    assert!(exit.success(), "exit status {exit}");
+    assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
+}
