@@ -275,12 +275,20 @@ pub fn previous_attempt_died(
     })
 }
 
+/// The job's row while it is running under the claim that wrote `token`: the fence of every
+/// write a worker makes after its claim.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn held_under(job: Uuid, token: Uuid) -> _ {
+    let running: JobStatus = JobStatus::Running;
+    simulations::table
+        .find(job)
+        .filter(simulations::status.eq(running))
+        .filter(simulations::claim_token.eq(token))
+}
+
 /// The job's row, locked, if it is still running under `lease`.
 fn held(conn: &mut PgConnection, lease: &Lease) -> QueryResult<Option<Simulation>> {
-    simulations::table
-        .find(lease.job)
-        .filter(simulations::status.eq(JobStatus::Running))
-        .filter(simulations::claim_token.eq(lease.token))
+    held_under(lease.job, lease.token)
         .select(Simulation::as_select())
         .for_update()
         .first(conn)
@@ -326,21 +334,16 @@ pub fn report_progress(
     done: i32,
     total: i32,
 ) -> QueryResult<ProgressAck> {
-    let row: Option<bool> = diesel::update(
-        simulations::table
-            .find(lease.job)
-            .filter(simulations::status.eq(JobStatus::Running))
-            .filter(simulations::claim_token.eq(lease.token)),
-    )
-    .set((
-        simulations::progress_done.eq(done),
-        simulations::progress_total.eq(total),
-        simulations::heartbeat_at.eq(now),
-        simulations::updated_at.eq(now),
-    ))
-    .returning(simulations::cancel_requested)
-    .get_result(conn)
-    .optional()?;
+    let row: Option<bool> = diesel::update(held_under(lease.job, lease.token))
+        .set((
+            simulations::progress_done.eq(done),
+            simulations::progress_total.eq(total),
+            simulations::heartbeat_at.eq(now),
+            simulations::updated_at.eq(now),
+        ))
+        .returning(simulations::cancel_requested)
+        .get_result(conn)
+        .optional()?;
     Ok(match row {
         None => {
             let _ = fenced_out(conn, lease, "progress")?;
@@ -362,25 +365,21 @@ pub fn complete(
     batches: i32,
 ) -> QueryResult<Write> {
     conn.transaction(|conn| {
-        let ended: Option<(i32, Option<String>)> = diesel::update(
-            simulations::table
-                .find(lease.job)
-                .filter(simulations::status.eq(JobStatus::Running))
-                .filter(simulations::claim_token.eq(lease.token)),
-        )
-        .set((
-            simulations::status.eq(JobStatus::Succeeded),
-            simulations::success_probability.eq(success_probability),
-            simulations::progress_done.eq(batches),
-            simulations::progress_total.eq(batches),
-            simulations::error.eq(None::<String>),
-            simulations::claim_token.eq(None::<Uuid>),
-            simulations::finished_at.eq(now),
-            simulations::updated_at.eq(now),
-        ))
-        .returning((simulations::attempts, simulations::request_id))
-        .get_result(conn)
-        .optional()?;
+        let ended: Option<(i32, Option<String>)> =
+            diesel::update(held_under(lease.job, lease.token))
+                .set((
+                    simulations::status.eq(JobStatus::Succeeded),
+                    simulations::success_probability.eq(success_probability),
+                    simulations::progress_done.eq(batches),
+                    simulations::progress_total.eq(batches),
+                    simulations::error.eq(None::<String>),
+                    simulations::claim_token.eq(None::<Uuid>),
+                    simulations::finished_at.eq(now),
+                    simulations::updated_at.eq(now),
+                ))
+                .returning((simulations::attempts, simulations::request_id))
+                .get_result(conn)
+                .optional()?;
         let Some((attempt, request_id)) = ended else {
             return fenced_out(conn, lease, "complete");
         };
@@ -435,22 +434,18 @@ fn end_held(
     data: impl FnOnce(i32) -> serde_json::Value,
 ) -> QueryResult<Write> {
     conn.transaction(|conn| {
-        let ended: Option<(i32, Option<String>)> = diesel::update(
-            simulations::table
-                .find(lease.job)
-                .filter(simulations::status.eq(JobStatus::Running))
-                .filter(simulations::claim_token.eq(lease.token)),
-        )
-        .set((
-            simulations::status.eq(status),
-            simulations::error.eq(error),
-            simulations::claim_token.eq(None::<Uuid>),
-            simulations::finished_at.eq(now),
-            simulations::updated_at.eq(now),
-        ))
-        .returning((simulations::attempts, simulations::request_id))
-        .get_result(conn)
-        .optional()?;
+        let ended: Option<(i32, Option<String>)> =
+            diesel::update(held_under(lease.job, lease.token))
+                .set((
+                    simulations::status.eq(status),
+                    simulations::error.eq(error),
+                    simulations::claim_token.eq(None::<Uuid>),
+                    simulations::finished_at.eq(now),
+                    simulations::updated_at.eq(now),
+                ))
+                .returning((simulations::attempts, simulations::request_id))
+                .get_result(conn)
+                .optional()?;
         let Some((attempt, request_id)) = ended else { return fenced_out(conn, lease, write) };
         record_end(
             conn,
@@ -472,24 +467,21 @@ pub fn release_for_retry(
     error: &str,
     delay: Duration,
 ) -> QueryResult<Write> {
-    let released = diesel::update(
-        simulations::table
-            .find(lease.job)
-            .filter(simulations::status.eq(JobStatus::Running))
-            .filter(simulations::claim_token.eq(lease.token)),
-    )
-    .set((
-        simulations::status.eq(JobStatus::Queued),
-        simulations::error.eq(error),
-        simulations::not_before.eq(sql::<Nullable<Timestamptz>>("now() + make_interval(secs => ")
+    let released = diesel::update(held_under(lease.job, lease.token))
+        .set((
+            simulations::status.eq(JobStatus::Queued),
+            simulations::error.eq(error),
+            simulations::not_before.eq(sql::<Nullable<Timestamptz>>(
+                "now() + make_interval(secs => ",
+            )
             .bind::<Double, _>(delay.as_secs_f64())
             .sql(")")),
-        simulations::worker.eq(None::<String>),
-        simulations::claim_token.eq(None::<Uuid>),
-        simulations::heartbeat_at.eq(None::<chrono::DateTime<chrono::Utc>>),
-        simulations::updated_at.eq(now),
-    ))
-    .execute(conn)?;
+            simulations::worker.eq(None::<String>),
+            simulations::claim_token.eq(None::<Uuid>),
+            simulations::heartbeat_at.eq(None::<chrono::DateTime<chrono::Utc>>),
+            simulations::updated_at.eq(now),
+        ))
+        .execute(conn)?;
     if released == 1 { Ok(Write::Applied) } else { fenced_out(conn, lease, "release for retry") }
 }
 
