@@ -5,7 +5,7 @@
 //! - reconcile: push again every unfinished job that no queue entry and no worker holds
 //!   (after Redis lost its data, or a push that never happened);
 //! - free the Redis memory of acknowledged deliveries (apalis-redis keeps it for ever);
-//! - keep the monthly audit partitions ahead;
+//! - keep the monthly audit partitions ahead, and drop those past `AUDIT_RETENTION_MONTHS`;
 //! - publish the autoscaling signal as CloudWatch Embedded Metric Format lines on stdout.
 
 use std::time::{Duration, Instant};
@@ -207,6 +207,18 @@ async fn ensure_partitions(state: &AppState) {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = ?e, "could not create audit_logs partitions"),
         Err(e) => tracing::warn!(error = ?e, "could not create audit_logs partitions"),
+    }
+    let Some(months) = state.settings.api.audit_retention_months else { return };
+    match state
+        .write(move |conn| Ok(portfolio_shared::db::drop_old_audit_partitions(conn, months)))
+        .await
+    {
+        Ok(Ok(dropped)) if dropped > 0 => {
+            tracing::info!(dropped, months, "dropped audit_logs partitions past the retention")
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = ?e, "could not drop old audit_logs partitions"),
+        Err(e) => tracing::warn!(error = ?e, "could not drop old audit_logs partitions"),
     }
 }
 

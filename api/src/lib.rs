@@ -9,6 +9,7 @@ pub(crate) mod headers;
 pub(crate) mod metrics;
 pub(crate) mod prefer;
 pub(crate) mod request_id;
+pub(crate) mod result_cache;
 pub(crate) mod routes;
 pub mod sampler;
 pub mod startup;

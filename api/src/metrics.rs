@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     pub(crate) workers_alive: Gauge,
     pub(crate) db_pool: GaugeVec,
     pub(crate) submits_refused: IntCounterVec,
+    pub(crate) result_cache: IntCounterVec,
 }
 
 impl Metrics {
@@ -64,8 +65,23 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let result_cache = IntCounterVec::new(
+            Opts::new(
+                names::RESULT_CACHE_LOOKUPS_TOTAL,
+                "Result-cache lookups by layer and outcome",
+            ),
+            &["layer", "outcome"],
+        )
+        .expect("valid metric");
+        // Every series exists from the start, so a hit ratio is defined before the first hit.
+        for layer in ["l1", "l2"] {
+            for outcome in ["hit", "miss"] {
+                result_cache.with_label_values(&[layer, outcome]);
+            }
+        }
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(result_cache.clone()),
             Box::new(http_duration.clone()),
             Box::new(queue_jobs.clone()),
             Box::new(oldest_ready_age.clone()),
@@ -88,6 +104,7 @@ impl Metrics {
             workers_alive,
             db_pool,
             submits_refused,
+            result_cache,
         }
     }
 

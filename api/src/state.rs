@@ -12,12 +12,13 @@ use portfolio_shared::db::PgPool;
 use portfolio_shared::db_error;
 use portfolio_shared::queue::Queue;
 use portfolio_shared::rate_limit::RateLimiter;
-use portfolio_shared::settings::Settings;
+use portfolio_shared::settings::{ExposeSecret, Settings};
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 
 use crate::completions::Completions;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::result_cache::ResultCache;
 
 /// A request never waits longer than this for a database connection, whatever the pool's
 /// own checkout timeout: a client is better served by a quick 503 than a 30 s hang.
@@ -32,6 +33,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// The requests waiting for jobs to end, woken by the finished channel.
     pub(crate) completions: Arc<Completions>,
+    /// Results of seeded requests, answered without a worker (`crate::result_cache`).
+    pub(crate) result_cache: ResultCache,
     /// Until when the requests' Redis calls are skipped after one failed (a tiny circuit
     /// breaker, so that while Redis is down a submit costs no timeout at all). Requests alone
     /// trip it: the background work has none (see [`AppState::redis_in_background`]).
@@ -52,6 +55,7 @@ impl AppState {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let result_cache = ResultCache::new(&settings.result_cache);
         Self {
             write_pool,
             read_pool,
@@ -60,6 +64,7 @@ impl AppState {
             settings,
             metrics,
             completions: Arc::default(),
+            result_cache,
             redis_down_until: Mutex::new(None),
         }
     }
@@ -115,6 +120,15 @@ impl AppState {
         T: Send + 'static,
     {
         run(self.read_pool.clone(), self.checkout_timeout(), f).await
+    }
+
+    /// Whether reads go to a replica (another server than the primary), which may lag.
+    pub(crate) fn reads_from_replica(&self) -> bool {
+        let database = &self.settings.database;
+        database
+            .read_url
+            .as_ref()
+            .is_some_and(|read| read.expose_secret() != database.url.expose_secret())
     }
 
     fn checkout_timeout(&self) -> Duration {

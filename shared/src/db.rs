@@ -68,3 +68,26 @@ pub fn ensure_audit_partitions(conn: &mut PgConnection) -> anyhow::Result<i32> {
         .context("creating audit_logs partitions")?;
     Ok(row.created)
 }
+
+#[derive(QueryableByName)]
+struct Dropped {
+    #[diesel(sql_type = Integer)]
+    dropped: i32,
+}
+
+/// Audit retention (`AUDIT_RETENTION_MONTHS`): detaches and drops the monthly audit partitions
+/// whose whole month ended more than `months` months before the current one (on the database's
+/// clock, UTC), and the default partition's rows as old. Returns how many partitions it dropped.
+/// With 13, December 2026 keeps November 2025 onwards.
+pub fn drop_old_audit_partitions(conn: &mut PgConnection, months: u32) -> anyhow::Result<i32> {
+    let months = i32::try_from(months).context("retention in months")?;
+    let row: Dropped = diesel::sql_query(
+        "SELECT drop_audit_log_partitions_before(\
+           (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => $1))::date\
+         ) AS dropped",
+    )
+    .bind::<Integer, _>(months)
+    .get_result(conn)
+    .context("dropping old audit_logs partitions")?;
+    Ok(row.dropped)
+}

@@ -7,6 +7,7 @@ mod job_status;
 pub mod names;
 pub mod queue;
 pub mod rate_limit;
+pub mod result_cache;
 #[rustfmt::skip]
 pub mod schema;
 pub mod settings;

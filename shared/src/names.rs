@@ -17,6 +17,8 @@ pub const QUEUE_OLDEST_READY_AGE_SECONDS: &str = "portfolio_queue_oldest_ready_a
 pub const JOBS_FINISHED_TOTAL: &str = "portfolio_jobs_finished_total";
 /// Submits refused, by `reason`: `queue_full`, `unavailable`.
 pub const SUBMITS_REFUSED_TOTAL: &str = "portfolio_submits_refused_total";
+/// Result-cache lookups of the API, by layer (`l1`, `l2`) and outcome (`hit`, `miss`).
+pub const RESULT_CACHE_LOOKUPS_TOTAL: &str = "portfolio_result_cache_lookups_total";
 /// Time from submit to a worker starting the job.
 pub const JOB_QUEUE_WAIT_SECONDS: &str = "portfolio_job_queue_wait_seconds";
 /// Time a worker spent running a job.

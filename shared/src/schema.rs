@@ -43,6 +43,7 @@ diesel::table! {
         result -> Jsonb,
         worker -> Text,
         created_at -> Timestamptz,
+        from_cache -> Bool,
     }
 }
 
@@ -71,6 +72,7 @@ diesel::table! {
         claim_token -> Nullable<Uuid>,
         owner -> Text,
         api_key_id -> Nullable<Int8>,
+        cache_key -> Nullable<Text>,
     }
 }
 

@@ -63,6 +63,11 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     // 480,000,000 = 1,000,000 scenarios × 40 years × 12 months, without the solver.
     ("MAX_JOB_COST", Some("480000000")),
     ("JOB_TIMEOUT_SECS", Some("600")),
+    // The result cache (README, "Result cache"): 0 turns it off.
+    ("RESULT_CACHE_TTL_SECS", Some("3600")),
+    ("RESULT_CACHE_L1_MAX_MB", Some("64")),
+    // Months of audit rows the leader keeps (0 keeps them all).
+    ("AUDIT_RETENTION_MONTHS", Some("13")),
 ];
 
 /// A variable that is set but cannot be used.
@@ -83,6 +88,17 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub auth: AuthSettings,
     pub job_limits: JobLimitsSettings,
+    pub result_cache: ResultCacheSettings,
+}
+
+/// The result cache: a seeded request's result is a function of the request and the engine
+/// version, so an identical one is answered from here instead of running again.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultCacheSettings {
+    /// How long a result stays in either layer; `None` turns the cache off.
+    pub ttl: Option<Duration>,
+    /// The in-process layer's bound, in bytes of result JSON.
+    pub l1_max_bytes: u64,
 }
 
 /// Limits on one job that hold whoever submits it: what it may cost (checked by the API at
@@ -190,6 +206,8 @@ pub struct ApiSettings {
     /// How often a request waiting for a job re-reads Postgres even if no announcement came:
     /// what a lost announcement costs at most.
     pub wait_recheck: Duration,
+    /// Months of audit partitions the leader keeps before the current one; `None` keeps all.
+    pub audit_retention_months: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -395,6 +413,12 @@ impl Settings {
                     |n: &u64| (10..=60_000).contains(n),
                     "from 10 to 60000",
                 )?),
+                audit_retention_months: Some(env.parse_where(
+                    "AUDIT_RETENTION_MONTHS",
+                    |n: &u32| *n <= 1200,
+                    "from 0 (keep all) to 1200",
+                )?)
+                .filter(|n| *n > 0),
             },
             worker: WorkerSettings {
                 concurrency: env.parse_where(
@@ -453,6 +477,19 @@ impl Settings {
                 )?),
             },
             auth: AuthSettings::read(&env)?,
+            result_cache: ResultCacheSettings {
+                ttl: Some(Duration::from_secs(env.parse_where(
+                    "RESULT_CACHE_TTL_SECS",
+                    |n: &u64| *n <= 30 * 24 * 3600,
+                    "from 0 (off) to 2592000 (30 days)",
+                )?))
+                .filter(|ttl| !ttl.is_zero()),
+                l1_max_bytes: env.parse_where(
+                    "RESULT_CACHE_L1_MAX_MB",
+                    |n: &u64| *n <= 65_536,
+                    "from 0 (no in-process layer) to 65536",
+                )? << 20,
+            },
         })
     }
 }

@@ -148,6 +148,7 @@ async fn faults_queue_a_recorded_job_whose_push_never_happened_is_pushed_by_the_
             request_hash: None,
             owner: TEST_TENANT,
             api_key_id: None,
+            cache_key: None,
         },
         i64::MAX,
     )

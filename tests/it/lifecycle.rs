@@ -45,6 +45,7 @@ fn new_job(conn: &mut PgConnection) -> Uuid {
             request_hash: None,
             owner: TEST_TENANT,
             api_key_id: None,
+            cache_key: None,
         },
         i64::MAX,
     )

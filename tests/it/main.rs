@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod pickup;
 mod queue_stats;
+mod result_cache;
 mod schema;
 mod startup;
 mod telemetry;

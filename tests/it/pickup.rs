@@ -123,6 +123,7 @@ fn push_without_ring(
         request_hash: None,
         owner: TEST_TENANT,
         api_key_id: None,
+        cache_key: None,
     };
     store::insert_job(db, &new, i64::MAX).unwrap();
     // What push.lua writes for a ready job, without its ring.

@@ -227,6 +227,9 @@ impl TestEnv {
             // Limits a test does not meet unless it is about them.
             ("RATE_LIMIT_SUBMITS_PER_MINUTE", "1000000".into()),
             ("RATE_LIMIT_READS_PER_MINUTE", "1000000".into()),
+            // Off unless a test is about it: most tests resubmit one seeded request on purpose
+            // and mean each submit to run (tests/it/result_cache.rs turns it on).
+            ("RESULT_CACHE_TTL_SECS", "0".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use portfolio_engine::SimulationResult;
 use portfolio_shared::JobStatus;
-use portfolio_shared::store::{self, stats};
+use portfolio_shared::store::stats;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -33,7 +33,7 @@ pub(crate) async fn succeeded_result(
 ) -> Result<(Uuid, SimulationResult), ApiError> {
     caller.require_reader()?;
     let id = parse_id(raw_id)?;
-    let found = state.read(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
+    let found = crate::routes::results::find_fresh(state, caller, id).await?;
     let Some((job, result)) = found else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::route;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +12,7 @@ use portfolio_shared::JobStatus;
 use portfolio_shared::settings::WAIT_LIMIT_SECS;
 use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -41,8 +42,20 @@ pub(crate) struct JobView {
     /// Why the job failed (or the last retryable error while it is retried).
     pub(crate) error: Option<String>,
     /// Present once the job has succeeded.
-    pub(crate) result: Option<SimulationResult>,
+    pub(crate) result: Option<ResultView>,
     pub(crate) links: Links,
+}
+
+/// A job's result: the engine's document, and whether it was served from the result cache.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ResultView {
+    #[serde(flatten)]
+    pub(crate) result: SimulationResult,
+    /// `hit` when this job was answered from the result cache (an identical seeded request
+    /// computed earlier, by the same engine version) instead of being run; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "hit")]
+    pub(crate) cache: Option<&'static str>,
 }
 
 /// Batches done out of batches planned.
@@ -64,7 +77,10 @@ impl JobView {
         result: Option<SimulationResultRow>,
     ) -> Result<Self, ApiError> {
         let result = result
-            .map(|r| serde_json::from_value::<SimulationResult>(r.result))
+            .map(|r| {
+                serde_json::from_value::<SimulationResult>(r.result)
+                    .map(|result| ResultView { result, cache: r.from_cache.then_some("hit") })
+            })
             .transpose()
             .map_err(|e| {
                 ApiError::Internal(anyhow::anyhow!("stored result of {} unreadable: {e}", job.id))
@@ -112,7 +128,9 @@ pub(crate) struct JobQuery {
     tag = "results",
     params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)"), JobQuery),
     responses(
-        (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again.", body = JobView),
+        (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again and `Cache-Control: no-store`; once it has ended, the document never changes: an `ETag` and `Cache-Control: private, max-age=86400, immutable`.", body = JobView,
+         headers(("ETag" = String, description = "Once the job has ended"))),
+        (status = 304, description = "The job has ended and `If-None-Match` names its current `ETag`"),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad `wait`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
@@ -148,18 +166,64 @@ pub(crate) async fn get(
             let wait = wait.min(state.settings.api.max_wait);
             completions::until_terminal(&state, &caller, id, wait).await?
         }
-        None => state.read(move |conn| store::find_job(conn, caller.viewer(), id)).await?,
+        None => find_fresh(&state, caller, id).await?,
     };
     let Some((job, result)) = found else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
     let view = JobView::new(job, result)?;
-    let mut response = HttpResponse::Ok();
-    response.insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    if let Some(retry_after) = retry_after(view.status) {
-        response.insert_header((header::RETRY_AFTER, retry_after));
+    if !view.status.is_terminal() {
+        let mut response = HttpResponse::Ok();
+        response.insert_header((header::CACHE_CONTROL, "private, no-store"));
+        if let Some(retry_after) = retry_after(view.status) {
+            response.insert_header((header::RETRY_AFTER, retry_after));
+        }
+        return Ok(response.json(view));
     }
-    Ok(response.json(view))
+    // An ended job's document never changes again: a validator and a freshness lifetime let
+    // a client (and the tenant's browser) keep it; a shared cache never does (`private`).
+    let body = serde_json::to_vec(&view)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("serialising job {id}: {e}")))?;
+    let etag = header::EntityTag::new_strong(hex::encode(&Sha256::digest(&body)[..16]));
+    let unchanged = not_modified(&req, &etag);
+    let mut response = if unchanged { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response
+        .insert_header(header::ETag(etag))
+        .insert_header((header::CACHE_CONTROL, TERMINAL_CACHE_CONTROL));
+    if unchanged {
+        return Ok(response.finish());
+    }
+    Ok(response.content_type(header::ContentType::json()).body(body))
+}
+
+/// `Cache-Control` of an ended job's document: it is immutable, and the tenant's alone.
+pub(crate) const TERMINAL_CACHE_CONTROL: &str = "private, max-age=86400, immutable";
+
+/// Whether `If-None-Match` names `etag` (weak comparison, as RFC 9110 asks for it).
+fn not_modified(req: &HttpRequest, etag: &header::EntityTag) -> bool {
+    match req.get_header::<header::IfNoneMatch>() {
+        Some(header::IfNoneMatch::Any) => true,
+        Some(header::IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(etag)),
+        None => false,
+    }
+}
+
+/// A job as the read pool has it, re-read from the primary when a replica may lag behind:
+/// when the replica does not have it yet (a client polling right after its `202`) or has it
+/// unfinished. Read-your-writes for every client, whatever the replica's lag; a finished job
+/// never changes, so a replica's copy of it is as good as the primary's.
+pub(crate) async fn find_fresh(
+    state: &AppState,
+    caller: Caller,
+    id: Uuid,
+) -> Result<Option<completions::JobRead>, ApiError> {
+    let again = caller.clone();
+    let found = state.read(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
+    let settled = found.as_ref().is_some_and(|(job, _)| job.status.is_terminal());
+    if settled || !state.reads_from_replica() {
+        return Ok(found);
+    }
+    state.write(move |conn| store::find_job(conn, again.viewer(), id)).await
 }
 
 /// When to look again at a job that has not ended (seconds), for `Retry-After`.

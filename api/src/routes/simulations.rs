@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use portfolio_engine::SimulationRequestInput;
 use portfolio_engine::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
 use portfolio_shared::JobStatus;
+use portfolio_shared::result_cache::CachedResult;
 use portfolio_shared::store::{self, CancelOutcome, Recorded, models::NewSimulation};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -24,6 +25,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::request_id::RequestId;
+use crate::result_cache::Layer;
 use crate::routes::results::{JobView, parse_id};
 use crate::state::AppState;
 use crate::{completions, prefer};
@@ -87,7 +89,7 @@ struct SubmitHeaders {
     responses(
         (status = 202, description = "Accepted and queued", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"))),
-        (status = 200, description = "The job has ended within the wait asked by `Prefer: wait=N` (RFC 7240; at most 60 s, cut to MAX_WAIT_SECS): the whole job document, with `Preference-Applied: wait=N`. Also a replay of an earlier submit with the same Idempotency-Key (`Idempotent-Replayed: true`), after the same wait.", body = JobView,
+        (status = 200, description = "The job has ended within the wait asked by `Prefer: wait=N` (RFC 7240; at most 60 s, cut to MAX_WAIT_SECS): the whole job document, with `Preference-Applied: wait=N`. Also a replay of an earlier submit with the same Idempotency-Key (`Idempotent-Replayed: true`), after the same wait; and a request that names its `seed` and whose result is in the result cache: the job is recorded as `succeeded` at once, its `result.cache` is `hit`, and no worker runs.", body = JobView,
          headers(("Location" = String, description = "/results/{id}"), ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"))),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
@@ -149,33 +151,58 @@ async fn accept(
         return Ok(replay);
     }
 
-    refuse_when_full(&state).await?;
-
     let id = Uuid::now_v7();
     tracing::Span::current().record("job_id", tracing::field::display(id));
+    let named_seed = request.seed().is_some();
     let seed = request.seed().unwrap_or_else(draw_seed);
     let request = request.with_seed(seed);
-    let request_json = request.to_json();
-    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let job = JobRecord {
+        id,
+        request_json: request.to_json(),
+        seed,
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        idempotency_key: idempotency.clone(),
+        fingerprint: fingerprint.clone(),
+        cache_key: None,
+    };
+    // Only a request that named its seed is a function of itself; a drawn seed is a new draw.
+    let job = JobRecord {
+        cache_key: (named_seed && state.result_cache.is_on()).then(|| {
+            portfolio_shared::result_cache::key(portfolio_engine::ENGINE_VERSION, &job.request_json)
+        }),
+        ..job
+    };
+    if let Some(key) = &job.cache_key
+        && let Some((cached, layer)) = state.result_cache.lookup(&state, key).await
+    {
+        match served_from_cache(&state, &caller, job.clone(), cached, layer, wait).await {
+            Ok(answer) => return Ok(answer),
+            // Two submits with one new key raced; the loser answers as a replay.
+            Err(ApiError::Internal(inner))
+                if idempotency.is_some() && is_unique_violation(&inner) =>
+            {
+                if let Some(key) = &idempotency
+                    && let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await?
+                {
+                    return Ok(replay);
+                }
+                return Err(ApiError::Internal(inner));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+
+    refuse_when_full(&state).await?;
+
     let quota = state.settings.auth.max_unfinished_per_tenant;
     let insert = {
-        let key = idempotency.clone();
-        let fingerprint = fingerprint.clone();
         let caller = caller.clone();
+        let job = job.clone();
         state
             .write(move |conn| {
                 store::insert_job(
                     conn,
-                    &NewSimulation {
-                        id,
-                        request: &request_json,
-                        seed: seed as i64,
-                        request_id: request_id.as_deref(),
-                        idempotency_key: key.as_deref(),
-                        request_hash: Some(&fingerprint),
-                        owner: &caller.tenant,
-                        api_key_id: caller.key_id,
-                    },
+                    &job.new_simulation(&caller),
                     i64::try_from(quota).unwrap_or(i64::MAX),
                 )
             })
@@ -218,6 +245,71 @@ async fn accept(
     accepted.insert_header((header::LOCATION, location(id)));
     applied(&mut accepted, &state, wait);
     Ok(accepted.json(JobAccepted::new(id, JobStatus::Queued)))
+}
+
+/// What a submit records of a job, whichever way it is answered.
+#[derive(Debug, Clone)]
+struct JobRecord {
+    id: Uuid,
+    /// The normalised request, seed included.
+    request_json: serde_json::Value,
+    seed: u64,
+    request_id: Option<String>,
+    idempotency_key: Option<String>,
+    fingerprint: String,
+    cache_key: Option<String>,
+}
+
+impl JobRecord {
+    fn new_simulation<'a>(&'a self, caller: &'a Caller) -> NewSimulation<'a> {
+        NewSimulation {
+            id: self.id,
+            request: &self.request_json,
+            seed: self.seed as i64,
+            request_id: self.request_id.as_deref(),
+            idempotency_key: self.idempotency_key.as_deref(),
+            request_hash: Some(&self.fingerprint),
+            owner: &caller.tenant,
+            api_key_id: caller.key_id,
+            cache_key: self.cache_key.as_deref(),
+        }
+    }
+}
+
+/// Records a job answered from the result cache (already `succeeded`, for its owner, with its
+/// audit rows) and answers `200` with the whole job document: no worker runs, and the client
+/// has its result in the submit's own answer.
+async fn served_from_cache(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    job: JobRecord,
+    cached: CachedResult,
+    layer: Layer,
+    wait: Option<Wait>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job.id;
+    let owner = caller.clone();
+    let found = state
+        .write(move |conn| {
+            store::insert_served_from_cache(
+                conn,
+                &job.new_simulation(&owner),
+                &cached,
+                layer.as_str(),
+            )?;
+            store::find_job(conn, owner.viewer(), id)
+        })
+        .await?;
+    let (job, result) = found
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("job {id} vanished after recording")))?;
+    tracing::info!(job_id = %id, layer = layer.as_str(), "job answered from the result cache");
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::LOCATION, location(id)))
+        .insert_header((header::CONTENT_LOCATION, location(id)))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    applied(&mut response, state, wait);
+    Ok(response.json(JobView::new(job, result)?))
 }
 
 /// The wait a submit asked for, cut to `MAX_WAIT_SECS`.
@@ -276,7 +368,7 @@ async fn waited(
     tag = "simulations",
     request_body(content = SimulationRequestInput, content_type = "application/json"),
     responses(
-        (status = 200, description = "The job ended within RUN_SIMULATION_WAIT_SECS (default 30; or the wait of `Prefer: wait=N`): the whole job document with its result, as the old app answered. Unlike `POST /simulations`, which answers `202` at once unless asked to wait. Also an idempotent replay.", body = JobView),
+        (status = 200, description = "The job ended within RUN_SIMULATION_WAIT_SECS (default 30; or the wait of `Prefer: wait=N`): the whole job document with its result, as the old app answered. Unlike `POST /simulations`, which answers `202` at once unless asked to wait. Also an idempotent replay, and a seeded request answered from the result cache.", body = JobView),
         (status = 202, description = "Still running when the wait ended: accepted and queued; poll `Location` (`?wait=N` long-polls)", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),

@@ -21,4 +21,4 @@ pub use request::{RequestError, RequestLimits, SimulationRequest, SimulationRequ
 pub use result::SimulationResult;
 #[cfg(test)]
 pub(crate) use simulation::run_with_plan;
-pub use simulation::{EngineError, ProgressCounter, RunOptions, run};
+pub use simulation::{ENGINE_VERSION, EngineError, ProgressCounter, RunOptions, run};

@@ -26,7 +26,7 @@ use crate::stats;
 
 /// Identifies the model and its random-number layout; results with the same version, request
 /// and seed are bit-identical.
-pub(crate) const ENGINE_VERSION: &str = concat!(
+pub const ENGINE_VERSION: &str = concat!(
     "portfolio-mc-engine/",
     env!("CARGO_PKG_VERSION"),
     " (pcg32-per-scenario, box-muller-f32)"

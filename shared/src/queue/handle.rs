@@ -16,8 +16,8 @@ use crate::settings::{QueueSettings, WorkerSettings};
 /// The handle on the queue that the API and the workers share.
 #[derive(Clone)]
 pub struct Queue {
-    pub(super) conn: ConnectionManager,
-    pub(super) keys: Keys,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: Keys,
     pub(super) orphan_window: Duration,
 }
 

@@ -103,6 +103,12 @@ impl Keys {
         format!("{}:{tenant}", self.key(&format!("ratelimit:{budget}")))
     }
 
+    /// String holding one cached result (`crate::result_cache`), under its key; it expires
+    /// after `RESULT_CACHE_TTL_SECS`.
+    pub fn result_cache(&self, key: &str) -> String {
+        self.key(&format!("result:{key}"))
+    }
+
     fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.namespace)
     }

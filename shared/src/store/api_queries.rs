@@ -13,9 +13,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::audit::{self, Actor, AuditEvent};
-use super::models::{NewSimulation, Simulation, SimulationResultRow};
+use super::models::{NewSimulation, NewSimulationResult, Simulation, SimulationResultRow};
 use super::transition::{finish, locked};
 use crate::JobStatus;
+use crate::result_cache::CachedResult;
 use crate::schema::{simulation_results, simulations};
 
 /// Whose jobs a query may see.
@@ -69,6 +70,59 @@ pub fn insert_job(
             json!({ "seed": job.seed, "idempotency_key": job.idempotency_key }),
         )?;
         Ok(Recorded::Inserted)
+    })
+}
+
+/// Who answered a submit from the result cache, for the audit trail.
+pub const CACHE_ACTOR: &str = "cache";
+
+/// Records a submit answered from the result cache: the job, already `succeeded`, its result
+/// (marked `from_cache`), and its `submitted` and `succeeded` audit rows, in one transaction.
+/// The job is its owner's like any other (reads, lists, audits, idempotency keys); no quota
+/// applies, since it never holds a place in the queue. `layer` (`l1`, `l2`) goes to the audit.
+pub fn insert_served_from_cache(
+    conn: &mut PgConnection,
+    job: &NewSimulation<'_>,
+    cached: &CachedResult,
+    layer: &str,
+) -> QueryResult<()> {
+    conn.transaction(|conn| {
+        diesel::insert_into(simulations::table)
+            .values((
+                job,
+                simulations::status.eq(JobStatus::Succeeded),
+                simulations::progress_done.eq(cached.batches),
+                simulations::progress_total.eq(cached.batches),
+                simulations::success_probability.eq(cached.success_probability),
+                simulations::started_at.eq(now),
+                simulations::finished_at.eq(now),
+            ))
+            .execute(conn)?;
+        diesel::insert_into(simulation_results::table)
+            .values(NewSimulationResult {
+                simulation_id: job.id,
+                result: &cached.result,
+                worker: CACHE_ACTOR,
+                from_cache: true,
+            })
+            .execute(conn)?;
+        audit::record(
+            conn,
+            job.id,
+            AuditEvent::Submitted,
+            Actor::Api(job.api_key_id),
+            job.request_id,
+            json!({ "seed": job.seed, "idempotency_key": job.idempotency_key }),
+        )?;
+        audit::record(
+            conn,
+            job.id,
+            AuditEvent::Succeeded,
+            Actor::Api(job.api_key_id),
+            job.request_id,
+            json!({ "cache": "hit", "layer": layer, "success_probability": cached.success_probability }),
+        )?;
+        Ok(())
     })
 }
 

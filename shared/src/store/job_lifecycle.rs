@@ -59,6 +59,8 @@ pub struct ClaimedJob {
     /// The previous attempt ended without an outcome: its worker died (crashed, killed, or a
     /// job it ran alongside took the process down).
     pub after_crash: bool,
+    /// Where to cache the result once it is stored, when the request named its seed.
+    pub cache_key: Option<String>,
 }
 
 /// What a worker found when it tried to take a job.
@@ -240,6 +242,7 @@ fn claim_with(
             request_id: job.request_id,
             waited: Duration::try_from_secs_f64(waited).unwrap_or_default(),
             after_crash: status == JobStatus::Running,
+            cache_key: job.cache_key,
         }))
     })
 }
@@ -384,7 +387,12 @@ pub fn complete(
             return fenced_out(conn, lease, "complete");
         };
         diesel::insert_into(simulation_results::table)
-            .values(NewSimulationResult { simulation_id: lease.job, result, worker: &lease.worker })
+            .values(NewSimulationResult {
+                simulation_id: lease.job,
+                result,
+                worker: &lease.worker,
+                from_cache: false,
+            })
             .on_conflict_do_nothing()
             .execute(conn)?;
         record_end(

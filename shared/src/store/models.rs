@@ -29,6 +29,8 @@ pub struct Simulation {
     pub finished_at: Option<DateTime<Utc>>,
     /// The tenant the job belongs to (the name of the key that submitted it).
     pub owner: String,
+    /// Where its result is cached, when it named its seed (`crate::result_cache`).
+    pub cache_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -43,12 +45,17 @@ pub struct NewSimulation<'a> {
     pub owner: &'a str,
     /// The key that submitted it (`None` when the API runs with `AUTH_MODE=disabled`).
     pub api_key_id: Option<i64>,
+    /// Set when the request named its seed: where the worker stores the result
+    /// (`crate::result_cache`).
+    pub cache_key: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = simulation_results, check_for_backend(diesel::pg::Pg))]
 pub struct SimulationResultRow {
     pub result: serde_json::Value,
+    /// Served from the result cache rather than computed for this job.
+    pub from_cache: bool,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -57,6 +64,7 @@ pub(crate) struct NewSimulationResult<'a> {
     pub(crate) simulation_id: Uuid,
     pub(crate) result: &'a serde_json::Value,
     pub(crate) worker: &'a str,
+    pub(crate) from_cache: bool,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -18,6 +18,7 @@ use portfolio_engine::{
 };
 use portfolio_shared::JobStatus;
 use portfolio_shared::queue::{JobEnvelope, PushOutcome};
+use portfolio_shared::result_cache::CachedResult;
 use portfolio_shared::settings::Fault;
 use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, Write};
 use tracing::Instrument;
@@ -271,6 +272,16 @@ async fn execute(
             let scenario_months = result.scenario_months;
             let batches = progress.snapshot().1 as i32;
             let json = serde_json::to_value(&result).expect("results always serialise");
+            let cache =
+                job.cache_key.as_deref().zip(ctx.settings.result_cache.ttl).map(|(key, ttl)| {
+                    let entry = CachedResult {
+                        engine_version: result.engine_version.clone(),
+                        batches,
+                        success_probability: success,
+                        result: json.clone(),
+                    };
+                    (key, entry, ttl)
+                });
             let held = lease.clone();
             let written = ctx
                 .db_retrying_until_shutdown("store result", move |conn| {
@@ -279,6 +290,13 @@ async fn execute(
                 .await;
             match written {
                 Ok(Write::Applied) => {
+                    // Cached before the announcement, so a client that resubmits the moment it
+                    // learns of the result is answered from the cache.
+                    if let Some((key, entry, ttl)) = cache
+                        && let Err(e) = ctx.queue.cache_result(key, &entry, ttl).await
+                    {
+                        tracing::debug!(error = %e, "could not cache the result");
+                    }
                     announce_end(ctx, lease.job).await;
                     ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
                     ctx.metrics.run_time.observe(elapsed.as_secs_f64());

@@ -1,0 +1,1 @@
+DROP FUNCTION drop_audit_log_partitions_before(date);
