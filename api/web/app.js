@@ -904,7 +904,9 @@
       ['Scenarios', r.n_scenarios.toLocaleString('en-US')],
       ['Return model', r.return_model],
       ['Seed', job.seedText],
-      ['Computed in', `${r.elapsed_ms.toFixed(0)} ms (engine ${r.engine_version})`],
+      r.cache === 'hit'
+        ? ['Served from', `the result cache: the same request and seed were computed earlier, in ${r.elapsed_ms.toFixed(0)} ms (engine ${r.engine_version})`]
+        : ['Computed in', `${r.elapsed_ms.toFixed(0)} ms (engine ${r.engine_version})`],
     ];
     summary.replaceChildren(...entries.flatMap(([term, text]) => [el('dt', {}, term), el('dd', {}, text)]));
 
