@@ -16,7 +16,8 @@ use portfolio_engine::SimulationRequestInput;
 use portfolio_engine::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
 use portfolio_shared::JobStatus;
 use portfolio_shared::result_cache::CachedResult;
-use portfolio_shared::store::{self, CancelOutcome, Recorded, models::NewSimulation};
+use portfolio_shared::store::models::{NewSimulation, Simulation, SimulationResultRow};
+use portfolio_shared::store::{self, CancelOutcome, Recorded};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -303,6 +304,17 @@ async fn served_from_cache(
     let (job, result) = found
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("job {id} vanished after recording")))?;
     tracing::info!(job_id = %id, layer = layer.as_str(), "job answered from the result cache");
+    ended(state, job, result, wait)
+}
+
+/// `200` with the whole document of a job that has ended, as a submit answers it.
+fn ended(
+    state: &AppState,
+    job: Simulation,
+    result: Option<SimulationResultRow>,
+    wait: Option<Wait>,
+) -> Result<HttpResponse, ApiError> {
+    let id = job.id;
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::LOCATION, location(id)))
@@ -349,13 +361,7 @@ async fn waited(
     if !job.status.is_terminal() {
         return Ok(None);
     }
-    let mut response = HttpResponse::Ok();
-    response
-        .insert_header((header::LOCATION, location(id)))
-        .insert_header((header::CONTENT_LOCATION, location(id)))
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    applied(&mut response, state, wait);
-    Ok(Some(response.json(JobView::new(job, result)?)))
+    ended(state, job, result, wait).map(Some)
 }
 
 /// Submit and wait for the result, as the old app's synchronous route did.

@@ -61,16 +61,21 @@ pub fn insert_job(
             return Ok(Recorded::QuotaReached { unfinished });
         }
         diesel::insert_into(simulations::table).values(job).execute(conn)?;
-        audit::record(
-            conn,
-            job.id,
-            AuditEvent::Submitted,
-            Actor::Api(job.api_key_id),
-            job.request_id,
-            json!({ "seed": job.seed, "idempotency_key": job.idempotency_key }),
-        )?;
+        record_submitted(conn, job)?;
         Ok(Recorded::Inserted)
     })
+}
+
+/// The `submitted` audit row of a job being recorded.
+fn record_submitted(conn: &mut PgConnection, job: &NewSimulation<'_>) -> QueryResult<()> {
+    audit::record(
+        conn,
+        job.id,
+        AuditEvent::Submitted,
+        Actor::Api(job.api_key_id),
+        job.request_id,
+        json!({ "seed": job.seed, "idempotency_key": job.idempotency_key }),
+    )
 }
 
 /// Who answered a submit from the result cache, for the audit trail.
@@ -106,14 +111,7 @@ pub fn insert_served_from_cache(
                 from_cache: true,
             })
             .execute(conn)?;
-        audit::record(
-            conn,
-            job.id,
-            AuditEvent::Submitted,
-            Actor::Api(job.api_key_id),
-            job.request_id,
-            json!({ "seed": job.seed, "idempotency_key": job.idempotency_key }),
-        )?;
+        record_submitted(conn, job)?;
         audit::record(
             conn,
             job.id,
