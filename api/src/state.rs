@@ -118,7 +118,7 @@ impl AppState {
     }
 
     fn checkout_timeout(&self) -> Duration {
-        self.settings.database.pool.checkout_timeout.min(REQUEST_CHECKOUT_TIMEOUT)
+        self.settings.database.api_pool.checkout_timeout.min(REQUEST_CHECKOUT_TIMEOUT)
     }
 }
 
