@@ -138,14 +138,22 @@ fn the_scaling_target_is_the_acceptable_wait_over_the_average_job_time() {
         "deploy/k8s/README.md does not say listLength {target}"
     );
     let operations = read("docs/operations.md");
-    for stale in ["target 15", "listLength` 15", "target is 30 s", "under 30 s"] {
-        for (file, text) in
-            [("docs/operations.md", &operations), ("deploy/k8s/README.md", &k8s_readme)]
-        {
+    let dashboard = read("deploy/monitoring/grafana-dashboard.json");
+    for stale in ["target 15", "listLength` 15", "target is 30 s", "under 30 s", "a 30 s wait"] {
+        for (file, text) in [
+            ("docs/operations.md", &operations),
+            ("deploy/k8s/README.md", &k8s_readme),
+            ("deploy/monitoring/grafana-dashboard.json", &dashboard),
+        ] {
             assert!(!text.contains(stale), "{file} still says {stale:?}");
         }
     }
     assert!(operations.contains(&format!("(target {target},")), "docs/operations.md table");
+    assert!(
+        dashboard.contains(&format!("target {target})"))
+            && dashboard.contains(&format!("a {wait} s wait")),
+        "grafana-dashboard.json: the target ({target}) and the wait ({wait} s)"
+    );
     let alerts = read("deploy/monitoring/alerts.yml");
     assert!(
         alerts.contains(&format!("(target: {wait} s)")),
