@@ -2,10 +2,13 @@
 # Build, push and roll out portfolio-mc on ECS Fargate, in the only safe order:
 #
 #   1. build both images and push them to ECR (tag: the git commit unless --tag is given)
-#   2. register the three task definitions (ecs/task-*.json with ACCOUNT/REGION/IMAGE_TAG filled in)
+#   2. register the three task definitions (ecs/task-*.json with ACCOUNT/REGION/IMAGE_TAG filled
+#      in, and each secret's full ARN looked up in Secrets Manager)
 #   3. run the one-off migrate task and wait for it to exit 0 (stop here otherwise)
-#   4. point the api service at the new revision and wait until it is stable
-#   5. then the worker service (old workers drain: SIGTERM, up to SHUTDOWN_GRACE_SECS)
+#   4. point the api service at the new revision, wait until it is stable, and check that it
+#      runs the new revision (a rollback by the circuit breaker is "stable" too): stop otherwise
+#   5. then the worker service, checked the same way (old workers drain: SIGTERM, up to
+#      SHUTDOWN_GRACE_SECS)
 #
 # The services, target group and scaling policies must exist already: see ecs/README.md
 # ("First deployment"). Needs: aws CLI v1.x/v2, docker (with buildx for --platform), git.
@@ -138,6 +141,48 @@ render() {
     fi
 }
 
+# The templates name each secret by a partial ARN (no random suffix: they cannot know it).
+# Register the full ARN instead, looked up by name, so that the task definition says exactly
+# which secret it reads and a missing secret stops the deploy here, not at the task's start.
+resolve_secrets() {
+    local file="$1" partial name full
+    while IFS= read -r partial; do
+        name="${partial#*:secret:}"
+        full="$(capture "${partial}-AbCdEf" aws secretsmanager describe-secret \
+            --region "$AWS_REGION" --secret-id "$name" --query ARN --output text)"
+        # shellcheck disable=SC2053 # a glob on purpose: the partial ARN, a dash, 6 characters
+        if [[ "$full" != ${partial}-?????? ]]; then
+            echo "secret ${name}: Secrets Manager answered ${full:-nothing}, not its full ARN;" \
+                "create the secret first (ecs/README.md, First deployment)" >&2
+            exit 1
+        fi
+        sed -i -e "s|\"${partial}\"|\"${full}\"|g" "$file"
+    done < <(grep -o '"arn:aws:secretsmanager:[^":]*:[0-9]*:secret:[^":]*"' "$file" | tr -d '"' | sort -u)
+}
+
+# The services-stable waiter also succeeds when the deployment circuit breaker has rolled a
+# service back to its previous task definition. Fails loudly unless the PRIMARY deployment
+# runs the revision just registered and its rollout COMPLETED.
+check_rollout() {
+    local service="$1" expected="$2" state running rollout
+    # shellcheck disable=SC2016 # the backticks are a JMESPath literal, not a command substitution
+    state="$(capture "${expected} COMPLETED" aws ecs describe-services --region "$AWS_REGION" \
+        --cluster "$CLUSTER" --services "$service" \
+        --query 'services[0].deployments[?status==`PRIMARY`] | [0].[taskDefinition, rolloutState]' \
+        --output text)"
+    read -r running rollout <<<"$state"
+    if [[ "$running" != "$expected" || "$rollout" != "COMPLETED" ]]; then
+        {
+            echo
+            echo "ROLLOUT FAILED: ${service} runs ${running:-nothing} (rollout ${rollout:-unknown}),"
+            echo "not ${expected}: the circuit breaker rolled it back, or the rollout did not finish."
+            echo "Nothing after it was rolled out. Why: aws ecs describe-services --region ${AWS_REGION} \\"
+            echo "  --cluster ${CLUSTER} --services ${service} --query 'services[0].events[:10]'"
+        } >&2
+        exit 1
+    fi
+}
+
 WORK_DIR="$(mktemp -d)"
 trap 'rm -rf "$WORK_DIR"' EXIT
 
@@ -164,6 +209,7 @@ log "registering task definitions"
 register() {
     local name="$1"
     render "$ECS_DIR/task-${name}.json" "$WORK_DIR/task-${name}.json"
+    resolve_secrets "$WORK_DIR/task-${name}.json"
     capture "arn:aws:ecs:${AWS_REGION}:${AWS_ACCOUNT_ID}:task-definition/portfolio-${name}:NEW" \
         aws ecs register-task-definition --region "$AWS_REGION" \
         --cli-input-json "file://$WORK_DIR/task-${name}.json" \
@@ -206,10 +252,12 @@ log "rolling out ${API_SERVICE} (${API_TD})"
 run aws ecs update-service --region "$AWS_REGION" --cluster "$CLUSTER" --service "$API_SERVICE" \
     --task-definition "$API_TD" --query 'service.deployments[0].id' --output text
 run aws ecs wait services-stable --region "$AWS_REGION" --cluster "$CLUSTER" --services "$API_SERVICE"
+check_rollout "$API_SERVICE" "$API_TD"
 
 log "rolling out ${WORKER_SERVICE} (${WORKER_TD})"
 run aws ecs update-service --region "$AWS_REGION" --cluster "$CLUSTER" --service "$WORKER_SERVICE" \
     --task-definition "$WORKER_TD" --query 'service.deployments[0].id' --output text
 run aws ecs wait services-stable --region "$AWS_REGION" --cluster "$CLUSTER" --services "$WORKER_SERVICE"
+check_rollout "$WORKER_SERVICE" "$WORKER_TD"
 
 log "deployed ${IMAGE_TAG}"

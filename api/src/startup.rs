@@ -55,15 +55,20 @@ impl Application {
         let listener = TcpListener::bind(settings.api.bind)
             .with_context(|| format!("binding API_BIND={}", settings.api.bind))?;
         let port = listener.local_addr()?.port();
-        let write_pool = db::pool(settings.database.url.expose_secret(), &settings.database.pool);
-        let read_pool = match &settings.database.read_url {
-            Some(url) => db::pool(url.expose_secret(), &settings.database.pool),
-            None => write_pool.clone(),
+        let database = &settings.database;
+        let write_pool = db::pool(database.url.expose_secret(), &database.api_pool);
+        // A read URL that is the primary's own gets the primary's pool: a second pool would
+        // hold twice the connections of the budget in docs/operations.md for nothing.
+        let read_pool = match &database.read_url {
+            Some(url) if database.has_separate_replica() => {
+                db::pool(url.expose_secret(), &database.api_pool)
+            }
+            _ => write_pool.clone(),
         };
         let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
         let queue = Queue::new(conn.clone(), &settings.queue, &settings.worker);
         let rate_limiter = RateLimiter::new(conn, Keys::new(queue.namespace()));
-        let shutdown_grace = settings.worker.shutdown_grace;
+        let shutdown_grace = settings.api.shutdown_grace;
         let state = web::Data::new(AppState::new(
             write_pool,
             read_pool,
@@ -96,7 +101,8 @@ impl Application {
             routes::mount(app, limits)
         })
         .listen(listener)?
-        // In-flight requests drain on SIGTERM, within the same grace as the workers.
+        // In-flight requests drain on SIGTERM within the API's own grace, which fits inside
+        // every orchestrator's budget (tests/it/deploy_files checks each).
         .shutdown_timeout(shutdown_grace.as_secs())
         .run();
         Ok(Self { port, server, metrics_port, metrics_server, state, bootstrap_key })

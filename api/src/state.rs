@@ -12,7 +12,7 @@ use portfolio_shared::db::PgPool;
 use portfolio_shared::db_error;
 use portfolio_shared::queue::Queue;
 use portfolio_shared::rate_limit::RateLimiter;
-use portfolio_shared::settings::{ExposeSecret, Settings};
+use portfolio_shared::settings::Settings;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 
 use crate::completions::Completions;
@@ -124,15 +124,11 @@ impl AppState {
 
     /// Whether reads go to a replica (another server than the primary), which may lag.
     pub(crate) fn reads_from_replica(&self) -> bool {
-        let database = &self.settings.database;
-        database
-            .read_url
-            .as_ref()
-            .is_some_and(|read| read.expose_secret() != database.url.expose_secret())
+        self.settings.database.has_separate_replica()
     }
 
     fn checkout_timeout(&self) -> Duration {
-        self.settings.database.pool.checkout_timeout.min(REQUEST_CHECKOUT_TIMEOUT)
+        self.settings.database.api_pool.checkout_timeout.min(REQUEST_CHECKOUT_TIMEOUT)
     }
 }
 

@@ -27,8 +27,9 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("METRICS_BIND", Some("127.0.0.1:9091")),
     ("RUST_LOG", Some("info")),
     ("LOG_FORMAT", Some("json")),
-    ("DB_POOL_MAX_SIZE", Some("30")),
-    ("DB_POOL_MIN_IDLE", Some("10")),
+    // Unset: sized per process (PoolSettings::API_*, PoolSettings::worker_max_size).
+    ("DB_POOL_MAX_SIZE", None),
+    ("DB_POOL_MIN_IDLE", None),
     ("DB_POOL_TIMEOUT_SECS", Some("30")),
     ("DB_POOL_MAX_LIFETIME_SECS", Some("3600")),
     ("DB_POOL_TEST_ON_CHECKOUT", Some("true")),
@@ -48,7 +49,8 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("WORKER_MISSED_HEARTBEATS", Some("3")),
     ("WORKER_THREADS", Some("0")),
     ("WORKER_NAME", None),
-    ("SHUTDOWN_GRACE_SECS", Some("100")),
+    // Unset: API_SHUTDOWN_GRACE_SECS for the API, WORKER_SHUTDOWN_GRACE_SECS for a worker.
+    ("SHUTDOWN_GRACE_SECS", None),
     // A test hook, never set in production: see docs/reliability.md.
     ("WORKER_FAULT_INJECTION", Some("")),
     ("ENGINE_BATCH_SIZE", Some("1024")),
@@ -156,11 +158,33 @@ pub struct DatabaseSettings {
     pub url: SecretUrl,
     /// A read replica for the read endpoints.
     pub read_url: Option<SecretUrl>,
-    pub pool: PoolSettings,
+    /// The API's pool (and its read pool, when it has one of its own).
+    pub api_pool: PoolSettings,
+    /// A worker's pool: sized from `WORKER_CONCURRENCY` unless `DB_POOL_*` says otherwise.
+    pub worker_pool: PoolSettings,
 }
 
-/// r2d2 pool settings; the defaults mirror the old app's SQLAlchemy pool (10 + 20 overflow,
-/// 30 s timeout, recycle after an hour, pre-ping).
+impl DatabaseSettings {
+    /// Whether `DATABASE_READ_URL` names a database other than `DATABASE_URL`. Set to the
+    /// primary itself (as a deployment without a replica may do), it needs no pool of its own:
+    /// a second pool would double the API's connections for nothing.
+    pub fn has_separate_replica(&self) -> bool {
+        self.read_url
+            .as_ref()
+            .is_some_and(|read| !same_url(read.expose_secret(), self.url.expose_secret()))
+    }
+}
+
+/// Two connection strings that are the same, blanks around them aside: what a deployment
+/// without a replica writes when it copies the primary's URL. Anything else (another host
+/// name for the same server, other options) is taken for a replica of its own.
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim() == b.trim()
+}
+
+/// r2d2 pool settings: 30 s checkout timeout, recycle after an hour, pre-ping (the old app's
+/// SQLAlchemy pool), with sizes per process (see [`PoolSettings::API_MAX_SIZE`] and
+/// [`PoolSettings::worker_max_size`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
     pub(crate) max_size: u32,
@@ -169,6 +193,44 @@ pub struct PoolSettings {
     pub(crate) max_lifetime: Duration,
     pub(crate) test_on_checkout: bool,
 }
+
+impl PoolSettings {
+    /// The API's pool when `DB_POOL_MAX_SIZE` is unset: the old app's pool of 10 plus an
+    /// overflow of 20.
+    pub const API_MAX_SIZE: u32 = 30;
+    /// The API's idle connections kept open when `DB_POOL_MIN_IDLE` is unset (the old pool's 10).
+    pub const API_MIN_IDLE: u32 = 10;
+    /// A worker's idle connections kept open when `DB_POOL_MIN_IDLE` is unset: a worker at
+    /// rest needs none, and one saves the first job a connect.
+    pub const WORKER_MIN_IDLE: u32 = 1;
+
+    /// A worker's pool when `DB_POOL_MAX_SIZE` is unset. Every database call of a worker is
+    /// one of its jobs' (claim, progress, result, failure, hand-back), one at a time per job,
+    /// so it needs one connection per job it runs at once; two spare keep a job from waiting
+    /// behind a connection being recycled or re-tested. Anything larger only holds Postgres
+    /// connections the worker cannot use (the deploy files' 4 for 2 jobs).
+    pub fn worker_max_size(concurrency: usize) -> u32 {
+        u32::try_from(concurrency).unwrap_or(u32::MAX).saturating_add(2)
+    }
+
+    pub fn max_size(&self) -> u32 {
+        self.max_size
+    }
+
+    pub fn min_idle(&self) -> u32 {
+        self.min_idle
+    }
+}
+
+/// How long the API drains on SIGTERM when `SHUTDOWN_GRACE_SECS` is unset: in-flight requests
+/// (long-polls are answered at once on SIGTERM) finish well inside it, and it fits inside every
+/// orchestrator's budget (Kubernetes 30 s minus a 5 s preStop, ECS `stopTimeout` and compose's
+/// `stop_grace_period` 30 s), so the API is never killed mid-drain.
+pub const API_SHUTDOWN_GRACE_SECS: u64 = 20;
+
+/// How long a worker lets its running jobs finish on SIGTERM when `SHUTDOWN_GRACE_SECS` is
+/// unset: inside ECS's maximum `stopTimeout` (120 s) and a Fargate Spot notice, with a margin.
+pub const WORKER_SHUTDOWN_GRACE_SECS: u64 = 100;
 
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
@@ -208,6 +270,9 @@ pub struct ApiSettings {
     pub wait_recheck: Duration,
     /// Months of audit partitions the leader keeps before the current one; `None` keeps all.
     pub audit_retention_months: Option<u32>,
+    /// How long in-flight requests may take to finish after SIGTERM (`SHUTDOWN_GRACE_SECS`,
+    /// else [`API_SHUTDOWN_GRACE_SECS`]).
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -351,21 +416,32 @@ impl Settings {
     /// Reads settings through `lookup` (tests pass a map instead of the environment).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let env = Env { lookup: &lookup };
+        let concurrency: usize =
+            env.parse_where("WORKER_CONCURRENCY", |n: &usize| *n >= 1, "at least 1")?;
+        // Set, DB_POOL_* apply to whichever process reads them; unset, each process gets the
+        // pool it needs (the API the old app's 10 + 20, a worker a handful).
+        let max_size: Option<u32> =
+            env.parse_optional_where("DB_POOL_MAX_SIZE", |n: &u32| *n >= 1, "at least 1")?;
+        let min_idle: Option<u32> = env.parse_optional_where("DB_POOL_MIN_IDLE", |_| true, "")?;
+        let pool = PoolSettings {
+            max_size: max_size.unwrap_or(PoolSettings::API_MAX_SIZE),
+            min_idle: min_idle.unwrap_or(PoolSettings::API_MIN_IDLE),
+            checkout_timeout: env.seconds("DB_POOL_TIMEOUT_SECS")?,
+            max_lifetime: env.seconds("DB_POOL_MAX_LIFETIME_SECS")?,
+            test_on_checkout: env.parse("DB_POOL_TEST_ON_CHECKOUT")?,
+        };
+        let worker_pool = PoolSettings {
+            max_size: max_size.unwrap_or_else(|| PoolSettings::worker_max_size(concurrency)),
+            min_idle: min_idle.unwrap_or(PoolSettings::WORKER_MIN_IDLE),
+            ..pool
+        };
+        let grace: Option<u64> = env.parse_optional_where("SHUTDOWN_GRACE_SECS", |_| true, "")?;
         Ok(Self {
             database: DatabaseSettings {
                 url: env.string("DATABASE_URL")?.into(),
                 read_url: env.optional("DATABASE_READ_URL").map(SecretUrl::from),
-                pool: PoolSettings {
-                    max_size: env.parse_where(
-                        "DB_POOL_MAX_SIZE",
-                        |n: &u32| *n >= 1,
-                        "at least 1",
-                    )?,
-                    min_idle: env.parse("DB_POOL_MIN_IDLE")?,
-                    checkout_timeout: env.seconds("DB_POOL_TIMEOUT_SECS")?,
-                    max_lifetime: env.seconds("DB_POOL_MAX_LIFETIME_SECS")?,
-                    test_on_checkout: env.parse("DB_POOL_TEST_ON_CHECKOUT")?,
-                },
+                api_pool: pool,
+                worker_pool,
             },
             queue: QueueSettings {
                 redis_url: env.string("REDIS_URL")?.into(),
@@ -419,13 +495,10 @@ impl Settings {
                     "from 0 (keep all) to 1200",
                 )?)
                 .filter(|n| *n > 0),
+                shutdown_grace: Duration::from_secs(grace.unwrap_or(API_SHUTDOWN_GRACE_SECS)),
             },
             worker: WorkerSettings {
-                concurrency: env.parse_where(
-                    "WORKER_CONCURRENCY",
-                    |n: &usize| *n >= 1,
-                    "at least 1",
-                )?,
+                concurrency,
                 fetch_batch: env.parse_where(
                     "WORKER_FETCH_BATCH",
                     |n: &usize| *n >= 1,
@@ -448,7 +521,7 @@ impl Settings {
                 )?,
                 threads: env.parse("WORKER_THREADS")?,
                 name: env.optional("WORKER_NAME"),
-                shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS")?,
+                shutdown_grace: Duration::from_secs(grace.unwrap_or(WORKER_SHUTDOWN_GRACE_SECS)),
                 metrics_bind: env.parse("METRICS_BIND")?,
                 faults: env.parse("WORKER_FAULT_INJECTION")?,
             },
@@ -573,6 +646,23 @@ impl Env<'_> {
         }
     }
 
+    /// A variable without a default: `None` when unset or blank, else parsed and checked.
+    fn parse_optional_where<T>(
+        &self,
+        name: &'static str,
+        ok: impl Fn(&T) -> bool,
+        rule: &str,
+    ) -> Result<Option<T>, SettingsError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        if self.optional(name).is_none() {
+            return Ok(None);
+        }
+        self.parse_where(name, ok, rule).map(Some)
+    }
+
     fn seconds(&self, name: &'static str) -> Result<Duration, SettingsError> {
         self.parse::<u64>(name).map(Duration::from_secs)
     }
@@ -633,11 +723,54 @@ mod tests {
         let s = with(&[]).unwrap();
         assert_eq!(s.api.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(s.queue.namespace, "portfolio-mc");
-        assert_eq!(s.database.pool.max_size, 30);
+        assert_eq!(s.database.api_pool.max_size, 30);
         assert!(s.database.read_url.is_none(), "reads go to the primary unless a replica is set");
         assert!(s.api.cors_allowed_origins.is_empty());
         assert_eq!(s.job_limits.max_job_cost, 1_000_000 * 40 * 12);
         assert_eq!(s.job_limits.job_timeout, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn the_api_keeps_the_old_pool_and_a_worker_gets_one_connection_per_job_plus_two() {
+        let s = with(&[]).unwrap();
+        assert_eq!((s.database.api_pool.max_size(), s.database.api_pool.min_idle()), (30, 10));
+        assert_eq!((s.database.worker_pool.max_size(), s.database.worker_pool.min_idle()), (4, 1));
+        let s = with(&[("WORKER_CONCURRENCY", "6")]).unwrap();
+        assert_eq!(s.database.worker_pool.max_size(), 8);
+        assert_eq!(s.database.api_pool.max_size(), 30, "the API's pool ignores the concurrency");
+        let s = with(&[("DB_POOL_MAX_SIZE", "12"), ("DB_POOL_MIN_IDLE", "3")]).unwrap();
+        for pool in [s.database.api_pool, s.database.worker_pool] {
+            assert_eq!((pool.max_size(), pool.min_idle()), (12, 3), "set, they apply to both");
+        }
+        let s = with(&[("DB_POOL_MAX_SIZE", " ")]).unwrap();
+        assert_eq!(s.database.api_pool.max_size(), 30, "blank is unset");
+        assert_eq!(with(&[("DB_POOL_MAX_SIZE", "0")]).unwrap_err().name, "DB_POOL_MAX_SIZE");
+        assert_eq!(with(&[("DB_POOL_MIN_IDLE", "x")]).unwrap_err().name, "DB_POOL_MIN_IDLE");
+    }
+
+    #[test]
+    fn the_api_drains_within_a_shorter_grace_than_a_worker() {
+        let s = with(&[]).unwrap();
+        assert_eq!(s.api.shutdown_grace, Duration::from_secs(API_SHUTDOWN_GRACE_SECS));
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(WORKER_SHUTDOWN_GRACE_SECS));
+        let s = with(&[("SHUTDOWN_GRACE_SECS", "7")]).unwrap();
+        assert_eq!(s.api.shutdown_grace, Duration::from_secs(7));
+        assert_eq!(s.worker.shutdown_grace, Duration::from_secs(7));
+        assert_eq!(with(&[("SHUTDOWN_GRACE_SECS", "-1")]).unwrap_err().name, "SHUTDOWN_GRACE_SECS");
+    }
+
+    #[test]
+    fn a_read_url_equal_to_the_primary_is_no_replica() {
+        let primary = "postgres://app:pw@db:5432/x";
+        assert!(!with(&[("DATABASE_URL", primary)]).unwrap().database.has_separate_replica());
+        for same in [primary, " postgres://app:pw@db:5432/x\n"] {
+            let s = with(&[("DATABASE_URL", primary), ("DATABASE_READ_URL", same)]).unwrap();
+            assert!(!s.database.has_separate_replica(), "{same}");
+        }
+        for other in ["postgres://app:pw@replica:5432/x", "postgres://app:pw@db:5432/x?a=b"] {
+            let s = with(&[("DATABASE_URL", primary), ("DATABASE_READ_URL", other)]).unwrap();
+            assert!(s.database.has_separate_replica(), "{other}");
+        }
     }
 
     #[test]

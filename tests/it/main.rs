@@ -18,6 +18,7 @@ mod layout;
 mod lifecycle;
 mod limits;
 mod pickup;
+mod pools;
 mod queue_stats;
 mod result_cache;
 mod schema;

@@ -69,7 +69,7 @@ impl Worker {
     /// Builds pools, the queue handle, the engine's threads and the metrics endpoint. Call
     /// inside a Tokio runtime.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = db::pool(settings.database.url.expose_secret(), &settings.database.pool);
+        let pool = db::pool(settings.database.url.expose_secret(), &settings.database.worker_pool);
         let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
         let queue = Queue::new(conn, &settings.queue, &settings.worker);
         let engine_pool = rayon::ThreadPoolBuilder::new()

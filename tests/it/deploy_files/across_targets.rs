@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use portfolio_shared::settings::VARIABLES;
+use portfolio_shared::settings::{API_SHUTDOWN_GRACE_SECS, VARIABLES, WORKER_SHUTDOWN_GRACE_SECS};
+use serde_yaml::Value as Yaml;
 
 use super::compose::{compose, compose_binary, compose_env, compose_service};
 use super::dockerfiles::Dockerfile;
@@ -13,10 +14,10 @@ use super::kubernetes::{
     k8s_literal_env, k8s_object, k8s_objects, kind, pod_containers, probes, resolve_port,
 };
 use super::{
-    API_BINARY, API_SUBCOMMANDS, WORKER_BINARY, WORKER_SUBCOMMANDS, array, binary_named,
-    default_of, default_port, duration_secs, files_under, image_binary, is_healthcheck_of, json,
-    json_strings, mapping_entries, mapping_keys, mapping_strings, read, root, str_at,
-    subcommand_problem, subcommands_in, u64_at, yaml, yaml_documents, yaml_seq, yaml_strings,
+    API_BINARY, API_SUBCOMMANDS, WORKER_BINARY, WORKER_SUBCOMMANDS, array, at, binary_named,
+    default_port, duration_secs, files_under, image_binary, is_healthcheck_of, json, json_strings,
+    mapping_entries, mapping_keys, mapping_strings, read, root, str_at, subcommand_problem,
+    subcommands_in, u64_at, yaml, yaml_documents, yaml_seq, yaml_strings,
 };
 
 /// Time an orchestrator must allow beyond the worker's shutdown grace before it kills it.
@@ -65,6 +66,9 @@ const EXPECTED_FILES: &[&str] = &[
     "deploy/k8s/kustomization.yaml",
     "deploy/monitoring/alerts.yml",
     "deploy/monitoring/alerts.test.yml",
+    "deploy/monitoring/alertmanager.yml",
+    "deploy/k8s/monitoring/exporters.yaml",
+    "deploy/postgres/init/01-pg-stat-statements.sql",
     "deploy/monitoring/prometheus.yml",
     "deploy/monitoring/grafana-dashboard.json",
     "deploy/monitoring/grafana/datasources.yml",
@@ -559,12 +563,7 @@ fn the_subcommands_the_files_use_are_those_the_binaries_define() {
 
 #[test]
 fn workers_get_longer_to_stop_than_their_shutdown_grace() {
-    let default_grace: f64 =
-        default_of("SHUTDOWN_GRACE_SECS").parse().expect("a number of seconds");
-    let grace_in = |env: &BTreeMap<String, String>| -> f64 {
-        env.get("SHUTDOWN_GRACE_SECS")
-            .map_or(default_grace, |v| v.parse().expect("SHUTDOWN_GRACE_SECS"))
-    };
+    let grace_in = |env: &BTreeMap<String, String>| grace_of(WORKER_BINARY, env);
 
     let task = json("ecs/task-worker.json");
     let container = ecs_container(&task, "ecs/task-worker.json");
@@ -649,16 +648,112 @@ fn the_api_scales_on_cpu_and_memory_like_the_old_guide() {
             .collect();
         (window, policies)
     };
+    // The old guide's behaviour exactly: up with no stabilisation by the larger of 100 % and
+    // 2 pods per 30 s; down after a 300 s window by at most 50 % per 60 s.
     assert_eq!(
         policy("scaleUp"),
-        (Some(0), vec![("Percent".to_owned(), 100, 15)]),
+        (Some(0), vec![("Percent".to_owned(), 100, 30), ("Pods".to_owned(), 2, 30)]),
         "scale up fast"
     );
+    let select = |direction: &str| {
+        spec.get("behavior")
+            .and_then(|b| b.get(direction))
+            .and_then(|b| str_at(b, &["selectPolicy"]))
+    };
+    assert_eq!(select("scaleUp").as_deref(), Some("Max"), "up by the larger of the two policies");
     assert_eq!(
         policy("scaleDown"),
-        (Some(300), vec![("Percent".to_owned(), 10, 60)]),
+        (Some(300), vec![("Percent".to_owned(), 50, 60)]),
         "scale down slowly"
     );
+    assert!(
+        select("scaleDown").is_none_or(|s| s == "Max"),
+        "one scale-down policy: selectPolicy {:?} changes nothing or disables it",
+        select("scaleDown")
+    );
+
+    // The runbook and the manifests' README say the same.
+    let operations = read("docs/operations.md");
+    assert!(
+        operations.contains("by the larger of 100 % and 2 pods every 30 s")
+            && operations.contains("by at most 50 % a minute after a 300 s"),
+        "docs/operations.md does not describe the HPA's behaviour"
+    );
+    let readme = read("deploy/k8s/README.md");
+    assert!(
+        readme.contains("up max(100 %, 2 pods)/30 s, down 50 %/60 s after 300 s"),
+        "deploy/k8s/README.md does not describe the HPA's behaviour"
+    );
+}
+
+#[test]
+fn autoscaled_deployments_leave_the_replica_count_to_their_autoscaler() {
+    // `replicas:` in a Deployment that an HPA or KEDA scales resets the count on every
+    // `kubectl apply -k`, stopping scaled-out pods mid-request or mid-job.
+    let hpa = k8s_object("HorizontalPodAutoscaler", "portfolio-api");
+    let keda = k8s_object("ScaledObject", "portfolio-worker");
+    for (owner, target) in [(&hpa, "portfolio-api"), (&keda, "portfolio-worker")] {
+        assert_eq!(
+            str_at(owner, &["spec", "scaleTargetRef", "name"]).as_deref(),
+            Some(target),
+            "{target} is autoscaled"
+        );
+        let deployment = k8s_object("Deployment", target);
+        assert!(
+            at(&deployment, &["spec", "replicas"]).is_none(),
+            "deploy/k8s Deployment {target} sets replicas: its autoscaler owns the count"
+        );
+    }
+}
+
+/// A process's shutdown grace in a deploy file: the file's SHUTDOWN_GRACE_SECS, else the
+/// code's default for that process.
+fn grace_of(binary: &str, env: &BTreeMap<String, String>) -> f64 {
+    let default =
+        if binary == API_BINARY { API_SHUTDOWN_GRACE_SECS } else { WORKER_SHUTDOWN_GRACE_SECS };
+    env.get("SHUTDOWN_GRACE_SECS")
+        .map_or(default as f64, |v| v.parse().expect("SHUTDOWN_GRACE_SECS"))
+}
+
+#[test]
+fn the_api_drains_within_every_orchestrators_budget() {
+    // ECS: stopTimeout (from SIGTERM to SIGKILL).
+    let task = json("ecs/task-api.json");
+    let container = ecs_container(&task, "ecs/task-api.json");
+    let stop = container["stopTimeout"].as_u64().expect("task-api.json: stopTimeout");
+    let grace = grace_of(API_BINARY, &ecs_env(container));
+    assert!(grace >= 1.0, "the API drains at all");
+    assert!((stop as f64) > grace, "ECS stopTimeout {stop} s <= the API's grace {grace} s");
+    assert_eq!(
+        container["linuxParameters"]["initProcessEnabled"], true,
+        "SIGTERM needs an init process"
+    );
+
+    // Kubernetes: terminationGracePeriodSeconds covers the preStop hook and then the drain.
+    let doc = k8s_object("Deployment", "portfolio-api");
+    let period = u64_at(&doc, &["spec", "template", "spec", "terminationGracePeriodSeconds"])
+        .expect("api terminationGracePeriodSeconds") as f64;
+    let api = pod_containers(&doc)[0];
+    let pre_stop = yaml_strings(at(api, &["lifecycle", "preStop", "exec", "command"]));
+    let pre_stop_secs: f64 = match pre_stop.as_slice() {
+        [] => 0.0,
+        [sleep, secs] if sleep == "sleep" => secs.parse().expect("preStop sleep seconds"),
+        other => panic!("api preStop {other:?}: expected `sleep N`"),
+    };
+    let grace = grace_of(API_BINARY, &k8s_literal_env(api));
+    assert!(
+        period > pre_stop_secs + grace,
+        "k8s terminationGracePeriodSeconds {period} s <= preStop {pre_stop_secs} s + grace {grace} s"
+    );
+
+    // compose: stop_grace_period (docker's default, 10 s, is too short: set it).
+    let compose = compose();
+    let service = compose_service(&compose, "api");
+    let period = str_at(service, &["stop_grace_period"]).expect("compose api stop_grace_period");
+    let seconds = duration_secs(&period).unwrap_or_else(|| panic!("stop_grace_period {period:?}"));
+    let grace = grace_of(API_BINARY, &compose_env(service));
+    assert!(seconds > grace, "compose api stop_grace_period {period} <= grace {grace} s");
+    assert_eq!(service.get("init").and_then(Yaml::as_bool), Some(true), "compose api: init");
 }
 
 /// (where, name) of every environment variable the deploy files set for our processes.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_yaml::Value as Yaml;
 
 use super::{
-    API_BINARY, WORKER_BINARY, image_binary, mapping_entries, mapping_strings, read, str_at,
-    u64_at, yaml, yaml_strings,
+    API_BINARY, WORKER_BINARY, default_of, duration_secs, image_binary, mapping_entries,
+    mapping_strings, read, str_at, u64_at, yaml, yaml_strings,
 };
 
 #[test]
@@ -109,6 +109,22 @@ fn nginx_limits_each_address_passes_it_on_and_does_not_log_health_checks() {
             .iter()
             .any(|l| l == "proxy_set_header X-Real-IP $remote_addr"),
         "X-Real-IP is set"
+    );
+    // Every proxy timeout is explicit, and a long-poll's full wait fits in the read timeout.
+    let seconds_of = |name: &str| -> f64 {
+        let lines = directive(name);
+        assert_eq!(lines.len(), 1, "one {name}: {lines:?}");
+        let value = lines[0].split_whitespace().nth(1).unwrap_or_default();
+        duration_secs(value).unwrap_or_else(|| panic!("{name} {value}"))
+    };
+    let connect = seconds_of("proxy_connect_timeout");
+    assert!(connect > 0.0 && connect <= 10.0, "proxy_connect_timeout {connect} s");
+    assert!(seconds_of("proxy_send_timeout") > 0.0);
+    let max_wait: f64 = default_of("MAX_WAIT_SECS").parse().expect("MAX_WAIT_SECS");
+    let read_timeout = seconds_of("proxy_read_timeout");
+    assert!(
+        read_timeout >= max_wait + 10.0,
+        "proxy_read_timeout {read_timeout} s must exceed MAX_WAIT_SECS {max_wait} s with a margin"
     );
     let logs = directive("access_log");
     let conditional = logs.iter().find(|l| l.contains(" if=$")).expect("a conditional access log");

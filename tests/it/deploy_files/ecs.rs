@@ -108,6 +108,61 @@ fn the_scaling_target_is_the_acceptable_wait_over_the_average_job_time() {
             "{file} says {written}, ecs/scaling-worker-backlog.json says {target}"
         );
     }
+
+    // Every other place that states the target, or the wait behind it, says the same.
+    let (wait, job, _) = parse_target_formula(
+        read("docs/operations.md")
+            .lines()
+            .find(|l| l.contains("acceptable wait ÷ average job time ="))
+            .expect("the formula line"),
+    )
+    .expect("the formula");
+    let keda = read("deploy/k8s/worker-keda.yaml");
+    let keda_formula = keda
+        .lines()
+        .find_map(|l| l.split("acceptable wait / average job time =").nth(1))
+        .expect("worker-keda.yaml: the formula in its comment");
+    let keda_formula = format!("average job time ={}", keda_formula.replace('/', "÷"));
+    assert_eq!(
+        parse_target_formula(&keda_formula),
+        Some((wait, job, target)),
+        "worker-keda.yaml comment: {keda_formula}"
+    );
+    assert!(
+        !keda.to_lowercase().contains("placeholder"),
+        "worker-keda.yaml: a placeholder job time"
+    );
+    let k8s_readme = read("deploy/k8s/README.md");
+    assert!(
+        k8s_readme.contains(&format!("`listLength` {target} ")),
+        "deploy/k8s/README.md does not say listLength {target}"
+    );
+    let operations = read("docs/operations.md");
+    let dashboard = read("deploy/monitoring/grafana-dashboard.json");
+    for stale in ["target 15", "listLength` 15", "target is 30 s", "under 30 s", "a 30 s wait"] {
+        for (file, text) in [
+            ("docs/operations.md", &operations),
+            ("deploy/k8s/README.md", &k8s_readme),
+            ("deploy/monitoring/grafana-dashboard.json", &dashboard),
+        ] {
+            assert!(!text.contains(stale), "{file} still says {stale:?}");
+        }
+    }
+    assert!(operations.contains(&format!("(target {target},")), "docs/operations.md table");
+    assert!(
+        dashboard.contains(&format!("target {target})"))
+            && dashboard.contains(&format!("a {wait} s wait")),
+        "grafana-dashboard.json: the target ({target}) and the wait ({wait} s)"
+    );
+    let alerts = read("deploy/monitoring/alerts.yml");
+    assert!(
+        alerts.contains(&format!("(target: {wait} s)")),
+        "alerts.yml: PortfolioQueueBacklogOld names another target wait than {wait} s"
+    );
+    assert!(
+        operations.contains(&format!("(the target is {wait} s,")),
+        "docs/operations.md#portfolioqueuebacklogold names another target wait than {wait} s"
+    );
 }
 
 #[test]
@@ -164,7 +219,46 @@ fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
     let exit_code = at("exitCode", wait_task);
     let api = at("--service \"$API_SERVICE\"", exit_code);
     let api_stable = at("aws ecs wait services-stable", api);
-    at("--service \"$WORKER_SERVICE\"", api_stable);
+    // The waiter is also satisfied by a circuit-breaker rollback: the script checks what runs
+    // before it touches the workers, and again after them.
+    let api_checked = at("check_rollout \"$API_SERVICE\" \"$API_TD\"", api_stable);
+    let workers = at("--service \"$WORKER_SERVICE\"", api_checked);
+    let workers_stable = at("aws ecs wait services-stable", workers);
+    let workers_checked = at("check_rollout \"$WORKER_SERVICE\" \"$WORKER_TD\"", workers_stable);
+    at("deployed", workers_checked);
+    let check = function_body(&script, "check_rollout");
+    for needle in [
+        "aws ecs describe-services",
+        "deployments[?status==`PRIMARY`]",
+        "taskDefinition",
+        "rolloutState",
+        "!= \"$expected\"",
+        "!= \"COMPLETED\"",
+        "exit 1",
+    ] {
+        assert!(check.contains(needle), "deploy.sh check_rollout lacks {needle:?}:\n{check}");
+    }
+
+    // Task definitions are registered with each secret's full ARN, looked up by name.
+    let resolve = function_body(&script, "resolve_secrets");
+    for needle in ["aws secretsmanager describe-secret", "--query ARN", "exit 1"] {
+        assert!(resolve.contains(needle), "deploy.sh resolve_secrets lacks {needle:?}");
+    }
+    let register = function_body(&script, "register");
+    let resolved = register.find("resolve_secrets").expect("register resolves the secrets");
+    let registered =
+        register.find("register-task-definition").expect("register registers the task");
+    assert!(resolved < registered, "deploy.sh resolves the secrets before registering");
+    for file in ECS_TASKS {
+        for secret in array(&json(file)["containerDefinitions"][0]["secrets"]) {
+            let arn = secret["valueFrom"].as_str().unwrap_or_default();
+            assert!(
+                arn.starts_with("arn:aws:secretsmanager:REGION:ACCOUNT:secret:")
+                    && arn.rsplit_once('-').is_none_or(|(_, suffix)| suffix.len() != 6),
+                "{file}: {arn} is the partial ARN (the secret's name) deploy.sh looks up"
+            );
+        }
+    }
 
     #[cfg(unix)]
     {
@@ -173,6 +267,15 @@ fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
             fs::metadata(root().join("ecs/deploy.sh")).expect("deploy.sh").permissions().mode();
         assert!(mode & 0o111 != 0, "ecs/deploy.sh is not executable");
     }
+}
+
+/// The body of a shell function `name() { ... }` (up to the first line that is a lone `}`).
+fn function_body<'a>(script: &'a str, name: &str) -> &'a str {
+    let start = script
+        .find(&format!("\n{name}() {{"))
+        .unwrap_or_else(|| panic!("deploy.sh defines no function {name}"));
+    let end = script[start..].find("\n}\n").map_or(script.len(), |i| start + i);
+    &script[start..end]
 }
 
 pub(super) fn ecs_container<'a>(task: &'a Json, file: &str) -> &'a Json {

@@ -43,8 +43,25 @@ fn keda_scales_workers_on_the_ready_list_with_the_ecs_target() {
     }
 }
 
+/// Where the third-party workloads (the exporters) live: apart from the app's objects, which
+/// every check of [`k8s_objects`] holds to the app's binaries, variables and ports.
+pub(super) const K8S_MONITORING_DIR: &str = "deploy/k8s/monitoring/";
+
+/// The app's objects: every manifest under deploy/k8s but [`K8S_MONITORING_DIR`].
 pub(super) fn k8s_objects() -> Vec<(String, Yaml)> {
-    files_under("deploy/k8s")
+    manifests_under("deploy/k8s")
+        .into_iter()
+        .filter(|(f, _)| !f.starts_with(K8S_MONITORING_DIR))
+        .collect()
+}
+
+/// The monitoring objects (exporters) of [`K8S_MONITORING_DIR`].
+pub(super) fn k8s_monitoring_objects() -> Vec<(String, Yaml)> {
+    manifests_under(K8S_MONITORING_DIR.trim_end_matches('/'))
+}
+
+fn manifests_under(dir: &str) -> Vec<(String, Yaml)> {
+    files_under(dir)
         .into_iter()
         .filter(|f| f.ends_with(".yaml") || f.ends_with(".yml"))
         .flat_map(|f| yaml_documents(&f).into_iter().map(move |d| (f.clone(), d)))

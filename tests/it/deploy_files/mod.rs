@@ -15,6 +15,7 @@ mod dockerfiles;
 mod ecs;
 mod kubernetes;
 mod monitoring;
+mod stores;
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -195,8 +195,23 @@ fn known_metric_names() -> BTreeSet<String> {
     ] {
         known.insert(process.to_owned());
     }
+    known.extend(EXPORTER_METRICS.iter().map(|m| m.to_string()));
     known
 }
+
+/// Metrics the rules read from the exporters (jobs `postgres` and `redis`), as the pinned
+/// images name them (postgres_exporter v0.15: collectors `database`, `settings`,
+/// `replication`; redis_exporter v1.66). A new image tag may rename them: check before raising.
+pub(super) const EXPORTER_METRICS: &[&str] = &[
+    "pg_stat_database_numbackends",
+    "pg_settings_max_connections",
+    "pg_stat_database_blks_hit",
+    "pg_stat_database_blks_read",
+    "pg_replication_lag_seconds",
+    "pg_replication_is_replica",
+    "redis_memory_used_bytes",
+    "redis_memory_max_bytes",
+];
 
 /// Values the code gives a label (as documented on the constants in names.rs).
 fn label_values(metric: &str, label: &str) -> Option<&'static [&'static str]> {
@@ -207,20 +222,20 @@ fn label_values(metric: &str, label: &str) -> Option<&'static [&'static str]> {
         (names::DB_POOL_CONNECTIONS, "state") => Some(&["in_use", "idle"]),
         (names::JOBS_FINISHED_TOTAL, "status") => Some(&["succeeded", "failed", "cancelled"]),
         (names::SUBMITS_REFUSED_TOTAL, "reason") => Some(&["queue_full", "unavailable"]),
-        (_, "job") => Some(&["portfolio-api", "portfolio-worker"]),
+        (_, "job") => Some(&["portfolio-api", "portfolio-worker", "postgres", "redis"]),
         _ => None,
     }
 }
 
-struct AlertRule {
-    expr: String,
+pub(super) struct AlertRule {
+    pub(super) expr: String,
     r#for: Option<String>,
-    labels: BTreeMap<String, String>,
+    pub(super) labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
 }
 
 /// (alert name, rule) of every alerting rule in alerts.yml, in file order.
-fn alert_rules() -> Vec<(String, AlertRule)> {
+pub(super) fn alert_rules() -> Vec<(String, AlertRule)> {
     let file = yaml(&read("deploy/monitoring/alerts.yml"), "alerts.yml");
     let groups = yaml_seq(file.get("groups"));
     assert!(!groups.is_empty(), "alerts.yml: no groups");
