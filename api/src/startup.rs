@@ -60,7 +60,7 @@ impl Application {
             Some(url) => db::pool(url.expose_secret(), &settings.database.pool),
             None => write_pool.clone(),
         };
-        let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
+        let conn = queue::connect(&settings.queue).context("REDIS_URL")?;
         let queue = Queue::new(conn.clone(), &settings.queue, &settings.worker);
         let rate_limiter = RateLimiter::new(conn, Keys::new(queue.namespace()));
         let shutdown_grace = settings.worker.shutdown_grace;
