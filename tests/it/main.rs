@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod pickup;
 mod queue_stats;
+mod redis_ha;
 mod schema;
 mod startup;
 mod telemetry;
