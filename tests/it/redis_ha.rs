@@ -164,6 +164,12 @@ async fn redis_ha_killing_the_master_promotes_a_replica_and_every_accepted_job_e
         "the lost job was not re-pushed by the reconciler"
     );
 
+    // Both processes resolved the master again (the first resolution is at start).
+    for (label, log) in [("api", api.proc.log()), ("worker", worker.proc.log())] {
+        let resolutions = log.matches("Redis master (re)resolved").count();
+        assert!(resolutions >= 2, "{label} resolved the master {resolutions} time(s)");
+    }
+
     // A few more after the failover, then every accepted job ends exactly once.
     let count = accepted(None).len();
     eventually(Duration::from_secs(30), || async {
