@@ -38,7 +38,8 @@ pub struct RedisTarget {
 #[derive(Clone)]
 enum Kind {
     /// One server; redis-rs reconnects to the same address (re-resolving its DNS name).
-    Direct(redis::Client),
+    /// Boxed: a `Client` is a few hundred bytes, the other variant two words.
+    Direct(Box<redis::Client>),
     /// A Sentinel service; `SentinelClient` needs `&mut` to ask, hence the lock.
     Sentinel { sentinels: Arc<tokio::sync::Mutex<SentinelClient>>, db: i64 },
 }
@@ -51,7 +52,7 @@ impl RedisTarget {
         let ca = queue.redis_ca_file.as_deref().map(read_ca).transpose()?;
         let kind = match SentinelUrl::parse(url)? {
             Some(sentinel) => sentinel.build(ca)?,
-            None => Kind::Direct(direct(url, ca)?),
+            None => Kind::Direct(Box::new(direct(url, ca)?)),
         };
         Ok(Self { kind })
     }
@@ -81,7 +82,7 @@ impl RedisTarget {
     /// name (after checking it says it is a master).
     pub async fn client(&self) -> RedisResult<redis::Client> {
         match &self.kind {
-            Kind::Direct(client) => Ok(client.clone()),
+            Kind::Direct(client) => Ok((**client).clone()),
             Kind::Sentinel { sentinels, .. } => {
                 let mut sentinels = sentinels.lock().await;
                 tokio::time::timeout(RESOLVE_TIMEOUT, sentinels.async_get_client()).await.map_err(
