@@ -249,3 +249,74 @@ async fn redis_ha_the_api_and_a_worker_run_a_job_over_tls_trusting_a_private_ca(
         .unwrap();
     assert!(workers >= 1, "no worker registered on the TLS server");
 }
+
+/// A master, two replicas and three Sentinels watching it (down after 1 s, quorum 2); the
+/// Sentinel URL of the service.
+async fn sentinel_cluster() -> (ThrowawayRedis, [ThrowawayRedis; 2], Vec<ThrowawaySentinel>, String)
+{
+    let master = ThrowawayRedis::start();
+    let replicas =
+        [ThrowawayRedis::replica_of(master.port), ThrowawayRedis::replica_of(master.port)];
+    let sentinels: Vec<ThrowawaySentinel> = (0..3)
+        .map(|_| {
+            ThrowawaySentinel::start(
+                master.port,
+                SERVICE,
+                Duration::from_millis(1000),
+                Duration::from_secs(10),
+            )
+        })
+        .collect();
+    until_sentinels_agree(&sentinels).await;
+    let hosts: Vec<String> = sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+    let url = format!("redis+sentinel://{}/{SERVICE}", hosts.join(","));
+    (master, replicas, sentinels, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ha_a_connection_follows_a_switchover_that_keeps_the_old_master_alive() {
+    let _lock = fault_lock();
+    let (master, replicas, sentinels, url) = sentinel_cluster().await;
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
+    env.set("REDIS_URL", &url);
+    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
+    let set = |value: &'static str| redis::cmd("SET").arg("pmc-ha-probe").arg(value).to_owned();
+    let _: () = set("before").query_async(&mut conn).await.expect("a write to the first master");
+
+    // A switchover: the old master stays up and becomes a replica (writes there: READONLY).
+    let _: () = sentinels[0]
+        .query(redis::cmd("SENTINEL").arg("failover").arg(SERVICE))
+        .expect("SENTINEL FAILOVER");
+    let promoted = eventually(Duration::from_secs(30), || async {
+        master_port(&sentinels[0]).filter(|p| *p != master.port)
+    })
+    .await;
+    let role = |port: u16| -> Option<String> {
+        let mut c =
+            redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?.get_connection().ok()?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
+        match role.first()? {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    };
+    eventually(Duration::from_secs(30), || async {
+        (role(master.port).as_deref() == Some("slave")).then_some(())
+    })
+    .await;
+
+    // The same connection writes on: to the promoted master, within a few tries.
+    eventually(Duration::from_secs(30), || async {
+        let mut conn = conn.clone();
+        set("after").query_async::<()>(&mut conn).await.ok()
+    })
+    .await;
+    let mut new_master = redis::Client::open(format!("redis://127.0.0.1:{promoted}"))
+        .and_then(|c| c.get_connection())
+        .expect("the promoted master");
+    let value: String = redis::cmd("GET").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+    assert_eq!(value, "after");
+    assert!(replicas.iter().any(|r| r.port == promoted), "promoted {promoted}");
+    env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
+    let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+}

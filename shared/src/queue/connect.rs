@@ -44,7 +44,7 @@ pub fn connect(queue: &QueueSettings) -> RedisResult<QueueConn> {
             db: target.db(),
             target,
             config,
-            current: Mutex::new(Current { generation: 0, manager, stale: false, made_at: None }),
+            current: Mutex::new(Current { generation: 0, manager, stale: false, tried_at: None }),
             resolving: tokio::sync::Mutex::new(()),
         }),
     })
@@ -71,7 +71,8 @@ struct Current {
     manager: Option<ConnectionManager>,
     /// An error said this manager's server is gone or no longer the master.
     stale: bool,
-    made_at: Option<Instant>,
+    /// When the master was last resolved, or tried to be.
+    tried_at: Option<Instant>,
 }
 
 impl Shared {
@@ -83,31 +84,41 @@ impl Shared {
     /// case the master is resolved again (at most every [`RERESOLVE_MIN_INTERVAL`]; until
     /// then the stale one is used and fails fast).
     async fn manager(&self) -> RedisResult<(u64, ConnectionManager)> {
-        if let Some(usable) = self.usable(false) {
+        if let Some(usable) = self.usable(false)? {
             return Ok(usable);
         }
         let _resolving = self.resolving.lock().await;
-        if let Some(usable) = self.usable(true) {
+        if let Some(usable) = self.usable(true)? {
             return Ok(usable);
         }
+        self.current().tried_at = Some(Instant::now());
         let client = self.target.client().await?;
         let manager = ConnectionManager::new_lazy_with_config(client, self.config.clone())?;
         let mut current = self.current();
         current.generation += 1;
         current.manager = Some(manager.clone());
         current.stale = false;
-        current.made_at = Some(Instant::now());
         tracing::info!(generation = current.generation, "Redis master (re)resolved");
         Ok((current.generation, manager))
     }
 
-    /// The current manager if it can be used as it is; `throttled` also takes a stale one
-    /// that was made too recently to replace.
-    fn usable(&self, throttled: bool) -> Option<(u64, ConnectionManager)> {
+    /// The current manager if it can be used as it is (`None`: resolve the master). With
+    /// `throttled`, a resolution tried less than [`RERESOLVE_MIN_INTERVAL`] ago is not tried
+    /// again: the stale manager is used (and fails fast), or, before any master was ever
+    /// resolved, an error is returned, so that requests never queue up behind the Sentinels.
+    fn usable(&self, throttled: bool) -> RedisResult<Option<(u64, ConnectionManager)>> {
         let current = self.current();
-        let manager = current.manager.clone()?;
-        let recent = current.made_at.is_some_and(|at| at.elapsed() < RERESOLVE_MIN_INTERVAL);
-        (!current.stale || (throttled && recent)).then_some((current.generation, manager))
+        let recent = current.tried_at.is_some_and(|at| at.elapsed() < RERESOLVE_MIN_INTERVAL);
+        match &current.manager {
+            Some(manager) if !current.stale || (throttled && recent) => {
+                Ok(Some((current.generation, manager.clone())))
+            }
+            None if throttled && recent => Err(RedisError::from((
+                ErrorKind::Io,
+                "no Redis master yet: the Sentinels named none reachable",
+            ))),
+            _ => Ok(None),
+        }
     }
 
     /// Condemns the manager of `generation` after `error`, if the error says its server is
