@@ -49,6 +49,10 @@ impl RedisTarget {
     /// process at start).
     pub fn new(queue: &QueueSettings) -> RedisResult<Self> {
         let url = queue.redis_url.expose_secret();
+        // rustls picks its crypto provider by itself only while exactly one is built in; a
+        // dependency that brought in aws-lc-rs as well would make every TLS connection panic.
+        // Err: one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = queue.redis_ca_file.as_deref().map(read_ca).transpose()?;
         let kind = match SentinelUrl::parse(url)? {
             Some(sentinel) => sentinel.build(ca)?,
