@@ -95,7 +95,7 @@ pub(crate) fn spawn_subscriber(state: &AppState) -> anyhow::Result<tokio::task::
     let channel = Keys::new(state.queue.namespace()).finished();
     let (on_message, on_subscribed) = (state.completions.clone(), state.completions.clone());
     queue::subscribe(
-        &state.settings.queue.redis_url,
+        &state.settings.queue,
         channel,
         move |payload| match std::str::from_utf8(payload).ok().and_then(|s| s.parse::<Uuid>().ok())
         {

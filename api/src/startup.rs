@@ -65,7 +65,7 @@ impl Application {
             }
             _ => write_pool.clone(),
         };
-        let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
+        let conn = queue::connect(&settings.queue).context("REDIS_URL")?;
         let queue = Queue::new(conn.clone(), &settings.queue, &settings.worker);
         let rate_limiter = RateLimiter::new(conn, Keys::new(queue.namespace()));
         let shutdown_grace = settings.api.shutdown_grace;

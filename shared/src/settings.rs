@@ -22,6 +22,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("DATABASE_URL", Some("postgres://postgres@127.0.0.1:5432/portfolio_mc")),
     ("DATABASE_READ_URL", None),
     ("REDIS_URL", Some("redis://127.0.0.1:6379")),
+    ("REDIS_CA_FILE", None),
     ("QUEUE_NAMESPACE", Some("portfolio-mc")),
     ("API_BIND", Some("127.0.0.1:8080")),
     ("METRICS_BIND", Some("127.0.0.1:9091")),
@@ -234,7 +235,12 @@ pub const WORKER_SHUTDOWN_GRACE_SECS: u64 = 100;
 
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
+    /// `redis://`, `rediss://` (TLS), or `redis+sentinel://` / `rediss+sentinel://` naming
+    /// Sentinels (see [`crate::queue::RedisTarget`]).
     pub redis_url: SecretUrl,
+    /// A PEM file of the CA(s) a `rediss://` server's certificate is checked against, instead
+    /// of the platform's roots (a private CA).
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every Redis key of the queue (apalis's queue name).
     pub(crate) namespace: String,
     /// Ready jobs above which submits are refused with 503 (apalis-redis 1.0 crashes its
@@ -445,6 +451,7 @@ impl Settings {
             },
             queue: QueueSettings {
                 redis_url: env.string("REDIS_URL")?.into(),
+                redis_ca_file: env.optional("REDIS_CA_FILE").map(std::path::PathBuf::from),
                 namespace: env.parse_where(
                     "QUEUE_NAMESPACE",
                     |s: &String| !s.is_empty() && !s.contains(char::is_whitespace),

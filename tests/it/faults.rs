@@ -277,7 +277,7 @@ async fn faults_queue_entries_that_are_not_jobs_are_logged_and_dropped_and_worke
     let stray = Uuid::now_v7();
     let settings = env.settings();
     let queue = portfolio_shared::queue::Queue::new(
-        portfolio_shared::queue::connect(&settings.queue.redis_url).unwrap(),
+        portfolio_shared::queue::connect(&settings.queue).unwrap(),
         &settings.queue,
         &settings.worker,
     );

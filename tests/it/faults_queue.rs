@@ -15,11 +15,7 @@ use uuid::Uuid;
 
 fn queue_of(env: &TestEnv) -> Queue {
     let settings = env.settings();
-    Queue::new(
-        queue::connect(&settings.queue.redis_url).unwrap(),
-        &settings.queue,
-        &settings.worker,
-    )
+    Queue::new(queue::connect(&settings.queue).unwrap(), &settings.queue, &settings.worker)
 }
 
 fn ready(env: &TestEnv) -> Vec<String> {

@@ -29,11 +29,7 @@ async fn the_environment_reports_unfinished_jobs_and_entries_of_work_but_not_a_f
     assert_eq!(check(), Vec::<String>::new(), "a fresh environment leaves nothing");
 
     let settings = env.settings();
-    let q = Queue::new(
-        queue::connect(&settings.queue.redis_url).unwrap(),
-        &settings.queue,
-        &settings.worker,
-    );
+    let q = Queue::new(queue::connect(&settings.queue).unwrap(), &settings.queue, &settings.worker);
     let waiting = insert_job(&env, "queued");
     q.enqueue(waiting).await.unwrap();
     let finished = insert_job(&env, "failed");

@@ -295,11 +295,7 @@ async fn a_status_the_code_does_not_know_is_an_error_not_a_guess() {
 
 fn queue_of(env: &TestEnv) -> Queue {
     let settings = env.settings();
-    Queue::new(
-        queue::connect(&settings.queue.redis_url).unwrap(),
-        &settings.queue,
-        &settings.worker,
-    )
+    Queue::new(queue::connect(&settings.queue).unwrap(), &settings.queue, &settings.worker)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ mod limits;
 mod pickup;
 mod pools;
 mod queue_stats;
+mod redis_ha;
 mod result_cache;
 mod schema;
 mod startup;

@@ -39,3 +39,38 @@ async fn the_api_refuses_a_malformed_bootstrap_key_or_a_quota_above_the_ceiling_
         assert!(!log.contains("letmein"), "a secret's value is never echoed: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_redis_url_or_ca_file_stops_the_api_and_the_worker_at_start_naming_it() {
+    let logs = LogDir::new();
+    for (url, ca, says) in [
+        ("redis+sentinel://:hunter2@h1:26379", None, "REDIS_URL names no Sentinel service"),
+        ("redis+sentinel://:hunter2@h1:port/mymaster", None, "REDIS_URL names a Sentinel badly"),
+        (
+            "redis://:hunter2@127.0.0.1:6379",
+            Some("/nonexistent/ca.pem"),
+            "REDIS_CA_FILE cannot be read",
+        ),
+        (
+            "redis://:hunter2@127.0.0.1:6379",
+            Some("Cargo.toml"),
+            "REDIS_CA_FILE is set but REDIS_URL does not use TLS",
+        ),
+    ] {
+        let mut env = TestEnv::new();
+        env.set("REDIS_URL", url);
+        if let Some(ca) = ca {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(ca);
+            env.set("REDIS_CA_FILE", path.display());
+        }
+        let vars = env.vars();
+        for (binary, command) in [("portfolio-api", "serve"), ("portfolio-worker", "run")] {
+            let mut process = Proc::spawn(binary, &[command], &vars, &logs, binary);
+            let status = process.wait_exit(Duration::from_secs(10)).await;
+            assert!(!status.success(), "{binary} started with REDIS_URL={url}");
+            let log = process.log();
+            assert!(log.contains(says), "{binary}, {url}: {log}");
+            assert!(!log.contains("hunter2"), "a password is never echoed: {log}");
+        }
+    }
+}

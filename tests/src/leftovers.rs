@@ -25,13 +25,23 @@ pub fn left_behind(
     redis_url: &str,
     keys: &Keys,
 ) -> Result<Vec<String>, String> {
+    let redis = redis::Client::open(redis_url).map_err(|e| format!("Redis: {e}"))?;
+    left_behind_on(database_url, &redis, keys)
+}
+
+/// [`left_behind`] with a Redis client of the caller's (one that trusts a private CA, say).
+pub fn left_behind_on(
+    database_url: &str,
+    redis: &redis::Client,
+    keys: &Keys,
+) -> Result<Vec<String>, String> {
     let statuses = job_statuses(database_url)?;
     let mut found: Vec<String> = statuses
         .iter()
         .filter(|(_, status)| !is_terminal(status))
         .map(|(id, status)| format!("job {id} is {status}"))
         .collect();
-    for (place, member) in entries(redis_url, keys)? {
+    for (place, member) in entries(redis, keys)? {
         let job = member.parse::<Ulid>().ok().map(queue::job_id);
         let what = match job.map(|id| (id, statuses.get(&id))) {
             Some((_, Some(status))) if is_terminal(status) => continue,
@@ -72,10 +82,9 @@ fn job_statuses(url: &str) -> Result<HashMap<Uuid, String>, String> {
 }
 
 /// (where, member) of every entry: ready, scheduled, or in any worker's in-flight set.
-fn entries(url: &str, keys: &Keys) -> Result<Vec<(String, String)>, String> {
+fn entries(redis: &redis::Client, keys: &Keys) -> Result<Vec<(String, String)>, String> {
     let redis_error = |e: redis::RedisError| format!("Redis: {e}");
-    let mut conn =
-        redis::Client::open(url).and_then(|c| c.get_connection()).map_err(redis_error)?;
+    let mut conn = redis.get_connection().map_err(redis_error)?;
     let mut found = Vec::new();
     let ready: Vec<String> = redis::cmd("LRANGE")
         .arg(keys.ready_list())

@@ -93,6 +93,8 @@ impl Drop for TestDb {
 pub struct TestQueue {
     pub namespace: String,
     pub redis_url: String,
+    /// `REDIS_CA_FILE` of a `rediss://` server with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl TestQueue {
@@ -104,6 +106,25 @@ impl TestQueue {
         Self {
             namespace: format!("pmc-test-{}", Uuid::new_v4().simple()),
             redis_url: redis_url.to_owned(),
+            ca_file: None,
+        }
+    }
+
+    /// On a `rediss://` server whose certificate `ca_file` signed.
+    pub fn on_tls(redis_url: &str, ca_file: &std::path::Path) -> Self {
+        let mut queue = Self::on(redis_url);
+        queue.ca_file = Some(ca_file.to_owned());
+        queue
+    }
+
+    /// A client of the queue's server, trusting its CA file if it has one.
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.ca_file {
+            None => redis::Client::open(self.redis_url.as_str()),
+            Some(ca) => redis::Client::build_with_tls(
+                self.redis_url.as_str(),
+                redis::TlsCertificates { client_tls: None, root_cert: Some(std::fs::read(ca)?) },
+            ),
         }
     }
 
@@ -113,9 +134,7 @@ impl TestQueue {
     }
 
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.redis_url.as_str())
-            .and_then(|c| c.get_connection())
-            .expect("connect to Redis")
+        self.client().and_then(|c| c.get_connection()).expect("connect to Redis")
     }
 }
 
@@ -127,9 +146,7 @@ impl Default for TestQueue {
 
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        let Ok(mut conn) =
-            redis::Client::open(self.redis_url.as_str()).and_then(|c| c.get_connection())
-        else {
+        let Ok(mut conn) = self.client().and_then(|c| c.get_connection()) else {
             return;
         };
         let keys: Vec<String> = redis::cmd("KEYS")
@@ -234,6 +251,9 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if let Some(ca) = &self.queue.ca_file {
+            vars.insert("REDIS_CA_FILE".to_owned(), ca.display().to_string());
+        }
         vars.extend(self.overrides.clone());
         // One tenant may fill the queue up to just below its ceiling, unless the test says.
         if !self.overrides.contains_key("MAX_UNFINISHED_JOBS_PER_KEY") {
@@ -271,7 +291,10 @@ impl Drop for TestEnv {
         if std::thread::panicking() || self.leaves_unfinished.get().is_some() {
             return;
         }
-        let left = leftovers::left_behind(&self.db.url, &self.queue.redis_url, &self.queue.keys());
+        let left =
+            self.queue.client().map_err(|e| format!("Redis: {e}")).and_then(|redis| {
+                leftovers::left_behind_on(&self.db.url, &redis, &self.queue.keys())
+            });
         match left {
             Ok(left) if left.is_empty() => {}
             Ok(left) => panic!(

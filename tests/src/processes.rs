@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
-use portfolio_shared::queue::Keys;
+use portfolio_shared::queue::{Keys, RedisTarget};
+use portfolio_shared::settings::Settings;
 use serde_json::Value;
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -210,15 +211,18 @@ impl WorkerProc {
         vars.insert("WORKER_NAME".into(), name.clone());
         let proc = Proc::spawn("portfolio-worker", &["run"], &vars, logs, label);
         let me = Self { proc, name };
-        let redis_url = vars["REDIS_URL"].clone();
+        // Read as the worker reads it: REDIS_URL may name Sentinels or need REDIS_CA_FILE.
+        let settings = Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");
+        let target = RedisTarget::new(&settings.queue).expect("REDIS_URL");
         let key = Keys::new(vars["QUEUE_NAMESPACE"].as_str()).workers_set();
         let name = me.name.clone();
         eventually(Duration::from_secs(20), || {
-            let (redis_url, key, name) = (redis_url.clone(), key.clone(), name.clone());
+            let (target, key, name) = (target.clone(), key.clone(), name.clone());
             async move {
-                let mut conn = redis::Client::open(redis_url).ok()?.get_connection().ok()?;
+                let mut conn =
+                    target.client().await.ok()?.get_multiplexed_async_connection().await.ok()?;
                 let score: Option<f64> =
-                    redis::cmd("ZSCORE").arg(key).arg(name).query(&mut conn).ok()?;
+                    redis::cmd("ZSCORE").arg(key).arg(name).query_async(&mut conn).await.ok()?;
                 score.map(drop)
             }
         })

@@ -26,49 +26,95 @@ fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
 
 /// A `redis-server` of this test's own.
 pub struct ThrowawayRedis {
-    pub(crate) port: u16,
+    pub port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Arguments after the common ones (a replica's `--replicaof`, TLS files).
+    extra: Vec<String>,
+    /// Serves TLS only, on `port` (`--port 0 --tls-port port`).
+    tls: bool,
+}
+
+/// The files of a `redis-server` that serves TLS.
+pub struct TlsFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub ca: &'a Path,
 }
 
 impl ThrowawayRedis {
     pub fn start() -> Self {
+        Self::start_with(Vec::new(), false)
+    }
+
+    /// A replica of the server on `master_port` (asynchronous replication, as in production).
+    pub fn replica_of(master_port: u16) -> Self {
+        Self::start_with(
+            vec!["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()],
+            false,
+        )
+    }
+
+    /// A server that speaks only TLS, with `files`; clients need no certificate of their own.
+    /// `None` when this redis-server was built without TLS.
+    pub fn start_tls(files: &TlsFiles<'_>) -> Option<Self> {
+        let mut extra = Vec::new();
+        for (flag, path) in [
+            ("--tls-cert-file", files.cert),
+            ("--tls-key-file", files.key),
+            ("--tls-ca-cert-file", files.ca),
+        ] {
+            extra.push(flag.to_owned());
+            extra.push(path.display().to_string());
+        }
+        extra.extend(["--tls-auth-clients".to_owned(), "no".to_owned()]);
+        let mut me = Self::start_with(extra, true);
+        let exited = me.child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+        (!exited).then_some(me)
+    }
+
+    fn start_with(extra: Vec<String>, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut me = Self { port: free_port(), child: None, dir };
+        let mut me = Self { port: free_port(), child: None, dir, extra, tls };
         me.launch();
         me
     }
 
     fn launch(&mut self) {
+        let port = self.port.to_string();
+        let ports: [&str; 4] = if self.tls {
+            ["--port", "0", "--tls-port", &port]
+        } else {
+            ["--port", &port, "--tls-port", "0"]
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH (Debian package redis-server)");
         self.child = Some(child);
-        let url = self.url();
-        wait_until("redis-server", Duration::from_secs(10), || {
-            redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        });
+        if self.tls {
+            // The test's own TLS client is what is under test: here, only the port (or the
+            // server's exit: a redis-server built without TLS refuses `--tls-port`).
+            let address = format!("127.0.0.1:{}", self.port);
+            let child = self.child.as_mut().expect("just spawned");
+            wait_until("redis-server (TLS)", Duration::from_secs(10), || {
+                !matches!(child.try_wait(), Ok(None))
+                    || std::net::TcpStream::connect(&address).is_ok()
+            });
+        } else {
+            wait_until("redis-server", Duration::from_secs(10), || ping(self.port));
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (its data is gone: it keeps nothing on disk).
@@ -89,6 +135,118 @@ impl ThrowawayRedis {
 impl Drop for ThrowawayRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
+}
+
+/// A Redis Sentinel (`redis-server --sentinel`) of this test's own, watching one master as
+/// service `service`. Sentinel rewrites its configuration file, so it gets one in a directory
+/// of its own.
+pub struct ThrowawaySentinel {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl ThrowawaySentinel {
+    /// Quorum 2; the master is thought down after `down_after` without an answer.
+    pub fn start(
+        master_port: u16,
+        service: &str,
+        down_after: Duration,
+        failover_timeout: Duration,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {service} 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds {service} {down}\n\
+                 sentinel failover-timeout {service} {failover}\n\
+                 sentinel parallel-syncs {service} 1\n",
+                dir = dir.path().display(),
+                down = down_after.as_millis(),
+                failover = failover_timeout.as_millis(),
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (Debian package redis-server)");
+        wait_until("redis sentinel", Duration::from_secs(10), || ping(port));
+        Self { port, child, _dir: dir }
+    }
+
+    /// `SENTINEL <args…>` (or any command) against this Sentinel.
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut conn =
+            redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?.get_connection()?;
+        cmd.query(&mut conn)
+    }
+}
+
+impl Drop for ThrowawaySentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay to `127.0.0.1:upstream` that can be cut at once: every relayed connection is
+/// dropped and new ones are refused. Put between a replica and its master, cutting it is a
+/// replication link that stops short of the master's last writes.
+pub struct Relay {
+    pub port: u16,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    /// Starts relaying (call inside a Tokio runtime).
+    pub async fn start(upstream: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut downstream, _)) = listener.accept().await {
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut up) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut downstream, &mut up).await;
+                    }
+                });
+                handles.lock().expect("relay tasks").push(connection.abort_handle());
+            }
+        });
+        tasks.lock().expect("relay tasks").push(accept.abort_handle());
+        Self { port, tasks }
+    }
+
+    /// Drops every relayed connection and the listener: nothing more passes, ever.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().expect("relay tasks").drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
 

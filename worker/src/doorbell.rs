@@ -16,24 +16,19 @@ use std::time::Duration;
 
 use apalis::prelude::{PollSnapshot, PollStrategy};
 use portfolio_shared::queue;
-use portfolio_shared::settings::SecretUrl;
+use portfolio_shared::settings::QueueSettings;
 use tokio::sync::Notify;
 
 /// Listens on `channel` for the life of the process, ringing `bell` on every message and
 /// after every (re)subscription: jobs pushed while nobody listened rang for nobody.
 pub(crate) fn listen(
-    redis_url: &SecretUrl,
+    queue: &QueueSettings,
     channel: String,
     bell: Arc<Notify>,
 ) -> redis::RedisResult<()> {
     let on_subscribed = bell.clone();
-    queue::subscribe(
-        redis_url,
-        channel,
-        move |_| bell.notify_one(),
-        move || on_subscribed.notify_one(),
-    )
-    .map(drop)
+    queue::subscribe(queue, channel, move |_| bell.notify_one(), move || on_subscribed.notify_one())
+        .map(drop)
 }
 
 /// The apalis worker's poll strategy: fetch on a ring or every `interval`, whichever comes

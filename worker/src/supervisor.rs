@@ -70,7 +70,7 @@ impl Worker {
     /// inside a Tokio runtime.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = db::pool(settings.database.url.expose_secret(), &settings.database.worker_pool);
-        let conn = queue::connect(&settings.queue.redis_url).context("REDIS_URL")?;
+        let conn = queue::connect(&settings.queue).context("REDIS_URL")?;
         let queue = Queue::new(conn, &settings.queue, &settings.worker);
         let engine_pool = rayon::ThreadPoolBuilder::new()
             .num_threads(settings.worker.threads)
@@ -108,7 +108,7 @@ impl Worker {
         let Self { ctx, base_name, metrics_server, .. } = self;
         let metrics_handle = metrics_server.handle();
         tokio::spawn(metrics_server);
-        doorbell::listen(&ctx.settings.queue.redis_url, ctx.queue.doorbell(), ctx.bell.clone())
+        doorbell::listen(&ctx.settings.queue, ctx.queue.doorbell(), ctx.bell.clone())
             .context("REDIS_URL")?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let grace = ctx.settings.worker.shutdown_grace;

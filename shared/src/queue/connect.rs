@@ -1,23 +1,188 @@
-//! How a process reaches the queue: a Redis connection that survives Redis being away, and the
-//! apalis-redis configuration pushers and workers share.
+//! How a process reaches the queue: a Redis connection that survives Redis being away and
+//! follows a failover, and the apalis-redis configuration pushers and workers share.
+//!
+//! redis-rs's `ConnectionManager` reconnects, but always to the address its `Client` was made
+//! with: behind Sentinels that is the old master, dead or demoted. [`QueueConn`] wraps one
+//! and replaces it with a manager for a freshly resolved master (see [`RedisTarget`]) after a
+//! connection error, or after a `READONLY` reply (a write that reached a demoted master; it
+//! was not applied, so it is sent once more to the new master). apalis-redis's `RedisStorage`
+//! is generic over the connection, so the workers' fetches, acks and heartbeats go through
+//! the same wrapper and follow the failover too.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use apalis_redis::{Client, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use crate::settings::{ExposeSecret, QueueSettings, SecretUrl, WorkerSettings};
+use super::RedisTarget;
+use crate::settings::{QueueSettings, WorkerSettings};
+
+/// The shortest time between two resolutions of the master: while the Sentinels have not yet
+/// promoted a replica they keep naming the dead master, and every request would ask again.
+const RERESOLVE_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A connection that is established on first use (so a process starts, and reports
-/// not-ready, while Redis is down) and re-established after errors. Timeouts are generous:
-/// apalis-redis's own `connect` uses redis-rs's 500 ms response timeout, and one slow reply
-/// then ends a worker. Must be called inside a Tokio runtime.
-pub fn connect(url: &SecretUrl) -> redis::RedisResult<ConnectionManager> {
-    let client = Client::open(url.expose_secret())?;
-    let config = redis::aio::ConnectionManagerConfig::new()
+/// not-ready, while Redis is down), re-established after errors, and re-pointed at the
+/// current master when the master moves. Timeouts are generous: apalis-redis's own `connect`
+/// uses redis-rs's 500 ms response timeout, and one slow reply then ends a worker. Must be
+/// called inside a Tokio runtime.
+pub fn connect(queue: &QueueSettings) -> RedisResult<QueueConn> {
+    let target = RedisTarget::new(queue)?;
+    let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_connection_timeout(Some(Duration::from_secs(3)))
         .set_number_of_retries(2);
-    ConnectionManager::new_lazy_with_config(client, config)
+    // A single server is known now; a Sentinel service is resolved on first use, so a process
+    // starts while the Sentinels are away too.
+    let manager = target
+        .direct_client()
+        .map(|client| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+        .transpose()?;
+    Ok(QueueConn {
+        shared: Arc::new(Shared {
+            db: target.db(),
+            target,
+            config,
+            current: Mutex::new(Current { generation: 0, manager, stale: false, tried_at: None }),
+            resolving: tokio::sync::Mutex::new(()),
+        }),
+    })
+}
+
+/// The queue's Redis connection (see the module doc); clones share it.
+#[derive(Clone)]
+pub struct QueueConn {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    target: RedisTarget,
+    db: i64,
+    config: ConnectionManagerConfig,
+    current: Mutex<Current>,
+    /// One resolution at a time: the others wait for it and use its manager.
+    resolving: tokio::sync::Mutex<()>,
+}
+
+struct Current {
+    /// Counts replacements, so an error seen on an old manager does not condemn a new one.
+    generation: u64,
+    manager: Option<ConnectionManager>,
+    /// An error said this manager's server is gone or no longer the master.
+    stale: bool,
+    /// When the master was last resolved, or tried to be.
+    tried_at: Option<Instant>,
+}
+
+impl Shared {
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The manager to use, and its generation: the current one unless it is stale, in which
+    /// case the master is resolved again (at most every [`RERESOLVE_MIN_INTERVAL`]; until
+    /// then the stale one is used and fails fast).
+    async fn manager(&self) -> RedisResult<(u64, ConnectionManager)> {
+        if let Some(usable) = self.usable(false)? {
+            return Ok(usable);
+        }
+        let _resolving = self.resolving.lock().await;
+        if let Some(usable) = self.usable(true)? {
+            return Ok(usable);
+        }
+        self.current().tried_at = Some(Instant::now());
+        let client = self.target.client().await?;
+        let manager = ConnectionManager::new_lazy_with_config(client, self.config.clone())?;
+        let mut current = self.current();
+        current.generation += 1;
+        current.manager = Some(manager.clone());
+        current.stale = false;
+        tracing::info!(generation = current.generation, "Redis master (re)resolved");
+        Ok((current.generation, manager))
+    }
+
+    /// The current manager if it can be used as it is (`None`: resolve the master). With
+    /// `throttled`, a resolution tried less than [`RERESOLVE_MIN_INTERVAL`] ago is not tried
+    /// again: the stale manager is used (and fails fast), or, before any master was ever
+    /// resolved, an error is returned, so that requests never queue up behind the Sentinels.
+    fn usable(&self, throttled: bool) -> RedisResult<Option<(u64, ConnectionManager)>> {
+        let current = self.current();
+        let recent = current.tried_at.is_some_and(|at| at.elapsed() < RERESOLVE_MIN_INTERVAL);
+        match &current.manager {
+            Some(manager) if !current.stale || (throttled && recent) => {
+                Ok(Some((current.generation, manager.clone())))
+            }
+            None if throttled && recent => Err(RedisError::from((
+                ErrorKind::Io,
+                "no Redis master yet: the Sentinels named none reachable",
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Condemns the manager of `generation` after `error`, if the error says its server is
+    /// gone (only behind Sentinels: a single server's manager reconnects on its own) or is no
+    /// longer the master. Returns whether the error was `READONLY`.
+    fn judge(&self, generation: u64, error: &RedisError) -> bool {
+        let read_only = is_read_only(error);
+        let gone = error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout()
+            || error.is_unrecoverable_error();
+        if read_only || (gone && self.target.follows_sentinels()) {
+            let mut current = self.current();
+            if current.generation == generation && !current.stale {
+                tracing::warn!(error = %error, "Redis connection condemned; resolving the master again");
+                current.stale = true;
+            }
+        }
+        read_only
+    }
+}
+
+/// A write refused by a replica: `READONLY` itself, or inside a script's error.
+fn is_read_only(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        || error.to_string().contains("READONLY")
+}
+
+impl ConnectionLike for QueueConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let (generation, mut manager) = self.shared.manager().await?;
+            match manager.req_packed_command(cmd).await {
+                Err(error) if self.shared.judge(generation, &error) => {
+                    // A replica refused it, so nothing was written: once more, to the master.
+                    let (_, mut manager) = self.shared.manager().await?;
+                    manager.req_packed_command(cmd).await
+                }
+                reply => reply,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        // Not sent again on READONLY: part of a pipeline may have been applied.
+        Box::pin(async move {
+            let (generation, mut manager) = self.shared.manager().await?;
+            let reply = manager.req_packed_commands(pipeline, offset, count).await;
+            if let Err(error) = &reply {
+                self.shared.judge(generation, error);
+            }
+            reply
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.db
+    }
 }
 
 /// apalis-redis configuration shared by pushers and workers. The defaults of apalis-redis 1.0

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_redis::RedisStorage;
 use ulid::Ulid;
 use uuid::Uuid;
 
+use super::QueueConn;
 use super::codec::{JobEnvelope, SimulationJob, job_id, task_id};
 use super::keys::Keys;
 use super::{epoch_seconds, scripts};
@@ -16,7 +17,7 @@ use crate::settings::{QueueSettings, WorkerSettings};
 /// The handle on the queue that the API and the workers share.
 #[derive(Clone)]
 pub struct Queue {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: QueueConn,
     pub(crate) keys: Keys,
     pub(super) orphan_window: Duration,
 }
@@ -34,7 +35,7 @@ pub enum PushOutcome {
 }
 
 impl Queue {
-    pub fn new(conn: ConnectionManager, queue: &QueueSettings, worker: &WorkerSettings) -> Self {
+    pub fn new(conn: QueueConn, queue: &QueueSettings, worker: &WorkerSettings) -> Self {
         let orphan_window = worker.orphan_window();
         Self { conn, keys: Keys::new(queue.namespace.clone()), orphan_window }
     }
@@ -167,7 +168,10 @@ impl Queue {
 
     /// A storage handle for workers, decoding leniently. `config` comes from
     /// [`super::apalis_config`], so apalis-redis uses this queue's keys.
-    pub fn worker_storage(&self, config: apalis_redis::Config) -> RedisStorage<JobEnvelope> {
+    pub fn worker_storage(
+        &self,
+        config: apalis_redis::Config,
+    ) -> RedisStorage<JobEnvelope, QueueConn> {
         RedisStorage::new(self.conn.clone()).with_config(config)
     }
 

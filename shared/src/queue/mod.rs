@@ -19,15 +19,17 @@ pub(crate) mod handle;
 pub(crate) mod keys;
 mod scripts;
 pub(crate) mod subscription;
+mod target;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use codec::{JobEnvelope, LenientJsonCodec, SimulationJob, job_id, task_id};
-pub use connect::{apalis_config, connect};
+pub use connect::{QueueConn, apalis_config, connect};
 pub use depth::{QueueDepth, WorkerHeartbeat};
 pub use handle::{PushOutcome, Queue};
 pub use keys::{Keys, QUEUE_REGISTRY};
 pub use subscription::subscribe;
+pub use target::RedisTarget;
 
 pub fn epoch_seconds() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

@@ -4,7 +4,8 @@
 //! record — the doorbell ([`super::Keys::doorbell`]) and finished jobs
 //! ([`super::Keys::finished`]) — so a message published while the subscriber was away is simply
 //! lost; `on_subscribed` runs after every (re)subscription so the listener can catch up with
-//! whatever it may have missed.
+//! whatever it may have missed. Each (re)subscription asks [`RedisTarget`] for the master
+//! again, so behind Sentinels it follows a failover.
 
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::settings::{ExposeSecret, SecretUrl};
+use super::RedisTarget;
+use crate::settings::QueueSettings;
 
 /// Waits between attempts to subscribe while Redis is away: 0.1 s doubling to 2 s.
 const RESUBSCRIBE_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
@@ -25,16 +27,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Listens on `channel` until the returned task is aborted. Call inside a Tokio runtime.
 pub fn subscribe(
-    url: &SecretUrl,
+    queue: &QueueSettings,
     channel: String,
     on_message: impl Fn(&[u8]) + Send + Sync + 'static,
     on_subscribed: impl Fn() + Send + Sync + 'static,
 ) -> redis::RedisResult<JoinHandle<()>> {
-    let client = redis::Client::open(url.expose_secret())?;
+    let target = RedisTarget::new(queue)?;
     Ok(tokio::spawn(async move {
         let mut waits = RESUBSCRIBE_BACKOFF.build();
         loop {
-            match listen(&client, &channel, &on_message, &on_subscribed).await {
+            match listen(&target, &channel, &on_message, &on_subscribed).await {
                 Ok(()) => {
                     tracing::info!(channel, "subscription ended; subscribing again");
                     waits = RESUBSCRIBE_BACKOFF.build();
@@ -48,11 +50,12 @@ pub fn subscribe(
 
 /// One subscription, until its connection ends.
 async fn listen(
-    client: &redis::Client,
+    target: &RedisTarget,
     channel: &str,
     on_message: &impl Fn(&[u8]),
     on_subscribed: &impl Fn(),
 ) -> redis::RedisResult<()> {
+    let client = target.client().await?;
     let mut pubsub =
         tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await.map_err(
             |_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)),

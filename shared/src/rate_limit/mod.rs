@@ -8,11 +8,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use apalis_redis::ConnectionManager;
 use redis::Script;
 use uuid::Uuid;
 
-use crate::queue::Keys;
+use crate::queue::{Keys, QueueConn};
 
 static SLIDING_WINDOW: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("sliding_window.lua")));
@@ -43,12 +42,12 @@ pub struct Decision {
 /// The limiter: a Redis connection and the namespace's keys.
 #[derive(Clone)]
 pub struct RateLimiter {
-    conn: ConnectionManager,
+    conn: QueueConn,
     keys: Keys,
 }
 
 impl RateLimiter {
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: QueueConn, keys: Keys) -> Self {
         Self { conn, keys }
     }
 

@@ -62,6 +62,61 @@ fn compose_starts_the_app_after_migrations_on_healthy_stores() {
 }
 
 #[test]
+fn compose_runs_redis_as_a_master_two_replicas_and_three_sentinels_the_app_asks() {
+    let compose = compose();
+    let sentinels = ["sentinel-1", "sentinel-2", "sentinel-3"];
+    for replica in ["redis-replica-1", "redis-replica-2"] {
+        let service = compose_service(&compose, replica);
+        let command = yaml_strings(service.get("command")).join(" ");
+        for flag in [
+            "--replicaof redis 6379",
+            &format!("--replica-announce-ip {replica}"),
+            "--appendonly yes",
+            "--maxmemory-policy noeviction",
+        ] {
+            assert!(command.contains(flag), "{replica} command lacks {flag}: {command}");
+        }
+        assert!(service.get("healthcheck").is_some(), "{replica} has no healthcheck");
+    }
+    for sentinel in sentinels {
+        let service = compose_service(&compose, sentinel);
+        let command = yaml_strings(service.get("command")).join(" ");
+        for line in [
+            "port 26379",
+            "sentinel resolve-hostnames yes",
+            "sentinel monitor mymaster redis 6379 2",
+            "sentinel down-after-milliseconds mymaster 5000",
+            "sentinel failover-timeout mymaster 10000",
+            "--sentinel",
+        ] {
+            assert!(command.contains(line), "{sentinel} lacks `{line}`: {command}");
+        }
+        assert!(service.get("healthcheck").is_some(), "{sentinel} has no healthcheck");
+    }
+    let expected = "redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/mymaster";
+    for app in ["api", "worker"] {
+        let service = compose_service(&compose, app);
+        let url = compose_env(service).remove("REDIS_URL").unwrap_or_default();
+        assert_eq!(url, expected, "{app} REDIS_URL");
+        // The URL is one the binaries read as naming Sentinels.
+        let settings = portfolio_shared::settings::Settings::from_lookup(|name| {
+            (name == "REDIS_URL").then(|| url.clone())
+        })
+        .expect("settings");
+        let target = portfolio_shared::queue::RedisTarget::new(&settings.queue).expect("REDIS_URL");
+        assert!(target.follows_sentinels(), "{app} REDIS_URL does not name Sentinels");
+        let conditions = compose_depends_on(service);
+        for sentinel in sentinels {
+            assert_eq!(
+                conditions.get(sentinel).map(String::as_str),
+                Some("service_healthy"),
+                "{app} must wait for {sentinel}"
+            );
+        }
+    }
+}
+
+#[test]
 fn compose_makes_a_local_key_after_migrations_and_the_api_requires_keys() {
     let compose = compose();
     let keys = compose_service(&compose, "keys");

@@ -1,0 +1,322 @@
+//! Redis that survives a node (issue 12, part 3), with real processes: the API and a worker
+//! reach Redis through Sentinels and follow a failover when the master is killed; and they
+//! reach a `redis-server` that speaks only TLS, trusting a CA made in the test.
+//!
+//! The Sentinels here decide faster than in production: the master is thought down after
+//! 1000 ms without an answer (docker-compose.yml: 5000 ms), failover timeout 10 s, quorum 2.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+use portfolio_tests::processes::{
+    ApiProc, LogDir, WorkerProc, assert_contract, fault_lock, job_body, job_record, job_records,
+    wait_settled,
+};
+use portfolio_tests::throwaway::{Relay, ThrowawayRedis, ThrowawaySentinel, TlsFiles};
+use portfolio_tests::{TestDb, TestEnv, TestQueue, eventually};
+use uuid::Uuid;
+
+const SERVICE: &str = "mymaster";
+
+/// The port the Sentinel names as master of [`SERVICE`].
+fn master_port(sentinel: &ThrowawaySentinel) -> Option<u16> {
+    let (_, port): (String, u16) =
+        sentinel.query(redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(SERVICE)).ok()?;
+    Some(port)
+}
+
+/// Waits until every Sentinel knows both replicas and the two other Sentinels: before that a
+/// failover could not be agreed on.
+async fn until_sentinels_agree(sentinels: &[ThrowawaySentinel]) {
+    eventually(Duration::from_secs(30), || async {
+        for sentinel in sentinels {
+            let replicas: Vec<redis::Value> =
+                sentinel.query(redis::cmd("SENTINEL").arg("replicas").arg(SERVICE)).ok()?;
+            let others: Vec<redis::Value> =
+                sentinel.query(redis::cmd("SENTINEL").arg("sentinels").arg(SERVICE)).ok()?;
+            (replicas.len() == 2 && others.len() == 2).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+}
+
+/// What one submit of the steady stream got.
+struct Submit {
+    at: Instant,
+    accepted: Option<Uuid>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ha_killing_the_master_promotes_a_replica_and_every_accepted_job_ends_once() {
+    let _lock = fault_lock();
+    let mut master = ThrowawayRedis::start();
+    // One replica replicates through a relay the test can cut, so that the master's last
+    // writes surely never reach a replica (replication is asynchronous: in production some
+    // may not either). The other replicates directly.
+    let relay = Relay::start(master.port).await;
+    let replicas =
+        [ThrowawayRedis::replica_of(relay.port), ThrowawayRedis::replica_of(master.port)];
+    let sentinels: Vec<ThrowawaySentinel> = (0..3)
+        .map(|_| {
+            ThrowawaySentinel::start(
+                master.port,
+                SERVICE,
+                Duration::from_millis(1000),
+                Duration::from_secs(10),
+            )
+        })
+        .collect();
+    until_sentinels_agree(&sentinels).await;
+    let hosts: Vec<String> = sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+    let url = format!("redis+sentinel://{}/{SERVICE}", hosts.join(","));
+
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
+    env.set("REDIS_URL", &url).set("WORKER_CONCURRENCY", 1).set("WORKER_THREADS", 1);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let worker = WorkerProc::spawn(&vars, &logs, "a").await;
+
+    // A steady stream of small submits, every 250 ms, for the whole test.
+    let submits = Arc::new(Mutex::new(Vec::<Submit>::new()));
+    let stream = {
+        let (client, submits) = ((*api).clone(), submits.clone());
+        tokio::spawn(async move {
+            loop {
+                let at = Instant::now();
+                let accepted = match client.try_submit(&job_body(1_000, 10)).await {
+                    Ok(r) if r.status() == 202 => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .and_then(|b| b["id"].as_str()?.parse().ok()),
+                    _ => None,
+                };
+                submits.lock().unwrap().push(Submit { at, accepted });
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let accepted = |since: Option<Instant>| -> Vec<Uuid> {
+        let submits = submits.lock().unwrap();
+        submits
+            .iter()
+            .filter(|s| since.is_none_or(|t| s.at >= t))
+            .filter_map(|s| s.accepted)
+            .collect()
+    };
+    let succeeded = |ids: &[Uuid]| -> usize {
+        let Ok(mut conn) = diesel::PgConnection::establish(&env.db.url) else { return 0 };
+        job_records(&mut conn)
+            .iter()
+            .filter(|r| r.status == "succeeded" && ids.contains(&r.id))
+            .count()
+    };
+    eventually(Duration::from_secs(30), || async {
+        (succeeded(&accepted(None)) >= 4).then_some(())
+    })
+    .await;
+
+    // The one worker slot is busy with a long job, so a job submitted now waits in the
+    // master's ready list, which no replica will ever see.
+    let long = api.submit_ok(&job_body(60_000, 40)).await;
+    eventually(Duration::from_secs(30), || async {
+        job_record(&env.db.url, long).is_some_and(|r| r.status == "running").then_some(())
+    })
+    .await;
+    relay.cut();
+    let unreplicated = api.submit_ok(&job_body(1_000, 10)).await;
+    master.stop();
+    let killed = Instant::now();
+
+    let promoted = eventually(Duration::from_secs(30), || async {
+        master_port(&sentinels[0]).filter(|p| *p != master.port)
+    })
+    .await;
+    let failover = killed.elapsed();
+    assert!(
+        replicas.iter().any(|r| r.port == promoted),
+        "the Sentinels named {promoted}, not a replica"
+    );
+    // What the test leaves behind is checked on the master that is left.
+    env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
+
+    // Resumed: a job accepted after the kill has run to its end.
+    eventually(Duration::from_secs(30), || async {
+        (succeeded(&accepted(Some(killed))) >= 1).then_some(())
+    })
+    .await;
+    let resumed = killed.elapsed();
+    assert!(resumed < Duration::from_secs(30), "resumed {resumed:?} after the kill");
+    eprintln!("failover (kill → new master named): {failover:?}; resumed: {resumed:?}");
+
+    // The job the new master never had was pushed again by the reconciler and ran.
+    let record = eventually(Duration::from_secs(60), || async {
+        job_record(&env.db.url, unreplicated).filter(|r| r.status == "succeeded")
+    })
+    .await;
+    assert_eq!(record.starts, 1, "{record:?}");
+    let log = api.proc.log();
+    assert!(
+        log.lines().any(|l| l.contains("reconciler pushed a job nothing held")
+            && l.contains(&unreplicated.to_string())),
+        "the lost job was not re-pushed by the reconciler"
+    );
+
+    // Both processes resolved the master again (the first resolution is at start).
+    for (label, log) in [("api", api.proc.log()), ("worker", worker.proc.log())] {
+        let resolutions = log.matches("Redis master (re)resolved").count();
+        assert!(resolutions >= 2, "{label} resolved the master {resolutions} time(s)");
+    }
+
+    // A few more after the failover, then every accepted job ends exactly once.
+    let count = accepted(None).len();
+    eventually(Duration::from_secs(30), || async {
+        (accepted(None).len() >= count + 4).then_some(())
+    })
+    .await;
+    stream.abort();
+    let _ = stream.await;
+    let mut ids = accepted(None);
+    ids.extend([long, unreplicated]);
+    wait_settled(&env.db.url, Duration::from_secs(120)).await;
+    let records = assert_contract(&env.db.url, &ids);
+    for r in &records {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+    }
+    let refused = submits.lock().unwrap().iter().filter(|s| s.accepted.is_none()).count();
+    eprintln!("{} accepted, {refused} refused during the run", ids.len());
+    drop(worker);
+}
+
+/// Writes a CA and a certificate for `localhost` / 127.0.0.1 signed by it into `dir`.
+fn make_certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "portfolio-mc test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server params")
+            .signed_by(&server_key, &ca)
+            .expect("server certificate");
+    let (ca_file, cert, key) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&ca_file, ca.pem()).expect("write ca.pem");
+    std::fs::write(&cert, server.pem()).expect("write server.pem");
+    std::fs::write(&key, server_key.serialize_pem()).expect("write server.key");
+    (ca_file, cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ha_the_api_and_a_worker_run_a_job_over_tls_trusting_a_private_ca() {
+    let _lock = fault_lock();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = make_certificates(dir.path());
+    let Some(redis) = ThrowawayRedis::start_tls(&TlsFiles { cert: &cert, key: &key, ca: &ca })
+    else {
+        eprintln!("SKIPPED: this redis-server was built without TLS (it refuses --tls-port)");
+        return;
+    };
+    let url = format!("rediss://localhost:{}", redis.port);
+    // Without the CA the certificate is not trusted: nothing works.
+    {
+        let client = redis::Client::open(url.as_str()).expect("client");
+        assert!(
+            client.get_multiplexed_async_connection().await.is_err(),
+            "an unknown CA was trusted"
+        );
+    }
+    let env = TestEnv::with(TestDb::migrated(), TestQueue::on_tls(&url, &ca));
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let _worker = WorkerProc::spawn(&vars, &logs, "a").await;
+    let id = api.submit_ok(&job_body(2_000, 10)).await;
+    wait_settled(&env.db.url, Duration::from_secs(60)).await;
+    let records = assert_contract(&env.db.url, &[id]);
+    assert_eq!(records[0].status, "succeeded", "{:?}", records[0]);
+    // The queue really lives on the TLS server: the worker registered there.
+    let client = env.queue.client().expect("TLS client");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("TLS connection");
+    let workers: i64 = redis::cmd("ZCARD")
+        .arg(env.queue.keys().workers_set())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(workers >= 1, "no worker registered on the TLS server");
+}
+
+/// A master, two replicas and three Sentinels watching it (down after 1 s, quorum 2); the
+/// Sentinel URL of the service.
+async fn sentinel_cluster() -> (ThrowawayRedis, [ThrowawayRedis; 2], Vec<ThrowawaySentinel>, String)
+{
+    let master = ThrowawayRedis::start();
+    let replicas =
+        [ThrowawayRedis::replica_of(master.port), ThrowawayRedis::replica_of(master.port)];
+    let sentinels: Vec<ThrowawaySentinel> = (0..3)
+        .map(|_| {
+            ThrowawaySentinel::start(
+                master.port,
+                SERVICE,
+                Duration::from_millis(1000),
+                Duration::from_secs(10),
+            )
+        })
+        .collect();
+    until_sentinels_agree(&sentinels).await;
+    let hosts: Vec<String> = sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
+    let url = format!("redis+sentinel://{}/{SERVICE}", hosts.join(","));
+    (master, replicas, sentinels, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ha_a_connection_follows_a_switchover_that_keeps_the_old_master_alive() {
+    let _lock = fault_lock();
+    let (master, replicas, sentinels, url) = sentinel_cluster().await;
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
+    env.set("REDIS_URL", &url);
+    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
+    let set = |value: &'static str| redis::cmd("SET").arg("pmc-ha-probe").arg(value).to_owned();
+    let _: () = set("before").query_async(&mut conn).await.expect("a write to the first master");
+
+    // A switchover: the old master stays up and becomes a replica (writes there: READONLY).
+    let _: () = sentinels[0]
+        .query(redis::cmd("SENTINEL").arg("failover").arg(SERVICE))
+        .expect("SENTINEL FAILOVER");
+    let promoted = eventually(Duration::from_secs(30), || async {
+        master_port(&sentinels[0]).filter(|p| *p != master.port)
+    })
+    .await;
+    let role = |port: u16| -> Option<String> {
+        let mut c =
+            redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?.get_connection().ok()?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c).ok()?;
+        match role.first()? {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    };
+    eventually(Duration::from_secs(30), || async {
+        (role(master.port).as_deref() == Some("slave")).then_some(())
+    })
+    .await;
+
+    // The same connection writes on: to the promoted master, within a few tries.
+    eventually(Duration::from_secs(30), || async {
+        let mut conn = conn.clone();
+        set("after").query_async::<()>(&mut conn).await.ok()
+    })
+    .await;
+    let mut new_master = redis::Client::open(format!("redis://127.0.0.1:{promoted}"))
+        .and_then(|c| c.get_connection())
+        .expect("the promoted master");
+    let value: String = redis::cmd("GET").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+    assert_eq!(value, "after");
+    assert!(replicas.iter().any(|r| r.port == promoted), "promoted {promoted}");
+    env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
+    let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+}
