@@ -37,8 +37,13 @@ stack_up() {
   if [ "${SKIP_UP:-}" = 1 ]; then
     say "SKIP_UP=1: using the stack already up at $URL (started with the limits above?)"
   else
+    # The release build is niced (the machine may be shared with other builds); the API and
+    # the worker are not: started under nice, they would be measured yielding to compilers.
+    ensure_toolchain
+    say "building (release, niced)"
+    (cd "$ROOT" && nice -n 10 cargo build --release --locked -p portfolio-api -p portfolio-worker)
     say "(re)starting the local stack with them (deploy/scripts/up; its default limits come back with a plain deploy/scripts/up)"
-    nice -n 10 "$ROOT/deploy/scripts/up" >&2
+    "$ROOT/deploy/scripts/up" >&2
   fi
   curl -fsS "$URL/ready" >/dev/null || die "the API at $URL is not ready"
   KEY="${LOAD_API_KEY:-$(cat "$ROOT/.run/api-key")}"
