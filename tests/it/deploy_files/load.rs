@@ -141,14 +141,23 @@ fn the_load_scripts_are_executable_bash_and_parse() {
         assert_ne!(mode & 0o111, 0, "{script} is not executable");
         let text = read(script);
         assert!(text.starts_with("#!/usr/bin/env bash\n"), "{script}: shebang");
-        assert!(text.contains("source \"$(dirname \"$0\")/common.sh\""), "{script} sources common.sh");
+        assert!(
+            text.contains("source \"$(dirname \"$0\")/common.sh\""),
+            "{script} sources common.sh"
+        );
         let out = Command::new("bash").arg("-n").arg(&path).output().expect("bash runs");
         assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    assert!(read("deploy/load/common.sh").contains("/../scripts/lib.sh\""), "common.sh sources lib.sh");
+    assert!(
+        read("deploy/load/common.sh").contains("/../scripts/lib.sh\""),
+        "common.sh sources lib.sh"
+    );
 
     let run = read("deploy/load/run");
-    assert!(run.contains("DURATION=60s USERS=100 SPAWN=10"), "run: 100 users, 10/s, 60 s by default");
+    assert!(
+        run.contains("DURATION=60s USERS=100 SPAWN=10"),
+        "run: 100 users, 10/s, 60 s by default"
+    );
     assert!(run.contains("--headless") && run.contains("--csv \"$OUT/locust\""));
     let capacity = read("deploy/load/capacity");
     for flag in ["-q \"$rate\"", "--latency-correction", "-z \"${STEP}s\""] {
@@ -194,6 +203,9 @@ fn the_limits_a_load_test_raises_are_settings_within_their_bounds() {
     }
     let ceiling = defaults["QUEUE_DEPTH_CEILING"];
     assert!(ceiling <= 7000, "QUEUE_DEPTH_CEILING is at most 7000");
-    assert!(defaults["MAX_UNFINISHED_JOBS_PER_KEY"] < ceiling, "settings refuse a quota ≥ the ceiling");
+    assert!(
+        defaults["MAX_UNFINISHED_JOBS_PER_KEY"] < ceiling,
+        "settings refuse a quota ≥ the ceiling"
+    );
     assert!(defaults["RATE_LIMIT_SUBMITS_PER_MINUTE"] >= 100 * 60, "100 users would be 429'd");
 }
