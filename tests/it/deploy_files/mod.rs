@@ -14,6 +14,7 @@ mod compose;
 mod dockerfiles;
 mod ecs;
 mod kubernetes;
+mod load;
 mod monitoring;
 mod stores;
 
