@@ -80,6 +80,25 @@ class FinalAnswer:
     def url(self, path):
         return self.user.host.rstrip("/") + path
 
+    def submit(self, path, name, timeout):
+        """POSTs a new old-app request to ``path`` and follows the job to its end, recording
+        one event named ``name`` (a failed POST is recorded as that event's failure)."""
+        started = time.perf_counter()
+        try:
+            first = self.session.post(self.url(path), json=old_app_request(), timeout=timeout)
+        except requests.RequestException as e:
+            self.user.environment.events.request.fire(
+                request_type="POST",
+                name=name,
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=0,
+                response=None,
+                context={},
+                exception=e,
+            )
+            return
+        self.follow(name, started, first)
+
     def follow(self, name, started, response):
         """``response`` is the first answer (200 with the job, or 202 + Location); long-polls
         ``Location`` until the job is terminal and records one event named ``name``."""
@@ -130,23 +149,7 @@ class OldAppUser(HttpUser):
     @task(3)
     def page_and_run_simulation(self):
         self.client.get("/", name="GET /")
-        started = time.perf_counter()
-        try:
-            first = self.final.session.post(
-                self.final.url("/run_simulation"), json=old_app_request(), timeout=90
-            )
-        except requests.RequestException as e:
-            self.environment.events.request.fire(
-                request_type="POST",
-                name="POST /run_simulation (final)",
-                response_time=(time.perf_counter() - started) * 1000,
-                response_length=0,
-                response=None,
-                context={},
-                exception=e,
-            )
-            return
-        self.final.follow("POST /run_simulation (final)", started, first)
+        self.final.submit("/run_simulation", "POST /run_simulation (final)", timeout=90)
 
     @task(1)
     def health(self):
@@ -169,20 +172,4 @@ class SubmitAndPollUser(HttpUser):
     @task
     def submit_and_long_poll(self):
         name = "POST /simulations -> GET /results/{id}?wait (final)"
-        started = time.perf_counter()
-        try:
-            first = self.final.session.post(
-                self.final.url("/simulations"), json=old_app_request(), timeout=30
-            )
-        except requests.RequestException as e:
-            self.environment.events.request.fire(
-                request_type="POST",
-                name=name,
-                response_time=(time.perf_counter() - started) * 1000,
-                response_length=0,
-                response=None,
-                context={},
-                exception=e,
-            )
-            return
-        self.final.follow(name, started, first)
+        self.final.submit("/simulations", name, timeout=30)

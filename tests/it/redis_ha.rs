@@ -58,19 +58,7 @@ async fn redis_ha_killing_the_master_promotes_a_replica_and_every_accepted_job_e
     let relay = Relay::start(master.port).await;
     let replicas =
         [ThrowawayRedis::replica_of(relay.port), ThrowawayRedis::replica_of(master.port)];
-    let sentinels: Vec<ThrowawaySentinel> = (0..3)
-        .map(|_| {
-            ThrowawaySentinel::start(
-                master.port,
-                SERVICE,
-                Duration::from_millis(1000),
-                Duration::from_secs(10),
-            )
-        })
-        .collect();
-    until_sentinels_agree(&sentinels).await;
-    let hosts: Vec<String> = sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
-    let url = format!("redis+sentinel://{}/{SERVICE}", hosts.join(","));
+    let (sentinels, url) = sentinels_watching(master.port).await;
 
     let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
     env.set("REDIS_URL", &url).set("WORKER_CONCURRENCY", 1).set("WORKER_THREADS", 1);
@@ -250,17 +238,13 @@ async fn redis_ha_the_api_and_a_worker_run_a_job_over_tls_trusting_a_private_ca(
     assert!(workers >= 1, "no worker registered on the TLS server");
 }
 
-/// A master, two replicas and three Sentinels watching it (down after 1 s, quorum 2); the
-/// Sentinel URL of the service.
-async fn sentinel_cluster() -> (ThrowawayRedis, [ThrowawayRedis; 2], Vec<ThrowawaySentinel>, String)
-{
-    let master = ThrowawayRedis::start();
-    let replicas =
-        [ThrowawayRedis::replica_of(master.port), ThrowawayRedis::replica_of(master.port)];
+/// Three Sentinels watching the master on `master_port` (down after 1 s, quorum 2), once they
+/// agree on it, and the Sentinel URL of the service.
+async fn sentinels_watching(master_port: u16) -> (Vec<ThrowawaySentinel>, String) {
     let sentinels: Vec<ThrowawaySentinel> = (0..3)
         .map(|_| {
             ThrowawaySentinel::start(
-                master.port,
+                master_port,
                 SERVICE,
                 Duration::from_millis(1000),
                 Duration::from_secs(10),
@@ -270,6 +254,17 @@ async fn sentinel_cluster() -> (ThrowawayRedis, [ThrowawayRedis; 2], Vec<Throwaw
     until_sentinels_agree(&sentinels).await;
     let hosts: Vec<String> = sentinels.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
     let url = format!("redis+sentinel://{}/{SERVICE}", hosts.join(","));
+    (sentinels, url)
+}
+
+/// A master, two replicas and three Sentinels watching it (down after 1 s, quorum 2); the
+/// Sentinel URL of the service.
+async fn sentinel_cluster() -> (ThrowawayRedis, [ThrowawayRedis; 2], Vec<ThrowawaySentinel>, String)
+{
+    let master = ThrowawayRedis::start();
+    let replicas =
+        [ThrowawayRedis::replica_of(master.port), ThrowawayRedis::replica_of(master.port)];
+    let (sentinels, url) = sentinels_watching(master.port).await;
     (master, replicas, sentinels, url)
 }
 
