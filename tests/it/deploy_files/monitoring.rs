@@ -222,6 +222,8 @@ fn label_values(metric: &str, label: &str) -> Option<&'static [&'static str]> {
         (names::DB_POOL_CONNECTIONS, "state") => Some(&["in_use", "idle"]),
         (names::JOBS_FINISHED_TOTAL, "status") => Some(&["succeeded", "failed", "cancelled"]),
         (names::SUBMITS_REFUSED_TOTAL, "reason") => Some(&["queue_full", "unavailable"]),
+        (names::RESULT_CACHE_LOOKUPS_TOTAL, "layer") => Some(&["l1", "l2"]),
+        (names::RESULT_CACHE_LOOKUPS_TOTAL, "outcome") => Some(&["hit", "miss"]),
         (_, "job") => Some(&["portfolio-api", "portfolio-worker", "postgres", "redis"]),
         _ => None,
     }
