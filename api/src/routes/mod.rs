@@ -3,6 +3,7 @@
 //! document cannot miss a route, and then answers the methods a path does not serve with a
 //! 405 naming those it does.
 
+pub(crate) mod cells;
 pub(crate) mod charts;
 pub(crate) mod exports;
 pub(crate) mod health;
@@ -45,6 +46,7 @@ where
         .service(simulations::cancel)
         .service(results::list)
         .service(results::get)
+        .service(cells::cell)
         .service(charts::result_chart)
         .service(exports::table_csv)
         .service(queue_stats::queue_stats)
