@@ -304,9 +304,9 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
                 return Err(err(".to", "must be greater than `from`".into()));
             }
             let last = (steps - 1) as f64;
-            (0..steps)
-                .map(|i| if i as f64 == last { to } else { from + (to - from) * i as f64 / last })
-                .collect()
+            // To 12 significant digits, so 0.2 → 1.0 in 5 steps is 0.6, not 0.6000000000000001.
+            let tidy = |v: f64| format!("{v:.11e}").parse::<f64>().unwrap_or(v);
+            (0..steps).map(|i| tidy(from + (to - from) * i as f64 / last)).collect()
         }
         _ => {
             return Err(err(

@@ -318,7 +318,7 @@ pub fn cancel(
                     None,
                     json!({ "when": when }),
                 )?;
-                super::sweeps::stop_units(conn, id)?;
+                super::sweeps::stop_units(conn, id, audit::API_ACTOR)?;
                 Ok(CancelOutcome::Cancelled)
             }
             JobStatus::Queued => {
