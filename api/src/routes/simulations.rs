@@ -215,28 +215,8 @@ async fn accept(
             })
             .await
     };
-    match insert {
-        Ok(Recorded::Inserted) => {}
-        Ok(Recorded::QuotaReached { unfinished }) => {
-            state.metrics.submits_refused.with_label_values(&["quota"]).inc();
-            return Err(ApiError::QuotaReached { unfinished, limit: quota });
-        }
-        Err(e) => {
-            // Two submits with one new key raced; the loser answers as a replay.
-            if let (Some(key), ApiError::Internal(inner)) = (&idempotency, &e)
-                && is_unique_violation(inner)
-                && let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await?
-            {
-                return Ok(replay);
-            }
-            // Only an outage counts as the service refusing work: a value the database
-            // refused is the request's fault (a 422, as uncounted as the validator's), and a
-            // bug shows as a 500 in the HTTP metrics.
-            if let ApiError::Unavailable { .. } = e {
-                state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
-            }
-            return Err(e);
-        }
+    if let Some(replay) = recorded(&state, &caller, insert, &idempotency, &fingerprint, wait).await? {
+        return Ok(replay);
     }
     tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios(), "job recorded");
 
@@ -245,13 +225,7 @@ async fn accept(
         // reconciler pushes queued jobs the queue does not hold.
         tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the job");
     }
-    if let Some(answer) = waited(&state, &caller, id, wait).await? {
-        return Ok(answer);
-    }
-    let mut accepted = HttpResponse::Accepted();
-    accepted.insert_header((header::LOCATION, location(id)));
-    applied(&mut accepted, &state, wait);
-    Ok(accepted.json(JobAccepted::new(id, JobStatus::Queued)))
+    accepted(&state, &caller, id, wait).await
 }
 
 /// A submit's body, checked: one plan, or a sweep of plans.
@@ -376,24 +350,8 @@ async fn accept_sweep(
             })
             .await
     };
-    match insert {
-        Ok(Recorded::Inserted) => {}
-        Ok(Recorded::QuotaReached { unfinished }) => {
-            state.metrics.submits_refused.with_label_values(&["quota"]).inc();
-            return Err(ApiError::QuotaReached { unfinished, limit: quota });
-        }
-        Err(e) => {
-            if let (Some(key), ApiError::Internal(inner)) = (&idempotency, &e)
-                && is_unique_violation(inner)
-                && let Some(replay) = replay(state, caller, key, &fingerprint, wait).await?
-            {
-                return Ok(replay);
-            }
-            if let ApiError::Unavailable { .. } = e {
-                state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
-            }
-            return Err(e);
-        }
+    if let Some(replay) = recorded(state, caller, insert, &idempotency, &fingerprint, wait).await? {
+        return Ok(replay);
     }
     tracing::info!(job_id = %id, seed, cells, units = units.len(), "sweep recorded");
     for unit in &units {
@@ -403,6 +361,54 @@ async fn accept_sweep(
             break;
         }
     }
+    accepted(state, caller, id, wait).await
+}
+
+/// What recording a submit did, as the answer: `None` once recorded; a replay when two submits
+/// with one new key raced and this one lost; else the refusal (quota, outage, a value the
+/// database refused).
+async fn recorded(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    insert: Result<Recorded, ApiError>,
+    idempotency: &Option<String>,
+    fingerprint: &str,
+    wait: Option<Wait>,
+) -> Result<Option<HttpResponse>, ApiError> {
+    match insert {
+        Ok(Recorded::Inserted) => Ok(None),
+        Ok(Recorded::QuotaReached { unfinished }) => {
+            state.metrics.submits_refused.with_label_values(&["quota"]).inc();
+            let limit = state.settings.auth.max_unfinished_per_tenant;
+            Err(ApiError::QuotaReached { unfinished, limit })
+        }
+        Err(e) => {
+            // Two submits with one new key raced; the loser answers as a replay.
+            if let (Some(key), ApiError::Internal(inner)) = (idempotency, &e)
+                && is_unique_violation(inner)
+                && let Some(replay) = replay(state, caller, key, fingerprint, wait).await?
+            {
+                return Ok(Some(replay));
+            }
+            // Only an outage counts as the service refusing work: a value the database
+            // refused is the request's fault (a 422, as uncounted as the validator's), and a
+            // bug shows as a 500 in the HTTP metrics.
+            if let ApiError::Unavailable { .. } = e {
+                state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The answer to a recorded and queued submit: the ended job if it was asked to wait and it
+/// ended in time, else `202` + `Location`.
+async fn accepted(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    id: Uuid,
+    wait: Option<Wait>,
+) -> Result<HttpResponse, ApiError> {
     if let Some(answer) = waited(state, caller, id, wait).await? {
         return Ok(answer);
     }

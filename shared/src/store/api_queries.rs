@@ -305,8 +305,7 @@ pub fn cancel(
         match job.status {
             s if s.is_terminal() => Ok(CancelOutcome::AlreadyFinished(s)),
             // A sweep is never held by a worker: it ends at once, and its units stop.
-            _ if job.kind == JobKind::Sweep => {
-                let when = job.status;
+            status if status == JobStatus::Queued || job.kind == JobKind::Sweep => {
                 let job = Simulation {
                     request_id: request_id.map(str::to_owned).or(job.request_id),
                     ..job
@@ -317,24 +316,11 @@ pub fn cancel(
                     JobStatus::Cancelled,
                     Actor::Api(api_key_id),
                     None,
-                    json!({ "when": when }),
+                    json!({ "when": status }),
                 )?;
-                super::sweeps::stop_units(conn, id, audit::API_ACTOR)?;
-                Ok(CancelOutcome::Cancelled)
-            }
-            JobStatus::Queued => {
-                let job = Simulation {
-                    request_id: request_id.map(str::to_owned).or(job.request_id),
-                    ..job
-                };
-                finish(
-                    conn,
-                    &job,
-                    JobStatus::Cancelled,
-                    Actor::Api(api_key_id),
-                    None,
-                    json!({ "when": "queued" }),
-                )?;
+                if job.kind == JobKind::Sweep {
+                    super::sweeps::stop_units(conn, id, audit::API_ACTOR)?;
+                }
                 Ok(CancelOutcome::Cancelled)
             }
             _ => {
