@@ -316,3 +316,77 @@ async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
     .await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_plan() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let browser = Browser::start(1280, 2000).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.wait_for("#f-starting_portfolio", Duration::from_secs(10)).await;
+    browser.use_key(env.api_key()).await;
+
+    browser.type_into("#f-n_scenarios", "1000").await;
+    browser.type_into("#f-seed", "7").await;
+    browser.click("#mode-explore").await;
+    browser.wait_for("#explore:not([hidden])", Duration::from_secs(5)).await;
+    // The ranges start around the plan: spending ±25 % and stocks 0–100 %.
+    let from = browser.find("#f-sweep-axes-0-from").await.prop("value").await.unwrap();
+    assert_eq!(from.as_deref(), Some("3000"));
+    for (css, text) in [
+        ("#f-sweep-axes-0-from", "3000"),
+        ("#f-sweep-axes-0-to", "5000"),
+        ("#f-sweep-axes-0-steps", "3"),
+        ("#f-sweep-axes-1-from", "0.2"),
+        ("#f-sweep-axes-1-to", "1"),
+        ("#f-sweep-axes-1-steps", "3"),
+    ] {
+        browser.type_into(css, text).await;
+    }
+    assert!(text_of(&browser, "#sweep-size").await.contains("3 × 3 = 9 plans"));
+    browser.click("#submit").await;
+
+    browser.wait_for("#chart-heatmap svg", WITHIN).await;
+    let done =
+        "return document.querySelectorAll('#chart-heatmap rect.cell[data-done=\"true\"]').length";
+    eventually(WITHIN, || async { (browser.eval(done, vec![]).await == json!(9)).then_some(()) })
+        .await;
+    let cells = browser
+        .eval("return document.querySelectorAll('#chart-heatmap rect.cell').length", vec![])
+        .await;
+    assert_eq!(cells, json!(9));
+    let title = browser.find("#chart-heatmap svg title").await.prop("textContent").await.unwrap();
+    assert_eq!(title.as_deref(), Some("Success probability by monthly spending and stocks"));
+
+    let url = browser.client.current_url().await.unwrap();
+    let id: uuid::Uuid = url
+        .query_pairs()
+        .find(|(k, _)| k == "job")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("the job id is in the address");
+    let job = app.wait_terminal(id, WITHIN).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["sweep"]["cells_done"], 9);
+    assert_eq!(job["sweep"]["axes"][0]["field"], "monthly_spending");
+
+    browser.click("#chart-heatmap rect.cell[data-index='4']").await;
+    browser.wait_for("#chart-cell-fan svg", Duration::from_secs(20)).await;
+    assert!(text_of(&browser, "#cell-heading").await.starts_with("Plan 5 of 9"));
+    let fan = browser.find("#chart-cell-fan svg title").await.prop("textContent").await.unwrap();
+    assert_eq!(fan.as_deref(), Some("Real wealth by year (today's money)"));
+    let cell = job["sweep"]["cells"].as_array().unwrap().iter().find(|c| c["index"] == 4).cloned();
+    let success = cell.expect("cell 4")["success_probability"].as_f64().unwrap();
+    let shown = text_of(&browser, "#cell-summary").await;
+    assert!(shown.contains(&format!("{:.1} %", success * 100.0)), "{shown} vs {success}");
+
+    let csv = browser.find("#download-sweep-csv").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(csv, format!("/results/{id}/sweep.csv"));
+    let response = app.client.get(app.url(&csv)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("index,monthly_spending,allocation.stocks,success_probability"));
+    assert_eq!(text.lines().count(), 1 + 9, "{text}");
+    browser.screenshot("frontend-explore").await;
+    browser.close().await;
+}
