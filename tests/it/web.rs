@@ -202,6 +202,9 @@ async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
     for (path, statuses) in [
         ("/results/{id}/charts/{chart}.svg", vec!["200", "404", "409"]),
         ("/results/{id}/table.csv", vec!["200", "404", "409"]),
+        ("/results/{id}/charts/heatmap.svg", vec!["200", "404", "409"]),
+        ("/results/{id}/sweep.csv", vec!["200", "404", "409"]),
+        ("/results/{id}/cells/{index}/charts/fan.svg", vec!["200", "404", "409"]),
         ("/queue/charts/depth.svg", vec!["200", "422"]),
         ("/queue/stats", vec!["200", "503"]),
         ("/", vec!["200"]),
@@ -252,4 +255,28 @@ async fn the_rules_document_and_the_openapi_schema_carry_this_deployments_cap() 
     );
     let body = &doc["paths"]["/simulations"]["post"]["requestBody"]["content"]["application/json"];
     assert_eq!(body["schema"]["$ref"], "#/components/schemas/SimulationRequestInput");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorers_downloads_are_404_for_no_job_and_409_for_a_job_that_is_not_a_sweep() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let plain = app.submit_ok(&small_request()).await;
+    assert_eq!(app.wait_terminal(plain, Duration::from_secs(60)).await["status"], "succeeded");
+    let unknown = uuid::Uuid::now_v7();
+    for (path, status) in [
+        (format!("/results/{unknown}/charts/heatmap.svg"), 404),
+        (format!("/results/{unknown}/sweep.csv"), 404),
+        (format!("/results/{unknown}/cells/0/charts/fan.svg"), 404),
+        (format!("/results/{plain}/cells/first/charts/fan.svg"), 404),
+        // Not taken for a result chart named "heatmap" (which would be a 404).
+        (format!("/results/{plain}/charts/heatmap.svg"), 409),
+        (format!("/results/{plain}/sweep.csv"), 409),
+    ] {
+        let response = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let kind = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        assert_eq!(kind, "application/problem+json", "{path}");
+    }
 }
