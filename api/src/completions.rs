@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portfolio_shared::JobKind;
 use portfolio_shared::queue::{self, Keys};
 use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
 use tokio::sync::Notify;
@@ -117,6 +118,28 @@ pub(crate) async fn until_terminal(
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<JobRead>, ApiError> {
+    until(state, caller, id, wait, false).await
+}
+
+/// [`until_terminal`], except that a sweep's read is also answered as soon as it has more cells
+/// done than at the first read: the long-poll of a map that fills in.
+pub(crate) async fn until_news(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    wait: Duration,
+) -> Result<Option<JobRead>, ApiError> {
+    until(state, caller, id, wait, true).await
+}
+
+async fn until(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    wait: Duration,
+    news: bool,
+) -> Result<Option<JobRead>, ApiError> {
+    let mut first_done = None;
     let deadline = Instant::now() + wait;
     let completions = &state.completions;
     let watch = completions.watch(id);
@@ -130,6 +153,10 @@ pub(crate) async fn until_terminal(
         let read = state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
         let done = match &read {
             None => true,
+            Some((job, _)) if news && job.kind == JobKind::Sweep => {
+                let before = *first_done.get_or_insert(job.progress_done);
+                job.status.is_terminal() || job.progress_done != before
+            }
             Some((job, _)) => job.status.is_terminal(),
         };
         let now = Instant::now();

@@ -3,6 +3,7 @@
 pub mod db;
 pub mod db_error;
 pub mod health_probe;
+mod job_kind;
 mod job_status;
 pub mod names;
 pub mod queue;
@@ -14,4 +15,5 @@ pub mod settings;
 pub mod store;
 pub mod telemetry;
 
+pub use job_kind::JobKind;
 pub use job_status::JobStatus;

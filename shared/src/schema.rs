@@ -73,6 +73,21 @@ diesel::table! {
         owner -> Text,
         api_key_id -> Nullable<Int8>,
         cache_key -> Nullable<Text>,
+        kind -> Text,
+        parent_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    sweep_cells (sweep_id, cell_index) {
+        sweep_id -> Uuid,
+        cell_index -> Int4,
+        unit_id -> Uuid,
+        request -> Jsonb,
+        summary -> Jsonb,
+        result -> Jsonb,
+        worker -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -85,4 +100,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     queue_samples,
     simulation_results,
     simulations,
+    sweep_cells,
 );

@@ -66,6 +66,10 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     // 480,000,000 = 1,000,000 scenarios × 40 years × 12 months, without the solver.
     ("MAX_JOB_COST", Some("480000000")),
     ("JOB_TIMEOUT_SECS", Some("600")),
+    // The plan explorer (README, "The plan explorer"): cells per sweep (21 × 21), and the cost
+    // (scenario-months) of one unit of a sweep's work, about 300 ms of the engine on 2 cores.
+    ("MAX_SWEEP_CELLS", Some("441")),
+    ("SWEEP_UNIT_COST", Some("40000000")),
     // The result cache (README, "Result cache"): 0 turns it off.
     ("RESULT_CACHE_TTL_SECS", Some("3600")),
     ("RESULT_CACHE_L1_MAX_MB", Some("64")),
@@ -112,6 +116,10 @@ pub struct JobLimitsSettings {
     pub max_job_cost: u64,
     /// A job running longer is stopped and failed for good.
     pub job_timeout: Duration,
+    /// The most cells a sweep may have.
+    pub max_sweep_cells: u32,
+    /// The cost a unit of a sweep's work is cut to (it holds at least one cell).
+    pub sweep_unit_cost: u64,
 }
 
 /// Who may call the API and how much one tenant may ask of it (docs/security.md).
@@ -555,6 +563,16 @@ impl Settings {
                     |n: &u64| *n >= 1,
                     "at least 1",
                 )?),
+                max_sweep_cells: env.parse_where(
+                    "MAX_SWEEP_CELLS",
+                    |n: &u32| (1..=10_000).contains(n),
+                    "from 1 to 10000",
+                )?,
+                sweep_unit_cost: env.parse_where(
+                    "SWEEP_UNIT_COST",
+                    |n: &u64| *n >= 1,
+                    "at least 1",
+                )?,
             },
             auth: AuthSettings::read(&env)?,
             result_cache: ResultCacheSettings {

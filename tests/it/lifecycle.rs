@@ -115,7 +115,7 @@ fn a_stale_workers_every_write_after_another_worker_claimed_the_job_is_fenced_ou
             ProgressAck::FencedOut => Write::FencedOut,
             _ => Write::Applied,
         }),
-        ("complete", |c, a, r| store::complete(c, a, r, 0.5, 1).unwrap()),
+        ("complete", |c, a, r| store::complete(c, a, r, Some(0.5), 1).unwrap()),
         ("fail", |c, a, _| store::fail(c, a, "boom").unwrap()),
         ("cancelled by worker", |c, a, _| store::cancelled_by_worker(c, a).unwrap()),
         ("release for retry", |c, a, _| {
@@ -144,10 +144,13 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
     let id = new_job(&mut conn);
     let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
     let result = serde_json::json!({ "success_probability": 0.5 });
-    assert_eq!(store::complete(&mut conn, &lease, &result, 0.5, 3).unwrap(), Write::Applied);
+    assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(), Write::Applied);
     let done = snapshot(&mut conn, id);
     assert_eq!((done.job["status"].as_str(), done.results), (Some("succeeded"), 1));
-    assert_eq!(store::complete(&mut conn, &lease, &result, 0.5, 3).unwrap(), Write::FencedOut);
+    assert_eq!(
+        store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(),
+        Write::FencedOut
+    );
     assert_eq!(store::fail(&mut conn, &lease, "late").unwrap(), Write::FencedOut);
     assert_eq!(snapshot(&mut conn, id), done);
 

@@ -3,6 +3,7 @@
 //! document cannot miss a route, and then answers the methods a path does not serve with a
 //! 405 naming those it does.
 
+pub(crate) mod cells;
 pub(crate) mod charts;
 pub(crate) mod exports;
 pub(crate) mod health;
@@ -12,7 +13,6 @@ pub(crate) mod queue_stats;
 pub(crate) mod results;
 pub(crate) mod scrape;
 pub(crate) mod simulations;
-pub(crate) mod sweep_contract;
 pub(crate) mod sweeps;
 
 use actix_web::body::MessageBody;
@@ -47,6 +47,7 @@ where
         .service(simulations::cancel)
         .service(results::list)
         .service(results::get)
+        .service(cells::cell)
         // Before `result_chart`, whose `{chart}.svg` would take `heatmap.svg` for its own.
         .service(sweeps::heatmap_svg)
         .service(charts::result_chart)

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use portfolio_engine::SimulationResult;
-use portfolio_shared::JobStatus;
+use portfolio_engine::sweep::{self, Axis, CellSummary};
 use portfolio_shared::settings::WAIT_LIMIT_SECS;
 use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
+use portfolio_shared::{JobKind, JobStatus};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -41,9 +42,48 @@ pub(crate) struct JobView {
     pub(crate) attempts: i32,
     /// Why the job failed (or the last retryable error while it is retried).
     pub(crate) error: Option<String>,
-    /// Present once the job has succeeded.
+    /// Present once the job has succeeded (a plain plan's; a sweep's figures are in `sweep`).
     pub(crate) result: Option<ResultView>,
+    /// A sweep's grid, filled in as its cells are done; absent for a plain plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) sweep: Option<SweepView>,
     pub(crate) links: Links,
+}
+
+/// A sweep's axes and the figures of its cells done so far.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SweepView {
+    pub(crate) axes: Vec<Axis>,
+    /// The plan's own value of each swept field, by field name (the current plan on the map).
+    #[schema(value_type = Object)]
+    pub(crate) base: serde_json::Map<String, serde_json::Value>,
+    /// `{"target_success": t}` when each cell solves for the safe monthly spending.
+    #[schema(value_type = Option<Object>)]
+    pub(crate) solve: Option<serde_json::Value>,
+    pub(crate) cells_total: i32,
+    pub(crate) cells_done: i32,
+    /// The cells done so far, by index (`index = i0 × len(axes[1].values) + i1`).
+    pub(crate) cells: Vec<CellSummary>,
+}
+
+impl SweepView {
+    /// From a sweep's stored request and its cells' stored summaries.
+    fn new(job: &Simulation, cells: serde_json::Value) -> Result<Self, ApiError> {
+        let unreadable = |e: String| {
+            ApiError::Internal(anyhow::anyhow!("stored sweep {} unreadable: {e}", job.id))
+        };
+        let (base, spec) = sweep::from_stored(&job.request).map_err(unreadable)?;
+        let cells: Vec<CellSummary> =
+            serde_json::from_value(cells).map_err(|e| unreadable(e.to_string()))?;
+        Ok(Self {
+            base: sweep::base_values(&base, &spec),
+            solve: base.solve_target().map(|t| serde_json::json!({ "target_success": t })),
+            axes: spec.axes,
+            cells_total: job.progress_total,
+            cells_done: cells.len() as i32,
+            cells,
+        })
+    }
 }
 
 /// A job's result: the engine's document, and whether it was served from the result cache.
@@ -76,6 +116,14 @@ impl JobView {
         job: Simulation,
         result: Option<SimulationResultRow>,
     ) -> Result<Self, ApiError> {
+        // A sweep's read carries its cells' summaries where a plan's carries its result.
+        let (result, sweep) = match job.kind {
+            JobKind::Sweep => {
+                let cells = result.map_or(serde_json::Value::Array(Vec::new()), |r| r.result);
+                (None, Some(SweepView::new(&job, cells)?))
+            }
+            _ => (result, None),
+        };
         let result = result
             .map(|r| {
                 serde_json::from_value::<SimulationResult>(r.result)
@@ -97,6 +145,7 @@ impl JobView {
             attempts: job.attempts,
             error: job.error,
             result,
+            sweep,
             links: Links { self_: format!("/results/{}", job.id) },
         })
     }
@@ -164,7 +213,7 @@ pub(crate) async fn get(
     let found = match wait {
         Some(wait) => {
             let wait = wait.min(state.settings.api.max_wait);
-            completions::until_terminal(&state, &caller, id, wait).await?
+            completions::until_news(&state, &caller, id, wait).await?
         }
         None => find_fresh(&state, caller, id).await?,
     };
@@ -324,4 +373,76 @@ pub(crate) async fn list(
         })
         .collect();
     Ok(HttpResponse::Ok().json(JobList { items, next }))
+}
+
+/// A sweep's view as `caller` may read it: 404 for no such job, 409 for a job that is no sweep.
+pub(crate) async fn find_sweep(
+    state: &AppState,
+    caller: Caller,
+    raw_id: &str,
+) -> Result<(JobStatus, SweepView), ApiError> {
+    caller.require_reader()?;
+    let id = parse_id(raw_id)?;
+    let Some((job, result)) = find_fresh(state, caller, id).await? else {
+        return Err(ApiError::NotFound(format!("no job {id}")));
+    };
+    let status = job.status;
+    match JobView::new(job, result)?.sweep {
+        Some(view) => Ok((status, view)),
+        None => Err(ApiError::Conflict(format!("job {id} is a single plan, not a sweep"))),
+    }
+}
+
+/// One cell of a sweep, as a plain job's request and result.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CellView {
+    pub(crate) index: u32,
+    /// The value of each axis, in axis order.
+    pub(crate) values: Vec<f64>,
+    /// The plain request the cell is, seed included: a plain submit of it gives this result.
+    #[schema(value_type = Object)]
+    pub(crate) request: serde_json::Value,
+    pub(crate) result: SimulationResult,
+}
+
+/// Cell `index` of a sweep: 404 for no such job or cell, 409 while the cell is not done.
+pub(crate) async fn find_cell(
+    state: &AppState,
+    caller: Caller,
+    raw_id: &str,
+    index: u32,
+) -> Result<CellView, ApiError> {
+    caller.require_reader()?;
+    let id = parse_id(raw_id)?;
+    let at = i32::try_from(index).unwrap_or(i32::MAX);
+    // From the primary: a replica may not have the cell the map already shows.
+    let found = state.write(move |conn| store::find_cell(conn, caller.viewer(), id, at)).await?;
+    let Some((job, cell)) = found else {
+        return Err(ApiError::NotFound(format!("no job {id}")));
+    };
+    if job.kind != JobKind::Sweep {
+        return Err(ApiError::NotFound(format!("job {id} is a single plan: it has no cells")));
+    }
+    if index >= job.progress_total as u32 {
+        return Err(ApiError::NotFound(format!(
+            "sweep {id} has {} cells: no cell {index}",
+            job.progress_total
+        )));
+    }
+    let Some(cell) = cell else {
+        return Err(ApiError::Conflict(format!(
+            "cell {index} of sweep {id} is not done (the sweep is {})",
+            job.status
+        )));
+    };
+    let unreadable = |e: serde_json::Error| {
+        ApiError::Internal(anyhow::anyhow!("stored cell {index} of {id}: {e}"))
+    };
+    let summary: CellSummary = serde_json::from_value(cell.summary).map_err(unreadable)?;
+    Ok(CellView {
+        index,
+        values: summary.values,
+        request: cell.request,
+        result: serde_json::from_value(cell.result).map_err(unreadable)?,
+    })
 }

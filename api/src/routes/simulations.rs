@@ -12,12 +12,13 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use actix_web::{delete, post};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use futures_util::StreamExt;
-use portfolio_engine::SimulationRequestInput;
 use portfolio_engine::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
+use portfolio_engine::sweep::Sweep;
+use portfolio_engine::{FieldError, SimulationRequestInput};
 use portfolio_shared::JobStatus;
 use portfolio_shared::result_cache::CachedResult;
 use portfolio_shared::store::models::{NewSimulation, Simulation, SimulationResultRow};
-use portfolio_shared::store::{self, CancelOutcome, Recorded};
+use portfolio_shared::store::{self, CancelOutcome, NewUnit, Recorded};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -133,25 +134,31 @@ async fn accept(
     require_json(&req)?;
     let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
     let limits = RequestLimits { max_scenarios: state.settings.api.max_scenarios };
-    let request = SimulationRequest::from_json(&body, &limits).map_err(|e| match e {
-        RequestError::Malformed(m) => ApiError::Malformed(m),
-        RequestError::Invalid(errors) => ApiError::Validation(errors),
-    })?;
-    let cost = portfolio_engine::cost(&request);
-    let limit = state.settings.job_limits.max_job_cost;
-    if cost.total() > limit {
-        return Err(ApiError::TooCostly { cost, limit });
-    }
+    let max_cells = state.settings.job_limits.max_sweep_cells;
+    let submitted = match Sweep::from_json(&body, &limits, max_cells) {
+        Some(sweep) => Submitted::Sweep(sweep.map_err(request_error)?),
+        None => {
+            Submitted::Plan(SimulationRequest::from_json(&body, &limits).map_err(request_error)?)
+        }
+    };
+    submitted.check_cost(state.settings.job_limits.max_job_cost)?;
     let idempotency = idempotency_key(&req)?;
     // The fingerprint of a submit is its normalised request before a seed is drawn, so the
     // same JSON with other spacing or key order is still "the same body".
-    let fingerprint = hex::encode(Sha256::digest(request.to_json().to_string()));
+    let fingerprint = hex::encode(Sha256::digest(submitted.fingerprint().to_string()));
     if let Some(key) = &idempotency
         && let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await?
     {
         return Ok(replay);
     }
 
+    let request = match submitted {
+        Submitted::Plan(request) => request,
+        Submitted::Sweep(sweep) => {
+            let job = SweepRecord { sweep, idempotency, fingerprint, wait };
+            return accept_sweep(&req, &caller, &state, job).await;
+        }
+    };
     let id = Uuid::now_v7();
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let named_seed = request.seed().is_some();
@@ -245,6 +252,164 @@ async fn accept(
     let mut accepted = HttpResponse::Accepted();
     accepted.insert_header((header::LOCATION, location(id)));
     applied(&mut accepted, &state, wait);
+    Ok(accepted.json(JobAccepted::new(id, JobStatus::Queued)))
+}
+
+/// A submit's body, checked: one plan, or a sweep of plans.
+enum Submitted {
+    Plan(SimulationRequest),
+    Sweep(Sweep),
+}
+
+impl Submitted {
+    /// Refuses a job over `MAX_JOB_COST`; a sweep costs the sum of its cells.
+    fn check_cost(&self, limit: u64) -> Result<(), ApiError> {
+        match self {
+            Self::Plan(request) => {
+                let cost = portfolio_engine::cost(request);
+                if cost.total() > limit {
+                    return Err(ApiError::TooCostly { cost, limit });
+                }
+            }
+            Self::Sweep(sweep) => {
+                let total: u64 = sweep_costs(sweep).iter().sum();
+                if total > limit {
+                    return Err(ApiError::Validation(vec![FieldError::new(
+                        "sweep",
+                        format!(
+                            "the sweep would cost {total} scenario-months (the sum of its {} \
+                             cells); at most {limit} (MAX_JOB_COST)",
+                            sweep.cells.len()
+                        ),
+                    )]));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What makes two submits "the same body": the normalised request before a seed is drawn.
+    fn fingerprint(&self) -> serde_json::Value {
+        match self {
+            Self::Plan(request) => request.to_json(),
+            Self::Sweep(sweep) => {
+                serde_json::json!({ "base": sweep.base.to_json(), "sweep": sweep.spec })
+            }
+        }
+    }
+}
+
+fn sweep_costs(sweep: &Sweep) -> Vec<u64> {
+    sweep.cells.iter().map(|c| portfolio_engine::cost(&c.request).total()).collect()
+}
+
+fn request_error(e: RequestError) -> ApiError {
+    match e {
+        RequestError::Malformed(m) => ApiError::Malformed(m),
+        RequestError::Invalid(errors) => ApiError::Validation(errors),
+    }
+}
+
+/// A checked sweep on its way to be recorded.
+struct SweepRecord {
+    sweep: Sweep,
+    idempotency: Option<String>,
+    fingerprint: String,
+    wait: Option<Wait>,
+}
+
+/// The units of a sweep's work: its cells in order, cut to about `unit_cost` each, every cell
+/// stored as the plain request it is (seed included).
+fn units_of(sweep: &Sweep, seed: u64, unit_cost: u64) -> Vec<NewUnit> {
+    portfolio_engine::sweep::units(&sweep_costs(sweep), unit_cost)
+        .into_iter()
+        .map(|range| {
+            let cells: Vec<serde_json::Value> = sweep.cells[range]
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "index": c.index,
+                        "values": c.values,
+                        "request": c.request.clone().with_seed(seed).to_json(),
+                    })
+                })
+                .collect();
+            NewUnit { id: Uuid::now_v7(), request: serde_json::json!({ "cells": cells }) }
+        })
+        .collect()
+}
+
+/// Records a sweep and its units and queues the units; then answers as a plain submit does.
+async fn accept_sweep(
+    req: &HttpRequest,
+    caller: &Caller,
+    state: &web::Data<AppState>,
+    record: SweepRecord,
+) -> Result<HttpResponse, ApiError> {
+    let SweepRecord { sweep, idempotency, fingerprint, wait } = record;
+    let id = Uuid::now_v7();
+    tracing::Span::current().record("job_id", tracing::field::display(id));
+    let seed = sweep.base.seed().unwrap_or_else(draw_seed);
+    let units = units_of(&sweep, seed, state.settings.job_limits.sweep_unit_cost);
+    let job = JobRecord {
+        id,
+        request_json: sweep.to_json(seed),
+        seed,
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        idempotency_key: idempotency.clone(),
+        fingerprint: fingerprint.clone(),
+        cache_key: None,
+    };
+    refuse_when_full(state).await?;
+    let quota = state.settings.auth.max_unfinished_per_tenant;
+    let cells = sweep.cells.len() as i32;
+    let insert = {
+        let (caller, job, units) = (caller.clone(), job.clone(), units.clone());
+        state
+            .write(move |conn| {
+                store::insert_sweep(
+                    conn,
+                    &job.new_simulation(&caller),
+                    cells,
+                    &units,
+                    i64::try_from(quota).unwrap_or(i64::MAX),
+                )
+            })
+            .await
+    };
+    match insert {
+        Ok(Recorded::Inserted) => {}
+        Ok(Recorded::QuotaReached { unfinished }) => {
+            state.metrics.submits_refused.with_label_values(&["quota"]).inc();
+            return Err(ApiError::QuotaReached { unfinished, limit: quota });
+        }
+        Err(e) => {
+            if let (Some(key), ApiError::Internal(inner)) = (&idempotency, &e)
+                && is_unique_violation(inner)
+                && let Some(replay) = replay(state, caller, key, &fingerprint, wait).await?
+            {
+                return Ok(replay);
+            }
+            if let ApiError::Unavailable { .. } = e {
+                state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+            }
+            return Err(e);
+        }
+    }
+    tracing::info!(job_id = %id, seed, cells, units = units.len(), "sweep recorded");
+    for unit in &units {
+        if let Err(e) = state.redis(state.queue.enqueue(unit.id)).await {
+            // Recorded all the same: the reconciler pushes the units the queue does not hold.
+            tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the sweep's units");
+            break;
+        }
+    }
+    if let Some(answer) = waited(state, caller, id, wait).await? {
+        return Ok(answer);
+    }
+    let mut accepted = HttpResponse::Accepted();
+    accepted.insert_header((header::LOCATION, location(id)));
+    applied(&mut accepted, state, wait);
     Ok(accepted.json(JobAccepted::new(id, JobStatus::Queued)))
 }
 

@@ -2,30 +2,29 @@
 //! from the cells done so far, so the page can watch it fill), `GET /results/{id}/sweep.csv`
 //! (one row per cell) and `GET /results/{id}/cells/{index}/charts/fan.svg` (one cell's fan).
 //!
-//! The sweep and its cells are read through `find_sweep` and `find_cell` (404 for no such job
-//! or cell, 409 for a job that is not a sweep or a cell not done), so these routes only draw
-//! and write.
+//! The sweep and its cells are read through `results::find_sweep` and `results::find_cell`
+//! (404 for no such job or cell, 409 for a job that is not a sweep or a cell not done), so
+//! these routes only draw and write.
 
 use actix_web::http::header;
 use actix_web::route;
 use actix_web::{HttpResponse, web};
 
+use portfolio_shared::JobStatus;
+
 use crate::auth::Caller;
 use crate::draw::{self, heatmap};
 use crate::error::{ApiError, Problem};
 use crate::routes::charts::{RESULT_CACHE, SVG};
-use crate::routes::sweep_contract::{SweepView, find_cell, find_sweep};
+use crate::routes::results::{SweepView, find_cell, find_sweep};
 use crate::state::AppState;
 
-/// A sweep still filling changes with every cell; a complete one never does again.
+/// A sweep not yet succeeded changes with every cell (or may still be retried); a succeeded
+/// one never changes again.
 const FILLING: &str = "private, no-store";
 
-fn cache_of(sweep: &SweepView) -> &'static str {
-    if sweep.cells_done >= sweep.cells_total && sweep.cells.len() as u32 >= sweep.cells_total {
-        RESULT_CACHE
-    } else {
-        FILLING
-    }
+fn cache_of(status: JobStatus) -> &'static str {
+    if status == JobStatus::Succeeded { RESULT_CACHE } else { FILLING }
 }
 
 /// What the chart needs of a sweep.
@@ -34,7 +33,7 @@ pub(crate) fn map_of(sweep: &SweepView) -> heatmap::SweepMap {
         axes: sweep
             .axes
             .iter()
-            .map(|a| heatmap::Axis { field: a.field.clone(), values: a.values.clone() })
+            .map(|a| heatmap::Axis { field: a.field.name().to_owned(), values: a.values.clone() })
             .collect(),
         cells: sweep
             .cells
@@ -50,9 +49,9 @@ pub(crate) fn map_of(sweep: &SweepView) -> heatmap::SweepMap {
         base: sweep
             .axes
             .iter()
-            .map(|a| sweep.base.get(&a.field).and_then(|v| v.as_f64()))
+            .map(|a| sweep.base.get(a.field.name()).and_then(|v| v.as_f64()))
             .collect(),
-        target: sweep.solve.as_ref().map(|s| s.target_success),
+        target: sweep.solve.as_ref().and_then(|s| s.get("target_success")?.as_f64()),
     }
 }
 
@@ -75,11 +74,11 @@ pub(crate) async fn heatmap_svg(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let sweep = find_sweep(&state, caller, &id).await?;
+    let (status, sweep) = find_sweep(&state, caller, &id).await?;
     let body = heatmap::heatmap(&map_of(&sweep)).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(HttpResponse::Ok()
         .content_type(SVG)
-        .insert_header((header::CACHE_CONTROL, cache_of(&sweep)))
+        .insert_header((header::CACHE_CONTROL, cache_of(status)))
         .body(body))
 }
 
@@ -103,14 +102,14 @@ pub(crate) async fn sweep_csv(
     caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let sweep = find_sweep(&state, caller, &id).await?;
+    let (status, sweep) = find_sweep(&state, caller, &id).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"portfolio-mc-sweep-{}.csv\"", id.as_str()),
         ))
-        .insert_header((header::CACHE_CONTROL, cache_of(&sweep)))
+        .insert_header((header::CACHE_CONTROL, cache_of(status)))
         .body(csv(&sweep).map_err(ApiError::Internal)?))
 }
 
@@ -118,7 +117,7 @@ pub(crate) async fn sweep_csv(
 pub(crate) fn csv(sweep: &SweepView) -> anyhow::Result<String> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut head = vec!["index".to_owned()];
-    head.extend(sweep.axes.iter().map(|a| a.field.clone()));
+    head.extend(sweep.axes.iter().map(|a| a.field.name().to_owned()));
     head.extend(
         [
             "success_probability",
@@ -189,28 +188,44 @@ pub(crate) async fn cell_fan(
 
 #[cfg(test)]
 mod tests {
+    use portfolio_engine::sweep::{Axis, CellSummary, SweepField};
+    use serde_json::json;
+
     use super::*;
-    use crate::routes::sweep_contract::{AxisView, CellSummary, SweepSolve};
+
+    fn cell(index: u32, values: &[f64], success: f64) -> CellSummary {
+        CellSummary {
+            index,
+            values: values.to_vec(),
+            success_probability: success,
+            success_probability_stderr: Some(0.0025),
+            median_terminal_real: 812_000.0,
+            p10_terminal_real: 120_000.0,
+            median_depletion_year: None,
+            safe_monthly_spending: None,
+        }
+    }
 
     fn sweep() -> SweepView {
-        let view = serde_json::json!({
-            "axes": [{"field": "monthly_spending", "values": [3000, 3500]},
-                     {"field": "allocation.stocks", "values": [0.2, 0.6]}],
-            "base": {"monthly_spending": 3500, "allocation.stocks": 0.6},
-            "solve": null,
-            "cells_total": 4, "cells_done": 2,
-            "cells": [
-                {"index": 3, "values": [3500, 0.6], "success_probability": 0.9,
-                 "success_probability_stderr": null, "median_terminal_real": 1.25e21,
-                 "p10_terminal_real": 0.0, "median_depletion_year": 27.5,
-                 "safe_monthly_spending": null},
-                {"index": 0, "values": [3000, 0.2], "success_probability": 0.93,
-                 "success_probability_stderr": 0.0025, "median_terminal_real": 812000.0,
-                 "p10_terminal_real": 120000.0, "median_depletion_year": null,
-                 "safe_monthly_spending": null}
-            ]
-        });
-        serde_json::from_value(view).expect("the contract's JSON")
+        let mut late = cell(3, &[3500.0, 0.6], 0.9);
+        late.success_probability_stderr = None;
+        late.median_terminal_real = 1.25e21;
+        late.p10_terminal_real = 0.0;
+        late.median_depletion_year = Some(27.5);
+        SweepView {
+            axes: vec![
+                Axis { field: SweepField::MonthlySpending, values: vec![3000.0, 3500.0] },
+                Axis { field: SweepField::AllocationStocks, values: vec![0.2, 0.6] },
+            ],
+            base: json!({"monthly_spending": 3500, "allocation.stocks": 0.6})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            solve: None,
+            cells_total: 4,
+            cells_done: 2,
+            cells: vec![late, cell(0, &[3000.0, 0.2], 0.93)],
+        }
     }
 
     #[test]
@@ -224,35 +239,26 @@ mod tests {
     }
 
     #[test]
-    fn the_map_takes_the_plans_own_values_and_a_filling_sweep_is_not_cached() {
+    fn the_map_takes_the_plans_own_values_and_only_a_succeeded_sweep_is_cached() {
         let s = sweep();
         let map = map_of(&s);
         assert_eq!(map.base, vec![Some(3500.0), Some(0.6)]);
+        assert_eq!(map.axes[1].field, "allocation.stocks");
         assert_eq!(map.cells.len(), 2);
         assert_eq!(map.cells[&3].success, 0.9);
-        assert_eq!(cache_of(&s), FILLING);
+        assert_eq!(map.target, None);
         let svg = heatmap::heatmap(&map).unwrap();
         assert_eq!(svg.matches("class=\"cell\"").count(), 4);
+        assert_eq!(cache_of(JobStatus::Running), FILLING);
+        assert_eq!(cache_of(JobStatus::Succeeded), RESULT_CACHE);
 
-        let done = SweepView {
-            axes: vec![AxisView { field: "years".into(), values: vec![30.0] }],
+        let solving = SweepView {
+            axes: vec![Axis { field: SweepField::Years, values: vec![30.0] }],
             base: serde_json::Map::new(),
-            solve: Some(SweepSolve { target_success: 0.9 }),
-            cells_total: 1,
-            cells_done: 1,
-            cells: vec![CellSummary {
-                index: 0,
-                values: vec![30.0],
-                success_probability: 0.9,
-                success_probability_stderr: None,
-                median_terminal_real: 1.0,
-                p10_terminal_real: 0.0,
-                median_depletion_year: None,
-                safe_monthly_spending: Some(4100.0),
-            }],
+            solve: Some(json!({"target_success": 0.9})),
+            ..sweep()
         };
-        assert_eq!(cache_of(&done), RESULT_CACHE);
-        assert_eq!(map_of(&done).target, Some(0.9));
-        assert_eq!(map_of(&done).base, vec![None]);
+        assert_eq!(map_of(&solving).target, Some(0.9));
+        assert_eq!(map_of(&solving).base, vec![None]);
     }
 }

@@ -12,6 +12,7 @@ pub mod result;
 pub mod rng;
 mod simulation;
 pub mod stats;
+pub mod sweep;
 #[cfg(test)]
 mod tests;
 

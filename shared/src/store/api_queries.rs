@@ -15,9 +15,9 @@ use uuid::Uuid;
 use super::audit::{self, Actor, AuditEvent};
 use super::models::{NewSimulation, NewSimulationResult, Simulation, SimulationResultRow};
 use super::transition::{finish, locked};
-use crate::JobStatus;
 use crate::result_cache::CachedResult;
 use crate::schema::{simulation_results, simulations};
+use crate::{JobKind, JobStatus};
 
 /// Whose jobs a query may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,20 @@ pub fn insert_job(
     job: &NewSimulation<'_>,
     max_unfinished: i64,
 ) -> QueryResult<Recorded> {
+    within_quota(conn, job, max_unfinished, |conn| {
+        diesel::insert_into(simulations::table).values(job).execute(conn).map(drop)
+    })
+}
+
+/// Runs `insert` (which writes `job`'s rows) and records the job's `submitted` audit row, in one
+/// transaction, unless the owner is at its quota. The units of a sweep are not jobs of their
+/// owner's: the sweep counts once.
+pub(super) fn within_quota(
+    conn: &mut PgConnection,
+    job: &NewSimulation<'_>,
+    max_unfinished: i64,
+    insert: impl FnOnce(&mut PgConnection) -> QueryResult<()>,
+) -> QueryResult<Recorded> {
     conn.transaction(|conn| {
         diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('quota:' || $1, 0))")
             .bind::<Text, _>(job.owner)
@@ -55,12 +69,13 @@ pub fn insert_job(
         let unfinished: i64 = simulations::table
             .filter(simulations::owner.eq(job.owner))
             .filter(simulations::status.eq_any([JobStatus::Queued, JobStatus::Running]))
+            .filter(simulations::kind.ne(JobKind::Unit))
             .count()
             .get_result(conn)?;
         if unfinished >= max_unfinished {
             return Ok(Recorded::QuotaReached { unfinished });
         }
-        diesel::insert_into(simulations::table).values(job).execute(conn)?;
+        insert(conn)?;
         record_submitted(conn, job)?;
         Ok(Recorded::Inserted)
     })
@@ -124,8 +139,27 @@ pub fn insert_served_from_cache(
     })
 }
 
-/// A job and its result, if it has one.
+/// A job and its result, if it has one. A sweep has no result row: its read carries, in the
+/// result's place, the summaries of its cells done so far (a JSON list, by index), so every
+/// reader of a job (long-polls included) sees a sweep's grid as it fills.
 pub fn find_job(
+    conn: &mut PgConnection,
+    viewer: Viewer<'_>,
+    id: Uuid,
+) -> QueryResult<Option<(Simulation, Option<SimulationResultRow>)>> {
+    let found = find_row(conn, viewer, id)?;
+    match found {
+        Some((job, _)) if job.kind == JobKind::Sweep => {
+            let cells = super::sweeps::cell_summaries(conn, id)?;
+            let row =
+                SimulationResultRow { result: serde_json::Value::Array(cells), from_cache: false };
+            Ok(Some((job, Some(row))))
+        }
+        other => Ok(other),
+    }
+}
+
+pub(super) fn find_row(
     conn: &mut PgConnection,
     viewer: Viewer<'_>,
     id: Uuid,
@@ -133,6 +167,7 @@ pub fn find_job(
     let mut query = simulations::table
         .left_join(simulation_results::table)
         .filter(simulations::id.eq(id))
+        .filter(simulations::kind.ne(JobKind::Unit))
         .select((Simulation::as_select(), Option::<SimulationResultRow>::as_select()))
         .into_boxed();
     if let Viewer::Tenant(owner) = viewer {
@@ -201,6 +236,7 @@ pub fn list_jobs(
             simulations::created_at,
             simulations::success_probability,
         ))
+        .filter(simulations::kind.ne(JobKind::Unit))
         .order((simulations::created_at.desc(), simulations::id.desc()))
         .limit(limit)
         .into_boxed();
@@ -228,10 +264,12 @@ pub fn list_jobs(
     query.load(conn)
 }
 
-/// Jobs not yet finished (the API's measure of backlog when Redis cannot be asked).
+/// Jobs not yet finished (the API's measure of backlog when Redis cannot be asked): the
+/// queue's entries, so a sweep counts as its units.
 pub fn count_unfinished(conn: &mut PgConnection) -> QueryResult<i64> {
     simulations::table
         .filter(simulations::status.eq_any([JobStatus::Queued, JobStatus::Running]))
+        .filter(simulations::kind.ne(JobKind::Sweep))
         .count()
         .get_result(conn)
 }
@@ -259,11 +297,31 @@ pub fn cancel(
     request_id: Option<&str>,
 ) -> QueryResult<CancelOutcome> {
     conn.transaction(|conn| {
-        let Some(job) = locked(conn, id)?.filter(|job| job.owner == owner) else {
+        let Some(job) =
+            locked(conn, id)?.filter(|job| job.owner == owner && job.kind != JobKind::Unit)
+        else {
             return Ok(CancelOutcome::NotFound);
         };
         match job.status {
             s if s.is_terminal() => Ok(CancelOutcome::AlreadyFinished(s)),
+            // A sweep is never held by a worker: it ends at once, and its units stop.
+            _ if job.kind == JobKind::Sweep => {
+                let when = job.status;
+                let job = Simulation {
+                    request_id: request_id.map(str::to_owned).or(job.request_id),
+                    ..job
+                };
+                finish(
+                    conn,
+                    &job,
+                    JobStatus::Cancelled,
+                    Actor::Api(api_key_id),
+                    None,
+                    json!({ "when": when }),
+                )?;
+                super::sweeps::stop_units(conn, id)?;
+                Ok(CancelOutcome::Cancelled)
+            }
             JobStatus::Queued => {
                 let job = Simulation {
                     request_id: request_id.map(str::to_owned).or(job.request_id),

@@ -61,6 +61,8 @@ pub struct ClaimedJob {
     pub after_crash: bool,
     /// Where to cache the result once it is stored, when the request named its seed.
     pub cache_key: Option<String>,
+    /// The sweep this job is a unit of.
+    pub sweep: Option<Uuid>,
 }
 
 /// What a worker found when it tried to take a job.
@@ -217,6 +219,9 @@ fn claim_with(
                 simulations::updated_at.eq(now),
             ))
             .execute(conn)?;
+        if let Some(sweep) = job.parent_id {
+            super::sweeps::unit_started(conn, sweep, worker)?;
+        }
         if attempt > 1 {
             audit::record(
                 conn,
@@ -243,6 +248,7 @@ fn claim_with(
             waited: Duration::try_from_secs_f64(waited).unwrap_or_default(),
             after_crash: status == JobStatus::Running,
             cache_key: job.cache_key,
+            sweep: job.parent_id,
         }))
     })
 }
@@ -364,7 +370,7 @@ pub fn complete(
     conn: &mut PgConnection,
     lease: &Lease,
     result: &serde_json::Value,
-    success_probability: f64,
+    success_probability: Option<f64>,
     batches: i32,
 ) -> QueryResult<Write> {
     conn.transaction(|conn| {
@@ -442,7 +448,7 @@ fn end_held(
     data: impl FnOnce(i32) -> serde_json::Value,
 ) -> QueryResult<Write> {
     conn.transaction(|conn| {
-        let ended: Option<(i32, Option<String>)> =
+        let ended: Option<(i32, Option<String>, Option<Uuid>)> =
             diesel::update(held_under(lease.job, lease.token))
                 .set((
                     simulations::status.eq(status),
@@ -451,10 +457,16 @@ fn end_held(
                     simulations::finished_at.eq(now),
                     simulations::updated_at.eq(now),
                 ))
-                .returning((simulations::attempts, simulations::request_id))
+                .returning((simulations::attempts, simulations::request_id, simulations::parent_id))
                 .get_result(conn)
                 .optional()?;
-        let Some((attempt, request_id)) = ended else { return fenced_out(conn, lease, write) };
+        let Some((attempt, request_id, sweep)) = ended else {
+            return fenced_out(conn, lease, write);
+        };
+        if let (Some(sweep), JobStatus::Failed) = (sweep, status) {
+            let actor = Actor::Worker(&lease.worker);
+            super::sweeps::unit_failed(conn, lease.job, sweep, actor, error.unwrap_or("failed"))?;
+        }
         record_end(
             conn,
             lease.job,

@@ -12,6 +12,7 @@ mod job_lifecycle;
 pub mod models;
 mod reconciler;
 pub mod stats;
+mod sweeps;
 mod transition;
 
 pub use api_keys::*;
@@ -19,3 +20,4 @@ pub use api_queries::*;
 pub(crate) use audit::AuditEvent;
 pub use job_lifecycle::*;
 pub use reconciler::*;
+pub use sweeps::*;

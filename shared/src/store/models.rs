@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::AuditEvent;
-use crate::JobStatus;
 use crate::schema::{audit_logs, simulation_results, simulations};
+use crate::{JobKind, JobStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = simulations, check_for_backend(diesel::pg::Pg))]
@@ -31,6 +31,10 @@ pub struct Simulation {
     pub owner: String,
     /// Where its result is cached, when it named its seed (`crate::result_cache`).
     pub cache_key: Option<String>,
+    /// A plain plan, a sweep, or a unit of a sweep's work.
+    pub kind: JobKind,
+    /// The sweep a unit belongs to.
+    pub parent_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Double};
 use uuid::Uuid;
 
-use crate::JobStatus;
 use crate::schema::simulations;
+use crate::{JobKind, JobStatus};
 
 /// Unfinished jobs neither touched nor heard from for `quiet` (by the database's clock, which
 /// wrote both times), oldest first: candidates for the reconciler.
@@ -22,6 +22,8 @@ pub fn stale_unfinished(
     let quiet = quiet.as_secs_f64();
     simulations::table
         .filter(simulations::status.eq_any([JobStatus::Queued, JobStatus::Running]))
+        // A sweep has no queue entry of its own: its units do.
+        .filter(simulations::kind.ne(JobKind::Sweep))
         .filter(
             sql::<Bool>("updated_at < now() - make_interval(secs => ")
                 .bind::<Double, _>(quiet)

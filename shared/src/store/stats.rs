@@ -44,6 +44,7 @@ pub fn finished_in_windows(
          LEFT JOIN simulations s
            ON s.finished_at IS NOT NULL
           AND s.finished_at > now() - make_interval(mins => w.minutes)
+          AND s.kind <> 'unit'
          GROUP BY w.minutes
          ORDER BY w.minutes",
     )
@@ -74,7 +75,8 @@ pub fn latency(conn: &mut PgConnection, minutes: i32) -> QueryResult<LatencySumm
                FROM simulations
                WHERE finished_at IS NOT NULL
                  AND finished_at > now() - make_interval(mins => $1)
-                 AND status = 'succeeded') AS recent",
+                 AND status = 'succeeded'
+                 AND kind <> 'unit') AS recent",
     )
     .bind::<Integer, _>(minutes)
     .get_result(conn)
@@ -93,6 +95,7 @@ pub struct RecentFailure {
 pub fn recent_failures(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentFailure>> {
     simulations::table
         .filter(simulations::status.eq(JobStatus::Failed))
+        .filter(simulations::kind.ne(crate::JobKind::Unit))
         .filter(simulations::finished_at.is_not_null())
         .order(simulations::finished_at.desc())
         .limit(limit)

@@ -34,6 +34,9 @@ pub(super) fn finish(
             simulations::updated_at.eq(now),
         ))
         .execute(conn)?;
+    if let (Some(sweep), JobStatus::Failed) = (job.parent_id, status) {
+        super::sweeps::unit_failed(conn, job.id, sweep, actor, error.unwrap_or("failed"))?;
+    }
     record_end(conn, job.id, status, actor, job.request_id.as_deref(), data)
 }
 

@@ -12,19 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
-use portfolio_engine::request::{RequestLimits, SimulationRequest};
-use portfolio_engine::{
-    EngineError, ProgressCounter, RequestError, RunOptions, SimulationRequestInput,
-};
+use portfolio_engine::{EngineError, ProgressCounter, RunOptions};
 use portfolio_shared::JobStatus;
 use portfolio_shared::queue::{JobEnvelope, PushOutcome};
 use portfolio_shared::result_cache::CachedResult;
 use portfolio_shared::settings::Fault;
-use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, Write};
+use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, UnitWrite, Write};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::context::{DbGaveUp, JobContext, JobGuard};
+use crate::jobs::work::{Done, Work};
 
 /// How often a running job reports progress (and refreshes its heartbeat).
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -199,8 +197,8 @@ async fn execute(
     turn: Turn<'_>,
 ) {
     let lease = &job.lease;
-    let request = match parse_stored(&job.request) {
-        Ok(r) => r,
+    let work = match Work::parse(&job.request, job.sweep) {
+        Ok(w) => w,
         Err(message) => {
             // A request that no longer passes the rules cannot get better by retrying.
             record_failure(ctx, lease, &format!("the stored request is invalid: {message}")).await;
@@ -246,6 +244,7 @@ async fn execute(
         tracing::info!("the last attempt died with its process: running this one alone");
     }
     let seed = job.seed as u64;
+    let sweep = work.sweep();
     let fault = ctx.settings.worker.faults.for_seed(seed);
     let engine_pool = ctx.engine_pool.clone();
     let engine = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
@@ -257,7 +256,7 @@ async fn execute(
             }
             None => {}
         }
-        engine_pool.install(|| portfolio_engine::run(&request, seed, &options))
+        engine_pool.install(|| work.run(seed, &options))
     });
     tracing::info!("running");
 
@@ -266,97 +265,138 @@ async fn execute(
     timer.abort();
     let elapsed = started.elapsed();
 
-    match outcome {
-        Ok(Ok(result)) => {
-            let success = result.success_probability;
-            let scenario_months = result.scenario_months;
-            let batches = progress.snapshot().1 as i32;
-            let json = serde_json::to_value(&result).expect("results always serialise");
-            let cache =
-                job.cache_key.as_deref().zip(ctx.settings.result_cache.ttl).map(|(key, ttl)| {
-                    let entry = CachedResult {
-                        engine_version: result.engine_version.clone(),
-                        batches,
-                        success_probability: success,
-                        result: json.clone(),
-                    };
-                    (key, entry, ttl)
-                });
-            let held = lease.clone();
-            let written = ctx
-                .db_retrying_until_shutdown("store result", move |conn| {
-                    store::complete(conn, &held, &json, success, batches)
-                })
-                .await;
-            match written {
-                Ok(Write::Applied) => {
-                    // Cached before the announcement, so a client that resubmits the moment it
-                    // learns of the result is answered from the cache.
-                    if let Some((key, entry, ttl)) = cache
-                        && let Err(e) = ctx.queue.cache_result(key, &entry, ttl).await
-                    {
-                        tracing::debug!(error = %e, "could not cache the result");
+    'settle: {
+        match outcome {
+            Ok(Ok(Done::Unit { cells, scenario_months })) => {
+                let Some(sweep) = sweep else { break 'settle };
+                let batches = progress.snapshot().1 as i32;
+                let count = cells.len();
+                let held = lease.clone();
+                let written = ctx
+                    .db_retrying_until_shutdown("store unit", move |conn| {
+                        store::complete_unit(conn, &held, sweep, &cells, batches)
+                    })
+                    .await;
+                match written {
+                    Ok(UnitWrite { write: Write::Applied, sweep_ended }) => {
+                        announce_end(ctx, lease.job).await;
+                        ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
+                        ctx.metrics.run_time.observe(elapsed.as_secs_f64());
+                        ctx.metrics.scenario_months.inc_by(scenario_months);
+                        tracing::info!(
+                            cells = count,
+                            sweep_ended,
+                            elapsed_ms = elapsed.as_millis() as u64,
+                            "unit succeeded"
+                        );
                     }
-                    announce_end(ctx, lease.job).await;
-                    ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
-                    ctx.metrics.run_time.observe(elapsed.as_secs_f64());
-                    ctx.metrics.scenario_months.inc_by(scenario_months);
-                    tracing::info!(
-                        success_probability = success,
-                        elapsed_ms = elapsed.as_millis() as u64,
-                        "succeeded"
-                    );
-                }
-                // Finished or taken over elsewhere; the store logged it.
-                Ok(Write::FencedOut) => {}
-                Err(DbGaveUp::Unavailable) => tracing::warn!(
-                    "could not store the result before shutdown; the job will run again"
-                ),
-                Err(DbGaveUp::Permanent(e)) => {
-                    record_failure(ctx, lease, &format!("the result could not be stored: {e}"))
-                        .await
+                    Ok(UnitWrite { write: Write::FencedOut, .. }) => {}
+                    Err(DbGaveUp::Unavailable) => tracing::warn!(
+                        "could not store the unit before shutdown; it will run again"
+                    ),
+                    Err(DbGaveUp::Permanent(e)) => {
+                        record_failure(ctx, lease, &format!("the unit could not be stored: {e}"))
+                            .await
+                    }
                 }
             }
-        }
-        Ok(Err(EngineError::Cancelled)) => {
-            if gone.load(Ordering::SeqCst) {
-                return;
-            }
-            if timed_out.load(Ordering::SeqCst) {
-                let message = format!(
-                    "the job ran past JOB_TIMEOUT_SECS={} and was stopped after {:.1} s",
-                    timeout.as_secs(),
-                    elapsed.as_secs_f64()
+            Ok(Ok(Done::Plan(result))) => {
+                let success = result.success_probability;
+                let scenario_months = result.scenario_months;
+                let batches = progress.snapshot().1 as i32;
+                let json = serde_json::to_value(&result).expect("results always serialise");
+                let cache = job.cache_key.as_deref().zip(ctx.settings.result_cache.ttl).map(
+                    |(key, ttl)| {
+                        let entry = CachedResult {
+                            engine_version: result.engine_version.clone(),
+                            batches,
+                            success_probability: success,
+                            result: json.clone(),
+                        };
+                        (key, entry, ttl)
+                    },
                 );
-                record_failure(ctx, lease, &message).await;
-                return;
+                let held = lease.clone();
+                let written = ctx
+                    .db_retrying_until_shutdown("store result", move |conn| {
+                        store::complete(conn, &held, &json, Some(success), batches)
+                    })
+                    .await;
+                match written {
+                    Ok(Write::Applied) => {
+                        // Cached before the announcement, so a client that resubmits the moment it
+                        // learns of the result is answered from the cache.
+                        if let Some((key, entry, ttl)) = cache
+                            && let Err(e) = ctx.queue.cache_result(key, &entry, ttl).await
+                        {
+                            tracing::debug!(error = %e, "could not cache the result");
+                        }
+                        announce_end(ctx, lease.job).await;
+                        ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
+                        ctx.metrics.run_time.observe(elapsed.as_secs_f64());
+                        ctx.metrics.scenario_months.inc_by(scenario_months);
+                        tracing::info!(
+                            success_probability = success,
+                            elapsed_ms = elapsed.as_millis() as u64,
+                            "succeeded"
+                        );
+                    }
+                    // Finished or taken over elsewhere; the store logged it.
+                    Ok(Write::FencedOut) => {}
+                    Err(DbGaveUp::Unavailable) => tracing::warn!(
+                        "could not store the result before shutdown; the job will run again"
+                    ),
+                    Err(DbGaveUp::Permanent(e)) => {
+                        record_failure(ctx, lease, &format!("the result could not be stored: {e}"))
+                            .await
+                    }
+                }
             }
-            if ctx.handing_back() {
-                hand_back(ctx, lease, delivery).await;
-                return;
+            Ok(Err(EngineError::Cancelled)) => {
+                if gone.load(Ordering::SeqCst) {
+                    break 'settle;
+                }
+                if timed_out.load(Ordering::SeqCst) {
+                    let message = format!(
+                        "the job ran past JOB_TIMEOUT_SECS={} and was stopped after {:.1} s",
+                        timeout.as_secs(),
+                        elapsed.as_secs_f64()
+                    );
+                    record_failure(ctx, lease, &message).await;
+                    break 'settle;
+                }
+                if ctx.handing_back() {
+                    hand_back(ctx, lease, delivery).await;
+                    break 'settle;
+                }
+                let held = lease.clone();
+                if ctx
+                    .db_retrying("record cancellation", move |conn| {
+                        store::cancelled_by_worker(conn, &held)
+                    })
+                    .await
+                    == Ok(Write::Applied)
+                {
+                    announce_end(ctx, lease.job).await;
+                    ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
+                    tracing::info!("cancelled");
+                }
             }
-            let held = lease.clone();
-            if ctx
-                .db_retrying("record cancellation", move |conn| {
-                    store::cancelled_by_worker(conn, &held)
-                })
-                .await
-                == Ok(Write::Applied)
-            {
-                announce_end(ctx, lease.job).await;
-                ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
-                tracing::info!("cancelled");
+            Err(join) if join.is_panic() => {
+                let message = panic_message(join.into_panic());
+                tracing::error!(panic = %message, "the engine panicked");
+                retry_or_fail(ctx, lease, delivery, &format!("the engine panicked: {message}"))
+                    .await;
+            }
+            Err(join) => {
+                let error = format!("the engine task failed: {join}");
+                retry_or_fail(ctx, lease, delivery, &error).await;
             }
         }
-        Err(join) if join.is_panic() => {
-            let message = panic_message(join.into_panic());
-            tracing::error!(panic = %message, "the engine panicked");
-            retry_or_fail(ctx, lease, delivery, &format!("the engine panicked: {message}")).await;
-        }
-        Err(join) => {
-            let error = format!("the engine task failed: {join}");
-            retry_or_fail(ctx, lease, delivery, &error).await;
-        }
+    }
+    // Waiters on the sweep hear of every unit's end: its map has more cells, or it has ended.
+    if let Some(sweep) = sweep {
+        announce_end(ctx, sweep).await;
     }
     // The turn is held until the outcome is recorded: a job run alone next may take the process
     // down, and a neighbour's finished result must be in Postgres by then, not lost with it.
@@ -406,19 +446,6 @@ async fn report_progress(
             }
         }
     }
-}
-
-fn parse_stored(request: &serde_json::Value) -> Result<SimulationRequest, String> {
-    let input: SimulationRequestInput =
-        serde_json::from_value(request.clone()).map_err(|e| e.to_string())?;
-    SimulationRequest::from_input(input, &RequestLimits::default()).map_err(|e| match e {
-        RequestError::Malformed(m) => m,
-        RequestError::Invalid(errors) => errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-    })
 }
 
 async fn record_failure(ctx: &Arc<JobContext>, lease: &Lease, error: &str) {
@@ -490,7 +517,7 @@ async fn hand_back(ctx: &Arc<JobContext>, lease: &Lease, delivery: &Delivery) {
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -41,6 +41,11 @@ impl SimulationRequest {
         self.seed
     }
 
+    /// The success probability the solver is asked to find the safe spending for, if any.
+    pub fn solve_target(&self) -> Option<f64> {
+        self.solve.map(|s| s.target_success)
+    }
+
     /// The same request with `seed` (any `u64` is a valid seed for the engine; the API draws
     /// one for a request that brought none).
     pub fn with_seed(self, seed: u64) -> Self {

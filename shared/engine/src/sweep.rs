@@ -1,0 +1,587 @@
+//! A sweep: one request naming a grid of plans, the base request with one or two of its fields
+//! varied, checked at the edge as a plain request is.
+//!
+//! Every cell is itself a plain request: the base's normalised JSON with the cell's values
+//! written in, checked by the same rules. So a cell's figures are exactly those of a plain
+//! submit of that request with the same seed, whoever runs it: the promise the explorer
+//! rests on (common random numbers across the grid, so neighbouring cells differ only by the
+//! change of plan).
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
+use crate::{FieldError, SimulationResult};
+
+/// The most axes a sweep may have.
+pub const MAX_AXES: usize = 2;
+
+/// A field a sweep may vary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum SweepField {
+    #[serde(rename = "monthly_spending")]
+    MonthlySpending,
+    /// Stocks' weight; bonds take the rest, cash keeps its weight.
+    #[serde(rename = "allocation.stocks")]
+    AllocationStocks,
+    #[serde(rename = "years")]
+    Years,
+    #[serde(rename = "starting_portfolio")]
+    StartingPortfolio,
+    #[serde(rename = "annual_fee")]
+    AnnualFee,
+}
+
+impl SweepField {
+    pub const ALL: [SweepField; 5] = [
+        Self::MonthlySpending,
+        Self::AllocationStocks,
+        Self::Years,
+        Self::StartingPortfolio,
+        Self::AnnualFee,
+    ];
+
+    /// The field's JSON path, as requests and answers name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MonthlySpending => "monthly_spending",
+            Self::AllocationStocks => "allocation.stocks",
+            Self::Years => "years",
+            Self::StartingPortfolio => "starting_portfolio",
+            Self::AnnualFee => "annual_fee",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The field's value in a checked request.
+    pub fn value_in(self, request: &SimulationRequest) -> f64 {
+        match self {
+            Self::MonthlySpending => request.monthly_spending,
+            Self::AllocationStocks => request.allocation.stocks,
+            Self::Years => f64::from(request.years),
+            Self::StartingPortfolio => request.starting_portfolio,
+            Self::AnnualFee => request.annual_fee,
+        }
+    }
+
+    /// Writes `value` into a request's normalised JSON.
+    fn write(self, request: &mut Map<String, Value>, value: f64) {
+        match self {
+            Self::Years => {
+                request.insert("years".into(), Value::from(value as u64));
+            }
+            Self::AllocationStocks => {
+                let allocation = request
+                    .entry("allocation")
+                    .or_insert_with(|| Value::Object(Map::new()))
+                    .as_object_mut()
+                    .expect("a normalised request's allocation is an object");
+                let cash = allocation.get("cash").and_then(Value::as_f64).unwrap_or(0.0);
+                // Bonds take the rest; a rest within rounding of zero is zero, not -1e-17.
+                let rest = 1.0 - cash - value;
+                let bonds = if rest.abs() < 1e-12 { 0.0 } else { rest };
+                allocation.insert("stocks".into(), Value::from(value));
+                allocation.insert("bonds".into(), Value::from(bonds));
+                allocation.insert("cash".into(), Value::from(cash));
+            }
+            other => {
+                request.insert(other.name().into(), Value::from(value));
+            }
+        }
+    }
+}
+
+/// One axis of a sweep: a field and the values it takes, in increasing order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Axis {
+    pub field: SweepField,
+    pub values: Vec<f64>,
+}
+
+/// The `sweep` member of a stored request: its axes, every one given by its values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SweepSpec {
+    pub axes: Vec<Axis>,
+}
+
+/// One plan of the grid.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Row-major: `i0 * len(axes[1]) + i1`, the first axis outer.
+    pub index: u32,
+    /// The value of each axis, in axis order.
+    pub values: Vec<f64>,
+    /// The plain request this cell is (without a seed until [`SimulationRequest::with_seed`]).
+    pub request: SimulationRequest,
+}
+
+/// A checked sweep: the base request, its axes and every cell, each a valid plain request.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub base: SimulationRequest,
+    pub spec: SweepSpec,
+    pub cells: Vec<Cell>,
+}
+
+impl Sweep {
+    /// Reads a body that carries a `sweep` member; `None` for any other body (including one
+    /// that is not JSON: the plain parser names its error).
+    pub fn from_json(
+        body: &[u8],
+        limits: &RequestLimits,
+        max_cells: u32,
+    ) -> Option<Result<Self, RequestError>> {
+        let Ok(Value::Object(mut tree)) = serde_json::from_slice::<Value>(body) else {
+            return None;
+        };
+        let raw_sweep = tree.remove("sweep")?;
+        let base_bytes = serde_json::to_vec(&tree).expect("a JSON tree serialises");
+        Some(Self::check(&base_bytes, &raw_sweep, limits, max_cells))
+    }
+
+    fn check(
+        base: &[u8],
+        raw_sweep: &Value,
+        limits: &RequestLimits,
+        max_cells: u32,
+    ) -> Result<Self, RequestError> {
+        let base = SimulationRequest::from_json(base, limits);
+        let spec = parse_spec(raw_sweep, max_cells);
+        let (base, spec) = match (base, spec) {
+            (Ok(base), Ok(spec)) => (base, spec),
+            (Err(RequestError::Malformed(m)), _) => return Err(RequestError::Malformed(m)),
+            (Err(RequestError::Invalid(mut a)), Err(b)) => {
+                a.extend(b);
+                return Err(RequestError::Invalid(a));
+            }
+            (Err(e), Ok(_)) => return Err(e),
+            (Ok(_), Err(b)) => return Err(RequestError::Invalid(b)),
+        };
+        if base.solve.is_some() {
+            let mut errors = Vec::new();
+            if spec.axes.len() != 1 {
+                errors.push(FieldError::new("solve", "a sweep with solve takes exactly one axis"));
+            }
+            if spec.axes.iter().any(|a| a.field == SweepField::MonthlySpending) {
+                errors.push(FieldError::new(
+                    "sweep.axes[0].field",
+                    "monthly_spending is what solve finds: sweep another field with it",
+                ));
+            }
+            if !errors.is_empty() {
+                return Err(RequestError::Invalid(errors));
+            }
+        }
+        let cells = expand(&base, &spec, limits)?;
+        Ok(Self { base, spec, cells })
+    }
+
+    /// The plan's own value of each swept field, by field name.
+    pub fn base_values(&self) -> Map<String, Value> {
+        base_values(&self.base, &self.spec)
+    }
+
+    /// The normalised request stored for the sweep: the base (with `seed`) and its axes.
+    pub fn to_json(&self, seed: u64) -> Value {
+        let mut stored = self.base.clone().with_seed(seed).to_json();
+        stored
+            .as_object_mut()
+            .expect("a request is an object")
+            .insert("sweep".into(), serde_json::to_value(&self.spec).expect("axes serialise"));
+        stored
+    }
+}
+
+/// The plan's own value of each swept field, by field name.
+pub fn base_values(base: &SimulationRequest, spec: &SweepSpec) -> Map<String, Value> {
+    spec.axes
+        .iter()
+        .map(|a| (a.field.name().to_owned(), Value::from(a.field.value_in(base))))
+        .collect()
+}
+
+/// Reads a stored sweep back: its base request and its axes.
+pub fn from_stored(stored: &Value) -> Result<(SimulationRequest, SweepSpec), String> {
+    let mut tree = stored.as_object().cloned().ok_or("the stored sweep is not an object")?;
+    let spec = tree.remove("sweep").ok_or("the stored sweep has no axes")?;
+    let spec: SweepSpec = serde_json::from_value(spec).map_err(|e| e.to_string())?;
+    let input: SimulationRequestInput =
+        serde_json::from_value(Value::Object(tree)).map_err(|e| e.to_string())?;
+    let base = SimulationRequest::from_input(input, &RequestLimits::default())
+        .map_err(|e| e.to_string())?;
+    Ok((base, spec))
+}
+
+/// The values of one cell, as text: `monthly_spending = 3000, allocation.stocks = 0.6`.
+pub fn describe(spec: &SweepSpec, values: &[f64]) -> String {
+    spec.axes
+        .iter()
+        .zip(values)
+        .map(|(a, v)| format!("{} = {v}", a.field.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_spec(raw: &Value, max_cells: u32) -> Result<SweepSpec, Vec<FieldError>> {
+    let err = |field: &str, message: &str| vec![FieldError::new(field, message)];
+    let Value::Object(sweep) = raw else {
+        return Err(err("sweep", "must be an object with `axes`"));
+    };
+    if let Some(unknown) = sweep.keys().find(|k| *k != "axes") {
+        return Err(err(&format!("sweep.{unknown}"), "unknown field: a sweep has only `axes`"));
+    }
+    let Some(Value::Array(raw_axes)) = sweep.get("axes") else {
+        return Err(err("sweep.axes", "must be a list of 1 or 2 axes"));
+    };
+    if raw_axes.is_empty() || raw_axes.len() > MAX_AXES {
+        return Err(err("sweep.axes", "must be a list of 1 or 2 axes"));
+    }
+    let mut errors = Vec::new();
+    let mut axes = Vec::new();
+    for (k, raw_axis) in raw_axes.iter().enumerate() {
+        match parse_axis(raw_axis, &format!("sweep.axes[{k}]"), max_cells) {
+            Ok(axis) => axes.push(axis),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if axes.len() == 2 && axes[0].field == axes[1].field {
+        return Err(err("sweep.axes[1].field", "must differ from the first axis's field"));
+    }
+    let cells: u64 = axes.iter().map(|a| a.values.len() as u64).product();
+    if cells > u64::from(max_cells) {
+        return Err(err(
+            "sweep.axes",
+            &format!(
+                "the grid has {cells} cells; at most {max_cells} (MAX_SWEEP_CELLS) are allowed"
+            ),
+        ));
+    }
+    Ok(SweepSpec { axes })
+}
+
+fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldError>> {
+    let err = |field: &str, message: String| vec![FieldError::new(format!("{at}{field}"), message)];
+    let Value::Object(axis) = raw else {
+        return Err(err(
+            "",
+            "must be an object with `field` and `values` (or `from`, `to`, `steps`)".into(),
+        ));
+    };
+    let names = SweepField::ALL.map(SweepField::name).join(", ");
+    let field = match axis.get("field") {
+        Some(Value::String(name)) => SweepField::parse(name)
+            .ok_or_else(|| err(".field", format!("must be one of {names}")))?,
+        _ => return Err(err(".field", format!("is required: one of {names}"))),
+    };
+    if let Some(unknown) =
+        axis.keys().find(|k| !["field", "values", "from", "to", "steps"].contains(&k.as_str()))
+    {
+        return Err(err(
+            &format!(".{unknown}"),
+            "unknown field: an axis has `field` and `values`, or `field`, `from`, `to` and `steps`"
+                .into(),
+        ));
+    }
+    let values = match (axis.get("values"), axis.get("from"), axis.get("to"), axis.get("steps")) {
+        (Some(values), None, None, None) => {
+            let Value::Array(values) = values else {
+                return Err(err(".values", "must be a list of numbers".into()));
+            };
+            if values.is_empty() || values.len() > max_cells as usize {
+                return Err(err(".values", format!("must hold from 1 to {max_cells} numbers")));
+            }
+            let numbers: Option<Vec<f64>> = values.iter().map(Value::as_f64).collect();
+            let numbers =
+                numbers.ok_or_else(|| err(".values", "must be a list of numbers".into()))?;
+            if numbers.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(err(".values", "must be strictly increasing".into()));
+            }
+            numbers
+        }
+        (None, Some(from), Some(to), Some(steps)) => {
+            let (Some(from), Some(to)) = (from.as_f64(), to.as_f64()) else {
+                return Err(err("", "`from` and `to` must be numbers".into()));
+            };
+            let steps = steps.as_u64().filter(|s| (2..=u64::from(max_cells)).contains(s));
+            let Some(steps) = steps else {
+                return Err(err(".steps", format!("must be a whole number from 2 to {max_cells}")));
+            };
+            if from >= to {
+                return Err(err(".to", "must be greater than `from`".into()));
+            }
+            let last = (steps - 1) as f64;
+            (0..steps)
+                .map(|i| if i as f64 == last { to } else { from + (to - from) * i as f64 / last })
+                .collect()
+        }
+        _ => {
+            return Err(err("", "give either `values`, or all of `from`, `to` and `steps`".into()));
+        }
+    };
+    if field == SweepField::Years && values.iter().any(|v| v.fract() != 0.0 || *v < 0.0) {
+        return Err(err(".values", "years must be whole numbers of years".into()));
+    }
+    Ok(Axis { field, values })
+}
+
+/// Every cell of the grid, each checked as a plain request; the errors of the first few
+/// invalid cells, each naming the cell, its values and the field.
+fn expand(
+    base: &SimulationRequest,
+    spec: &SweepSpec,
+    limits: &RequestLimits,
+) -> Result<Vec<Cell>, RequestError> {
+    const REPORTED: usize = 5;
+    let normalised = base.to_json();
+    let mut cells = Vec::new();
+    let mut errors = Vec::new();
+    let mut invalid = 0;
+    for (index, values) in grid(spec).into_iter().enumerate() {
+        let mut json = normalised.as_object().cloned().expect("a request is an object");
+        for (axis, value) in spec.axes.iter().zip(&values) {
+            axis.field.write(&mut json, *value);
+        }
+        let checked = serde_json::from_value::<SimulationRequestInput>(Value::Object(json))
+            .map_err(|e| RequestError::Invalid(vec![FieldError::new("sweep", e.to_string())]))
+            .and_then(|input| SimulationRequest::from_input(input, limits));
+        match checked {
+            Ok(request) => cells.push(Cell { index: index as u32, values, request }),
+            Err(RequestError::Invalid(broken)) => {
+                invalid += 1;
+                if invalid <= REPORTED {
+                    let about = describe(spec, &values);
+                    errors.extend(broken.into_iter().map(|e| {
+                        FieldError::new(
+                            format!("sweep.cells[{index}].{}", e.field),
+                            format!(
+                                "cell {index} ({about}) is not a valid plan: {} {}",
+                                e.field, e.message
+                            ),
+                        )
+                    }));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(cells)
+    } else {
+        if invalid > REPORTED {
+            errors.push(FieldError::new(
+                "sweep",
+                format!("{invalid} cells are not valid plans; the first {REPORTED} are listed"),
+            ));
+        }
+        Err(RequestError::Invalid(errors))
+    }
+}
+
+/// The values of every cell, row-major (the first axis outer).
+pub fn grid(spec: &SweepSpec) -> Vec<Vec<f64>> {
+    spec.axes.iter().fold(vec![Vec::new()], |cells, axis| {
+        cells
+            .iter()
+            .flat_map(|prefix| {
+                axis.values.iter().map(move |v| {
+                    let mut cell = prefix.clone();
+                    cell.push(*v);
+                    cell
+                })
+            })
+            .collect()
+    })
+}
+
+/// Splits cells (by their costs, in order) into consecutive units of about `target` each:
+/// a unit takes cells until the next would take it past `target`, and holds at least one.
+pub fn units(costs: &[u64], target: u64) -> Vec<Range<usize>> {
+    let mut units = Vec::new();
+    let (mut start, mut sum) = (0, 0u64);
+    for (i, cost) in costs.iter().enumerate() {
+        if i > start && sum.saturating_add(*cost) > target {
+            units.push(start..i);
+            (start, sum) = (i, 0);
+        }
+        sum = sum.saturating_add(*cost);
+    }
+    if start < costs.len() {
+        units.push(start..costs.len());
+    }
+    units
+}
+
+/// One cell's figures on the map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CellSummary {
+    pub index: u32,
+    /// The value of each axis, in axis order.
+    pub values: Vec<f64>,
+    pub success_probability: f64,
+    pub success_probability_stderr: Option<f64>,
+    /// Median real wealth at the horizon (today's money).
+    pub median_terminal_real: f64,
+    /// 10th percentile of real wealth at the horizon.
+    pub p10_terminal_real: f64,
+    /// Median year of depletion among failed scenarios; `null` if none failed.
+    pub median_depletion_year: Option<f64>,
+    /// With `solve`: the safe monthly spending at the target.
+    pub safe_monthly_spending: Option<f64>,
+}
+
+impl CellSummary {
+    pub fn of(index: u32, values: Vec<f64>, result: &SimulationResult) -> Self {
+        let last = |series: &Vec<f64>| series.last().copied().unwrap_or(0.0);
+        Self {
+            index,
+            values,
+            success_probability: result.success_probability,
+            success_probability_stderr: result.success_probability_stderr,
+            median_terminal_real: last(&result.percentiles.p50),
+            p10_terminal_real: last(&result.percentiles.p10),
+            median_depletion_year: result.median_depletion_year,
+            safe_monthly_spending: result.solve.as_ref().map(|s| s.safe_monthly_spending),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        r#""starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30, "seed": 7"#;
+
+    fn sweep(axes: &str) -> Result<Sweep, RequestError> {
+        let body = format!(r#"{{{BASE}, "sweep": {{"axes": {axes}}}}}"#);
+        Sweep::from_json(body.as_bytes(), &RequestLimits::default(), 441).expect("a sweep")
+    }
+
+    fn invalid(axes: &str) -> Vec<FieldError> {
+        match sweep(axes) {
+            Err(RequestError::Invalid(errors)) => errors,
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_without_sweep_is_not_a_sweep() {
+        let body = format!("{{{BASE}}}");
+        assert!(Sweep::from_json(body.as_bytes(), &RequestLimits::default(), 441).is_none());
+        assert!(Sweep::from_json(b"not json", &RequestLimits::default(), 441).is_none());
+    }
+
+    #[test]
+    fn cells_are_row_major_and_each_is_the_base_with_its_values() {
+        let s = sweep(
+            r#"[{"field": "monthly_spending", "values": [3000, 3500, 4000]},
+                {"field": "allocation.stocks", "from": 0.2, "to": 1.0, "steps": 5}]"#,
+        )
+        .unwrap();
+        assert_eq!(s.cells.len(), 15);
+        let cell = &s.cells[7];
+        assert_eq!(cell.values, vec![3500.0, 0.6]);
+        assert_eq!(cell.request.monthly_spending, 3500.0);
+        assert!((cell.request.allocation.stocks - 0.6).abs() < 1e-15);
+        assert!((cell.request.allocation.bonds - 0.4).abs() < 1e-12);
+        // Stocks at 100 %: bonds are exactly zero, not a rounding error below it.
+        assert_eq!(s.cells[4].request.allocation.bonds, 0.0);
+        // Everything else is the base's.
+        assert_eq!(cell.request.years, 30);
+        assert_eq!(cell.request.seed(), Some(7));
+    }
+
+    #[test]
+    fn a_cell_is_the_plain_request_with_its_values() {
+        let s = sweep(r#"[{"field": "years", "values": [20, 25]}]"#).unwrap();
+        let plain = SimulationRequest::from_json(
+            br#"{"starting_portfolio": 1000000, "monthly_spending": 4000, "years": 25, "seed": 7}"#,
+            &RequestLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(s.cells[1].request.to_json(), plain.to_json());
+    }
+
+    #[test]
+    fn an_invalid_cell_is_named_with_its_values_and_field() {
+        let errors = invalid(r#"[{"field": "years", "values": [30, 500]}]"#);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "sweep.cells[1].years");
+        assert!(errors[0].message.contains("cell 1 (years = 500)"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn axes_are_checked() {
+        assert_eq!(invalid(r#"[]"#)[0].field, "sweep.axes");
+        assert_eq!(
+            invalid(r#"[{"field": "colour", "values": [1]}]"#)[0].field,
+            "sweep.axes[0].field"
+        );
+        assert_eq!(
+            invalid(r#"[{"field": "years", "values": [30, 20]}]"#)[0].field,
+            "sweep.axes[0].values"
+        );
+        assert_eq!(
+            invalid(r#"[{"field": "years", "values": [20.5]}]"#)[0].field,
+            "sweep.axes[0].values"
+        );
+        assert_eq!(
+            invalid(r#"[{"field": "years", "from": 10, "to": 20, "steps": 1}]"#)[0].field,
+            "sweep.axes[0].steps"
+        );
+        assert_eq!(
+            invalid(r#"[{"field": "years", "values": [10], "from": 1}]"#)[0].field,
+            "sweep.axes[0]"
+        );
+        assert_eq!(
+            invalid(r#"[{"field": "years", "values": [10]}, {"field": "years", "values": [20]}]"#)
+                [0]
+            .field,
+            "sweep.axes[1].field"
+        );
+        let too_many = invalid(
+            r#"[{"field": "monthly_spending", "from": 1000, "to": 5000, "steps": 30},
+                {"field": "annual_fee", "from": 0, "to": 0.02, "steps": 30}]"#,
+        );
+        assert!(too_many[0].message.contains("900 cells"), "{too_many:?}");
+    }
+
+    #[test]
+    fn solve_takes_one_axis_other_than_spending() {
+        let body = format!(
+            r#"{{{BASE}, "solve": {{"target_success": 0.9}}, "sweep": {{"axes": [{{"field": "monthly_spending", "values": [1, 2]}}]}}}}"#
+        );
+        let Some(Err(RequestError::Invalid(errors))) =
+            Sweep::from_json(body.as_bytes(), &RequestLimits::default(), 441)
+        else {
+            panic!("expected an error")
+        };
+        assert_eq!(errors[0].field, "sweep.axes[0].field");
+    }
+
+    #[test]
+    fn units_group_cells_up_to_the_target_and_hold_at_least_one() {
+        assert_eq!(units(&[1, 1, 1, 1, 1], 2), vec![0..2, 2..4, 4..5]);
+        assert_eq!(units(&[5, 1, 5], 2), vec![0..1, 1..2, 2..3]);
+        assert_eq!(units(&[1; 4], 100), vec![0..4]);
+        assert!(units(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn the_stored_form_reads_back() {
+        let s = sweep(r#"[{"field": "annual_fee", "values": [0, 0.01]}]"#).unwrap();
+        let (base, spec) = from_stored(&s.to_json(7)).unwrap();
+        assert_eq!(spec, s.spec);
+        assert_eq!(base.to_json(), s.base.to_json());
+        assert_eq!(s.base_values()["annual_fee"], Value::from(s.base.annual_fee));
+    }
+}

@@ -1,0 +1,293 @@
+//! A sweep's rows. The sweep is one job for its owner (one row, its own audit trail, what the
+//! owner reads and cancels); its work is split into units, rows of their own that the queue,
+//! the claim fencing, the retries and the reconciler treat exactly as any job. What is added
+//! here is what ties them together, always inside the transaction of the unit's own write:
+//!
+//! - the first unit claimed starts the sweep;
+//! - a unit completed writes its cells and, when the sweep then has every cell, ends it
+//!   `succeeded` (the count of stored cells decides, so a unit stored twice cannot end it early);
+//! - a unit failed for good fails the sweep, naming the cell, and stops its other units;
+//! - a sweep cancelled cancels its queued units and asks its running ones to stop.
+
+use diesel::dsl::{now, sql};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Timestamptz};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::api_queries::{Recorded, Viewer, within_quota};
+use super::audit::{self, Actor, AuditEvent};
+use super::job_lifecycle::{Lease, Write, complete};
+use super::models::{NewSimulation, Simulation};
+use super::transition::{finish, locked};
+use crate::schema::{simulations, sweep_cells};
+use crate::{JobKind, JobStatus};
+
+/// A unit of a sweep's work, as the API records it.
+#[derive(Debug, Clone)]
+pub struct NewUnit {
+    pub id: Uuid,
+    /// `{"cells": [{"index", "values", "request"}, ...]}`.
+    pub request: serde_json::Value,
+}
+
+/// Records a sweep (`queued`, progress 0 of `cells`), its `submitted` audit row and its units,
+/// atomically and within its owner's quota, as [`super::insert_job`] does for a plain job. A
+/// sweep counts as one job against the quota; its units do not count.
+pub fn insert_sweep(
+    conn: &mut PgConnection,
+    job: &NewSimulation<'_>,
+    cells: i32,
+    units: &[NewUnit],
+    max_unfinished: i64,
+) -> QueryResult<Recorded> {
+    within_quota(conn, job, max_unfinished, |conn| {
+        diesel::insert_into(simulations::table)
+            .values((
+                job,
+                simulations::kind.eq(JobKind::Sweep),
+                simulations::progress_total.eq(cells),
+            ))
+            .execute(conn)?;
+        for unit in units {
+            let row = NewSimulation {
+                id: unit.id,
+                request: &unit.request,
+                idempotency_key: None,
+                request_hash: None,
+                cache_key: None,
+                ..job.clone()
+            };
+            diesel::insert_into(simulations::table)
+                .values((
+                    row,
+                    simulations::kind.eq(JobKind::Unit),
+                    simulations::parent_id.eq(job.id),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// The sweep of a unit just claimed by `worker` is running from now (its first unit's claim).
+pub(super) fn unit_started(conn: &mut PgConnection, sweep: Uuid, worker: &str) -> QueryResult<()> {
+    let started: Option<Option<String>> = diesel::update(
+        simulations::table.find(sweep).filter(simulations::status.eq(JobStatus::Queued)),
+    )
+    .set((
+        simulations::status.eq(JobStatus::Running),
+        simulations::started_at.eq(sql::<Nullable<Timestamptz>>("coalesce(started_at, now())")),
+        simulations::updated_at.eq(now),
+    ))
+    .returning(simulations::request_id)
+    .get_result(conn)
+    .optional()?;
+    if let Some(request_id) = started {
+        audit::record(
+            conn,
+            sweep,
+            AuditEvent::Started,
+            Actor::Worker(worker),
+            request_id.as_deref(),
+            json!({ "first_unit": true }),
+        )?;
+    }
+    Ok(())
+}
+
+/// One cell's outcome, as the worker stores it.
+#[derive(Debug, Clone)]
+pub struct CellOutcome {
+    pub index: i32,
+    /// The plain request the cell is, seed included.
+    pub request: serde_json::Value,
+    /// `portfolio_engine::sweep::CellSummary`.
+    pub summary: serde_json::Value,
+    /// The whole result, as a plain job's.
+    pub result: serde_json::Value,
+}
+
+/// What completing a unit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitWrite {
+    pub write: Write,
+    /// The sweep now has every cell and has ended `succeeded`.
+    pub sweep_ended: bool,
+}
+
+/// Stores a unit's cells and marks it `succeeded`, once (fenced by `lease`, as
+/// [`complete`]); ends the sweep when it then has every cell. One transaction.
+pub fn complete_unit(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    sweep: Uuid,
+    cells: &[CellOutcome],
+    batches: i32,
+) -> QueryResult<UnitWrite> {
+    conn.transaction(|conn| {
+        let indices: Vec<i32> = cells.iter().map(|c| c.index).collect();
+        let write = complete(conn, lease, &json!({ "cells": indices }), None, batches)?;
+        if write == Write::FencedOut {
+            return Ok(UnitWrite { write, sweep_ended: false });
+        }
+        for cell in cells {
+            diesel::insert_into(sweep_cells::table)
+                .values((
+                    sweep_cells::sweep_id.eq(sweep),
+                    sweep_cells::cell_index.eq(cell.index),
+                    sweep_cells::unit_id.eq(lease.job),
+                    sweep_cells::request.eq(&cell.request),
+                    sweep_cells::summary.eq(&cell.summary),
+                    sweep_cells::result.eq(&cell.result),
+                    sweep_cells::worker.eq(&lease.worker),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+        }
+        let sweep_ended = advance(conn, sweep, &lease.worker)?;
+        Ok(UnitWrite { write, sweep_ended })
+    })
+}
+
+/// Counts the sweep's stored cells into its progress, and ends it `succeeded` once it has
+/// them all. Under the sweep's row lock, so two units finishing together count in turn.
+fn advance(conn: &mut PgConnection, sweep: Uuid, worker: &str) -> QueryResult<bool> {
+    let Some(job) = locked(conn, sweep)? else { return Ok(false) };
+    if job.status.is_terminal() {
+        return Ok(false);
+    }
+    let done: i64 =
+        sweep_cells::table.filter(sweep_cells::sweep_id.eq(sweep)).count().get_result(conn)?;
+    let done = i32::try_from(done).unwrap_or(i32::MAX);
+    diesel::update(simulations::table.find(sweep))
+        .set((simulations::progress_done.eq(done), simulations::updated_at.eq(now)))
+        .execute(conn)?;
+    if done < job.progress_total {
+        return Ok(false);
+    }
+    finish(
+        conn,
+        &job,
+        JobStatus::Succeeded,
+        Actor::Worker(worker),
+        None,
+        json!({ "cells": done }),
+    )?;
+    Ok(true)
+}
+
+/// A unit of `sweep` has failed for good with `error`: the sweep fails, naming the unit's
+/// cells, and its other units stop. Called under the unit's own write.
+pub(super) fn unit_failed(
+    conn: &mut PgConnection,
+    unit: Uuid,
+    sweep: Uuid,
+    actor: Actor<'_>,
+    error: &str,
+) -> QueryResult<()> {
+    let Some(job) = locked(conn, sweep)? else { return Ok(()) };
+    if job.status.is_terminal() {
+        return Ok(());
+    }
+    let unit_request: serde_json::Value =
+        simulations::table.find(unit).select(simulations::request).first(conn)?;
+    let cells = describe_cells(&unit_request);
+    // The worker names the cell when it knows which one failed; otherwise the unit's cells.
+    let message =
+        if error.starts_with("cell ") { error.to_owned() } else { format!("{cells}: {error}") };
+    finish(
+        conn,
+        &job,
+        JobStatus::Failed,
+        actor,
+        Some(&message),
+        json!({ "unit": unit, "reason": "a unit failed" }),
+    )?;
+    stop_units(conn, sweep)
+}
+
+/// `cell 3 (years = 25)` or `cells 3–5 (from years = 25)`, from a unit's stored request.
+fn describe_cells(unit_request: &serde_json::Value) -> String {
+    let cells = unit_request["cells"].as_array().cloned().unwrap_or_default();
+    let index = |c: &serde_json::Value| c["index"].as_i64().unwrap_or(-1);
+    match cells.as_slice() {
+        [] => "a unit".to_owned(),
+        [one] => format!("cell {}", index(one)),
+        [first, .., last] => format!("cells {}–{}", index(first), index(last)),
+    }
+}
+
+/// The owner's sweep is cancelled (the caller holds its lock and has ended it): its queued
+/// units end `cancelled`, and its running ones are asked to stop.
+pub(super) fn stop_units(conn: &mut PgConnection, sweep: Uuid) -> QueryResult<()> {
+    diesel::update(
+        simulations::table
+            .filter(simulations::parent_id.eq(sweep))
+            .filter(simulations::status.eq(JobStatus::Queued)),
+    )
+    .set((
+        simulations::status.eq(JobStatus::Cancelled),
+        simulations::finished_at.eq(now),
+        simulations::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    diesel::update(
+        simulations::table
+            .filter(simulations::parent_id.eq(sweep))
+            .filter(simulations::status.eq(JobStatus::Running)),
+    )
+    .set((simulations::cancel_requested.eq(true), simulations::updated_at.eq(now)))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The summaries of a sweep's cells done so far, by index.
+pub fn cell_summaries(conn: &mut PgConnection, sweep: Uuid) -> QueryResult<Vec<serde_json::Value>> {
+    sweep_cells::table
+        .filter(sweep_cells::sweep_id.eq(sweep))
+        .order(sweep_cells::cell_index.asc())
+        .select(sweep_cells::summary)
+        .load(conn)
+}
+
+/// One stored cell of a sweep.
+#[derive(Debug, Clone, Queryable)]
+pub struct StoredCell {
+    pub request: serde_json::Value,
+    pub summary: serde_json::Value,
+    pub result: serde_json::Value,
+    pub worker: String,
+}
+
+/// The sweep `id` as `viewer` sees it, and its cell `index` if that cell is done.
+pub fn find_cell(
+    conn: &mut PgConnection,
+    viewer: Viewer<'_>,
+    id: Uuid,
+    index: i32,
+) -> QueryResult<Option<(Simulation, Option<StoredCell>)>> {
+    let Some((job, _)) = super::api_queries::find_row(conn, viewer, id)? else { return Ok(None) };
+    let cell = sweep_cells::table
+        .find((id, index))
+        .select((
+            sweep_cells::request,
+            sweep_cells::summary,
+            sweep_cells::result,
+            sweep_cells::worker,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(Some((job, cell)))
+}
+
+/// Which worker stored each cell of a sweep, by index (tests and operators: which worker ran
+/// which unit).
+pub fn cell_workers(conn: &mut PgConnection, sweep: Uuid) -> QueryResult<Vec<(i32, Uuid, String)>> {
+    sweep_cells::table
+        .filter(sweep_cells::sweep_id.eq(sweep))
+        .order(sweep_cells::cell_index.asc())
+        .select((sweep_cells::cell_index, sweep_cells::unit_id, sweep_cells::worker))
+        .load(conn)
+}
