@@ -1111,7 +1111,7 @@
         const raw = value(`${path}.${part}`).trim();
         const x = Number(raw);
         if (raw === '' || !Number.isFinite(x)) errors.push({ field: `${path}.${part}`, message: 'must be a number' });
-        else if (part === 'steps' && !(Number.isInteger(x) && x >= 1)) errors.push({ field: `${path}.${part}`, message: 'must be a whole number from 1' });
+        else if (part === 'steps' && !(Number.isInteger(x) && x >= 2)) errors.push({ field: `${path}.${part}`, message: 'must be a whole number from 2' });
         else axis[part] = x;
       }
       axes.push(axis);
@@ -1176,6 +1176,7 @@
     $('#sweep-result').hidden = false;
     $('#result').hidden = true;
     showSweepDownloads(job);
+    $('#chart-heatmap figcaption').textContent = mapCaption(job.sweep);
     const done = job.sweep.cells_done;
     if (mapDrawn !== done || TERMINAL.has(job.status)) {
       mapDrawn = done;
@@ -1184,6 +1185,17 @@
     // A plan chosen before it was done is shown once it is.
     const had = (j) => j && j.sweep.cells.some((c) => c.index === selectedCell);
     if (selectedCell !== null && !had(before) && had(job)) showCell(selectedCell);
+  }
+
+  function mapCaption(sweep) {
+    const choose = 'Choose a plan on the chart to see its fan chart.';
+    if (sweep.axes.length > 1) {
+      return `Share of scenarios that never run out of money, for each plan of the grid. Lines mark 90 % (dashed) and 95 % (solid); the ring is your plan. ${choose}`;
+    }
+    if (sweep.solve) {
+      return `The highest constant real monthly spending that keeps ${percent(sweep.solve.target_success)} of scenarios from running out, for each value; the dotted line is your plan. ${choose}`;
+    }
+    return `Share of scenarios that never run out of money, for each value. Lines mark 90 % (dashed) and 95 % (solid); the dotted line is your plan. ${choose}`;
   }
 
   // Fetches the map again; a request made while one is in flight waits for it, then runs once.

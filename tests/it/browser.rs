@@ -388,5 +388,70 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     assert!(text.starts_with("index,monthly_spending,allocation.stocks,success_probability"));
     assert_eq!(text.lines().count(), 1 + 9, "{text}");
     browser.screenshot("frontend-explore").await;
+
+    // A reload (or the shared link) picks the sweep up again, in Explore mode with its fields.
+    browser.client.refresh().await.unwrap();
+    browser.wait_for("#chart-heatmap svg", WITHIN).await;
+    eventually(WITHIN, || async { (browser.eval(done, vec![]).await == json!(9)).then_some(()) })
+        .await;
+    let mode = browser.find("#mode-explore").await.prop("checked").await.unwrap();
+    assert_eq!(mode.as_deref(), Some("true"));
+    let steps = browser.find("#f-sweep-axes-1-steps").await.prop("value").await.unwrap();
+    assert_eq!(steps.as_deref(), Some("3"));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_finds_the_safe_spending_for_each_stock_allocation() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let browser = Browser::start(1280, 2000).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.wait_for("#f-starting_portfolio", Duration::from_secs(10)).await;
+    browser.use_key(env.api_key()).await;
+
+    browser.type_into("#f-n_scenarios", "1000").await;
+    browser.type_into("#f-seed", "11").await;
+    browser.click("#mode-explore").await;
+    browser.wait_for("#explore:not([hidden])", Duration::from_secs(5)).await;
+    browser
+        .eval(
+            "const s = document.getElementById('f-sweep-axes-0-field'); s.value = 'allocation.stocks'; \
+             s.dispatchEvent(new Event('change', { bubbles: true })); \
+             const t = document.getElementById('f-sweep-axes-1-field'); t.value = ''; \
+             t.dispatchEvent(new Event('change', { bubbles: true }));",
+            vec![],
+        )
+        .await;
+    let hidden = browser.find("#axis-1 .axis-range").await.attr("hidden").await.unwrap();
+    assert!(hidden.is_some(), "one field: the second has no range");
+    browser.type_into("#f-sweep-axes-0-steps", "3").await;
+    browser.click("#f-sweep-solve").await;
+    browser.wait_for("#sweep-target-row:not([hidden])", Duration::from_secs(5)).await;
+    browser.click("#submit").await;
+
+    let done =
+        "return document.querySelectorAll('#chart-heatmap rect.cell[data-done=\"true\"]').length";
+    eventually(WITHIN, || async { (browser.eval(done, vec![]).await == json!(3)).then_some(()) })
+        .await;
+    let title = browser.find("#chart-heatmap svg title").await.prop("textContent").await.unwrap();
+    assert_eq!(title.as_deref(), Some("Safe monthly spending at 90.0 % success by stocks"));
+    let url = browser.client.current_url().await.unwrap();
+    let id: uuid::Uuid = url
+        .query_pairs()
+        .find(|(k, _)| k == "job")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("the job id is in the address");
+    let job = app.wait_terminal(id, WITHIN).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["sweep"]["solve"]["target_success"], 0.9);
+    assert_eq!(job["sweep"]["axes"][0]["values"], json!([0.0, 0.5, 1.0]));
+
+    browser.click("#chart-heatmap rect.cell[data-index='2']").await;
+    browser.wait_for("#chart-cell-fan svg", Duration::from_secs(20)).await;
+    assert!(text_of(&browser, "#cell-heading").await.contains("100 % stocks"));
+    assert!(text_of(&browser, "#cell-summary").await.contains("Safe monthly spending"));
+    browser.screenshot("frontend-explore-solve").await;
     browser.close().await;
 }

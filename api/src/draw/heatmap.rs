@@ -17,7 +17,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{
-    BARS, ChartError, Described, GRID, MEDIAN, NEUTRAL, WIDTH, compact, err, label_style, legend,
+    BARS, ChartError, Described, GRID, MEDIAN, NEUTRAL, WIDTH, compact, err, label_style,
     legend_style, percent, render, xml_escape,
 };
 
@@ -583,11 +583,10 @@ fn line(map: &SweepMap, axis: &Axis) -> Result<String, ChartError> {
             .map_err(err)?;
         let colour = if solving { MEDIAN } else { BARS };
         let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.1, p.2)).collect();
+        // One series, named by the y axis: no legend box to hide a point or the plan's mark.
         chart
             .draw_series(LineSeries::new(xy.iter().copied(), colour.stroke_width(3)))
-            .map_err(err)?
-            .label(y_title.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(3)));
+            .map_err(err)?;
         chart.draw_series(xy.iter().map(|&p| Circle::new(p, 5, colour.filled()))).map_err(err)?;
         let px = |x: f64, y: f64| chart.backend_coord(&(x, y));
         let below = label_style().pos(Pos::new(HPos::Center, VPos::Top));
@@ -636,7 +635,7 @@ fn line(map: &SweepMap, axis: &Axis) -> Result<String, ChartError> {
             hit_rect(&mut overlay, i, cell.is_some(), px(left, 0.0), px(right, top), &tip);
         }
         overlay.push_str("</g>\n");
-        legend(&mut chart, SeriesLabelPosition::LowerRight)
+        Ok(())
     })?;
     Ok(with_overlay(svg, &overlay))
 }
