@@ -389,6 +389,19 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     assert_eq!(text.lines().count(), 1 + 9, "{text}");
     browser.screenshot("frontend-explore").await;
 
+    // At a phone's width nothing spills sideways, the map included.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.eval("document.getElementById('chart-heatmap').scrollIntoView()", vec![]).await;
+    let overflow = browser
+        .eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await;
+    assert!(overflow.as_f64().unwrap() <= 0.0, "the page is {overflow} px too wide");
+    browser.screenshot("frontend-explore-phone").await;
+    browser.client.set_window_size(1280, 2000).await.unwrap();
+
     // A reload (or the shared link) picks the sweep up again, in Explore mode with its fields.
     browser.client.refresh().await.unwrap();
     browser.wait_for("#chart-heatmap svg", WITHIN).await;

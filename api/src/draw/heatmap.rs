@@ -135,7 +135,11 @@ fn title(field: &str) -> String {
 pub(crate) fn axis_value(field: &str, v: f64) -> String {
     match unit(field) {
         Unit::Money => compact(v),
-        Unit::Share => format!("{} %", trimmed(v * 100.0, 2)),
+        // Tenths of a percent for allocations, hundredths below 1 % (fees).
+        Unit::Share => {
+            let p = v * 100.0;
+            format!("{} %", trimmed(p, if p.abs() < 1.0 { 2 } else { 1 }))
+        }
         Unit::Years => format!("{v:.0} y"),
         Unit::Plain => trimmed(v, 3),
     }
@@ -227,6 +231,13 @@ fn position(values: &[f64], v: f64) -> Option<f64> {
 fn thinned(n: usize, most: usize) -> impl Iterator<Item = usize> {
     let step = n.div_ceil(most.max(1)).max(1);
     (0..n).step_by(step)
+}
+
+/// How many of `labels` fit side by side in `room` pixels (about 9 px a character at the
+/// labels' size, and a gap).
+fn fitting(labels: &[String], room: usize) -> usize {
+    let widest = labels.iter().map(|t| t.chars().count()).max().unwrap_or(1);
+    (room / (widest * 9 + 12)).max(1)
 }
 
 fn path_data(points: &[(i32, i32)]) -> String {
@@ -383,10 +394,11 @@ fn grid(map: &SweepMap, rows: &Axis, cols: &Axis) -> Result<String, ChartError> 
 
         // Tick labels at the cell centres, thinned to what fits.
         let below = label_style().pos(Pos::new(HPos::Center, VPos::Top));
-        for c in thinned(n_cols, 7) {
+        let texts: Vec<String> = cols.values.iter().map(|&v| axis_value(&cols.field, v)).collect();
+        let room = (px(n_cols as f64 - 0.5, 0.0).0 - px(-0.5, 0.0).0).max(1) as usize;
+        for c in thinned(n_cols, fitting(&texts, room)) {
             let (x, y) = px(c as f64, -0.5);
-            let text = axis_value(&cols.field, cols.values[c]);
-            root.draw(&Text::new(text, (x, y + 6), below.clone())).map_err(err)?;
+            root.draw(&Text::new(texts[c].clone(), (x, y + 6), below.clone())).map_err(err)?;
         }
         let left = label_style().pos(Pos::new(HPos::Right, VPos::Center));
         for r in thinned(n_rows, 10) {
@@ -590,10 +602,11 @@ fn line(map: &SweepMap, axis: &Axis) -> Result<String, ChartError> {
         chart.draw_series(xy.iter().map(|&p| Circle::new(p, 5, colour.filled()))).map_err(err)?;
         let px = |x: f64, y: f64| chart.backend_coord(&(x, y));
         let below = label_style().pos(Pos::new(HPos::Center, VPos::Top));
-        for i in thinned(n, 8) {
+        let texts: Vec<String> = axis.values.iter().map(|&v| axis_value(&axis.field, v)).collect();
+        let room = (px(hi, 0.0).0 - px(lo, 0.0).0).max(1) as usize;
+        for i in thinned(n, fitting(&texts, room)) {
             let (x, y) = px(axis.values[i], 0.0);
-            let text = axis_value(&axis.field, axis.values[i]);
-            root.draw(&Text::new(text, (x, y + 6), below.clone())).map_err(err)?;
+            root.draw(&Text::new(texts[i].clone(), (x, y + 6), below.clone())).map_err(err)?;
         }
 
         if !solving {
@@ -833,6 +846,37 @@ mod tests {
         assert!(svg.contains("20 %: 3k; 40 %: 3.2k"), "{svg}");
         assert!(label(&svg, "Safe monthly spending"));
         assert_eq!(svg.matches("class=\"contour\"").count(), 0);
+    }
+
+    #[test]
+    fn the_largest_grid_keeps_its_labels_apart_and_draws_every_cell() {
+        let spending: Vec<f64> = (0..21).map(|i| 2000.0 + 150.0 * f64::from(i)).collect();
+        let years: Vec<f64> = (0..21).map(|i| 20.0 + f64::from(i)).collect();
+        let cells = (0..441u32)
+            .map(|i| {
+                let (r, c) = (f64::from(i / 21), f64::from(i % 21));
+                (
+                    i,
+                    Cell {
+                        success: (1.05 - 0.02 * r - 0.01 * c).clamp(0.0, 1.0),
+                        safe_spending: None,
+                    },
+                )
+            })
+            .collect();
+        let m = SweepMap {
+            axes: vec![axis("monthly_spending", &spending), axis("years", &years)],
+            cells,
+            base: vec![Some(4000.0), Some(30.0)],
+            target: None,
+        };
+        let svg = heatmap(&m).unwrap();
+        dump("heatmap-21", &svg);
+        assert_eq!(svg.matches("class=\"cell\"").count(), 441);
+        // Every third column (7 labels) and every third row are labelled.
+        assert!(label(&svg, "20 y") && label(&svg, "23 y") && !label(&svg, "21 y"));
+        assert!(label(&svg, "2k") && label(&svg, "2.45k") && !label(&svg, "2.15k"));
+        assert!(svg.contains("ringed"));
     }
 
     #[test]
