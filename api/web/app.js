@@ -1168,6 +1168,7 @@
     $('#sweep-result').hidden = true;
     $('#cell').hidden = true;
     $('#chart-heatmap .chart-box').replaceChildren();
+    $('#sweep-table .table-wrap').replaceChildren();
   }
 
   function showSweep(job) {
@@ -1181,10 +1182,49 @@
     if (mapDrawn !== done || TERMINAL.has(job.status)) {
       mapDrawn = done;
       refreshMap();
+      showSweepTable(job.sweep);
     }
     // A plan chosen before it was done is shown once it is.
     const had = (j) => j && j.sweep.cells.some((c) => c.index === selectedCell);
     if (selectedCell !== null && !had(before) && had(job)) showCell(selectedCell);
+  }
+
+  // A value of a swept field, short, for a table's headings.
+  function shortValue(field, v) {
+    if (field === 'allocation.stocks') return percent(v, 1);
+    if (field === 'annual_fee') return percent(v, 2);
+    if (field === 'years') return `${v} years`;
+    return money(v);
+  }
+
+  // The map as a table: every plan's figure, done ones as buttons that open the plan, so the
+  // keyboard and screen readers reach every plan (the chart itself is one image to them).
+  function showSweepTable(sweep) {
+    const box = $('#sweep-table .table-wrap');
+    const focused = document.activeElement && box.contains(document.activeElement) ? document.activeElement.dataset.index : null;
+    const byIndex = new Map(sweep.cells.map((c) => [c.index, c]));
+    const [first, second] = sweep.axes;
+    const label = (axis) => SWEEP_FIELDS[axis.field]?.label || axis.field;
+    const open = (index, text) => (byIndex.has(index)
+      ? el('button', { type: 'button', class: 'link', 'data-index': index }, text)
+      : el('span', { class: 'hint' }, 'not done'));
+    let node;
+    if (second) {
+      const n = second.values.length;
+      node = table(`Scenarios that last, by ${label(first).toLowerCase()} (rows) and ${label(second).toLowerCase()} (columns)`,
+        [`${label(first)} ↓, ${label(second)} →`, ...second.values.map((v) => shortValue(second.field, v))],
+        first.values.map((v, r) => [shortValue(first.field, v),
+          ...second.values.map((_, c) => open(r * n + c, percent(byIndex.get(r * n + c)?.success_probability)))]));
+    } else {
+      const head = [label(first), 'Scenarios that last'].concat(sweep.solve ? ['Safe monthly spending'] : []);
+      node = table(`Plans by ${label(first).toLowerCase()}`, head, first.values.map((v, i) => {
+        const cell = byIndex.get(i);
+        return [shortValue(first.field, v), open(i, percent(cell?.success_probability))]
+          .concat(sweep.solve ? [cell ? money(cell.safe_monthly_spending) : '–'] : []);
+      }));
+    }
+    box.replaceChildren(node);
+    if (focused !== null && focused !== undefined) $(`button[data-index="${focused}"]`, box)?.focus();
   }
 
   function mapCaption(sweep) {
@@ -1329,6 +1369,12 @@
     map.addEventListener('click', (event) => {
       const rect = event.target.closest('rect.cell');
       if (rect) showCell(Number(rect.dataset.index));
+    });
+    $('#sweep-table').addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-index]');
+      if (!button) return;
+      showCell(Number(button.dataset.index));
+      $('#cell-heading').focus();
     });
     map.addEventListener('keydown', (event) => {
       const rect = event.target.closest('rect.cell');

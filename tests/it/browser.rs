@@ -387,6 +387,15 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     let text = response.text().await.unwrap();
     assert!(text.starts_with("index,monthly_spending,allocation.stocks,success_probability"));
     assert_eq!(text.lines().count(), 1 + 9, "{text}");
+    // The table view reaches every plan without the chart.
+    browser.click("#sweep-table summary").await;
+    let buttons = "return document.querySelectorAll('#sweep-table button[data-index]').length";
+    assert_eq!(browser.eval(buttons, vec![]).await, json!(9));
+    browser.click("#sweep-table button[data-index='0']").await;
+    eventually(Duration::from_secs(10), || async {
+        text_of(&browser, "#cell-heading").await.starts_with("Plan 1 of 9").then_some(())
+    })
+    .await;
     browser.screenshot("frontend-explore").await;
 
     // At a phone's width nothing spills sideways, the map included.
