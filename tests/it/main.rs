@@ -24,6 +24,7 @@ mod redis_ha;
 mod result_cache;
 mod schema;
 mod startup;
+mod sweeps;
 mod telemetry;
 mod tenancy;
 mod waiting;

@@ -280,7 +280,12 @@ pub struct JobRecord {
 pub fn job_records(conn: &mut PgConnection) -> Vec<JobRecord> {
     diesel::sql_query(
         "SELECT s.id, s.status, s.attempts, s.error, s.worker, s.progress_done,
-                (SELECT count(*) FROM simulation_results r WHERE r.simulation_id = s.id) AS results,
+                CASE WHEN s.kind = 'sweep'
+                     -- A sweep's result is its cells: all of them, or it has none.
+                     THEN (SELECT (count(*) = s.progress_total)::int8 FROM sweep_cells c
+                           WHERE c.sweep_id = s.id)
+                     ELSE (SELECT count(*) FROM simulation_results r WHERE r.simulation_id = s.id)
+                END AS results,
                 (SELECT count(*) FROM audit_logs a WHERE a.simulation_id = s.id
                    AND a.event IN ('succeeded', 'failed', 'cancelled')) AS terminal_audits,
                 (SELECT a.event FROM audit_logs a WHERE a.simulation_id = s.id
@@ -288,7 +293,7 @@ pub fn job_records(conn: &mut PgConnection) -> Vec<JobRecord> {
                    ORDER BY a.id LIMIT 1) AS terminal_event,
                 (SELECT count(*) FROM audit_logs a WHERE a.simulation_id = s.id
                    AND a.event = 'started') AS starts
-         FROM simulations s ORDER BY s.created_at",
+         FROM simulations s WHERE s.kind <> 'unit' ORDER BY s.created_at",
     )
     .load(conn)
     .expect("read the jobs")

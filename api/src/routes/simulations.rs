@@ -137,9 +137,9 @@ async fn accept(
     let max_cells = state.settings.job_limits.max_sweep_cells;
     let submitted = match Sweep::from_json(&body, &limits, max_cells) {
         Some(sweep) => Submitted::Sweep(sweep.map_err(request_error)?),
-        None => {
-            Submitted::Plan(SimulationRequest::from_json(&body, &limits).map_err(request_error)?)
-        }
+        None => Submitted::Plan(
+            SimulationRequest::from_json(&body, &limits).map_err(request_error)?,
+        ),
     };
     submitted.check_cost(state.settings.job_limits.max_job_cost)?;
     let idempotency = idempotency_key(&req)?;

@@ -190,20 +190,17 @@ impl Sweep {
     /// The normalised request stored for the sweep: the base (with `seed`) and its axes.
     pub fn to_json(&self, seed: u64) -> Value {
         let mut stored = self.base.clone().with_seed(seed).to_json();
-        stored
-            .as_object_mut()
-            .expect("a request is an object")
-            .insert("sweep".into(), serde_json::to_value(&self.spec).expect("axes serialise"));
+        stored.as_object_mut().expect("a request is an object").insert(
+            "sweep".into(),
+            serde_json::to_value(&self.spec).expect("axes serialise"),
+        );
         stored
     }
 }
 
 /// The plan's own value of each swept field, by field name.
 pub fn base_values(base: &SimulationRequest, spec: &SweepSpec) -> Map<String, Value> {
-    spec.axes
-        .iter()
-        .map(|a| (a.field.name().to_owned(), Value::from(a.field.value_in(base))))
-        .collect()
+    spec.axes.iter().map(|a| (a.field.name().to_owned(), Value::from(a.field.value_in(base)))).collect()
 }
 
 /// Reads a stored sweep back: its base request and its axes.
@@ -260,9 +257,7 @@ fn parse_spec(raw: &Value, max_cells: u32) -> Result<SweepSpec, Vec<FieldError>>
     if cells > u64::from(max_cells) {
         return Err(err(
             "sweep.axes",
-            &format!(
-                "the grid has {cells} cells; at most {max_cells} (MAX_SWEEP_CELLS) are allowed"
-            ),
+            &format!("the grid has {cells} cells; at most {max_cells} (MAX_SWEEP_CELLS) are allowed"),
         ));
     }
     Ok(SweepSpec { axes })
@@ -271,10 +266,7 @@ fn parse_spec(raw: &Value, max_cells: u32) -> Result<SweepSpec, Vec<FieldError>>
 fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldError>> {
     let err = |field: &str, message: String| vec![FieldError::new(format!("{at}{field}"), message)];
     let Value::Object(axis) = raw else {
-        return Err(err(
-            "",
-            "must be an object with `field` and `values` (or `from`, `to`, `steps`)".into(),
-        ));
+        return Err(err("", "must be an object with `field` and `values` (or `from`, `to`, `steps`)".into()));
     };
     let names = SweepField::ALL.map(SweepField::name).join(", ");
     let field = match axis.get("field") {
@@ -282,14 +274,8 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             .ok_or_else(|| err(".field", format!("must be one of {names}")))?,
         _ => return Err(err(".field", format!("is required: one of {names}"))),
     };
-    if let Some(unknown) =
-        axis.keys().find(|k| !["field", "values", "from", "to", "steps"].contains(&k.as_str()))
-    {
-        return Err(err(
-            &format!(".{unknown}"),
-            "unknown field: an axis has `field` and `values`, or `field`, `from`, `to` and `steps`"
-                .into(),
-        ));
+    if let Some(unknown) = axis.keys().find(|k| !["field", "values", "from", "to", "steps"].contains(&k.as_str())) {
+        return Err(err(&format!(".{unknown}"), "unknown field: an axis has `field` and `values`, or `field`, `from`, `to` and `steps`".into()));
     }
     let values = match (axis.get("values"), axis.get("from"), axis.get("to"), axis.get("steps")) {
         (Some(values), None, None, None) => {
@@ -300,8 +286,7 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
                 return Err(err(".values", format!("must hold from 1 to {max_cells} numbers")));
             }
             let numbers: Option<Vec<f64>> = values.iter().map(Value::as_f64).collect();
-            let numbers =
-                numbers.ok_or_else(|| err(".values", "must be a list of numbers".into()))?;
+            let numbers = numbers.ok_or_else(|| err(".values", "must be a list of numbers".into()))?;
             if numbers.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(err(".values", "must be strictly increasing".into()));
             }
@@ -319,12 +304,15 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
                 return Err(err(".to", "must be greater than `from`".into()));
             }
             let last = (steps - 1) as f64;
-            (0..steps)
-                .map(|i| if i as f64 == last { to } else { from + (to - from) * i as f64 / last })
-                .collect()
+            // To 12 significant digits, so 0.2 → 1.0 in 5 steps is 0.6, not 0.6000000000000001.
+            let tidy = |v: f64| format!("{v:.11e}").parse::<f64>().unwrap_or(v);
+            (0..steps).map(|i| tidy(from + (to - from) * i as f64 / last)).collect()
         }
         _ => {
-            return Err(err("", "give either `values`, or all of `from`, `to` and `steps`".into()));
+            return Err(err(
+                "",
+                "give either `values`, or all of `from`, `to` and `steps`".into(),
+            ));
         }
     };
     if field == SweepField::Years && values.iter().any(|v| v.fract() != 0.0 || *v < 0.0) {
@@ -362,10 +350,7 @@ fn expand(
                     errors.extend(broken.into_iter().map(|e| {
                         FieldError::new(
                             format!("sweep.cells[{index}].{}", e.field),
-                            format!(
-                                "cell {index} ({about}) is not a valid plan: {} {}",
-                                e.field, e.message
-                            ),
+                            format!("cell {index} ({about}) is not a valid plan: {} {}", e.field, e.message),
                         )
                     }));
                 }
@@ -458,8 +443,7 @@ impl CellSummary {
 mod tests {
     use super::*;
 
-    const BASE: &str =
-        r#""starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30, "seed": 7"#;
+    const BASE: &str = r#""starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30, "seed": 7"#;
 
     fn sweep(axes: &str) -> Result<Sweep, RequestError> {
         let body = format!(r#"{{{BASE}, "sweep": {{"axes": {axes}}}}}"#);
@@ -522,18 +506,9 @@ mod tests {
     #[test]
     fn axes_are_checked() {
         assert_eq!(invalid(r#"[]"#)[0].field, "sweep.axes");
-        assert_eq!(
-            invalid(r#"[{"field": "colour", "values": [1]}]"#)[0].field,
-            "sweep.axes[0].field"
-        );
-        assert_eq!(
-            invalid(r#"[{"field": "years", "values": [30, 20]}]"#)[0].field,
-            "sweep.axes[0].values"
-        );
-        assert_eq!(
-            invalid(r#"[{"field": "years", "values": [20.5]}]"#)[0].field,
-            "sweep.axes[0].values"
-        );
+        assert_eq!(invalid(r#"[{"field": "colour", "values": [1]}]"#)[0].field, "sweep.axes[0].field");
+        assert_eq!(invalid(r#"[{"field": "years", "values": [30, 20]}]"#)[0].field, "sweep.axes[0].values");
+        assert_eq!(invalid(r#"[{"field": "years", "values": [20.5]}]"#)[0].field, "sweep.axes[0].values");
         assert_eq!(
             invalid(r#"[{"field": "years", "from": 10, "to": 20, "steps": 1}]"#)[0].field,
             "sweep.axes[0].steps"
@@ -543,9 +518,7 @@ mod tests {
             "sweep.axes[0]"
         );
         assert_eq!(
-            invalid(r#"[{"field": "years", "values": [10]}, {"field": "years", "values": [20]}]"#)
-                [0]
-            .field,
+            invalid(r#"[{"field": "years", "values": [10]}, {"field": "years", "values": [20]}]"#)[0].field,
             "sweep.axes[1].field"
         );
         let too_many = invalid(

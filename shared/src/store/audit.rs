@@ -86,6 +86,16 @@ pub(crate) enum Actor<'a> {
     Worker(&'a str),
 }
 
+impl Actor<'_> {
+    /// The `audit_logs.actor` this actor writes.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Api(_) => API_ACTOR,
+            Self::Worker(name) => name,
+        }
+    }
+}
+
 /// Appends one row to the job's trail.
 pub(super) fn record(
     conn: &mut PgConnection,

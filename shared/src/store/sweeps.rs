@@ -44,11 +44,7 @@ pub fn insert_sweep(
 ) -> QueryResult<Recorded> {
     within_quota(conn, job, max_unfinished, |conn| {
         diesel::insert_into(simulations::table)
-            .values((
-                job,
-                simulations::kind.eq(JobKind::Sweep),
-                simulations::progress_total.eq(cells),
-            ))
+            .values((job, simulations::kind.eq(JobKind::Sweep), simulations::progress_total.eq(cells)))
             .execute(conn)?;
         for unit in units {
             let row = NewSimulation {
@@ -60,11 +56,7 @@ pub fn insert_sweep(
                 ..job.clone()
             };
             diesel::insert_into(simulations::table)
-                .values((
-                    row,
-                    simulations::kind.eq(JobKind::Unit),
-                    simulations::parent_id.eq(job.id),
-                ))
+                .values((row, simulations::kind.eq(JobKind::Unit), simulations::parent_id.eq(job.id)))
                 .execute(conn)?;
         }
         Ok(())
@@ -127,6 +119,11 @@ pub fn complete_unit(
     batches: i32,
 ) -> QueryResult<UnitWrite> {
     conn.transaction(|conn| {
+        // The sweep's row first: the cells' foreign keys share-lock it, and two units taking
+        // that lock before asking for the row's update lock would deadlock each other.
+        let Some(job) = locked(conn, sweep)? else {
+            return Ok(UnitWrite { write: fenced_out_unit(lease), sweep_ended: false });
+        };
         let indices: Vec<i32> = cells.iter().map(|c| c.index).collect();
         let write = complete(conn, lease, &json!({ "cells": indices }), None, batches)?;
         if write == Write::FencedOut {
@@ -146,15 +143,22 @@ pub fn complete_unit(
                 .on_conflict_do_nothing()
                 .execute(conn)?;
         }
-        let sweep_ended = advance(conn, sweep, &lease.worker)?;
+        let sweep_ended = advance(conn, &job, &lease.worker)?;
         Ok(UnitWrite { write, sweep_ended })
     })
 }
 
+/// A unit whose sweep is gone (deleted under it) stores nothing.
+fn fenced_out_unit(lease: &Lease) -> Write {
+    tracing::warn!(job_id = %lease.job, "the unit's sweep no longer exists; nothing stored");
+    Write::FencedOut
+}
+
 /// Counts the sweep's stored cells into its progress, and ends it `succeeded` once it has
-/// them all. Under the sweep's row lock, so two units finishing together count in turn.
-fn advance(conn: &mut PgConnection, sweep: Uuid, worker: &str) -> QueryResult<bool> {
-    let Some(job) = locked(conn, sweep)? else { return Ok(false) };
+/// them all. The caller holds the sweep's row lock, so two units finishing together count in
+/// turn.
+fn advance(conn: &mut PgConnection, job: &Simulation, worker: &str) -> QueryResult<bool> {
+    let sweep = job.id;
     if job.status.is_terminal() {
         return Ok(false);
     }
@@ -167,14 +171,7 @@ fn advance(conn: &mut PgConnection, sweep: Uuid, worker: &str) -> QueryResult<bo
     if done < job.progress_total {
         return Ok(false);
     }
-    finish(
-        conn,
-        &job,
-        JobStatus::Succeeded,
-        Actor::Worker(worker),
-        None,
-        json!({ "cells": done }),
-    )?;
+    finish(conn, job, JobStatus::Succeeded, Actor::Worker(worker), None, json!({ "cells": done }))?;
     Ok(true)
 }
 
@@ -205,7 +202,7 @@ pub(super) fn unit_failed(
         Some(&message),
         json!({ "unit": unit, "reason": "a unit failed" }),
     )?;
-    stop_units(conn, sweep)
+    stop_units(conn, sweep, actor.name())
 }
 
 /// `cell 3 (years = 25)` or `cells 3–5 (from years = 25)`, from a unit's stored request.
@@ -221,17 +218,19 @@ fn describe_cells(unit_request: &serde_json::Value) -> String {
 
 /// The owner's sweep is cancelled (the caller holds its lock and has ended it): its queued
 /// units end `cancelled`, and its running ones are asked to stop.
-pub(super) fn stop_units(conn: &mut PgConnection, sweep: Uuid) -> QueryResult<()> {
-    diesel::update(
-        simulations::table
-            .filter(simulations::parent_id.eq(sweep))
-            .filter(simulations::status.eq(JobStatus::Queued)),
+pub(super) fn stop_units(conn: &mut PgConnection, sweep: Uuid, actor: &str) -> QueryResult<()> {
+    // Each unit ends with its terminal audit row, as any job does.
+    diesel::sql_query(
+        "WITH stopped AS (
+             UPDATE simulations SET status = 'cancelled', finished_at = now(), updated_at = now()
+             WHERE parent_id = $1 AND status = 'queued'
+             RETURNING id, request_id)
+         INSERT INTO audit_logs (simulation_id, event, actor, request_id, data)
+         SELECT id, 'cancelled', $2, request_id, '{\"when\": \"queued\", \"by\": \"sweep\"}'::jsonb
+         FROM stopped",
     )
-    .set((
-        simulations::status.eq(JobStatus::Cancelled),
-        simulations::finished_at.eq(now),
-        simulations::updated_at.eq(now),
-    ))
+    .bind::<diesel::sql_types::Uuid, _>(sweep)
+    .bind::<diesel::sql_types::Text, _>(actor)
     .execute(conn)?;
     diesel::update(
         simulations::table
@@ -271,12 +270,7 @@ pub fn find_cell(
     let Some((job, _)) = super::api_queries::find_row(conn, viewer, id)? else { return Ok(None) };
     let cell = sweep_cells::table
         .find((id, index))
-        .select((
-            sweep_cells::request,
-            sweep_cells::summary,
-            sweep_cells::result,
-            sweep_cells::worker,
-        ))
+        .select((sweep_cells::request, sweep_cells::summary, sweep_cells::result, sweep_cells::worker))
         .first(conn)
         .optional()?;
     Ok(Some((job, cell)))
