@@ -44,15 +44,19 @@ fn check(what: &str, path: &str, headers: &HeaderMap) {
     }
 }
 
-/// The concrete URLs of a documented path: a real job's id, each asset.
-fn urls(path: &str, job: Uuid) -> Vec<String> {
+/// The concrete URLs of a documented path: a real job's id (a sweep's, and its first cell, for
+/// the routes of a sweep), each asset.
+fn urls(path: &str, job: Uuid, sweep: Uuid) -> Vec<String> {
     if path.contains("{name}") {
         return ["app.js", "style.css", "rules.json"]
             .iter()
             .map(|name| path.replace("{name}", name))
             .collect();
     }
-    vec![path.replace("{id}", &job.to_string()).replace("{chart}", "fan")]
+    let of_a_sweep =
+        path.contains("/cells/") || path.ends_with("/heatmap.svg") || path.ends_with("/sweep.csv");
+    let id = if of_a_sweep { sweep } else { job };
+    vec![path.replace("{id}", &id.to_string()).replace("{chart}", "fan").replace("{index}", "0")]
 }
 
 /// The documented paths and the methods each serves (HEAD added wherever GET is).
@@ -82,10 +86,14 @@ async fn every_route_answers_with_the_security_headers_head_where_get_and_allow_
     let worker = env.spawn_worker().await;
     let job = app.submit_ok(&small_request()).await;
     assert_eq!(app.wait_terminal(job, Duration::from_secs(60)).await["status"], "succeeded");
+    let mut sweep = small_request();
+    sweep["sweep"] = serde_json::json!({"axes": [{"field": "years", "values": [10, 20]}]});
+    let sweep = app.submit_ok(&sweep).await;
+    assert_eq!(app.wait_terminal(sweep, Duration::from_secs(60)).await["status"], "succeeded");
 
     let mut gets = 0;
     for (path, methods) in routes(&app).await {
-        for url in urls(&path, job) {
+        for url in urls(&path, job, sweep) {
             if methods.iter().any(|m| m == "GET") {
                 let get = app.client.get(app.url(&url)).send().await.unwrap();
                 let (status, headers) = (get.status(), get.headers().clone());
