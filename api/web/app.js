@@ -1138,7 +1138,11 @@
   // Explore mode and its fields from a job's request, when it was a sweep.
   function fillSweep(request) {
     const sweep = request.sweep;
-    if (!sweep || !Array.isArray(sweep.axes)) return;
+    if (!sweep || !Array.isArray(sweep.axes)) {
+      $('#mode-plan').checked = true;
+      updateMode();
+      return;
+    }
     exploreReady = true;
     $('#mode-explore').checked = true;
     for (const k of [0, 1]) {
@@ -1355,6 +1359,8 @@
     buildForm();
     buildExplore();
     resetForm();
+    // A reload may bring the mode back checked (browsers restore form state).
+    updateMode();
     const form = $('#sim-form');
     form.addEventListener('submit', submit);
     form.addEventListener('change', (event) => {
