@@ -345,6 +345,27 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
         browser.type_into(css, text).await;
     }
     assert!(text_of(&browser, "#sweep-size").await.contains("3 × 3 = 9 plans"));
+
+    // A broken range is caught in the page; a grid with plans the API refuses is named by it.
+    browser.type_into("#f-sweep-axes-0-steps", "1").await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-sweep-axes-0-steps").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(shown, "must be a whole number from 2");
+    browser.type_into("#f-sweep-axes-0-steps", "3").await;
+    browser.type_into("#f-sweep-axes-0-from", "-1000").await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-sweep").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(shown.contains("is not a valid plan"), "{shown}");
+    assert_eq!(text_of(&browser, "#e-sweep-axes-0-steps").await, "", "the fixed field is clear");
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.query().is_none(), "no job was created: {url}");
+    browser.type_into("#f-sweep-axes-0-from", "3000").await;
     browser.click("#submit").await;
 
     browser.wait_for("#chart-heatmap svg", WITHIN).await;
