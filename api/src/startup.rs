@@ -12,7 +12,6 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpServer, http, web};
 use anyhow::Context;
-use portfolio_engine::request::RequestLimits;
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, Keys, Queue};
 use portfolio_shared::rate_limit::RateLimiter;
@@ -97,7 +96,7 @@ impl Application {
                 .wrap(from_fn(crate::headers::secure))
                 .wrap(from_fn(request_id::assign))
                 .app_data(app_state.clone());
-            let limits = RequestLimits { max_scenarios: app_state.settings.api.max_scenarios };
+            let limits = app_state.settings.request_limits();
             routes::mount(app, limits)
         })
         .listen(listener)?

@@ -4,7 +4,8 @@ operations (see schemathesis.toml), and why.
 A submit's body has rules that relate one field to another: weights that sum to 1, a
 correlation matrix that is symmetric and positive semi-definite, a cash flow's year within
 `years`, `end_year` after `start_year`, a ceiling above the floor, the solver only with a
-constant real withdrawal, the historical model's horizon. JSON Schema cannot state these, so a
+constant real withdrawal, the historical model's horizon, and a sweep's cells (each the body
+with the cell's values, which must itself be a valid plan). JSON Schema cannot state these, so a
 body generated from the schema alone often breaks one, and the API rightly answers 422. Nor can
 a schema state a rule across requests: an `Idempotency-Key` reused with another body is refused
 with 422 (as the IETF idempotency-key draft says), and schemathesis reuses short keys. This
@@ -60,6 +61,12 @@ def _cross_field_rules(rules):
 
 CROSS_FIELD = _cross_field_rules(_rules()) + [
     (re.compile("^Idempotency-Key$"), re.compile("^was already used")),
+    # A sweep's rules beyond its schema all relate fields: values increasing, whole years for
+    # `years`, the product of the axes within MAX_SWEEP_CELLS, every cell (the body with the
+    # cell's values) a valid plan, the sum of the cells' costs within MAX_JOB_COST, and `solve`
+    # with one axis only.
+    (re.compile(r"^sweep(\.|\[|$)"), re.compile(".")),
+    (re.compile("^solve$"), re.compile("^a sweep with solve takes exactly one axis$")),
 ]
 
 

@@ -422,6 +422,14 @@ impl FromStr for LogFormat {
 }
 
 impl Settings {
+    /// The rules of a request that depend on this deployment.
+    pub fn request_limits(&self) -> portfolio_engine::request::RequestLimits {
+        portfolio_engine::request::RequestLimits {
+            max_scenarios: self.api.max_scenarios,
+            max_sweep_cells: self.job_limits.max_sweep_cells,
+        }
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok())

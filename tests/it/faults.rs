@@ -331,3 +331,97 @@ async fn faults_queue_entries_that_are_not_jobs_are_logged_and_dropped_and_worke
     assert!(log.contains("dropped queue entries without data"), "data-less entry not logged");
     assert!(a.proc.is_running() && b.proc.is_running(), "a worker process exited");
 }
+
+/// A sweep's units: (status, worker, attempts, cells stored, batches reported), by first cell.
+fn sweep_units(url: &str, sweep: Uuid) -> Vec<(String, Option<String>, i32, i64, i32)> {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Unit {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        worker: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        cells: i64,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        progress_done: i32,
+    }
+    let mut conn = diesel::PgConnection::establish(url).unwrap();
+    diesel::sql_query(
+        "SELECT s.status, s.worker, s.attempts, s.progress_done,
+                (SELECT count(*) FROM sweep_cells c WHERE c.unit_id = s.id) AS cells
+         FROM simulations s WHERE s.parent_id = $1
+         ORDER BY (s.request->'cells'->0->>'index')::int",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(sweep)
+    .load::<Unit>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|u| (u.status, u.worker, u.attempts, u.cells, u.progress_done))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_worker_killed_mid_sweep_costs_only_the_unit_it_was_running() {
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    // One cell per unit, one unit at a time, the smallest orphan window (2 s).
+    env.set("WORKER_HEARTBEAT_SECS", 1)
+        .set("WORKER_MISSED_HEARTBEATS", 2)
+        .set("RECONCILE_INTERVAL_SECS", 1)
+        .set("WORKER_CONCURRENCY", 1)
+        .set("SWEEP_UNIT_COST", 1);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
+    // About 1.5 s of engine time per cell on the dev build.
+    let mut body = job_body(150_000, 40);
+    body["seed"] = 11.into();
+    body["sweep"] =
+        serde_json::json!({"axes": [{"field": "annual_fee", "from": 0, "to": 0.01, "steps": 6}]});
+    let id = api.submit_ok(&body).await;
+    // Killed mid-way through its third unit (it has reported progress), two already stored.
+    eventually(Duration::from_secs(60), || async {
+        let units = sweep_units(&env.db.url, id);
+        let stored = units.iter().filter(|u| u.3 == 1).count();
+        let mid_run = units.iter().any(|u| u.0 == "running" && u.4 > 0);
+        (stored >= 2 && mid_run).then_some(())
+    })
+    .await;
+    a.proc.kill9();
+    let before = sweep_units(&env.db.url, id);
+    let done_before: Vec<usize> = (0..before.len()).filter(|&i| before[i].3 == 1).collect();
+    let killed: Vec<usize> = (0..before.len()).filter(|&i| before[i].0 == "running").collect();
+    assert_eq!(killed.len(), 1, "{before:?}");
+    let b = WorkerProc::spawn(&vars, &logs, "b").await;
+    let job = eventually(Duration::from_secs(90), || async {
+        let job = api.job(id).await;
+        (job["status"] != "queued" && job["status"] != "running").then_some(job)
+    })
+    .await;
+
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["sweep"]["cells_done"], 6);
+    let after = sweep_units(&env.db.url, id);
+    for (i, (status, worker, attempts, cells, _)) in after.iter().enumerate() {
+        assert_eq!((status.as_str(), *cells), ("succeeded", 1), "unit {i}: {after:?}");
+        if done_before.contains(&i) {
+            assert_eq!(
+                (worker.as_deref(), *attempts),
+                (Some(a.name.as_str()), 1),
+                "unit {i} ran once"
+            );
+        } else if killed.contains(&i) {
+            assert_eq!(
+                (worker.as_deref(), *attempts),
+                (Some(b.name.as_str()), 2),
+                "unit {i} ran again on b"
+            );
+        } else {
+            assert_eq!(*attempts, 1, "unit {i} was never started on a: {after:?}");
+        }
+    }
+    assert_contract(&env.db.url, &[id]);
+}

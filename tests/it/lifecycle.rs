@@ -147,7 +147,10 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
     assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(), Write::Applied);
     let done = snapshot(&mut conn, id);
     assert_eq!((done.job["status"].as_str(), done.results), (Some("succeeded"), 1));
-    assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(), Write::FencedOut);
+    assert_eq!(
+        store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(),
+        Write::FencedOut
+    );
     assert_eq!(store::fail(&mut conn, &lease, "late").unwrap(), Write::FencedOut);
     assert_eq!(snapshot(&mut conn, id), done);
 

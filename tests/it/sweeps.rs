@@ -62,7 +62,8 @@ fn units_of(env: &TestEnv, sweep: Uuid) -> Vec<UnitRow> {
                 (SELECT count(*) FROM audit_logs a WHERE a.simulation_id = s.id
                    AND a.event IN ('succeeded', 'failed', 'cancelled')) AS terminal_audits,
                 (SELECT count(*) FROM sweep_cells c WHERE c.unit_id = s.id) AS cells
-         FROM simulations s WHERE s.parent_id = $1 ORDER BY s.created_at",
+         FROM simulations s WHERE s.parent_id = $1
+         ORDER BY (s.request->'cells'->0->>'index')::int",
     )
     .bind::<diesel::sql_types::Uuid, _>(sweep)
     .load(&mut env.db.connect())
@@ -138,10 +139,8 @@ async fn a_one_axis_sweep_with_solve_matches_a_solver_run_per_value() {
     let env = TestEnv::new();
     let app = env.spawn_app().await;
     let _worker = env.spawn_worker().await;
-    let mut body = with_sweep(
-        base(400, 20),
-        json!([{"field": "allocation.stocks", "values": [0.3, 0.9]}]),
-    );
+    let mut body =
+        with_sweep(base(400, 20), json!([{"field": "allocation.stocks", "values": [0.3, 0.9]}]));
     body["solve"] = json!({"target_success": 0.9});
     let id = app.submit_ok(&body).await;
     let job = app.wait_terminal(id, Duration::from_secs(120)).await;
@@ -187,24 +186,25 @@ async fn units_spread_over_two_workers_every_cell_is_stored_once_and_only_the_sw
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["progress"], json!({"done": 24, "total": 24}));
 
-    let workers: Vec<(i32, Uuid, String)> = portfolio_shared::store::cell_workers(
-        &mut env.db.connect(),
-        id,
-    )
-    .unwrap();
+    let workers: Vec<(i32, Uuid, String)> =
+        portfolio_shared::store::cell_workers(&mut env.db.connect(), id).unwrap();
     assert_eq!(workers.len(), 24, "every cell stored, once (the primary key)");
     let names: BTreeSet<&str> = workers.iter().map(|(_, _, w)| w.as_str()).collect();
     assert_eq!(names, BTreeSet::from([a.name.as_str(), b.name.as_str()]), "units ran on both");
     let units = units_of(&env, id);
     assert_eq!(units.len(), 24);
     for u in &units {
-        assert_eq!((u.status.as_str(), u.attempts, u.terminal_audits, u.cells), ("succeeded", 1, 1, 1));
+        assert_eq!(
+            (u.status.as_str(), u.attempts, u.terminal_audits, u.cells),
+            ("succeeded", 1, 1, 1)
+        );
     }
 
     // The owner sees one job: the sweep.
     let list: Value =
         app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = list["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> =
+        list["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [id.to_string()]);
     // A unit is no job of the owner's.
     let unit: Uuid = workers[0].1;
@@ -223,7 +223,10 @@ async fn one_delete_cancels_the_sweep_and_every_unit() {
     let body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15, 20, 25]}]));
     let id = app.submit_ok(&body).await;
     let job = app.job(id).await;
-    assert_eq!((job["status"].as_str(), job["sweep"]["cells_done"].as_u64()), (Some("queued"), Some(0)));
+    assert_eq!(
+        (job["status"].as_str(), job["sweep"]["cells_done"].as_u64()),
+        (Some("queued"), Some(0))
+    );
     // A cell not done yet is a 409; one past the grid, a 404.
     problem(cell(&app, id, 3).await, 409).await;
     problem(cell(&app, id, 4).await, 404).await;
@@ -234,7 +237,11 @@ async fn one_delete_cancels_the_sweep_and_every_unit() {
     let units = units_of(&env, id);
     assert_eq!(units.len(), 4);
     for u in &units {
-        assert_eq!((u.status.as_str(), u.attempts, u.terminal_audits), ("cancelled", 0, 1), "{u:?}");
+        assert_eq!(
+            (u.status.as_str(), u.attempts, u.terminal_audits),
+            ("cancelled", 0, 1),
+            "{u:?}"
+        );
     }
     // A worker started now runs none of them.
     let _worker = env.spawn_worker().await;
@@ -273,14 +280,17 @@ async fn a_bad_sweep_is_a_422_naming_the_cell_and_the_field() {
     let env = TestEnv::new();
     let app = env.spawn_app().await;
     let fields = |p: &Value| -> Vec<String> {
-        p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
+        p["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
     };
 
     // A cell that is no valid plan: stocks at 100 % leave nothing for... cash already at 10 %.
-    let mut body = with_sweep(
-        base(500, 10),
-        json!([{"field": "allocation.stocks", "values": [0.5, 1.0]}]),
-    );
+    let mut body =
+        with_sweep(base(500, 10), json!([{"field": "allocation.stocks", "values": [0.5, 1.0]}]));
     body["allocation"] = json!({"stocks": 0.5, "bonds": 0.4, "cash": 0.1});
     let p = problem(app.submit(&body).await, 422).await;
     assert_eq!(fields(&p), ["sweep.cells[1].allocation.bonds"], "{p}");
@@ -291,7 +301,10 @@ async fn a_bad_sweep_is_a_422_naming_the_cell_and_the_field() {
         (json!([]), "sweep.axes"),
         (json!([{"field": "inflation", "values": [1]}]), "sweep.axes[0].field"),
         (json!([{"field": "years", "values": [30, 20]}]), "sweep.axes[0].values"),
-        (json!([{"field": "years", "from": 10, "to": 40, "steps": 31}, {"field": "annual_fee", "from": 0, "to": 0.01, "steps": 20}]), "sweep.axes"),
+        (
+            json!([{"field": "years", "from": 10, "to": 40, "steps": 31}, {"field": "annual_fee", "from": 0, "to": 0.01, "steps": 20}]),
+            "sweep.axes",
+        ),
     ] {
         let p = problem(app.submit(&with_sweep(base(500, 10), axes.clone())).await, 422).await;
         assert_eq!(fields(&p), [field], "{axes}: {p}");

@@ -282,7 +282,7 @@ pub fn job_records(conn: &mut PgConnection) -> Vec<JobRecord> {
         "SELECT s.id, s.status, s.attempts, s.error, s.worker, s.progress_done,
                 CASE WHEN s.kind = 'sweep'
                      -- A sweep's result is its cells: all of them, or it has none.
-                     THEN (SELECT (count(*) = s.progress_total)::int8 FROM sweep_cells c
+                     THEN (SELECT (count(*) = s.progress_total)::int::int8 FROM sweep_cells c
                            WHERE c.sweep_id = s.id)
                      ELSE (SELECT count(*) FROM simulation_results r WHERE r.simulation_id = s.id)
                 END AS results,

@@ -73,7 +73,7 @@ where
             async move { method_not_allowed(&allow) }
         }))
     });
-    app.app_data(web::Data::new(openapi::Served::new(&document)))
+    app.app_data(web::Data::new(openapi::Served::new(&document, &limits)))
         .app_data(web::Data::new(pages::Rules::new(&limits)))
         .default_service(web::to(not_found))
 }

@@ -245,9 +245,20 @@ fn name_the_assets(openapi: &mut Document) {
 pub(crate) struct Served(serde_json::Value);
 
 impl Served {
-    pub(crate) fn new(document: &Document) -> Self {
+    pub(crate) fn new(document: &Document, limits: &RequestLimits) -> Self {
         let mut json = serde_json::to_value(document).expect("the document always serialises");
         camel_case_links(&mut json);
+        // The request body's `sweep` member, written as JSON Schema (a `oneOf` of two axis forms
+        // that utoipa's builders would only spell at length).
+        if let Some(properties) = json
+            .pointer_mut("/components/schemas/SimulationRequestInput/properties")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            properties.insert(
+                "sweep".to_owned(),
+                portfolio_engine::sweep::Sweep::schema(limits.max_sweep_cells),
+            );
+        }
         Self(json)
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use portfolio_engine::SimulationResult;
 use portfolio_engine::sweep::{self, Axis, CellSummary};
-use portfolio_shared::{JobKind, JobStatus};
 use portfolio_shared::settings::WAIT_LIMIT_SECS;
 use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
+use portfolio_shared::{JobKind, JobStatus};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -69,8 +69,9 @@ pub(crate) struct SweepView {
 impl SweepView {
     /// From a sweep's stored request and its cells' stored summaries.
     fn new(job: &Simulation, cells: serde_json::Value) -> Result<Self, ApiError> {
-        let unreadable =
-            |e: String| ApiError::Internal(anyhow::anyhow!("stored sweep {} unreadable: {e}", job.id));
+        let unreadable = |e: String| {
+            ApiError::Internal(anyhow::anyhow!("stored sweep {} unreadable: {e}", job.id))
+        };
         let (base, spec) = sweep::from_stored(&job.request).map_err(unreadable)?;
         let cells: Vec<CellSummary> =
             serde_json::from_value(cells).map_err(|e| unreadable(e.to_string()))?;
@@ -434,8 +435,9 @@ pub(crate) async fn find_cell(
             job.status
         )));
     };
-    let unreadable =
-        |e: serde_json::Error| ApiError::Internal(anyhow::anyhow!("stored cell {index} of {id}: {e}"));
+    let unreadable = |e: serde_json::Error| {
+        ApiError::Internal(anyhow::anyhow!("stored cell {index} of {id}: {e}"))
+    };
     let summary: CellSummary = serde_json::from_value(cell.summary).map_err(unreadable)?;
     Ok(CellView {
         index,

@@ -12,7 +12,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use actix_web::{delete, post};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use futures_util::StreamExt;
-use portfolio_engine::request::{RequestError, RequestLimits, SimulationRequest, draw_seed};
+use portfolio_engine::request::{RequestError, SimulationRequest, draw_seed};
 use portfolio_engine::sweep::Sweep;
 use portfolio_engine::{FieldError, SimulationRequestInput};
 use portfolio_shared::JobStatus;
@@ -133,13 +133,12 @@ async fn accept(
     caller.require(Scope::Simulate)?;
     require_json(&req)?;
     let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
-    let limits = RequestLimits { max_scenarios: state.settings.api.max_scenarios };
-    let max_cells = state.settings.job_limits.max_sweep_cells;
-    let submitted = match Sweep::from_json(&body, &limits, max_cells) {
+    let limits = state.settings.request_limits();
+    let submitted = match Sweep::from_json(&body, &limits) {
         Some(sweep) => Submitted::Sweep(sweep.map_err(request_error)?),
-        None => Submitted::Plan(
-            SimulationRequest::from_json(&body, &limits).map_err(request_error)?,
-        ),
+        None => {
+            Submitted::Plan(SimulationRequest::from_json(&body, &limits).map_err(request_error)?)
+        }
     };
     submitted.check_cost(state.settings.job_limits.max_job_cost)?;
     let idempotency = idempotency_key(&req)?;

@@ -18,6 +18,8 @@ use crate::{FieldError, SimulationResult};
 
 /// The most axes a sweep may have.
 pub const MAX_AXES: usize = 2;
+/// The most cells a sweep may have unless the deployment says otherwise (21 × 21).
+pub const DEFAULT_MAX_CELLS: u32 = 441;
 
 /// A field a sweep may vary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -132,27 +134,18 @@ pub struct Sweep {
 impl Sweep {
     /// Reads a body that carries a `sweep` member; `None` for any other body (including one
     /// that is not JSON: the plain parser names its error).
-    pub fn from_json(
-        body: &[u8],
-        limits: &RequestLimits,
-        max_cells: u32,
-    ) -> Option<Result<Self, RequestError>> {
+    pub fn from_json(body: &[u8], limits: &RequestLimits) -> Option<Result<Self, RequestError>> {
         let Ok(Value::Object(mut tree)) = serde_json::from_slice::<Value>(body) else {
             return None;
         };
         let raw_sweep = tree.remove("sweep")?;
         let base_bytes = serde_json::to_vec(&tree).expect("a JSON tree serialises");
-        Some(Self::check(&base_bytes, &raw_sweep, limits, max_cells))
+        Some(Self::check(&base_bytes, &raw_sweep, limits))
     }
 
-    fn check(
-        base: &[u8],
-        raw_sweep: &Value,
-        limits: &RequestLimits,
-        max_cells: u32,
-    ) -> Result<Self, RequestError> {
+    fn check(base: &[u8], raw_sweep: &Value, limits: &RequestLimits) -> Result<Self, RequestError> {
         let base = SimulationRequest::from_json(base, limits);
-        let spec = parse_spec(raw_sweep, max_cells);
+        let spec = parse_spec(raw_sweep, limits.max_sweep_cells);
         let (base, spec) = match (base, spec) {
             (Ok(base), Ok(spec)) => (base, spec),
             (Err(RequestError::Malformed(m)), _) => return Err(RequestError::Malformed(m)),
@@ -182,6 +175,65 @@ impl Sweep {
         Ok(Self { base, spec, cells })
     }
 
+    /// The JSON Schema of a body's `sweep` member, as the OpenAPI document publishes it. The rules
+    /// it cannot state relate fields (values increasing; whole years; the cell count; every cell a
+    /// valid plan; the sum of the cells' costs); each is answered by a 422 naming its field.
+    pub fn schema(max_cells: u32) -> Value {
+        let names: Vec<&str> = SweepField::ALL.iter().map(|f| f.name()).collect();
+        let field = serde_json::json!({
+            "type": "string",
+            "enum": names,
+            "description": "The field varied: allocation.stocks moves bonds the other way, cash keeps its weight."
+        });
+        serde_json::json!({
+            "type": "object",
+            "description": "Run a grid of plans instead of one: the body's plan with one or two of its fields             varied. Every cell is the plain request with the cell's values and the body's seed, so its             figures equal a plain submit of it. With `solve`, one axis, not `monthly_spending`.",
+            "additionalProperties": false,
+            "required": ["axes"],
+            "properties": {
+                "axes": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_AXES,
+                    "items": {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["field", "values"],
+                                "properties": {
+                                    "field": field,
+                                    "values": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": max_cells,
+                                        "items": {"type": "number"},
+                                        "description": "Strictly increasing."
+                                    }
+                                }
+                            },
+                            {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["field", "from", "to", "steps"],
+                                "properties": {
+                                    "field": field,
+                                    "from": {"type": "number"},
+                                    "to": {"type": "number", "description": "Greater than `from`."},
+                                    "steps": {"type": "integer", "minimum": 2, "maximum": max_cells}
+                                }
+                            }
+                        ]
+                    }
+                }
+            },
+            "examples": [{"axes": [
+                {"field": "monthly_spending", "from": 3000, "to": 5000, "steps": 9},
+                {"field": "allocation.stocks", "values": [0.2, 0.4, 0.6, 0.8, 1.0]}
+            ]}]
+        })
+    }
+
     /// The plan's own value of each swept field, by field name.
     pub fn base_values(&self) -> Map<String, Value> {
         base_values(&self.base, &self.spec)
@@ -190,17 +242,20 @@ impl Sweep {
     /// The normalised request stored for the sweep: the base (with `seed`) and its axes.
     pub fn to_json(&self, seed: u64) -> Value {
         let mut stored = self.base.clone().with_seed(seed).to_json();
-        stored.as_object_mut().expect("a request is an object").insert(
-            "sweep".into(),
-            serde_json::to_value(&self.spec).expect("axes serialise"),
-        );
+        stored
+            .as_object_mut()
+            .expect("a request is an object")
+            .insert("sweep".into(), serde_json::to_value(&self.spec).expect("axes serialise"));
         stored
     }
 }
 
 /// The plan's own value of each swept field, by field name.
 pub fn base_values(base: &SimulationRequest, spec: &SweepSpec) -> Map<String, Value> {
-    spec.axes.iter().map(|a| (a.field.name().to_owned(), Value::from(a.field.value_in(base)))).collect()
+    spec.axes
+        .iter()
+        .map(|a| (a.field.name().to_owned(), Value::from(a.field.value_in(base))))
+        .collect()
 }
 
 /// Reads a stored sweep back: its base request and its axes.
@@ -257,7 +312,9 @@ fn parse_spec(raw: &Value, max_cells: u32) -> Result<SweepSpec, Vec<FieldError>>
     if cells > u64::from(max_cells) {
         return Err(err(
             "sweep.axes",
-            &format!("the grid has {cells} cells; at most {max_cells} (MAX_SWEEP_CELLS) are allowed"),
+            &format!(
+                "the grid has {cells} cells; at most {max_cells} (MAX_SWEEP_CELLS) are allowed"
+            ),
         ));
     }
     Ok(SweepSpec { axes })
@@ -266,7 +323,10 @@ fn parse_spec(raw: &Value, max_cells: u32) -> Result<SweepSpec, Vec<FieldError>>
 fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldError>> {
     let err = |field: &str, message: String| vec![FieldError::new(format!("{at}{field}"), message)];
     let Value::Object(axis) = raw else {
-        return Err(err("", "must be an object with `field` and `values` (or `from`, `to`, `steps`)".into()));
+        return Err(err(
+            "",
+            "must be an object with `field` and `values` (or `from`, `to`, `steps`)".into(),
+        ));
     };
     let names = SweepField::ALL.map(SweepField::name).join(", ");
     let field = match axis.get("field") {
@@ -274,8 +334,14 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             .ok_or_else(|| err(".field", format!("must be one of {names}")))?,
         _ => return Err(err(".field", format!("is required: one of {names}"))),
     };
-    if let Some(unknown) = axis.keys().find(|k| !["field", "values", "from", "to", "steps"].contains(&k.as_str())) {
-        return Err(err(&format!(".{unknown}"), "unknown field: an axis has `field` and `values`, or `field`, `from`, `to` and `steps`".into()));
+    if let Some(unknown) =
+        axis.keys().find(|k| !["field", "values", "from", "to", "steps"].contains(&k.as_str()))
+    {
+        return Err(err(
+            &format!(".{unknown}"),
+            "unknown field: an axis has `field` and `values`, or `field`, `from`, `to` and `steps`"
+                .into(),
+        ));
     }
     let values = match (axis.get("values"), axis.get("from"), axis.get("to"), axis.get("steps")) {
         (Some(values), None, None, None) => {
@@ -286,7 +352,8 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
                 return Err(err(".values", format!("must hold from 1 to {max_cells} numbers")));
             }
             let numbers: Option<Vec<f64>> = values.iter().map(Value::as_f64).collect();
-            let numbers = numbers.ok_or_else(|| err(".values", "must be a list of numbers".into()))?;
+            let numbers =
+                numbers.ok_or_else(|| err(".values", "must be a list of numbers".into()))?;
             if numbers.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(err(".values", "must be strictly increasing".into()));
             }
@@ -309,10 +376,7 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             (0..steps).map(|i| tidy(from + (to - from) * i as f64 / last)).collect()
         }
         _ => {
-            return Err(err(
-                "",
-                "give either `values`, or all of `from`, `to` and `steps`".into(),
-            ));
+            return Err(err("", "give either `values`, or all of `from`, `to` and `steps`".into()));
         }
     };
     if field == SweepField::Years && values.iter().any(|v| v.fract() != 0.0 || *v < 0.0) {
@@ -350,7 +414,10 @@ fn expand(
                     errors.extend(broken.into_iter().map(|e| {
                         FieldError::new(
                             format!("sweep.cells[{index}].{}", e.field),
-                            format!("cell {index} ({about}) is not a valid plan: {} {}", e.field, e.message),
+                            format!(
+                                "cell {index} ({about}) is not a valid plan: {} {}",
+                                e.field, e.message
+                            ),
                         )
                     }));
                 }
@@ -443,11 +510,12 @@ impl CellSummary {
 mod tests {
     use super::*;
 
-    const BASE: &str = r#""starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30, "seed": 7"#;
+    const BASE: &str =
+        r#""starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30, "seed": 7"#;
 
     fn sweep(axes: &str) -> Result<Sweep, RequestError> {
         let body = format!(r#"{{{BASE}, "sweep": {{"axes": {axes}}}}}"#);
-        Sweep::from_json(body.as_bytes(), &RequestLimits::default(), 441).expect("a sweep")
+        Sweep::from_json(body.as_bytes(), &RequestLimits::default()).expect("a sweep")
     }
 
     fn invalid(axes: &str) -> Vec<FieldError> {
@@ -460,8 +528,8 @@ mod tests {
     #[test]
     fn a_body_without_sweep_is_not_a_sweep() {
         let body = format!("{{{BASE}}}");
-        assert!(Sweep::from_json(body.as_bytes(), &RequestLimits::default(), 441).is_none());
-        assert!(Sweep::from_json(b"not json", &RequestLimits::default(), 441).is_none());
+        assert!(Sweep::from_json(body.as_bytes(), &RequestLimits::default()).is_none());
+        assert!(Sweep::from_json(b"not json", &RequestLimits::default()).is_none());
     }
 
     #[test]
@@ -506,9 +574,18 @@ mod tests {
     #[test]
     fn axes_are_checked() {
         assert_eq!(invalid(r#"[]"#)[0].field, "sweep.axes");
-        assert_eq!(invalid(r#"[{"field": "colour", "values": [1]}]"#)[0].field, "sweep.axes[0].field");
-        assert_eq!(invalid(r#"[{"field": "years", "values": [30, 20]}]"#)[0].field, "sweep.axes[0].values");
-        assert_eq!(invalid(r#"[{"field": "years", "values": [20.5]}]"#)[0].field, "sweep.axes[0].values");
+        assert_eq!(
+            invalid(r#"[{"field": "colour", "values": [1]}]"#)[0].field,
+            "sweep.axes[0].field"
+        );
+        assert_eq!(
+            invalid(r#"[{"field": "years", "values": [30, 20]}]"#)[0].field,
+            "sweep.axes[0].values"
+        );
+        assert_eq!(
+            invalid(r#"[{"field": "years", "values": [20.5]}]"#)[0].field,
+            "sweep.axes[0].values"
+        );
         assert_eq!(
             invalid(r#"[{"field": "years", "from": 10, "to": 20, "steps": 1}]"#)[0].field,
             "sweep.axes[0].steps"
@@ -518,7 +595,9 @@ mod tests {
             "sweep.axes[0]"
         );
         assert_eq!(
-            invalid(r#"[{"field": "years", "values": [10]}, {"field": "years", "values": [20]}]"#)[0].field,
+            invalid(r#"[{"field": "years", "values": [10]}, {"field": "years", "values": [20]}]"#)
+                [0]
+            .field,
             "sweep.axes[1].field"
         );
         let too_many = invalid(
@@ -534,7 +613,7 @@ mod tests {
             r#"{{{BASE}, "solve": {{"target_success": 0.9}}, "sweep": {{"axes": [{{"field": "monthly_spending", "values": [1, 2]}}]}}}}"#
         );
         let Some(Err(RequestError::Invalid(errors))) =
-            Sweep::from_json(body.as_bytes(), &RequestLimits::default(), 441)
+            Sweep::from_json(body.as_bytes(), &RequestLimits::default())
         else {
             panic!("expected an error")
         };

@@ -15,9 +15,9 @@ use uuid::Uuid;
 use super::audit::{self, Actor, AuditEvent};
 use super::models::{NewSimulation, NewSimulationResult, Simulation, SimulationResultRow};
 use super::transition::{finish, locked};
-use crate::{JobKind, JobStatus};
 use crate::result_cache::CachedResult;
 use crate::schema::{simulation_results, simulations};
+use crate::{JobKind, JobStatus};
 
 /// Whose jobs a query may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +151,8 @@ pub fn find_job(
     match found {
         Some((job, _)) if job.kind == JobKind::Sweep => {
             let cells = super::sweeps::cell_summaries(conn, id)?;
-            let row = SimulationResultRow { result: serde_json::Value::Array(cells), from_cache: false };
+            let row =
+                SimulationResultRow { result: serde_json::Value::Array(cells), from_cache: false };
             Ok(Some((job, Some(row))))
         }
         other => Ok(other),

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::AuditEvent;
-use crate::{JobKind, JobStatus};
 use crate::schema::{audit_logs, simulation_results, simulations};
+use crate::{JobKind, JobStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = simulations, check_for_backend(diesel::pg::Pg))]

@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Double};
 use uuid::Uuid;
 
-use crate::{JobKind, JobStatus};
 use crate::schema::simulations;
+use crate::{JobKind, JobStatus};
 
 /// Unfinished jobs neither touched nor heard from for `quiet` (by the database's clock, which
 /// wrote both times), oldest first: candidates for the reconciler.

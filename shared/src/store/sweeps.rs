@@ -44,7 +44,11 @@ pub fn insert_sweep(
 ) -> QueryResult<Recorded> {
     within_quota(conn, job, max_unfinished, |conn| {
         diesel::insert_into(simulations::table)
-            .values((job, simulations::kind.eq(JobKind::Sweep), simulations::progress_total.eq(cells)))
+            .values((
+                job,
+                simulations::kind.eq(JobKind::Sweep),
+                simulations::progress_total.eq(cells),
+            ))
             .execute(conn)?;
         for unit in units {
             let row = NewSimulation {
@@ -56,7 +60,11 @@ pub fn insert_sweep(
                 ..job.clone()
             };
             diesel::insert_into(simulations::table)
-                .values((row, simulations::kind.eq(JobKind::Unit), simulations::parent_id.eq(job.id)))
+                .values((
+                    row,
+                    simulations::kind.eq(JobKind::Unit),
+                    simulations::parent_id.eq(job.id),
+                ))
                 .execute(conn)?;
         }
         Ok(())
@@ -270,7 +278,12 @@ pub fn find_cell(
     let Some((job, _)) = super::api_queries::find_row(conn, viewer, id)? else { return Ok(None) };
     let cell = sweep_cells::table
         .find((id, index))
-        .select((sweep_cells::request, sweep_cells::summary, sweep_cells::result, sweep_cells::worker))
+        .select((
+            sweep_cells::request,
+            sweep_cells::summary,
+            sweep_cells::result,
+            sweep_cells::worker,
+        ))
         .first(conn)
         .optional()?;
     Ok(Some((job, cell)))

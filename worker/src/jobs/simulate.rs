@@ -266,131 +266,133 @@ async fn execute(
     let elapsed = started.elapsed();
 
     'settle: {
-    match outcome {
-        Ok(Ok(Done::Unit { cells, scenario_months })) => {
-            let Some(sweep) = sweep else { break 'settle };
-            let batches = progress.snapshot().1 as i32;
-            let count = cells.len();
-            let held = lease.clone();
-            let written = ctx
-                .db_retrying_until_shutdown("store unit", move |conn| {
-                    store::complete_unit(conn, &held, sweep, &cells, batches)
-                })
-                .await;
-            match written {
-                Ok(UnitWrite { write: Write::Applied, sweep_ended }) => {
-                    announce_end(ctx, lease.job).await;
-                    ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
-                    ctx.metrics.run_time.observe(elapsed.as_secs_f64());
-                    ctx.metrics.scenario_months.inc_by(scenario_months);
-                    tracing::info!(
-                        cells = count,
-                        sweep_ended,
-                        elapsed_ms = elapsed.as_millis() as u64,
-                        "unit succeeded"
-                    );
-                }
-                Ok(UnitWrite { write: Write::FencedOut, .. }) => {}
-                Err(DbGaveUp::Unavailable) => tracing::warn!(
-                    "could not store the unit before shutdown; it will run again"
-                ),
-                Err(DbGaveUp::Permanent(e)) => {
-                    record_failure(ctx, lease, &format!("the unit could not be stored: {e}"))
-                        .await
-                }
-            }
-        }
-        Ok(Ok(Done::Plan(result))) => {
-            let success = result.success_probability;
-            let scenario_months = result.scenario_months;
-            let batches = progress.snapshot().1 as i32;
-            let json = serde_json::to_value(&result).expect("results always serialise");
-            let cache =
-                job.cache_key.as_deref().zip(ctx.settings.result_cache.ttl).map(|(key, ttl)| {
-                    let entry = CachedResult {
-                        engine_version: result.engine_version.clone(),
-                        batches,
-                        success_probability: success,
-                        result: json.clone(),
-                    };
-                    (key, entry, ttl)
-                });
-            let held = lease.clone();
-            let written = ctx
-                .db_retrying_until_shutdown("store result", move |conn| {
-                    store::complete(conn, &held, &json, Some(success), batches)
-                })
-                .await;
-            match written {
-                Ok(Write::Applied) => {
-                    // Cached before the announcement, so a client that resubmits the moment it
-                    // learns of the result is answered from the cache.
-                    if let Some((key, entry, ttl)) = cache
-                        && let Err(e) = ctx.queue.cache_result(key, &entry, ttl).await
-                    {
-                        tracing::debug!(error = %e, "could not cache the result");
+        match outcome {
+            Ok(Ok(Done::Unit { cells, scenario_months })) => {
+                let Some(sweep) = sweep else { break 'settle };
+                let batches = progress.snapshot().1 as i32;
+                let count = cells.len();
+                let held = lease.clone();
+                let written = ctx
+                    .db_retrying_until_shutdown("store unit", move |conn| {
+                        store::complete_unit(conn, &held, sweep, &cells, batches)
+                    })
+                    .await;
+                match written {
+                    Ok(UnitWrite { write: Write::Applied, sweep_ended }) => {
+                        announce_end(ctx, lease.job).await;
+                        ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
+                        ctx.metrics.run_time.observe(elapsed.as_secs_f64());
+                        ctx.metrics.scenario_months.inc_by(scenario_months);
+                        tracing::info!(
+                            cells = count,
+                            sweep_ended,
+                            elapsed_ms = elapsed.as_millis() as u64,
+                            "unit succeeded"
+                        );
                     }
-                    announce_end(ctx, lease.job).await;
-                    ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
-                    ctx.metrics.run_time.observe(elapsed.as_secs_f64());
-                    ctx.metrics.scenario_months.inc_by(scenario_months);
-                    tracing::info!(
-                        success_probability = success,
-                        elapsed_ms = elapsed.as_millis() as u64,
-                        "succeeded"
-                    );
-                }
-                // Finished or taken over elsewhere; the store logged it.
-                Ok(Write::FencedOut) => {}
-                Err(DbGaveUp::Unavailable) => tracing::warn!(
-                    "could not store the result before shutdown; the job will run again"
-                ),
-                Err(DbGaveUp::Permanent(e)) => {
-                    record_failure(ctx, lease, &format!("the result could not be stored: {e}"))
-                        .await
+                    Ok(UnitWrite { write: Write::FencedOut, .. }) => {}
+                    Err(DbGaveUp::Unavailable) => tracing::warn!(
+                        "could not store the unit before shutdown; it will run again"
+                    ),
+                    Err(DbGaveUp::Permanent(e)) => {
+                        record_failure(ctx, lease, &format!("the unit could not be stored: {e}"))
+                            .await
+                    }
                 }
             }
-        }
-        Ok(Err(EngineError::Cancelled)) => {
-            if gone.load(Ordering::SeqCst) {
-                break 'settle;
-            }
-            if timed_out.load(Ordering::SeqCst) {
-                let message = format!(
-                    "the job ran past JOB_TIMEOUT_SECS={} and was stopped after {:.1} s",
-                    timeout.as_secs(),
-                    elapsed.as_secs_f64()
+            Ok(Ok(Done::Plan(result))) => {
+                let success = result.success_probability;
+                let scenario_months = result.scenario_months;
+                let batches = progress.snapshot().1 as i32;
+                let json = serde_json::to_value(&result).expect("results always serialise");
+                let cache = job.cache_key.as_deref().zip(ctx.settings.result_cache.ttl).map(
+                    |(key, ttl)| {
+                        let entry = CachedResult {
+                            engine_version: result.engine_version.clone(),
+                            batches,
+                            success_probability: success,
+                            result: json.clone(),
+                        };
+                        (key, entry, ttl)
+                    },
                 );
-                record_failure(ctx, lease, &message).await;
-                break 'settle;
+                let held = lease.clone();
+                let written = ctx
+                    .db_retrying_until_shutdown("store result", move |conn| {
+                        store::complete(conn, &held, &json, Some(success), batches)
+                    })
+                    .await;
+                match written {
+                    Ok(Write::Applied) => {
+                        // Cached before the announcement, so a client that resubmits the moment it
+                        // learns of the result is answered from the cache.
+                        if let Some((key, entry, ttl)) = cache
+                            && let Err(e) = ctx.queue.cache_result(key, &entry, ttl).await
+                        {
+                            tracing::debug!(error = %e, "could not cache the result");
+                        }
+                        announce_end(ctx, lease.job).await;
+                        ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
+                        ctx.metrics.run_time.observe(elapsed.as_secs_f64());
+                        ctx.metrics.scenario_months.inc_by(scenario_months);
+                        tracing::info!(
+                            success_probability = success,
+                            elapsed_ms = elapsed.as_millis() as u64,
+                            "succeeded"
+                        );
+                    }
+                    // Finished or taken over elsewhere; the store logged it.
+                    Ok(Write::FencedOut) => {}
+                    Err(DbGaveUp::Unavailable) => tracing::warn!(
+                        "could not store the result before shutdown; the job will run again"
+                    ),
+                    Err(DbGaveUp::Permanent(e)) => {
+                        record_failure(ctx, lease, &format!("the result could not be stored: {e}"))
+                            .await
+                    }
+                }
             }
-            if ctx.handing_back() {
-                hand_back(ctx, lease, delivery).await;
-                break 'settle;
+            Ok(Err(EngineError::Cancelled)) => {
+                if gone.load(Ordering::SeqCst) {
+                    break 'settle;
+                }
+                if timed_out.load(Ordering::SeqCst) {
+                    let message = format!(
+                        "the job ran past JOB_TIMEOUT_SECS={} and was stopped after {:.1} s",
+                        timeout.as_secs(),
+                        elapsed.as_secs_f64()
+                    );
+                    record_failure(ctx, lease, &message).await;
+                    break 'settle;
+                }
+                if ctx.handing_back() {
+                    hand_back(ctx, lease, delivery).await;
+                    break 'settle;
+                }
+                let held = lease.clone();
+                if ctx
+                    .db_retrying("record cancellation", move |conn| {
+                        store::cancelled_by_worker(conn, &held)
+                    })
+                    .await
+                    == Ok(Write::Applied)
+                {
+                    announce_end(ctx, lease.job).await;
+                    ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
+                    tracing::info!("cancelled");
+                }
             }
-            let held = lease.clone();
-            if ctx
-                .db_retrying("record cancellation", move |conn| {
-                    store::cancelled_by_worker(conn, &held)
-                })
-                .await
-                == Ok(Write::Applied)
-            {
-                announce_end(ctx, lease.job).await;
-                ctx.metrics.finished.with_label_values(&["cancelled"]).inc();
-                tracing::info!("cancelled");
+            Err(join) if join.is_panic() => {
+                let message = panic_message(join.into_panic());
+                tracing::error!(panic = %message, "the engine panicked");
+                retry_or_fail(ctx, lease, delivery, &format!("the engine panicked: {message}"))
+                    .await;
+            }
+            Err(join) => {
+                let error = format!("the engine task failed: {join}");
+                retry_or_fail(ctx, lease, delivery, &error).await;
             }
         }
-        Err(join) if join.is_panic() => {
-            let message = panic_message(join.into_panic());
-            tracing::error!(panic = %message, "the engine panicked");
-            retry_or_fail(ctx, lease, delivery, &format!("the engine panicked: {message}")).await;
-        }
-        Err(join) => {
-            let error = format!("the engine task failed: {join}");
-            retry_or_fail(ctx, lease, delivery, &error).await;
-        }
-    }
     }
     // Waiters on the sweep hear of every unit's end: its map has more cells, or it has ended.
     if let Some(sweep) = sweep {

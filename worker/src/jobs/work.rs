@@ -3,7 +3,9 @@
 
 use portfolio_engine::request::{RequestLimits, SimulationRequest};
 use portfolio_engine::sweep::CellSummary;
-use portfolio_engine::{EngineError, RequestError, RunOptions, SimulationRequestInput, SimulationResult};
+use portfolio_engine::{
+    EngineError, RequestError, RunOptions, SimulationRequestInput, SimulationResult,
+};
 use portfolio_shared::store::CellOutcome;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -70,7 +72,9 @@ impl Work {
     /// stops at the first cancel; a panic in a cell names the cell.
     pub(crate) fn run(&self, seed: u64, options: &RunOptions) -> Result<Done, EngineError> {
         match self {
-            Self::Plan(request) => portfolio_engine::run(request, seed, options).map(|r| Done::Plan(Box::new(r))),
+            Self::Plan(request) => {
+                portfolio_engine::run(request, seed, options).map(|r| Done::Plan(Box::new(r)))
+            }
             Self::Unit { cells, .. } => {
                 let mut done = Vec::with_capacity(cells.len());
                 let mut scenario_months = 0;

@@ -47,11 +47,13 @@ use crate::FieldError;
 pub struct RequestLimits {
     /// Largest `n_scenarios` accepted (at most [`MAX_SCENARIOS`]).
     pub max_scenarios: u32,
+    /// The most cells a sweep may have (`crate::sweep`).
+    pub max_sweep_cells: u32,
 }
 
 impl Default for RequestLimits {
     fn default() -> Self {
-        Self { max_scenarios: MAX_SCENARIOS }
+        Self { max_scenarios: MAX_SCENARIOS, max_sweep_cells: crate::sweep::DEFAULT_MAX_CELLS }
     }
 }
 

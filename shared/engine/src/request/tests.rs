@@ -614,7 +614,7 @@ fn every_broken_rule_of_a_request_is_reported_at_once() {
 
 #[test]
 fn the_deployments_cap_bounds_n_scenarios_and_its_default() {
-    let limits = RequestLimits { max_scenarios: 5_000 };
+    let limits = RequestLimits { max_scenarios: 5_000, ..Default::default() };
     let errors = errors_of(&merged(base(), &json!({"n_scenarios": 5_001})), &limits);
     assert_eq!(errors, vec![FieldError::new("n_scenarios", "must be an integer from 1 to 5000")]);
     let request = SimulationRequest::from_json(base().to_string().as_bytes(), &limits).unwrap();
@@ -794,7 +794,10 @@ fn the_openapi_schema_accepts_what_the_validator_accepts_and_refuses_what_it_can
 
 #[test]
 fn the_openapi_schema_carries_the_deployments_cap_and_every_rule_of_the_table() {
-    let schema = serde_json::to_value(request_schema(&RequestLimits { max_scenarios: 5_000 }));
+    let schema = serde_json::to_value(request_schema(&RequestLimits {
+        max_scenarios: 5_000,
+        ..Default::default()
+    }));
     let schema = schema.unwrap();
     let props = &schema["properties"];
     assert_eq!(schema["additionalProperties"], false);
@@ -881,7 +884,7 @@ fn the_rules_document_gives_the_page_the_apis_own_messages_and_this_deployments_
             "{field}: the document says {given:?}, the API {message:?}"
         );
     }
-    let doc = document(&RequestLimits { max_scenarios: 5_000 });
+    let doc = document(&RequestLimits { max_scenarios: 5_000, ..Default::default() });
     let f = &doc["fields"];
     assert_eq!(f["n_scenarios"]["message"], "must be an integer from 1 to 5000");
     assert_eq!(f["n_scenarios"]["maximum"], 5_000);
