@@ -283,8 +283,10 @@ fn hit_rect(
     );
 }
 
-/// Puts `overlay` at the end of the document, above what plotters drew.
+/// Puts `overlay` at the end of the document, above what plotters drew. The cells are drawn
+/// with crisp edges: anti-aliased, neighbouring cells would show seams of the white below.
 fn with_overlay(svg: String, overlay: &str) -> String {
+    let svg = svg.replace("<rect ", "<rect shape-rendering=\"crispEdges\" ");
     match svg.rfind("</svg>") {
         Some(end) => format!("{}{overlay}{}", &svg[..end], &svg[end..]),
         None => svg,
