@@ -1055,7 +1055,11 @@
     return value(field).trim() !== '' && Number.isFinite(x) ? x : Number(defaultOf(field));
   }
 
+  // Whether a person has edited an axis' range; until then it follows the plan's value.
+  const rangeEdited = [false, false];
+
   function axisDefaults(k) {
+    rangeEdited[k] = false;
     const field = value(`sweep.axes[${k}].field`);
     $(`#axis-${k} .axis-range`).hidden = !field;
     if (field) {
@@ -1153,6 +1157,7 @@
       const values = Array.isArray(axis.values) ? axis.values : null;
       const parts = values ? [values[0], values[values.length - 1], values.length] : [axis.from, axis.to, axis.steps];
       ['from', 'to', 'steps'].forEach((part, i) => { input(`sweep.axes[${k}].${part}`).value = String(parts[i]); });
+      rangeEdited[k] = true;
     }
     $('#f-sweep-solve').checked = Boolean(request.solve);
     if (request.solve) input('sweep.target').value = String(request.solve.target_success);
@@ -1369,8 +1374,16 @@
       const axis = /^sweep\.axes\[(\d)\]\.field$/.exec(event.target.name);
       if (axis) axisDefaults(Number(axis[1]));
       if (event.target.name === 'sweep.solve') updateMode();
+      // A range nobody edited stays centred on the plan as the plan changes.
+      for (const k of [0, 1]) {
+        if (exploreReady && !rangeEdited[k] && event.target.name === value(`sweep.axes[${k}].field`)) axisDefaults(k);
+      }
     });
-    form.addEventListener('input', updateSweepSize);
+    form.addEventListener('input', (event) => {
+      const edited = /^sweep\.axes\[(\d)\]\.(from|to|steps)$/.exec(event.target.name);
+      if (edited) rangeEdited[Number(edited[1])] = true;
+      updateSweepSize();
+    });
     const map = $('#chart-heatmap .chart-box');
     map.addEventListener('click', (event) => {
       const rect = event.target.closest('rect.cell');

@@ -334,6 +334,12 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     // The ranges start around the plan: spending ±25 % and stocks 0–100 %.
     let from = browser.find("#f-sweep-axes-0-from").await.prop("value").await.unwrap();
     assert_eq!(from.as_deref(), Some("3000"));
+    // A range nobody edited follows the plan.
+    browser.type_into("#f-monthly_spending", "6000").await;
+    browser.click("#f-sweep-axes-1-steps").await;
+    let from = browser.find("#f-sweep-axes-0-from").await.prop("value").await.unwrap();
+    assert_eq!(from.as_deref(), Some("4500"));
+    browser.type_into("#f-monthly_spending", "4000").await;
     for (css, text) in [
         ("#f-sweep-axes-0-from", "3000"),
         ("#f-sweep-axes-0-to", "5000"),
