@@ -996,8 +996,8 @@
   // ---------------------------------------------------------------------------------------
   // Explore: a grid of plans around this one (POST /simulations with `sweep`), shown as the
   // server's heat map, which fills as the plans finish. Each plan of the map is a
-  // <rect class="cell" data-index=..> in the SVG itself, so a click (or Enter on a focused
-  // plan) names its cell without any geometry here.
+  // <rect class="cell" data-index=..> in the SVG itself, so a click names its cell without any
+  // geometry here; the table view reaches the same plans by keyboard.
   // ---------------------------------------------------------------------------------------
   const roundTo = (x, step) => Math.round(x / step) * step;
 
@@ -1260,8 +1260,9 @@
       if (!job) return;
       const box = $('#chart-heatmap .chart-box');
       await inlineSvg(`/results/${job.id}/charts/heatmap.svg`, box);
+      // The map is one image to the keyboard and screen readers (its plans are reached
+      // through the table view), so its cells are for the pointer only.
       for (const rect of $$('rect.cell', box)) {
-        rect.setAttribute('tabindex', '0');
         if (Number(rect.dataset.index) === selectedCell) rect.classList.add('selected');
       }
     } finally {
@@ -1395,13 +1396,7 @@
       showCell(Number(button.dataset.index));
       $('#cell-heading').focus();
     });
-    map.addEventListener('keydown', (event) => {
-      const rect = event.target.closest('rect.cell');
-      if (rect && (event.key === 'Enter' || event.key === ' ')) {
-        event.preventDefault();
-        showCell(Number(rect.dataset.index));
-      }
-    });
+
     form.addEventListener('click', (event) => {
       const target = event.target.closest('button');
       if (!target) return;
