@@ -264,7 +264,7 @@ async fn a_unit_that_fails_for_good_fails_the_sweep_naming_the_cell_and_stops_th
     let job = app.wait_terminal(id, Duration::from_secs(60)).await;
     assert_eq!(job["status"], "failed", "{job}");
     let error = job["error"].as_str().unwrap();
-    assert!(error.starts_with("cell 0"), "names the cell: {error}");
+    assert!(error.starts_with("cell 0 (years = 10): "), "names the cell: {error}");
     assert!(error.contains("panicked"), "{error}");
     // Every unit has ended, exactly once.
     let units = eventually(Duration::from_secs(30), || async {

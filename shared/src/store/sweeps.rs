@@ -198,10 +198,7 @@ pub(super) fn unit_failed(
     }
     let unit_request: serde_json::Value =
         simulations::table.find(unit).select(simulations::request).first(conn)?;
-    let cells = describe_cells(&unit_request);
-    // The worker names the cell when it knows which one failed; otherwise the unit's cells.
-    let message =
-        if error.starts_with("cell ") { error.to_owned() } else { format!("{cells}: {error}") };
+    let message = format!("{}: {error}", describe_failed(&job.request, &unit_request, error));
     finish(
         conn,
         &job,
@@ -213,15 +210,41 @@ pub(super) fn unit_failed(
     stop_units(conn, sweep, actor.name())
 }
 
-/// `cell 3 (years = 25)` or `cells 3–5 (from years = 25)`, from a unit's stored request.
-fn describe_cells(unit_request: &serde_json::Value) -> String {
+/// The cell a failure names: the one the worker says failed (its error reads `cell N: …`), else
+/// the unit's only cell, with its values by field (`cell 3 (years = 25)`); else the unit's
+/// range of cells (`cells 3–5`).
+fn describe_failed(
+    sweep_request: &serde_json::Value,
+    unit_request: &serde_json::Value,
+    error: &str,
+) -> String {
     let cells = unit_request["cells"].as_array().cloned().unwrap_or_default();
     let index = |c: &serde_json::Value| c["index"].as_i64().unwrap_or(-1);
-    match cells.as_slice() {
-        [] => "a unit".to_owned(),
-        [one] => format!("cell {}", index(one)),
-        [first, .., last] => format!("cells {}–{}", index(first), index(last)),
+    let named = named_cell(error).and_then(|n| cells.iter().find(|c| index(c) == n));
+    let cell = match (named, cells.as_slice()) {
+        (Some(cell), _) | (None, [cell]) => cell,
+        (None, []) => return "a unit".to_owned(),
+        (None, [first, .., last]) => return format!("cells {}–{}", index(first), index(last)),
+    };
+    let values: Vec<f64> = cell["values"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    match portfolio_engine::sweep::from_stored(sweep_request) {
+        Ok((_, spec)) => {
+            format!("cell {} ({})", index(cell), portfolio_engine::sweep::describe(&spec, &values))
+        }
+        Err(_) => format!("cell {}", index(cell)),
     }
+}
+
+/// `N` of the first `cell N:` in a worker's error.
+fn named_cell(error: &str) -> Option<i64> {
+    error.match_indices("cell ").find_map(|(at, _)| {
+        let rest = &error[at + 5..];
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        rest[digits..].starts_with(':').then(|| rest[..digits].parse().ok()).flatten()
+    })
 }
 
 /// The owner's sweep is cancelled (the caller holds its lock and has ended it): its queued
@@ -297,4 +320,25 @@ pub fn cell_workers(conn: &mut PgConnection, sweep: Uuid) -> QueryResult<Vec<(i3
         .order(sweep_cells::cell_index.asc())
         .select((sweep_cells::cell_index, sweep_cells::unit_id, sweep_cells::worker))
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_names_the_cell_the_worker_named_with_its_values() {
+        let sweep = json!({"starting_portfolio": 1e6, "monthly_spending": 4000, "years": 30,
+                           "sweep": {"axes": [{"field": "annual_fee", "values": [0.0, 0.01]}]}});
+        let unit = json!({"cells": [{"index": 0, "values": [0.0], "request": {}},
+                                    {"index": 1, "values": [0.01], "request": {}}]});
+        let error = "the engine panicked: cell 1: boom (gave up after 3 attempts)";
+        assert_eq!(describe_failed(&sweep, &unit, error), "cell 1 (annual_fee = 0.01)");
+        assert_eq!(
+            describe_failed(&sweep, &unit, "the job ran past JOB_TIMEOUT_SECS"),
+            "cells 0–1"
+        );
+        assert_eq!(named_cell("cell 12: x"), Some(12));
+        assert_eq!(named_cell("a cell 3 without a colon"), None);
+    }
 }

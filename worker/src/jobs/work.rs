@@ -84,7 +84,7 @@ impl Work {
                     }))
                     .unwrap_or_else(|payload| {
                         let message = crate::jobs::simulate::panic_message(payload);
-                        panic!("cell {} ({:?}): {message}", cell.index, cell.values)
+                        panic!("cell {}: {message}", cell.index)
                     })?;
                     scenario_months += result.scenario_months;
                     let summary = CellSummary::of(cell.index, cell.values.clone(), &result);
