@@ -1126,6 +1126,7 @@
     const members = { sweep: { axes } };
     if ($('#f-sweep-solve').checked) {
       if (axes.length > 1) errors.push({ field: 'sweep.solve', message: 'Finding the safe spending works with one field only: set the second field to None.' });
+      else if (axes[0]?.field === 'monthly_spending') errors.push({ field: 'sweep.solve', message: 'Finding the safe spending sets the monthly spending itself: vary another field.' });
       const checked = check(rule('solve.target_success'), Number(value('sweep.target')));
       if (checked.message !== undefined) errors.push({ field: 'sweep.target', message: checked.message });
       else members.solve = { target_success: checked.value };
