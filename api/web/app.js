@@ -464,6 +464,7 @@
     for (const name of Object.keys(LISTS)) {
       for (const item of request[name] || []) addItem(name, item);
     }
+    fillSweep(request);
     updateVisibility();
   }
 
@@ -547,7 +548,8 @@
       errors.push({ field: 'withdrawal.monthly_ceiling', message: RULES.messages.ceiling_above_floor });
     }
 
-    if (solving()) {
+    // Explore mode sends its own `solve` (see readSweep); the plan's solver is hidden then.
+    if (solving() && !exploring()) {
       const target = body.solve?.target_success;
       // As the API: the strategy is judged once the target and the withdrawal are valid.
       const settled = target !== undefined && !errors.some((e) => e.field.startsWith('withdrawal'));
@@ -673,7 +675,8 @@
   async function submit(event) {
     event.preventDefault();
     clearErrors();
-    const { text, errors } = readForm();
+    let { text, errors } = readForm();
+    if (exploring()) text = withSweep(text, readSweep(errors));
     if (errors.length) {
       showErrors(errors);
       return;
@@ -710,7 +713,7 @@
       }
     } finally {
       button.disabled = false;
-      button.textContent = 'Run simulation';
+      button.textContent = submitLabel();
     }
   }
 
@@ -720,6 +723,7 @@
     $('#idle').hidden = true;
     $('#job').hidden = false;
     $('#result').hidden = true;
+    forgetSweep();
     $('#job-problem').hidden = true;
     $('#job-id').textContent = id;
     $('#cancel').hidden = false;
@@ -734,6 +738,7 @@
     $('#idle').hidden = false;
     $('#job').hidden = true;
     $('#result').hidden = true;
+    forgetSweep();
   }
 
   // Short enough that progress shows as the job runs; the ending shows the moment it comes.
@@ -785,6 +790,7 @@
         fill = false;
       }
       showProgress(job);
+      if (job.sweep) showSweep(job);
       if (TERMINAL.has(job.status)) {
         finish(job);
         return;
@@ -801,11 +807,12 @@
 
   function showProgress(job) {
     const bar = $('#progress');
-    const { done, total } = job.progress;
+    // A sweep's progress is its plans done; a plain job's, its batches.
+    const { done, total } = job.sweep ? { done: job.sweep.cells_done, total: job.sweep.cells_total } : job.progress;
     if (total > 0) {
       bar.max = total;
       bar.value = done;
-      $('#progress-text').textContent = `${done} of ${total} batches`;
+      $('#progress-text').textContent = `${done} of ${total} ${job.sweep ? 'plans' : 'batches'}`;
     } else {
       bar.removeAttribute('value');
       $('#progress-text').textContent = '';
@@ -832,7 +839,10 @@
 
   function finish(job) {
     finishControls();
-    if (job.status === 'succeeded') {
+    if (job.status === 'succeeded' && job.sweep) {
+      setStatus(`Finished: ${job.sweep.cells_total} plans in ${seconds(job)}.`);
+      showSweepDownloads(job);
+    } else if (job.status === 'succeeded') {
       setStatus(`Finished in ${seconds(job)}.`);
       showResult(job);
     } else if (job.status === 'failed') {
@@ -982,6 +992,360 @@
       : []));
   }
 
+
+  // ---------------------------------------------------------------------------------------
+  // Explore: a grid of plans around this one (POST /simulations with `sweep`), shown as the
+  // server's heat map, which fills as the plans finish. Each plan of the map is a
+  // <rect class="cell" data-index=..> in the SVG itself, so a click names its cell without any
+  // geometry here; the table view reaches the same plans by keyboard.
+  // ---------------------------------------------------------------------------------------
+  const roundTo = (x, step) => Math.round(x / step) * step;
+
+  // The fields a sweep may vary, and the range each starts with around the plan's value.
+  const SWEEP_FIELDS = {
+    monthly_spending: { label: 'Monthly spending', step: 50, range: (v) => [roundTo(v * 0.75, 50), roundTo(v * 1.25, 50), 9] },
+    'allocation.stocks': { label: 'Stocks (share)', step: 0.05, range: () => [0, 1, 6] },
+    years: {
+      label: 'Years', step: 1, range: (v) => {
+        const lo = Math.max(1, v - 10);
+        const span = Math.min(rule('years').maximum, v + 10) - lo;
+        return [lo, lo + 5 * Math.floor(span / 5), Math.floor(span / 5) + 1];
+      },
+    },
+    starting_portfolio: { label: 'Starting portfolio', step: 1000, range: (v) => [roundTo(v * 0.75, 1000), roundTo(v * 1.25, 1000), 5] },
+    annual_fee: { label: 'Annual fee', step: 0.001, range: () => [0, 0.02, 5] },
+  };
+
+  const exploring = () => $('#mode-explore').checked;
+  const submitLabel = () => (exploring() ? 'Explore plans' : 'Run simulation');
+
+  function simpleField(id, label, control) {
+    const key = id.slice(2);
+    return el('div', { class: 'field', id: `row-${key}` }, el('label', { for: id }, label), control, el('p', { class: 'error', id: `e-${key}` }));
+  }
+
+  function buildExplore() {
+    const rows = [0, 1].map((k) => {
+      const key = `sweep-axes-${k}`;
+      const choices = Object.entries(SWEEP_FIELDS).map(([f, spec]) => el('option', { value: f }, spec.label));
+      const select = el('select', { id: `f-${key}-field`, name: `sweep.axes[${k}].field`, 'aria-describedby': `e-${key}-field` },
+        k === 1 ? [el('option', { value: '' }, 'None: one field only'), ...choices] : choices);
+      const number = (part) => el('input', {
+        id: `f-${key}-${part}`, name: `sweep.axes[${k}].${part}`, type: 'number',
+        inputmode: part === 'steps' ? 'numeric' : 'decimal', step: part === 'steps' ? 1 : 'any',
+        'aria-describedby': `e-${key}-${part}`,
+      });
+      return el('fieldset', { class: 'axis', id: `axis-${k}` },
+        el('legend', {}, k === 0 ? 'First field (up the map)' : 'Second field (across the map)'),
+        el('div', { class: 'grid' }, simpleField(`f-${key}-field`, 'Field', select)),
+        el('div', { class: 'axis-range grid' },
+          simpleField(`f-${key}-from`, 'From', number('from')),
+          simpleField(`f-${key}-to`, 'To', number('to')),
+          simpleField(`f-${key}-steps`, 'How many values', number('steps'))),
+        el('p', { class: 'error', id: `e-${key}`, 'data-group': 'true' }));
+    });
+    $('#explore-axes').replaceChildren(...rows);
+    input('sweep.axes[0].field').value = 'monthly_spending';
+    input('sweep.axes[1].field').value = 'allocation.stocks';
+  }
+
+  // The plan's own value of a swept field: what the form holds, else the API's default.
+  function planValue(field) {
+    const x = Number(value(field));
+    return value(field).trim() !== '' && Number.isFinite(x) ? x : Number(defaultOf(field));
+  }
+
+  // Whether a person has edited an axis' range; until then it follows the plan's value.
+  const rangeEdited = [false, false];
+
+  function axisDefaults(k) {
+    rangeEdited[k] = false;
+    const field = value(`sweep.axes[${k}].field`);
+    $(`#axis-${k} .axis-range`).hidden = !field;
+    if (field) {
+      const spec = SWEEP_FIELDS[field];
+      const [from, to, steps] = spec.range(planValue(field));
+      for (const [part, v] of [['from', from], ['to', to], ['steps', steps]]) {
+        const node = input(`sweep.axes[${k}].${part}`);
+        node.value = String(Math.round(v * 1e6) / 1e6);
+        if (part !== 'steps') node.step = String(spec.step);
+      }
+    }
+    updateMode();
+  }
+
+  let exploreReady = false; // the ranges are set around the plan the first time Explore opens
+
+  function updateMode() {
+    const on = exploring();
+    if (on && !exploreReady) {
+      exploreReady = true;
+      axisDefaults(0);
+      axisDefaults(1);
+      return;
+    }
+    $('#explore').hidden = !on;
+    input('solve.enabled').closest('fieldset').hidden = on;
+    $('#sweep-target-row').hidden = !$('#f-sweep-solve').checked;
+    $('#submit').textContent = submitLabel();
+    updateSweepSize();
+  }
+
+  function updateSweepSize() {
+    if (!exploring()) return;
+    const counts = [0, 1]
+      .filter((k) => value(`sweep.axes[${k}].field`))
+      .map((k) => Number(value(`sweep.axes[${k}].steps`)));
+    const plans = counts.reduce((a, b) => a * b, 1);
+    const scenarios = Number(value('n_scenarios')) || defaultOf('n_scenarios');
+    $('#sweep-size').textContent = counts.every((n) => Number.isInteger(n) && n > 0)
+      ? `${counts.join(' × ')}${counts.length > 1 ? ` = ${plans}` : ''} plans of ${scenarios.toLocaleString('en-US')} scenarios each.`
+      : '';
+  }
+
+  // The `sweep` (and, when solving, `solve`) members of the request; broken rules into `errors`.
+  function readSweep(errors) {
+    const axes = [];
+    for (const k of [0, 1]) {
+      const path = `sweep.axes[${k}]`;
+      const field = value(`${path}.field`);
+      if (!field) continue;
+      const axis = { field };
+      for (const part of ['from', 'to', 'steps']) {
+        const raw = value(`${path}.${part}`).trim();
+        const x = Number(raw);
+        if (raw === '' || !Number.isFinite(x)) errors.push({ field: `${path}.${part}`, message: 'must be a number' });
+        else if (part === 'steps' && !(Number.isInteger(x) && x >= 2)) errors.push({ field: `${path}.${part}`, message: 'must be a whole number from 2' });
+        else axis[part] = x;
+      }
+      axes.push(axis);
+    }
+    if (axes.length === 2 && axes[0].field === axes[1].field) {
+      errors.push({ field: 'sweep.axes[1].field', message: 'must differ from the first field' });
+    }
+    const members = { sweep: { axes } };
+    if ($('#f-sweep-solve').checked) {
+      if (axes.length > 1) errors.push({ field: 'sweep.solve', message: 'Finding the safe spending works with one field only: set the second field to None.' });
+      else if (axes[0]?.field === 'monthly_spending') errors.push({ field: 'sweep.solve', message: 'Finding the safe spending sets the monthly spending itself: vary another field.' });
+      const checked = check(rule('solve.target_success'), Number(value('sweep.target')));
+      if (checked.message !== undefined) errors.push({ field: 'sweep.target', message: checked.message });
+      else members.solve = { target_success: checked.value };
+    }
+    return members;
+  }
+
+  // Adds `members` to the request's JSON text (which may carry a seed no JavaScript number holds).
+  function withSweep(text, members) {
+    const extra = Object.entries(members).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).join(',');
+    return text.length > 2 ? `${text.slice(0, -1)},${extra}}` : `{${extra}}`;
+  }
+
+  // Explore mode and its fields from a job's request, when it was a sweep.
+  function fillSweep(request) {
+    const sweep = request.sweep;
+    if (!sweep || !Array.isArray(sweep.axes)) {
+      $('#mode-plan').checked = true;
+      updateMode();
+      return;
+    }
+    exploreReady = true;
+    $('#mode-explore').checked = true;
+    for (const k of [0, 1]) {
+      const axis = sweep.axes[k];
+      input(`sweep.axes[${k}].field`).value = axis ? axis.field : '';
+      $(`#axis-${k} .axis-range`).hidden = !axis;
+      if (!axis) continue;
+      const values = Array.isArray(axis.values) ? axis.values : null;
+      const parts = values ? [values[0], values[values.length - 1], values.length] : [axis.from, axis.to, axis.steps];
+      ['from', 'to', 'steps'].forEach((part, i) => { input(`sweep.axes[${k}].${part}`).value = String(parts[i]); });
+      rangeEdited[k] = true;
+    }
+    $('#f-sweep-solve').checked = Boolean(request.solve);
+    if (request.solve) input('sweep.target').value = String(request.solve.target_success);
+    updateMode();
+  }
+
+  // What the page shows of the sweep it follows.
+  let sweepJob = null; // the last job document of the sweep followed
+  let mapDrawn = null; // cells_done of the map shown (or being fetched)
+  let mapLoading = null; // the fetch of the map in flight
+  let selectedCell = null;
+
+  function forgetSweep() {
+    sweepJob = null;
+    mapDrawn = null;
+    selectedCell = null;
+    $('#sweep-result').hidden = true;
+    $('#cell').hidden = true;
+    $('#chart-heatmap .chart-box').replaceChildren();
+    $('#sweep-table .table-wrap').replaceChildren();
+  }
+
+  function showSweep(job) {
+    const before = sweepJob;
+    sweepJob = job;
+    $('#sweep-result').hidden = false;
+    $('#result').hidden = true;
+    showSweepDownloads(job);
+    $('#chart-heatmap figcaption').textContent = mapCaption(job.sweep);
+    const done = job.sweep.cells_done;
+    if (mapDrawn !== done || TERMINAL.has(job.status)) {
+      mapDrawn = done;
+      refreshMap();
+      showSweepTable(job.sweep);
+    }
+    // A plan chosen before it was done is shown once it is.
+    const had = (j) => j && j.sweep.cells.some((c) => c.index === selectedCell);
+    if (selectedCell !== null && !had(before) && had(job)) showCell(selectedCell);
+  }
+
+  // A value of a swept field, short, for a table's headings.
+  function shortValue(field, v) {
+    if (field === 'allocation.stocks') return percent(v, 1);
+    if (field === 'annual_fee') return percent(v, 2);
+    if (field === 'years') return `${v} years`;
+    return money(v);
+  }
+
+  // The map as a table: every plan's figure, done ones as buttons that open the plan, so the
+  // keyboard and screen readers reach every plan (the chart itself is one image to them).
+  function showSweepTable(sweep) {
+    const box = $('#sweep-table .table-wrap');
+    const focused = document.activeElement && box.contains(document.activeElement) ? document.activeElement.dataset.index : null;
+    const byIndex = new Map(sweep.cells.map((c) => [c.index, c]));
+    const [first, second] = sweep.axes;
+    const label = (axis) => SWEEP_FIELDS[axis.field]?.label || axis.field;
+    const open = (index, text) => (byIndex.has(index)
+      ? el('button', { type: 'button', class: 'link', 'data-index': index }, text)
+      : el('span', { class: 'hint' }, 'not done'));
+    let node;
+    if (second) {
+      const n = second.values.length;
+      node = table(`Scenarios that last, by ${label(first).toLowerCase()} (rows) and ${label(second).toLowerCase()} (columns)`,
+        [`${label(first)} ↓, ${label(second)} →`, ...second.values.map((v) => shortValue(second.field, v))],
+        first.values.map((v, r) => [shortValue(first.field, v),
+          ...second.values.map((_, c) => open(r * n + c, percent(byIndex.get(r * n + c)?.success_probability)))]));
+    } else {
+      const head = [label(first), 'Scenarios that last'].concat(sweep.solve ? ['Safe monthly spending'] : []);
+      node = table(`Plans by ${label(first).toLowerCase()}`, head, first.values.map((v, i) => {
+        const cell = byIndex.get(i);
+        return [shortValue(first.field, v), open(i, percent(cell?.success_probability))]
+          .concat(sweep.solve ? [cell ? money(cell.safe_monthly_spending) : '–'] : []);
+      }));
+    }
+    box.replaceChildren(node);
+    if (focused !== null && focused !== undefined) $(`button[data-index="${focused}"]`, box)?.focus();
+  }
+
+  function mapCaption(sweep) {
+    const choose = 'Choose a plan on the chart to see its fan chart.';
+    if (sweep.axes.length > 1) {
+      return `Share of scenarios that never run out of money, for each plan of the grid. Lines mark 90 % (dashed) and 95 % (solid); the ring is your plan. ${choose}`;
+    }
+    if (sweep.solve) {
+      return `The highest constant real monthly spending that keeps ${percent(sweep.solve.target_success)} of scenarios from running out, for each value; the dotted line is your plan. ${choose}`;
+    }
+    return `Share of scenarios that never run out of money, for each value. Lines mark 90 % (dashed) and 95 % (solid); the dotted line is your plan. ${choose}`;
+  }
+
+  // Fetches the map again; a request made while one is in flight waits for it, then runs once.
+  async function refreshMap() {
+    if (mapLoading) {
+      mapLoading.again = true;
+      return;
+    }
+    const loading = { again: false };
+    mapLoading = loading;
+    try {
+      const job = sweepJob;
+      if (!job) return;
+      const box = $('#chart-heatmap .chart-box');
+      await inlineSvg(`/results/${job.id}/charts/heatmap.svg`, box);
+      // The map is one image to the keyboard and screen readers (its plans are reached
+      // through the table view), so its cells are for the pointer only.
+      for (const rect of $$('rect.cell', box)) {
+        if (Number(rect.dataset.index) === selectedCell) rect.classList.add('selected');
+      }
+    } finally {
+      mapLoading = null;
+    }
+    if (loading.again) refreshMap();
+  }
+
+  // A value of a swept field in words.
+  function fieldValue(field, v) {
+    if (field === 'allocation.stocks') return `${percent(v, 0)} stocks`;
+    if (field === 'annual_fee') return `${percent(v, 2)} annual fee`;
+    if (field === 'years') return `${v} years`;
+    return `${money(v)} ${field === 'monthly_spending' ? 'a month' : 'to start'}`;
+  }
+
+  function cellValues(sweep, index) {
+    const cell = sweep.cells.find((c) => c.index === index);
+    if (cell) return cell.values;
+    const [first, second] = sweep.axes;
+    if (!second) return [first.values[index]];
+    const n = second.values.length;
+    return [first.values[Math.floor(index / n)], second.values[index % n]];
+  }
+
+  function showCell(index) {
+    const job = sweepJob;
+    if (!job || !Number.isInteger(index) || index < 0 || index >= job.sweep.cells_total) return;
+    selectedCell = index;
+    for (const rect of $$('#chart-heatmap rect.cell')) rect.classList.toggle('selected', Number(rect.dataset.index) === index);
+    const s = job.sweep;
+    const words = cellValues(s, index).map((v, k) => fieldValue(s.axes[k].field, v)).join(', ');
+    $('#cell').hidden = false;
+    $('#cell').dataset.index = String(index);
+    $('#cell-heading').textContent = `Plan ${index + 1} of ${s.cells_total}: ${words}`;
+    const cell = s.cells.find((c) => c.index === index);
+    const fan = $('#chart-cell-fan');
+    const link = $('#download-cell-json');
+    if (!cell) {
+      $('#cell-note').textContent = 'This plan is not done yet: its figures and chart appear here once it is.';
+      $('#cell-summary').replaceChildren();
+      fan.hidden = true;
+      link.hidden = true;
+      return;
+    }
+    $('#cell-note').textContent = '';
+    const entries = [
+      ['Scenarios that last', percent(cell.success_probability)],
+      cell.success_probability_stderr === null || cell.success_probability_stderr === undefined
+        ? null
+        : ['Standard error', `± ${(cell.success_probability_stderr * 100).toFixed(2)} percentage points`],
+      ['Median real wealth at the end', money(cell.median_terminal_real)],
+      ['10th percentile at the end', money(cell.p10_terminal_real)],
+      ['Median year of depletion, when depleted', cell.median_depletion_year === null ? 'none was depleted' : `year ${cell.median_depletion_year}`],
+      cell.safe_monthly_spending === null || cell.safe_monthly_spending === undefined
+        ? null
+        : ['Safe monthly spending', money(cell.safe_monthly_spending)],
+    ].filter(Boolean);
+    $('#cell-summary').replaceChildren(...entries.flatMap(([term, text]) => [el('dt', {}, term), el('dd', {}, text)]));
+    fan.hidden = false;
+    const box = $('.chart-box', fan);
+    box.replaceChildren(el('p', { class: 'hint' }, 'Loading the chart…'));
+    inlineSvg(`/results/${job.id}/cells/${index}/charts/fan.svg`, box);
+    keyedLink(link, `/results/${job.id}/cells/${index}`, `portfolio-mc-${job.id}-plan-${index}.json`);
+    link.hidden = false;
+  }
+
+  // A download link that fetches with the key (a plain link would send none).
+  function keyedLink(link, url, name) {
+    link.href = url;
+    link.setAttribute('download', name);
+    link.onclick = (event) => {
+      event.preventDefault();
+      download(url, name).catch((error) => setStatus(`The download failed (${error.message}).`));
+    };
+  }
+
+  function showSweepDownloads(job) {
+    keyedLink($('#download-sweep-csv'), `/results/${job.id}/sweep.csv`, `portfolio-mc-sweep-${job.id}.csv`);
+    keyedLink($('#download-sweep-json'), `/results/${job.id}`, `portfolio-mc-sweep-${job.id}.json`);
+  }
+
   // ---------------------------------------------------------------------------------------
   // Wiring.
   // ---------------------------------------------------------------------------------------
@@ -1000,12 +1364,40 @@
       return;
     }
     buildForm();
+    buildExplore();
     resetForm();
+    // A reload may bring the mode back checked (browsers restore form state).
+    updateMode();
     const form = $('#sim-form');
     form.addEventListener('submit', submit);
     form.addEventListener('change', (event) => {
       if (['return_model.kind', 'withdrawal.strategy', 'solve.enabled'].includes(event.target.name)) updateVisibility();
+      if (event.target.name === 'mode') updateMode();
+      const axis = /^sweep\.axes\[(\d)\]\.field$/.exec(event.target.name);
+      if (axis) axisDefaults(Number(axis[1]));
+      if (event.target.name === 'sweep.solve') updateMode();
+      // A range nobody edited stays centred on the plan as the plan changes.
+      for (const k of [0, 1]) {
+        if (exploreReady && !rangeEdited[k] && event.target.name === value(`sweep.axes[${k}].field`)) axisDefaults(k);
+      }
     });
+    form.addEventListener('input', (event) => {
+      const edited = /^sweep\.axes\[(\d)\]\.(from|to|steps)$/.exec(event.target.name);
+      if (edited) rangeEdited[Number(edited[1])] = true;
+      updateSweepSize();
+    });
+    const map = $('#chart-heatmap .chart-box');
+    map.addEventListener('click', (event) => {
+      const rect = event.target.closest('rect.cell');
+      if (rect) showCell(Number(rect.dataset.index));
+    });
+    $('#sweep-table').addEventListener('click', (event) => {
+      const button = event.target.closest('button[data-index]');
+      if (!button) return;
+      showCell(Number(button.dataset.index));
+      $('#cell-heading').focus();
+    });
+
     form.addEventListener('click', (event) => {
       const target = event.target.closest('button');
       if (!target) return;

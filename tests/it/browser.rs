@@ -316,3 +316,191 @@ async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
     .await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_plan() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let browser = Browser::start(1280, 2000).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.wait_for("#f-starting_portfolio", Duration::from_secs(10)).await;
+    browser.use_key(env.api_key()).await;
+
+    browser.type_into("#f-n_scenarios", "1000").await;
+    browser.type_into("#f-seed", "7").await;
+    browser.click("#mode-explore").await;
+    browser.wait_for("#explore:not([hidden])", Duration::from_secs(5)).await;
+    // The ranges start around the plan: spending ±25 % and stocks 0–100 %.
+    let from = browser.find("#f-sweep-axes-0-from").await.prop("value").await.unwrap();
+    assert_eq!(from.as_deref(), Some("3000"));
+    // A range nobody edited follows the plan.
+    browser.type_into("#f-monthly_spending", "6000").await;
+    browser.click("#f-sweep-axes-1-steps").await;
+    let from = browser.find("#f-sweep-axes-0-from").await.prop("value").await.unwrap();
+    assert_eq!(from.as_deref(), Some("4500"));
+    browser.type_into("#f-monthly_spending", "4000").await;
+    for (css, text) in [
+        ("#f-sweep-axes-0-from", "3000"),
+        ("#f-sweep-axes-0-to", "5000"),
+        ("#f-sweep-axes-0-steps", "3"),
+        ("#f-sweep-axes-1-from", "0.2"),
+        ("#f-sweep-axes-1-to", "1"),
+        ("#f-sweep-axes-1-steps", "3"),
+    ] {
+        browser.type_into(css, text).await;
+    }
+    assert!(text_of(&browser, "#sweep-size").await.contains("3 × 3 = 9 plans"));
+
+    // A broken range is caught in the page; a grid with plans the API refuses is named by it.
+    browser.type_into("#f-sweep-axes-0-steps", "1").await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-sweep-axes-0-steps").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(shown, "must be a whole number from 2");
+    browser.type_into("#f-sweep-axes-0-steps", "3").await;
+    browser.type_into("#f-sweep-axes-0-from", "-1000").await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-sweep").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(shown.contains("is not a valid plan"), "{shown}");
+    assert_eq!(text_of(&browser, "#e-sweep-axes-0-steps").await, "", "the fixed field is clear");
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.query().is_none(), "no job was created: {url}");
+    browser.type_into("#f-sweep-axes-0-from", "3000").await;
+    browser.click("#submit").await;
+
+    browser.wait_for("#chart-heatmap svg", WITHIN).await;
+    let done =
+        "return document.querySelectorAll('#chart-heatmap rect.cell[data-done=\"true\"]').length";
+    eventually(WITHIN, || async { (browser.eval(done, vec![]).await == json!(9)).then_some(()) })
+        .await;
+    let cells = browser
+        .eval("return document.querySelectorAll('#chart-heatmap rect.cell').length", vec![])
+        .await;
+    assert_eq!(cells, json!(9));
+    let title = browser.find("#chart-heatmap svg title").await.prop("textContent").await.unwrap();
+    assert_eq!(title.as_deref(), Some("Success probability by monthly spending and stocks"));
+
+    let url = browser.client.current_url().await.unwrap();
+    let id: uuid::Uuid = url
+        .query_pairs()
+        .find(|(k, _)| k == "job")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("the job id is in the address");
+    let job = app.wait_terminal(id, WITHIN).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["sweep"]["cells_done"], 9);
+    assert_eq!(job["sweep"]["axes"][0]["field"], "monthly_spending");
+
+    browser.click("#chart-heatmap rect.cell[data-index='4']").await;
+    browser.wait_for("#chart-cell-fan svg", Duration::from_secs(20)).await;
+    assert!(text_of(&browser, "#cell-heading").await.starts_with("Plan 5 of 9"));
+    let fan = browser.find("#chart-cell-fan svg title").await.prop("textContent").await.unwrap();
+    assert_eq!(fan.as_deref(), Some("Real wealth by year (today's money)"));
+    let cell = job["sweep"]["cells"].as_array().unwrap().iter().find(|c| c["index"] == 4).cloned();
+    let success = cell.expect("cell 4")["success_probability"].as_f64().unwrap();
+    let shown = text_of(&browser, "#cell-summary").await;
+    assert!(shown.contains(&format!("{:.1} %", success * 100.0)), "{shown} vs {success}");
+
+    let csv = browser.find("#download-sweep-csv").await.attr("href").await.unwrap().unwrap();
+    assert_eq!(csv, format!("/results/{id}/sweep.csv"));
+    let response = app.client.get(app.url(&csv)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("index,monthly_spending,allocation.stocks,success_probability"));
+    assert_eq!(text.lines().count(), 1 + 9, "{text}");
+    // The table view reaches every plan without the chart.
+    browser.click("#sweep-table summary").await;
+    let buttons = "return document.querySelectorAll('#sweep-table button[data-index]').length";
+    assert_eq!(browser.eval(buttons, vec![]).await, json!(9));
+    browser.click("#sweep-table button[data-index='0']").await;
+    eventually(Duration::from_secs(10), || async {
+        text_of(&browser, "#cell-heading").await.starts_with("Plan 1 of 9").then_some(())
+    })
+    .await;
+    browser.screenshot("frontend-explore").await;
+
+    // At a phone's width nothing spills sideways, the map included.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.eval("document.getElementById('chart-heatmap').scrollIntoView()", vec![]).await;
+    let overflow = browser
+        .eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await;
+    assert!(overflow.as_f64().unwrap() <= 0.0, "the page is {overflow} px too wide");
+    browser.screenshot("frontend-explore-phone").await;
+    browser.client.set_window_size(1280, 2000).await.unwrap();
+
+    // A reload (or the shared link) picks the sweep up again, in Explore mode with its fields.
+    browser.client.refresh().await.unwrap();
+    browser.wait_for("#chart-heatmap svg", WITHIN).await;
+    eventually(WITHIN, || async { (browser.eval(done, vec![]).await == json!(9)).then_some(()) })
+        .await;
+    let mode = browser.find("#mode-explore").await.prop("checked").await.unwrap();
+    assert_eq!(mode.as_deref(), Some("true"));
+    let steps = browser.find("#f-sweep-axes-1-steps").await.prop("value").await.unwrap();
+    assert_eq!(steps.as_deref(), Some("3"));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_finds_the_safe_spending_for_each_stock_allocation() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let browser = Browser::start(1280, 2000).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.wait_for("#f-starting_portfolio", Duration::from_secs(10)).await;
+    browser.use_key(env.api_key()).await;
+
+    browser.type_into("#f-n_scenarios", "1000").await;
+    browser.type_into("#f-seed", "11").await;
+    browser.click("#mode-explore").await;
+    browser.wait_for("#explore:not([hidden])", Duration::from_secs(5)).await;
+    browser
+        .eval(
+            "const s = document.getElementById('f-sweep-axes-0-field'); s.value = 'allocation.stocks'; \
+             s.dispatchEvent(new Event('change', { bubbles: true })); \
+             const t = document.getElementById('f-sweep-axes-1-field'); t.value = ''; \
+             t.dispatchEvent(new Event('change', { bubbles: true }));",
+            vec![],
+        )
+        .await;
+    let hidden = browser.find("#axis-1 .axis-range").await.attr("hidden").await.unwrap();
+    assert!(hidden.is_some(), "one field: the second has no range");
+    browser.type_into("#f-sweep-axes-0-steps", "3").await;
+    browser.click("#f-sweep-solve").await;
+    browser.wait_for("#sweep-target-row:not([hidden])", Duration::from_secs(5)).await;
+    browser.click("#submit").await;
+
+    let done =
+        "return document.querySelectorAll('#chart-heatmap rect.cell[data-done=\"true\"]').length";
+    eventually(WITHIN, || async { (browser.eval(done, vec![]).await == json!(3)).then_some(()) })
+        .await;
+    let title = browser.find("#chart-heatmap svg title").await.prop("textContent").await.unwrap();
+    assert_eq!(title.as_deref(), Some("Safe monthly spending at 90.0 % success by stocks"));
+    let url = browser.client.current_url().await.unwrap();
+    let id: uuid::Uuid = url
+        .query_pairs()
+        .find(|(k, _)| k == "job")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("the job id is in the address");
+    let job = app.wait_terminal(id, WITHIN).await;
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["sweep"]["solve"]["target_success"], 0.9);
+    assert_eq!(job["sweep"]["axes"][0]["values"], json!([0.0, 0.5, 1.0]));
+
+    browser.click("#chart-heatmap rect.cell[data-index='2']").await;
+    browser.wait_for("#chart-cell-fan svg", Duration::from_secs(20)).await;
+    assert!(text_of(&browser, "#cell-heading").await.contains("100 % stocks"));
+    assert!(text_of(&browser, "#cell-summary").await.contains("Safe monthly spending"));
+    browser.screenshot("frontend-explore-solve").await;
+    browser.close().await;
+}

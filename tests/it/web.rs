@@ -202,6 +202,9 @@ async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
     for (path, statuses) in [
         ("/results/{id}/charts/{chart}.svg", vec!["200", "404", "409"]),
         ("/results/{id}/table.csv", vec!["200", "404", "409"]),
+        ("/results/{id}/charts/heatmap.svg", vec!["200", "404", "409"]),
+        ("/results/{id}/sweep.csv", vec!["200", "404", "409"]),
+        ("/results/{id}/cells/{index}/charts/fan.svg", vec!["200", "404", "409"]),
         ("/queue/charts/depth.svg", vec!["200", "422"]),
         ("/queue/stats", vec!["200", "503"]),
         ("/", vec!["200"]),
@@ -252,4 +255,78 @@ async fn the_rules_document_and_the_openapi_schema_carry_this_deployments_cap() 
     );
     let body = &doc["paths"]["/simulations"]["post"]["requestBody"]["content"]["application/json"];
     assert_eq!(body["schema"]["$ref"], "#/components/schemas/SimulationRequestInput");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explorers_downloads_are_404_for_no_job_and_409_for_a_job_that_is_not_a_sweep() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let plain = app.submit_ok(&small_request()).await;
+    assert_eq!(app.wait_terminal(plain, Duration::from_secs(60)).await["status"], "succeeded");
+    let unknown = uuid::Uuid::now_v7();
+    for (path, status) in [
+        (format!("/results/{unknown}/charts/heatmap.svg"), 404),
+        (format!("/results/{unknown}/sweep.csv"), 404),
+        (format!("/results/{unknown}/cells/0/charts/fan.svg"), 404),
+        (format!("/results/{plain}/cells/first/charts/fan.svg"), 404),
+        // Not taken for a result chart named "heatmap" (which would be a 404).
+        (format!("/results/{plain}/charts/heatmap.svg"), 409),
+        (format!("/results/{plain}/sweep.csv"), 409),
+    ] {
+        let response = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let kind = response.headers()[header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        assert_eq!(kind, "application/problem+json", "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweeps_map_and_csv_are_served_while_it_fills_and_cached_once_it_has_succeeded() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let mut sweep = small_request();
+    sweep["sweep"] = serde_json::json!({"axes": [
+        {"field": "monthly_spending", "values": [3000, 4000]},
+        {"field": "allocation.stocks", "values": [0.4, 0.6, 0.8]}]});
+    let id = app.submit_ok(&sweep).await;
+    let get = |path: String| {
+        let client = app.client.clone();
+        let url = app.url(&path);
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let cache =
+        |r: &reqwest::Response| r.headers()[header::CACHE_CONTROL].to_str().unwrap().to_owned();
+
+    // No worker yet: the map is all blank, the CSV a header, and no cell has a chart.
+    let map = get(format!("/results/{id}/charts/heatmap.svg")).await;
+    assert_eq!(map.status(), 200);
+    assert_eq!(map.headers()[header::CONTENT_TYPE], "image/svg+xml");
+    assert_eq!(cache(&map), "private, no-store");
+    let svg = map.text().await.unwrap();
+    assert_eq!(svg.matches("class=\"cell\"").count(), 6, "{svg}");
+    assert_eq!(svg.matches("data-done=\"false\"").count(), 6);
+    let csv = get(format!("/results/{id}/sweep.csv")).await;
+    assert_eq!(cache(&csv), "private, no-store");
+    assert_eq!(csv.text().await.unwrap().lines().count(), 1, "a header only");
+    let fan = get(format!("/results/{id}/cells/0/charts/fan.svg")).await;
+    assert_eq!(fan.status(), 409);
+    assert_eq!(get(format!("/results/{id}/cells/6/charts/fan.svg")).await.status(), 404);
+
+    let _worker = env.spawn_worker().await;
+    assert_eq!(app.wait_terminal(id, Duration::from_secs(60)).await["status"], "succeeded");
+    let map = get(format!("/results/{id}/charts/heatmap.svg")).await;
+    assert_eq!(cache(&map), "private, max-age=3600");
+    let svg = map.text().await.unwrap();
+    assert_eq!(svg.matches("data-done=\"true\"").count(), 6);
+    let csv = get(format!("/results/{id}/sweep.csv")).await;
+    assert!(csv.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+    let text = csv.text().await.unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 1 + 6, "{text}");
+    assert!(rows[0].starts_with("index,monthly_spending,allocation.stocks,success_probability"));
+    assert!(rows[6].starts_with("5,4000,0.8,"), "{text}");
+    let fan = get(format!("/results/{id}/cells/5/charts/fan.svg")).await;
+    assert_eq!(fan.status(), 200);
+    assert!(fan.text().await.unwrap().contains("Real wealth by year"));
 }

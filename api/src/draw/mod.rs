@@ -1,5 +1,6 @@
 //! Draws charts on the server as SVG with `plotters`, for the web frontend (a result's fan,
-//! depletion, terminal-wealth and spending charts) and the operators' dashboard (queue depth).
+//! depletion, terminal-wealth and spending charts), the operators' dashboard (queue depth) and
+//! the plan explorer (a sweep's map of success).
 //!
 //! Drawing on the server keeps the pages free of any JavaScript charting code and of any CDN:
 //! the same chart is served to the page, to a script, or to a browser opening the URL. Text is
@@ -8,6 +9,7 @@
 //! `<title>` and a `<desc>` summarising it in words, for screen readers and for anyone who
 //! cannot see the picture.
 
+pub(crate) mod heatmap;
 pub(crate) mod queue;
 pub(crate) mod results;
 

@@ -13,6 +13,7 @@ pub(crate) mod queue_stats;
 pub(crate) mod results;
 pub(crate) mod scrape;
 pub(crate) mod simulations;
+pub(crate) mod sweeps;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -47,7 +48,11 @@ where
         .service(results::list)
         .service(results::get)
         .service(cells::cell)
+        // Before `result_chart`, whose `{chart}.svg` would take `heatmap.svg` for its own.
+        .service(sweeps::heatmap_svg)
         .service(charts::result_chart)
+        .service(sweeps::sweep_csv)
+        .service(sweeps::cell_fan)
         .service(exports::table_csv)
         .service(queue_stats::queue_stats)
         .service(charts::queue_depth)
