@@ -215,7 +215,9 @@ async fn accept(
             })
             .await
     };
-    if let Some(replay) = recorded(&state, &caller, insert, &idempotency, &fingerprint, wait).await? {
+    if let Some(replay) =
+        recorded(&state, &caller, insert, &idempotency, &fingerprint, wait).await?
+    {
         return Ok(replay);
     }
     tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios(), "job recorded");

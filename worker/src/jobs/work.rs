@@ -45,7 +45,9 @@ struct StoredCell {
 impl Work {
     /// Reads a claimed job's stored request (`sweep`: the sweep it is a unit of).
     pub(crate) fn parse(request: &serde_json::Value, sweep: Option<Uuid>) -> Result<Self, String> {
-        let Some(sweep) = sweep else { return parse_stored(request).map(|r| Self::Plan(Box::new(r))) };
+        let Some(sweep) = sweep else {
+            return parse_stored(request).map(|r| Self::Plan(Box::new(r)));
+        };
         let unit: StoredUnit =
             serde_json::from_value(request.clone()).map_err(|e| format!("unit: {e}"))?;
         let cells = unit
