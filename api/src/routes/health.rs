@@ -57,8 +57,9 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
         portfolio_shared::telemetry::spawn_blocking_with_tracing(move || -> anyhow::Result<()> {
             use diesel::RunQueryDsl;
             for p in [&pool, &read_pool] {
-                let mut conn = p.get_timeout(CHECK_TIMEOUT)?;
-                diesel::sql_query("SELECT 1").execute(&mut conn)?;
+                let mut pooled = p.get_timeout(CHECK_TIMEOUT)?;
+                let conn: &mut diesel::PgConnection = &mut pooled;
+                diesel::sql_query("SELECT 1").execute(conn)?;
             }
             Ok(())
         }),
