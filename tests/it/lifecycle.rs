@@ -385,3 +385,49 @@ async fn a_worker_whose_claim_was_taken_over_while_it_stored_its_result_writes_n
         "B is the test itself: its claim stays as it was, to show A wrote nothing",
     );
 }
+
+#[derive(QueryableByName)]
+struct Prepared {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+/// The statements of a job's hot path (record, claim, store the result) are prepared once per
+/// connection and reused, not parsed and planned at every call as diesel does with an
+/// `sql_query` or an `UPDATE`: after three jobs, the session holds one prepared statement of
+/// each, and the three jobs went the whole way.
+#[test]
+fn a_jobs_hot_statements_are_planned_once_per_connection() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let result = serde_json::json!({ "success_probability": 0.5 });
+    for _ in 0..3 {
+        let id = new_job(&mut conn);
+        let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+        assert_eq!(lease.attempt, 1);
+        assert_eq!(
+            store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(),
+            Write::Applied
+        );
+        let done = snapshot(&mut conn, id);
+        assert_eq!(
+            (done.job["status"].as_str(), done.audits, done.results),
+            (Some("succeeded"), 3, 1)
+        );
+    }
+    let prepared: Vec<String> = diesel::sql_query("SELECT statement FROM pg_prepared_statements")
+        .load::<Prepared>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.statement)
+        .collect();
+    for (what, marker) in [
+        ("the submit", "WITH counted AS"),
+        ("the claim", "WITH claimed AS"),
+        ("the stored result", "WITH ended AS"),
+        ("the quota lock", "pg_advisory_xact_lock"),
+    ] {
+        let copies = prepared.iter().filter(|s| s.contains(marker)).count();
+        assert_eq!(copies, 1, "{what} should be prepared once and reused; prepared: {prepared:#?}");
+    }
+}

@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Double, Text};
+use diesel::sql_types::{BigInt, Bool, Double, Jsonb, Nullable, Text};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::audit::{self, Actor, AuditEvent};
 use super::models::{NewSimulation, NewSimulationResult, Simulation, SimulationResultRow};
+use super::statement::{Extend, Statement};
 use super::transition::{finish, locked};
 use crate::result_cache::CachedResult;
 use crate::schema::{simulation_results, simulations};
@@ -48,9 +49,82 @@ pub fn insert_job(
     job: &NewSimulation<'_>,
     max_unfinished: i64,
 ) -> QueryResult<Recorded> {
-    within_quota(conn, job, max_unfinished, |conn| {
-        diesel::insert_into(simulations::table).values(job).execute(conn).map(drop)
+    #[derive(QueryableByName)]
+    struct Counted {
+        #[diesel(sql_type = BigInt)]
+        unfinished: i64,
+    }
+    conn.transaction(|conn| {
+        lock_quota(conn, job.owner)?;
+        // The count, the insert and its audit row in one statement (one round trip), which
+        // writes only while the count is under the quota. It starts after the lock is held, so
+        // its snapshot sees every job of the owner's that committed before.
+        let Counted { unfinished } = Statement::new(
+            "WITH counted AS ( \
+               SELECT count(*) AS unfinished FROM simulations \
+                WHERE status IN ('queued', 'running') AND kind <> 'unit' AND owner = ",
+        )
+        .bind::<Text, _>(job.owner)
+        .sql(
+            " ), job AS ( \
+               INSERT INTO simulations \
+                 (id, request, seed, request_id, idempotency_key, request_hash, owner, \
+                  api_key_id, cache_key) \
+               SELECT ",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(job.id)
+        .sql(", ")
+        .bind::<Jsonb, _>(job.request)
+        .sql(", ")
+        .bind::<BigInt, _>(job.seed)
+        .sql(", ")
+        .bind::<Nullable<Text>, _>(job.request_id)
+        .sql(", ")
+        .bind::<Nullable<Text>, _>(job.idempotency_key)
+        .sql(", ")
+        .bind::<Nullable<Text>, _>(job.request_hash)
+        .sql(", ")
+        .bind::<Text, _>(job.owner)
+        .sql(", ")
+        .bind::<Nullable<BigInt>, _>(job.api_key_id)
+        .sql(", ")
+        .bind::<Nullable<Text>, _>(job.cache_key)
+        .sql(" FROM counted WHERE unfinished < ")
+        .bind::<BigInt, _>(max_unfinished)
+        .sql(
+            " RETURNING id, request_id, api_key_id \
+             ), submitted AS ( \
+               INSERT INTO audit_logs \
+                 (simulation_id, event, actor, request_id, data, api_key_id) \
+               SELECT id, ",
+        )
+        .bind::<Text, _>(AuditEvent::Submitted.as_str())
+        .sql(", ")
+        .bind::<Text, _>(audit::API_ACTOR)
+        .sql(", request_id, ")
+        .bind::<Jsonb, _>(submitted_data(job))
+        .sql(
+            ", api_key_id FROM job \
+             ) \
+             SELECT unfinished FROM counted",
+        )
+        .get_result(conn)?;
+        Ok(if unfinished >= max_unfinished {
+            Recorded::QuotaReached { unfinished }
+        } else {
+            Recorded::Inserted
+        })
     })
+}
+
+/// Serialises the submits of one owner until the transaction ends (a transaction-scoped
+/// advisory lock), so that their quota counts cannot race.
+fn lock_quota(conn: &mut PgConnection, owner: &str) -> QueryResult<()> {
+    Statement::new("SELECT pg_advisory_xact_lock(hashtextextended('quota:' || ")
+        .bind::<Text, _>(owner)
+        .sql(", 0))")
+        .execute(conn)
+        .map(drop)
 }
 
 /// Runs `insert` (which writes `job`'s rows) and records the job's `submitted` audit row, in one
@@ -63,9 +137,7 @@ pub(super) fn within_quota(
     insert: impl FnOnce(&mut PgConnection) -> QueryResult<()>,
 ) -> QueryResult<Recorded> {
     conn.transaction(|conn| {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('quota:' || $1, 0))")
-            .bind::<Text, _>(job.owner)
-            .execute(conn)?;
+        lock_quota(conn, job.owner)?;
         let unfinished: i64 = simulations::table
             .filter(simulations::owner.eq(job.owner))
             .filter(simulations::status.eq_any([JobStatus::Queued, JobStatus::Running]))
@@ -89,8 +161,13 @@ fn record_submitted(conn: &mut PgConnection, job: &NewSimulation<'_>) -> QueryRe
         AuditEvent::Submitted,
         Actor::Api(job.api_key_id),
         job.request_id,
-        json!({ "seed": job.seed, "idempotency_key": job.idempotency_key }),
+        submitted_data(job),
     )
+}
+
+/// The `data` of a `submitted` audit row.
+fn submitted_data(job: &NewSimulation<'_>) -> serde_json::Value {
+    json!({ "seed": job.seed, "idempotency_key": job.idempotency_key })
 }
 
 /// Who answered a submit from the result cache, for the audit trail.

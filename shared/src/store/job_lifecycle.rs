@@ -15,15 +15,16 @@ use std::time::Duration;
 use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Double, Nullable, Timestamptz};
+use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::audit::{self, Actor, AuditEvent};
-use super::models::{NewSimulationResult, Simulation};
+use super::models::Simulation;
+use super::statement::{Extend, Statement};
 use super::transition::{finish, record_end};
 use crate::JobStatus;
-use crate::schema::{simulation_results, simulations};
+use crate::schema::simulations;
 
 /// A worker's hold on a running job, as its claim recorded it; every write the worker makes to
 /// the job afterwards is fenced by it.
@@ -140,6 +141,9 @@ fn claim_with(
     orphan_window: Duration,
     alone: bool,
 ) -> QueryResult<Claim> {
+    if let Some(job) = claim_first_attempt(conn, id, worker, max_attempts)? {
+        return Ok(Claim::Run(job));
+    }
     conn.transaction(|conn| {
         let candidate: Option<Candidate> = simulations::table
             .find(id)
@@ -251,6 +255,87 @@ fn claim_with(
             sweep: job.parent_id,
         }))
     })
+}
+
+/// The claim of nearly every delivery, in one statement (no transaction of its own, no row read
+/// first): a plan's first attempt, queued, due and not cancelled. The update's own conditions
+/// decide it under the row lock, as the full claim decides under `FOR UPDATE`, and it writes
+/// the same columns and the same `started` audit row. `None`: anything else (a retry, a
+/// crash, a unit of a sweep, a job held elsewhere, finished or missing), for the full claim.
+///
+/// Its commit does not wait for the WAL to reach disk (`synchronous_commit` off for this
+/// transaction alone). A claim lost with a Postgres crash costs nothing but time: the row is
+/// `queued` again, the reconciler pushes it, and the result this worker then tries to store
+/// is fenced out by the token it no longer holds.
+fn claim_first_attempt(
+    conn: &mut PgConnection,
+    id: Uuid,
+    worker: &str,
+    max_attempts: i32,
+) -> QueryResult<Option<ClaimedJob>> {
+    #[derive(QueryableByName)]
+    struct Claimed {
+        #[diesel(sql_type = Jsonb)]
+        request: serde_json::Value,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        seed: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        request_id: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        cache_key: Option<String>,
+        #[diesel(sql_type = Double)]
+        waited: f64,
+    }
+    let token = Uuid::new_v4();
+    let claimed: Option<Claimed> = Statement::new(
+        "WITH claimed AS ( \
+           UPDATE simulations \
+              SET status = 'running', attempts = 1, worker = ",
+    )
+    .bind::<Text, _>(worker)
+    .sql(", claim_token = ")
+    .bind::<diesel::sql_types::Uuid, _>(token)
+    .sql(
+        ", heartbeat_at = now(), started_at = coalesce(started_at, now()), \
+           not_before = NULL, updated_at = now() \
+           WHERE id = ",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .sql(" AND status = 'queued' AND attempts = 0 AND ")
+    .bind::<Integer, _>(max_attempts)
+    .sql(
+        " > 0 AND NOT cancel_requested AND parent_id IS NULL \
+            AND (not_before IS NULL OR not_before <= now()) \
+           RETURNING id, request, seed, request_id, cache_key, \
+                     extract(epoch FROM now() - created_at)::float8 AS waited \
+         ), started AS ( \
+           INSERT INTO audit_logs (simulation_id, event, actor, request_id, data) \
+           SELECT id, ",
+    )
+    .bind::<Text, _>(AuditEvent::Started.as_str())
+    .sql(", ")
+    .bind::<Text, _>(worker)
+    .sql(", request_id, ")
+    .bind::<Jsonb, _>(json!({ "attempt": 1 }))
+    .sql(
+        " FROM claimed \
+         ), unflushed AS ( \
+           SELECT set_config('synchronous_commit', 'off', true) \
+         ) \
+         SELECT request, seed, request_id, cache_key, waited FROM claimed, unflushed",
+    )
+    .get_result(conn)
+    .optional()?;
+    Ok(claimed.map(|c| ClaimedJob {
+        lease: Lease { job: id, worker: worker.to_owned(), token, attempt: 1 },
+        request: c.request,
+        seed: c.seed,
+        request_id: c.request_id,
+        waited: Duration::try_from_secs_f64(c.waited).unwrap_or_default(),
+        after_crash: false,
+        cache_key: c.cache_key,
+        sweep: None,
+    }))
 }
 
 /// A wait Postgres measured, if there is any left.
@@ -373,44 +458,57 @@ pub fn complete(
     success_probability: Option<f64>,
     batches: i32,
 ) -> QueryResult<Write> {
-    conn.transaction(|conn| {
-        let ended: Option<(i32, Option<String>)> =
-            diesel::update(held_under(lease.job, lease.token))
-                .set((
-                    simulations::status.eq(JobStatus::Succeeded),
-                    simulations::success_probability.eq(success_probability),
-                    simulations::progress_done.eq(batches),
-                    simulations::progress_total.eq(batches),
-                    simulations::error.eq(None::<String>),
-                    simulations::claim_token.eq(None::<Uuid>),
-                    simulations::finished_at.eq(now),
-                    simulations::updated_at.eq(now),
-                ))
-                .returning((simulations::attempts, simulations::request_id))
-                .get_result(conn)
-                .optional()?;
-        let Some((attempt, request_id)) = ended else {
-            return fenced_out(conn, lease, "complete");
-        };
-        diesel::insert_into(simulation_results::table)
-            .values(NewSimulationResult {
-                simulation_id: lease.job,
-                result,
-                worker: &lease.worker,
-                from_cache: false,
-            })
-            .on_conflict_do_nothing()
-            .execute(conn)?;
-        record_end(
-            conn,
-            lease.job,
-            JobStatus::Succeeded,
-            Actor::Worker(&lease.worker),
-            request_id.as_deref(),
-            json!({ "attempt": attempt, "success_probability": success_probability }),
-        )?;
-        Ok(Write::Applied)
-    })
+    // One statement, so one round trip and no transaction of its own: the fenced update, the
+    // result row and the audit row commit together or not at all. The claim that wrote the
+    // token counted `lease.attempt`, so the audit row can be built here.
+    let ended = Statement::new(
+        "WITH ended AS ( \
+           UPDATE simulations \
+              SET status = ",
+    )
+    .bind::<Text, _>(JobStatus::Succeeded.as_str())
+    .sql(", success_probability = ")
+    .bind::<Nullable<Double>, _>(success_probability)
+    .sql(", progress_done = ")
+    .bind::<Integer, _>(batches)
+    .sql(", progress_total = ")
+    .bind::<Integer, _>(batches)
+    .sql(
+        ", error = NULL, claim_token = NULL, finished_at = now(), updated_at = now() \
+           WHERE id = ",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(lease.job)
+    .sql(" AND status = 'running' AND claim_token = ")
+    .bind::<diesel::sql_types::Uuid, _>(lease.token)
+    .sql(
+        " RETURNING id, request_id \
+         ), stored AS ( \
+           INSERT INTO simulation_results (simulation_id, result, worker, from_cache) \
+           SELECT id, ",
+    )
+    .bind::<Jsonb, _>(result)
+    .sql(", ")
+    .bind::<Text, _>(&lease.worker)
+    .sql(
+        ", false FROM ended \
+           ON CONFLICT DO NOTHING \
+         ) \
+         INSERT INTO audit_logs (simulation_id, event, actor, request_id, data) \
+         SELECT id, ",
+    )
+    .bind::<Text, _>(AuditEvent::Succeeded.as_str())
+    .sql(", ")
+    .bind::<Text, _>(&lease.worker)
+    .sql(", request_id, ")
+    .bind::<Jsonb, _>(
+        json!({ "attempt": lease.attempt, "success_probability": success_probability }),
+    )
+    .sql(" FROM ended")
+    .execute(conn)?;
+    if ended == 0 {
+        return fenced_out(conn, lease, "complete");
+    }
+    Ok(Write::Applied)
 }
 
 /// Marks the job `failed` for good, once.

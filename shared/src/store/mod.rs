@@ -11,6 +11,7 @@ mod audit;
 mod job_lifecycle;
 pub mod models;
 mod reconciler;
+mod statement;
 pub mod stats;
 mod sweeps;
 mod transition;
