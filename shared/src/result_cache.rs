@@ -47,20 +47,29 @@ impl Queue {
         redis::cmd("GET").arg(self.keys.result_cache(key)).query_async(&mut conn).await
     }
 
-    /// Stores `entry` under `key` for `ttl` (whole seconds, at least one).
-    pub async fn cache_result(
+    /// Stores `entry` under `key` for `ttl` (whole seconds, at least one), then announces that
+    /// `job` ended ([`Queue::announce_finished`]), in one round trip. Redis runs them in order,
+    /// so a client that resubmits the moment it learns of the result is answered from the cache.
+    pub async fn cache_result_and_announce(
         &self,
         key: &str,
         entry: &CachedResult,
         ttl: Duration,
+        job: uuid::Uuid,
     ) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         let bytes = serde_json::to_vec(entry).expect("cache entries always serialise");
-        redis::cmd("SET")
+        redis::pipe()
+            .cmd("SET")
             .arg(self.keys.result_cache(key))
             .arg(bytes)
             .arg("EX")
             .arg(ttl.as_secs().max(1))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.keys.finished())
+            .arg(job.to_string())
+            .ignore()
             .query_async::<()>(&mut conn)
             .await
     }

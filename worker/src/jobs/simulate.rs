@@ -324,14 +324,18 @@ async fn execute(
                     .await;
                 match written {
                     Ok(Write::Applied) => {
-                        // Cached before the announcement, so a client that resubmits the moment it
-                        // learns of the result is answered from the cache.
-                        if let Some((key, entry, ttl)) = cache
-                            && let Err(e) = ctx.queue.cache_result(key, &entry, ttl).await
-                        {
-                            tracing::debug!(error = %e, "could not cache the result");
+                        match cache {
+                            Some((key, entry, ttl)) => {
+                                let queue = &ctx.queue;
+                                if let Err(e) = queue
+                                    .cache_result_and_announce(key, &entry, ttl, lease.job)
+                                    .await
+                                {
+                                    tracing::debug!(error = %e, "could not cache the result or announce the job's end");
+                                }
+                            }
+                            None => announce_end(ctx, lease.job).await,
                         }
-                        announce_end(ctx, lease.job).await;
                         ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
                         ctx.metrics.run_time.observe(elapsed.as_secs_f64());
                         ctx.metrics.scenario_months.inc_by(scenario_months);
