@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,15 +40,25 @@ pub(crate) struct Completions {
 }
 
 struct Waited {
-    notify: Arc<Notify>,
+    news: Arc<News>,
     waiters: usize,
 }
 
+/// The announcements of one job: a count, so that a waiter can tell whether one arrived while
+/// it was not listening, and a wake-up for those listening.
+#[derive(Default)]
+struct News {
+    count: AtomicU64,
+    notify: Notify,
+}
+
 /// One request's interest in one job; dropping it forgets the interest.
-struct Watch<'a> {
+pub(crate) struct Watch<'a> {
     completions: &'a Completions,
     id: Uuid,
-    notify: Arc<Notify>,
+    news: Arc<News>,
+    /// The announcements counted when the interest was registered.
+    count_at_start: u64,
 }
 
 impl Drop for Watch<'_> {
@@ -64,18 +74,23 @@ impl Drop for Watch<'_> {
 }
 
 impl Completions {
-    fn watch(&self, id: Uuid) -> Watch<'_> {
+    /// Registers an interest in `id` ending. A submit that will wait registers before it
+    /// pushes the job, so not even the quickest worker can end it unseen.
+    pub(crate) fn watch(&self, id: Uuid) -> Watch<'_> {
         let mut waiting = self.waiting.lock().expect("lock");
         let waited =
-            waiting.entry(id).or_insert_with(|| Waited { notify: Arc::default(), waiters: 0 });
+            waiting.entry(id).or_insert_with(|| Waited { news: Arc::default(), waiters: 0 });
         waited.waiters += 1;
-        Watch { completions: self, id, notify: waited.notify.clone() }
+        let news = waited.news.clone();
+        let count_at_start = news.count.load(Ordering::SeqCst);
+        Watch { completions: self, id, news, count_at_start }
     }
 
     /// A worker announced that `id` ended.
     fn announce(&self, id: Uuid) {
         if let Some(waited) = self.waiting.lock().expect("lock").get(&id) {
-            waited.notify.notify_waiters();
+            waited.news.count.fetch_add(1, Ordering::SeqCst);
+            waited.news.notify.notify_waiters();
         }
     }
 
@@ -118,7 +133,19 @@ pub(crate) async fn until_terminal(
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<JobRead>, ApiError> {
-    until(state, caller, id, wait, false).await
+    until(state, caller, state.completions.watch(id), wait, NextRead::Now, false).await
+}
+
+/// [`until_terminal`] for a job this request has just recorded as `queued` and watched since
+/// before it was pushed: nothing is read until the job is announced (or the recheck interval
+/// passes), since a read before that could only find it queued or running.
+pub(crate) async fn until_pushed_job_ends(
+    state: &AppState,
+    caller: &Caller,
+    watch: Watch<'_>,
+    wait: Duration,
+) -> Result<Option<JobRead>, ApiError> {
+    until(state, caller, watch, wait, NextRead::AfterNews, false).await
 }
 
 /// [`until_terminal`], except that a sweep's read is also answered as soon as it has more cells
@@ -129,40 +156,55 @@ pub(crate) async fn until_news(
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<JobRead>, ApiError> {
-    until(state, caller, id, wait, true).await
+    until(state, caller, state.completions.watch(id), wait, NextRead::Now, true).await
+}
+
+/// When a waiter reads its job next: at once, or once there is news of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NextRead {
+    Now,
+    AfterNews,
 }
 
 async fn until(
     state: &AppState,
     caller: &Caller,
-    id: Uuid,
+    watch: Watch<'_>,
     wait: Duration,
+    mut next_read: NextRead,
     news: bool,
 ) -> Result<Option<JobRead>, ApiError> {
     let mut first_done = None;
     let deadline = Instant::now() + wait;
     let completions = &state.completions;
-    let watch = completions.watch(id);
+    let id = watch.id;
     loop {
         // Registered before the read, so an announcement racing it is not missed.
-        let mut announced = pin!(watch.notify.notified());
+        let mut announced = pin!(watch.news.notify.notified());
         let mut everyone = pin!(completions.everyone.notified());
         announced.as_mut().enable();
         everyone.as_mut().enable();
-        let caller = caller.clone();
-        let read = state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
-        let done = match &read {
-            None => true,
-            Some((job, _)) if news && job.kind == JobKind::Sweep => {
-                let before = *first_done.get_or_insert(job.progress_done);
-                job.status.is_terminal() || job.progress_done != before
-            }
-            Some((job, _)) => job.status.is_terminal(),
-        };
         let now = Instant::now();
-        if done || now >= deadline || completions.closed.load(Ordering::SeqCst) {
-            return Ok(read);
+        let closed = completions.closed.load(Ordering::SeqCst);
+        // An announcement since the watch began, before anyone listened, counts as news.
+        let missed = watch.news.count.load(Ordering::SeqCst) != watch.count_at_start;
+        if next_read == NextRead::Now || missed || now >= deadline || closed {
+            let caller = caller.clone();
+            let read = state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
+            let done = match &read {
+                None => true,
+                Some((job, _)) if news && job.kind == JobKind::Sweep => {
+                    let before = *first_done.get_or_insert(job.progress_done);
+                    job.status.is_terminal() || job.progress_done != before
+                }
+                Some((job, _)) => job.status.is_terminal(),
+            };
+            if done || Instant::now() >= deadline || closed {
+                return Ok(read);
+            }
         }
+        next_read = NextRead::Now;
+        let now = Instant::now();
         let recheck = deadline.min(now + state.settings.api.wait_recheck);
         tokio::select! {
             () = announced => {}

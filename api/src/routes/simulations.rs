@@ -179,9 +179,16 @@ async fn accept(
         }),
         ..job
     };
-    if let Some(key) = &job.cache_key
-        && let Some((cached, layer)) = state.result_cache.lookup(&state, key).await
-    {
+    // Both are asked at once (one Redis connection pipelines them): the queue's depth is only
+    // needed on a miss, but it then costs no round trip of its own.
+    let lookup = async {
+        match &job.cache_key {
+            Some(key) => state.result_cache.lookup(&state, key).await,
+            None => None,
+        }
+    };
+    let (cached, depth) = tokio::join!(lookup, queue_depth(&state));
+    if let Some((cached, layer)) = cached {
         match served_from_cache(&state, &caller, job.clone(), cached, layer, wait).await {
             Ok(answer) => return Ok(answer),
             // Two submits with one new key raced; the loser answers as a replay.
@@ -199,7 +206,7 @@ async fn accept(
         }
     }
 
-    refuse_when_full(&state).await?;
+    refuse_when_full(&state, depth?)?;
 
     let quota = state.settings.auth.max_unfinished_per_tenant;
     let insert = {
@@ -222,12 +229,21 @@ async fn accept(
     }
     tracing::info!(job_id = %id, seed, scenarios = request.n_scenarios(), "job recorded");
 
+    let limit = wait_for(&state, wait);
+    let watch = (!limit.is_zero()).then(|| state.completions.watch(id));
     if let Err(e) = state.redis(state.queue.enqueue(id)).await {
         // Recorded but not pushed: accepted all the same, since Postgres is the record; the
         // reconciler pushes queued jobs the queue does not hold.
         tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the job");
     }
-    accepted(&state, &caller, id, wait).await
+    if let Some(watch) = watch
+        && let Some((job, result)) =
+            completions::until_pushed_job_ends(&state, &caller, watch, limit).await?
+        && job.status.is_terminal()
+    {
+        return ended(&state, job, result, wait);
+    }
+    queued_answer(&state, id, wait)
 }
 
 /// A submit's body, checked: one plan, or a sweep of plans.
@@ -335,7 +351,7 @@ async fn accept_sweep(
         fingerprint: fingerprint.clone(),
         cache_key: None,
     };
-    refuse_when_full(state).await?;
+    refuse_when_full(state, queue_depth(state).await?)?;
     let quota = state.settings.auth.max_unfinished_per_tenant;
     let cells = sweep.cells.len() as i32;
     let insert = {
@@ -414,6 +430,11 @@ async fn accepted(
     if let Some(answer) = waited(state, caller, id, wait).await? {
         return Ok(answer);
     }
+    queued_answer(state, id, wait)
+}
+
+/// `202` + `Location` for a job that is queued (or running) still.
+fn queued_answer(state: &AppState, id: Uuid, wait: Option<Wait>) -> Result<HttpResponse, ApiError> {
     let mut accepted = HttpResponse::Accepted();
     accepted.insert_header((header::LOCATION, location(id)));
     applied(&mut accepted, state, wait);
@@ -730,18 +751,22 @@ async fn replay(
     Ok(Some(response.json(JobView::new(job, result)?)))
 }
 
-/// Refuses new work above the queue-depth ceiling (jobs waiting to start). Counts from Redis
-/// (two O(1) reads); from Postgres when Redis cannot answer, since submits are still accepted
-/// then and reconciled later.
-async fn refuse_when_full(state: &web::Data<AppState>) -> Result<(), ApiError> {
-    let ceiling = state.settings.queue.depth_ceiling;
-    let waiting = match state.redis(state.queue.backlog()).await {
-        Ok(waiting) => waiting,
+/// The jobs waiting to start, for the queue-depth ceiling. Counted by Redis (two O(1) reads);
+/// by Postgres when Redis cannot answer, since submits are still accepted then and reconciled
+/// later.
+async fn queue_depth(state: &web::Data<AppState>) -> Result<u64, ApiError> {
+    match state.redis(state.queue.backlog()).await {
+        Ok(waiting) => Ok(waiting),
         Err(e) => {
             tracing::warn!(error = ?e, "queue depth unavailable from Redis; counting in Postgres");
-            state.read(store::count_unfinished).await? as u64
+            Ok(state.read(store::count_unfinished).await? as u64)
         }
-    };
+    }
+}
+
+/// Refuses new work above the queue-depth ceiling.
+fn refuse_when_full(state: &AppState, waiting: u64) -> Result<(), ApiError> {
+    let ceiling = state.settings.queue.depth_ceiling;
     if waiting >= ceiling {
         state.metrics.submits_refused.with_label_values(&["queue_full"]).inc();
         return Err(ApiError::QueueFull { depth: waiting, retry_after_secs: 10 });
