@@ -61,6 +61,13 @@ pub(crate) struct Watch<'a> {
     count_at_start: u64,
 }
 
+impl Watch<'_> {
+    /// Whether the job was announced since the watch began, listened for or not.
+    fn has_news(&self) -> bool {
+        self.news.count.load(Ordering::SeqCst) != self.count_at_start
+    }
+}
+
 impl Drop for Watch<'_> {
     fn drop(&mut self) {
         let mut waiting = self.completions.waiting.lock().expect("lock");
@@ -186,9 +193,7 @@ async fn until(
         everyone.as_mut().enable();
         let now = Instant::now();
         let closed = completions.closed.load(Ordering::SeqCst);
-        // An announcement since the watch began, before anyone listened, counts as news.
-        let missed = watch.news.count.load(Ordering::SeqCst) != watch.count_at_start;
-        if next_read == NextRead::Now || missed || now >= deadline || closed {
+        if next_read == NextRead::Now || watch.has_news() || now >= deadline || closed {
             let caller = caller.clone();
             let read = state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
             let done = match &read {
@@ -211,5 +216,24 @@ async fn until(
             () = everyone => {}
             () = tokio::time::sleep_until(recheck) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announcement_made_before_anyone_listened_is_still_news_to_its_watch_only() {
+        let completions = Completions::default();
+        let (id, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let watch = completions.watch(id);
+        let unrelated = completions.watch(other);
+        assert!(!watch.has_news());
+        completions.announce(id);
+        assert!(watch.has_news(), "announced between the watch and the first listen");
+        assert!(!unrelated.has_news());
+        drop(watch);
+        assert!(!completions.watch(id).has_news(), "a new watch starts from what it finds");
     }
 }
