@@ -200,17 +200,10 @@ fn share_of_threads(batch_size: usize, scenarios: usize, threads: usize) -> usiz
 
 impl<'a> Runner<'a> {
     fn new(request: &'a SimulationRequest, plan: Plan, options: &'a RunOptions) -> Self {
-        Self {
-            plan,
-            request,
-            scenarios: request.effective_scenarios() as usize,
-            batch: share_of_threads(
-                options.batch_size.max(1),
-                request.effective_scenarios() as usize,
-                rayon::current_num_threads(),
-            ),
-            options,
-        }
+        let scenarios = request.effective_scenarios() as usize;
+        let batch =
+            share_of_threads(options.batch_size.max(1), scenarios, rayon::current_num_threads());
+        Self { plan, request, scenarios, batch, options }
     }
 
     fn batches(&self) -> usize {

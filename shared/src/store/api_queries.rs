@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Actor, AuditEvent};
 use super::models::{NewSimulation, NewSimulationResult, Simulation, SimulationResultRow};
-use super::statement::{Extend, Statement};
+use super::statement::{Append, Statement};
 use super::transition::{finish, locked};
 use crate::result_cache::CachedResult;
 use crate::schema::{simulation_results, simulations};

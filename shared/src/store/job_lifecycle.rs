@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Actor, AuditEvent};
 use super::models::Simulation;
-use super::statement::{Extend, Statement};
+use super::statement::{Append, Statement};
 use super::transition::{finish, record_end};
 use crate::JobStatus;
 use crate::schema::simulations;

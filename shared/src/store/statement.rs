@@ -44,7 +44,7 @@ impl Statement {
 }
 
 /// What every part of a statement can be followed by.
-pub(crate) trait Extend: Sized {
+pub(crate) trait Append: Sized {
     /// A value, sent apart from the SQL; its placeholder is written here.
     fn bind<ST, V>(self, value: V) -> Bind<Self, V, ST> {
         Bind { statement: self, value, sql_type: PhantomData }
@@ -55,9 +55,9 @@ pub(crate) trait Extend: Sized {
     }
 }
 
-impl Extend for Statement {}
-impl<S, V, ST> Extend for Bind<S, V, ST> {}
-impl<S> Extend for Then<S> {}
+impl Append for Statement {}
+impl<S, V, ST> Append for Bind<S, V, ST> {}
+impl<S> Append for Then<S> {}
 
 impl QueryFragment<Pg> for Statement {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

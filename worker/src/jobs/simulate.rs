@@ -326,8 +326,8 @@ async fn execute(
                     Ok(Write::Applied) => {
                         match cache {
                             Some((key, entry, ttl)) => {
-                                let queue = &ctx.queue;
-                                if let Err(e) = queue
+                                if let Err(e) = ctx
+                                    .queue
                                     .cache_result_and_announce(key, &entry, ttl, lease.job)
                                     .await
                                 {
