@@ -27,6 +27,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    commit_barriers (backend_pid) {
+        backend_pid -> Int4,
+        flushes -> Int8,
+    }
+}
+
+diesel::table! {
     queue_samples (sampled_at) {
         sampled_at -> Timestamptz,
         ready -> Int8,
@@ -97,6 +104,7 @@ diesel::joinable!(simulations -> api_keys (api_key_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_logs,
+    commit_barriers,
     queue_samples,
     simulation_results,
     simulations,

@@ -133,3 +133,62 @@ async fn faults_postgres_stopped_for_10_s_mid_run_refuses_submits_and_every_job_
         assert!(w.proc.is_running(), "{} exited", w.name);
     }
 }
+
+/// A submit's record commits without waiting for the disk (so a worker can start on it), but
+/// the `202` waits for the flush: a Postgres crash right after the answers loses none of the
+/// answered jobs. The server's WAL writer is slowed to its 10 s maximum, so only the submit's
+/// own wait for the flush can explain a record that survives; there is no worker, whose
+/// synchronous commits would flush it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_postgres_crashing_right_after_202s_loses_none_of_those_jobs() {
+    let _lock = fault_lock();
+    let pg = ThrowawayPostgres::start();
+    let mut admin = diesel::PgConnection::establish(&pg.admin_url()).expect("admin connection");
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query("ALTER SYSTEM SET wal_writer_delay = '10s'"),
+        &mut admin,
+    )
+    .unwrap();
+    diesel::RunQueryDsl::execute(diesel::sql_query("SELECT pg_reload_conf()"), &mut admin).unwrap();
+    drop(admin);
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    let env = TestEnv::with(db, TestQueue::new());
+    env.leaves_unfinished_jobs("no worker runs: the test is about the records of the submits");
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(api.submit_ok(&job_body(1_000, 10)).await);
+    }
+    pg.stop();
+    pg.start_again();
+
+    let records = eventually(Duration::from_secs(30), || async {
+        let mut conn = diesel::PgConnection::establish(&env.db.url).ok()?;
+        Some(job_records(&mut conn))
+    })
+    .await;
+    for id in &ids {
+        let record = records.iter().find(|r| r.id == *id);
+        assert!(record.is_some(), "job {id} was answered 202 and lost in the crash");
+    }
+    let mut conn = diesel::PgConnection::establish(&env.db.url).unwrap();
+    let submitted: Vec<SubmittedRow> = diesel::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT simulation_id FROM audit_logs WHERE event = 'submitted' ORDER BY simulation_id",
+        ),
+        &mut conn,
+    )
+    .unwrap();
+    let mut expected = ids.clone();
+    expected.sort();
+    let found: Vec<Uuid> = submitted.into_iter().map(|r| r.simulation_id).collect();
+    assert_eq!(found, expected, "every answered job has its submitted audit row");
+}
+
+#[derive(diesel::QueryableByName)]
+struct SubmittedRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    simulation_id: Uuid,
+}

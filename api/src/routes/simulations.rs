@@ -3,9 +3,10 @@
 //!
 //! A submit is parsed and checked before anything is written; then the job row and its
 //! `submitted` audit row are recorded in one transaction (Postgres is the record), and only
-//! then is the job pushed to Redis. If the push fails the job stays recorded as `queued` and the
-//! reconciler pushes it later: a job the API answered 202 for is never lost, and a job it could
-//! not record is refused with 503.
+//! then is the job pushed to Redis. That commit does not wait for the disk: the push goes out
+//! at once, beside a wait for the WAL flush, and the answer waits for both. If the push fails
+//! the job stays recorded as `queued` and the reconciler pushes it later: a job the API
+//! answered 202 for is never lost, and a job it could not record is refused with 503.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
@@ -231,10 +232,23 @@ async fn accept(
 
     let limit = wait_for(&state, wait);
     let watch = (!limit.is_zero()).then(|| state.completions.watch(id));
-    if let Err(e) = state.redis(state.queue.enqueue(id)).await {
+    // The job was committed without waiting for the disk: it is pushed at once, and a worker
+    // runs it while this waits for the flush that makes the answer true.
+    let (pushed, durable) =
+        tokio::join!(state.redis(state.queue.enqueue(id)), state.write(store::await_durable));
+    if let Err(e) = pushed {
         // Recorded but not pushed: accepted all the same, since Postgres is the record; the
         // reconciler pushes queued jobs the queue does not hold.
         tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the job");
+    }
+    if let Err(e) = durable {
+        // Not known to be on disk: not accepted. The job may still exist and run (its commit
+        // may have reached the disk before the connection broke); a retry with the same
+        // Idempotency-Key finds it.
+        if let ApiError::Unavailable { .. } = e {
+            state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+        }
+        return Err(e);
     }
     if let Some(watch) = watch
         && let Some((job, result)) =
@@ -717,7 +731,13 @@ async fn replay(
     let existing = state
         .write(move |conn| {
             store::expire_idempotency_key(conn, &owner, &key_owned, IDEMPOTENCY_TTL)?;
-            store::find_by_idempotency_key(conn, &owner, &key_owned)
+            let existing = store::find_by_idempotency_key(conn, &owner, &key_owned)?;
+            // The first submit may not have reached the disk yet (its own answer waits for
+            // that too); a replay makes no promise the first one could not keep.
+            if existing.is_some() {
+                store::await_durable(conn)?;
+            }
+            Ok(existing)
         })
         .await?;
     let Some(job) = existing else { return Ok(None) };

@@ -44,6 +44,10 @@ pub enum Recorded {
 /// its owner already has `max_unfinished` jobs queued or running. The count and the insert run
 /// under a lock of the owner's (a transaction-scoped advisory lock), so concurrent submits of
 /// one tenant, through any number of API replicas, cannot overshoot the quota.
+///
+/// The commit does not wait for the WAL flush, so the job can be pushed and claimed while the
+/// disk catches up: the caller must [`await_durable`](super::await_durable) before it tells
+/// anyone the job exists.
 pub fn insert_job(
     conn: &mut PgConnection,
     job: &NewSimulation<'_>,
@@ -105,8 +109,10 @@ pub fn insert_job(
         .bind::<Jsonb, _>(submitted_data(job))
         .sql(
             ", api_key_id FROM job \
+             ), unflushed AS ( \
+               SELECT set_config('synchronous_commit', 'off', true) \
              ) \
-             SELECT unfinished FROM counted",
+             SELECT unfinished FROM counted, unflushed",
         )
         .get_result(conn)?;
         Ok(if unfinished >= max_unfinished {

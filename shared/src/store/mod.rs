@@ -8,6 +8,7 @@
 mod api_keys;
 mod api_queries;
 mod audit;
+mod durability;
 mod job_lifecycle;
 pub mod models;
 mod reconciler;
@@ -19,6 +20,7 @@ mod transition;
 pub use api_keys::*;
 pub use api_queries::*;
 pub(crate) use audit::AuditEvent;
+pub use durability::await_durable;
 pub use job_lifecycle::*;
 pub use reconciler::*;
 pub use sweeps::*;
