@@ -395,7 +395,7 @@ struct Prepared {
 /// The statements of a job's hot path (record, claim, store the result) are prepared once per
 /// connection and reused, not parsed and planned at every call as diesel does with an
 /// `sql_query` or an `UPDATE`: after three jobs, the session holds one prepared statement of
-/// each, and the three jobs went the whole way.
+/// each (the submit's wait for the flush among them), and the three jobs went the whole way.
 #[test]
 fn a_jobs_hot_statements_are_planned_once_per_connection() {
     let db = TestDb::migrated();
@@ -403,6 +403,7 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
     let result = serde_json::json!({ "success_probability": 0.5 });
     for _ in 0..3 {
         let id = new_job(&mut conn);
+        store::await_durable(&mut conn).unwrap();
         let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
         assert_eq!(lease.attempt, 1);
         assert_eq!(
@@ -426,8 +427,30 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         ("the claim", "WITH claimed AS"),
         ("the stored result", "WITH ended AS"),
         ("the quota lock", "pg_advisory_xact_lock"),
+        ("the wait for the flush", "commit_barriers"),
     ] {
         let copies = prepared.iter().filter(|s| s.contains(marker)).count();
         assert_eq!(copies, 1, "{what} should be prepared once and reused; prepared: {prepared:#?}");
     }
+    // The barrier keeps one row per backend, however often it runs.
+    let barriers: Vec<(i32, i64)> =
+        diesel::sql_query("SELECT backend_pid, flushes FROM commit_barriers")
+            .load::<Barrier>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.backend_pid, b.flushes))
+            .collect();
+    let pid: Barrier =
+        diesel::sql_query("SELECT pg_backend_pid() % 65536 AS backend_pid, 0::int8 AS flushes")
+            .get_result(&mut conn)
+            .unwrap();
+    assert_eq!(barriers, vec![(pid.backend_pid, 2)]);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Barrier {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    backend_pid: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    flushes: i64,
 }

@@ -5,7 +5,8 @@
 //!
 //! Postgres offers no "wait until the WAL is flushed up to here" call, but a synchronous commit
 //! of a transaction that wrote something waits for the flush of every WAL record before its
-//! own, and WAL is flushed in order. A row per backend keeps concurrent barriers on different
+//! own, and WAL is flushed in order. A row per backend (its pid modulo 2¹⁶, so the table stays
+//! small however many connections come and go) keeps concurrent barriers on different
 //! connections from waiting on each other's row lock; they share the flushes (group commit).
 
 use diesel::pg::PgConnection;
@@ -17,7 +18,7 @@ use super::statement::Statement;
 /// disk. It must run outside a transaction, as its own synchronous commit.
 pub fn await_durable(conn: &mut PgConnection) -> QueryResult<()> {
     Statement::new(
-        "INSERT INTO commit_barriers (backend_pid) VALUES (pg_backend_pid()) \
+        "INSERT INTO commit_barriers (backend_pid) VALUES (pg_backend_pid() % 65536) \
          ON CONFLICT (backend_pid) DO UPDATE SET flushes = commit_barriers.flushes + 1",
     )
     .execute(conn)
