@@ -98,7 +98,7 @@ struct SubmitHeaders {
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a value the database refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Queue full or Postgres unavailable; nothing recorded. See Retry-After.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk: the job may then exist and run, and a retry with the same Idempotency-Key is answered with it.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/simulations")]
