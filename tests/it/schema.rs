@@ -60,6 +60,7 @@ fn diesel_type(pg: &str) -> &'static str {
         "uuid" => "Uuid",
         "text" => "Text",
         "jsonb" => "Jsonb",
+        "json" => "Json",
         "bigint" => "Int8",
         "integer" => "Int4",
         "boolean" => "Bool",
