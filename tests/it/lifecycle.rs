@@ -395,7 +395,8 @@ struct Prepared {
 /// The statements of a job's hot path (record, claim, store the result) are prepared once per
 /// connection and reused, not parsed and planned at every call as diesel does with an
 /// `sql_query` or an `UPDATE`: after three jobs, the session holds one prepared statement of
-/// each (the submit's wait for the flush among them), and the three jobs went the whole way.
+/// each (the submit's wait for the flush among them; the submit's quota lock is inside its
+/// statement), and the three jobs went the whole way.
 #[test]
 fn a_jobs_hot_statements_are_planned_once_per_connection() {
     let db = TestDb::migrated();
@@ -426,12 +427,16 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         ("the submit", "WITH counted AS"),
         ("the claim", "WITH claimed AS"),
         ("the stored result", "WITH ended AS"),
-        ("the quota lock", "pg_advisory_xact_lock"),
         ("the wait for the flush", "commit_barriers"),
     ] {
         let copies = prepared.iter().filter(|s| s.contains(marker)).count();
         assert_eq!(copies, 1, "{what} should be prepared once and reused; prepared: {prepared:#?}");
     }
+    // The submit takes its quota lock inside its one statement, not in a round trip of its own.
+    assert!(
+        !prepared.iter().any(|s| s.contains("pg_advisory_xact_lock")),
+        "a separate lock statement: {prepared:#?}"
+    );
     // The barrier keeps one row per backend, however often it runs.
     let barriers: Vec<(i32, i64)> =
         diesel::sql_query("SELECT backend_pid, flushes FROM commit_barriers")

@@ -1,15 +1,17 @@
 //! Tenancy: a key is needed on every route but the public ones; a tenant sees, charts, exports,
 //! cancels and replays only its own jobs (another's answer as if they did not exist); an
 //! operator reads every tenant's; the rate limit holds across API processes; the quota caps one
-//! tenant's unfinished jobs; audit rows name the key that acted; keys are made, listed and
+//! tenant's unfinished jobs, also under a race of concurrent submits; audit rows name the key that acted; keys are made, listed and
 //! revoked with the CLI.
 
 use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Text};
+use portfolio_shared::store::models::NewSimulation;
+use portfolio_shared::store::{self, Recorded};
 use portfolio_tests::processes::{ApiProc, LogDir, run_to_end};
-use portfolio_tests::{ApiClient, TestEnv, problem, small_request};
+use portfolio_tests::{ApiClient, TestDb, TestEnv, problem, small_request};
 use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
@@ -215,6 +217,63 @@ async fn the_quota_caps_a_tenants_unfinished_jobs_naming_the_setting() {
     assert_eq!(response.unwrap().status(), 200);
     heavy.submit_ok(&small_request()).await;
     app.submit_ok(&small_request()).await;
+}
+
+/// The quota holds under a race: submits of one tenant from many connections at once record
+/// exactly the quota's worth of jobs, never one more. The count runs in a snapshot taken after
+/// the tenant's lock is held; counted in a snapshot taken before it (as a subquery of the
+/// recording statement would be), two submits can both see room for the last place.
+#[test]
+fn concurrent_submits_of_one_tenant_never_overshoot_the_quota() {
+    const QUOTA: i64 = 10;
+    const THREADS: usize = 8;
+    const EACH: usize = 6;
+    let db = TestDb::migrated();
+    let request = serde_json::to_value(small_request()).unwrap();
+    let start = std::sync::Barrier::new(THREADS);
+    let inserted: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut conn = db.connect();
+                    start.wait();
+                    (0..EACH)
+                        .filter(|_| {
+                            let job = NewSimulation {
+                                id: Uuid::now_v7(),
+                                request: &request,
+                                seed: 1,
+                                request_id: None,
+                                idempotency_key: None,
+                                request_hash: None,
+                                owner: "racer",
+                                api_key_id: None,
+                                cache_key: None,
+                            };
+                            store::insert_job(&mut conn, &job, QUOTA).unwrap() == Recorded::Inserted
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        jobs: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        audits: i64,
+    }
+    let rows: Count = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM simulations WHERE owner = 'racer') AS jobs, \
+                (SELECT count(*) FROM audit_logs a JOIN simulations s ON s.id = a.simulation_id \
+                  WHERE s.owner = 'racer') AS audits",
+    )
+    .get_result(&mut db.connect())
+    .unwrap();
+    assert_eq!(inserted as i64, QUOTA, "submits answered as recorded");
+    assert_eq!((rows.jobs, rows.audits), (QUOTA, QUOTA), "jobs and submitted rows stored");
 }
 
 #[derive(QueryableByName, Debug, PartialEq)]

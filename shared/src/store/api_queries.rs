@@ -45,6 +45,12 @@ pub enum Recorded {
 /// under a lock of the owner's (a transaction-scoped advisory lock), so concurrent submits of
 /// one tenant, through any number of API replicas, cannot overshoot the quota.
 ///
+/// It is one statement in a transaction of its own: the lock, the count, the insert and its
+/// audit row, in one round trip. The lock and the count are the database function
+/// `lock_quota_and_count_unfinished` (migration `2026-12-04-000002_quota_count`), whose count
+/// takes its own snapshot after the lock is held; a plain subquery would count in the
+/// statement's snapshot, taken before the lock, and could miss a concurrent submit.
+///
 /// The commit does not wait for the WAL flush, so the job can be pushed and claimed while the
 /// disk catches up: the caller must [`await_durable`](super::await_durable) before it tells
 /// anyone the job exists.
@@ -58,73 +64,66 @@ pub fn insert_job(
         #[diesel(sql_type = BigInt)]
         unfinished: i64,
     }
-    conn.transaction(|conn| {
-        lock_quota(conn, job.owner)?;
-        // The count, the insert and its audit row in one statement (one round trip), which
-        // writes only while the count is under the quota. It starts after the lock is held, so
-        // its snapshot sees every job of the owner's that committed before.
-        let Counted { unfinished } = Statement::new(
-            "WITH counted AS ( \
-               SELECT count(*) AS unfinished FROM simulations \
-                WHERE status IN ('queued', 'running') AND kind <> 'unit' AND owner = ",
-        )
-        .bind::<Text, _>(job.owner)
-        .sql(
-            " ), job AS ( \
-               INSERT INTO simulations \
-                 (id, request, seed, request_id, idempotency_key, request_hash, owner, \
-                  api_key_id, cache_key) \
-               SELECT ",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(job.id)
-        .sql(", ")
-        .bind::<Jsonb, _>(job.request)
-        .sql(", ")
-        .bind::<BigInt, _>(job.seed)
-        .sql(", ")
-        .bind::<Nullable<Text>, _>(job.request_id)
-        .sql(", ")
-        .bind::<Nullable<Text>, _>(job.idempotency_key)
-        .sql(", ")
-        .bind::<Nullable<Text>, _>(job.request_hash)
-        .sql(", ")
-        .bind::<Text, _>(job.owner)
-        .sql(", ")
-        .bind::<Nullable<BigInt>, _>(job.api_key_id)
-        .sql(", ")
-        .bind::<Nullable<Text>, _>(job.cache_key)
-        .sql(" FROM counted WHERE unfinished < ")
-        .bind::<BigInt, _>(max_unfinished)
-        .sql(
-            " RETURNING id, request_id, api_key_id \
-             ), submitted AS ( \
-               INSERT INTO audit_logs \
-                 (simulation_id, event, actor, request_id, data, api_key_id) \
-               SELECT id, ",
-        )
-        .bind::<Text, _>(AuditEvent::Submitted.as_str())
-        .sql(", ")
-        .bind::<Text, _>(audit::API_ACTOR)
-        .sql(", request_id, ")
-        .bind::<Jsonb, _>(submitted_data(job))
-        .sql(
-            ", api_key_id FROM job \
-             ), unflushed AS ( \
-               SELECT set_config('synchronous_commit', 'off', true) \
-             ) \
-             SELECT unfinished FROM counted, unflushed",
-        )
-        .get_result(conn)?;
-        Ok(if unfinished >= max_unfinished {
-            Recorded::QuotaReached { unfinished }
-        } else {
-            Recorded::Inserted
-        })
+    let Counted { unfinished } =
+        Statement::new("WITH counted AS ( SELECT lock_quota_and_count_unfinished(")
+            .bind::<Text, _>(job.owner)
+            .sql(
+                ") AS unfinished \
+                 ), job AS ( \
+                   INSERT INTO simulations \
+                     (id, request, seed, request_id, idempotency_key, request_hash, owner, \
+                      api_key_id, cache_key) \
+                   SELECT ",
+            )
+            .bind::<diesel::sql_types::Uuid, _>(job.id)
+            .sql(", ")
+            .bind::<Jsonb, _>(job.request)
+            .sql(", ")
+            .bind::<BigInt, _>(job.seed)
+            .sql(", ")
+            .bind::<Nullable<Text>, _>(job.request_id)
+            .sql(", ")
+            .bind::<Nullable<Text>, _>(job.idempotency_key)
+            .sql(", ")
+            .bind::<Nullable<Text>, _>(job.request_hash)
+            .sql(", ")
+            .bind::<Text, _>(job.owner)
+            .sql(", ")
+            .bind::<Nullable<BigInt>, _>(job.api_key_id)
+            .sql(", ")
+            .bind::<Nullable<Text>, _>(job.cache_key)
+            .sql(" FROM counted WHERE unfinished < ")
+            .bind::<BigInt, _>(max_unfinished)
+            .sql(
+                " RETURNING id, request_id, api_key_id \
+                 ), submitted AS ( \
+                   INSERT INTO audit_logs \
+                     (simulation_id, event, actor, request_id, data, api_key_id) \
+                   SELECT id, ",
+            )
+            .bind::<Text, _>(AuditEvent::Submitted.as_str())
+            .sql(", ")
+            .bind::<Text, _>(audit::API_ACTOR)
+            .sql(", request_id, ")
+            .bind::<Jsonb, _>(submitted_data(job))
+            .sql(
+                ", api_key_id FROM job \
+                 ), unflushed AS ( \
+                   SELECT set_config('synchronous_commit', 'off', true) \
+                 ) \
+                 SELECT unfinished FROM counted, unflushed",
+            )
+            .get_result(conn)?;
+    Ok(if unfinished >= max_unfinished {
+        Recorded::QuotaReached { unfinished }
+    } else {
+        Recorded::Inserted
     })
 }
 
 /// Serialises the submits of one owner until the transaction ends (a transaction-scoped
-/// advisory lock), so that their quota counts cannot race.
+/// advisory lock), so that their quota counts cannot race. The same key as
+/// `lock_quota_and_count_unfinished` takes for [`insert_job`].
 fn lock_quota(conn: &mut PgConnection, owner: &str) -> QueryResult<()> {
     Statement::new("SELECT pg_advisory_xact_lock(hashtextextended('quota:' || ")
         .bind::<Text, _>(owner)

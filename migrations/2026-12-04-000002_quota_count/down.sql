@@ -1,0 +1,1 @@
+DROP FUNCTION lock_quota_and_count_unfinished(text);
