@@ -51,7 +51,7 @@ free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("
 PIDS=()
 REDIS_PORT=""
 DB="pmc_bench_e2e_$$"
-export ADMIN_DATABASE_URL="${DATABASE_URL%/*}/postgres"
+export ADMIN_DATABASE_URL="$(database_url_for postgres)"
 cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -73,7 +73,7 @@ REDIS_PID=$!
 PIDS+=("$REDIS_PID")
 for _ in $(seq 50); do [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
 
-export DATABASE_URL="${DATABASE_URL%/*}/$DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+export DATABASE_URL="$(database_url_for $DB)" REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export QUEUE_NAMESPACE="pmc-bench-e2e-$$"
 export RATE_LIMIT_SUBMITS_PER_MINUTE="${RATE_LIMIT_SUBMITS_PER_MINUTE:-1000000}"
 export RATE_LIMIT_READS_PER_MINUTE="${RATE_LIMIT_READS_PER_MINUTE:-100000000}"

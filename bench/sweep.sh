@@ -44,7 +44,7 @@ BIN="$ROOT/target/release"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 PIDS=() WORKER_PIDS=() REDIS_PORT="" DB="pmc_bench_sweep_$$"
-export ADMIN_DATABASE_URL="${DATABASE_URL%/*}/postgres"
+export ADMIN_DATABASE_URL="$(database_url_for postgres)"
 cleanup() {
   set +e
   for p in "${WORKER_PIDS[@]}" "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
@@ -63,7 +63,7 @@ redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
   --daemonize no >"$OUT/redis.log" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 50); do [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
-export DATABASE_URL="${DATABASE_URL%/*}/$DB" REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+export DATABASE_URL="$(database_url_for $DB)" REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export QUEUE_NAMESPACE="pmc-bench-sweep-$$" MAX_JOB_COST=100000000000 LOG_FORMAT=pretty
 export WORKER_CONCURRENCY=1 WORKER_THREADS=$THREADS
 psql "$ADMIN_DATABASE_URL" -qc "CREATE DATABASE $DB" >/dev/null

@@ -6,7 +6,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/portfolio_mc}"
+# On the loopback, TLS protects nothing and costs about a millisecond per job (every statement
+# of a job's life is encrypted both ways): the local default turns it off. A managed database
+# elsewhere wants `sslmode=require` or `verify-full` instead (ecs/README.md).
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/portfolio_mc?sslmode=disable}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -87,9 +90,16 @@ ensure_redis() {
   die "Redis did not start"
 }
 
+# DATABASE_URL naming database $1 instead, its query (sslmode=…) kept.
+database_url_for() {
+  local base="${DATABASE_URL%%\?*}" query=""
+  [[ "$DATABASE_URL" == *\?* ]] && query="?${DATABASE_URL#*\?}"
+  printf '%s/%s%s' "${base%/*}" "$1" "$query"
+}
+
 ensure_database() {
   local name="${DATABASE_URL##*/}"; name="${name%%\?*}"
-  local admin="${DATABASE_URL%/*}/postgres"
+  local admin; admin="$(database_url_for postgres)"
   if [ "$(psql "$admin" -Atc "SELECT 1 FROM pg_database WHERE datname = '$name'")" != 1 ]; then
     say "creating database $name"
     psql "$admin" -qc "CREATE DATABASE \"$name\"" >/dev/null

@@ -19,7 +19,8 @@ use tracing_subscriber::filter::ParseError;
 
 /// Every variable any process reads, with its default (`None`: optional, no default).
 pub const VARIABLES: &[(&str, Option<&str>)] = &[
-    ("DATABASE_URL", Some("postgres://postgres@127.0.0.1:5432/portfolio_mc")),
+    // No TLS on the loopback default: it protects nothing there and costs about 1 ms per job.
+    ("DATABASE_URL", Some("postgres://postgres@127.0.0.1:5432/portfolio_mc?sslmode=disable")),
     ("DATABASE_READ_URL", None),
     ("REDIS_URL", Some("redis://127.0.0.1:6379")),
     ("REDIS_CA_FILE", None),
