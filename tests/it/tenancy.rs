@@ -1,8 +1,8 @@
 //! Tenancy: a key is needed on every route but the public ones; a tenant sees, charts, exports,
 //! cancels and replays only its own jobs (another's answer as if they did not exist); an
 //! operator reads every tenant's; the rate limit holds across API processes; the quota caps one
-//! tenant's unfinished jobs, also under a race of concurrent submits; audit rows name the key that acted; keys are made, listed and
-//! revoked with the CLI.
+//! tenant's unfinished jobs, also under a race of concurrent submits; audit rows name the key
+//! that acted; keys are made, listed and revoked with the CLI.
 
 use std::time::Duration;
 
@@ -229,7 +229,7 @@ fn concurrent_submits_of_one_tenant_never_overshoot_the_quota() {
     const THREADS: usize = 8;
     const EACH: usize = 6;
     let db = TestDb::migrated();
-    let request = serde_json::to_value(small_request()).unwrap();
+    let request = small_request();
     let start = std::sync::Barrier::new(THREADS);
     let inserted: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
