@@ -47,7 +47,7 @@ diesel::table! {
 diesel::table! {
     simulation_results (simulation_id) {
         simulation_id -> Uuid,
-        result -> Json,
+        result -> Jsonb,
         worker -> Text,
         created_at -> Timestamptz,
         from_cache -> Bool,

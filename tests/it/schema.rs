@@ -60,7 +60,6 @@ fn diesel_type(pg: &str) -> &'static str {
         "uuid" => "Uuid",
         "text" => "Text",
         "jsonb" => "Jsonb",
-        "json" => "Json",
         "bigint" => "Int8",
         "integer" => "Int4",
         "boolean" => "Bool",

@@ -15,7 +15,7 @@ use std::time::Duration;
 use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Double, Integer, Json, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -486,7 +486,7 @@ pub fn complete(
            INSERT INTO simulation_results (simulation_id, result, worker, from_cache) \
            SELECT id, ",
     )
-    .bind::<Json, _>(result)
+    .bind::<Jsonb, _>(result)
     .sql(", ")
     .bind::<Text, _>(&lease.worker)
     .sql(
