@@ -386,6 +386,38 @@ async fn a_worker_whose_claim_was_taken_over_while_it_stored_its_result_writes_n
     );
 }
 
+/// A stored result reads back the same whether the column is `jsonb` (as migrated today) or
+/// `json` (what a later release may make it, for cheaper stores and reads), and this build
+/// still stores results into the latter: it must keep serving while such a migration runs
+/// ahead of the roll that replaces it.
+#[test]
+fn a_result_reads_back_the_same_whether_its_column_is_jsonb_or_json() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let result = serde_json::json!({ "success_probability": 0.25, "percentiles": [1.5, 2.5e300] });
+    let id = new_job(&mut conn);
+    let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap(), Write::Applied);
+    let read = |conn: &mut PgConnection, id: Uuid| {
+        let (job, row) = store::find_job(conn, store::Viewer::Operator, id).unwrap().unwrap();
+        assert_eq!(job.id, id);
+        row.expect("a succeeded job has its result").result
+    };
+    assert_eq!(read(&mut conn, id), result, "as jsonb");
+    conn.batch_execute(
+        "ALTER TABLE simulation_results ALTER COLUMN result TYPE json USING result::json",
+    )
+    .unwrap();
+    assert_eq!(read(&mut conn, id), result, "as json");
+    // This build's store still works on the json column, and so does a job with no result.
+    let later = new_job(&mut conn);
+    let (_, row) = store::find_job(&mut conn, store::Viewer::Operator, later).unwrap().unwrap();
+    assert!(row.is_none());
+    let lease = claimed(store::claim(&mut conn, later, "A", 3, WINDOW).unwrap()).lease;
+    assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap(), Write::Applied);
+    assert_eq!(read(&mut conn, later), result, "stored into json");
+}
+
 #[derive(QueryableByName)]
 struct Prepared {
     #[diesel(sql_type = diesel::sql_types::Text)]
