@@ -58,8 +58,8 @@ pub struct NewSimulation<'a> {
 #[diesel(table_name = simulation_results, check_for_backend(diesel::pg::Pg))]
 pub struct SimulationResultRow {
     /// Read as `json` whatever the column's type: the column is `jsonb` today, and a later
-    /// release can make it `json` (cheaper to store and to read back) while this build still
-    /// runs, which a read decoding the column as `jsonb` would not survive.
+    /// release can make it `json` (cheaper to store) while this build still runs, which a
+    /// read decoding the column as `jsonb` would not survive.
     #[diesel(
         select_expression = diesel::dsl::sql::<diesel::sql_types::Json>("simulation_results.result::json"),
         select_expression_type = diesel::expression::SqlLiteral<diesel::sql_types::Json>
