@@ -427,8 +427,8 @@ struct Prepared {
 /// The statements of a job's hot path (record, claim, store the result) are prepared once per
 /// connection and reused, not parsed and planned at every call as diesel does with an
 /// `sql_query` or an `UPDATE`: after three jobs, the session holds one prepared statement of
-/// each (the submit's wait for the flush among them; the submit's quota lock is inside its
-/// statement), and the three jobs went the whole way.
+/// each (the submit's wait for the flush and the job's read among them; the submit's quota lock
+/// is inside its statement), and the three jobs went the whole way.
 #[test]
 fn a_jobs_hot_statements_are_planned_once_per_connection() {
     let db = TestDb::migrated();
@@ -448,6 +448,9 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
             (done.job["status"].as_str(), done.audits, done.results),
             (Some("succeeded"), 3, 1)
         );
+        let (job, stored) =
+            store::find_job(&mut conn, store::Viewer::Tenant(TEST_TENANT), id).unwrap().unwrap();
+        assert_eq!((job.id, stored.map(|row| row.result)), (id, Some(result.clone())));
     }
     let prepared: Vec<String> = diesel::sql_query("SELECT statement FROM pg_prepared_statements")
         .load::<Prepared>(&mut conn)
@@ -460,6 +463,10 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         ("the claim", "WITH claimed AS"),
         ("the stored result", "WITH ended AS"),
         ("the wait for the flush", "commit_barriers"),
+        (
+            "the job's read, a waiting submit's answer",
+            "CAST(\"simulation_results\".\"result\" AS json)",
+        ),
     ] {
         let copies = prepared.iter().filter(|s| s.contains(marker)).count();
         assert_eq!(copies, 1, "{what} should be prepared once and reused; prepared: {prepared:#?}");

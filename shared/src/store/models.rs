@@ -60,9 +60,11 @@ pub struct SimulationResultRow {
     /// Read as `json` whatever the column's type: the column is `jsonb` today, and a later
     /// release can make it `json` (cheaper to store) while this build still runs, which a
     /// read decoding the column as `jsonb` would not survive.
+    /// A typed `CAST`, not an SQL literal: a literal would make every statement reading it
+    /// unpreparable, parsed and planned again on each read.
     #[diesel(
-        select_expression = diesel::dsl::sql::<diesel::sql_types::Json>("simulation_results.result::json"),
-        select_expression_type = diesel::expression::SqlLiteral<diesel::sql_types::Json>
+        select_expression = simulation_results::result.cast::<diesel::sql_types::Json>(),
+        select_expression_type = diesel::dsl::Cast<simulation_results::result, diesel::sql_types::Json>
     )]
     pub result: serde_json::Value,
     /// Served from the result cache rather than computed for this job.
