@@ -5,9 +5,12 @@ size, so machine drift hits both alike; prints one table with ratios and the CPU
 spent per job in the bursts.
 
 It is Python, not a Rust example, so both sides are driven by the same kind of client (the
-peer's single.py and drive.py are Python too): an HTTP round trip from `requests` costs
-~0.3-1 ms that a Rust client would not, and the "client round trip" line prints it so it can be
-subtracted. Run it through the shell script; by hand it needs these variables:
+peer's single.py and drive.py are Python too). Our side speaks HTTP through the standard
+library's `http.client`, one keep-alive connection per thread: a round trip through it costs
+~0.15 ms of Python, against ~0.6 ms through `requests` (measured on /health), and in a burst
+the client's CPU is taken from the two cores the stack runs on. The "client round trip" line
+prints both costs, and the "via requests" line repeats the `Prefer: wait` singles through
+`requests`, so the figures can be compared with runs made before the client changed. Run it through the shell script; by hand it needs these variables:
 
     BENCH_URL, BENCH_KEY                  the API and a key with the simulate scope
     API_PID, WORKER_PID, REDIS_PID        processes to charge CPU to
@@ -20,6 +23,7 @@ Our client uses the features of issue 11 when the API has them and falls back ot
 back unfinished well before N seconds means the API does not long-poll, so the client polls.
 """
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -32,8 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-
-import requests
+from urllib.parse import urlencode, urlsplit
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -117,8 +120,75 @@ def children_cpu():
 
 # ---------------------------------------------------------------- our service
 
+class Response:
+    def __init__(self, status, headers, body):
+        self.status_code, self.headers, self.content = status, headers, body
+
+    @property
+    def text(self):
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection (`http.client`), opened again when the server may
+    have closed it: after an idle spell longer than the API's keep-alive, or on a GET that
+    finds it closed (a POST is never sent twice)."""
+
+    IDLE_S = 2.0
+
+    def __init__(self, url, headers):
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.headers = headers
+        self.conn = None
+        self.used = 0.0
+
+    def call(self, method, path, body=None, headers=None):
+        sent = dict(self.headers, **(headers or {}))
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        if self.conn is not None and time.monotonic() - self.used > self.IDLE_S:
+            self.conn.close()
+            self.conn = None
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            try:
+                self.conn.request(method, path, body=data, headers=sent)
+                r = self.conn.getresponse()
+                answer = Response(r.status, r.headers, r.read())
+                self.used = time.monotonic()
+                return answer
+            except (http.client.HTTPException, ConnectionError):
+                self.conn.close()
+                self.conn = None
+                if method != "GET" or attempt == 2:
+                    raise
+
+
+class RequestsConnection:
+    """The same calls through a `requests` session, the usual Python client, for one line of
+    the table that shows what the thinner client changes."""
+
+    def __init__(self, url, headers):
+        import requests
+        self.url = url
+        self.s = requests.Session()
+        self.s.headers.update(headers)
+
+    def call(self, method, path, body=None, headers=None):
+        r = self.s.request(method, self.url + path, json=body, headers=headers)
+        return Response(r.status_code, r.headers, r.content)
+
+
 class Ours:
-    def __init__(self, url, key, base_request):
+    def __init__(self, url, key, base_request, client=Connection):
+        self.client = client
         self.url = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {key}"}
         self.base = base_request
@@ -130,8 +200,7 @@ class Ours:
     def session(self):
         s = getattr(self.local, "s", None)
         if s is None:
-            s = self.local.s = requests.Session()
-            s.headers.update(self.headers)
+            s = self.local.s = self.client(self.url, self.headers)
         return s
 
     def request(self, n, seed):
@@ -139,15 +208,16 @@ class Ours:
 
     def submit(self, body, prefer_wait=None):
         headers = {"Prefer": f"wait={prefer_wait}"} if prefer_wait else {}
-        r = self.session().post(f"{self.url}/simulations", json=body, headers=headers)
+        r = self.session().call("POST", "/simulations", body=body, headers=headers)
         if r.status_code not in (200, 202):
             raise RuntimeError(f"submit answered {r.status_code}: {r.text[:300]}")
         return r
 
     def get(self, job_id, wait=None):
-        params = {"wait": wait} if wait else None
-        r = self.session().get(f"{self.url}/results/{job_id}", params=params)
-        r.raise_for_status()
+        query = f"?{urlencode({'wait': wait})}" if wait else ""
+        r = self.session().call("GET", f"/results/{job_id}{query}")
+        if r.status_code != 200:
+            raise RuntimeError(f"GET /results/{job_id} answered {r.status_code}: {r.text[:300]}")
         return r.json()
 
     def poll(self, job_id, interval):
@@ -270,7 +340,8 @@ class Ours:
         lat = []
         for _ in range(times):
             t = time.perf_counter()
-            s.get(f"{self.url}/health").raise_for_status()
+            if s.call("GET", "/health").status_code != 200:
+                raise RuntimeError("GET /health failed")
             lat.append((time.perf_counter() - t) * 1e3)
         return pct(lat, 50)
 
@@ -353,19 +424,22 @@ def main():
         "redis": lambda: [redis_pid]})
     peer_meter = CpuMeter({"celery pool": lambda: tree(celery_pid), "redis": lambda: [redis_pid]})
     ours = Ours(env["BENCH_URL"], env["BENCH_KEY"], base)
+    through_requests = Ours(env["BENCH_URL"], env["BENCH_KEY"], base, RequestsConnection)
     peer = Peer(env["PEER_DIR"], sys.executable, os.path.abspath(args.request), peer_meter)
 
     log = lambda m: print(f"  {time.strftime('%H:%M:%S')} {m}", file=sys.stderr, flush=True)
-    rt = ours.round_trip_ms()
-    log(f"client round trip (GET /health) p50 {rt:.2f} ms")
+    rt, rt_requests = ours.round_trip_ms(), through_requests.round_trip_ms()
+    log(f"client round trip (GET /health) p50 {rt:.2f} ms ({rt_requests:.2f} ms through requests)")
     log("warming the Celery pool up")
     peer.warm_up()
-    fig = {"round_trip_ms": rt, "sizes": {}}
+    fig = {"round_trip_ms": rt, "round_trip_requests_ms": rt_requests, "sizes": {}}
     for k, n in enumerate(sizes):
         f = fig["sizes"][n] = {}
         seed = 1_000_000 * (k + 1)
         log(f"{n}: ours, single jobs, Prefer: wait=10")
         f["ours_wait"] = ours.singles(n, args.single, "wait", seed)
+        log(f"{n}: ours, single jobs, Prefer: wait=10, through requests")
+        f["ours_wait_requests"] = through_requests.singles(n, args.single, "wait", seed + 3000)
         log(f"{n}: ours, the same single jobs again (result cache hits)")
         f["ours_cached"] = ours.cached(n, args.single, seed)
         log(f"{n}: ours, single jobs, polling every 2 ms")
@@ -376,8 +450,8 @@ def main():
         f["ours_burst"] = ours.burst(n, args.burst, args.conns, seed + 2000, ours_meter)
         log(f"{n}: celery, burst of {args.burst} (drive.py)")
         f["peer_burst"] = peer.burst(n, args.burst)
-    fig["prefer_applied"] = ours.prefer_applied
-    fig["prefer_fell_back"] = ours.prefer_fell_back
+    fig["prefer_applied"] = ours.prefer_applied + through_requests.prefer_applied
+    fig["prefer_fell_back"] = ours.prefer_fell_back + through_requests.prefer_fell_back
     fig["long_poll"] = ours.long_poll
     if args.json_out:
         with open(args.json_out, "w") as fh:
@@ -395,6 +469,8 @@ def report(fig, args):
         for mode, label in (("ours_wait", "Prefer: wait"), ("ours_poll", "poll 2 ms")):
             for p in ("p50", "p95"):
                 rows.append((f"single {k(n)} × 30 y {p}, {label} (ms)", f[mode][p], ps[f"{p}_ms"], "lat"))
+        if "ours_wait_requests" in f:
+            rows.append((f"single {k(n)} × 30 y p50, Prefer: wait, via requests (ms)", f["ours_wait_requests"]["p50"], ps["p50_ms"], "lat"))
         if "ours_cached" in f:
             rows.append((f"single {k(n)} × 30 y p50, again: a cache hit (ms)", f["ours_cached"]["p50"], ps["p50_ms"], "lat"))
         rows.append((f"  engine alone, {k(n)} (result.elapsed_ms p50, ms)", f["ours_wait"]["engine_p50"], None, "lat"))
@@ -415,7 +491,8 @@ def report(fig, args):
             r = f"{(celery / ours if kind == 'lat' else ours / celery):6.2f}×"
         print(f"{name:52} {ours:9.1f} {c} {r:>7}")
     print("ratio: celery/ours for times, ours/celery for jobs/s (above 1: we are ahead)")
-    print(f"client round trip (GET /health) p50 {fig['round_trip_ms']:.2f} ms; "
+    print(f"client round trip (GET /health) p50 {fig['round_trip_ms']:.2f} ms "
+          f"({fig.get('round_trip_requests_ms', float('nan')):.2f} ms through requests); "
           f"Prefer: wait applied to {fig['prefer_applied']} jobs, fell back to waiting on "
           f"/results for {fig['prefer_fell_back']}; ?wait= long-poll "
           f"{ {True: 'used', False: 'absent (polled)', None: 'never answered unfinished early'}[fig['long_poll']] }")
