@@ -3,7 +3,9 @@
 //!
 //! Workers publish a job's id on the queue's finished channel once its outcome is committed
 //! ([`Keys::finished`]); one subscriber per API process wakes the requests waiting on that id,
-//! which then read the job from Postgres. The announcement is only a hint: a waiter also
+//! which then read the job from Postgres. A plan that succeeded is announced with its committed
+//! row and result as well ([`announcement`]), and its waiters answer from that, with no read.
+//! The announcement is only a hint: a waiter also
 //! re-reads every `WAIT_RECHECK_MS`, and every waiter re-reads whenever the subscription is
 //! (re)established, so a lost announcement (Redis away, a worker killed between its commit and
 //! its publish, an outcome written by the leader) costs at most that interval, never a wrong
@@ -17,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portfolio_shared::JobKind;
+use portfolio_shared::queue::announcement::{self, EndedPlan};
 use portfolio_shared::queue::{self, Keys};
-use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
+use portfolio_shared::store::{self, Viewer, models::Simulation, models::SimulationResultRow};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -45,11 +48,13 @@ struct Waited {
 }
 
 /// The announcements of one job: a count, so that a waiter can tell whether one arrived while
-/// it was not listening, and a wake-up for those listening.
+/// it was not listening, a wake-up for those listening, and the ended plan when an
+/// announcement carried it.
 #[derive(Default)]
 struct News {
     count: AtomicU64,
     notify: Notify,
+    ended: Mutex<Option<Arc<EndedPlan>>>,
 }
 
 /// One request's interest in one job; dropping it forgets the interest.
@@ -65,6 +70,20 @@ impl Watch<'_> {
     /// Whether the job was announced since the watch began, listened for or not.
     fn has_news(&self) -> bool {
         self.news.count.load(Ordering::SeqCst) != self.count_at_start
+    }
+
+    /// The job as an announcement carried it, if one did and `viewer` may see it (as
+    /// [`store::find_job`] would have answered); otherwise the job is read.
+    fn ended_plan(&self, viewer: Viewer<'_>) -> Option<JobRead> {
+        let plan = self.news.ended.lock().expect("lock").clone()?;
+        let visible = match viewer {
+            Viewer::Tenant(owner) => plan.job.owner == owner,
+            Viewer::Operator => true,
+        };
+        (visible && plan.job.kind == JobKind::Plan).then(|| {
+            let result = SimulationResultRow { result: plan.result.clone(), from_cache: false };
+            (plan.job.clone(), Some(result))
+        })
     }
 }
 
@@ -101,6 +120,20 @@ impl Completions {
         }
     }
 
+    /// A worker announced that plan `id` succeeded, with its `document`: decoded only if a
+    /// request here waits on it. One this build cannot decode is an announcement by id.
+    fn announce_with(&self, id: Uuid, document: &[u8]) {
+        let Some(news) = self.waiting.lock().expect("lock").get(&id).map(|w| w.news.clone()) else {
+            return;
+        };
+        match announcement::decode_ended_plan(id, document) {
+            Some(plan) => *news.ended.lock().expect("lock") = Some(Arc::new(plan)),
+            None => tracing::debug!(job_id = %id, "an announcement's document could not be read"),
+        }
+        news.count.fetch_add(1, Ordering::SeqCst);
+        news.notify.notify_waiters();
+    }
+
     /// Announcements may have been missed: every waiter reads its job again.
     fn wake_all(&self) {
         self.everyone.notify_waiters();
@@ -120,9 +153,9 @@ pub(crate) fn spawn_subscriber(state: &AppState) -> anyhow::Result<tokio::task::
     queue::subscribe(
         &state.settings.queue,
         channel,
-        move |payload| match std::str::from_utf8(payload).ok().and_then(|s| s.parse::<Uuid>().ok())
-        {
-            Some(id) => on_message.announce(id),
+        move |payload| match announcement::parse(payload) {
+            Some((id, None)) => on_message.announce(id),
+            Some((id, Some(document))) => on_message.announce_with(id, document),
             None => tracing::debug!("ignored a finished-channel message that is no job id"),
         },
         move || on_subscribed.wake_all(),
@@ -194,8 +227,13 @@ async fn until(
         let now = Instant::now();
         let closed = completions.closed.load(Ordering::SeqCst);
         if next_read == NextRead::Now || watch.has_news() || now >= deadline || closed {
-            let caller = caller.clone();
-            let read = state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await?;
+            let read = match watch.ended_plan(caller.viewer()) {
+                Some(ended) => Some(ended),
+                None => {
+                    let caller = caller.clone();
+                    state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await?
+                }
+            };
             let done = match &read {
                 None => true,
                 Some((job, _)) if news && job.kind == JobKind::Sweep => {
@@ -235,5 +273,56 @@ mod tests {
         assert!(!unrelated.has_news());
         drop(watch);
         assert!(!completions.watch(id).has_news(), "a new watch starts from what it finds");
+    }
+
+    fn ended_plan(id: Uuid, owner: &str, kind: JobKind) -> Vec<u8> {
+        let now = chrono::Utc::now();
+        let job: Simulation = serde_json::from_value(serde_json::json!({
+            "id": id, "status": "succeeded", "request": { "n_scenarios": 10 }, "seed": 7,
+            "request_id": null, "request_hash": null, "attempts": 1, "progress_done": 1,
+            "progress_total": 1, "error": null, "worker": "w", "cancel_requested": false,
+            "created_at": now, "started_at": now, "finished_at": now, "owner": owner,
+            "cache_key": null, "kind": kind, "parent_id": null,
+        }))
+        .unwrap();
+        announcement::encode_ended_plan(&job, &serde_json::json!({ "success_probability": 0.9 }))
+    }
+
+    #[test]
+    fn an_announced_plan_is_answered_only_to_whom_a_read_would_show_it() {
+        let completions = Completions::default();
+        let id = Uuid::now_v7();
+        let watch = completions.watch(id);
+        let message = ended_plan(id, "alice", JobKind::Plan);
+        let (announced, Some(document)) = announcement::parse(&message).unwrap() else {
+            panic!("no document in {}", String::from_utf8_lossy(&message));
+        };
+        assert_eq!(announced, id);
+        completions.announce_with(id, document);
+        assert!(watch.has_news());
+        let (job, result) = watch.ended_plan(Viewer::Tenant("alice")).expect("the owner's");
+        assert_eq!((job.id, job.owner.as_str()), (id, "alice"));
+        assert_eq!(result.unwrap().result["success_probability"], 0.9);
+        assert!(watch.ended_plan(Viewer::Operator).is_some());
+        assert!(watch.ended_plan(Viewer::Tenant("mallory")).is_none(), "another tenant reads");
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_read_or_names_another_job_is_an_announcement_by_id() {
+        let completions = Completions::default();
+        let id = Uuid::now_v7();
+        let watch = completions.watch(id);
+        completions.announce_with(id, b"{not json");
+        assert!(watch.has_news());
+        assert!(watch.ended_plan(Viewer::Operator).is_none());
+        let elsewhere = ended_plan(Uuid::now_v7(), "alice", JobKind::Plan);
+        completions.announce_with(id, announcement::parse(&elsewhere).unwrap().1.unwrap());
+        assert!(watch.ended_plan(Viewer::Operator).is_none(), "another job's row");
+        let unit = ended_plan(id, "alice", JobKind::Unit);
+        completions.announce_with(id, announcement::parse(&unit).unwrap().1.unwrap());
+        assert!(watch.ended_plan(Viewer::Operator).is_none(), "a sweep's unit is never shown");
+        // An id alone, or with a separator other than one space, is what it always was.
+        assert_eq!(announcement::parse(id.to_string().as_bytes()), Some((id, None)));
+        assert_eq!(announcement::parse(format!("{id}x").as_bytes()), None);
     }
 }

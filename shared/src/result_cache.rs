@@ -48,30 +48,28 @@ impl Queue {
     }
 
     /// Stores `entry` under `key` for `ttl` (whole seconds, at least one), then announces that
-    /// `job` ended ([`Queue::announce_finished`]), in one round trip. Redis runs them in order,
-    /// so a client that resubmits the moment it learns of the result is answered from the cache.
+    /// `job` ended (with its `document`, as [`Queue::announce_ended_plan`]), in one round trip.
+    /// Redis runs them in order, so a client that resubmits the moment it learns of the result
+    /// is answered from the cache.
     pub async fn cache_result_and_announce(
         &self,
         key: &str,
         entry: &CachedResult,
         ttl: Duration,
         job: uuid::Uuid,
+        document: Option<&[u8]>,
     ) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         let bytes = serde_json::to_vec(entry).expect("cache entries always serialise");
-        redis::pipe()
-            .cmd("SET")
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
             .arg(self.keys.result_cache(key))
             .arg(bytes)
             .arg("EX")
             .arg(ttl.as_secs().max(1))
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.keys.finished())
-            .arg(job.to_string())
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
+            .ignore();
+        crate::queue::announcement::publish(&mut pipe, &self.keys, job, document);
+        pipe.query_async::<()>(&mut conn).await
     }
 }
 

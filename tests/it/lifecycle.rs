@@ -115,7 +115,7 @@ fn a_stale_workers_every_write_after_another_worker_claimed_the_job_is_fenced_ou
             ProgressAck::FencedOut => Write::FencedOut,
             _ => Write::Applied,
         }),
-        ("complete", |c, a, r| store::complete(c, a, r, Some(0.5), 1).unwrap()),
+        ("complete", |c, a, r| store::complete(c, a, r, Some(0.5), 1).unwrap().write),
         ("fail", |c, a, _| store::fail(c, a, "boom").unwrap()),
         ("cancelled by worker", |c, a, _| store::cancelled_by_worker(c, a).unwrap()),
         ("release for retry", |c, a, _| {
@@ -144,11 +144,14 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
     let id = new_job(&mut conn);
     let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
     let result = serde_json::json!({ "success_probability": 0.5 });
-    assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(), Write::Applied);
+    assert_eq!(
+        store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap().write,
+        Write::Applied
+    );
     let done = snapshot(&mut conn, id);
     assert_eq!((done.job["status"].as_str(), done.results), (Some("succeeded"), 1));
     assert_eq!(
-        store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(),
+        store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap().write,
         Write::FencedOut
     );
     assert_eq!(store::fail(&mut conn, &lease, "late").unwrap(), Write::FencedOut);
@@ -397,7 +400,10 @@ fn a_result_reads_back_the_same_whether_its_column_is_jsonb_or_json() {
     let result = serde_json::json!({ "success_probability": 0.25, "percentiles": [1.5, 2.5e300] });
     let id = new_job(&mut conn);
     let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
-    assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap(), Write::Applied);
+    assert_eq!(
+        store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap().write,
+        Write::Applied
+    );
     let read = |conn: &mut PgConnection, id: Uuid| {
         let (job, row) = store::find_job(conn, store::Viewer::Operator, id).unwrap().unwrap();
         assert_eq!(job.id, id);
@@ -414,7 +420,10 @@ fn a_result_reads_back_the_same_whether_its_column_is_jsonb_or_json() {
     let (_, row) = store::find_job(&mut conn, store::Viewer::Operator, later).unwrap().unwrap();
     assert!(row.is_none());
     let lease = claimed(store::claim(&mut conn, later, "A", 3, WINDOW).unwrap()).lease;
-    assert_eq!(store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap(), Write::Applied);
+    assert_eq!(
+        store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap().write,
+        Write::Applied
+    );
     assert_eq!(read(&mut conn, later), result, "stored into json");
 }
 
@@ -440,7 +449,7 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
         assert_eq!(lease.attempt, 1);
         assert_eq!(
-            store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap(),
+            store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap().write,
             Write::Applied
         );
         let done = snapshot(&mut conn, id);

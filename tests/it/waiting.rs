@@ -6,6 +6,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use portfolio_shared::JobStatus;
+use portfolio_shared::queue::announcement;
 use portfolio_shared::store::{self, Claim};
 use portfolio_tests::{TestEnv, problem, small_request};
 use serde_json::{Value, json};
@@ -246,4 +248,70 @@ async fn run_simulation_answers_202_with_location_for_a_job_that_outlasts_its_wa
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let body: Value = response.json().await.unwrap();
     assert_eq!(location, format!("/results/{}", body["id"].as_str().unwrap()));
+}
+
+/// A plan that succeeds is announced twice, in this order: with its committed row and result
+/// (`<id> <json>`), then by its id alone, which is all a build from before the document reads.
+/// A waiting submit answers from the document, and what it answers is, to the byte, what a
+/// read of the job answers afterwards. The recheck interval is a minute, so only an
+/// announcement can have woken the waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waited_answer_from_the_announcement_is_the_stored_job_to_the_byte() {
+    let mut env = TestEnv::new();
+    env.set("WAIT_RECHECK_MS", 60_000);
+    let channel = env.queue.keys().finished();
+    let mut subscriber = env.queue.connection();
+    subscriber.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let listening = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let heard = {
+        let listening = listening.clone();
+        std::thread::spawn(move || {
+            let mut pubsub = subscriber.as_pubsub();
+            pubsub.subscribe(&channel).unwrap();
+            listening.wait();
+            let mut messages: Vec<Vec<u8>> = Vec::new();
+            // Until an id alone: the announcement's last message.
+            while messages.last().is_none_or(|m| m.len() != 36) {
+                messages.push(pubsub.get_message().unwrap().get_payload_bytes().to_vec());
+            }
+            messages
+        })
+    };
+    listening.wait();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+
+    let response = app
+        .client
+        .post(app.url("/simulations"))
+        .header("Prefer", "wait=30")
+        .json(&tiny())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let waited = response.bytes().await.unwrap();
+    let job: Value = serde_json::from_slice(&waited).unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let id: Uuid = job["id"].as_str().unwrap().parse().unwrap();
+    let read = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    let read = read.bytes().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&waited),
+        String::from_utf8_lossy(&read),
+        "the waited answer and the read differ"
+    );
+
+    let messages = heard.join().unwrap();
+    let [document, alone] = &messages[..] else {
+        panic!("expected the document then the id, heard {} messages", messages.len());
+    };
+    assert_eq!(alone, id.to_string().as_bytes());
+    let (announced, Some(body)) = announcement::parse(document).unwrap() else {
+        panic!("the first message carries no document");
+    };
+    assert_eq!(announced, id);
+    let plan = announcement::decode_ended_plan(id, body).unwrap();
+    assert_eq!((plan.job.status, &plan.result), (JobStatus::Succeeded, &job["result"]));
 }

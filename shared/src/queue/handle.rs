@@ -187,6 +187,19 @@ impl Queue {
             .map(drop)
     }
 
+    /// Announces a plan's success with its document if there is one, then by its id
+    /// ([`super::announcement`]), in one round trip.
+    pub async fn announce_ended_plan(
+        &self,
+        job: Uuid,
+        document: Option<&[u8]>,
+    ) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        super::announcement::publish(&mut pipe, &self.keys, job, document);
+        pipe.query_async::<()>(&mut conn).await
+    }
+
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)

@@ -91,8 +91,9 @@ impl Keys {
     }
 
     /// Pub/sub channel on which a job's id is published once its outcome is in Postgres, so
-    /// an API process waiting on it answers at once. A lost message only costs the waiter's
-    /// re-read interval: Postgres stays the record.
+    /// an API process waiting on it answers at once (a plan's success also with its document:
+    /// `super::announcement`). A lost message only costs the waiter's re-read interval:
+    /// Postgres stays the record.
     pub fn finished(&self) -> String {
         self.key("finished")
     }

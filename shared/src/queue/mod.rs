@@ -12,6 +12,7 @@
 //! and freeing acknowledged deliveries are our own Lua scripts on apalis-redis's keys: its own
 //! push is a no-op for an id it has seen before (docs/reliability.md lists why each exists).
 
+pub mod announcement;
 pub(crate) mod codec;
 mod connect;
 pub(crate) mod depth;

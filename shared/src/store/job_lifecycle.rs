@@ -448,16 +448,34 @@ pub fn report_progress(
     })
 }
 
+/// What storing a result did.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub write: Write,
+    /// The job's row as the write committed it, when applied: what a waiting request answers
+    /// (`crate::queue::announcement`).
+    pub job: Option<Simulation>,
+}
+
+/// The columns of [`Simulation`], for a statement that returns one by name.
+macro_rules! simulation_columns {
+    () => {
+        "id, status, request, seed, request_id, request_hash, attempts, progress_done, \
+         progress_total, error, worker, cancel_requested, created_at, started_at, finished_at, \
+         owner, cache_key, kind, parent_id"
+    };
+}
+
 /// Stores the result and marks the job `succeeded`, once: one update of the row (status,
 /// result columns, `finished_at`, fenced by the lease), the result row and the audit row, in
-/// one transaction.
+/// one transaction. Returns the row as committed.
 pub fn complete(
     conn: &mut PgConnection,
     lease: &Lease,
     result: &serde_json::Value,
     success_probability: Option<f64>,
     batches: i32,
-) -> QueryResult<Write> {
+) -> QueryResult<Completed> {
     // One statement, so one round trip and no transaction of its own: the fenced update, the
     // result row and the audit row commit together or not at all. The claim that wrote the
     // token counted `lease.attempt`, so the audit row can be built here.
@@ -480,21 +498,22 @@ pub fn complete(
     .bind::<diesel::sql_types::Uuid, _>(lease.job)
     .sql(" AND status = 'running' AND claim_token = ")
     .bind::<diesel::sql_types::Uuid, _>(lease.token)
-    .sql(
-        " RETURNING id, request_id \
-         ), stored AS ( \
+    .sql(concat!(
+        " RETURNING ",
+        simulation_columns!(),
+        " ), stored AS ( \
            INSERT INTO simulation_results (simulation_id, result, worker, from_cache) \
            SELECT id, ",
-    )
+    ))
     .bind::<Jsonb, _>(result)
     .sql(", ")
     .bind::<Text, _>(&lease.worker)
     .sql(
         ", false FROM ended \
            ON CONFLICT DO NOTHING \
-         ) \
-         INSERT INTO audit_logs (simulation_id, event, actor, request_id, data) \
-         SELECT id, ",
+         ), audited AS ( \
+           INSERT INTO audit_logs (simulation_id, event, actor, request_id, data) \
+           SELECT id, ",
     )
     .bind::<Text, _>(AuditEvent::Succeeded.as_str())
     .sql(", ")
@@ -503,12 +522,13 @@ pub fn complete(
     .bind::<Jsonb, _>(
         json!({ "attempt": lease.attempt, "success_probability": success_probability }),
     )
-    .sql(" FROM ended")
-    .execute(conn)?;
-    if ended == 0 {
-        return fenced_out(conn, lease, "complete");
+    .sql(concat!(" FROM ended ) SELECT ", simulation_columns!(), " FROM ended"))
+    .get_result::<Simulation>(conn)
+    .optional()?;
+    match ended {
+        Some(job) => Ok(Completed { write: Write::Applied, job: Some(job) }),
+        None => Ok(Completed { write: fenced_out(conn, lease, "complete")?, job: None }),
     }
-    Ok(Write::Applied)
 }
 
 /// Marks the job `failed` for good, once.

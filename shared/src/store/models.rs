@@ -9,7 +9,18 @@ use super::AuditEvent;
 use crate::schema::{audit_logs, simulation_results, simulations};
 use crate::{JobKind, JobStatus};
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+/// Also read by name (the row a finishing statement returns) and serialised (the finished
+/// channel carries it: `crate::queue::announcement`).
+#[derive(
+    Debug,
+    Clone,
+    Queryable,
+    QueryableByName,
+    Selectable,
+    Identifiable,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[diesel(table_name = simulations, check_for_backend(diesel::pg::Pg))]
 pub struct Simulation {
     pub id: Uuid,

@@ -133,7 +133,7 @@ pub fn complete_unit(
             return Ok(UnitWrite { write: fenced_out_unit(lease), sweep_ended: false });
         };
         let indices: Vec<i32> = cells.iter().map(|c| c.index).collect();
-        let write = complete(conn, lease, &json!({ "cells": indices }), None, batches)?;
+        let write = complete(conn, lease, &json!({ "cells": indices }), None, batches)?.write;
         if write == Write::FencedOut {
             return Ok(UnitWrite { write, sweep_ended: false });
         }

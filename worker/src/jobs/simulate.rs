@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use apalis::prelude::{BoxDynError, Data, WorkerContext};
 use portfolio_engine::{EngineError, ProgressCounter, RunOptions};
 use portfolio_shared::JobStatus;
-use portfolio_shared::queue::{JobEnvelope, PushOutcome};
+use portfolio_shared::queue::{JobEnvelope, PushOutcome, announcement};
 use portfolio_shared::result_cache::CachedResult;
 use portfolio_shared::settings::Fault;
 use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, UnitWrite, Write};
@@ -319,22 +319,31 @@ async fn execute(
                 let held = lease.clone();
                 let written = ctx
                     .db_retrying_until_shutdown("store result", move |conn| {
-                        store::complete(conn, &held, &json, Some(success), batches)
+                        let completed =
+                            store::complete(conn, &held, &json, Some(success), batches)?;
+                        // Encoded here, on the blocking thread, beside the statement's result.
+                        let document = completed
+                            .job
+                            .as_ref()
+                            .map(|job| announcement::encode_ended_plan(job, &json));
+                        Ok((completed.write, document))
                     })
                     .await;
                 match written {
-                    Ok(Write::Applied) => {
-                        match cache {
+                    Ok((Write::Applied, document)) => {
+                        let document = document.as_deref();
+                        let announced = match cache {
                             Some((key, entry, ttl)) => {
-                                if let Err(e) = ctx
-                                    .queue
-                                    .cache_result_and_announce(key, &entry, ttl, lease.job)
+                                ctx.queue
+                                    .cache_result_and_announce(
+                                        key, &entry, ttl, lease.job, document,
+                                    )
                                     .await
-                                {
-                                    tracing::debug!(error = %e, "could not cache the result or announce the job's end");
-                                }
                             }
-                            None => announce_end(ctx, lease.job).await,
+                            None => ctx.queue.announce_ended_plan(lease.job, document).await,
+                        };
+                        if let Err(e) = announced {
+                            tracing::debug!(error = %e, "could not cache the result or announce the job's end");
                         }
                         ctx.metrics.finished.with_label_values(&["succeeded"]).inc();
                         ctx.metrics.run_time.observe(elapsed.as_secs_f64());
@@ -346,7 +355,7 @@ async fn execute(
                         );
                     }
                     // Finished or taken over elsewhere; the store logged it.
-                    Ok(Write::FencedOut) => {}
+                    Ok((Write::FencedOut, _)) => {}
                     Err(DbGaveUp::Unavailable) => tracing::warn!(
                         "could not store the result before shutdown; the job will run again"
                     ),
