@@ -7,7 +7,7 @@ spent per job in the bursts.
 It is Python, not a Rust example, so both sides are driven by the same kind of client (the
 peer's single.py and drive.py are Python too). Our side speaks HTTP through the standard
 library's `http.client`, one keep-alive connection per thread: a round trip through it costs
-~0.15 ms of Python, against ~0.6 ms through `requests` (measured on /health), and in a burst
+~0.2 ms of Python, against ~0.9 ms through `requests` (measured on /health), and in a burst
 the client's CPU is taken from the two cores the stack runs on. The "client round trip" line
 prints both costs, and the "via requests" line repeats the `Prefer: wait` singles through
 `requests`, so the figures can be compared with runs made before the client changed. Run it through the shell script; by hand it needs these variables:

@@ -5,12 +5,11 @@
 //! ([`Keys::finished`]); one subscriber per API process wakes the requests waiting on that id,
 //! which then read the job from Postgres. A plan that succeeded is announced with its committed
 //! row and result as well ([`announcement`]), and its waiters answer from that, with no read.
-//! The announcement is only a hint: a waiter also
-//! re-reads every `WAIT_RECHECK_MS`, and every waiter re-reads whenever the subscription is
-//! (re)established, so a lost announcement (Redis away, a worker killed between its commit and
-//! its publish, an outcome written by the leader) costs at most that interval, never a wrong
-//! answer. On shutdown every waiter answers at once with what it has, so a draining API does
-//! not hold its grace for a minute-long wait.
+//! The announcement is only a hint: a waiter also re-reads every `WAIT_RECHECK_MS`, and every
+//! waiter re-reads whenever the subscription is (re)established, so a lost announcement (Redis
+//! away, a worker killed between its commit and its publish, an outcome written by the leader)
+//! costs at most that interval, never a wrong answer. On shutdown every waiter answers at once
+//! with what it has, so a draining API does not hold its grace for a minute-long wait.
 
 use std::collections::HashMap;
 use std::pin::pin;
