@@ -10,7 +10,9 @@ library's `http.client`, one keep-alive connection per thread: a round trip thro
 ~0.2 ms of Python, against ~0.9 ms through `requests` (measured on /health), and in a burst
 the client's CPU is taken from the two cores the stack runs on. The "client round trip" line
 prints both costs, and the "via requests" line repeats the `Prefer: wait` singles through
-`requests`, so the figures can be compared with runs made before the client changed. Run it through the shell script; by hand it needs these variables:
+`requests`, so the figures can be compared with runs made before the client changed.
+
+Run it through the shell script; by hand it needs these variables:
 
     BENCH_URL, BENCH_KEY                  the API and a key with the simulate scope
     API_PID, WORKER_PID, REDIS_PID        processes to charge CPU to
