@@ -178,13 +178,7 @@ impl Queue {
     /// Tells API processes waiting on `job` that its outcome is recorded (see
     /// [`Keys::finished`]). Best effort: a waiter that misses it re-reads Postgres.
     pub async fn announce_finished(&self, job: Uuid) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PUBLISH")
-            .arg(self.keys.finished())
-            .arg(job.to_string())
-            .query_async::<i64>(&mut conn)
-            .await
-            .map(drop)
+        self.announce_ended_plan(job, None).await
     }
 
     /// Announces a plan's success with its document if there is one, then by its id
