@@ -38,8 +38,16 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// Runs a worker process until SIGTERM or SIGINT and the drain that follows
 /// (`portfolio-worker run`), on a runtime of its own. Returns without waiting for engine threads
 /// still finishing a job the grace cut short: the caller is about to exit.
+///
+/// The runtime has one thread. What runs on it only waits (for Redis, for Postgres on the
+/// blocking threads, for the engine on its pool), and on one thread a job passes from the
+/// doorbell to the fetch, the claim and the finish without waking another thread at each
+/// step: on two threads each hand-off cost a futex wake, about 0.1 ms on a 2-vCPU VM.
 pub fn run_until_terminated(settings: Settings) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     let outcome = runtime.block_on(async move {
         let worker = Worker::build(settings)?;
         tracing::info!(
