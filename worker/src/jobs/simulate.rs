@@ -22,6 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::context::{DbGaveUp, JobContext, JobGuard};
+use crate::jobs::engine_task;
 use crate::jobs::work::{Done, Work};
 
 /// How often a running job reports progress (and refreshes its heartbeat).
@@ -246,8 +247,7 @@ async fn execute(
     let seed = job.seed as u64;
     let sweep = work.sweep();
     let fault = ctx.settings.worker.faults.for_seed(seed);
-    let engine_pool = ctx.engine_pool.clone();
-    let engine = portfolio_shared::telemetry::spawn_blocking_with_tracing(move || {
+    let engine = engine_task::spawn(&ctx.engine_pool, move || {
         match fault {
             Some(Fault::Panic) => panic!("injected fault (WORKER_FAULT_INJECTION): panic"),
             Some(Fault::Abort) => {
@@ -256,7 +256,7 @@ async fn execute(
             }
             None => {}
         }
-        engine_pool.install(|| work.run(seed, &options))
+        work.run(seed, &options)
     });
     tracing::info!("running");
 
@@ -395,15 +395,11 @@ async fn execute(
                     tracing::info!("cancelled");
                 }
             }
-            Err(join) if join.is_panic() => {
-                let message = panic_message(join.into_panic());
+            Err(panicked) => {
+                let message = panic_message(panicked);
                 tracing::error!(panic = %message, "the engine panicked");
                 retry_or_fail(ctx, lease, delivery, &format!("the engine panicked: {message}"))
                     .await;
-            }
-            Err(join) => {
-                let error = format!("the engine task failed: {join}");
-                retry_or_fail(ctx, lease, delivery, &error).await;
             }
         }
     }
