@@ -268,6 +268,23 @@ async fn sentinel_cluster() -> (ThrowawayRedis, [ThrowawayRedis; 2], Vec<Throwaw
     (master, replicas, sentinels, url)
 }
 
+/// The first command on a connection that Redis dropped (here by restarting) is answered, not
+/// failed: it is sent once more on a new connection. The API makes a connection per server
+/// thread, and a request whose Redis call fails holds back its API's Redis calls for seconds.
+#[tokio::test]
+async fn redis_ha_the_first_command_after_redis_restarted_is_answered() {
+    let mut redis = ThrowawayRedis::start();
+    let env = TestEnv::with(TestDb::migrated(), TestQueue::on(&redis.url()));
+    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
+    let ping = || redis::cmd("PING").to_owned();
+    let _: String = ping().query_async(&mut conn).await.expect("a first PING");
+    for round in 1..=2 {
+        redis.restart();
+        let answer: redis::RedisResult<String> = ping().query_async(&mut conn).await;
+        assert_eq!(answer.expect("the first PING after a restart"), "PONG", "restart {round}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_ha_a_connection_follows_a_switchover_that_keeps_the_old_master_alive() {
     let _lock = fault_lock();

@@ -158,6 +158,19 @@ impl ConnectionLike for QueueConn {
                     let (_, mut manager) = self.shared.manager().await?;
                     manager.req_packed_command(cmd).await
                 }
+                Err(error) if error.is_connection_dropped() => {
+                    // The connection was found dead (Redis restarted, a failover or an idle
+                    // timeout closed it): once more, on the connection the manager makes anew.
+                    // Mostly nothing was sent; if the reply was what got lost, every command
+                    // sent singly bears a second run (pushes, doorbells and acks are
+                    // idempotent, reads and publishes harmless twice, a rate-limit count off by
+                    // one). Without this, the first call of each connection after a restart
+                    // failed, and a request's failure holds its API's Redis calls back for a
+                    // few seconds (see the API's breaker).
+                    tracing::debug!(error = %error, "Redis connection dropped; sending once more");
+                    let (_, mut manager) = self.shared.manager().await?;
+                    manager.req_packed_command(cmd).await
+                }
                 reply => reply,
             }
         })
