@@ -33,6 +33,8 @@ struct Entry {
     bytes: u32,
 }
 
+/// Clones share the in-process layer.
+#[derive(Clone)]
 pub(crate) struct ResultCache {
     on: bool,
     l1: Option<moka::sync::Cache<String, Arc<Entry>>>,

@@ -95,7 +95,7 @@ impl Application {
                 .wrap(TracingLogger::<RequestIdRootSpan>::new())
                 .wrap(from_fn(crate::headers::secure))
                 .wrap(from_fn(request_id::assign))
-                .app_data(app_state.clone());
+                .app_data(web::Data::new(app_state.for_server_thread()));
             let limits = app_state.settings.request_limits();
             routes::mount(app, limits)
         })
