@@ -20,9 +20,14 @@ use portfolio_shared::settings::{ExposeSecret, Settings};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// The shared server's admin database. TLS is off, as in the service's local default: the
+/// Debian server has `ssl = on`, and libpq would otherwise encrypt every test connection with
+/// OpenSSL. That is also what made a test process crash as it exited (SIGSEGV after `test
+/// result: ok`): an API's server threads, told to stop but not joined, were still closing their
+/// pools' TLS connections while `exit` ran OpenSSL's own clean-up.
 pub(crate) fn admin_url() -> String {
     std::env::var("TEST_PG_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
 }
 
 pub(crate) fn redis_url() -> String {
@@ -63,8 +68,7 @@ impl TestDb {
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-        Self { url: format!("{base}/{name}"), name, admin: admin.to_owned() }
+        Self { url: database_url(admin, &name), name, admin: admin.to_owned() }
     }
 
     /// A database with every migration applied.
@@ -76,6 +80,16 @@ impl TestDb {
 
     pub fn connect(&self) -> PgConnection {
         PgConnection::establish(&self.url).expect("connect to the test database")
+    }
+}
+
+/// `url` naming database `name` instead, its query (`?sslmode=…`) kept.
+fn database_url(url: &str, name: &str) -> String {
+    let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
+    let server = path.rsplit_once('/').map_or(path, |(server, _)| server);
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
     }
 }
 
