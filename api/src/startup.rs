@@ -6,6 +6,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
@@ -16,6 +17,7 @@ use portfolio_shared::db;
 use portfolio_shared::queue::{self, Keys, Queue};
 use portfolio_shared::rate_limit::RateLimiter;
 use portfolio_shared::settings::{AuthMode, ExposeSecret, Settings};
+use portfolio_shared::state_holders::Holders;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::{self, key::PresentedKey};
@@ -23,6 +25,10 @@ use crate::metrics::Metrics;
 use crate::request_id::{self, RequestIdRootSpan};
 use crate::state::AppState;
 use crate::{background, completions, routes, sampler};
+
+/// How long a stopped API waits for its server threads to drop their copies of the state
+/// (`state_holders`); it takes milliseconds, and the orchestrator's stop budget has room.
+const LET_GO_WITHIN: Duration = Duration::from_secs(2);
 
 /// Serves the API until SIGTERM or SIGINT (`portfolio-api serve`), on a runtime of its own.
 pub fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -45,6 +51,7 @@ pub struct Application {
     metrics_server: Server,
     state: web::Data<AppState>,
     bootstrap_key: Option<PresentedKey>,
+    holders: Holders,
 }
 
 impl Application {
@@ -68,6 +75,7 @@ impl Application {
         let queue = Queue::new(conn.clone(), &settings.queue, &settings.worker);
         let rate_limiter = RateLimiter::new(conn, Keys::new(queue.namespace()));
         let shutdown_grace = settings.api.shutdown_grace;
+        let (holders, holder) = Holders::new();
         let state = web::Data::new(AppState::new(
             write_pool,
             read_pool,
@@ -75,6 +83,7 @@ impl Application {
             rate_limiter,
             settings,
             Arc::new(Metrics::new()),
+            holder,
         ));
         let bootstrap_key = auth::bootstrap::configured(&state)?;
         if state.settings.auth.mode == AuthMode::Disabled {
@@ -104,7 +113,7 @@ impl Application {
         // every orchestrator's budget (tests/it/deploy_files checks each).
         .shutdown_timeout(shutdown_grace.as_secs())
         .run();
-        Ok(Self { port, server, metrics_port, metrics_server, state, bootstrap_key })
+        Ok(Self { port, server, metrics_port, metrics_server, state, bootstrap_key, holders })
     }
 
     pub fn port(&self) -> u16 {
@@ -114,6 +123,16 @@ impl Application {
     /// The port of the metrics listener (`METRICS_BIND`).
     pub fn metrics_port(&self) -> u16 {
         self.metrics_port
+    }
+
+    /// Stops the HTTP server the way SIGTERM does (tests stop an API in their own process).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// The copies of the state alive (a test checks that none is once the API has stopped).
+    pub fn holders(&self) -> Holders {
+        self.holders.clone()
     }
 
     /// Serves until the server stops (SIGTERM/SIGINT, or its handle), running the background
@@ -138,6 +157,13 @@ impl Application {
         closing.abort();
         if let Some(bootstrap) = bootstrap {
             bootstrap.abort();
+        }
+        drop(self.state);
+        if !self.holders.released(LET_GO_WITHIN).await {
+            tracing::warn!(
+                left = self.holders.count(),
+                "server threads still held the app state when the API stopped"
+            );
         }
         served.context("HTTP server failed")
     }

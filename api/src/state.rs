@@ -13,6 +13,7 @@ use portfolio_shared::db_error;
 use portfolio_shared::queue::{self, Keys, Queue};
 use portfolio_shared::rate_limit::RateLimiter;
 use portfolio_shared::settings::Settings;
+use portfolio_shared::state_holders::Holder;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 
 use crate::completions::Completions;
@@ -40,6 +41,9 @@ pub(crate) struct AppState {
     /// trip it: the background work has none (see [`AppState::redis_in_background`]). The
     /// server threads' states share one, as they share Redis.
     redis_down_until: Arc<Mutex<Option<Instant>>>,
+    /// Counts this copy of the state until it is dropped, so the process returns only once
+    /// every server thread has closed its share of the pools (`state_holders`).
+    holder: Holder,
 }
 
 /// How long a Redis call waits for an answer.
@@ -55,6 +59,7 @@ impl AppState {
         rate_limiter: RateLimiter,
         settings: Settings,
         metrics: Arc<Metrics>,
+        holder: Holder,
     ) -> Self {
         let result_cache = ResultCache::new(&settings.result_cache);
         Self {
@@ -67,6 +72,7 @@ impl AppState {
             completions: Arc::default(),
             result_cache,
             redis_down_until: Arc::default(),
+            holder,
         }
     }
 
@@ -96,6 +102,7 @@ impl AppState {
             completions: self.completions.clone(),
             result_cache: self.result_cache.clone(),
             redis_down_until: self.redis_down_until.clone(),
+            holder: self.holder.clone(),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod result_cache;
 #[rustfmt::skip]
 pub mod schema;
 pub mod settings;
+pub mod state_holders;
 pub mod store;
 pub mod telemetry;
 

@@ -119,3 +119,28 @@ async fn api_on_sigterm_answers_a_long_poll_at_once_instead_of_holding_the_drain
     assert!(exit.success(), "exit status {exit}");
     assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
 }
+
+/// A stopped API returns only once its server threads have dropped their copies of the state,
+/// and with them their share of the Postgres pools. Returning earlier races `exit` against
+/// libpq closing those connections (through OpenSSL, with TLS): a crash after a clean stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_api_returns_only_once_its_server_threads_let_go_of_its_state() {
+    let env = TestEnv::new();
+    let app = portfolio_api::startup::Application::build(env.settings()).expect("build the API");
+    let (handle, holders) = (app.handle(), app.holders());
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let served = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    eventually(Duration::from_secs(10), || async {
+        let health = client.get(format!("{address}/health")).send().await.ok()?;
+        health.status().is_success().then_some(())
+    })
+    .await;
+    // The main state, and one copy in each server thread (two here, API_WORKERS unset on 2
+    // cores at least) and in the metrics listener's.
+    let held = holders.count();
+    assert!(held >= 3, "{held} copies of the state while serving");
+    handle.stop(true).await;
+    served.await.expect("the API's task").expect("the API stopped cleanly");
+    assert_eq!(holders.count(), 0, "copies of the state outlived the API's return");
+}

@@ -3,6 +3,7 @@
 use actix_web::{App, HttpResponse, HttpServer, web};
 use portfolio_shared::db::PgPool;
 use portfolio_shared::names;
+use portfolio_shared::state_holders::Holder;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
 };
@@ -85,6 +86,7 @@ pub(crate) fn serve(
     bind: std::net::SocketAddr,
     metrics: std::sync::Arc<WorkerMetrics>,
     pool: PgPool,
+    holder: Holder,
 ) -> anyhow::Result<(u16, actix_web::dev::Server)> {
     let listener = std::net::TcpListener::bind(bind)
         .map_err(|e| anyhow::anyhow!("binding METRICS_BIND={bind}: {e}"))?;
@@ -92,7 +94,10 @@ pub(crate) fn serve(
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
         let pool = pool.clone();
+        // Counts the server thread's share of the pool until it is dropped (`state_holders`).
+        let holder = holder.clone();
         App::new()
+            .app_data(web::Data::new(holder))
             .route(
                 "/health",
                 web::get()

@@ -16,6 +16,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
 use portfolio_shared::settings::{ExposeSecret, Settings};
+use portfolio_shared::state_holders::Holders;
 use tokio::sync::watch;
 
 use crate::context::JobContext;
@@ -25,6 +26,9 @@ use crate::metrics::{self, WorkerMetrics};
 
 /// Time kept at the end of the grace to hand jobs back and exit.
 const HAND_BACK_MARGIN: Duration = Duration::from_secs(5);
+/// How long a stopped worker waits for its metrics server thread to drop its share of the
+/// pool (`state_holders`); milliseconds in practice.
+const LET_GO_WITHIN: Duration = Duration::from_secs(2);
 /// Waits before restarting an ended apalis worker: 0.5 s, 1 s, 2 s, 4 s, then 5 s.
 const RESTART_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
     .with_min_delay(Duration::from_millis(500))
@@ -71,6 +75,8 @@ pub struct Worker {
     base_name: String,
     metrics_port: u16,
     metrics_server: actix_web::dev::Server,
+    /// The metrics server thread's share of the pool, waited for as the worker stops.
+    holders: Holders,
 }
 
 impl Worker {
@@ -86,8 +92,9 @@ impl Worker {
             .build()
             .context("starting the engine threads")?;
         let metrics = Arc::new(WorkerMetrics::new());
+        let (holders, holder) = Holders::new();
         let (metrics_port, metrics_server) =
-            metrics::serve(settings.worker.metrics_bind, metrics.clone(), pool.clone())?;
+            metrics::serve(settings.worker.metrics_bind, metrics.clone(), pool.clone(), holder)?;
         let base_name = settings.worker.name.clone().unwrap_or_else(default_name);
         let ctx = Arc::new(JobContext::new(
             base_name.clone(),
@@ -97,7 +104,7 @@ impl Worker {
             metrics,
             Arc::new(engine_pool),
         ));
-        Ok(Self { ctx, base_name, metrics_port, metrics_server })
+        Ok(Self { ctx, base_name, metrics_port, metrics_server, holders })
     }
 
     pub(crate) fn metrics_port(&self) -> u16 {
@@ -113,7 +120,7 @@ impl Worker {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Self { ctx, base_name, metrics_server, .. } = self;
+        let Self { ctx, base_name, metrics_server, holders, .. } = self;
         let metrics_handle = metrics_server.handle();
         tokio::spawn(metrics_server);
         doorbell::listen(&ctx.settings.queue, ctx.queue.doorbell(), ctx.bell.clone())
@@ -170,6 +177,9 @@ impl Worker {
         };
         drain.abort();
         metrics_handle.stop(false).await;
+        if !holders.released(LET_GO_WITHIN).await {
+            tracing::warn!("the metrics server thread still held the pool when the worker stopped");
+        }
         outcome
     }
 }
