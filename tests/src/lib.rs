@@ -22,9 +22,10 @@ use uuid::Uuid;
 
 /// The shared server's admin database. TLS is off, as in the service's local default: the
 /// Debian server has `ssl = on`, and libpq would otherwise encrypt every test connection with
-/// OpenSSL. That is also what made a test process crash as it exited (SIGSEGV after `test
-/// result: ok`): an API's server threads, told to stop but not joined, were still closing their
-/// pools' TLS connections while `exit` ran OpenSSL's own clean-up.
+/// OpenSSL. That is the likeliest cause of a test process that crashed as it exited (SIGSEGV
+/// after `test result: ok`, once in CI): an API's server threads, told to stop but not joined
+/// (a `TestApp` is aborted), still closing their pools' TLS connections while `exit` ran
+/// OpenSSL's own clean-up.
 pub(crate) fn admin_url() -> String {
     std::env::var("TEST_PG_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
