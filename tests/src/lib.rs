@@ -86,12 +86,9 @@ impl TestDb {
 
 /// `url` naming database `name` instead, its query (`?sslmode=…`) kept.
 fn database_url(url: &str, name: &str) -> String {
-    let (path, query) = url.split_once('?').map_or((url, None), |(p, q)| (p, Some(q)));
-    let server = path.rsplit_once('/').map_or(path, |(server, _)| server);
-    match query {
-        Some(query) => format!("{server}/{name}?{query}"),
-        None => format!("{server}/{name}"),
-    }
+    let mut url = url::Url::parse(url).expect("the admin URL is a URL");
+    url.set_path(name);
+    url.into()
 }
 
 impl Drop for TestDb {
