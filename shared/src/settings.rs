@@ -192,6 +192,26 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim() == b.trim()
 }
 
+/// A Postgres connection string with libpq's probe for GSSAPI encryption turned off, unless the
+/// string sets `gssencmode` itself. libpq's default (`prefer`) asks Kerberos for credentials on
+/// every connect, and a pool refills in threads of its own (r2d2): a thread connecting while
+/// the process exits then runs into Kerberos' library finalizers, and a clean shutdown ends in
+/// SIGABRT or SIGSEGV (seen in CI; reproduced with libpq alone in docs/reliability.md). Only
+/// GSSAPI *encryption* is off: a server that asks for Kerberos *authentication* still gets it,
+/// and TLS (`sslmode`) is untouched.
+fn without_gss_probe(url: String) -> String {
+    let url = url.trim();
+    if url.contains("gssencmode") {
+        return url.to_owned();
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        // libpq's `key=value` form.
+        return format!("{url} gssencmode=disable");
+    }
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}gssencmode=disable")
+}
+
 /// r2d2 pool settings: 30 s checkout timeout, recycle after an hour, pre-ping (the old app's
 /// SQLAlchemy pool), with sizes per process (see [`PoolSettings::API_MAX_SIZE`] and
 /// [`PoolSettings::worker_max_size`]).
@@ -461,8 +481,11 @@ impl Settings {
         let grace: Option<u64> = env.parse_optional_where("SHUTDOWN_GRACE_SECS", |_| true, "")?;
         Ok(Self {
             database: DatabaseSettings {
-                url: env.string("DATABASE_URL")?.into(),
-                read_url: env.optional("DATABASE_READ_URL").map(SecretUrl::from),
+                url: without_gss_probe(env.string("DATABASE_URL")?).into(),
+                read_url: env
+                    .optional("DATABASE_READ_URL")
+                    .map(without_gss_probe)
+                    .map(SecretUrl::from),
                 api_pool: pool,
                 worker_pool,
             },
@@ -791,6 +814,30 @@ mod tests {
         assert_eq!(s.api.shutdown_grace, Duration::from_secs(7));
         assert_eq!(s.worker.shutdown_grace, Duration::from_secs(7));
         assert_eq!(with(&[("SHUTDOWN_GRACE_SECS", "-1")]).unwrap_err().name, "SHUTDOWN_GRACE_SECS");
+    }
+
+    #[test]
+    fn postgres_urls_turn_gssapi_encryption_off_unless_they_choose() {
+        let url_of = |url: &str| {
+            let s = with(&[("DATABASE_URL", url), ("DATABASE_READ_URL", url)]).unwrap();
+            let read = s.database.read_url.as_ref().unwrap().expose_secret().to_owned();
+            let primary = s.database.url.expose_secret().to_owned();
+            assert_eq!(primary, read, "both URLs are read alike");
+            primary
+        };
+        assert_eq!(url_of("postgres://db/x"), "postgres://db/x?gssencmode=disable");
+        assert_eq!(
+            url_of(" postgresql://db/x?sslmode=require\n"),
+            "postgresql://db/x?sslmode=require&gssencmode=disable"
+        );
+        assert_eq!(url_of("host=db dbname=x"), "host=db dbname=x gssencmode=disable");
+        for chosen in ["postgres://db/x?gssencmode=require", "host=db gssencmode=prefer"] {
+            assert_eq!(url_of(chosen), chosen);
+        }
+        let default = with(&[]).unwrap();
+        assert!(
+            default.database.url.expose_secret().ends_with("sslmode=disable&gssencmode=disable")
+        );
     }
 
     #[test]

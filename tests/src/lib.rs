@@ -20,15 +20,17 @@ use portfolio_shared::settings::{ExposeSecret, Settings};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// The shared server's admin database. TLS is off, as in the service's local default: the
-/// Debian server has `ssl = on`, and libpq would otherwise encrypt every test connection with
-/// OpenSSL. That is the likeliest cause of a test process that crashed as it exited (SIGSEGV
-/// after `test result: ok`, once in CI): an API's server threads, told to stop but not joined
-/// (a `TestApp` is aborted), still closing their pools' TLS connections while `exit` ran
-/// OpenSSL's own clean-up.
+/// The shared server's admin database. TLS is off, as in the service's local default (the
+/// Debian server has `ssl = on`), and so is libpq's probe for GSSAPI encryption, as the
+/// service's settings turn it off: a test's own connections are then made as the service makes
+/// its. With the probe on, a thread connecting while the process exits (an aborted `TestApp`'s
+/// pool refilling against the test database its `TestDb` just dropped) is the likeliest cause
+/// of the two test processes that crashed in CI after `test result: ok` (see
+/// `settings::without_gss_probe`).
 pub(crate) fn admin_url() -> String {
-    std::env::var("TEST_PG_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
+    std::env::var("TEST_PG_ADMIN_URL").unwrap_or_else(|_| {
+        "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&gssencmode=disable".into()
+    })
 }
 
 pub(crate) fn redis_url() -> String {
