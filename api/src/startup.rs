@@ -6,7 +6,6 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
@@ -17,7 +16,7 @@ use portfolio_shared::db;
 use portfolio_shared::queue::{self, Keys, Queue};
 use portfolio_shared::rate_limit::RateLimiter;
 use portfolio_shared::settings::{AuthMode, ExposeSecret, Settings};
-use portfolio_shared::state_holders::Holders;
+use portfolio_shared::state_holders::{Holders, LET_GO_WITHIN};
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::{self, key::PresentedKey};
@@ -25,10 +24,6 @@ use crate::metrics::Metrics;
 use crate::request_id::{self, RequestIdRootSpan};
 use crate::state::AppState;
 use crate::{background, completions, routes, sampler};
-
-/// How long a stopped API waits for its server threads to drop their copies of the state
-/// (`state_holders`); it takes milliseconds, and the orchestrator's stop budget has room.
-const LET_GO_WITHIN: Duration = Duration::from_secs(2);
 
 /// Serves the API until SIGTERM or SIGINT (`portfolio-api serve`), on a runtime of its own.
 pub fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -6,10 +6,16 @@
 //! `exit`: libpq closes those connections, through OpenSSL when they use TLS, while `exit` runs
 //! OpenSSL's own clean-up, and the process can die with SIGSEGV after a clean stop. So each
 //! copy of the state carries a [`Holder`], and the process waits (bounded) until none is left.
+//! (The threads a pool connects in cannot be waited for; the settings keep Kerberos out of
+//! their connects instead: `settings::without_gss_probe`.)
 
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+/// How long a stopping process waits for its holders ([`Holders::released`]): letting go takes
+/// milliseconds, and the API's grace plus this stays inside every orchestrator's stop budget.
+pub const LET_GO_WITHIN: Duration = Duration::from_secs(2);
 
 /// Kept by the process; clones watch the same holders.
 #[derive(Clone, Debug)]

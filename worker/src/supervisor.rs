@@ -16,7 +16,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
 use portfolio_shared::settings::{ExposeSecret, Settings};
-use portfolio_shared::state_holders::Holders;
+use portfolio_shared::state_holders::{Holders, LET_GO_WITHIN};
 use tokio::sync::watch;
 
 use crate::context::JobContext;
@@ -26,9 +26,6 @@ use crate::metrics::{self, WorkerMetrics};
 
 /// Time kept at the end of the grace to hand jobs back and exit.
 const HAND_BACK_MARGIN: Duration = Duration::from_secs(5);
-/// How long a stopped worker waits for its metrics server thread to drop its share of the
-/// pool (`state_holders`); milliseconds in practice.
-const LET_GO_WITHIN: Duration = Duration::from_secs(2);
 /// Waits before restarting an ended apalis worker: 0.5 s, 1 s, 2 s, 4 s, then 5 s.
 const RESTART_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
     .with_min_delay(Duration::from_millis(500))
