@@ -46,6 +46,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("WAIT_RECHECK_MS", Some("1000")),
     ("WORKER_CONCURRENCY", Some("2")),
     ("WORKER_FETCH_BATCH", Some("1")),
+    ("WORKER_LIGHT_CONCURRENCY", None),
     ("WORKER_POLL_INTERVAL_MS", Some("1000")),
     ("WORKER_HEARTBEAT_SECS", Some("5")),
     ("WORKER_MISSED_HEARTBEATS", Some("3")),
@@ -312,8 +313,11 @@ pub struct ApiSettings {
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Jobs one worker process runs at once (they share its engine threads).
+    /// Jobs of any size one worker process runs at once (they share its engine threads).
     pub concurrency: usize,
+    /// Jobs in all, light ones filling what heavy ones leave (`WORKER_LIGHT_CONCURRENCY`,
+    /// else 4 × `concurrency`; at least `concurrency`).
+    pub light_concurrency: usize,
     pub(crate) fetch_batch: usize,
     /// How often an idle worker fetches on its own (`WORKER_POLL_INTERVAL_MS`): only the
     /// fallback for a lost doorbell ring, since a push rings the worker at once.
@@ -546,6 +550,13 @@ impl Settings {
             },
             worker: WorkerSettings {
                 concurrency,
+                light_concurrency: env
+                    .parse_optional_where(
+                        "WORKER_LIGHT_CONCURRENCY",
+                        |n: &usize| *n >= concurrency,
+                        &format!("at least WORKER_CONCURRENCY ({concurrency})"),
+                    )?
+                    .unwrap_or(4 * concurrency),
                 fetch_batch: env.parse_where(
                     "WORKER_FETCH_BATCH",
                     |n: &usize| *n >= 1,
@@ -852,6 +863,18 @@ mod tests {
             let s = with(&[("DATABASE_URL", primary), ("DATABASE_READ_URL", other)]).unwrap();
             assert!(s.database.has_separate_replica(), "{other}");
         }
+    }
+
+    #[test]
+    fn light_jobs_fill_four_times_the_heavy_places_unless_told_and_never_fewer() {
+        assert_eq!(with(&[]).unwrap().worker.light_concurrency, 8);
+        assert_eq!(with(&[("WORKER_CONCURRENCY", "3")]).unwrap().worker.light_concurrency, 12);
+        let told = [("WORKER_CONCURRENCY", "2"), ("WORKER_LIGHT_CONCURRENCY", "2")];
+        assert_eq!(with(&told).unwrap().worker.light_concurrency, 2, "today's one limit for all");
+        let err =
+            with(&[("WORKER_CONCURRENCY", "4"), ("WORKER_LIGHT_CONCURRENCY", "3")]).unwrap_err();
+        assert_eq!(err.name, "WORKER_LIGHT_CONCURRENCY");
+        assert!(err.message.contains("at least WORKER_CONCURRENCY (4)"), "{}", err.message);
     }
 
     #[test]

@@ -40,7 +40,8 @@ async fn faults_a_job_whose_worker_is_killed_mid_run_runs_again_within_30_s_and_
     env.set("WORKER_HEARTBEAT_SECS", 5)
         .set("WORKER_MISSED_HEARTBEATS", 3)
         .set("RECONCILE_INTERVAL_SECS", 5)
-        .set("WORKER_CONCURRENCY", 1);
+        .set("WORKER_CONCURRENCY", 1)
+        .set("WORKER_LIGHT_CONCURRENCY", 1);
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
     let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
@@ -377,6 +378,7 @@ async fn faults_a_worker_killed_mid_sweep_costs_only_the_unit_it_was_running() {
         .set("WORKER_MISSED_HEARTBEATS", 2)
         .set("RECONCILE_INTERVAL_SECS", 1)
         .set("WORKER_CONCURRENCY", 1)
+        .set("WORKER_LIGHT_CONCURRENCY", 1)
         .set("SWEEP_UNIT_COST", 1);
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;

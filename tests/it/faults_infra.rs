@@ -30,7 +30,7 @@ async fn faults_flushing_redis_while_jobs_are_queued_and_running_loses_none() {
     let _lock = fault_lock();
     let redis = ThrowawayRedis::start();
     let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&redis.url()));
-    env.set("WORKER_CONCURRENCY", 1).set("WORKER_THREADS", 1);
+    env.set("WORKER_CONCURRENCY", 1).set("WORKER_LIGHT_CONCURRENCY", 1).set("WORKER_THREADS", 1);
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
     let mut workers = vec![
@@ -98,7 +98,7 @@ async fn faults_postgres_stopped_for_10_s_mid_run_refuses_submits_and_every_job_
     let db = TestDb::empty_on(&pg.admin_url());
     portfolio_shared::db::migrate(&db.url).expect("migrate");
     let mut env = TestEnv::with(db, TestQueue::new());
-    env.set("WORKER_CONCURRENCY", 1).set("WORKER_THREADS", 1);
+    env.set("WORKER_CONCURRENCY", 1).set("WORKER_LIGHT_CONCURRENCY", 1).set("WORKER_THREADS", 1);
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
     let mut workers = vec![

@@ -21,6 +21,7 @@ async fn faults_a_burst_of_10000_submits_completes_every_accepted_job_once_and_c
     let mut env = TestEnv::new();
     env.set("DB_POOL_MAX_SIZE", 16)
         .set("WORKER_CONCURRENCY", 4)
+        .set("WORKER_LIGHT_CONCURRENCY", 4)
         .set("WORKER_THREADS", 1)
         .set("RUST_LOG", "warn,portfolio_worker::run=info");
     let (vars, logs) = (env.vars(), LogDir::new());

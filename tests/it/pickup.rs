@@ -1,7 +1,9 @@
 //! Pickup on push (issue 11): a push rings the doorbell and an idle worker fetches at once; a
 //! lost ring costs only the fallback poll interval; a job pushed while every slot is busy
-//! starts as soon as one frees; the doorbell's subscriber outlives a Redis restart. Pickup is
-//! measured on the database's clock (`started_at − created_at`), never by wall sleeps.
+//! starts as soon as one frees; light jobs fill the places heavy ones leave, and nothing is
+//! fetched while the heavy places are full; the doorbell's subscriber outlives a Redis
+//! restart. Pickup is measured on the database's clock (`started_at − created_at`), never by
+//! wall sleeps.
 //!
 //! The heartbeat is set long in these tests: apalis fetches after each heartbeat, which would
 //! otherwise explain a pickup within a second as well as the doorbell does.
@@ -333,4 +335,71 @@ async fn measure_the_workers_per_job_cost() {
         began.elapsed()
     );
     println!("Redis commands per job, by command: {per_command:?}");
+}
+
+#[derive(QueryableByName)]
+struct Overlap {
+    #[diesel(sql_type = Nullable<Double>)]
+    seconds: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pairs: i64,
+}
+
+/// Light jobs (worker/src/admission.rs) run beside each other up to
+/// `WORKER_LIGHT_CONCURRENCY`; but while the heavy places (`WORKER_CONCURRENCY`) are full, the
+/// worker fetches nothing more, so it never holds a job it cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn light_jobs_run_side_by_side_and_nothing_is_fetched_while_the_heavy_places_are_full() {
+    let mut env = env_polling_every(Duration::from_secs(5), TestQueue::new());
+    env.set("WORKER_CONCURRENCY", 1).set("WORKER_LIGHT_CONCURRENCY", 4).set("WORKER_THREADS", 1);
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    until_listening(&env.queue.redis_url, &env.queue.keys()).await;
+    let mut conn = env.db.connect();
+
+    // Four light jobs at once (10,000 × 40 y: the largest light job, tens of ms on one thread).
+    let mut light = Vec::new();
+    for _ in 0..4 {
+        light.push(app.submit_ok(&job_body(10_000, 40)).await);
+    }
+    for id in &light {
+        assert_eq!(app.wait_terminal(*id, Duration::from_secs(60)).await["status"], "succeeded");
+    }
+    // With one place for all, no two runs could overlap; the longest overlap of two runs.
+    let overlap: Overlap = diesel::sql_query(
+        "SELECT max(extract(epoch FROM least(a.finished_at, b.finished_at) \
+                 - greatest(a.started_at, b.started_at)))::float8 AS seconds, count(*) AS pairs \
+         FROM simulations a JOIN simulations b ON a.id < b.id \
+         WHERE a.id = ANY($1) AND b.id = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(&light)
+    .get_result(&mut conn)
+    .unwrap();
+    let seconds = overlap.seconds.unwrap();
+    println!("longest overlap of two light jobs (s): {seconds:.4}");
+    assert_eq!(overlap.pairs, 6);
+    assert!(seconds > 0.0, "light jobs ran one at a time (longest overlap {seconds:.4} s)");
+
+    // A heavy job (200,000 × 30 y) fills the one heavy place: a light job pushed meanwhile waits
+    // in the queue until it ends, not in this worker.
+    let heavy = app.submit_ok(&job_body(200_000, 30)).await;
+    eventually(Duration::from_secs(30), || async {
+        (app.job(heavy).await["status"] == "running").then_some(())
+    })
+    .await;
+    let waiting = app.submit_ok(&job_body(1_000, 10)).await;
+    assert_eq!(app.wait_terminal(waiting, Duration::from_secs(60)).await["status"], "succeeded");
+    assert_eq!(app.job(heavy).await["status"], "succeeded");
+    let after = diesel::sql_query(
+        "SELECT extract(epoch FROM b.started_at - a.finished_at)::float8 AS seconds \
+         FROM simulations a, simulations b WHERE a.id = $1 AND b.id = $2",
+    )
+    .bind::<SqlUuid, _>(heavy)
+    .bind::<SqlUuid, _>(waiting)
+    .get_result::<Seconds>(&mut conn)
+    .unwrap()
+    .seconds
+    .unwrap();
+    println!("heavy job's end -> light job's start (s): {after:.4}");
+    assert!(after >= 0.0, "the light job started {:.4} s before the heavy one ended", -after);
 }

@@ -61,7 +61,10 @@ async fn redis_ha_killing_the_master_promotes_a_replica_and_every_accepted_job_e
     let (sentinels, url) = sentinels_watching(master.port).await;
 
     let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
-    env.set("REDIS_URL", &url).set("WORKER_CONCURRENCY", 1).set("WORKER_THREADS", 1);
+    env.set("REDIS_URL", &url)
+        .set("WORKER_CONCURRENCY", 1)
+        .set("WORKER_LIGHT_CONCURRENCY", 1)
+        .set("WORKER_THREADS", 1);
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
     let worker = WorkerProc::spawn(&vars, &logs, "a").await;

@@ -254,7 +254,10 @@ async fn one_delete_cancels_the_sweep_and_every_unit() {
 async fn a_unit_that_fails_for_good_fails_the_sweep_naming_the_cell_and_stops_the_others() {
     const POISON: u64 = 5_151_515;
     let mut env = TestEnv::new();
-    env.set("SWEEP_UNIT_COST", 1).set("MAX_ATTEMPTS", 1).set("WORKER_CONCURRENCY", 1);
+    env.set("SWEEP_UNIT_COST", 1)
+        .set("MAX_ATTEMPTS", 1)
+        .set("WORKER_CONCURRENCY", 1)
+        .set("WORKER_LIGHT_CONCURRENCY", 1);
     env.set("WORKER_FAULT_INJECTION", format!("panic:{POISON}"));
     let app = env.spawn_app().await;
     let _worker = env.spawn_worker().await;

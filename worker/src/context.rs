@@ -18,6 +18,7 @@ use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::admission::Places;
 use crate::metrics::WorkerMetrics;
 
 /// Waits between attempts of a database call while Postgres is away: 0.2 s, doubling, at most
@@ -46,6 +47,8 @@ pub(crate) struct JobContext {
     idle: Notify,
     /// Rung by the doorbell's subscriber when a job becomes ready (see `crate::doorbell`).
     pub(crate) bell: Arc<Notify>,
+    /// Heavy and light places for deliveries (see `crate::admission`).
+    pub(crate) places: Arc<Places>,
     /// Engines run under its read side; a job whose last attempt died with its process runs
     /// under the write side, alone, so that a crash is charged to the job that caused it and
     /// not to one that happened to share the process (which would otherwise ride along with
@@ -97,6 +100,7 @@ impl JobContext {
         metrics: Arc<WorkerMetrics>,
         engine_pool: Arc<rayon::ThreadPool>,
     ) -> Self {
+        let places = Places::new(settings.worker.concurrency, settings.worker.light_concurrency);
         Self {
             pool,
             queue,
@@ -107,6 +111,7 @@ impl JobContext {
             jobs: Mutex::new(HashMap::new()),
             idle: Notify::new(),
             bell: Arc::new(Notify::new()),
+            places,
             isolation: tokio::sync::RwLock::new(()),
             handing_back: AtomicBool::new(false),
             hard_deadline: Mutex::new(None),

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub(crate) mod admission;
 pub mod cli_simulate;
 pub(crate) mod context;
 pub(crate) mod doorbell;

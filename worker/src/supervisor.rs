@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use apalis::prelude::{BackendExt, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{BackendExt, WorkerBuilder};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use portfolio_shared::db;
 use portfolio_shared::queue::{self, LenientJsonCodec, Queue};
@@ -19,6 +19,7 @@ use portfolio_shared::settings::{ExposeSecret, Settings};
 use portfolio_shared::state_holders::{Holders, LET_GO_WITHIN};
 use tokio::sync::watch;
 
+use crate::admission::AdmissionLayer;
 use crate::context::JobContext;
 use crate::doorbell::{self, WakeOnRing};
 use crate::jobs;
@@ -189,7 +190,8 @@ async fn supervise(
 ) -> anyhow::Result<()> {
     let config = queue::apalis_config(&ctx.settings.queue, &ctx.settings.worker);
     let poll = ctx.settings.worker.poll_interval;
-    let concurrency = ctx.settings.worker.concurrency;
+    let (concurrency, light_concurrency) =
+        (ctx.settings.worker.concurrency, ctx.settings.worker.light_concurrency);
     let mut generation = 0u32;
     let mut restart_waits = RESTART_BACKOFF.build();
     // Ended workers whose claims are not yet given back (Redis may still be down).
@@ -210,14 +212,14 @@ async fn supervise(
         let worker = WorkerBuilder::new(name.clone())
             .backend(storage)
             .data(ctx.clone())
-            .concurrency(concurrency)
+            .layer(AdmissionLayer::new(ctx.places.clone()))
             .build(jobs::simulate::handle);
         let mut stop_signal = stop.clone();
         let signal = async move {
             let _ = stop_signal.wait_for(|stop| *stop).await;
             Ok::<(), std::io::Error>(())
         };
-        tracing::info!(worker = name, concurrency, "worker started");
+        tracing::info!(worker = name, concurrency, light_concurrency, "worker started");
         let began = Instant::now();
         match worker.run_until(signal).await {
             Ok(()) => {

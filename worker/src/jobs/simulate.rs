@@ -21,6 +21,7 @@ use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, UnitW
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::admission::Slot;
 use crate::context::{DbGaveUp, JobContext, JobGuard};
 use crate::jobs::engine_task;
 use crate::jobs::work::{Done, Work};
@@ -51,6 +52,7 @@ const UNCLAIMED_RETRY: Duration = Duration::from_secs(5);
 pub(crate) async fn handle(
     envelope: JobEnvelope,
     ctx: Data<Arc<JobContext>>,
+    slot: Data<Slot>,
     worker: WorkerContext,
 ) -> Result<(), BoxDynError> {
     match envelope {
@@ -65,7 +67,10 @@ pub(crate) async fn handle(
                 return Ok(());
             };
             let delivery = Delivery { worker: worker.name().to_owned() };
-            let task = tokio::spawn(claim_and_execute(guard, ctx, delivery).in_current_span());
+            // The job's task holds the place until the job ends, even past this handler.
+            let slot = slot.0.clone();
+            let task =
+                tokio::spawn(claim_and_execute(guard, ctx, delivery, slot).in_current_span());
             // A bug in the job's code must not take the worker down with it: the job is then
             // left to the reconciler and its next attempt.
             if let Err(e) = task.await
@@ -98,7 +103,7 @@ impl Delivery {
 }
 
 /// Claims the job in Postgres (or learns why not to run it now) and executes it.
-async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery) {
+async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Delivery, slot: Slot) {
     let id = guard.id;
     if ctx.handing_back() {
         // Shutting down: this delivery goes back untouched for another worker.
@@ -187,7 +192,7 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
     if job.lease.attempt == 1 {
         ctx.metrics.queue_wait.observe(job.waited.as_secs_f64());
     }
-    execute(job, &guard, &ctx, &delivery, turn).await;
+    execute(job, &guard, &ctx, &delivery, turn, &slot).await;
 }
 
 async fn execute(
@@ -196,6 +201,7 @@ async fn execute(
     ctx: &Arc<JobContext>,
     delivery: &Delivery,
     turn: Turn<'_>,
+    slot: &Slot,
 ) {
     let lease = &job.lease;
     let work = match Work::parse(&job.request, job.sweep) {
@@ -206,6 +212,7 @@ async fn execute(
             return;
         }
     };
+    slot.size(work.cost());
     if ctx.handing_back() {
         hand_back(ctx, lease, delivery).await;
         return;

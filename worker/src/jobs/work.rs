@@ -70,6 +70,16 @@ impl Work {
         }
     }
 
+    /// What the work costs at most: its plan's, or the sum of its cells' (run in turn).
+    pub(crate) fn cost(&self) -> u64 {
+        match self {
+            Self::Plan(request) => portfolio_engine::cost(request).total(),
+            Self::Unit { cells, .. } => {
+                cells.iter().map(|c| portfolio_engine::cost(&c.request).total()).sum()
+            }
+        }
+    }
+
     /// Runs the work on the calling thread's rayon pool. A unit runs its cells in turn and
     /// stops at the first cancel; a panic in a cell names the cell.
     pub(crate) fn run(&self, seed: u64, options: &RunOptions) -> Result<Done, EngineError> {
