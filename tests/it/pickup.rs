@@ -39,6 +39,20 @@ fn between(conn: &mut PgConnection, id: Uuid, from: &str, to: &str) -> f64 {
     .unwrap_or_else(|| panic!("job {id} has no {from} or {to}"))
 }
 
+/// Seconds from job `a`'s end to job `b`'s start, on the database's clock.
+fn start_after_end(conn: &mut PgConnection, a: Uuid, b: Uuid) -> f64 {
+    diesel::sql_query(
+        "SELECT extract(epoch FROM b.started_at - a.finished_at)::float8 AS seconds \
+         FROM simulations a, simulations b WHERE a.id = $1 AND b.id = $2",
+    )
+    .bind::<SqlUuid, _>(a)
+    .bind::<SqlUuid, _>(b)
+    .get_result::<Seconds>(conn)
+    .expect("both jobs' timestamps")
+    .seconds
+    .unwrap_or_else(|| panic!("job {a} has not ended or job {b} has not started"))
+}
+
 #[derive(QueryableByName)]
 struct Status {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -211,16 +225,7 @@ async fn a_job_pushed_while_the_only_slot_is_busy_starts_when_it_frees_even_with
         let second = push_without_ring(&mut conn, &mut redis, &keys, &request);
         app.wait_terminal(second, Duration::from_secs(60)).await;
         assert_eq!(app.job(first).await["status"], "succeeded");
-        let gap: f64 = diesel::sql_query(
-            "SELECT extract(epoch FROM b.started_at - a.finished_at)::float8 AS seconds \
-             FROM simulations a, simulations b WHERE a.id = $1 AND b.id = $2",
-        )
-        .bind::<SqlUuid, _>(first)
-        .bind::<SqlUuid, _>(second)
-        .get_result::<Seconds>(&mut conn)
-        .unwrap()
-        .seconds
-        .unwrap();
+        let gap = start_after_end(&mut conn, first, second);
         println!("slot freed -> next start (s): {gap:.4}");
         assert!(gap < 0.5, "the second job waited {gap:.3} s after the slot freed (poll is 5 s)");
     }
@@ -390,16 +395,7 @@ async fn light_jobs_run_side_by_side_and_nothing_is_fetched_while_the_heavy_plac
     let waiting = app.submit_ok(&job_body(1_000, 10)).await;
     assert_eq!(app.wait_terminal(waiting, Duration::from_secs(60)).await["status"], "succeeded");
     assert_eq!(app.job(heavy).await["status"], "succeeded");
-    let after = diesel::sql_query(
-        "SELECT extract(epoch FROM b.started_at - a.finished_at)::float8 AS seconds \
-         FROM simulations a, simulations b WHERE a.id = $1 AND b.id = $2",
-    )
-    .bind::<SqlUuid, _>(heavy)
-    .bind::<SqlUuid, _>(waiting)
-    .get_result::<Seconds>(&mut conn)
-    .unwrap()
-    .seconds
-    .unwrap();
+    let after = start_after_end(&mut conn, heavy, waiting);
     println!("heavy job's end -> light job's start (s): {after:.4}");
     assert!(after >= 0.0, "the light job started {:.4} s before the heavy one ended", -after);
 }
