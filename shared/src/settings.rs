@@ -556,7 +556,7 @@ impl Settings {
                         |n: &usize| *n >= concurrency,
                         &format!("at least WORKER_CONCURRENCY ({concurrency})"),
                     )?
-                    .unwrap_or(4 * concurrency),
+                    .unwrap_or(concurrency.saturating_mul(4)),
                 fetch_batch: env.parse_where(
                     "WORKER_FETCH_BATCH",
                     |n: &usize| *n >= 1,
