@@ -177,6 +177,8 @@ where
         let slot = self.places.take();
         task.inject_data(slot.clone());
         let answer = self.inner.call(task);
+        // Held to the handler's end whatever apalis does with the task's data meanwhile; the
+        // job's own task holds its clone past that (see `jobs::simulate::handle`).
         Box::pin(async move {
             let answer = answer.await;
             drop(slot);
