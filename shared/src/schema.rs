@@ -47,10 +47,11 @@ diesel::table! {
 diesel::table! {
     simulation_results (simulation_id) {
         simulation_id -> Uuid,
-        result -> Jsonb,
+        result -> Nullable<Jsonb>,
         worker -> Text,
         created_at -> Timestamptz,
         from_cache -> Bool,
+        document -> Nullable<Json>,
     }
 }
 

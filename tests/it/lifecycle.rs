@@ -389,42 +389,70 @@ async fn a_worker_whose_claim_was_taken_over_while_it_stored_its_result_writes_n
     );
 }
 
-/// A stored result reads back the same whether the column is `jsonb` (as migrated today) or
-/// `json` (what a later release may make it, for cheaper stores and reads), and this build
-/// still stores results into the latter: it must keep serving while such a migration runs
-/// ahead of the roll that replaces it.
+/// A result reads back the same whether an earlier release stored it (in the jsonb `result`
+/// column) or this one (in the json `document` column), and a row holds exactly one of the two.
 #[test]
-fn a_result_reads_back_the_same_whether_its_column_is_jsonb_or_json() {
+fn a_result_reads_back_the_same_whether_an_earlier_release_stored_it_or_this_one() {
     let db = TestDb::migrated();
     let mut conn = db.connect();
     let result = serde_json::json!({ "success_probability": 0.25, "percentiles": [1.5, 2.5e300] });
-    let id = new_job(&mut conn);
-    let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
-    assert_eq!(
-        store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap().write,
-        Write::Applied
-    );
     let read = |conn: &mut PgConnection, id: Uuid| {
         let (job, row) = store::find_job(conn, store::Viewer::Operator, id).unwrap().unwrap();
         assert_eq!(job.id, id);
         row.expect("a succeeded job has its result").result
     };
-    assert_eq!(read(&mut conn, id), result, "as jsonb");
-    conn.batch_execute(
-        "ALTER TABLE simulation_results ALTER COLUMN result TYPE json USING result::json",
+    let stored = |conn: &mut PgConnection| {
+        let id = new_job(conn);
+        let lease = claimed(store::claim(conn, id, "A", 3, WINDOW).unwrap()).lease;
+        assert_eq!(
+            store::complete(conn, &lease, &result, Some(0.25), 1).unwrap().write,
+            Write::Applied
+        );
+        id
+    };
+    let id = stored(&mut conn);
+    assert_eq!(read(&mut conn, id), result, "stored by this release");
+    let columns: (Option<String>, Option<String>) = diesel::sql_query(
+        "SELECT result::text AS old, document::text AS new FROM simulation_results \
+         WHERE simulation_id = $1",
     )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .get_result::<Columns>(&mut conn)
+    .map(|c| (c.old, c.new))
     .unwrap();
-    assert_eq!(read(&mut conn, id), result, "as json");
-    // This build's store still works on the json column, and so does a job with no result.
-    let later = new_job(&mut conn);
-    let (_, row) = store::find_job(&mut conn, store::Viewer::Operator, later).unwrap().unwrap();
-    assert!(row.is_none());
-    let lease = claimed(store::claim(&mut conn, later, "A", 3, WINDOW).unwrap()).lease;
+    assert_eq!(columns.0, None, "this release leaves the jsonb column empty");
     assert_eq!(
-        store::complete(&mut conn, &lease, &result, Some(0.25), 1).unwrap().write,
-        Write::Applied
+        serde_json::from_str::<serde_json::Value>(&columns.1.expect("the json column")).unwrap(),
+        result
     );
-    assert_eq!(read(&mut conn, later), result, "stored into json");
+    // Stored as a release before the json column did (its INSERT names `result` only).
+    let earlier = stored(&mut conn);
+    conn.batch_execute(&format!(
+        "UPDATE simulation_results SET result = document::jsonb, document = NULL \
+         WHERE simulation_id = '{earlier}'"
+    ))
+    .unwrap();
+    assert_eq!(read(&mut conn, earlier), result, "stored by an earlier release");
+    // Neither, or both: refused.
+    for (what, set) in
+        [("neither", "result = NULL"), ("both", "result = document::jsonb, document = document")]
+    {
+        let err = conn
+            .batch_execute(&format!(
+                "UPDATE simulation_results SET {set} WHERE simulation_id = '{}'",
+                if what == "neither" { earlier } else { id }
+            ))
+            .expect_err(what);
+        assert!(err.to_string().contains("simulation_results_one_document"), "{what}: {err}");
+    }
+}
+
+#[derive(QueryableByName)]
+struct Columns {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    old: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    new: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -474,7 +502,7 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         ("the wait for the flush", "commit_barriers"),
         (
             "the job's read, a waiting submit's answer",
-            "CAST(\"simulation_results\".\"result\" AS json)",
+            "coalesce(\"simulation_results\".\"document\"",
         ),
     ] {
         let copies = prepared.iter().filter(|s| s.contains(marker)).count();

@@ -60,6 +60,7 @@ fn diesel_type(pg: &str) -> &'static str {
         "uuid" => "Uuid",
         "text" => "Text",
         "jsonb" => "Jsonb",
+        "json" => "Json",
         "bigint" => "Int8",
         "integer" => "Int4",
         "boolean" => "Bool",
@@ -195,7 +196,8 @@ fn results_are_compressed_with_lz4() {
     let methods: Vec<Compression> = diesel::sql_query(
         "SELECT attrelid::regclass::text || '.' || attname AS column, attcompression::text AS method \
          FROM pg_attribute \
-         WHERE attname = 'result' AND attrelid IN ('simulation_results'::regclass, 'sweep_cells'::regclass) \
+         WHERE attname IN ('result', 'document') \
+           AND attrelid IN ('simulation_results'::regclass, 'sweep_cells'::regclass) \
          ORDER BY 1",
     )
     .load(&mut conn)
@@ -205,6 +207,7 @@ fn results_are_compressed_with_lz4() {
     assert_eq!(
         methods,
         [
+            ("simulation_results.document".to_owned(), "l".to_owned()),
             ("simulation_results.result".to_owned(), "l".to_owned()),
             ("sweep_cells.result".to_owned(), "l".to_owned()),
         ]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use diesel::dsl::{now, sql};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Double, Integer, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Bool, Double, Integer, Json, Jsonb, Nullable, Text, Timestamptz};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -502,10 +502,10 @@ pub fn complete(
         " RETURNING ",
         simulation_columns!(),
         " ), stored AS ( \
-           INSERT INTO simulation_results (simulation_id, result, worker, from_cache) \
+           INSERT INTO simulation_results (simulation_id, document, worker, from_cache) \
            SELECT id, ",
     ))
-    .bind::<Jsonb, _>(result)
+    .bind::<Json, _>(result)
     .sql(", ")
     .bind::<Text, _>(&lease.worker)
     .sql(

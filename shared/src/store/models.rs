@@ -3,11 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Json, Nullable};
 use uuid::Uuid;
 
 use super::AuditEvent;
 use crate::schema::{audit_logs, simulation_results, simulations};
 use crate::{JobKind, JobStatus};
+
+define_sql_function! {
+    /// The first of two documents that is not NULL.
+    fn coalesce(first: Nullable<Json>, second: Nullable<Json>) -> Nullable<Json>;
+}
 
 /// Also read by name (the row a finishing statement returns) and serialised (the finished
 /// channel carries it: `crate::queue::announcement`).
@@ -68,14 +74,22 @@ pub struct NewSimulation<'a> {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = simulation_results, check_for_backend(diesel::pg::Pg))]
 pub struct SimulationResultRow {
-    /// Read as `json` whatever the column's type: the column is `jsonb` today, and a later
-    /// release can make it `json` (cheaper to store) while this build still runs, which a
-    /// read decoding the column as `jsonb` would not survive.
-    /// A typed `CAST`, not an SQL literal: a literal would make every statement reading it
-    /// unpreparable, parsed and planned again on each read.
+    /// The stored document, from whichever column holds it: `document` (json, as the worker
+    /// wrote it) or, for rows stored before that column existed, `result` (jsonb) read as json.
+    /// Typed SQL, not a literal: a literal would make every statement reading it unpreparable,
+    /// parsed and planned again on each read.
     #[diesel(
-        select_expression = simulation_results::result.cast::<diesel::sql_types::Json>(),
-        select_expression_type = diesel::dsl::Cast<simulation_results::result, diesel::sql_types::Json>
+        select_expression = coalesce(
+            simulation_results::document,
+            simulation_results::result.cast::<Nullable<Json>>(),
+        )
+        .assume_not_null(),
+        select_expression_type = diesel::dsl::AssumeNotNull<
+            coalesce<
+                simulation_results::document,
+                diesel::dsl::Cast<simulation_results::result, Nullable<Json>>,
+            >,
+        >
     )]
     pub result: serde_json::Value,
     /// Served from the result cache rather than computed for this job.
