@@ -284,7 +284,11 @@ mod tests {
             "cache_key": null, "kind": kind, "parent_id": null,
         }))
         .unwrap();
-        announcement::encode_ended_plan(&job, &serde_json::json!({ "success_probability": 0.9 }))
+        announcement::encode_ended_plan(
+            &job,
+            &serde_json::value::to_raw_value(&serde_json::json!({ "success_probability": 0.9 }))
+                .unwrap(),
+        )
     }
 
     #[test]

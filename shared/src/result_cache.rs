@@ -29,15 +29,15 @@ pub fn key(engine_version: &str, normalised_request: &serde_json::Value) -> Stri
 
 /// One cached result: what a worker stored when the job succeeded. It names no job and no
 /// owner, so serving it to another tenant reveals only what their own request determines.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CachedResult {
     /// Checked again on read: an entry of another version is a miss.
     pub engine_version: String,
     /// The job's progress total, so a job served from the cache shows the same progress.
     pub batches: i32,
     pub success_probability: f64,
-    /// The engine's result document, as stored in `simulation_results.result`.
-    pub result: serde_json::Value,
+    /// The engine's result document as the worker serialised it (and stored it in Postgres).
+    pub result: Box<serde_json::value::RawValue>,
 }
 
 impl Queue {

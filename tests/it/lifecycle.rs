@@ -115,7 +115,7 @@ fn a_stale_workers_every_write_after_another_worker_claimed_the_job_is_fenced_ou
             ProgressAck::FencedOut => Write::FencedOut,
             _ => Write::Applied,
         }),
-        ("complete", |c, a, r| store::complete(c, a, r, Some(0.5), 1).unwrap().write),
+        ("complete", |c, a, r| store::complete(c, a, &raw(r), Some(0.5), 1).unwrap().write),
         ("fail", |c, a, _| store::fail(c, a, "boom").unwrap()),
         ("cancelled by worker", |c, a, _| store::cancelled_by_worker(c, a).unwrap()),
         ("release for retry", |c, a, _| {
@@ -145,13 +145,13 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
     let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
     let result = serde_json::json!({ "success_probability": 0.5 });
     assert_eq!(
-        store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap().write,
+        store::complete(&mut conn, &lease, &raw(&result), Some(0.5), 3).unwrap().write,
         Write::Applied
     );
     let done = snapshot(&mut conn, id);
     assert_eq!((done.job["status"].as_str(), done.results), (Some("succeeded"), 1));
     assert_eq!(
-        store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap().write,
+        store::complete(&mut conn, &lease, &raw(&result), Some(0.5), 3).unwrap().write,
         Write::FencedOut
     );
     assert_eq!(store::fail(&mut conn, &lease, "late").unwrap(), Write::FencedOut);
@@ -405,7 +405,7 @@ fn a_result_reads_back_the_same_whether_an_earlier_release_stored_it_or_this_one
         let id = new_job(conn);
         let lease = claimed(store::claim(conn, id, "A", 3, WINDOW).unwrap()).lease;
         assert_eq!(
-            store::complete(conn, &lease, &result, Some(0.25), 1).unwrap().write,
+            store::complete(conn, &lease, &raw(&result), Some(0.25), 1).unwrap().write,
             Write::Applied
         );
         id
@@ -477,7 +477,7 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
         assert_eq!(lease.attempt, 1);
         assert_eq!(
-            store::complete(&mut conn, &lease, &result, Some(0.5), 3).unwrap().write,
+            store::complete(&mut conn, &lease, &raw(&result), Some(0.5), 3).unwrap().write,
             Write::Applied
         );
         let done = snapshot(&mut conn, id);
@@ -534,4 +534,9 @@ struct Barrier {
     backend_pid: i32,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     flushes: i64,
+}
+
+/// A result as the worker binds it: serialised once.
+fn raw(result: &serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(result).expect("a JSON value serialises")
 }

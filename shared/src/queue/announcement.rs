@@ -7,6 +7,7 @@
 //! order, on one connection, so a subscriber sees the document first; a build that knows only
 //! the id ignores the document and still wakes on the id (a rolling deploy runs both).
 
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::Keys;
@@ -22,11 +23,11 @@ pub struct EndedPlan {
 }
 
 /// The message that announces `job`'s success with its document.
-pub fn encode_ended_plan(job: &Simulation, result: &serde_json::Value) -> Vec<u8> {
+pub fn encode_ended_plan(job: &Simulation, result: &RawValue) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Borrowed<'a> {
         job: &'a Simulation,
-        result: &'a serde_json::Value,
+        result: &'a RawValue,
     }
     let mut message = format!("{} ", job.id).into_bytes();
     serde_json::to_writer(&mut message, &Borrowed { job, result })

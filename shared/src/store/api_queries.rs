@@ -203,7 +203,7 @@ pub fn insert_served_from_cache(
         diesel::insert_into(simulation_results::table)
             .values(NewSimulationResult {
                 simulation_id: job.id,
-                result: &cached.result,
+                result: super::JsonbText(&cached.result),
                 worker: CACHE_ACTOR,
                 from_cache: true,
             })

@@ -17,8 +17,10 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Double, Integer, Json, Jsonb, Nullable, Text, Timestamptz};
 use serde_json::json;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use super::JsonText;
 use super::audit::{self, Actor, AuditEvent};
 use super::models::Simulation;
 use super::statement::{Append, Statement};
@@ -472,7 +474,7 @@ macro_rules! simulation_columns {
 pub fn complete(
     conn: &mut PgConnection,
     lease: &Lease,
-    result: &serde_json::Value,
+    result: &RawValue,
     success_probability: Option<f64>,
     batches: i32,
 ) -> QueryResult<Completed> {
@@ -505,7 +507,7 @@ pub fn complete(
            INSERT INTO simulation_results (simulation_id, document, worker, from_cache) \
            SELECT id, ",
     ))
-    .bind::<Json, _>(result)
+    .bind::<Json, _>(JsonText(result))
     .sql(", ")
     .bind::<Text, _>(&lease.worker)
     .sql(

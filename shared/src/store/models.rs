@@ -100,7 +100,7 @@ pub struct SimulationResultRow {
 #[diesel(table_name = simulation_results)]
 pub(crate) struct NewSimulationResult<'a> {
     pub(crate) simulation_id: Uuid,
-    pub(crate) result: &'a serde_json::Value,
+    pub(crate) result: super::JsonbText<'a>,
     pub(crate) worker: &'a str,
     pub(crate) from_cache: bool,
 }

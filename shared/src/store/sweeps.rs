@@ -133,7 +133,9 @@ pub fn complete_unit(
             return Ok(UnitWrite { write: fenced_out_unit(lease), sweep_ended: false });
         };
         let indices: Vec<i32> = cells.iter().map(|c| c.index).collect();
-        let write = complete(conn, lease, &json!({ "cells": indices }), None, batches)?.write;
+        let document = serde_json::value::to_raw_value(&json!({ "cells": indices }))
+            .expect("a list of indices always serialises");
+        let write = complete(conn, lease, &document, None, batches)?.write;
         if write == Write::FencedOut {
             return Ok(UnitWrite { write, sweep_ended: false });
         }

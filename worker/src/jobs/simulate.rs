@@ -311,7 +311,9 @@ async fn execute(
                 let success = result.success_probability;
                 let scenario_months = result.scenario_months;
                 let batches = progress.snapshot().1 as i32;
-                let json = serde_json::to_value(&result).expect("results always serialise");
+                // Serialised once: the same text is stored, cached and announced.
+                let json =
+                    serde_json::value::to_raw_value(&result).expect("results always serialise");
                 let cache = job.cache_key.as_deref().zip(ctx.settings.result_cache.ttl).map(
                     |(key, ttl)| {
                         let entry = CachedResult {
