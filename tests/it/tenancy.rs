@@ -185,6 +185,26 @@ async fn the_submit_rate_limit_holds_across_two_api_processes_and_spares_other_t
     assert!(state.starts_with(r#""submits";r=0;t="#), "{state}");
     let p = problem(response, 429).await;
     assert!(p["detail"].as_str().unwrap().contains("RATE_LIMIT_SUBMITS_PER_MINUTE"), "{p}");
+    // The handler reads and checks a submit while the budget is asked, but the budget still
+    // answers first: a body it would refuse, and a submit naming an Idempotency-Key, get 429
+    // too (with the budget's headers), and nothing more is recorded.
+    let invalid = serde_json::json!({ "starting_portfolio": 1_000_000, "years": 300 });
+    let refused = one.client.post(one.url("/simulations")).json(&invalid).send().await.unwrap();
+    assert!(refused.headers()["ratelimit"].to_str().unwrap().starts_with(r#""submits";r=0;"#));
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(problem(refused, 429).await["type"], p["type"]);
+    let keyed = two
+        .client
+        .post(two.url("/simulations"))
+        .header("Idempotency-Key", "spent-budget")
+        .json(&small_request())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 429);
+    let mine: Value =
+        one.client.get(one.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 5, "{mine}");
     // Reads have their own budget, and another tenant its own.
     assert_eq!(status_of(&one, Method::GET, "/results").await, 200);
     let other = one.as_key(&env.key("calm", &["simulate"]));
