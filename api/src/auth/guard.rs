@@ -12,13 +12,10 @@ use std::time::Duration;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, web};
 use chrono::Utc;
-use futures_util::FutureExt;
-use futures_util::future::{LocalBoxFuture, Shared};
 use portfolio_shared::rate_limit::{Budget, Decision};
 use portfolio_shared::settings::AuthMode;
 use portfolio_shared::store;
@@ -59,38 +56,32 @@ pub(crate) async fn guard(
         },
     };
     let budget = budget_of(&req, &state);
-    let admission = PendingAdmission::ask(&state, &caller.tenant, budget);
-    if budget.name == SUBMITS {
-        // Decided by the handler beside its own first round trip to Redis (see
-        // `PendingAdmission`), and here once it has answered.
-        req.extensions_mut().insert(caller);
-        req.extensions_mut().insert(admission.clone());
-        let mut response = next.call(req).await?;
-        let decision = admission.decision().await;
-        if let Some(decision) = decision
-            && !decision.accepted
-        {
-            state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
-            if response.status() != StatusCode::TOO_MANY_REQUESTS {
-                // The handler stopped at an error of the request before it asked: the budget
-                // is answered first, as for any other request.
-                let (req, _) = response.into_parts();
-                let error = HttpResponse::from_error(admission.refusal(decision));
-                let mut response = ServiceResponse::new(req, error);
-                add_rate_limit_headers(response.headers_mut(), budget, decision);
-                return Ok(response.map_into_right_body());
-            }
+    let decision = match state.redis(state.rate_limiter.admit(&caller.tenant, budget)).await {
+        Ok(decision) => Some(decision),
+        Err(e) => {
+            // Open, not closed: a Redis outage must not turn into an outage of reads (which
+            // need only Postgres) or of submits (which are then reconciled). The quota, kept
+            // in Postgres, still bounds what one tenant can queue meanwhile.
+            tracing::warn!(error = ?e, "rate limiter unavailable; request let through");
+            None
         }
-        if let Some(decision) = decision {
-            add_rate_limit_headers(response.headers_mut(), budget, decision);
-        }
-        return Ok(response.map_into_left_body());
-    }
-    let decision = admission.decision().await;
+    };
     if let Some(decision) = decision
         && !decision.accepted
     {
-        let mut response = req.error_response(admission.refusal(decision));
+        let setting = if budget.name == SUBMITS {
+            state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
+            "RATE_LIMIT_SUBMITS_PER_MINUTE"
+        } else {
+            "RATE_LIMIT_READS_PER_MINUTE"
+        };
+        let error = ApiError::RateLimited {
+            budget: budget.name,
+            limit: budget.limit,
+            setting,
+            retry_after_secs: whole_seconds(decision.reset).max(1),
+        };
+        let mut response = req.error_response(error);
         add_rate_limit_headers(response.headers_mut(), budget, decision);
         return Ok(response.map_into_right_body());
     }
@@ -100,69 +91,6 @@ pub(crate) async fn guard(
         add_rate_limit_headers(response.headers_mut(), budget, decision);
     }
     Ok(response.map_into_left_body())
-}
-
-/// A request's admission against its tenant's budget, asked of Redis as the guard sees the
-/// request. Any other request waits for it before its handler runs. A submit's handler waits
-/// for it beside its own first round trip to Redis (the result cache and the queue's depth),
-/// which a submit then pays once for both: it reads and checks its body meanwhile, and waits
-/// for the decision before it records, replays or waits on anything. A refusal is answered
-/// with 429 whatever the handler said, so the budget still comes before the request's own
-/// errors.
-#[derive(Clone)]
-pub(crate) struct PendingAdmission {
-    budget: Budget,
-    /// `None`: Redis did not answer, and the request is let through.
-    decision: Shared<LocalBoxFuture<'static, Option<Decision>>>,
-}
-
-impl PendingAdmission {
-    fn ask(state: &web::Data<AppState>, tenant: &str, budget: Budget) -> Self {
-        let (state, tenant) = (state.clone(), tenant.to_owned());
-        // Spawned, so the script goes to Redis now rather than when first awaited.
-        let asked = actix_web::rt::spawn(async move {
-            match state.redis(state.rate_limiter.admit(&tenant, budget)).await {
-                Ok(decision) => Some(decision),
-                Err(e) => {
-                    // Open, not closed: a Redis outage must not turn into an outage of reads
-                    // (which need only Postgres) or of submits (which are then reconciled).
-                    // The quota, kept in Postgres, still bounds what one tenant can queue
-                    // meanwhile.
-                    tracing::warn!(error = ?e, "rate limiter unavailable; request let through");
-                    None
-                }
-            }
-        });
-        let decision = async move { asked.await.ok().flatten() }.boxed_local().shared();
-        Self { budget, decision }
-    }
-
-    async fn decision(&self) -> Option<Decision> {
-        self.decision.clone().await
-    }
-
-    /// Waits for the decision: `Err` (429) when the budget is spent.
-    async fn admitted(&self) -> Result<(), ApiError> {
-        match self.decision().await {
-            Some(decision) if !decision.accepted => Err(self.refusal(decision)),
-            _ => Ok(()),
-        }
-    }
-
-    fn refusal(&self, decision: Decision) -> ApiError {
-        let budget = self.budget;
-        let setting = if budget.name == SUBMITS {
-            "RATE_LIMIT_SUBMITS_PER_MINUTE"
-        } else {
-            "RATE_LIMIT_READS_PER_MINUTE"
-        };
-        ApiError::RateLimited {
-            budget: budget.name,
-            limit: budget.limit,
-            setting,
-            retry_after_secs: whole_seconds(decision.reset).max(1),
-        }
-    }
 }
 
 const SUBMITS: &str = "submits";
@@ -208,17 +136,6 @@ async fn authenticate(state: &AppState, req: &ServiceRequest) -> Result<Caller, 
     let row = row.ok_or(ApiError::Unauthorized)?;
     let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
     Ok(Caller::new(row.name, Some(row.id), scopes))
-}
-
-/// Waits for the admission the guard asked for a submit (see [`PendingAdmission`]): `Err`
-/// (429) when the budget is spent. A request the guard decided before its handler ran has
-/// none left, and is admitted.
-pub(crate) async fn admitted(req: &HttpRequest) -> Result<(), ApiError> {
-    let pending = req.extensions().get::<PendingAdmission>().cloned();
-    match pending {
-        Some(pending) => pending.admitted().await,
-        None => Ok(()),
-    }
 }
 
 fn whole_seconds(d: Duration) -> u64 {

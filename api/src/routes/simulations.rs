@@ -25,7 +25,6 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::guard::admitted;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::request_id::RequestId;
@@ -147,17 +146,15 @@ async fn accept(
     // The fingerprint of a submit is its normalised request before a seed is drawn, so the
     // same JSON with other spacing or key order is still "the same body".
     let fingerprint = hex::encode(Sha256::digest(submitted.fingerprint().to_string()));
-    if let Some(key) = &idempotency {
-        admitted(&req).await?;
-        if let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await? {
-            return Ok(replay);
-        }
+    if let Some(key) = &idempotency
+        && let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await?
+    {
+        return Ok(replay);
     }
 
     let request = match submitted {
         Submitted::Plan(request) => request,
         Submitted::Sweep(sweep) => {
-            admitted(&req).await?;
             let job = SweepRecord { sweep, idempotency, fingerprint, wait };
             return accept_sweep(&req, &caller, &state, job).await;
         }
@@ -183,17 +180,15 @@ async fn accept(
         }),
         ..job
     };
-    // All three are asked at once (one Redis connection pipelines them): the queue's depth is
-    // only needed on a miss, but it then costs no round trip of its own, and the rate limit's
-    // answer (asked by the guard as the request came in) none either.
+    // Both are asked at once (one Redis connection pipelines them): the queue's depth is only
+    // needed on a miss, but it then costs no round trip of its own.
     let lookup = async {
         match &job.cache_key {
             Some(key) => state.result_cache.lookup(&state, key).await,
             None => None,
         }
     };
-    let (cached, depth, admission) = tokio::join!(lookup, queue_depth(&state), admitted(&req));
-    admission?;
+    let (cached, depth) = tokio::join!(lookup, queue_depth(&state));
     if let Some((cached, layer)) = cached {
         match served_from_cache(&state, &caller, job.clone(), cached, layer, wait).await {
             Ok(answer) => return Ok(answer),

@@ -39,17 +39,14 @@ pub struct WorkerHeartbeat {
 
 impl Queue {
     /// Jobs waiting to start (ready plus scheduled): two O(1) reads, cheap enough to ask on
-    /// every submit. Sent as two commands at once rather than as a pipeline (the connection
-    /// multiplexes them into one round trip all the same): a single command is sent again on
-    /// the new connection when it finds the old one dead, a pipeline is not, and a submit asks
-    /// this beside its rate limit, so right after a Redis restart its failure would trip the
-    /// API's breaker and hold back the submit's push.
+    /// every submit.
     pub async fn backlog(&self) -> redis::RedisResult<u64> {
-        let (mut ready, mut scheduled) = (self.conn.clone(), self.conn.clone());
-        let (listed, scheduled): (u64, u64) = tokio::try_join!(
-            ready.llen(self.keys.ready_list()),
-            scheduled.zcard(self.keys.scheduled_set()),
-        )?;
+        let mut conn = self.conn.clone();
+        let (listed, scheduled): (u64, u64) = redis::pipe()
+            .llen(self.keys.ready_list())
+            .zcard(self.keys.scheduled_set())
+            .query_async(&mut conn)
+            .await?;
         Ok(listed + scheduled)
     }
 
