@@ -185,9 +185,9 @@ async fn the_submit_rate_limit_holds_across_two_api_processes_and_spares_other_t
     assert!(state.starts_with(r#""submits";r=0;t="#), "{state}");
     let p = problem(response, 429).await;
     assert!(p["detail"].as_str().unwrap().contains("RATE_LIMIT_SUBMITS_PER_MINUTE"), "{p}");
-    // The handler reads and checks a submit while the budget is asked, but the budget still
-    // answers first: a body it would refuse, and a submit naming an Idempotency-Key, get 429
-    // too (with the budget's headers), and nothing more is recorded.
+    // A spent budget answers before anything the request itself would get: a body the handler
+    // would refuse, and a submit naming an Idempotency-Key, get 429 too (with the budget's
+    // headers), and nothing more is recorded.
     let invalid = serde_json::json!({ "starting_portfolio": 1_000_000, "years": 300 });
     let refused = one.client.post(one.url("/simulations")).json(&invalid).send().await.unwrap();
     assert!(refused.headers()["ratelimit"].to_str().unwrap().starts_with(r#""submits";r=0;"#));
