@@ -412,14 +412,7 @@ fn a_result_reads_back_the_same_whether_an_earlier_release_stored_it_or_this_one
     };
     let id = stored(&mut conn);
     assert_eq!(read(&mut conn, id), result, "stored by this release");
-    let columns: (Option<String>, Option<String>) = diesel::sql_query(
-        "SELECT result::text AS old, document::text AS new FROM simulation_results \
-         WHERE simulation_id = $1",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(id)
-    .get_result::<Columns>(&mut conn)
-    .map(|c| (c.old, c.new))
-    .unwrap();
+    let columns = portfolio_tests::stored_result_columns(&mut conn, id);
     assert_eq!(columns.0, None, "this release leaves the jsonb column empty");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&columns.1.expect("the json column")).unwrap(),
@@ -445,14 +438,6 @@ fn a_result_reads_back_the_same_whether_an_earlier_release_stored_it_or_this_one
             .expect_err(what);
         assert!(err.to_string().contains("simulation_results_one_document"), "{what}: {err}");
     }
-}
-
-#[derive(QueryableByName)]
-struct Columns {
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    old: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    new: Option<String>,
 }
 
 #[derive(QueryableByName)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
-use portfolio_tests::{TestDb, TestEnv, eventually};
+use portfolio_tests::{TestDb, TestEnv, eventually, stored_result_columns};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -66,25 +66,6 @@ fn audit_of(env: &TestEnv, id: Uuid) -> Vec<AuditRow> {
     .unwrap()
 }
 
-#[derive(QueryableByName, Debug)]
-struct StoredColumns {
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-    document: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
-    result: Option<String>,
-}
-
-/// A job's result row, as the text of each of its two columns.
-fn stored_columns(env: &TestEnv, id: Uuid) -> StoredColumns {
-    diesel::sql_query(
-        "SELECT document::text AS document, result::text AS result FROM simulation_results \
-         WHERE simulation_id = $1",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(id)
-    .get_result(&mut env.db.connect())
-    .unwrap()
-}
-
 /// The value of one series of the API's metrics.
 fn series(metrics: &str, name_and_labels: &str) -> f64 {
     metrics
@@ -126,14 +107,15 @@ async fn an_identical_seeded_submit_is_answered_from_the_cache_with_no_worker() 
     assert!(list["items"].as_array().unwrap().iter().any(|j| j["id"] == second["id"]));
     // The worker stored the text it serialised in the json column; the hit, written by the API,
     // went to the jsonb one that every release reads (docs/operations.md).
-    let computed = stored_columns(&env, id_of(&first));
-    let computed_text = computed.document.expect("the worker stores into `document`");
-    assert_eq!(computed.result, None);
+    let mut conn = env.db.connect();
+    let (result, document) = stored_result_columns(&mut conn, id_of(&first));
+    let computed_text = document.expect("the worker stores into `document`");
+    assert_eq!(result, None);
     assert_eq!(serde_json::from_str::<Value>(&computed_text).unwrap(), engine_result(&first));
-    let hit = stored_columns(&env, id_of(&second));
-    assert_eq!(hit.document, None);
+    let (result, document) = stored_result_columns(&mut conn, id_of(&second));
+    assert_eq!(document, None);
     assert_eq!(
-        serde_json::from_str::<Value>(&hit.result.expect("a hit is stored into `result`")).unwrap(),
+        serde_json::from_str::<Value>(&result.expect("a hit is stored into `result`")).unwrap(),
         engine_result(&first)
     );
     let audit = audit_of(&env, id_of(&second));

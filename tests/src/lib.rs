@@ -568,3 +568,26 @@ pub fn small_request() -> Value {
         "n_scenarios": 2_000,
     })
 }
+
+/// A job's stored result as the text of each column that can hold it:
+/// `(result, document)`, the jsonb column of earlier releases and the json one of this.
+pub fn stored_result_columns(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> (Option<String>, Option<String>) {
+    #[derive(diesel::QueryableByName)]
+    struct Columns {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        result: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        document: Option<String>,
+    }
+    let columns: Columns = diesel::sql_query(
+        "SELECT result::text AS result, document::text AS document FROM simulation_results \
+         WHERE simulation_id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .get_result(conn)
+    .expect("the job's result row");
+    (columns.result, columns.document)
+}

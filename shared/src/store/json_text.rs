@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 /// A document bound as `json`: its text, which Postgres checks but keeps as it is.
 #[derive(Debug, Clone, Copy, AsExpression)]
 #[diesel(sql_type = Json)]
-pub struct JsonText<'a>(pub &'a RawValue);
+pub(crate) struct JsonText<'a>(pub &'a RawValue);
 
 impl ToSql<Json, Pg> for JsonText<'_> {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
@@ -25,7 +25,7 @@ impl ToSql<Json, Pg> for JsonText<'_> {
 /// A document bound as `jsonb`: the binary format's version byte, then the text.
 #[derive(Debug, Clone, Copy, AsExpression)]
 #[diesel(sql_type = Jsonb)]
-pub struct JsonbText<'a>(pub &'a RawValue);
+pub(crate) struct JsonbText<'a>(pub &'a RawValue);
 
 impl ToSql<Jsonb, Pg> for JsonbText<'_> {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {

@@ -23,6 +23,6 @@ pub use api_queries::*;
 pub(crate) use audit::AuditEvent;
 pub use durability::await_durable;
 pub use job_lifecycle::*;
-pub use json_text::{JsonText, JsonbText};
+pub(crate) use json_text::{JsonText, JsonbText};
 pub use reconciler::*;
 pub use sweeps::*;
