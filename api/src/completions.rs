@@ -80,7 +80,7 @@ impl Watch<'_> {
             Viewer::Operator => true,
         };
         (visible && plan.job.kind == JobKind::Plan).then(|| {
-            let result = SimulationResultRow { result: plan.result.clone(), from_cache: false };
+            let result = SimulationResultRow::new(plan.result.clone(), false);
             (plan.job.clone(), Some(result))
         })
     }
@@ -305,7 +305,9 @@ mod tests {
         assert!(watch.has_news());
         let (job, result) = watch.ended_plan(Viewer::Tenant("alice")).expect("the owner's");
         assert_eq!((job.id, job.owner.as_str()), (id, "alice"));
-        assert_eq!(result.unwrap().result["success_probability"], 0.9);
+        let document = result.unwrap().document().unwrap();
+        let document: serde_json::Value = serde_json::from_str(document.get()).unwrap();
+        assert_eq!(document["success_probability"], 0.9);
         assert!(watch.ended_plan(Viewer::Operator).is_some());
         assert!(watch.ended_plan(Viewer::Tenant("mallory")).is_none(), "another tenant reads");
     }

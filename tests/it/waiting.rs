@@ -313,5 +313,6 @@ async fn a_waited_answer_from_the_announcement_is_the_stored_job_to_the_byte() {
     };
     assert_eq!(announced, id);
     let plan = announcement::decode_ended_plan(id, body).unwrap();
-    assert_eq!((plan.job.status, &plan.result), (JobStatus::Succeeded, &job["result"]));
+    let document: serde_json::Value = serde_json::from_str(plan.result.get()).unwrap();
+    assert_eq!((plan.job.status, &document), (JobStatus::Succeeded, &job["result"]));
 }

@@ -43,7 +43,7 @@ pub(crate) async fn succeeded_result(
             "job {id} is {status}: charts and tables exist once it has succeeded"
         )));
     };
-    let result = serde_json::from_value(row.result).map_err(|e| {
+    let result = row.document().and_then(|d| serde_json::from_str(d.get())).map_err(|e| {
         ApiError::Internal(anyhow::anyhow!("stored result of {id} unreadable: {e}"))
     })?;
     Ok((id, result))

@@ -13,6 +13,7 @@ use portfolio_shared::settings::WAIT_LIMIT_SECS;
 use portfolio_shared::store::{self, models::Simulation, models::SimulationResultRow};
 use portfolio_shared::{JobKind, JobStatus};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -43,7 +44,8 @@ pub(crate) struct JobView {
     /// Why the job failed (or the last retryable error while it is retried).
     pub(crate) error: Option<String>,
     /// Present once the job has succeeded (a plain plan's; a sweep's figures are in `sweep`).
-    pub(crate) result: Option<ResultView>,
+    #[schema(value_type = Option<ResultView>)]
+    pub(crate) result: Option<ServedResult>,
     /// A sweep's grid, filled in as its cells are done; absent for a plain plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) sweep: Option<SweepView>,
@@ -86,7 +88,9 @@ impl SweepView {
     }
 }
 
-/// A job's result: the engine's document, and whether it was served from the result cache.
+/// A job's result as the OpenAPI document describes it: the engine's document, and whether it
+/// was served from the result cache. Answers are [`ServedResult`]s, which write the same JSON
+/// without parsing the stored document; a test holds the two to the same bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ResultView {
     #[serde(flatten)]
@@ -96,6 +100,37 @@ pub(crate) struct ResultView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "hit")]
     pub(crate) cache: Option<&'static str>,
+}
+
+/// A job's result as it is answered: the document as the worker stored it, passed on as text
+/// (the typed view parsed its 12 KB of numbers into a tree, then into the engine's types, and
+/// wrote them out again), with `"cache": "hit"` added when it was served from the cache.
+#[derive(Debug)]
+pub(crate) struct ServedResult {
+    document: Box<RawValue>,
+    cache: Option<&'static str>,
+}
+
+impl Serialize for ServedResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.cache {
+            None => self.document.serialize(serializer),
+            Some(cache) => with_member(&self.document, "cache", cache)
+                .map_err(serde::ser::Error::custom)?
+                .serialize(serializer),
+        }
+    }
+}
+
+/// `document` (a JSON object) with the member `name: value` appended.
+fn with_member(document: &RawValue, name: &str, value: &str) -> serde_json::Result<Box<RawValue>> {
+    let text = document.get().trim_end();
+    let body = text.strip_suffix('}').map(str::trim_end).ok_or_else(|| {
+        serde::ser::Error::custom(format!("a stored result is not an object: {:.40}", text))
+    })?;
+    let separator = if body.ends_with('{') { "" } else { "," };
+    let (name, value) = (serde_json::to_string(name)?, serde_json::to_string(value)?);
+    RawValue::from_string(format!("{body}{separator}{name}:{value}}}"))
 }
 
 /// Batches done out of batches planned.
@@ -117,22 +152,24 @@ impl JobView {
         result: Option<SimulationResultRow>,
     ) -> Result<Self, ApiError> {
         // A sweep's read carries its cells' summaries where a plan's carries its result.
+        let unreadable = |e: serde_json::Error| {
+            ApiError::Internal(anyhow::anyhow!("stored result of {} unreadable: {e}", job.id))
+        };
+        let from_cache = result.as_ref().is_some_and(|r| r.from_cache);
+        let document = result.map(SimulationResultRow::document).transpose().map_err(unreadable)?;
         let (result, sweep) = match job.kind {
             JobKind::Sweep => {
-                let cells = result.map_or(serde_json::Value::Array(Vec::new()), |r| r.result);
+                let cells = match document {
+                    Some(cells) => serde_json::from_str(cells.get()).map_err(unreadable)?,
+                    None => serde_json::Value::Array(Vec::new()),
+                };
                 (None, Some(SweepView::new(&job, cells)?))
             }
-            _ => (result, None),
+            _ => {
+                let cache = from_cache.then_some("hit");
+                (document.map(|document| ServedResult { document, cache }), None)
+            }
         };
-        let result = result
-            .map(|r| {
-                serde_json::from_value::<SimulationResult>(r.result)
-                    .map(|result| ResultView { result, cache: r.from_cache.then_some("hit") })
-            })
-            .transpose()
-            .map_err(|e| {
-                ApiError::Internal(anyhow::anyhow!("stored result of {} unreadable: {e}", job.id))
-            })?;
         Ok(Self {
             id: job.id,
             status: job.status,
@@ -445,4 +482,53 @@ pub(crate) async fn find_cell(
         request: cell.request,
         result: serde_json::from_value(cell.result).map_err(unreadable)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use portfolio_engine::{RequestLimits, RunOptions, SimulationRequest};
+
+    use super::*;
+
+    /// Real results, as the worker stores them: a solved plan (which adds `solve`) and a
+    /// historical one (which adds `historical` and leaves the standard error `null`).
+    fn stored(body: &str) -> (SimulationResult, Box<RawValue>) {
+        let request = SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default())
+            .expect("a valid request");
+        let result = portfolio_engine::run(&request, 11, &RunOptions::default()).expect("a result");
+        let document = serde_json::value::to_raw_value(&result).expect("serialises");
+        (result, document)
+    }
+
+    #[test]
+    fn a_served_result_writes_the_bytes_its_typed_view_would() {
+        let plans = [
+            r#"{"starting_portfolio": 900000, "monthly_spending": 3500, "years": 25, "n_scenarios": 300, "solve": {"target_success": 0.9}}"#,
+            r#"{"starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30, "return_model": {"kind": "historical"}}"#,
+        ];
+        for body in plans {
+            let (result, document) = stored(body);
+            for cache in [None, Some("hit")] {
+                let typed = ResultView { result: result.clone(), cache };
+                let served = ServedResult { document: document.clone(), cache };
+                assert_eq!(
+                    serde_json::to_string(&served).unwrap(),
+                    serde_json::to_string(&typed).unwrap(),
+                    "{body} with cache {cache:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_is_appended_to_any_object_and_refused_for_anything_else() {
+        let with = |text: &str| {
+            with_member(&RawValue::from_string(text.to_owned()).unwrap(), "cache", "hit")
+                .map(|raw| raw.get().to_owned())
+        };
+        assert_eq!(with("{}").unwrap(), r#"{"cache":"hit"}"#);
+        assert_eq!(with("{ \"a\": [1, {}] }\n").unwrap(), r#"{ "a": [1, {}],"cache":"hit"}"#);
+        assert!(with("[1, 2]").is_err());
+        assert!(with("\"}\"").is_err());
+    }
 }

@@ -19,7 +19,8 @@ const UUID_LEN: usize = 36;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EndedPlan {
     pub job: Simulation,
-    pub result: serde_json::Value,
+    /// The stored document's text: the waiter passes it on as it is.
+    pub result: Box<RawValue>,
 }
 
 /// The message that announces `job`'s success with its document.

@@ -233,8 +233,9 @@ pub fn find_job(
     match found {
         Some((job, _)) if job.kind == JobKind::Sweep => {
             let cells = super::sweeps::cell_summaries(conn, id)?;
-            let row =
-                SimulationResultRow { result: serde_json::Value::Array(cells), from_cache: false };
+            let result = serde_json::value::to_raw_value(&cells)
+                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+            let row = SimulationResultRow::new(result, false);
             Ok(Some((job, Some(row))))
         }
         other => Ok(other),

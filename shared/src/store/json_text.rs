@@ -4,8 +4,9 @@
 
 use std::io::Write as _;
 
+use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
-use diesel::pg::Pg;
+use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{Json, Jsonb};
 use serde_json::value::RawValue;
@@ -32,5 +33,18 @@ impl ToSql<Jsonb, Pg> for JsonbText<'_> {
         out.write_all(&[1])?;
         out.write_all(self.0.get().as_bytes())?;
         Ok(IsNull::No)
+    }
+}
+
+/// A stored `json` document read as its text: a reader that only passes it on (the API's answer
+/// to `GET /results/{id}`) neither builds its tree nor serialises it again.
+#[derive(Debug, Clone, FromSqlRow)]
+#[diesel(sql_type = Json)]
+pub struct JsonDocument(pub(crate) Box<RawValue>);
+
+impl FromSql<Json, Pg> for JsonDocument {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let text = std::str::from_utf8(bytes.as_bytes())?;
+        Ok(Self(RawValue::from_string(text.to_owned())?))
     }
 }

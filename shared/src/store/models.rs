@@ -3,17 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Json, Nullable};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::AuditEvent;
+use super::json_text::JsonDocument;
 use crate::schema::{audit_logs, simulation_results, simulations};
 use crate::{JobKind, JobStatus};
-
-define_sql_function! {
-    /// The first of two documents that is not NULL.
-    fn coalesce(first: Nullable<Json>, second: Nullable<Json>) -> Nullable<Json>;
-}
 
 /// Also read by name (the row a finishing statement returns) and serialised (the finished
 /// channel carries it: `crate::queue::announcement`).
@@ -74,26 +70,35 @@ pub struct NewSimulation<'a> {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = simulation_results, check_for_backend(diesel::pg::Pg))]
 pub struct SimulationResultRow {
-    /// The stored document, from whichever column holds it: `document` (json, as the worker
-    /// wrote it) or, for rows stored before that column existed, `result` (jsonb) read as json.
-    /// Typed SQL, not a literal: a literal would make every statement reading it unpreparable,
-    /// parsed and planned again on each read.
-    #[diesel(
-        select_expression = coalesce(
-            simulation_results::document,
-            simulation_results::result.cast::<Nullable<Json>>(),
-        )
-        .assume_not_null(),
-        select_expression_type = diesel::dsl::AssumeNotNull<
-            coalesce<
-                simulation_results::document,
-                diesel::dsl::Cast<simulation_results::result, Nullable<Json>>,
-            >,
-        >
-    )]
-    pub result: serde_json::Value,
+    /// The document as the worker wrote it (`json`), kept as text: the API passes it on as it
+    /// is.
+    document: Option<JsonDocument>,
+    /// A document an earlier release stored, before `document` existed (`jsonb`).
+    #[diesel(column_name = result)]
+    earlier: Option<serde_json::Value>,
     /// Served from the result cache rather than computed for this job.
     pub from_cache: bool,
+}
+
+impl SimulationResultRow {
+    /// A row for a document in hand (an announced result, a sweep's cells).
+    pub fn new(document: Box<RawValue>, from_cache: bool) -> Self {
+        Self { document: Some(JsonDocument(document)), earlier: None, from_cache }
+    }
+
+    /// The stored document as JSON text. One an earlier release stored as `jsonb` is written
+    /// again as the engine writes a result, because `jsonb` keeps neither the order of the keys
+    /// nor the spelling of the numbers (1e300 comes back as 301 digits): every row reads back
+    /// in the same form, whichever release stored it.
+    pub fn document(self) -> serde_json::Result<Box<RawValue>> {
+        match (self.document, self.earlier) {
+            (Some(JsonDocument(document)), _) => Ok(document),
+            (None, Some(earlier)) => serde_json::value::to_raw_value(&serde_json::from_value::<
+                portfolio_engine::SimulationResult,
+            >(earlier)?),
+            (None, None) => Err(serde::de::Error::custom("a result row holds no document")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Insertable)]
