@@ -88,9 +88,9 @@ impl SweepView {
     }
 }
 
-/// A job's result as the OpenAPI document describes it: the engine's document, and whether it
-/// was served from the result cache. Answers are [`ServedResult`]s, which write the same JSON
-/// without parsing the stored document; a test holds the two to the same bytes.
+/// A job's result: the engine's document, and whether it was served from the result cache.
+// The schema the OpenAPI document gives answers (the line above is its description); they are
+// written as `ServedResult`s, which a test holds to the same bytes.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ResultView {
     #[serde(flatten)]
