@@ -432,7 +432,7 @@ fn a_result_reads_back_the_same_whether_an_earlier_release_stored_it_or_this_one
     ))
     .unwrap();
     let (jsonb, _) = portfolio_tests::stored_result_columns(&mut conn, earlier);
-    assert_ne!(jsonb.as_deref(), Some(document.get()), "jsonb keeps the text as it was");
+    assert_ne!(jsonb.as_deref(), Some(document.get()), "jsonb respells the document");
     assert_eq!(read(&mut conn, earlier), document.get(), "stored by an earlier release");
     // Neither, or both: refused.
     for (what, set) in
