@@ -51,6 +51,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("WORKER_HEARTBEAT_SECS", Some("5")),
     ("WORKER_MISSED_HEARTBEATS", Some("3")),
     ("WORKER_THREADS", Some("0")),
+    ("WORKER_PIN_THREADS", Some("true")),
     ("WORKER_NAME", None),
     // Unset: API_SHUTDOWN_GRACE_SECS for the API, WORKER_SHUTDOWN_GRACE_SECS for a worker.
     ("SHUTDOWN_GRACE_SECS", None),
@@ -326,6 +327,9 @@ pub struct WorkerSettings {
     pub(crate) missed_heartbeats: usize,
     /// Engine threads; 0 means one per CPU.
     pub threads: usize,
+    /// Hold each engine thread to a CPU of its own when the process may use exactly as many
+    /// CPUs as there are engine threads (`WORKER_PIN_THREADS`).
+    pub pin_threads: bool,
     pub name: Option<String>,
     pub shutdown_grace: Duration,
     pub metrics_bind: SocketAddr,
@@ -578,6 +582,7 @@ impl Settings {
                     "at least 2",
                 )?,
                 threads: env.parse("WORKER_THREADS")?,
+                pin_threads: env.parse("WORKER_PIN_THREADS")?,
                 name: env.optional("WORKER_NAME"),
                 shutdown_grace: Duration::from_secs(grace.unwrap_or(WORKER_SHUTDOWN_GRACE_SECS)),
                 metrics_bind: env.parse("METRICS_BIND")?,

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::admission::AdmissionLayer;
 use crate::context::JobContext;
 use crate::doorbell::{self, WakeOnRing};
+use crate::engine_threads;
 use crate::jobs;
 use crate::metrics::{self, WorkerMetrics};
 
@@ -84,11 +85,8 @@ impl Worker {
         let pool = db::pool(settings.database.url.expose_secret(), &settings.database.worker_pool);
         let conn = queue::connect(&settings.queue).context("REDIS_URL")?;
         let queue = Queue::new(conn, &settings.queue, &settings.worker);
-        let engine_pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(settings.worker.threads)
-            .thread_name(|i| format!("engine-{i}"))
-            .build()
-            .context("starting the engine threads")?;
+        let engine_pool =
+            engine_threads::pool(settings.worker.threads, settings.worker.pin_threads)?;
         let metrics = Arc::new(WorkerMetrics::new());
         let (holders, holder) = Holders::new();
         let (metrics_port, metrics_server) =
