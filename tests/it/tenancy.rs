@@ -165,6 +165,7 @@ async fn the_submit_rate_limit_holds_across_two_api_processes_and_spares_other_t
     let (one, two) = (one.as_key(&key), two.as_key(&key));
     let mut accepted = 0;
     let mut limited = Vec::new();
+    let mut refused_by_one = 0;
     for i in 0..12 {
         let api = if i % 2 == 0 { &one } else { &two };
         let response = api.submit(&small_request()).await;
@@ -172,7 +173,10 @@ async fn the_submit_rate_limit_holds_across_two_api_processes_and_spares_other_t
         assert_eq!(policy, r#""submits";q=5;w=60"#);
         match response.status().as_u16() {
             202 => accepted += 1,
-            429 => limited.push(response),
+            429 => {
+                refused_by_one += usize::from(i % 2 == 0);
+                limited.push(response);
+            }
             other => panic!("unexpected {other}"),
         }
     }
@@ -202,6 +206,27 @@ async fn the_submit_rate_limit_holds_across_two_api_processes_and_spares_other_t
         .await
         .unwrap();
     assert_eq!(keyed.status(), 429);
+    // The handler reads the body while the submit is counted (auth/admission.rs): whatever it
+    // would have done next (record a plan or a sweep, answer the old route after its wait, a
+    // replay), a refused submit gets the budget's 429 and records nothing.
+    let mut sweep = small_request();
+    sweep["sweep"] = serde_json::json!({
+        "axes": [{ "field": "allocation.stocks", "values": [0.3, 0.9] }]
+    });
+    let old_route = one.url("/run_simulation");
+    for (url, body) in [(one.url("/simulations"), sweep), (old_route, small_request())] {
+        let refused = one.client.post(url).json(&body).send().await.unwrap();
+        assert!(refused.headers()["ratelimit"].to_str().unwrap().starts_with(r#""submits";r=0;"#));
+        assert_eq!(problem(refused, 429).await["type"], p["type"]);
+    }
+    // Each refusal counted once, whichever answered it (the handler or the guard in its place):
+    // the loop's, the invalid body, the sweep and the old route.
+    let metrics = one.metrics_text().await;
+    let counted = format!(
+        r#"portfolio_submits_refused_total{{reason="rate_limited"}} {}"#,
+        refused_by_one + 3
+    );
+    assert!(metrics.lines().any(|l| l == counted), "{counted} in\n{metrics}");
     let mine: Value =
         one.client.get(one.url("/results")).send().await.unwrap().json().await.unwrap();
     assert_eq!(mine["items"].as_array().unwrap().len(), 5, "{mine}");

@@ -2,12 +2,11 @@
 //! everything else (401 + `WWW-Authenticate: Bearer`), then counts the request against its
 //! tenant's budget for the minute (429 + `Retry-After` once it is spent). The budgets are the
 //! IETF httpapi rate-limit draft's policies (`RateLimit-Policy`, `RateLimit` on every
-//! authenticated answer).
+//! authenticated answer). A submit's count is decided beside its handler's first reads instead
+//! of before them ([`super::admission`]).
 //!
 //! A key is looked up on the primary at every request, with no cache: a revoked key stops
 //! working at once on every replica, for one indexed read per request.
-
-use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -20,6 +19,7 @@ use portfolio_shared::rate_limit::{Budget, Decision};
 use portfolio_shared::settings::AuthMode;
 use portfolio_shared::store;
 
+use super::admission::{Admission, whole_seconds};
 use super::key::PresentedKey;
 use super::{Caller, Scope};
 use crate::error::ApiError;
@@ -56,7 +56,53 @@ pub(crate) async fn guard(
         },
     };
     let budget = budget_of(&req, &state);
-    let decision = match state.redis(state.rate_limiter.admit(&caller.tenant, budget)).await {
+    let admission = if budget.name == SUBMITS {
+        // A submit reads its body and asks Redis for the cache and the queue depth while it
+        // is counted, and waits for the decision before it records anything (admission.rs).
+        let (counting, tenant) = (state.clone(), caller.tenant.clone());
+        let admission = Admission::start(
+            async move { count(&counting, &tenant, budget).await },
+            budget,
+            "RATE_LIMIT_SUBMITS_PER_MINUTE",
+        );
+        // Lets the count reach Redis before the handler starts on the body.
+        tokio::task::yield_now().await;
+        admission
+    } else {
+        let decision = count(&state, &caller.tenant, budget).await;
+        let admission = Admission::decided(decision, budget, "RATE_LIMIT_READS_PER_MINUTE");
+        if let Some(decision) = decision
+            && !decision.accepted
+        {
+            return Ok(refused(req, &admission, decision).map_into_right_body());
+        }
+        admission
+    };
+    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(admission.clone());
+    let mut response = next.call(req).await?.map_into_left_body();
+    let decision = admission.decision().await;
+    if let Some(decision) = decision
+        && !decision.accepted
+    {
+        if admission.was_asked() {
+            // The handler answered the refusal itself, before doing anything.
+            state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
+        } else {
+            // It answered without asking (a body it refused): the budget's answer comes first.
+            let req = ServiceRequest::from_request(response.request().clone());
+            return Ok(refused(req, &admission, decision).map_into_right_body());
+        }
+    }
+    if let Some(decision) = decision {
+        add_rate_limit_headers(response.headers_mut(), budget, decision);
+    }
+    Ok(response)
+}
+
+/// Counts the request against `budget`; `None` when Redis could not be asked.
+async fn count(state: &AppState, tenant: &str, budget: Budget) -> Option<Decision> {
+    match state.redis(state.rate_limiter.admit(tenant, budget)).await {
         Ok(decision) => Some(decision),
         Err(e) => {
             // Open, not closed: a Redis outage must not turn into an outage of reads (which
@@ -65,32 +111,19 @@ pub(crate) async fn guard(
             tracing::warn!(error = ?e, "rate limiter unavailable; request let through");
             None
         }
-    };
-    if let Some(decision) = decision
-        && !decision.accepted
+    }
+}
+
+/// The `429` of a spent budget, with its headers.
+fn refused(req: ServiceRequest, admission: &Admission, decision: Decision) -> ServiceResponse {
+    if admission.budget().name == SUBMITS
+        && let Some(state) = req.app_data::<web::Data<AppState>>()
     {
-        let setting = if budget.name == SUBMITS {
-            state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
-            "RATE_LIMIT_SUBMITS_PER_MINUTE"
-        } else {
-            "RATE_LIMIT_READS_PER_MINUTE"
-        };
-        let error = ApiError::RateLimited {
-            budget: budget.name,
-            limit: budget.limit,
-            setting,
-            retry_after_secs: whole_seconds(decision.reset).max(1),
-        };
-        let mut response = req.error_response(error);
-        add_rate_limit_headers(response.headers_mut(), budget, decision);
-        return Ok(response.map_into_right_body());
+        state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
     }
-    req.extensions_mut().insert(caller);
-    let mut response = next.call(req).await?;
-    if let Some(decision) = decision {
-        add_rate_limit_headers(response.headers_mut(), budget, decision);
-    }
-    Ok(response.map_into_left_body())
+    let mut response = req.error_response(admission.refusal(decision));
+    add_rate_limit_headers(response.headers_mut(), admission.budget(), decision);
+    response
 }
 
 const SUBMITS: &str = "submits";
@@ -136,10 +169,6 @@ async fn authenticate(state: &AppState, req: &ServiceRequest) -> Result<Caller, 
     let row = row.ok_or(ApiError::Unauthorized)?;
     let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
     Ok(Caller::new(row.name, Some(row.id), scopes))
-}
-
-fn whole_seconds(d: Duration) -> u64 {
-    d.as_millis().div_ceil(1000) as u64
 }
 
 /// `RateLimit-Policy: "submits";q=120;w=60` and `RateLimit: "submits";r=57;t=12`

@@ -3,6 +3,7 @@
 //! handler learns from [`Caller`] which tenant it acts for and what it may do. The tenant owns
 //! the jobs it submits; scopes decide the rest (docs/security.md).
 
+pub(crate) mod admission;
 pub(crate) mod bootstrap;
 pub(crate) mod guard;
 pub mod key;

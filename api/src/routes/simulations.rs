@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::admission::Admission;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Problem};
 use crate::request_id::RequestId;
@@ -106,11 +107,12 @@ struct SubmitHeaders {
 pub(crate) async fn submit(
     req: HttpRequest,
     caller: Caller,
+    admission: Admission,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = prefer::wait_secs(req.headers()).map(Wait::Preferred);
-    accept(req, caller, payload, state, wait).await
+    accept(req, Submitter { caller, admission }, payload, state, wait).await
 }
 
 /// How long a submit waits for its job before answering.
@@ -122,15 +124,23 @@ enum Wait {
     Configured(std::time::Duration),
 }
 
+/// Who submits, and whether their budget lets them (decided while the body is read).
+struct Submitter {
+    caller: Caller,
+    admission: Admission,
+}
+
 /// What both submit routes do: check the body, record the job, queue it; then, when asked to,
-/// wait for it to end and answer with the whole job document.
+/// wait for it to end and answer with the whole job document. Nothing is recorded, replayed,
+/// served or queued before the submit is admitted against its budget.
 async fn accept(
     req: HttpRequest,
-    caller: Caller,
+    submitter: Submitter,
     payload: web::Payload,
     state: web::Data<AppState>,
     wait: Option<Wait>,
 ) -> Result<HttpResponse, ApiError> {
+    let Submitter { caller, admission } = submitter;
     caller.require(Scope::Simulate)?;
     require_json(&req)?;
     let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
@@ -146,15 +156,17 @@ async fn accept(
     // The fingerprint of a submit is its normalised request before a seed is drawn, so the
     // same JSON with other spacing or key order is still "the same body".
     let fingerprint = hex::encode(Sha256::digest(submitted.fingerprint().to_string()));
-    if let Some(key) = &idempotency
-        && let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await?
-    {
-        return Ok(replay);
+    if let Some(key) = &idempotency {
+        admission.admitted().await?;
+        if let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await? {
+            return Ok(replay);
+        }
     }
 
     let request = match submitted {
         Submitted::Plan(request) => request,
         Submitted::Sweep(sweep) => {
+            admission.admitted().await?;
             let job = SweepRecord { sweep, idempotency, fingerprint, wait };
             return accept_sweep(&req, &caller, &state, job).await;
         }
@@ -180,15 +192,17 @@ async fn accept(
         }),
         ..job
     };
-    // Both are asked at once (one Redis connection pipelines them): the queue's depth is only
-    // needed on a miss, but it then costs no round trip of its own.
+    // Both are asked at once (one Redis connection pipelines them), while the budget's count
+    // (asked before the body was read) is still on its way: the queue's depth is only needed
+    // on a miss, but it then costs no round trip of its own.
     let lookup = async {
         match &job.cache_key {
             Some(key) => state.result_cache.lookup(&state, key).await,
             None => None,
         }
     };
-    let (cached, depth) = tokio::join!(lookup, queue_depth(&state));
+    let (admitted, cached, depth) = tokio::join!(admission.admitted(), lookup, queue_depth(&state));
+    admitted?;
     if let Some((cached, layer)) = cached {
         match served_from_cache(&state, &caller, job.clone(), cached, layer, wait).await {
             Ok(answer) => return Ok(answer),
@@ -596,13 +610,14 @@ async fn waited(
 pub(crate) async fn run_simulation(
     req: HttpRequest,
     caller: Caller,
+    admission: Admission,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = prefer::wait_secs(req.headers())
         .map(Wait::Preferred)
         .unwrap_or(Wait::Configured(state.settings.api.run_simulation_wait));
-    accept(req, caller, payload, state, Some(wait)).await
+    accept(req, Submitter { caller, admission }, payload, state, Some(wait)).await
 }
 
 /// Cancel a job.
