@@ -42,7 +42,7 @@ impl Admission {
         Self::new(ready(decision).boxed_local(), budget, setting)
     }
 
-    /// Starts asking now, on this thread's runtime, and answers whoever waits first.
+    /// Starts asking now, on this thread's runtime; every waiter gets the one answer.
     pub(crate) fn start(
         decision: impl Future<Output = Option<Decision>> + 'static,
         budget: Budget,

@@ -85,11 +85,11 @@ pub(crate) async fn guard(
     if let Some(decision) = decision
         && !decision.accepted
     {
-        if admission.was_asked() {
-            // The handler answered the refusal itself, before doing anything.
-            state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
-        } else {
-            // It answered without asking (a body it refused): the budget's answer comes first.
+        // Only a submit gets here: any other request was refused before its handler.
+        state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
+        if !admission.was_asked() {
+            // The handler answered without asking (a body it refused) and did nothing: the
+            // budget's answer comes first. One that asked answered the refusal itself.
             let req = ServiceRequest::from_request(response.request().clone());
             return Ok(refused(req, &admission, decision).map_into_right_body());
         }
@@ -116,11 +116,6 @@ async fn count(state: &AppState, tenant: &str, budget: Budget) -> Option<Decisio
 
 /// The `429` of a spent budget, with its headers.
 fn refused(req: ServiceRequest, admission: &Admission, decision: Decision) -> ServiceResponse {
-    if admission.budget().name == SUBMITS
-        && let Some(state) = req.app_data::<web::Data<AppState>>()
-    {
-        state.metrics.submits_refused.with_label_values(&["rate_limited"]).inc();
-    }
     let mut response = req.error_response(admission.refusal(decision));
     add_rate_limit_headers(response.headers_mut(), admission.budget(), decision);
     response
