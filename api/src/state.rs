@@ -16,6 +16,7 @@ use portfolio_shared::settings::Settings;
 use portfolio_shared::state_holders::Holder;
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 
+use crate::auth::lookup::VerifiedKeys;
 use crate::completions::Completions;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -36,6 +37,8 @@ pub(crate) struct AppState {
     pub(crate) completions: Arc<Completions>,
     /// Results of seeded requests, answered without a worker (`crate::result_cache`).
     pub(crate) result_cache: ResultCache,
+    /// The keys found valid in the last minute (`crate::auth::lookup`).
+    pub(crate) verified_keys: VerifiedKeys,
     /// Until when the requests' Redis calls are skipped after one failed (a tiny circuit
     /// breaker, so that while Redis is down a submit costs no timeout at all). Requests alone
     /// trip it: the background work has none (see [`AppState::redis_in_background`]). The
@@ -71,13 +74,14 @@ impl AppState {
             metrics,
             completions: Arc::default(),
             result_cache,
+            verified_keys: VerifiedKeys::new(),
             redis_down_until: Arc::default(),
             holder,
         }
     }
 
     /// This state for one of the HTTP server's threads: the same pools, settings, metrics,
-    /// waiters, result cache and breaker, and a Redis connection of the thread's own. Each
+    /// waiters, result cache, verified keys and breaker, and a Redis connection of the thread's own. Each
     /// server thread runs its own single-threaded runtime, and a connection's I/O runs on the
     /// runtime that first used it: through a shared one, every Redis call of a request was
     /// handed to another thread and its answer handed back, two wake-ups of a sleeping thread
@@ -101,6 +105,7 @@ impl AppState {
             metrics: self.metrics.clone(),
             completions: self.completions.clone(),
             result_cache: self.result_cache.clone(),
+            verified_keys: self.verified_keys.clone(),
             redis_down_until: self.redis_down_until.clone(),
             holder: self.holder.clone(),
         }

@@ -237,6 +237,79 @@ async fn the_submit_rate_limit_holds_across_two_api_processes_and_spares_other_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_while_the_api_remembers_it_gets_401_on_every_submit_and_records_nothing() {
+    let mut env = TestEnv::new();
+    env.set("RESULT_CACHE_TTL_SECS", 3600);
+    let app = env.spawn_app().await;
+    let worker = env.spawn_worker().await;
+    let erin = app.as_key(&env.key("erin", &["simulate"]));
+    let waited = |api: &ApiClient, url: &str, body: &Value| {
+        api.client.post(api.url(url)).header("Prefer", "wait=30").json(body).send()
+    };
+    // Used, the key is remembered as valid (auth/lookup.rs); a seeded plan run twice is the
+    // second time a result-cache hit.
+    let mut seeded = small_request();
+    seeded["seed"] = serde_json::json!(42);
+    for cache in [None, Some("hit")] {
+        let answer = waited(&erin, "/simulations", &seeded).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let job: Value = answer.json().await.unwrap();
+        assert_eq!(job["result"]["cache"].as_str(), cache, "{job}");
+    }
+    let keyed = erin.client.post(erin.url("/simulations")).header("Idempotency-Key", "plan-e");
+    assert_eq!(keyed.json(&small_request()).send().await.unwrap().status(), 202);
+    // Revoked behind the API's back: not through the CLI, straight in the table.
+    let mut conn = env.db.connect();
+    let mut revoked = |revoked: bool| {
+        let at = if revoked { "now()" } else { "NULL" };
+        diesel::sql_query(format!("UPDATE api_keys SET revoked_at = {at} WHERE name = 'erin'"))
+            .execute(&mut conn)
+            .unwrap();
+    };
+    let invalid = serde_json::json!({ "starting_portfolio": 1_000_000, "years": 300 });
+    let mut sweep = small_request();
+    sweep["sweep"] = serde_json::json!({
+        "axes": [{ "field": "allocation.stocks", "values": [0.3, 0.9] }]
+    });
+    // Whatever the submit would have done (record a plan, answer from the cache, record a
+    // sweep, replay its first answer, answer the old route, refuse a body), the revoked key
+    // gets the 401 first.
+    let cases = [
+        ("a plan", "/simulations", small_request(), None),
+        ("a cache hit", "/simulations", seeded.clone(), None),
+        ("a sweep", "/simulations", sweep, None),
+        ("a replay", "/simulations", small_request(), Some("plan-e")),
+        ("the old route", "/run_simulation", small_request(), None),
+        ("an invalid body", "/simulations", invalid, None),
+    ];
+    for (what, url, body, idempotency) in cases {
+        // Valid again and used, so the API remembers it; then revoked.
+        revoked(false);
+        assert_eq!(status_of(&erin, Method::GET, "/results").await, 200);
+        revoked(true);
+        let mut request = erin.client.post(erin.url(url)).json(&body);
+        if let Some(key) = idempotency {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{what}");
+        assert!(response.headers().contains_key("www-authenticate"), "{what}");
+        problem(response, 401).await;
+    }
+    let mut conn = env.db.connect();
+    let recorded: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM simulations WHERE owner = 'erin')",
+    ))
+    .get_result(&mut conn)
+    .unwrap();
+    assert_eq!(recorded, 3, "only the jobs of the valid key");
+    // The tenant's new key works at once, on the same process.
+    let renewed = app.as_key(&env.key("erin", &["simulate"]));
+    assert_eq!(waited(&renewed, "/simulations", &small_request()).await.unwrap().status(), 200);
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_caps_a_tenants_unfinished_jobs_naming_the_setting() {
     let mut env = TestEnv::new();
     env.leaves_unfinished_jobs("the jobs wait; no worker runs");

@@ -1,4 +1,5 @@
-//! A request's count against its tenant's budget for the minute, as the handler sees it.
+//! What lets a request in, as the handler sees it: its count against its tenant's budget for
+//! the minute, and whether its key is known valid yet.
 //!
 //! Every request but a submit is counted before its handler runs: the guard waits for Redis's
 //! answer. A submit does not wait idle for it. The guard starts the count and lets the handler
@@ -9,6 +10,12 @@
 //! without asking (a body it refused) has caused nothing, and if the budget was spent the
 //! guard puts the `429` in its answer's place, so a refused submit is answered `429` whatever
 //! its body, as before.
+//!
+//! A submit may also start on a key this process remembers as valid, before it is looked up
+//! again ([`super::lookup`]). Its job's insert then checks the key in the same statement
+//! ([`Admission::key_checked`]); anything else it would answer waits for
+//! [`Admission::verified`], and the guard looks the key up before letting out any answer of a
+//! key still unchecked, so a revoked key is answered `401` first, as everywhere.
 
 use std::cell::Cell;
 use std::future::{Future, Ready, ready};
@@ -19,7 +26,10 @@ use futures_util::FutureExt;
 use futures_util::future::{LocalBoxFuture, Shared};
 use portfolio_shared::rate_limit::{Budget, Decision};
 
+use super::key::PresentedKey;
+use super::lookup;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The decision about one request, shared by the guard and the handler. `None` when the
 /// limiter could not be asked (Redis away): the request goes through.
@@ -30,6 +40,20 @@ pub(crate) struct Admission {
     setting: &'static str,
     /// Whether the handler asked (and so answered a refusal itself).
     asked: Rc<Cell<bool>>,
+    /// The key presented, when identity is on.
+    key: Option<PresentedKey>,
+    key_check: Rc<Cell<KeyCheck>>,
+}
+
+/// What is known of the request's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyCheck {
+    /// Looked up on the primary (or identity is off), or checked by the insert of the job.
+    Valid,
+    /// Remembered as valid, not looked up for this request: nothing may be answered on it.
+    Remembered,
+    /// Found revoked or gone.
+    Refused,
 }
 
 impl Admission {
@@ -58,7 +82,57 @@ impl Admission {
         budget: Budget,
         setting: &'static str,
     ) -> Self {
-        Self { decision: decision.shared(), budget, setting, asked: Rc::new(Cell::new(false)) }
+        Self {
+            decision: decision.shared(),
+            budget,
+            setting,
+            asked: Rc::new(Cell::new(false)),
+            key: None,
+            key_check: Rc::new(Cell::new(KeyCheck::Valid)),
+        }
+    }
+
+    /// The request presented `key`, just looked up (`remembered` false) or only remembered as
+    /// valid ([`super::lookup::VerifiedKeys`]).
+    pub(crate) fn with_key(mut self, key: PresentedKey, remembered: bool) -> Self {
+        self.key = Some(key);
+        self.key_check.set(if remembered { KeyCheck::Remembered } else { KeyCheck::Valid });
+        self
+    }
+
+    /// `Ok` once the key is known valid: at once if it was looked up or checked, else after a
+    /// lookup now; `401` if it is revoked or gone.
+    pub(crate) async fn verified(&self, state: &AppState) -> Result<(), ApiError> {
+        if let (KeyCheck::Remembered, Some(key)) = (self.key_check.get(), &self.key) {
+            match lookup::look_up(state, key.clone()).await {
+                Ok(_) => self.key_check.set(KeyCheck::Valid),
+                Err(ApiError::Unauthorized) => self.key_check.set(KeyCheck::Refused),
+                // Not known either way (the primary away): nothing is answered on it.
+                Err(e) => return Err(e),
+            }
+        }
+        match self.key_check.get() {
+            KeyCheck::Refused => Err(ApiError::Unauthorized),
+            _ => Ok(()),
+        }
+    }
+
+    /// The statement that recorded the job checked the key (`store::insert_job`): `valid` is
+    /// what it found. A key found revoked is forgotten.
+    pub(crate) fn key_checked(&self, state: &AppState, valid: bool) {
+        self.key_check.set(if valid { KeyCheck::Valid } else { KeyCheck::Refused });
+        if let (false, Some(key)) = (valid, &self.key) {
+            state.verified_keys.forget(key);
+        }
+    }
+
+    /// Whether the key is still only remembered: the guard looks it up before answering.
+    pub(crate) fn key_unchecked(&self) -> bool {
+        self.key_check.get() == KeyCheck::Remembered
+    }
+
+    pub(crate) fn key_refused(&self) -> bool {
+        self.key_check.get() == KeyCheck::Refused
     }
 
     pub(crate) fn budget(&self) -> Budget {

@@ -5,8 +5,10 @@
 //! authenticated answer). A submit's count is decided beside its handler's first reads instead
 //! of before them ([`super::admission`]).
 //!
-//! A key is looked up on the primary at every request, with no cache: a revoked key stops
-//! working at once on every replica, for one indexed read per request.
+//! A key is looked up on the primary at every request: a revoked key stops working at once on
+//! every replica, for one indexed read per request. A submit on a key this process found valid
+//! in the last minute is the one exception: its job's insert checks the key instead, and
+//! nothing else is answered on it before a lookup ([`super::lookup`]).
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -14,14 +16,12 @@ use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
-use chrono::Utc;
 use portfolio_shared::rate_limit::{Budget, Decision};
 use portfolio_shared::settings::AuthMode;
-use portfolio_shared::store;
 
 use super::admission::{Admission, whole_seconds};
 use super::key::PresentedKey;
-use super::{Caller, Scope};
+use super::{Caller, lookup};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -48,15 +48,16 @@ pub(crate) async fn guard(
         return next.call(req).await.map(ServiceResponse::map_into_left_body);
     }
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
-    let caller = match state.settings.auth.mode {
-        AuthMode::Disabled => Caller::local(),
-        AuthMode::ApiKey => match authenticate(&state, &req).await {
-            Ok(caller) => caller,
+    let budget = budget_of(&req, &state);
+    let submit = budget.name == SUBMITS;
+    let (caller, key) = match state.settings.auth.mode {
+        AuthMode::Disabled => (Caller::local(), None),
+        AuthMode::ApiKey => match identify(&state, &req, submit).await {
+            Ok((caller, key)) => (caller, Some(key)),
             Err(e) => return Ok(req.error_response(e).map_into_right_body()),
         },
     };
-    let budget = budget_of(&req, &state);
-    let admission = if budget.name == SUBMITS {
+    let admission = if submit {
         // A submit reads its body and asks Redis for the cache and the queue depth while it
         // is counted, and waits for the decision before it records anything (admission.rs).
         let (counting, tenant) = (state.clone(), caller.tenant.clone());
@@ -78,9 +79,24 @@ pub(crate) async fn guard(
         }
         admission
     };
+    let admission = match key {
+        Some((key, remembered)) => admission.with_key(key, remembered),
+        None => admission,
+    };
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(admission.clone());
     let mut response = next.call(req).await?.map_into_left_body();
+    if admission.key_unchecked()
+        && let Err(e) = admission.verified(&state).await
+    {
+        // A remembered key the handler answered on without a check (a body it refused, a
+        // spent budget): its answer waits for the lookup, and a revoked key gets the `401`.
+        let req = ServiceRequest::from_request(response.request().clone());
+        return Ok(req.error_response(e).map_into_right_body());
+    }
+    if admission.key_refused() {
+        return Ok(response);
+    }
     let decision = admission.decision().await;
     if let Some(decision) = decision
         && !decision.accepted
@@ -136,34 +152,19 @@ fn budget_of(req: &ServiceRequest, state: &AppState) -> Budget {
     }
 }
 
-/// The key of `Authorization: Bearer <key>`, checked against its row on the primary.
-async fn authenticate(state: &AppState, req: &ServiceRequest) -> Result<Caller, ApiError> {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .and_then(PresentedKey::parse)
-        .ok_or(ApiError::Unauthorized)?;
-    let row = state
-        .write(move |conn| {
-            // Only a valid key counts as used: a guess at a known prefix touches nothing.
-            let row = store::find_key(conn, presented.prefix())?
-                .filter(|row| row.revoked_at.is_none() && presented.matches(&row.secret_sha256));
-            if let Some(row) = &row
-                && row.last_used_at.is_none_or(|at| Utc::now() - at > chrono::Duration::minutes(1))
-            {
-                store::touch_key(conn, row.id)?;
-            }
-            Ok(row)
-        })
-        .await?;
-    let row = row.ok_or(ApiError::Unauthorized)?;
-    let scopes = row.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
-    Ok(Caller::new(row.name, Some(row.id), scopes))
+/// Who the request's key is, and the key (with whether it was only remembered). A submit may
+/// go on a key remembered as valid; everything else is looked up on the primary.
+async fn identify(
+    state: &AppState,
+    req: &ServiceRequest,
+    submit: bool,
+) -> Result<(Caller, (PresentedKey, bool)), ApiError> {
+    let key = lookup::presented(req)?;
+    if submit && let Some(caller) = state.verified_keys.recall(&key) {
+        return Ok((caller, (key, true)));
+    }
+    let caller = lookup::look_up(state, key.clone()).await?;
+    Ok((caller, (key, false)))
 }
 
 /// `RateLimit-Policy: "submits";q=120;w=60` and `RateLimit: "submits";r=57;t=12`

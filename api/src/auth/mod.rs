@@ -8,6 +8,7 @@ pub(crate) mod bootstrap;
 pub(crate) mod guard;
 pub mod key;
 pub mod keys_cli;
+pub(crate) mod lookup;
 
 use std::future::{Ready, ready};
 

@@ -124,7 +124,8 @@ enum Wait {
     Configured(std::time::Duration),
 }
 
-/// Who submits, and whether their budget lets them (decided while the body is read).
+/// Who submits, and whether their budget and their key let them (the budget decided while the
+/// body is read; a key only remembered is checked by the job's insert, or looked up first).
 struct Submitter {
     caller: Caller,
     admission: Admission,
@@ -132,7 +133,8 @@ struct Submitter {
 
 /// What both submit routes do: check the body, record the job, queue it; then, when asked to,
 /// wait for it to end and answer with the whole job document. Nothing is recorded, replayed,
-/// served or queued before the submit is admitted against its budget.
+/// served or queued before the submit is admitted against its budget, and nothing is answered
+/// on a key before it is known valid.
 async fn accept(
     req: HttpRequest,
     submitter: Submitter,
@@ -158,6 +160,7 @@ async fn accept(
     let fingerprint = hex::encode(Sha256::digest(submitted.fingerprint().to_string()));
     if let Some(key) = &idempotency {
         admission.admitted().await?;
+        admission.verified(&state).await?;
         if let Some(replay) = replay(&state, &caller, key, &fingerprint, wait).await? {
             return Ok(replay);
         }
@@ -167,6 +170,7 @@ async fn accept(
         Submitted::Plan(request) => request,
         Submitted::Sweep(sweep) => {
             admission.admitted().await?;
+            admission.verified(&state).await?;
             let job = SweepRecord { sweep, idempotency, fingerprint, wait };
             return accept_sweep(&req, &caller, &state, job).await;
         }
@@ -204,6 +208,7 @@ async fn accept(
     let (admitted, cached, depth) = tokio::join!(admission.admitted(), lookup, queue_depth(&state));
     admitted?;
     if let Some((cached, layer)) = cached {
+        admission.verified(&state).await?;
         match served_from_cache(&state, &caller, job.clone(), cached, layer, wait).await {
             Ok(answer) => return Ok(answer),
             // Two submits with one new key raced; the loser answers as a replay.
@@ -237,6 +242,10 @@ async fn accept(
             })
             .await
     };
+    // The insert checked the key in the same statement (if it ran).
+    if let Ok(recorded) = &insert {
+        admission.key_checked(&state, *recorded != Recorded::KeyRevoked);
+    }
     if let Some(replay) =
         recorded(&state, &caller, insert, &idempotency, &fingerprint, wait).await?
     {
@@ -423,6 +432,7 @@ async fn recorded(
 ) -> Result<Option<HttpResponse>, ApiError> {
     match insert {
         Ok(Recorded::Inserted) => Ok(None),
+        Ok(Recorded::KeyRevoked) => Err(ApiError::Unauthorized),
         Ok(Recorded::QuotaReached { unfinished }) => {
             state.metrics.submits_refused.with_label_values(&["quota"]).inc();
             let limit = state.settings.auth.max_unfinished_per_tenant;

@@ -38,6 +38,8 @@ pub enum Recorded {
     QuotaReached {
         unfinished: i64,
     },
+    /// The key the job names (`api_key_id`) is revoked or gone; nothing was written.
+    KeyRevoked,
 }
 
 /// Records an accepted job (status `queued`) and its `submitted` audit row, atomically, unless
@@ -51,6 +53,10 @@ pub enum Recorded {
 /// takes its own snapshot after the lock is held; a plain subquery would count in the
 /// statement's snapshot, taken before the lock, and could miss a concurrent submit.
 ///
+/// The same statement checks that the key the job names is not revoked (a job with no key, as
+/// under `AUTH_MODE=disabled`, needs none): the API may take a submit's key from its memory of
+/// keys it verified, and this check is then the one that lets the job in.
+///
 /// The commit does not wait for the WAL flush, so the job can be pushed and claimed while the
 /// disk catches up: the caller must [`await_durable`](super::await_durable) before it tells
 /// anyone the job exists.
@@ -63,12 +69,18 @@ pub fn insert_job(
     struct Counted {
         #[diesel(sql_type = BigInt)]
         unfinished: i64,
+        #[diesel(sql_type = Bool)]
+        key_valid: bool,
     }
-    let Counted { unfinished } =
+    let Counted { unfinished, key_valid } =
         Statement::new("WITH counted AS ( SELECT lock_quota_and_count_unfinished(")
             .bind::<Text, _>(job.owner)
+            .sql(") AS unfinished ), keyed AS ( SELECT ")
+            .bind::<Nullable<BigInt>, _>(job.api_key_id)
+            .sql(" IS NULL OR EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL AND id = ")
+            .bind::<Nullable<BigInt>, _>(job.api_key_id)
             .sql(
-                ") AS unfinished \
+                ") AS key_valid \
                  ), job AS ( \
                    INSERT INTO simulations \
                      (id, request, seed, request_id, idempotency_key, request_hash, owner, \
@@ -92,7 +104,7 @@ pub fn insert_job(
             .bind::<Nullable<BigInt>, _>(job.api_key_id)
             .sql(", ")
             .bind::<Nullable<Text>, _>(job.cache_key)
-            .sql(" FROM counted WHERE unfinished < ")
+            .sql(" FROM counted, keyed WHERE key_valid AND unfinished < ")
             .bind::<BigInt, _>(max_unfinished)
             .sql(
                 " RETURNING id, request_id, api_key_id \
@@ -111,10 +123,12 @@ pub fn insert_job(
                  ), unflushed AS ( \
                    SELECT set_config('synchronous_commit', 'off', true) \
                  ) \
-                 SELECT unfinished FROM counted, unflushed",
+                 SELECT unfinished, key_valid FROM counted, keyed, unflushed",
             )
             .get_result(conn)?;
-    Ok(if unfinished >= max_unfinished {
+    Ok(if !key_valid {
+        Recorded::KeyRevoked
+    } else if unfinished >= max_unfinished {
         Recorded::QuotaReached { unfinished }
     } else {
         Recorded::Inserted
