@@ -90,6 +90,30 @@ async fn each_class_of_bad_input_gets_a_422_naming_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_422_lists_every_refused_field_and_every_broken_rule_of_the_rest() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let mut body = with("years", json!("ten"));
+    body["colour"] = json!("blue");
+    body["starting_portfolio"] = json!(-1);
+    body["n_scenarios"] = json!(5_000_000_000u64);
+    let p = problem(app.submit(&body).await, 422).await;
+    let mut named = fields(&p);
+    named.sort_unstable();
+    assert_eq!(named, ["colour", "n_scenarios", "starting_portfolio", "years"], "{p}");
+    // Beyond its type, the number of scenarios is told the rule, as one just past the cap is.
+    let cap = problem(app.submit(&with("n_scenarios", json!(1_000_001))).await, 422).await;
+    let said = |p: &Value| {
+        let errors = p["errors"].as_array().unwrap().clone();
+        errors.into_iter().find(|e| e["field"] == "n_scenarios").unwrap()["message"].clone()
+    };
+    assert_eq!(said(&p), said(&cap), "{p}");
+    let list: Value =
+        app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_finite_numbers_are_422_naming_the_field() {
     let env = TestEnv::new();
     let app = env.spawn_app().await;

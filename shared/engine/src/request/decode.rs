@@ -1,12 +1,18 @@
 //! From serde's decoding errors to what a client can act on: a body that is not JSON at all is
 //! `Malformed`; JSON whose field has the wrong type, or an unknown field, is a field error
-//! naming that field by its JSON path, in JSON's terms rather than Rust's.
+//! naming that field by its JSON path, in JSON's terms rather than Rust's. serde stops at the
+//! first field it refuses; `salvage` goes on without it, so one answer names every refused
+//! field and every broken rule of the rest.
+
+use serde_json::Value;
+use serde_path_to_error::Segment;
 
 use super::RequestError;
+use super::input::SimulationRequestInput;
 use crate::FieldError;
 
 pub(super) fn classify_decode_error(
-    err: serde_path_to_error::Error<serde_json::Error>,
+    err: &serde_path_to_error::Error<serde_json::Error>,
 ) -> RequestError {
     let path = err.path().to_string();
     let inner = err.inner();
@@ -63,4 +69,156 @@ pub(super) fn strip_position(message: &str) -> String {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
+}
+
+/// What a visitor of a whole-number field says it expected (`whole`); a refused number there
+/// is told by its rule instead when it is whole but outside the type's range.
+pub(super) const WHOLE_NUMBER: &str = "a whole number ≥ 0";
+
+/// Stand-ins for a whole number outside its type's range: the largest value of each type,
+/// beyond every rule's bound (no integer rule allows more than `MAX_SEED` < `u64::MAX`, or a
+/// million < `u32::MAX`), so the rule refuses it in its own words.
+const OUT_OF_RANGE: [u64; 2] = [u64::MAX, u32::MAX as u64];
+
+/// Most fields one body can have refused at decoding before the rest is given up on (each
+/// costs one more decoding of the body, of at most 64 KiB).
+const MAX_REFUSED: usize = 32;
+
+/// A body that decoded once every field serde refused was taken out of it.
+pub(super) struct Salvaged {
+    pub(super) input: SimulationRequestInput,
+    /// What serde said of each refused field, in the order it met them.
+    pub(super) errors: Vec<FieldError>,
+    /// The paths taken out: the rules say nothing of them (a missing `years` is not news when
+    /// its type was wrong) nor of what contains them (the sum of an allocation with a weight
+    /// taken out).
+    taken_out: Vec<String>,
+}
+
+impl Salvaged {
+    /// Whether a rule's error at `field` is about something taken out.
+    pub(super) fn covers(&self, field: &str) -> bool {
+        self.taken_out.iter().any(|t| related(t, field))
+    }
+}
+
+/// After `first` refused a field of `tree`: decodes the tree again and again, each time
+/// without the field that was refused, so that one answer names every refused field and the
+/// rules still check everything else. A whole number outside its type's range (`-5` or
+/// `5000000000` scenarios) is not taken out but replaced by a stand-in its rule refuses, so
+/// the answer gives the allowed range. A refusal of the body itself ends it there.
+pub(super) fn salvage(
+    tree: &mut Value,
+    first: serde_path_to_error::Error<serde_json::Error>,
+) -> Result<Salvaged, RequestError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let mut taken_out: Vec<String> = Vec::new();
+    let mut error = first;
+    // A whole number being stood in for: its path, the stand-in tried, and what serde said of
+    // the number itself (the answer if no stand-in fits).
+    let mut standing_in: Option<(String, usize, Vec<FieldError>)> = None;
+    for _ in 0..MAX_REFUSED * (OUT_OF_RANGE.len() + 1) {
+        let segments: Vec<Segment> = error.path().iter().cloned().collect();
+        let path = error.path().to_string();
+        let said = match classify_decode_error(&error) {
+            RequestError::Invalid(said) => said,
+            malformed => return Err(malformed),
+        };
+        let attempt = match standing_in.take() {
+            Some((at, tried, original)) if at == path => Some((tried + 1, original)),
+            _ if is_whole_out_of_range(tree, &segments, &error) => Some((0, said.clone())),
+            _ => None,
+        };
+        match attempt {
+            Some((k, original)) if k < OUT_OF_RANGE.len() => {
+                if let Some(slot) = value_at(tree, &segments) {
+                    *slot = Value::from(OUT_OF_RANGE[k]);
+                }
+                standing_in = Some((path, k, original));
+            }
+            attempt => {
+                let said = attempt.map_or(said, |(_, original)| original);
+                for e in said {
+                    // `return_model: missing field kind` after `return_model.kind` was refused
+                    // says nothing new.
+                    if !errors.iter().any(|known| related(&known.field, &e.field)) {
+                        errors.push(e);
+                    }
+                }
+                let Some(cut) = take_out(tree, &segments) else {
+                    return Err(RequestError::Invalid(errors));
+                };
+                taken_out.push(cut);
+            }
+        }
+        match serde_path_to_error::deserialize::<_, SimulationRequestInput>(&*tree) {
+            Ok(input) => return Ok(Salvaged { input, errors, taken_out }),
+            Err(again) => error = again,
+        }
+    }
+    Err(RequestError::Invalid(errors))
+}
+
+/// Whether serde refused a whole number (not a fraction, nor another type) at `segments`.
+fn is_whole_out_of_range(
+    tree: &mut Value,
+    segments: &[Segment],
+    error: &serde_path_to_error::Error<serde_json::Error>,
+) -> bool {
+    let whole = match value_at(tree, segments) {
+        Some(Value::Number(n)) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|x| x.fract() == 0.0)
+        }
+        _ => false,
+    };
+    whole && error.inner().to_string().contains(&format!("expected {WHOLE_NUMBER}"))
+}
+
+/// The value at `segments`, if the tree has one there.
+fn value_at<'v>(tree: &'v mut Value, segments: &[Segment]) -> Option<&'v mut Value> {
+    segments.iter().try_fold(tree, |value, segment| match segment {
+        Segment::Map { key } => value.get_mut(key.as_str()),
+        Segment::Seq { index } => value.get_mut(*index),
+        Segment::Enum { .. } | Segment::Unknown => None,
+    })
+}
+
+/// Removes the innermost object member that holds the refused value (a list with a refused
+/// item goes whole: taking the item out would renumber the rest) and returns its path.
+fn take_out(tree: &mut Value, segments: &[Segment]) -> Option<String> {
+    let last_key = segments.iter().rposition(|s| matches!(s, Segment::Map { .. }))?;
+    let (parent, key) = (&segments[..last_key], &segments[last_key]);
+    let Segment::Map { key } = key else { return None };
+    let Some(Value::Object(members)) = value_at(tree, parent) else { return None };
+    members.remove(key)?;
+    Some(path_string(&segments[..=last_key]))
+}
+
+/// `income[0].end_year`, as `FieldError`s name fields.
+fn path_string(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Whether one of two field paths contains the other (or they are the same field).
+pub(super) fn related(a: &str, b: &str) -> bool {
+    let within = |inner: &str, outer: &str| {
+        inner == outer
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    };
+    within(a, b) || within(b, a)
 }

@@ -72,8 +72,11 @@ impl SimulationRequest {
     /// Parses and checks a JSON body.
     pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Self, RequestError> {
         let mut de = serde_json::Deserializer::from_slice(body);
-        let input: SimulationRequestInput =
-            serde_path_to_error::deserialize(&mut de).map_err(decode::classify_decode_error)?;
+        let decoded = serde_path_to_error::deserialize::<_, SimulationRequestInput>(&mut de);
+        let input = match decoded {
+            Ok(input) => input,
+            Err(refused) => return Self::salvaged(body, refused, limits),
+        };
         de.end().map_err(|e| RequestError::Malformed(decode::strip_position(&e.to_string())))?;
         // The body decoded, so it is JSON; read it again as a tree to check its shape.
         let tree: serde_json::Value = serde_json::from_slice(body)
@@ -83,6 +86,49 @@ impl SimulationRequest {
             return Err(RequestError::Invalid(misshapen));
         }
         Self::from_input(input, limits)
+    }
+
+    /// A body serde refused at one field: every other refused field and every broken rule of
+    /// what is left are found too, so a client fixes them all after one answer.
+    fn salvaged(
+        body: &[u8],
+        refused: serde_path_to_error::Error<serde_json::Error>,
+        limits: &RequestLimits,
+    ) -> Result<Self, RequestError> {
+        let first = decode::classify_decode_error(&refused);
+        let category = refused.inner().classify();
+        if category != serde_json::error::Category::Data {
+            return Err(first);
+        }
+        // Not JSON after all (the refusal came before a syntax error further on).
+        let Ok(mut tree) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return Err(first);
+        };
+        if !tree.is_object() {
+            return Err(first);
+        }
+        let salvaged = decode::salvage(&mut tree, refused)?;
+        let misshapen = shape::arrays_for_objects(&tree);
+        // A rule's view of a field already refused, or of an array where an object belongs,
+        // would only say the same thing again in other words.
+        let said = |e: &FieldError| {
+            salvaged.covers(&e.field)
+                || misshapen.iter().any(|m| decode::related(&m.field, &e.field))
+        };
+        let broken = match Self::from_input(salvaged.input.clone(), limits) {
+            Ok(_) => Vec::new(),
+            Err(RequestError::Invalid(broken)) => broken.into_iter().filter(|e| !said(e)).collect(),
+            Err(malformed) => return Err(malformed),
+        };
+        let mut errors = salvaged.errors;
+        errors.extend(misshapen);
+        errors.extend(broken);
+        if errors.is_empty() {
+            // Every stand-in is beyond its rule's bound, so this cannot happen; if it did, the
+            // first refusal is still the truth.
+            return Err(first);
+        }
+        Err(RequestError::Invalid(errors))
     }
 
     /// Checks a decoded body against every rule, collecting all violations.

@@ -68,13 +68,9 @@ fn a_whole_number_written_with_a_zero_fraction_is_the_integer_as_json_schema_say
         "income": [{"monthly_amount": 1, "start_year": 2, "end_year": 3}]"#,
     );
     assert_eq!(floats, integers);
-    for (tail, field) in [
-        (r#""years": 28.5"#, "years"),
-        (r#""years": -1"#, "years"),
-        (r#""years": -1.0"#, "years"),
-        (r#""years": 1e10"#, "years"),
-        (r#""years": 3, "seed": 1e20"#, "seed"),
-    ] {
+    // A fraction is still refused as no whole number; a whole number beyond the type (`-1`,
+    // `1e10`) is told by its rule (the test after the next).
+    for (tail, field) in [(r#""years": 28.5"#, "years"), (r#""years": 3, "seed": 0.5"#, "seed")] {
         let error = only_error(&format!("{{{base}, {tail}}}"));
         assert_eq!(error.field, field, "{tail}");
         assert!(error.message.contains("a whole number ≥ 0"), "{tail}: {}", error.message);
@@ -921,4 +917,112 @@ fn docs_model_md_states_the_rules_of_the_table() {
              docs_model_md_states_the_rules_of_the_table`"
         );
     }
+}
+
+fn errors_in(body: &str) -> Vec<FieldError> {
+    match SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default()) {
+        Err(RequestError::Invalid(errors)) => errors,
+        other => panic!("expected field errors for {body}, got {other:?}"),
+    }
+}
+
+fn fields(errors: &[FieldError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn one_answer_names_every_refused_field_and_every_broken_rule_of_the_rest() {
+    let body = r#"{"starting_portfolio": -5, "monthly_spending": "x", "years": "y",
+        "allocation": {"stocks": "a", "bonds": 0.4, "cash": 0}, "bogus": 1, "annual_fee": 2}"#;
+    let errors = errors_in(body);
+    let mut named = fields(&errors);
+    named.sort_unstable();
+    // Not `allocation` (its sum, with a weight taken out) nor `years` / `monthly_spending`
+    // again as missing: those were refused already.
+    assert_eq!(
+        named,
+        [
+            "allocation.stocks",
+            "annual_fee",
+            "bogus",
+            "monthly_spending",
+            "starting_portfolio",
+            "years"
+        ],
+        "{errors:?}"
+    );
+    let said = |field: &str| &errors.iter().find(|e| e.field == field).unwrap().message;
+    assert!(said("monthly_spending").contains("expected a number"), "{errors:?}");
+    assert!(said("years").contains("expected a whole number"), "{errors:?}");
+    assert!(said("bogus").starts_with("unknown field `bogus`"), "{errors:?}");
+    // The rules' own words, as when they are the only errors.
+    assert_eq!(
+        said("starting_portfolio"),
+        &only_error(r#"{"starting_portfolio": -5, "monthly_spending": 1, "years": 3}"#).message
+    );
+    assert_eq!(
+        said("annual_fee"),
+        &only_error(
+            r#"{"starting_portfolio": 5, "monthly_spending": 1, "years": 3, "annual_fee": 2}"#
+        )
+        .message
+    );
+}
+
+#[test]
+fn a_whole_number_beyond_its_type_is_told_by_its_rule_like_any_other_number_past_the_bound() {
+    let base = r#""starting_portfolio": 1000, "monthly_spending": 1"#;
+    let body = |field: &str, value: &str| match field {
+        "years" => format!(r#"{{{base}, "years": {value}}}"#),
+        "n_scenarios" | "seed" => format!(r#"{{{base}, "years": 30, "{field}": {value}}}"#),
+        "return_model.block_years" => format!(
+            r#"{{{base}, "years": 30, "return_model": {{"kind": "bootstrap", "block_years": {value}}}}}"#
+        ),
+        "income[0].start_year" => format!(
+            r#"{{{base}, "years": 30, "income": [{{"monthly_amount": 1, "start_year": {value}}}]}}"#
+        ),
+        "expenses[0].year" => {
+            format!(r#"{{{base}, "years": 30, "expenses": [{{"amount": 1, "year": {value}}}]}}"#)
+        }
+        other => unreachable!("{other}"),
+    };
+    // Past every rule's bound, yet within the type: what the rule says there is the oracle.
+    let cases = [
+        ("years", "1000000000", &["5000000000", "-5", "1e30", "-1.0"][..]),
+        ("n_scenarios", "1000000000", &["5000000000", "-1", "1e30"]),
+        ("seed", "9223372036854775808", &["-1", "1e20", "-1e30", "18446744073709551616"]),
+        ("return_model.block_years", "1000000000", &["5000000000", "-2"]),
+        ("income[0].start_year", "1000000000", &["4294967296", "-1"]),
+        ("expenses[0].year", "1000000000", &["99999999999", "-3"]),
+    ];
+    for (field, past_the_bound, values) in cases {
+        let rule = only_error(&body(field, past_the_bound));
+        assert_eq!(rule.field, field);
+        for value in values {
+            let error = only_error(&body(field, value));
+            assert_eq!(error, rule, "{field} = {value}");
+        }
+    }
+    // A fraction is not a whole number at all: told so, as before.
+    assert!(only_error(&body("years", "3.5")).message.contains("expected a whole number ≥ 0"));
+}
+
+#[test]
+fn a_refused_list_item_or_variant_is_named_once_beside_the_other_errors() {
+    let base = r#""starting_portfolio": 1000, "monthly_spending": 1"#;
+    let errors =
+        errors_in(&format!(r#"{{{base}, "years": 0, "income": [{{"monthly_amount": 1}}, 5]}}"#));
+    assert_eq!(fields(&errors), ["income[1]", "years"], "{errors:?}");
+    assert!(errors[0].message.contains("expected an object"), "{errors:?}");
+
+    let errors = errors_in(&format!(
+        r#"{{{base}, "years": 3, "return_model": {{"kind": "gaussian"}}, "annual_fee": 2, "rebalancing": "weekly"}}"#
+    ));
+    assert_eq!(fields(&errors), ["return_model.kind", "rebalancing", "annual_fee"], "{errors:?}");
+
+    // Refused inside a list item: the item's other fields are still checked.
+    let errors = errors_in(&format!(
+        r#"{{{base}, "years": 3, "income": [{{"monthly_amount": "x", "start_year": 2, "end_year": 1}}]}}"#
+    ));
+    assert_eq!(fields(&errors), ["income[0].monthly_amount", "income[0].end_year"], "{errors:?}");
 }

@@ -11,6 +11,8 @@ use std::marker::PhantomData;
 use serde::Deserializer;
 use serde::de::{Error, Unexpected, Visitor};
 
+use super::decode::WHOLE_NUMBER;
+
 /// For `#[serde(default, deserialize_with = "whole::option")]` on an `Option<u32>`/`Option<u64>`.
 pub(super) fn option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
@@ -26,7 +28,7 @@ impl<'de, T: TryFrom<u64>> Visitor<'de> for OptionVisitor<T> {
     type Value = Option<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a whole number ≥ 0")
+        f.write_str(WHOLE_NUMBER)
     }
 
     fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
@@ -54,7 +56,7 @@ impl<T: TryFrom<u64>> Visitor<'_> for WholeVisitor<T> {
     type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a whole number ≥ 0")
+        f.write_str(WHOLE_NUMBER)
     }
 
     fn visit_u64<E: Error>(self, n: u64) -> Result<T, E> {
