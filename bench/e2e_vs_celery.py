@@ -41,6 +41,7 @@ from datetime import datetime
 from urllib.parse import urlencode, urlsplit
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+ENGINE = "engine threads"  # a part of "worker", printed apart and left out of totals
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,13 +57,28 @@ def pct(values, p):
 # ---------------------------------------------------------------- CPU accounting (/proc)
 
 def proc_cpu(pid):
-    """utime + stime of a process (all its threads), in seconds; 0 if it is gone."""
+    """utime + stime of a process (all its threads), or of one thread given as
+    "pid/task/tid", in seconds; 0 if it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return 0.0
+
+
+def engine_threads(pid):
+    """The worker's engine threads (`engine-N`, WORKER_THREADS of them), as proc_cpu takes one
+    thread: the share of the worker's CPU that is the Monte Carlo itself."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().startswith("engine-"):
+                    out.append(f"{pid}/task/{tid}")
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def children(pid):
@@ -423,7 +439,8 @@ def main():
     ours_meter = CpuMeter({
         "api": lambda: [api_pid], "worker": lambda: [worker_pid],
         "postgres": lambda: pg_backends(env["BENCH_DB"], env["ADMIN_DATABASE_URL"]),
-        "redis": lambda: [redis_pid]})
+        "redis": lambda: [redis_pid],
+        ENGINE: lambda: engine_threads(worker_pid)})
     peer_meter = CpuMeter({"celery pool": lambda: tree(celery_pid), "redis": lambda: [redis_pid]})
     ours = Ours(env["BENCH_URL"], env["BENCH_KEY"], base)
     through_requests = Ours(env["BENCH_URL"], env["BENCH_KEY"], base, RequestsConnection)
@@ -507,7 +524,17 @@ def report(fig, args):
         for side, key in (("ours", "ours_burst"), ("celery", "peer_burst")):
             c = f[key]["cpu_ms_per_job"]
             cells = "".join(f"{c[g]:12.2f}" if g in c else f"{'':>12}" for g in groups)
-            print(f"{side + ', ' + k(n):28}{cells}{sum(c.values()):10.2f}")
+            total = sum(v for g, v in c.items() if g != ENGINE)
+            print(f"{side + ', ' + k(n):28}{cells}{total:10.2f}")
+    # What bounds a burst: with every CPU busy, jobs/s cannot pass CPUs / CPU per job.
+    cpus = os.cpu_count() or 1
+    for n, f in fig["sizes"].items():
+        burst = f["ours_burst"]
+        c = burst["cpu_ms_per_job"]
+        total = sum(v for g, v in c.items() if g != ENGINE)
+        print(f"ours, {k(n)}: the engine threads {c.get(ENGINE, 0.0):.2f} of the worker's "
+              f"{c['worker']:.2f} ms; {total:.2f} ms in all on {cpus} CPUs bounds a burst at "
+              f"{1e3 * cpus / total:.0f} jobs/s (measured {burst['jobs_per_s']:.1f})")
 
     print()
     for n, f in fig["sizes"].items():
