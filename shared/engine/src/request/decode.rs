@@ -80,9 +80,9 @@ pub(super) const WHOLE_NUMBER: &str = "a whole number ≥ 0";
 /// million < `u32::MAX`), so the rule refuses it in its own words.
 const OUT_OF_RANGE: [u64; 2] = [u64::MAX, u32::MAX as u64];
 
-/// Most fields one body can have refused at decoding before the rest is given up on (each
-/// costs one more decoding of the body, of at most 64 KiB).
-const MAX_REFUSED: usize = 32;
+/// Most decodings of one body (each of at most 64 KiB) spent on naming its refused fields;
+/// past them, the answer names those found so far.
+const MAX_DECODINGS: usize = 32;
 
 /// A body that decoded once every field serde refused was taken out of it.
 pub(super) struct Salvaged {
@@ -106,7 +106,8 @@ impl Salvaged {
 /// without the field that was refused, so that one answer names every refused field and the
 /// rules still check everything else. A whole number outside its type's range (`-5` or
 /// `5000000000` scenarios) is not taken out but replaced by a stand-in its rule refuses, so
-/// the answer gives the allowed range. A refusal of the body itself ends it there.
+/// the answer gives the allowed range. A refusal of the body itself ends it there; so does
+/// running out of decodings, with the fields named so far (none, if all were stand-ins).
 pub(super) fn salvage(
     tree: &mut Value,
     first: serde_path_to_error::Error<serde_json::Error>,
@@ -117,7 +118,7 @@ pub(super) fn salvage(
     // A whole number being stood in for: its path, the stand-in tried, and what serde said of
     // the number itself (the answer if no stand-in fits).
     let mut standing_in: Option<(String, usize, Vec<FieldError>)> = None;
-    for _ in 0..MAX_REFUSED * (OUT_OF_RANGE.len() + 1) {
+    for _ in 0..MAX_DECODINGS {
         let segments: Vec<Segment> = error.path().iter().cloned().collect();
         let path = error.path().to_string();
         let said = match classify_decode_error(&error) {

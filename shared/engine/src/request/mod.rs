@@ -107,7 +107,11 @@ impl SimulationRequest {
         if !tree.is_object() {
             return Err(first);
         }
-        let salvaged = decode::salvage(&mut tree, refused)?;
+        let salvaged = match decode::salvage(&mut tree, refused) {
+            Ok(salvaged) => salvaged,
+            Err(RequestError::Invalid(named)) if named.is_empty() => return Err(first),
+            Err(e) => return Err(e),
+        };
         let misshapen = shape::arrays_for_objects(&tree);
         // A rule's view of a field already refused, or of an array where an object belongs,
         // would only say the same thing again in other words.

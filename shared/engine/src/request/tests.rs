@@ -1026,3 +1026,23 @@ fn a_refused_list_item_or_variant_is_named_once_beside_the_other_errors() {
     ));
     assert_eq!(fields(&errors), ["income[0].monthly_amount", "income[0].end_year"], "{errors:?}");
 }
+
+#[test]
+fn a_body_refused_at_more_fields_than_are_named_still_gets_a_list_of_them() {
+    // Every item's years beyond their type: each takes a stand-in, and there are more of them
+    // than one answer decodes the body for.
+    let items: Vec<String> = (0..80)
+        .map(|_| r#"{"monthly_amount": 1, "start_year": -1, "end_year": 5000000000}"#.to_owned())
+        .collect();
+    let body = format!(
+        r#"{{"starting_portfolio": 1000, "monthly_spending": 1, "years": 30, "income": [{}]}}"#,
+        items.join(",")
+    );
+    let errors = errors_in(&body);
+    assert!(!errors.is_empty());
+    assert!(errors.iter().all(|e| e.field.starts_with("income")), "{errors:?}");
+    // And unknown fields past the budget: the first ones are named.
+    let unknown: Vec<String> = (0..200).map(|i| format!(r#""x{i}": 1"#)).collect();
+    let errors = errors_in(&format!("{{{}}}", unknown.join(",")));
+    assert!(errors.len() >= 16 && errors.iter().all(|e| e.field.starts_with('x')), "{errors:?}");
+}
