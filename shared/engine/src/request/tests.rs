@@ -981,8 +981,14 @@ fn a_whole_number_beyond_its_type_is_told_by_its_rule_like_any_other_number_past
         "income[0].start_year" => format!(
             r#"{{{base}, "years": 30, "income": [{{"monthly_amount": 1, "start_year": {value}}}]}}"#
         ),
+        "income[0].end_year" => format!(
+            r#"{{{base}, "years": 30, "income": [{{"monthly_amount": 1, "end_year": {value}}}]}}"#
+        ),
         "expenses[0].year" => {
             format!(r#"{{{base}, "years": 30, "expenses": [{{"amount": 1, "year": {value}}}]}}"#)
+        }
+        "inflows[0].year" => {
+            format!(r#"{{{base}, "years": 30, "inflows": [{{"amount": 1, "year": {value}}}]}}"#)
         }
         other => unreachable!("{other}"),
     };
@@ -993,7 +999,9 @@ fn a_whole_number_beyond_its_type_is_told_by_its_rule_like_any_other_number_past
         ("seed", "9223372036854775808", &["-1", "1e20", "-1e30", "18446744073709551616"]),
         ("return_model.block_years", "1000000000", &["5000000000", "-2"]),
         ("income[0].start_year", "1000000000", &["4294967296", "-1"]),
+        ("income[0].end_year", "1000000000", &["4294967296", "-1"]),
         ("expenses[0].year", "1000000000", &["99999999999", "-3"]),
+        ("inflows[0].year", "1000000000", &["1e12", "-7"]),
     ];
     for (field, past_the_bound, values) in cases {
         let rule = only_error(&body(field, past_the_bound));
