@@ -67,6 +67,11 @@ def proc_cpu(pid):
         return 0.0
 
 
+def total_cpu(cpu_ms):
+    """A side's CPU per job in all: the engine threads are already inside "worker"."""
+    return sum(v for g, v in cpu_ms.items() if g != ENGINE)
+
+
 def engine_threads(pid):
     """The worker's engine threads (`engine-N`, WORKER_THREADS of them), as proc_cpu takes one
     thread: the share of the worker's CPU that is the Monte Carlo itself."""
@@ -524,14 +529,13 @@ def report(fig, args):
         for side, key in (("ours", "ours_burst"), ("celery", "peer_burst")):
             c = f[key]["cpu_ms_per_job"]
             cells = "".join(f"{c[g]:12.2f}" if g in c else f"{'':>12}" for g in groups)
-            total = sum(v for g, v in c.items() if g != ENGINE)
-            print(f"{side + ', ' + k(n):28}{cells}{total:10.2f}")
+            print(f"{side + ', ' + k(n):28}{cells}{total_cpu(c):10.2f}")
     # What bounds a burst: with every CPU busy, jobs/s cannot pass CPUs / CPU per job.
     cpus = os.cpu_count() or 1
     for n, f in fig["sizes"].items():
         burst = f["ours_burst"]
         c = burst["cpu_ms_per_job"]
-        total = sum(v for g, v in c.items() if g != ENGINE)
+        total = total_cpu(c)
         print(f"ours, {k(n)}: the engine threads {c.get(ENGINE, 0.0):.2f} of the worker's "
               f"{c['worker']:.2f} ms; {total:.2f} ms in all on {cpus} CPUs bounds a burst at "
               f"{1e3 * cpus / total:.0f} jobs/s (measured {burst['jobs_per_s']:.1f})")

@@ -92,14 +92,7 @@ pub(super) struct Salvaged {
     /// The paths taken out: the rules say nothing of them (a missing `years` is not news when
     /// its type was wrong) nor of what contains them (the sum of an allocation with a weight
     /// taken out).
-    taken_out: Vec<String>,
-}
-
-impl Salvaged {
-    /// Whether a rule's error at `field` is about something taken out.
-    pub(super) fn covers(&self, field: &str) -> bool {
-        self.taken_out.iter().any(|t| related(t, field))
-    }
+    pub(super) taken_out: Vec<String>,
 }
 
 /// After `first` refused a field of `tree`: decodes the tree again and again, each time

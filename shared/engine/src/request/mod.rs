@@ -107,32 +107,32 @@ impl SimulationRequest {
         if !tree.is_object() {
             return Err(first);
         }
-        let salvaged = match decode::salvage(&mut tree, refused) {
-            Ok(salvaged) => salvaged,
-            Err(RequestError::Invalid(named)) if named.is_empty() => return Err(first),
-            Err(e) => return Err(e),
-        };
+        let decode::Salvaged { input, errors: mut named, taken_out } =
+            match decode::salvage(&mut tree, refused) {
+                Ok(salvaged) => salvaged,
+                Err(RequestError::Invalid(named)) if named.is_empty() => return Err(first),
+                Err(e) => return Err(e),
+            };
         let misshapen = shape::arrays_for_objects(&tree);
         // A rule's view of a field already refused, or of an array where an object belongs,
         // would only say the same thing again in other words.
         let said = |e: &FieldError| {
-            salvaged.covers(&e.field)
+            taken_out.iter().any(|t| decode::related(t, &e.field))
                 || misshapen.iter().any(|m| decode::related(&m.field, &e.field))
         };
-        let broken = match Self::from_input(salvaged.input.clone(), limits) {
+        let broken = match Self::from_input(input, limits) {
             Ok(_) => Vec::new(),
             Err(RequestError::Invalid(broken)) => broken.into_iter().filter(|e| !said(e)).collect(),
             Err(malformed) => return Err(malformed),
         };
-        let mut errors = salvaged.errors;
-        errors.extend(misshapen);
-        errors.extend(broken);
-        if errors.is_empty() {
+        named.extend(misshapen);
+        named.extend(broken);
+        if named.is_empty() {
             // Every stand-in is beyond its rule's bound, so this cannot happen; if it did, the
             // first refusal is still the truth.
             return Err(first);
         }
-        Err(RequestError::Invalid(errors))
+        Err(RequestError::Invalid(named))
     }
 
     /// Checks a decoded body against every rule, collecting all violations.
