@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::request::{RequestError, RequestLimits, SimulationRequest, SimulationRequestInput};
+use crate::request::{
+    RequestError, RequestLimits, SimulationRequest, SimulationRequestInput, related,
+};
 use crate::{FieldError, SimulationResult};
 
 /// The most axes a sweep may have.
@@ -140,7 +142,23 @@ impl Sweep {
         };
         let raw_sweep = tree.remove("sweep")?;
         let base_bytes = serde_json::to_vec(&tree).expect("a JSON tree serialises");
-        Some(Self::check(&base_bytes, &raw_sweep, limits))
+        let checked = Self::check(&base_bytes, &raw_sweep, limits);
+        // The tree kept one value of a key given twice: the key is named, and what the checks
+        // said of the value kept is not.
+        let mut repeated = crate::request::repeated_keys(body);
+        if repeated.is_empty() {
+            return Some(checked);
+        }
+        Some(match checked {
+            Ok(_) => Err(RequestError::Invalid(repeated)),
+            Err(RequestError::Invalid(rest)) => {
+                let new = |e: &FieldError| !repeated.iter().any(|r| related(&r.field, &e.field));
+                let rest: Vec<FieldError> = rest.into_iter().filter(new).collect();
+                repeated.extend(rest);
+                Err(RequestError::Invalid(repeated))
+            }
+            Err(malformed) => Err(malformed),
+        })
     }
 
     fn check(base: &[u8], raw_sweep: &Value, limits: &RequestLimits) -> Result<Self, RequestError> {
@@ -530,6 +548,20 @@ mod tests {
         let body = format!("{{{BASE}}}");
         assert!(Sweep::from_json(body.as_bytes(), &RequestLimits::default()).is_none());
         assert!(Sweep::from_json(b"not json", &RequestLimits::default()).is_none());
+    }
+
+    #[test]
+    fn a_key_given_twice_in_a_sweep_is_named_not_read_as_the_last_one() {
+        let axes = r#"[{"field": "monthly_spending", "values": [3000, 4000]}]"#;
+        let body = format!(
+            r#"{{{BASE}, "years": 0, "annual_fee": 2, "sweep": {{"axes": {axes}, "axes": []}}}}"#
+        );
+        let errors = match Sweep::from_json(body.as_bytes(), &RequestLimits::default()) {
+            Some(Err(RequestError::Invalid(errors))) => errors,
+            other => panic!("expected field errors, got {other:?}"),
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["years", "sweep.axes", "annual_fee"], "{errors:?}");
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub(super) fn classify_decode_error(
             RequestError::Malformed(message)
         }
         serde_json::error::Category::Syntax if at_root => RequestError::Malformed(message),
+        serde_json::error::Category::Data if duplicate_key(err).is_some() => {
+            let key = duplicate_key(err).unwrap_or_default();
+            let field = if at_root { key } else { format!("{path}.{key}") };
+            RequestError::Invalid(vec![FieldError::new(field, DUPLICATE_KEY)])
+        }
         category => {
             // The path already ends with the offending key, unknown keys included.
             let field = if at_root { "body".to_owned() } else { path };
@@ -40,6 +45,17 @@ pub(super) fn classify_decode_error(
             RequestError::Invalid(vec![FieldError::new(field, message)])
         }
     }
+}
+
+/// What a key given twice in one object is told. serde_json keeps the last of the two when it
+/// reads a tree, other parsers the first: which value counts would be a guess.
+pub(super) const DUPLICATE_KEY: &str = "is given more than once in its object; give each key once";
+
+/// The key serde refused for appearing twice in one object (its error names the object).
+fn duplicate_key(err: &serde_path_to_error::Error<serde_json::Error>) -> Option<String> {
+    let message = err.inner().to_string();
+    let rest = message.strip_prefix("duplicate field `")?;
+    rest.find('`').map(|end| rest[..end].to_owned())
 }
 
 /// serde names what it expected in Rust's terms ("expected u32", "expected struct Allocation");
@@ -101,13 +117,32 @@ pub(super) struct Salvaged {
 /// `5000000000` scenarios) is not taken out but replaced by a stand-in its rule refuses, so
 /// the answer gives the allowed range. A refusal of the body itself ends it there; so does
 /// running out of decodings, with the fields named so far (none, if all were stand-ins).
+///
+/// `repeated` are the keys given twice in their object (the tree kept one of each): they go
+/// first, so serde's refusal of the first of them (`first`) is not heard again.
 pub(super) fn salvage(
     tree: &mut Value,
     first: serde_path_to_error::Error<serde_json::Error>,
+    repeated: &[Vec<Segment>],
 ) -> Result<Salvaged, RequestError> {
     let mut errors: Vec<FieldError> = Vec::new();
     let mut taken_out: Vec<String> = Vec::new();
+    for segments in repeated {
+        let path = path_string(segments);
+        if !errors.iter().any(|known| related(&known.field, &path)) {
+            errors.push(FieldError::new(path, DUPLICATE_KEY));
+        }
+        if let Some(cut) = take_out(tree, segments) {
+            taken_out.push(cut);
+        }
+    }
     let mut error = first;
+    if !repeated.is_empty() {
+        match serde_path_to_error::deserialize::<_, SimulationRequestInput>(&*tree) {
+            Ok(input) => return Ok(Salvaged { input, errors, taken_out }),
+            Err(again) => error = again,
+        }
+    }
     // A whole number being stood in for: its path, the stand-in tried, and what serde said of
     // the number itself (the answer if no stand-in fits).
     let mut standing_in: Option<(String, usize, Vec<FieldError>)> = None;
@@ -189,7 +224,7 @@ fn take_out(tree: &mut Value, segments: &[Segment]) -> Option<String> {
 }
 
 /// `income[0].end_year`, as `FieldError`s name fields.
-fn path_string(segments: &[Segment]) -> String {
+pub(super) fn path_string(segments: &[Segment]) -> String {
     let mut out = String::new();
     for segment in segments {
         match segment {
@@ -207,7 +242,7 @@ fn path_string(segments: &[Segment]) -> String {
 }
 
 /// Whether one of two field paths contains the other (or they are the same field).
-pub(super) fn related(a: &str, b: &str) -> bool {
+pub(crate) fn related(a: &str, b: &str) -> bool {
     let within = |inner: &str, outer: &str| {
         inner == outer
             || inner

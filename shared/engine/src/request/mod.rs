@@ -6,6 +6,7 @@
 //!
 //! - `input`: the wire format serde decodes (every field optional, unknown fields refused);
 //! - `decode`: serde's decoding errors in JSON's terms, naming the field;
+//! - `duplicate_keys`: keys given twice in one object, which a tree would hide;
 //! - `rules`: every rule in one table (bounds, defaults, messages);
 //! - `validate`: the checks, by that table, reporting every broken rule;
 //! - `shape`: arrays refused where an object is expected (serde would take them);
@@ -18,6 +19,7 @@ mod checked;
 mod correlation;
 mod decode;
 mod document;
+mod duplicate_keys;
 mod input;
 #[cfg(test)]
 mod markdown;
@@ -34,6 +36,7 @@ mod tests;
 pub(crate) use checked::Assumptions;
 pub use checked::SimulationRequest;
 pub(crate) use checked::{ReturnModel, Withdrawal, historical_windows};
+pub(crate) use decode::related;
 pub use document::document;
 pub(crate) use input::Rebalancing;
 pub use input::SimulationRequestInput;
@@ -107,8 +110,9 @@ impl SimulationRequest {
         if !tree.is_object() {
             return Err(first);
         }
+        let repeated = duplicate_keys::find(body).unwrap_or_default();
         let decode::Salvaged { input, errors: mut named, taken_out } =
-            match decode::salvage(&mut tree, refused) {
+            match decode::salvage(&mut tree, refused, &repeated) {
                 Ok(salvaged) => salvaged,
                 Err(RequestError::Invalid(named)) if named.is_empty() => return Err(first),
                 Err(e) => return Err(e),
@@ -142,6 +146,19 @@ impl SimulationRequest {
     ) -> Result<Self, RequestError> {
         validate::validate(input, limits)
     }
+}
+
+/// Every key of `body` given twice in its object, as field errors (none when the body is not
+/// JSON). For readers of a tree, which keeps one of the two without a word.
+pub(crate) fn repeated_keys(body: &[u8]) -> Vec<FieldError> {
+    let found = duplicate_keys::find(body).unwrap_or_default();
+    let mut errors: Vec<FieldError> = Vec::new();
+    for path in found.iter().map(|p| decode::path_string(p)) {
+        if !errors.iter().any(|e| e.field == path) {
+            errors.push(FieldError::new(path, decode::DUPLICATE_KEY));
+        }
+    }
+    errors
 }
 
 /// A fresh seed for requests that did not bring one. Drawn below 2^53 (any seed up to 2^63 − 1

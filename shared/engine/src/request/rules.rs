@@ -249,7 +249,9 @@ impl NumberRule {
             Some(message) => message.to_owned(),
             None => {
                 let lower = if self.min_open { ">" } else { "≥" };
-                format!("must be a finite number {lower} {} and ≤ {}", self.min, self.max)
+                // An open bound says so here too: "≤ 1" would invite the very value refused.
+                let upper = if self.max_open { "<" } else { "≤" };
+                format!("must be a finite number {lower} {} and {upper} {}", self.min, self.max)
             }
         }
     }

@@ -467,12 +467,12 @@ fn cases() -> Vec<Case> {
         case(
             json!({"solve": {"target_success": 0}}),
             "solve.target_success",
-            "must be a finite number > 0 and ≤ 1",
+            "must be a finite number > 0 and < 1",
         ),
         case(
             json!({"solve": {"target_success": 1.5}}),
             "solve.target_success",
-            "must be a finite number > 0 and ≤ 1",
+            "must be a finite number > 0 and < 1",
         ),
         case(
             json!({"solve": {"target_success": 1}}),
@@ -1053,4 +1053,27 @@ fn a_body_refused_at_more_fields_than_are_named_still_gets_a_list_of_them() {
     let unknown: Vec<String> = (0..200).map(|i| format!(r#""x{i}": 1"#)).collect();
     let errors = errors_in(&format!("{{{}}}", unknown.join(",")));
     assert!(errors.len() >= 16 && errors.iter().all(|e| e.field.starts_with('x')), "{errors:?}");
+}
+
+#[test]
+fn a_key_given_twice_is_named_as_the_field_not_as_a_body_that_is_no_object() {
+    let base = r#""monthly_spending": 1, "years": 3"#;
+    // At the top: the field itself, and nothing else (not "is required" once it is taken out).
+    let errors = errors_in(&format!(
+        r#"{{"starting_portfolio": 1000, "starting_portfolio": 2000, {base}}}"#
+    ));
+    assert_eq!(fields(&errors), ["starting_portfolio"], "{errors:?}");
+    assert_eq!(errors[0].message, decode::DUPLICATE_KEY);
+    // Inside an object and a list item, beside the other errors of the body.
+    let errors = errors_in(&format!(
+        r#"{{"starting_portfolio": 1000, {base}, "annual_fee": 2,
+            "allocation": {{"stocks": 1, "stocks": 0, "bonds": 0, "cash": 0}},
+            "income": [{{"monthly_amount": 1, "start_year": 1, "start_year": 2}}]}}"#
+    ));
+    assert_eq!(
+        fields(&errors),
+        ["allocation.stocks", "income[0].start_year", "annual_fee"],
+        "{errors:?}"
+    );
+    assert!(errors[..2].iter().all(|e| e.message == decode::DUPLICATE_KEY), "{errors:?}");
 }
