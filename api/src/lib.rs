@@ -8,6 +8,7 @@ pub mod error;
 pub(crate) mod headers;
 pub(crate) mod metrics;
 pub(crate) mod prefer;
+pub(crate) mod query;
 pub(crate) mod request_id;
 pub(crate) mod result_cache;
 pub(crate) mod routes;

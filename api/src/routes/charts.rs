@@ -152,8 +152,7 @@ pub(crate) async fn queue_depth(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Operator)?;
-    let query = web::Query::<DepthQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::validation("query", e.to_string()))?;
+    let query = crate::query::parse::<DepthQuery>(&req)?;
     let minutes = match query.minutes.as_deref() {
         None => 60,
         Some(raw) => {

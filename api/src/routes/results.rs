@@ -231,9 +231,7 @@ pub(crate) async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_reader()?;
-    let query = web::Query::<JobQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::validation("query", e.to_string()))?
-        .into_inner();
+    let query = crate::query::parse::<JobQuery>(&req)?;
     let wait = match query.wait.as_deref() {
         None => None,
         Some(raw) => match raw.parse::<u64>() {
@@ -370,9 +368,7 @@ pub(crate) async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_reader()?;
-    let query = web::Query::<ListQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::validation("query", e.to_string()))?
-        .into_inner();
+    let query = crate::query::parse::<ListQuery>(&req)?;
     // An empty value (`?limit=`) is not a number, so it is refused like any other: the
     // document says `integer`, and a client that means "the default" leaves it out.
     let limit = match query.limit.as_deref() {
