@@ -18,6 +18,10 @@ pub(super) fn classify_decode_error(
     let inner = err.inner();
     let message = strip_position(&inner.to_string());
     let at_root = path.is_empty() || path == ".";
+    if let Some(key) = duplicate_key(err) {
+        let field = if at_root { key } else { format!("{path}.{key}") };
+        return RequestError::Invalid(vec![FieldError::new(field, DUPLICATE_KEY)]);
+    }
     match inner.classify() {
         // A truncated document, or one that is not JSON from its first byte, is not a
         // request at all.
@@ -25,11 +29,6 @@ pub(super) fn classify_decode_error(
             RequestError::Malformed(message)
         }
         serde_json::error::Category::Syntax if at_root => RequestError::Malformed(message),
-        serde_json::error::Category::Data if duplicate_key(err).is_some() => {
-            let key = duplicate_key(err).unwrap_or_default();
-            let field = if at_root { key } else { format!("{path}.{key}") };
-            RequestError::Invalid(vec![FieldError::new(field, DUPLICATE_KEY)])
-        }
         category => {
             // The path already ends with the offending key, unknown keys included.
             let field = if at_root { "body".to_owned() } else { path };
@@ -50,6 +49,17 @@ pub(super) fn classify_decode_error(
 /// What a key given twice in one object is told. serde_json keeps the last of the two when it
 /// reads a tree, other parsers the first: which value counts would be a guess.
 pub(super) const DUPLICATE_KEY: &str = "is given more than once in its object; give each key once";
+
+/// One error per key given twice (a key given three times is named once).
+pub(super) fn repeated_errors(repeated: &[Vec<Segment>]) -> Vec<FieldError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    for path in repeated.iter().map(|segments| path_string(segments)) {
+        if !errors.iter().any(|known| related(&known.field, &path)) {
+            errors.push(FieldError::new(path, DUPLICATE_KEY));
+        }
+    }
+    errors
+}
 
 /// The key serde refused for appearing twice in one object (its error names the object).
 fn duplicate_key(err: &serde_path_to_error::Error<serde_json::Error>) -> Option<String> {
@@ -125,17 +135,8 @@ pub(super) fn salvage(
     first: serde_path_to_error::Error<serde_json::Error>,
     repeated: &[Vec<Segment>],
 ) -> Result<Salvaged, RequestError> {
-    let mut errors: Vec<FieldError> = Vec::new();
-    let mut taken_out: Vec<String> = Vec::new();
-    for segments in repeated {
-        let path = path_string(segments);
-        if !errors.iter().any(|known| related(&known.field, &path)) {
-            errors.push(FieldError::new(path, DUPLICATE_KEY));
-        }
-        if let Some(cut) = take_out(tree, segments) {
-            taken_out.push(cut);
-        }
-    }
+    let mut errors = repeated_errors(repeated);
+    let mut taken_out: Vec<String> = repeated.iter().filter_map(|s| take_out(tree, s)).collect();
     let mut error = first;
     if !repeated.is_empty() {
         match serde_path_to_error::deserialize::<_, SimulationRequestInput>(&*tree) {

@@ -151,14 +151,7 @@ impl SimulationRequest {
 /// Every key of `body` given twice in its object, as field errors (none when the body is not
 /// JSON). For readers of a tree, which keeps one of the two without a word.
 pub(crate) fn repeated_keys(body: &[u8]) -> Vec<FieldError> {
-    let found = duplicate_keys::find(body).unwrap_or_default();
-    let mut errors: Vec<FieldError> = Vec::new();
-    for path in found.iter().map(|p| decode::path_string(p)) {
-        if !errors.iter().any(|e| e.field == path) {
-            errors.push(FieldError::new(path, decode::DUPLICATE_KEY));
-        }
-    }
-    errors
+    decode::repeated_errors(&duplicate_keys::find(body).unwrap_or_default())
 }
 
 /// A fresh seed for requests that did not bring one. Drawn below 2^53 (any seed up to 2^63 − 1
