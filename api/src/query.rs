@@ -4,6 +4,7 @@
 use actix_web::HttpRequest;
 use actix_web::error::QueryPayloadError;
 use actix_web::web;
+use portfolio_engine::request::repeated_key;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -19,17 +20,11 @@ pub(crate) fn parse<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiErro
             QueryPayloadError::Deserialize(inner) => inner.to_string(),
             other => other.to_string(),
         };
-        match repeated(&said) {
+        match repeated_key(&said) {
             Some(name) => ApiError::validation(name, REPEATED),
             None => ApiError::validation("query", said),
         }
     })
-}
-
-/// The parameter serde refused for appearing twice.
-fn repeated(said: &str) -> Option<&str> {
-    let rest = said.strip_prefix("duplicate field `")?;
-    rest.find('`').map(|end| &rest[..end])
 }
 
 #[cfg(test)]

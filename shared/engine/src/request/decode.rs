@@ -63,9 +63,14 @@ pub(super) fn repeated_errors(repeated: &[Vec<Segment>]) -> Vec<FieldError> {
 
 /// The key serde refused for appearing twice in one object (its error names the object).
 fn duplicate_key(err: &serde_path_to_error::Error<serde_json::Error>) -> Option<String> {
-    let message = err.inner().to_string();
+    repeated_key(&err.inner().to_string()).map(str::to_owned)
+}
+
+/// The key a serde error message (any format's: JSON bodies, query strings) refuses for
+/// appearing twice, from serde's own wording, `duplicate field `key``.
+pub fn repeated_key(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("duplicate field `")?;
-    rest.find('`').map(|end| rest[..end].to_owned())
+    rest.find('`').map(|end| &rest[..end])
 }
 
 /// serde names what it expected in Rust's terms ("expected u32", "expected struct Allocation");

@@ -37,6 +37,7 @@ pub(crate) use checked::Assumptions;
 pub use checked::SimulationRequest;
 pub(crate) use checked::{ReturnModel, Withdrawal, historical_windows};
 pub(crate) use decode::related;
+pub use decode::repeated_key;
 pub use document::document;
 pub(crate) use input::Rebalancing;
 pub use input::SimulationRequestInput;
