@@ -19,7 +19,7 @@ use rand_distr::Distribution;
 use crate::request::{Rebalancing, Withdrawal};
 
 use super::plan::{ModelPlan, Plan};
-use super::rng::{Lanes, draw_normals4};
+use super::rng::{CHUNK, Lanes, normals_chunk};
 
 /// Depletion month of a scenario that never ran out.
 pub(crate) const NEVER: u32 = u32::MAX;
@@ -631,24 +631,30 @@ fn fused_lognormal<const HELD: u8, const FLOWS: bool>(
 ) {
     let n = s.wealth.len();
     let (rng_state, rng_increment) = (&mut rng_state[..n], &rng_increment[..n]);
-    for j in 0..n {
-        let [z0, z1, z2, z3] = draw_normals4(&mut rng_state[j], rng_increment[j]);
-        let gross = [0, 1, 2].map(|a| {
-            if HELD & (1 << a) != 0 {
-                lognormal_gross(a, drift[a], &load[a], z0, z1, z2)
-            } else {
-                1.0
-            }
-        });
-        let lane = s.lane(j);
-        let next = lane_step::<true, false, FLOWS, false, FLOWS>(
-            lane,
-            0.0,
-            gross,
-            inflation_factor(inflation.0, inflation.1, z3),
-            p,
-        );
-        s.set_lane(j, next);
+    let mut z = [[0.0; CHUNK]; 4];
+    for start in (0..n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(n);
+        normals_chunk(&mut rng_state[start..end], &rng_increment[start..end], &mut z);
+        for j in start..end {
+            let k = j - start;
+            let [z0, z1, z2, z3] = [z[0][k], z[1][k], z[2][k], z[3][k]].map(f64::from);
+            let gross = [0, 1, 2].map(|a| {
+                if HELD & (1 << a) != 0 {
+                    lognormal_gross(a, drift[a], &load[a], z0, z1, z2)
+                } else {
+                    1.0
+                }
+            });
+            let lane = s.lane(j);
+            let next = lane_step::<true, false, FLOWS, false, FLOWS>(
+                lane,
+                0.0,
+                gross,
+                inflation_factor(inflation.0, inflation.1, z3),
+                p,
+            );
+            s.set_lane(j, next);
+        }
     }
 }
 

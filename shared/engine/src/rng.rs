@@ -104,41 +104,70 @@ fn normals4(
     let n = state.len();
     let (increment, z0, z1, z2, z3) =
         (&increment[..n], &mut z0[..n], &mut z1[..n], &mut z2[..n], &mut z3[..n]);
-    for j in 0..n {
-        let [n0, n1, n2, n3] = draw_normals4(&mut state[j], increment[j]);
-        z0[j] = n0;
-        z1[j] = n1;
-        z2[j] = n2;
-        z3[j] = n3;
+    let mut z = [[0.0; CHUNK]; 4];
+    for start in (0..n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(n);
+        normals_chunk(&mut state[start..end], &increment[start..end], &mut z);
+        for j in start..end {
+            let k = j - start;
+            z0[j] = f64::from(z[0][k]);
+            z1[j] = f64::from(z[1][k]);
+            z2[j] = f64::from(z[2][k]);
+            z3[j] = f64::from(z[3][k]);
+        }
     }
 }
 
-/// One lane's four normals for one month (four 32-bit draws). Inlined into the kernels.
+/// Lanes per call of [`normals_chunk`]: its two passes' buffers stay in L1 and on the stack.
+pub(crate) const CHUNK: usize = 64;
+
+/// Each lane's four normals for one month (four 32-bit draws, two Box–Muller pairs), for up to
+/// [`CHUNK`] lanes: `z[k][j]` is lane `j`'s normal `k`. Inlined into the kernels.
+///
+/// Two passes, so that the transform's loop holds 32-bit values only: the compiler then runs it
+/// at the full width of a float vector (8 lanes on AVX2), where a loop that also steps the 64-bit
+/// stream states runs it at the width of those (4), and with its constants in registers. A lane's
+/// arithmetic is the same either way, so are its normals, bit for bit.
 #[inline(always)]
-pub(crate) fn draw_normals4(state: &mut u64, increment: u64) -> [f64; 4] {
-    let mut s = *state;
-    let a = next_u32(&mut s, increment);
-    let b = next_u32(&mut s, increment);
-    let c = next_u32(&mut s, increment);
-    let d = next_u32(&mut s, increment);
-    *state = s;
-    let (n0, n1) = box_muller(a, b);
-    let (n2, n3) = box_muller(c, d);
-    [n0, n1, n2, n3]
+pub(crate) fn normals_chunk(state: &mut [u64], increment: &[u64], z: &mut [[f32; CHUNK]; 4]) {
+    let m = state.len();
+    assert!(m <= CHUNK && increment.len() == m);
+    let mut u = [[0u32; CHUNK]; 4];
+    for j in 0..m {
+        let mut s = state[j];
+        let inc = increment[j];
+        u[0][j] = next_u32(&mut s, inc);
+        u[1][j] = next_u32(&mut s, inc);
+        u[2][j] = next_u32(&mut s, inc);
+        u[3][j] = next_u32(&mut s, inc);
+        state[j] = s;
+    }
+    let [z0, z1, z2, z3] = z;
+    for j in 0..m {
+        (z0[j], z1[j]) = box_muller_f32(u[0][j], u[1][j]);
+        (z2[j], z3[j]) = box_muller_f32(u[2][j], u[3][j]);
+    }
 }
 
 /// Two independent standard normals from two 32-bit uniforms, computed in single precision
 /// and returned as doubles. The radius uniform is (a + ½)·2⁻³² (never 0: the largest |z| is
 /// √(2 ln 2³³) ≈ 6.76); the angle uses the top 24 bits of b.
-#[inline(always)]
+#[cfg(test)]
 pub(crate) fn box_muller(a: u32, b: u32) -> (f64, f64) {
+    let (z0, z1) = box_muller_f32(a, b);
+    (f64::from(z0), f64::from(z1))
+}
+
+/// [`box_muller`] before its widening to double precision.
+#[inline(always)]
+fn box_muller_f32(a: u32, b: u32) -> (f32, f32) {
     const TWO_POW_MINUS_32: f32 = 1.0 / 4_294_967_296.0;
     const TWO_POW_MINUS_24: f32 = 1.0 / 16_777_216.0;
     let u1 = (a as f32 + 0.5) * TWO_POW_MINUS_32;
     let u2 = (b >> 8) as f32 * TWO_POW_MINUS_24;
     let r = (-2.0 * fastmath::single::ln(u1)).sqrt();
     let (sin, cos) = fastmath::single::sin_cos_turns(u2);
-    (f64::from(r * cos), f64::from(r * sin))
+    (r * cos, r * sin)
 }
 
 /// One lane as a `rand` generator; it advances the lane's own stream.
@@ -202,10 +231,22 @@ mod tests {
             lanes.normals4(a, b, c, d);
             z
         };
-        let wide = draw(0, 64);
-        let narrow = draw(10, 3);
-        for k in 0..4 {
-            assert_eq!(&wide[k][10..13], &narrow[k][..]);
+        // Wider than a chunk, and narrow runs inside one chunk and across a chunk's edge.
+        let wide = draw(0, 2 * CHUNK + 22);
+        for (first, len) in [(10, 3), (CHUNK - 5, 10), (2 * CHUNK + 1, 21)] {
+            let narrow = draw(first as u64, len);
+            for k in 0..4 {
+                assert_eq!(&wide[k][first..first + len], &narrow[k][..], "{first}+{len}");
+            }
+        }
+        // Each lane's normals are the transform of its own stream's next four draws.
+        let mut lanes = Lanes::new(7, 0, 3);
+        for j in 0..3 {
+            let mut lane = lanes.lane(j);
+            let w: [u32; 8] = std::array::from_fn(|_| lane.try_next_u32().unwrap());
+            let expected = [box_muller(w[4], w[5]), box_muller(w[6], w[7])];
+            let got = [(wide[0][j], wide[1][j]), (wide[2][j], wide[3][j])];
+            assert_eq!(got, expected, "lane {j}, second month");
         }
     }
 
