@@ -241,13 +241,16 @@ mod tests {
         }
         // Each lane's normals are the transform of its own stream's next four draws.
         let mut lanes = Lanes::new(7, 0, 3);
-        for j in 0..3 {
-            let mut lane = lanes.lane(j);
-            let w: [u32; 8] = std::array::from_fn(|_| lane.try_next_u32().unwrap());
-            let expected = [box_muller(w[4], w[5]), box_muller(w[6], w[7])];
-            let got = [(wide[0][j], wide[1][j]), (wide[2][j], wide[3][j])];
-            assert_eq!(got, expected, "lane {j}, second month");
-        }
+        let expected: Vec<[f64; 4]> = (0..3)
+            .map(|j| {
+                let mut lane = lanes.lane(j);
+                let w: [u32; 8] = std::array::from_fn(|_| lane.try_next_u32().unwrap());
+                let [(a, b), (c, d)] = [box_muller(w[4], w[5]), box_muller(w[6], w[7])];
+                [a, b, c, d]
+            })
+            .collect();
+        let got: Vec<[f64; 4]> = (0..3).map(|j| std::array::from_fn(|k| wide[k][j])).collect();
+        assert_eq!(got, expected, "the second month of lanes 0..3");
     }
 
     #[test]
