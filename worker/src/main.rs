@@ -25,7 +25,15 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Simulate(args) => portfolio_worker::cli_simulate::simulate_and_print(&args),
+        Command::Simulate(args) => {
+            // A bad request file is the user's to fix: the message alone, whatever
+            // RUST_BACKTRACE says (anyhow would print a backtrace of our own code).
+            if let Err(e) = portfolio_worker::cli_simulate::simulate_and_print(&args) {
+                eprintln!("Error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Healthcheck => {
             let settings = Settings::from_env()?;
             portfolio_shared::health_probe::check(settings.worker.metrics_bind, "/health")
