@@ -126,8 +126,8 @@ pub(crate) const CHUNK: usize = 64;
 ///
 /// Two passes, so that the transform's loop holds 32-bit values only: the compiler then runs it
 /// at the full width of a float vector (8 lanes on AVX2), where a loop that also steps the 64-bit
-/// stream states runs it at the width of those (4), and with its constants in registers. A lane's
-/// arithmetic is the same either way, so are its normals, bit for bit.
+/// stream states runs it at the width of those (4). A lane's arithmetic is the same either way,
+/// so are its normals, bit for bit.
 #[inline(always)]
 pub(crate) fn normals_chunk(state: &mut [u64], increment: &[u64], z: &mut [[f32; CHUNK]; 4]) {
     let m = state.len();
