@@ -106,14 +106,13 @@ fn normals4(
         (&increment[..n], &mut z0[..n], &mut z1[..n], &mut z2[..n], &mut z3[..n]);
     let mut z = [[0.0; CHUNK]; 4];
     for start in (0..n).step_by(CHUNK) {
-        let end = (start + CHUNK).min(n);
-        normals_chunk(&mut state[start..end], &increment[start..end], &mut z);
-        for j in start..end {
-            let k = j - start;
-            z0[j] = f64::from(z[0][k]);
-            z1[j] = f64::from(z[1][k]);
-            z2[j] = f64::from(z[2][k]);
-            z3[j] = f64::from(z[3][k]);
+        let m = CHUNK.min(n - start);
+        let lanes = start..start + m;
+        normals_chunk(&mut state[lanes.clone()], &increment[lanes.clone()], &mut z);
+        for (out, z) in [&mut *z0, &mut *z1, &mut *z2, &mut *z3].into_iter().zip(&z) {
+            for (o, &v) in out[lanes.clone()].iter_mut().zip(z) {
+                *o = f64::from(v);
+            }
         }
     }
 }
