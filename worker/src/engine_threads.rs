@@ -6,8 +6,9 @@
 //! waits until the first is done instead of taking the idle CPU. A 1,000-scenario job, cut
 //! into one batch per thread, then runs on one core: on a 2-vCPU VM the second batch was taken
 //! by the other thread in about a third of such wake-ups. A thread held to its own CPU is woken
-//! there. Measured in the service (README, "Performance"): the engine alone 2.4–3.1 → 1.8–2.1
-//! ms per 1,000 × 30 y job, submit → result 0.85× (median of six rounds), bursts unchanged.
+//! there. Measured in the service (docs/performance.md, "Rounds of work"): the engine alone
+//! 2.4–3.1 → 1.8–2.1 ms per 1,000 × 30 y job, submit → result 0.85× (median of six rounds),
+//! bursts unchanged.
 //!
 //! Why only when the counts match: a container limited by a CPU quota on a large node (a
 //! Kubernetes pod) may use every CPU of the node with two threads' worth of time; pinning its
