@@ -380,6 +380,21 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+def cpu_times():
+    """The machine's (steal, total) jiffies from /proc/stat, or None where there is none.
+
+    On a virtual machine "steal" is time the host gave a runnable vCPU to someone else. It is
+    printed with the figures because a busy host slows every hand-off between threads, and the
+    same build's single-job times have doubled from one run to the next with it."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
 def span_ms(doc, a, b):
     """Milliseconds between two of the job's own timestamps (the server's clock)."""
     def t(k):
@@ -457,6 +472,7 @@ def main():
     log("warming the Celery pool up")
     peer.warm_up()
     fig = {"round_trip_ms": rt, "round_trip_requests_ms": rt_requests, "sizes": {}}
+    times_before = cpu_times()
     for k, n in enumerate(sizes):
         f = fig["sizes"][n] = {}
         seed = 1_000_000 * (k + 1)
@@ -477,6 +493,10 @@ def main():
     fig["prefer_applied"] = ours.prefer_applied + through_requests.prefer_applied
     fig["prefer_fell_back"] = ours.prefer_fell_back + through_requests.prefer_fell_back
     fig["long_poll"] = ours.long_poll
+    times_after = cpu_times()
+    if times_before and times_after and times_after[1] > times_before[1]:
+        fig["host_steal_percent"] = (
+            100.0 * (times_after[0] - times_before[0]) / (times_after[1] - times_before[1]))
     if args.json_out:
         with open(args.json_out, "w") as fh:
             json.dump(fig, fh, indent=1)
@@ -504,7 +524,9 @@ def report(fig, args):
 
     print()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}, "
-          f"{os.cpu_count()} CPUs, load average {open('/proc/loadavg').read().split()[0]}; "
+          f"{os.cpu_count()} CPUs, load average {open('/proc/loadavg').read().split()[0]}"
+          + (f", the host's steal {fig['host_steal_percent']:.1f} % of the run"
+             if "host_steal_percent" in fig else "") + "; "
           f"{args.single} single jobs per mode (ours; celery's single.py: 20), years 30")
     print(f"{'':52} {'ours':>9} {'celery':>9} {'ratio':>7}")
     for name, ours, celery, kind in rows:
