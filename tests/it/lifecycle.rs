@@ -167,6 +167,38 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
     assert_eq!(store::fail(&mut conn, &again, "boom").unwrap(), Write::Applied);
 }
 
+/// A submit's commit does not wait for the disk, and a Postgres crash before the flush takes the
+/// job. A barrier run afterwards on a connection to the restarted server succeeds all the same,
+/// so it cannot vouch for the job; the submit's own barrier looks for the job as it flushes,
+/// and says the job is gone. (The WAL writer is held off for 10 s, so nothing but a barrier
+/// flushes the job's commit before the crash.)
+#[test]
+fn a_submits_flush_notices_a_job_a_postgres_crash_took() {
+    let pg = ThrowawayPostgres::start_with_settings(&["wal_writer_delay=10s", "autovacuum=off"]);
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).unwrap();
+
+    let mut conn = db.connect();
+    let kept = new_job(&mut conn);
+    assert!(store::await_durable_job(&mut conn, kept).unwrap());
+    let lost = new_job(&mut conn);
+    drop(conn);
+    pg.stop();
+    pg.start_again();
+
+    let mut conn = db.connect();
+    store::await_durable(&mut conn).expect("a barrier on the restarted server succeeds");
+    assert!(store::await_durable_job(&mut conn, kept).unwrap(), "the flushed job survives");
+    assert!(
+        !store::await_durable_job(&mut conn, lost).unwrap(),
+        "the job committed without its flush is gone, and the barrier says so"
+    );
+    assert_eq!(
+        store::find_job(&mut conn, store::Viewer::Operator, lost).unwrap().map(|j| j.0.id),
+        None
+    );
+}
+
 #[test]
 fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
     // The database's clock runs an hour ahead of this host's.
@@ -466,7 +498,7 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
     let result = serde_json::json!({ "success_probability": 0.5 });
     for _ in 0..3 {
         let id = new_job(&mut conn);
-        store::await_durable(&mut conn).unwrap();
+        assert!(store::await_durable_job(&mut conn, id).unwrap());
         let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
         assert_eq!(lease.attempt, 1);
         assert_eq!(

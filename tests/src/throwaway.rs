@@ -257,12 +257,19 @@ pub struct ThrowawayPostgres {
     data: PathBuf,
     /// libfaketime's offset of the server's clock from this host's, if any.
     clock_offset: Option<String>,
+    /// Server settings beyond the defaults below (`-c name=value`).
+    settings: Vec<String>,
     _dir: TempDir,
 }
 
 impl ThrowawayPostgres {
     pub fn start() -> Self {
         Self::start_with_clock(None)
+    }
+
+    /// A cluster with these server settings (`name=value`) on top of the usual ones.
+    pub fn start_with_settings(settings: &[&str]) -> Self {
+        Self::start_with(None, settings.iter().map(|s| format!("-c {s}")).collect())
     }
 
     /// A cluster whose clock runs `offset` (libfaketime's syntax: `+1h`, `-90m`, ...) away from
@@ -273,6 +280,10 @@ impl ThrowawayPostgres {
     }
 
     fn start_with_clock(clock_offset: Option<String>) -> Self {
+        Self::start_with(clock_offset, Vec::new())
+    }
+
+    fn start_with(clock_offset: Option<String>, settings: Vec<String>) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -286,16 +297,17 @@ impl ThrowawayPostgres {
             .status()
             .expect("initdb");
         assert!(status.success(), "initdb failed");
-        let me = Self { port: free_port(), bin, data, clock_offset, _dir: dir };
+        let me = Self { port: free_port(), bin, data, clock_offset, settings, _dir: dir };
         me.pg_ctl_start();
         me
     }
 
     fn pg_ctl_start(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=60",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=60 {}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            self.settings.join(" ")
         );
         let mut pg_ctl = postgres_command(&self.bin.join("pg_ctl"));
         if let Some(offset) = &self.clock_offset {

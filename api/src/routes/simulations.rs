@@ -257,17 +257,27 @@ async fn accept(
     let watch = (!limit.is_zero()).then(|| state.completions.watch(id));
     // The job was committed without waiting for the disk: it is pushed at once, and a worker
     // runs it while this waits for the flush that makes the answer true.
-    let (pushed, durable) =
-        tokio::join!(state.redis(state.queue.enqueue(id)), state.write(store::await_durable));
+    let (pushed, durable) = tokio::join!(
+        state.redis(state.queue.enqueue(id)),
+        state.write(move |conn| store::await_durable_job(conn, id))
+    );
     if let Err(e) = pushed {
         // Recorded but not pushed: accepted all the same, since Postgres is the record; the
         // reconciler pushes queued jobs the queue does not hold.
         tracing::warn!(job_id = %id, error = ?e, "push to Redis failed; the reconciler will enqueue the job");
     }
+    // Not known to be on disk: not accepted. The job may still exist and run (its commit may
+    // have reached the disk before the connection broke); a retry with the same
+    // Idempotency-Key finds it.
+    let durable = durable.and_then(|kept| {
+        kept.then_some(()).ok_or_else(|| {
+            ApiError::unavailable(
+                "postgres",
+                anyhow::anyhow!("job {id} was lost in a Postgres restart before it reached disk"),
+            )
+        })
+    });
     if let Err(e) = durable {
-        // Not known to be on disk: not accepted. The job may still exist and run (its commit
-        // may have reached the disk before the connection broke); a retry with the same
-        // Idempotency-Key finds it.
         if let ApiError::Unavailable { .. } = e {
             state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
         }

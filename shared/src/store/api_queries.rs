@@ -58,8 +58,8 @@ pub enum Recorded {
 /// keys it verified, and this check is then the one that lets the job in.
 ///
 /// The commit does not wait for the WAL flush, so the job can be pushed and claimed while the
-/// disk catches up: the caller must [`await_durable`](super::await_durable) before it tells
-/// anyone the job exists.
+/// disk catches up: the caller must [`await_durable_job`](super::await_durable_job) before it
+/// tells anyone the job exists.
 pub fn insert_job(
     conn: &mut PgConnection,
     job: &NewSimulation<'_>,

@@ -21,7 +21,7 @@ mod transition;
 pub use api_keys::*;
 pub use api_queries::*;
 pub(crate) use audit::AuditEvent;
-pub use durability::await_durable;
+pub use durability::{await_durable, await_durable_job};
 pub use job_lifecycle::*;
 pub(crate) use json_text::{JsonText, JsonbText};
 pub use reconciler::*;
