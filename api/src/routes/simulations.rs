@@ -269,14 +269,14 @@ async fn accept(
     // Not known to be on disk: not accepted. The job may still exist and run (its commit may
     // have reached the disk before the connection broke); a retry with the same
     // Idempotency-Key finds it.
-    let durable = durable.and_then(|kept| {
-        kept.then_some(()).ok_or_else(|| {
-            ApiError::unavailable(
-                "postgres",
-                anyhow::anyhow!("job {id} was lost in a Postgres restart before it reached disk"),
-            )
-        })
-    });
+    let durable = match durable {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::unavailable(
+            "postgres",
+            anyhow::anyhow!("job {id} was lost in a Postgres restart before it reached disk"),
+        )),
+        Err(e) => Err(e),
+    };
     if let Err(e) = durable {
         if let ApiError::Unavailable { .. } = e {
             state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();

@@ -21,15 +21,19 @@ use uuid::Uuid;
 
 use super::statement::{Append, Statement};
 
+/// The barrier's write: a literal, so both statements below stay static SQL that diesel
+/// prepares once per connection.
+macro_rules! barrier {
+    () => {
+        "INSERT INTO commit_barriers (backend_pid) VALUES (pg_backend_pid() % 65536) \
+         ON CONFLICT (backend_pid) DO UPDATE SET flushes = commit_barriers.flushes + 1"
+    };
+}
+
 /// Returns once everything this connection (or any other) committed before the call is on
 /// disk. It must run outside a transaction, as its own synchronous commit.
 pub fn await_durable(conn: &mut PgConnection) -> QueryResult<()> {
-    Statement::new(
-        "INSERT INTO commit_barriers (backend_pid) VALUES (pg_backend_pid() % 65536) \
-         ON CONFLICT (backend_pid) DO UPDATE SET flushes = commit_barriers.flushes + 1",
-    )
-    .execute(conn)
-    .map(drop)
+    Statement::new(barrier!()).execute(conn).map(drop)
 }
 
 /// [`await_durable`], then whether job `id` is there: `false` when a Postgres crash took it
@@ -40,14 +44,11 @@ pub fn await_durable_job(conn: &mut PgConnection, id: Uuid) -> QueryResult<bool>
         #[diesel(sql_type = Bool)]
         kept: bool,
     }
-    Statement::new(
-        "WITH flushed AS ( \
-           INSERT INTO commit_barriers (backend_pid) VALUES (pg_backend_pid() % 65536) \
-           ON CONFLICT (backend_pid) DO UPDATE SET flushes = commit_barriers.flushes + 1 \
-           RETURNING 1 \
-         ) \
-         SELECT EXISTS (SELECT 1 FROM simulations WHERE id = ",
-    )
+    Statement::new(concat!(
+        "WITH flushed AS (",
+        barrier!(),
+        " RETURNING 1) SELECT EXISTS (SELECT 1 FROM simulations WHERE id = "
+    ))
     .bind::<SqlUuid, _>(id)
     .sql(") AS kept FROM flushed")
     .get_result::<Kept>(conn)
