@@ -284,7 +284,9 @@ class Ours:
         doc = self.poll(r.json()["id"], 0.002)
         return time.perf_counter() - t0, doc
 
-    def singles(self, n, jobs, mode, seed0):
+    def singles(self, n, jobs, mode, seed0, gap_s=None):
+        """`jobs` single jobs one at a time, each at a random moment 0–200 ms after the last
+        answer, or `gap_s` after it (back to back: the stack still busy from the job before)."""
         one = self.one_with_prefer if mode == "wait" else self.one_with_polling
         for i in range(3):  # warm the connection and the worker's path up
             one(self.request(n, seed0 - 1 - i))
@@ -294,7 +296,7 @@ class Ours:
             # A job "alone" arrives at a random moment: back-to-back submits would lock onto
             # the phase of a polling worker's timer (each one landing just after a tick and
             # waiting a whole interval) and measure that instead.
-            time.sleep(gaps.uniform(0.0, 0.2))
+            time.sleep(gaps.uniform(0.0, 0.2) if gap_s is None else gap_s)
             dt, doc = one(self.request(n, seed0 + i))
             if doc["status"] != "succeeded":
                 raise RuntimeError(f"job {doc['id']} ended {doc['status']}: {doc.get('error')}")
@@ -480,6 +482,8 @@ def main():
         f["ours_wait"] = ours.singles(n, args.single, "wait", seed)
         log(f"{n}: ours, single jobs, Prefer: wait=10, through requests")
         f["ours_wait_requests"] = through_requests.singles(n, args.single, "wait", seed + 3000)
+        log(f"{n}: ours, single jobs back to back (2 ms apart), Prefer: wait=10")
+        f["ours_wait_warm"] = ours.singles(n, args.single, "wait", seed + 4000, gap_s=0.002)
         log(f"{n}: ours, the same single jobs again (result cache hits)")
         f["ours_cached"] = ours.cached(n, args.single, seed)
         log(f"{n}: ours, single jobs, polling every 2 ms")
@@ -513,6 +517,10 @@ def report(fig, args):
         for mode, label in (("ours_wait", "Prefer: wait"), ("ours_poll", "poll 2 ms")):
             for p in ("p50", "p95"):
                 rows.append((f"single {k(n)} × 30 y {p}, {label} (ms)", f[mode][p], ps[f"{p}_ms"], "lat"))
+        if "ours_wait_warm" in f:
+            # The same jobs on a stack still busy from the one before: what an idle machine's
+            # wake-ups add to a job alone (no peer figure: single.py spaces its own jobs).
+            rows.append((f"single {k(n)} × 30 y p50, Prefer: wait, 2 ms apart (ms)", f["ours_wait_warm"]["p50"], None, "lat"))
         if "ours_wait_requests" in f:
             rows.append((f"single {k(n)} × 30 y p50, Prefer: wait, via requests (ms)", f["ours_wait_requests"]["p50"], ps["p50_ms"], "lat"))
         if "ours_cached" in f:
