@@ -20,12 +20,15 @@ use std::time::Duration;
 use portfolio_shared::JobKind;
 use portfolio_shared::queue::announcement::{self, EndedPlan};
 use portfolio_shared::queue::{self, Keys};
-use portfolio_shared::store::{self, Viewer, models::Simulation, models::SimulationResultRow};
+use portfolio_shared::store::{
+    self, KeyedRead, Viewer, models::Simulation, models::SimulationResultRow,
+};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::auth::admission::Admission;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -172,7 +175,7 @@ pub(crate) async fn until_terminal(
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<JobRead>, ApiError> {
-    until(state, caller, state.completions.watch(id), wait, NextRead::Now, false).await
+    until(state, caller, None, state.completions.watch(id), wait, NextRead::Now, false).await
 }
 
 /// [`until_terminal`] for a job this request has just recorded as `queued` and watched since
@@ -184,18 +187,54 @@ pub(crate) async fn until_pushed_job_ends(
     watch: Watch<'_>,
     wait: Duration,
 ) -> Result<Option<JobRead>, ApiError> {
-    until(state, caller, watch, wait, NextRead::AfterNews, false).await
+    until(state, caller, None, watch, wait, NextRead::AfterNews, false).await
 }
 
 /// [`until_terminal`], except that a sweep's read is also answered as soon as it has more cells
-/// done than at the first read: the long-poll of a map that fills in.
+/// done than at the first read: the long-poll of a map that fills in. A key only remembered
+/// (`admission`) is checked by the reads ([`read_on_primary`]).
 pub(crate) async fn until_news(
     state: &AppState,
     caller: &Caller,
+    admission: &Admission,
     id: Uuid,
     wait: Duration,
 ) -> Result<Option<JobRead>, ApiError> {
-    until(state, caller, state.completions.watch(id), wait, NextRead::Now, true).await
+    let watch = state.completions.watch(id);
+    until(state, caller, Some(admission), watch, wait, NextRead::Now, true).await
+}
+
+/// Reads job `id` as `caller` sees it, on the primary. When the caller's key is one this process
+/// only remembers as valid (`admission`, see auth/lookup.rs), the same statement checks that it
+/// is not revoked (`store::find_job_checking_key`): the read needs no lookup of its own, and a
+/// revoked key reads nothing (`401`). Where the read finds no job, the key stays unchecked, and
+/// the guard looks it up before the `404` goes out.
+pub(crate) async fn read_on_primary(
+    state: &AppState,
+    caller: &Caller,
+    admission: Option<&Admission>,
+    id: Uuid,
+) -> Result<Option<JobRead>, ApiError> {
+    let caller = caller.clone();
+    match (admission.filter(|a| a.key_unchecked()), caller.key_id) {
+        (Some(admission), Some(key_id)) => {
+            let read = state
+                .write(move |conn| store::find_job_checking_key(conn, caller.viewer(), id, key_id))
+                .await?;
+            match read {
+                KeyedRead::Found(job, result) => {
+                    admission.key_checked(state, true);
+                    Ok(Some((*job, result)))
+                }
+                KeyedRead::KeyRefused => {
+                    admission.key_checked(state, false);
+                    Err(ApiError::Unauthorized)
+                }
+                KeyedRead::NotFound => Ok(None),
+            }
+        }
+        _ => state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await,
+    }
 }
 
 /// When a waiter reads its job next: at once, or once there is news of it.
@@ -208,6 +247,7 @@ enum NextRead {
 async fn until(
     state: &AppState,
     caller: &Caller,
+    admission: Option<&Admission>,
     watch: Watch<'_>,
     wait: Duration,
     mut next_read: NextRead,
@@ -228,10 +268,7 @@ async fn until(
         if next_read == NextRead::Now || watch.has_news() || now >= deadline || closed {
             let read = match watch.ended_plan(caller.viewer()) {
                 Some(ended) => Some(ended),
-                None => {
-                    let caller = caller.clone();
-                    state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await?
-                }
+                None => read_on_primary(state, caller, admission, id).await?,
             };
             let done = match &read {
                 None => true,

@@ -310,6 +310,60 @@ async fn a_key_revoked_while_the_api_remembers_it_gets_401_on_every_submit_and_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_while_the_api_remembers_it_gets_401_on_every_read_of_a_job() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let worker = env.spawn_worker().await;
+    let frank = app.as_key(&env.key("frank", &["simulate"]));
+    let other = app.as_key(&env.key("grace", &["simulate"]));
+    let ended = |api: &ApiClient| {
+        let request = api.client.post(api.url("/simulations")).header("Prefer", "wait=30");
+        request.json(&small_request()).send()
+    };
+    let job: Value = ended(&frank).await.unwrap().json().await.unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let mine = format!("/results/{}", job["id"].as_str().unwrap());
+    let theirs: Value = ended(&other).await.unwrap().json().await.unwrap();
+    let theirs = format!("/results/{}", theirs["id"].as_str().unwrap());
+    let mut conn = env.db.connect();
+    let mut revoked = |revoked: bool| {
+        let at = if revoked { "now()" } else { "NULL" };
+        diesel::sql_query(format!("UPDATE api_keys SET revoked_at = {at} WHERE name = 'frank'"))
+            .execute(&mut conn)
+            .unwrap();
+    };
+    // A read of one job on a key the API remembers is checked by the read's own statement
+    // (auth/lookup.rs); whatever it would have found (the job, a long-poll, another tenant's
+    // job, no job, a bad parameter), a revoked key gets the 401.
+    let cases = [
+        ("its job", Method::GET, mine.clone()),
+        ("its job, HEAD", Method::HEAD, mine.clone()),
+        ("a long-poll", Method::GET, format!("{mine}?wait=1")),
+        ("another tenant's job", Method::GET, theirs.clone()),
+        ("no job", Method::GET, format!("/results/{}", Uuid::now_v7())),
+        ("a bad wait", Method::GET, format!("{mine}?wait=soon")),
+    ];
+    for (what, method, path) in cases {
+        // Valid again and used, so the API remembers it; then revoked.
+        revoked(false);
+        assert_eq!(status_of(&frank, Method::GET, &mine).await, 200, "{what}");
+        revoked(true);
+        let response = frank.client.request(method.clone(), frank.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{what}");
+        assert!(response.headers().contains_key("www-authenticate"), "{what}");
+        if method == Method::GET {
+            problem(response, 401).await;
+        }
+    }
+    // Valid, the remembered key reads as before: its job, not another tenant's.
+    revoked(false);
+    assert_eq!(status_of(&frank, Method::GET, &mine).await, 200);
+    assert_eq!(status_of(&frank, Method::GET, &format!("{mine}?wait=1")).await, 200);
+    assert_eq!(status_of(&frank, Method::GET, &theirs).await, 404);
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_quota_caps_a_tenants_unfinished_jobs_naming_the_setting() {
     let mut env = TestEnv::new();
     env.leaves_unfinished_jobs("the jobs wait; no worker runs");

@@ -11,11 +11,12 @@
 //! guard puts the `429` in its answer's place, so a refused submit is answered `429` whatever
 //! its body, as before.
 //!
-//! A submit may also start on a key this process remembers as valid, before it is looked up
-//! again ([`super::lookup`]). Its job's insert then checks the key in the same statement
-//! ([`Admission::key_checked`]); anything else it would answer waits for
-//! [`Admission::verified`], and the guard looks the key up before letting out any answer of a
-//! key still unchecked, so a revoked key is answered `401` first, as everywhere.
+//! A submit, or a read of one job on the primary, may also start on a key this process
+//! remembers as valid, before it is looked up again ([`super::lookup`]). Its job's insert or
+//! read then checks the key in the same statement ([`Admission::key_checked`]); anything else
+//! it would answer waits for [`Admission::verified`], and the guard looks the key up before
+//! letting out any answer of a key still unchecked, so a revoked key is answered `401` first,
+//! as everywhere.
 
 use std::cell::Cell;
 use std::future::{Future, Ready, ready};
@@ -48,7 +49,8 @@ pub(crate) struct Admission {
 /// What is known of the request's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyCheck {
-    /// Looked up on the primary (or identity is off), or checked by the insert of the job.
+    /// Looked up on the primary (or identity is off), or checked by the statement that recorded
+    /// or read the job.
     Valid,
     /// Remembered as valid, not looked up for this request: nothing may be answered on it.
     Remembered,
@@ -117,8 +119,9 @@ impl Admission {
         }
     }
 
-    /// The statement that recorded the job checked the key (`store::insert_job`): `valid` is
-    /// what it found. A key found revoked is forgotten.
+    /// The statement that recorded or read the job checked the key (`store::insert_job`,
+    /// `store::find_job_checking_key`): `valid` is what it found. A key found revoked is
+    /// forgotten.
     pub(crate) fn key_checked(&self, state: &AppState, valid: bool) {
         self.key_check.set(if valid { KeyCheck::Valid } else { KeyCheck::Refused });
         if let (false, Some(key)) = (valid, &self.key) {

@@ -6,9 +6,10 @@
 //! of before them ([`super::admission`]).
 //!
 //! A key is looked up on the primary at every request: a revoked key stops working at once on
-//! every replica, for one indexed read per request. A submit on a key this process found valid
-//! in the last minute is the one exception: its job's insert checks the key instead, and
-//! nothing else is answered on it before a lookup ([`super::lookup`]).
+//! every replica, for one indexed read per request. A submit, and a read of one job where reads
+//! go to the primary, on a key this process found valid in the last minute are the exceptions:
+//! the statement that records or reads the job checks the key instead, and nothing else is
+//! answered on it before a lookup ([`super::lookup`]).
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -50,9 +51,10 @@ pub(crate) async fn guard(
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
     let budget = budget_of(&req, &state);
     let submit = budget.name == SUBMITS;
+    let checked_by_handler = submit || reads_one_job_on_the_primary(&req, &state);
     let (caller, key) = match state.settings.auth.mode {
         AuthMode::Disabled => (Caller::local(), None),
-        AuthMode::ApiKey => match identify(&state, &req, submit).await {
+        AuthMode::ApiKey => match identify(&state, &req, checked_by_handler).await {
             Ok((caller, key)) => (caller, Some(key)),
             Err(e) => return Ok(req.error_response(e).map_into_right_body()),
         },
@@ -152,15 +154,27 @@ fn budget_of(req: &ServiceRequest, state: &AppState) -> Budget {
     }
 }
 
-/// Who the request's key is, and the key (with whether it was only remembered). A submit may
-/// go on a key remembered as valid; everything else is looked up on the primary.
+/// A read of one job (`GET /results/{id}`, long-poll or not) where reads go to the primary:
+/// its handler's read checks a remembered key in the same statement (`store::
+/// find_job_checking_key`). A replica may not have a revocation yet, so with one every read is
+/// looked up first.
+fn reads_one_job_on_the_primary(req: &ServiceRequest, state: &AppState) -> bool {
+    matches!(*req.method(), Method::GET | Method::HEAD)
+        && req.match_pattern().as_deref() == Some("/results/{id}")
+        && !state.reads_from_replica()
+}
+
+/// Who the request's key is, and the key (with whether it was only remembered). A request
+/// whose handler checks the key in its own statement (`checked_by_handler`: a submit, a read of
+/// one job on the primary) may go on a key remembered as valid; everything else is looked up
+/// on the primary.
 async fn identify(
     state: &AppState,
     req: &ServiceRequest,
-    submit: bool,
+    checked_by_handler: bool,
 ) -> Result<(Caller, (PresentedKey, bool)), ApiError> {
     let key = lookup::presented(req)?;
-    if submit && let Some(caller) = state.verified_keys.recall(&key) {
+    if checked_by_handler && let Some(caller) = state.verified_keys.recall(&key) {
         return Ok((caller, (key, true)));
     }
     let caller = lookup::look_up(state, key.clone()).await?;

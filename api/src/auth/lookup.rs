@@ -1,12 +1,18 @@
 //! Who a presented key belongs to: its row on the primary, read at every request, and this
 //! process's memory of the keys it found valid in the last minute.
 //!
-//! The memory never lets a request in by itself. Reads and everything else are looked up on the
-//! primary every time, so a revoked key stops working at once on every replica. Only a submit
-//! starts on a remembered key: it reads its body and is counted against the remembered
-//! tenant's budget without waiting for the lookup (0.2–0.5 ms of a small job's answer), and
-//! the statement that records its job checks in the same round trip that the key is not
-//! revoked (`store::insert_job`). Anything else a submit answers waits for a lookup first
+//! The memory never lets a request in by itself. Most requests are looked up on the primary
+//! every time, so a revoked key stops working at once on every replica. Two start on a
+//! remembered key, and have it checked by their own statement instead:
+//! - a submit reads its body and is counted against the remembered tenant's budget without
+//!   waiting for the lookup (0.2–0.5 ms of a small job's answer), and the statement that
+//!   records its job checks in the same round trip that the key is not revoked
+//!   (`store::insert_job`);
+//! - a read of one job, where reads go to the primary, reads it with a statement that checks
+//!   the key as well (`store::find_job_checking_key`): one round trip to Postgres per read
+//!   instead of two.
+//!
+//! Anything else such a request answers waits for a lookup first
 //! ([`super::admission::Admission::verified`]), and the guard looks a remembered key up before
 //! any answer that was not so checked, so a revoked key gets `401` whatever it sends.
 

@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::auth::admission::Admission;
 use crate::completions;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -228,6 +229,7 @@ pub(crate) async fn get(
     req: HttpRequest,
     path: web::Path<String>,
     caller: Caller,
+    admission: Admission,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_reader()?;
@@ -248,7 +250,12 @@ pub(crate) async fn get(
     let found = match wait {
         Some(wait) => {
             let wait = wait.min(state.settings.api.max_wait);
-            completions::until_news(&state, &caller, id, wait).await?
+            completions::until_news(&state, &caller, &admission, id, wait).await?
+        }
+        // Without a replica every read is the primary's, where a remembered key is checked by
+        // the read itself (auth/lookup.rs).
+        None if !state.reads_from_replica() => {
+            completions::read_on_primary(&state, &caller, Some(&admission), id).await?
         }
         None => find_fresh(&state, caller, id).await?,
     };

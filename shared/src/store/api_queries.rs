@@ -243,17 +243,66 @@ pub fn find_job(
     viewer: Viewer<'_>,
     id: Uuid,
 ) -> QueryResult<Option<(Simulation, Option<SimulationResultRow>)>> {
-    let found = find_row(conn, viewer, id)?;
-    match found {
-        Some((job, _)) if job.kind == JobKind::Sweep => {
-            let cells = super::sweeps::cell_summaries(conn, id)?;
-            let result = serde_json::value::to_raw_value(&cells)
-                .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-            let row = SimulationResultRow::new(result, false);
-            Ok(Some((job, Some(row))))
-        }
-        other => Ok(other),
+    find_row(conn, viewer, id)?.map(|(job, result)| with_cells(conn, job, result)).transpose()
+}
+
+/// What [`find_job_checking_key`] found.
+#[derive(Debug)]
+pub enum KeyedRead {
+    /// The key is valid; the job and its result, as [`find_job`] reads them.
+    Found(Box<Simulation>, Option<SimulationResultRow>),
+    /// The job exists for this viewer, but the key is revoked or gone: nothing may be shown.
+    KeyRefused,
+    /// No such job for this viewer; whether the key is valid is not known.
+    NotFound,
+}
+
+/// [`find_job`] for a caller whose key was only remembered as valid, not looked up: the same
+/// statement checks that key `api_key_id` is not revoked, so the read costs no round trip more
+/// than a plain one and a revoked key still sees nothing. Only for the primary: a replica may
+/// not have the revocation yet.
+pub fn find_job_checking_key(
+    conn: &mut PgConnection,
+    viewer: Viewer<'_>,
+    id: Uuid,
+    api_key_id: i64,
+) -> QueryResult<KeyedRead> {
+    use crate::schema::api_keys;
+    let key_valid = diesel::dsl::exists(
+        api_keys::table.filter(api_keys::id.eq(api_key_id)).filter(api_keys::revoked_at.is_null()),
+    );
+    let mut query = simulations::table
+        .left_join(simulation_results::table)
+        .filter(simulations::id.eq(id))
+        .filter(simulations::kind.ne(JobKind::Unit))
+        .select((key_valid, Simulation::as_select(), Option::<SimulationResultRow>::as_select()))
+        .into_boxed();
+    if let Viewer::Tenant(owner) = viewer {
+        query = query.filter(simulations::owner.eq(owner));
     }
+    match query.first::<(bool, Simulation, Option<SimulationResultRow>)>(conn).optional()? {
+        None => Ok(KeyedRead::NotFound),
+        Some((false, _, _)) => Ok(KeyedRead::KeyRefused),
+        Some((true, job, result)) => {
+            let (job, result) = with_cells(conn, job, result)?;
+            Ok(KeyedRead::Found(Box::new(job), result))
+        }
+    }
+}
+
+/// A sweep's read carries its cells' summaries in its result's place.
+fn with_cells(
+    conn: &mut PgConnection,
+    job: Simulation,
+    result: Option<SimulationResultRow>,
+) -> QueryResult<(Simulation, Option<SimulationResultRow>)> {
+    if job.kind != JobKind::Sweep {
+        return Ok((job, result));
+    }
+    let cells = super::sweeps::cell_summaries(conn, job.id)?;
+    let result = serde_json::value::to_raw_value(&cells)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    Ok((job, Some(SimulationResultRow::new(result, false))))
 }
 
 pub(super) fn find_row(
