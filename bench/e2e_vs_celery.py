@@ -127,10 +127,11 @@ class CpuMeter:
         self.machine_before = machine_jiffies()
 
     def stop(self):
+        # The machine first: reading the groups runs psql, which is no part of the burst.
+        machine_after = machine_jiffies()
         after = self._read()
         out = {name: sum(max(0.0, t - self.before[name].get(p, 0.0)) for p, t in after[name].items())
                for name in after}
-        machine_after = machine_jiffies()
         if self.machine_before and machine_after:
             busy, total = (a - b for a, b in zip(machine_after, self.machine_before))
             self.busy_share = busy / total if total else None
