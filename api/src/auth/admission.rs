@@ -182,7 +182,9 @@ impl FromRequest for Admission {
     /// route left outside the guard by mistake) refuses rather than go uncounted.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(req.extensions().get::<Admission>().cloned().ok_or_else(|| {
-            ApiError::Internal(anyhow::anyhow!("a submit reached its handler without an admission"))
+            ApiError::Internal(anyhow::anyhow!(
+                "a request reached its handler without an admission"
+            ))
         }))
     }
 }
