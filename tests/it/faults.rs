@@ -385,12 +385,15 @@ async fn faults_a_worker_killed_mid_sweep_costs_only_the_unit_it_was_running() {
         .set("RECONCILE_INTERVAL_SECS", 1)
         .set("WORKER_CONCURRENCY", 1)
         .set("WORKER_LIGHT_CONCURRENCY", 1)
-        .set("SWEEP_UNIT_COST", 1);
+        .set("SWEEP_UNIT_COST", 1)
+        .set("MAX_JOB_COST", 2_000_000_000);
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
     let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
-    // About 1.5 s of engine time per cell on the dev build.
-    let mut body = job_body(150_000, 40);
+    // Each cell must outlast its unit's first progress report (after a second) on any machine:
+    // 150,000 × 40 y took 1.5 s a cell on one, 0.85 s on a faster one (an Intel Xeon with
+    // AVX-512), whose units all ended before they reported. This takes about 2.3 s there.
+    let mut body = job_body(400_000, 40);
     body["seed"] = 11.into();
     body["sweep"] =
         serde_json::json!({"axes": [{"field": "annual_fee", "from": 0, "to": 0.01, "steps": 6}]});
