@@ -150,6 +150,31 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
+def taker(jobs):
+    """Hands out 0..jobs-1 once each to whichever thread asks next; None when all are out."""
+    counter, lock = iter(range(jobs)), threading.Lock()
+
+    def take():
+        with lock:
+            return next(counter, None)
+    return take
+
+
+def measured(jobs, meter, run):
+    """Runs `run` (which does `jobs` jobs): jobs/s, and CPU per job by process group with this
+    client's own."""
+    cpu0 = self_cpu()
+    meter.start()
+    t0 = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - t0
+    cpu = meter.stop()
+    cpu["client"] = self_cpu() - cpu0
+    return {"jobs_per_s": jobs / elapsed, "elapsed_s": elapsed,
+            "cpu_ms_per_job": {k: v * 1e3 / jobs for k, v in cpu.items()},
+            "machine_busy_share": meter.busy_share}
+
+
 # ---------------------------------------------------------------- our service
 
 class Response:
@@ -331,18 +356,14 @@ class Ours:
     def burst(self, n, jobs, conns, seed0, meter):
         """Submit `jobs` as fast as `conns` connections go, then wait for every one."""
         ids = [None] * jobs
-        counter = iter(range(jobs))
-        lock = threading.Lock()
+        take = taker(jobs)
 
         def submitter(_):
             mine = []
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return mine
+            while (i := take()) is not None:
                 ids[i] = self.submit(self.request(n, seed0 + i)).json()["id"]
                 mine.append(ids[i])
+            return mine
 
         def waiter(mine):
             for job_id in mine:
@@ -350,54 +371,36 @@ class Ours:
                 if doc["status"] != "succeeded":
                     raise RuntimeError(f"job {job_id} ended {doc['status']}: {doc.get('error')}")
 
-        cpu0 = self_cpu()
-        meter.start()
-        started = time.time()
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(conns) as pool:
-            shares = list(pool.map(submitter, range(conns)))
-            if self.long_poll is False:
-                # Without a long-poll, one connection walks the jobs in the order they were
-                # queued, polling every 10 ms: the waiting costs the stack little, so the CPU
-                # per job below is the jobs' own.
-                waiter(ids)
-            else:
-                # Each connection long-polls, in order, the jobs it submitted.
-                list(pool.map(waiter, shares))
-        elapsed = time.perf_counter() - t0
-        cpu = meter.stop()
-        cpu["client"] = self_cpu() - cpu0
-        return {"jobs_per_s": jobs / elapsed, "elapsed_s": elapsed,
-                "cpu_ms_per_job": {k: v * 1e3 / jobs for k, v in cpu.items()},
-                "machine_busy_share": meter.busy_share, "started_unix": started}
+        def run():
+            with ThreadPoolExecutor(conns) as pool:
+                shares = list(pool.map(submitter, range(conns)))
+                if self.long_poll is False:
+                    # Without a long-poll, one connection walks the jobs in the order they were
+                    # queued, polling every 10 ms: the waiting costs the stack little, so the
+                    # CPU per job below is the jobs' own.
+                    waiter(ids)
+                else:
+                    # Each connection long-polls, in order, the jobs it submitted.
+                    list(pool.map(waiter, shares))
+
+        return measured(jobs, meter, run)
 
     def burst_waiting(self, n, jobs, conns, seed0, meter):
         """The same jobs, each submitted with `Prefer: wait` over `conns` connections: one
         request per job instead of a submit and a read, at most `conns` jobs queued at once."""
-        counter = iter(range(jobs))
-        lock = threading.Lock()
+        take = taker(jobs)
 
         def client(_):
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
+            while (i := take()) is not None:
                 _, doc = self.one_with_prefer(self.request(n, seed0 + i))
                 if doc["status"] != "succeeded":
                     raise RuntimeError(f"job {doc['id']} ended {doc['status']}: {doc.get('error')}")
 
-        cpu0 = self_cpu()
-        meter.start()
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(conns) as pool:
-            list(pool.map(client, range(conns)))
-        elapsed = time.perf_counter() - t0
-        cpu = meter.stop()
-        cpu["client"] = self_cpu() - cpu0
-        return {"jobs_per_s": jobs / elapsed, "elapsed_s": elapsed,
-                "cpu_ms_per_job": {k: v * 1e3 / jobs for k, v in cpu.items()},
-                "machine_busy_share": meter.busy_share}
+        def run():
+            with ThreadPoolExecutor(conns) as pool:
+                list(pool.map(client, range(conns)))
+
+        return measured(jobs, meter, run)
 
     def round_trip_ms(self, times=50):
         s = self.session()
@@ -421,30 +424,34 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+def stat_jiffies():
+    """The machine's jiffies from /proc/stat's first line (user nice system idle iowait irq
+    softirq steal; guest time is already in user and nice), or None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return fields + [0] * (8 - len(fields))
+
+
 def cpu_times():
-    """The machine's (steal, total) jiffies from /proc/stat, or None where there is none.
+    """The machine's (steal, total) jiffies, or None.
 
     On a virtual machine "steal" is time the host gave a runnable vCPU to someone else. It is
     printed with the figures because a busy host slows every hand-off between threads, and the
     same build's single-job times have doubled from one run to the next with it."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    # user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
-    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+    fields = stat_jiffies()
+    return None if fields is None else (fields[7], sum(fields))
 
 
 def machine_jiffies():
-    """The machine's (busy, total) jiffies from /proc/stat, or None: busy is everything but
-    idle, iowait and steal, so busy / total is how full the vCPUs were while they ran."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:8]]
-    except (OSError, ValueError):
+    """The machine's (busy, total) jiffies, or None: busy is everything but idle, iowait and
+    steal, so busy / total is how full the vCPUs were while they ran."""
+    fields = stat_jiffies()
+    if fields is None:
         return None
-    user, nice, system, idle, iowait, irq, softirq = (fields + [0] * 7)[:7]
+    user, nice, system, idle, iowait, irq, softirq, _steal = fields
     busy = user + nice + system + irq + softirq
     return busy, busy + idle + iowait
 

@@ -25,6 +25,17 @@ async fn status_of(api: &ApiClient, method: Method, path: &str) -> u16 {
     api.client.request(method, api.url(path)).send().await.unwrap().status().as_u16()
 }
 
+/// Revokes (or restores) the keys named `name` behind the API's back, straight in the table.
+fn set_revoked(conn: &mut PgConnection, name: &str, revoked: bool) {
+    diesel::sql_query(
+        "UPDATE api_keys SET revoked_at = CASE WHEN $1 THEN now() END WHERE name = $2",
+    )
+    .bind::<diesel::sql_types::Bool, _>(revoked)
+    .bind::<Text, _>(name)
+    .execute(conn)
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_tenant_cannot_read_list_chart_export_cancel_or_replay_a_job_and_an_operator_reads_all()
  {
@@ -260,12 +271,7 @@ async fn a_key_revoked_while_the_api_remembers_it_gets_401_on_every_submit_and_r
     assert_eq!(keyed.json(&small_request()).send().await.unwrap().status(), 202);
     // Revoked behind the API's back: not through the CLI, straight in the table.
     let mut conn = env.db.connect();
-    let mut revoked = |revoked: bool| {
-        let at = if revoked { "now()" } else { "NULL" };
-        diesel::sql_query(format!("UPDATE api_keys SET revoked_at = {at} WHERE name = 'erin'"))
-            .execute(&mut conn)
-            .unwrap();
-    };
+    let mut revoked = |revoked: bool| set_revoked(&mut conn, "erin", revoked);
     let invalid = serde_json::json!({ "starting_portfolio": 1_000_000, "years": 300 });
     let mut sweep = small_request();
     sweep["sweep"] = serde_json::json!({
@@ -326,12 +332,7 @@ async fn a_key_revoked_while_the_api_remembers_it_gets_401_on_every_read_of_a_jo
     let theirs: Value = ended(&other).await.unwrap().json().await.unwrap();
     let theirs = format!("/results/{}", theirs["id"].as_str().unwrap());
     let mut conn = env.db.connect();
-    let mut revoked = |revoked: bool| {
-        let at = if revoked { "now()" } else { "NULL" };
-        diesel::sql_query(format!("UPDATE api_keys SET revoked_at = {at} WHERE name = 'frank'"))
-            .execute(&mut conn)
-            .unwrap();
-    };
+    let mut revoked = |revoked: bool| set_revoked(&mut conn, "frank", revoked);
     // A read of one job on a key the API remembers is checked by the read's own statement
     // (auth/lookup.rs); whatever it would have found (the job, a long-poll, another tenant's
     // job, no job, a bad parameter), a revoked key gets the 401.
