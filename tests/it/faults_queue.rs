@@ -147,6 +147,7 @@ async fn faults_queue_a_recorded_job_whose_push_never_happened_is_pushed_by_the_
             cache_key: None,
         },
         i64::MAX,
+        store::Flush::WithCommit,
     )
     .unwrap();
     // Quiet for the orphan window (3 s here) plus an interval, then pushed and run.

@@ -16,7 +16,7 @@ use portfolio_shared::db_error::{self, SqlState};
 use portfolio_shared::queue::Keys;
 use portfolio_shared::queue::{self, Queue};
 use portfolio_shared::store::models::NewSimulation;
-use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, Write};
+use portfolio_shared::store::{self, Claim, ClaimedJob, Flush, Lease, ProgressAck, Write};
 use portfolio_tests::processes::job_body;
 use portfolio_tests::throwaway::ThrowawayPostgres;
 use portfolio_tests::{TEST_TENANT, TestDb, TestEnv, eventually};
@@ -27,6 +27,10 @@ use uuid::Uuid;
 const WINDOW: Duration = Duration::from_secs(3);
 
 fn new_job(conn: &mut PgConnection) -> Uuid {
+    new_job_flushed(conn, Flush::Separately)
+}
+
+fn new_job_flushed(conn: &mut PgConnection, flush: Flush) -> Uuid {
     let request = SimulationRequest::from_json(
         job_body(2_000, 10).to_string().as_bytes(),
         &RequestLimits::default(),
@@ -48,6 +52,7 @@ fn new_job(conn: &mut PgConnection) -> Uuid {
             cache_key: None,
         },
         i64::MAX,
+        flush,
     )
     .unwrap();
     id
@@ -167,11 +172,13 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
     assert_eq!(store::fail(&mut conn, &again, "boom").unwrap(), Write::Applied);
 }
 
-/// A submit's commit does not wait for the disk, and a Postgres crash before the flush takes the
-/// job. A barrier run afterwards on a connection to the restarted server succeeds all the same,
-/// so it cannot vouch for the job; the submit's own barrier looks for the job as it flushes,
-/// and says the job is gone. (The WAL writer is held off for 10 s, so nothing but a barrier
-/// flushes the job's commit before the crash.)
+/// A submit's commit that does not wait for the disk (a job an idle worker may take at once)
+/// loses its job to a Postgres crash before the flush. A barrier run afterwards on a connection
+/// to the restarted server succeeds all the same, so it cannot vouch for the job; the submit's
+/// own barrier looks for the job as it flushes, and says the job is gone. A submit whose commit
+/// waits for the flush (a job queued behind others) keeps its job with no barrier at all. (The
+/// WAL writer is held off for 10 s, so nothing but a barrier or a flushing commit flushes a
+/// job's commit before the crash.)
 #[test]
 fn a_submits_flush_notices_a_job_a_postgres_crash_took() {
     let pg = ThrowawayPostgres::start_with_settings(&["wal_writer_delay=10s", "autovacuum=off"]);
@@ -181,6 +188,7 @@ fn a_submits_flush_notices_a_job_a_postgres_crash_took() {
     let mut conn = db.connect();
     let kept = new_job(&mut conn);
     assert!(store::await_durable_job(&mut conn, kept).unwrap());
+    let flushed = new_job_flushed(&mut conn, Flush::WithCommit);
     let lost = new_job(&mut conn);
     drop(conn);
     pg.stop();
@@ -189,6 +197,11 @@ fn a_submits_flush_notices_a_job_a_postgres_crash_took() {
     let mut conn = db.connect();
     store::await_durable(&mut conn).expect("a barrier on the restarted server succeeds");
     assert!(store::await_durable_job(&mut conn, kept).unwrap(), "the flushed job survives");
+    assert_eq!(
+        store::find_job(&mut conn, store::Viewer::Operator, flushed).unwrap().map(|j| j.0.id),
+        Some(flushed),
+        "the job whose commit waited for the flush survives"
+    );
     assert!(
         !store::await_durable_job(&mut conn, lost).unwrap(),
         "the job committed without its flush is gone, and the barrier says so"
@@ -488,17 +501,20 @@ struct Prepared {
 
 /// The statements of a job's hot path (record, claim, store the result) are prepared once per
 /// connection and reused, not parsed and planned at every call as diesel does with an
-/// `sql_query` or an `UPDATE`: after three jobs, the session holds one prepared statement of
+/// `sql_query` or an `UPDATE`: after four jobs, the session holds one prepared statement of
 /// each (the submit's wait for the flush and the job's read among them; the submit's quota lock
-/// is inside its statement), and the three jobs went the whole way.
+/// is inside its statement, and a submit whose commit waits for the flush shares it), and the
+/// four jobs went the whole way.
 #[test]
 fn a_jobs_hot_statements_are_planned_once_per_connection() {
     let db = TestDb::migrated();
     let mut conn = db.connect();
     let result = serde_json::json!({ "success_probability": 0.5 });
-    for _ in 0..3 {
-        let id = new_job(&mut conn);
-        assert!(store::await_durable_job(&mut conn, id).unwrap());
+    for flush in [Flush::Separately, Flush::WithCommit, Flush::Separately, Flush::WithCommit] {
+        let id = new_job_flushed(&mut conn, flush);
+        if flush == Flush::Separately {
+            assert!(store::await_durable_job(&mut conn, id).unwrap());
+        }
         let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
         assert_eq!(lease.attempt, 1);
         assert_eq!(
@@ -540,7 +556,8 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         !prepared.iter().any(|s| s.contains("pg_advisory_xact_lock")),
         "a separate lock statement: {prepared:#?}"
     );
-    // The barrier keeps one row per backend, however often it runs.
+    // The barrier keeps one row per backend, however often it runs (twice here: once for each
+    // job whose commit did not wait for the flush).
     let barriers: Vec<(i32, i64)> =
         diesel::sql_query("SELECT backend_pid, flushes FROM commit_barriers")
             .load::<Barrier>(&mut conn)
@@ -552,7 +569,7 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         diesel::sql_query("SELECT pg_backend_pid() % 65536 AS backend_pid, 0::int8 AS flushes")
             .get_result(&mut conn)
             .unwrap();
-    assert_eq!(barriers, vec![(pid.backend_pid, 2)]);
+    assert_eq!(barriers, vec![(pid.backend_pid, 1)]);
 }
 
 #[derive(diesel::QueryableByName)]

@@ -2,7 +2,7 @@
 //! lost ring costs only the fallback poll interval; a job pushed while every slot is busy
 //! starts as soon as one frees; light jobs fill the places heavy ones leave, and nothing is
 //! fetched while the heavy places are full; the doorbell's subscriber outlives a Redis
-//! restart. Pickup is measured on the database's clock (`started_at − created_at`), never by
+//! restart; only a job that may find a worker idle is pushed before its flush. Pickup is measured on the database's clock (`started_at − created_at`), never by
 //! wall sleeps.
 //!
 //! The heartbeat is set long in these tests: apalis fetches after each heartbeat, which would
@@ -141,7 +141,7 @@ fn push_without_ring(
         api_key_id: None,
         cache_key: None,
     };
-    store::insert_job(db, &new, i64::MAX).unwrap();
+    store::insert_job(db, &new, i64::MAX, store::Flush::WithCommit).unwrap();
     // What push.lua writes for a ready job, without its ring.
     let task = task_id(id).to_string();
     let payload = serde_json::to_vec(&SimulationJob { id }).unwrap();
@@ -398,4 +398,42 @@ async fn light_jobs_run_side_by_side_and_nothing_is_fetched_while_the_heavy_plac
     let after = start_after_end(&mut conn, heavy, waiting);
     println!("heavy job's end -> light job's start (s): {after:.4}");
     assert!(after >= 0.0, "the light job started {:.4} s before the heavy one ended", -after);
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// How many times the submits' separate wait for the flush ran: each backend's barrier row is
+/// written once, then counts each run after the first.
+fn barriers_run(conn: &mut PgConnection) -> i64 {
+    diesel::sql_query("SELECT coalesce(sum(flushes + 1), 0)::int8 AS n FROM commit_barriers")
+        .get_result::<Count>(conn)
+        .expect("the barrier rows")
+        .n
+}
+
+/// A job submitted to an empty queue is pushed before its flush (an idle worker may take it at
+/// once), and the submit then waits for the flush apart. A job submitted behind one waiting to
+/// be fetched would only wait behind it: its commit waits for the flush, and no barrier runs.
+/// Both are on disk when answered, and both run once a worker comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_behind_a_waiting_job_flushes_with_its_commit_not_after_it() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let mut conn = env.db.connect();
+    let first = app.submit_ok(&job_body(1_000, 10)).await;
+    assert_eq!(barriers_run(&mut conn), 1, "a job to an empty queue waits for its flush apart");
+    let second = app.submit_ok(&job_body(1_000, 10)).await;
+    assert_eq!(barriers_run(&mut conn), 1, "a job behind a waiting one ran a barrier");
+    let ready: Vec<String> =
+        env.queue.connection().lrange(env.queue.keys().ready_list(), 0, -1).unwrap();
+    assert_eq!(ready.len(), 2, "both jobs pushed: {ready:?}");
+
+    let _worker = env.spawn_worker().await;
+    for id in [first, second] {
+        assert_eq!(app.wait_terminal(id, Duration::from_secs(30)).await["status"], "succeeded");
+    }
 }

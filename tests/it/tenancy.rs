@@ -423,7 +423,9 @@ fn concurrent_submits_of_one_tenant_never_overshoot_the_quota() {
                                 api_key_id: None,
                                 cache_key: None,
                             };
-                            store::insert_job(&mut conn, &job, QUOTA).unwrap() == Recorded::Inserted
+                            store::insert_job(&mut conn, &job, QUOTA, store::Flush::WithCommit)
+                                .unwrap()
+                                == Recorded::Inserted
                         })
                         .count()
                 })

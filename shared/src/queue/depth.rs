@@ -37,17 +37,32 @@ pub struct WorkerHeartbeat {
     pub jobs: Vec<Uuid>,
 }
 
+/// Jobs waiting to start, as a submit asks for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Due and waiting to be claimed: while there are any, no worker is idle for long.
+    pub ready: u64,
+    /// Waiting for a future time.
+    pub scheduled: u64,
+}
+
+impl Backlog {
+    /// Every job waiting to start, ready or scheduled (what the queue-depth ceiling counts).
+    pub fn waiting(&self) -> u64 {
+        self.ready + self.scheduled
+    }
+}
+
 impl Queue {
-    /// Jobs waiting to start (ready plus scheduled): two O(1) reads, cheap enough to ask on
-    /// every submit.
-    pub async fn backlog(&self) -> redis::RedisResult<u64> {
+    /// Jobs waiting to start: two O(1) reads, cheap enough to ask on every submit.
+    pub async fn backlog(&self) -> redis::RedisResult<Backlog> {
         let mut conn = self.conn.clone();
-        let (listed, scheduled): (u64, u64) = redis::pipe()
+        let (ready, scheduled): (u64, u64) = redis::pipe()
             .llen(self.keys.ready_list())
             .zcard(self.keys.scheduled_set())
             .query_async(&mut conn)
             .await?;
-        Ok(listed + scheduled)
+        Ok(Backlog { ready, scheduled })
     }
 
     /// Workers registered with the queue, newest heartbeat first.

@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use codec::{JobEnvelope, LenientJsonCodec, SimulationJob, job_id, task_id};
 pub use connect::{QueueConn, apalis_config, connect};
-pub use depth::{QueueDepth, WorkerHeartbeat};
+pub use depth::{Backlog, QueueDepth, WorkerHeartbeat};
 pub use handle::{PushOutcome, Queue};
 pub use keys::{Keys, QUEUE_REGISTRY};
 pub use subscription::subscribe;

@@ -57,13 +57,12 @@ pub enum Recorded {
 /// under `AUTH_MODE=disabled`, needs none): the API may take a submit's key from its memory of
 /// keys it verified, and this check is then the one that lets the job in.
 ///
-/// The commit does not wait for the WAL flush, so the job can be pushed and claimed while the
-/// disk catches up: the caller must [`await_durable_job`](super::await_durable_job) before it
-/// tells anyone the job exists.
+/// `flush` says whether the commit waits for the WAL flush (see [`Flush`]).
 pub fn insert_job(
     conn: &mut PgConnection,
     job: &NewSimulation<'_>,
     max_unfinished: i64,
+    flush: Flush,
 ) -> QueryResult<Recorded> {
     #[derive(QueryableByName)]
     struct Counted {
@@ -120,10 +119,15 @@ pub fn insert_job(
             .bind::<Jsonb, _>(submitted_data(job))
             .sql(
                 ", api_key_id FROM job \
-                 ), unflushed AS ( \
-                   SELECT set_config('synchronous_commit', 'off', true) \
+                 ), committing AS ( \
+                   SELECT set_config('synchronous_commit', \
+                     CASE WHEN ",
+            )
+            .bind::<Bool, _>(flush == Flush::WithCommit)
+            .sql(
+                " THEN current_setting('synchronous_commit') ELSE 'off' END, true) \
                  ) \
-                 SELECT unfinished, key_valid FROM counted, keyed, unflushed",
+                 SELECT unfinished, key_valid FROM counted, keyed, committing",
             )
             .get_result(conn)?;
     Ok(if !key_valid {
@@ -133,6 +137,19 @@ pub fn insert_job(
     } else {
         Recorded::Inserted
     })
+}
+
+/// When a submit's commit waits for the WAL flush that makes the job durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The commit waits for it, as the session's `synchronous_commit` says (on, unless an
+    /// operator turned it off): the job is durable once the insert returns. For a job that will
+    /// wait behind others in the queue, which gains nothing from being pushed before its flush.
+    WithCommit,
+    /// The commit does not wait, so the job can be pushed and claimed while the disk catches
+    /// up: the caller must [`await_durable_job`](super::await_durable_job) before it tells
+    /// anyone the job exists. For a job an idle worker may take at once.
+    Separately,
 }
 
 /// Serialises the submits of one owner until the transaction ends (a transaction-scoped

@@ -1,7 +1,9 @@
-//! Waiting for the disk apart from committing: a submit commits its job without waiting for the
-//! WAL flush (other sessions see the row at once, so a worker can claim and run it), and the
-//! API answers only after [`await_durable_job`] has returned. A job is thus picked up while the
-//! disk catches up, and no client is told of a job that a Postgres crash could still lose.
+//! Waiting for the disk apart from committing: a submit that may find a worker idle commits its
+//! job without waiting for the WAL flush (other sessions see the row at once, so a worker can
+//! claim and run it), and the API answers only after [`await_durable_job`] has returned. A job
+//! is thus picked up while the disk catches up, and no client is told of a job that a Postgres
+//! crash could still lose. (A submit behind waiting jobs commits with the flush instead; see
+//! [`Flush`](super::Flush).)
 //!
 //! Postgres offers no "wait until the WAL is flushed up to here" call, but a synchronous commit
 //! of a transaction that wrote something waits for the flush of every WAL record before its
