@@ -2,8 +2,8 @@
 //! lost ring costs only the fallback poll interval; a job pushed while every slot is busy
 //! starts as soon as one frees; light jobs fill the places heavy ones leave, and nothing is
 //! fetched while the heavy places are full; the doorbell's subscriber outlives a Redis
-//! restart; only a job that may find a worker idle is pushed before its flush. Pickup is measured on the database's clock (`started_at − created_at`), never by
-//! wall sleeps.
+//! restart; only a job that may find a worker idle is pushed before its flush. Pickup is
+//! measured on the database's clock (`started_at − created_at`), never by wall sleeps.
 //!
 //! The heartbeat is set long in these tests: apalis fetches after each heartbeat, which would
 //! otherwise explain a pickup within a second as well as the doorbell does.
