@@ -15,7 +15,7 @@ use diesel::sql_types::{Double, Nullable, Uuid as SqlUuid};
 use portfolio_engine::request::{RequestLimits, SimulationRequest};
 use portfolio_shared::queue::{Keys, SimulationJob, task_id};
 use portfolio_shared::store::{self, models::NewSimulation};
-use portfolio_tests::processes::job_body;
+use portfolio_tests::processes::{count, job_body};
 use portfolio_tests::throwaway::ThrowawayRedis;
 use portfolio_tests::{TEST_TENANT, TestDb, TestEnv, TestQueue, eventually};
 use redis::Commands;
@@ -400,19 +400,10 @@ async fn light_jobs_run_side_by_side_and_nothing_is_fetched_while_the_heavy_plac
     assert!(after >= 0.0, "the light job started {:.4} s before the heavy one ended", -after);
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
 /// How many times the submits' separate wait for the flush ran: each backend's barrier row is
 /// written once, then counts each run after the first.
 fn barriers_run(conn: &mut PgConnection) -> i64 {
-    diesel::sql_query("SELECT coalesce(sum(flushes + 1), 0)::int8 AS n FROM commit_barriers")
-        .get_result::<Count>(conn)
-        .expect("the barrier rows")
-        .n
+    count(conn, "SELECT coalesce(sum(flushes + 1), 0)::int8 AS n FROM commit_barriers")
 }
 
 /// A job submitted to an empty queue is pushed before its flush (an idle worker may take it at

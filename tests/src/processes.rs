@@ -301,15 +301,17 @@ pub fn job_records(conn: &mut PgConnection) -> Vec<JobRecord> {
 
 /// Jobs not yet in a terminal state.
 pub(crate) fn unfinished(conn: &mut PgConnection) -> i64 {
+    count(conn, "SELECT count(*) AS n FROM simulations WHERE status IN ('queued', 'running')")
+}
+
+/// The one `bigint` column `n` of the one row `sql` returns: a count.
+pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    diesel::sql_query("SELECT count(*) AS n FROM simulations WHERE status IN ('queued', 'running')")
-        .get_result::<Count>(conn)
-        .expect("count unfinished jobs")
-        .n
+    diesel::sql_query(sql).get_result::<Count>(conn).unwrap_or_else(|e| panic!("{sql}: {e}")).n
 }
 
 /// Waits until no job of the database at `url` is queued or running (tolerating Postgres

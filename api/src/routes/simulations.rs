@@ -816,9 +816,9 @@ async fn replay(
     Ok(Some(response.json(JobView::new(job, result)?)))
 }
 
-/// The jobs waiting to start, for the queue-depth ceiling. Counted by Redis (two O(1) reads);
-/// by Postgres when Redis cannot answer, since submits are still accepted then and reconciled
-/// later.
+/// The jobs waiting to start, for the queue-depth ceiling and for whether a submit may find a
+/// worker idle ([`Flush`]). Counted by Redis (two O(1) reads); by Postgres when Redis cannot
+/// answer, since submits are still accepted then and reconciled later.
 async fn queue_depth(state: &web::Data<AppState>) -> Result<Backlog, ApiError> {
     match state.redis(state.queue.backlog()).await {
         Ok(backlog) => Ok(backlog),
