@@ -590,26 +590,33 @@ impl State<'_> {
         }
     }
 
+    /// Lane `j`. The running totals a kernel does not keep (`SPENT`, `GROWTH`) are neither read
+    /// nor, by [`State::set_lane`], written back: left to the compiler, each cost a load and a
+    /// store of a vector a step.
     #[inline(always)]
-    fn lane(&self, j: usize) -> Lane {
+    fn lane<const SPENT: bool, const GROWTH: bool>(&self, j: usize) -> Lane {
         Lane {
             wealth: self.wealth[j],
             cpi: self.cpi[j],
             alive: self.alive[j],
             depletion: self.depletion[j],
-            spent: self.spent[j],
-            year_growth: self.year_growth[j],
+            spent: if SPENT { self.spent[j] } else { 0.0 },
+            year_growth: if GROWTH { self.year_growth[j] } else { 1.0 },
         }
     }
 
     #[inline(always)]
-    fn set_lane(&mut self, j: usize, l: Lane) {
+    fn set_lane<const SPENT: bool, const GROWTH: bool>(&mut self, j: usize, l: Lane) {
         self.wealth[j] = l.wealth;
         self.cpi[j] = l.cpi;
         self.alive[j] = l.alive;
         self.depletion[j] = l.depletion;
-        self.spent[j] = l.spent;
-        self.year_growth[j] = l.year_growth;
+        if SPENT {
+            self.spent[j] = l.spent;
+        }
+        if GROWTH {
+            self.year_growth[j] = l.year_growth;
+        }
     }
 }
 
@@ -624,7 +631,7 @@ fn rebalanced<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const
     let (g0, g1, g2, inflation, planned) =
         (&gross[0][..n], &gross[1][..n], &gross[2][..n], &s.inflation[..n], &s.planned[..n]);
     for j in 0..n {
-        let lane = s.lane(j);
+        let lane = s.lane::<true, GROWTH>(j);
         let next = lane_step::<CONSTANT, CAPPED, FLOWS, GROWTH, true>(
             lane,
             planned[j],
@@ -632,7 +639,7 @@ fn rebalanced<const CONSTANT: bool, const CAPPED: bool, const FLOWS: bool, const
             inflation[j],
             p,
         );
-        s.set_lane(j, next);
+        s.set_lane::<true, GROWTH>(j, next);
     }
 }
 
@@ -668,7 +675,7 @@ fn fused_lognormal<const HELD: u8, const FLOWS: bool>(
                     1.0
                 }
             });
-            let lane = c.lane(k);
+            let lane = c.lane::<FLOWS, false>(k);
             let next = lane_step::<true, false, FLOWS, false, FLOWS>(
                 lane,
                 0.0,
@@ -676,7 +683,7 @@ fn fused_lognormal<const HELD: u8, const FLOWS: bool>(
                 inflation_factor(inflation.0, inflation.1, z3),
                 p,
             );
-            c.set_lane(k, next);
+            c.set_lane::<FLOWS, false>(k, next);
         }
     }
 }
