@@ -47,7 +47,7 @@ enum KeysCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_env_or_exit();
     telemetry::init(&settings.telemetry);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => portfolio_api::startup::serve(settings),

@@ -464,6 +464,16 @@ impl Settings {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// [`Settings::from_env`] for a binary's `main`: a bad setting ends the process with its
+    /// message alone and exit status 1. It is the operator's to fix, and the backtrace of our
+    /// own code that `anyhow` adds when `RUST_BACKTRACE` is set would only bury it.
+    pub fn from_env_or_exit() -> Self {
+        Self::from_env().unwrap_or_else(|e| {
+            eprintln!("Error: {e}");
+            std::process::exit(1)
+        })
+    }
+
     /// Reads settings through `lookup` (tests pass a map instead of the environment).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let env = Env { lookup: &lookup };

@@ -35,11 +35,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Healthcheck => {
-            let settings = Settings::from_env()?;
+            let settings = Settings::from_env_or_exit();
             portfolio_shared::health_probe::check(settings.worker.metrics_bind, "/health")
         }
         Command::Run => {
-            let settings = Settings::from_env()?;
+            let settings = Settings::from_env_or_exit();
             telemetry::init(&settings.telemetry);
             let outcome = portfolio_worker::supervisor::run_until_terminated(settings);
             // Leave now, whatever engine threads are still finishing.
