@@ -1,8 +1,10 @@
 //! A sweep: one request naming a grid of plans, the base request with one or two of its fields
 //! varied, checked at the edge as a plain request is.
 //!
-//! Every cell is itself a plain request: the base's normalised JSON with the cell's values
-//! written in, checked by the same rules. So a cell's figures are exactly those of a plain
+//! Every cell is itself a plain request: the body as the user wrote it (without `sweep`) with
+//! the cell's values written in, checked by the same rules. Written into the body, not into the
+//! base's normalised request, so that a default which follows a swept field (an income's
+//! `end_year` follows `years`) is the cell's own, as it would be in a plain submit. So a cell's figures are exactly those of a plain
 //! submit of that request with the same seed, whoever runs it: the promise the explorer
 //! rests on (common random numbers across the grid, so neighbouring cells differ only by the
 //! change of plan).
@@ -74,18 +76,19 @@ impl SweepField {
         }
     }
 
-    /// Writes `value` into a request's normalised JSON.
+    /// Writes `value` into a request's JSON.
     fn write(self, request: &mut Map<String, Value>, value: f64) {
         match self {
             Self::Years => {
                 request.insert("years".into(), Value::from(value as u64));
             }
             Self::AllocationStocks => {
-                let allocation = request
-                    .entry("allocation")
-                    .or_insert_with(|| Value::Object(Map::new()))
-                    .as_object_mut()
-                    .expect("a normalised request's allocation is an object");
+                // Absent or `null` in a valid body: the default weights, whose cash is 0.
+                let allocation = request.entry("allocation").or_insert(Value::Null);
+                if !allocation.is_object() {
+                    *allocation = Value::Object(Map::new());
+                }
+                let allocation = allocation.as_object_mut().expect("made an object above");
                 let cash = allocation.get("cash").and_then(Value::as_f64).unwrap_or(0.0);
                 // Bonds take the rest; a rest within rounding of zero is zero, not -1e-17.
                 let rest = 1.0 - cash - value;
@@ -141,8 +144,7 @@ impl Sweep {
             return None;
         };
         let raw_sweep = tree.remove("sweep")?;
-        let base_bytes = serde_json::to_vec(&tree).expect("a JSON tree serialises");
-        let checked = Self::check(&base_bytes, &raw_sweep, limits);
+        let checked = Self::check(&tree, &raw_sweep, limits);
         // The tree kept one value of a key given twice: the key is named, and what the checks
         // said of the value kept is not.
         let mut repeated = crate::request::repeated_keys(body);
@@ -161,8 +163,13 @@ impl Sweep {
         })
     }
 
-    fn check(base: &[u8], raw_sweep: &Value, limits: &RequestLimits) -> Result<Self, RequestError> {
-        let base = SimulationRequest::from_json(base, limits);
+    fn check(
+        body: &Map<String, Value>,
+        raw_sweep: &Value,
+        limits: &RequestLimits,
+    ) -> Result<Self, RequestError> {
+        let base_bytes = serde_json::to_vec(body).expect("a JSON tree serialises");
+        let base = SimulationRequest::from_json(&base_bytes, limits);
         let spec = parse_spec(raw_sweep, limits.max_sweep_cells);
         let (base, spec) = match (base, spec) {
             (Ok(base), Ok(spec)) => (base, spec),
@@ -189,7 +196,7 @@ impl Sweep {
                 return Err(RequestError::Invalid(errors));
             }
         }
-        let cells = expand(&base, &spec, limits)?;
+        let cells = expand(body, &spec, limits)?;
         Ok(Self { base, spec, cells })
     }
 
@@ -403,20 +410,20 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
     Ok(Axis { field, values })
 }
 
-/// Every cell of the grid, each checked as a plain request; the errors of the first few
-/// invalid cells, each naming the cell, its values and the field.
+/// Every cell of the grid, each `body` (a valid plain request) with the cell's values written
+/// in and checked as a plain request; the errors of the first few invalid cells, each naming
+/// the cell, its values and the field.
 fn expand(
-    base: &SimulationRequest,
+    body: &Map<String, Value>,
     spec: &SweepSpec,
     limits: &RequestLimits,
 ) -> Result<Vec<Cell>, RequestError> {
     const REPORTED: usize = 5;
-    let normalised = base.to_json();
     let mut cells = Vec::new();
     let mut errors = Vec::new();
     let mut invalid = 0;
     for (index, values) in grid(spec).into_iter().enumerate() {
-        let mut json = normalised.as_object().cloned().expect("a request is an object");
+        let mut json = body.clone();
         for (axis, value) in spec.axes.iter().zip(&values) {
             axis.field.write(&mut json, *value);
         }
@@ -593,6 +600,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.cells[1].request.to_json(), plain.to_json());
+    }
+
+    #[test]
+    fn a_default_that_follows_a_swept_field_is_each_cells_own() {
+        // An income without `end_year` lasts the whole horizon: in a plain plan of 20 years as
+        // in one of 40, not the base's 30 in both.
+        let body = |years: &str, sweep: &str| {
+            format!(
+                r#"{{"starting_portfolio": 1000000, "monthly_spending": 4000, "years": {years},
+                    "seed": 7, "allocation": null, "income": [{{"monthly_amount": 2000}}]{sweep}}}"#
+            )
+        };
+        let axes = r#", "sweep": {"axes": [{"field": "years", "values": [20, 40]},
+                                           {"field": "allocation.stocks", "values": [0.5]}]}"#;
+        let s = Sweep::from_json(body("30", axes).as_bytes(), &RequestLimits::default())
+            .expect("a sweep")
+            .expect("a valid sweep");
+        for (cell, years) in s.cells.iter().zip(["20", "40"]) {
+            let plain = body(years, "")
+                .replace(r#""allocation": null"#, r#""allocation": {"stocks": 0.5, "bonds": 0.5}"#);
+            let plain =
+                SimulationRequest::from_json(plain.as_bytes(), &RequestLimits::default()).unwrap();
+            assert_eq!(cell.request.to_json(), plain.to_json(), "years = {years}");
+        }
     }
 
     #[test]
