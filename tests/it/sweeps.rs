@@ -132,6 +132,23 @@ async fn three_random_cells_of_a_two_axis_sweep_equal_their_plain_submits_exactl
         // And the cell's own request, submitted plainly, is the same plan.
         assert_eq!(figures(&plain_result(&app, &got["request"]).await), figures(&expected));
     }
+
+    // A plan's charts and table are no sweep's, and a sweep's cells are no plan's: each a 409
+    // that says so (a succeeded sweep's stored document is not a plan's result to draw).
+    let get = |path: String| app.client.get(app.url(&path)).send();
+    for route in ["charts/fan.svg", "charts/terminal.svg", "table.csv"] {
+        let body = problem(get(format!("/results/{id}/{route}")).await.unwrap(), 409).await;
+        assert!(body["detail"].as_str().unwrap().contains("is a sweep"), "{route}: {body}");
+    }
+    let plan = app
+        .submit_ok(&json!({"starting_portfolio": 1_000_000, "monthly_spending": 4_000,
+                                     "years": 20, "n_scenarios": 500, "seed": SEED + 1}))
+        .await;
+    app.wait_terminal(plan, Duration::from_secs(60)).await;
+    for route in ["cells/0", "cells/0/charts/fan.svg", "charts/heatmap.svg", "sweep.csv"] {
+        let body = problem(get(format!("/results/{plan}/{route}")).await.unwrap(), 409).await;
+        assert!(body["detail"].as_str().unwrap().contains("not a sweep"), "{route}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

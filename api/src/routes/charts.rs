@@ -7,8 +7,8 @@ use actix_web::route;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use portfolio_engine::SimulationResult;
-use portfolio_shared::JobStatus;
 use portfolio_shared::store::stats;
+use portfolio_shared::{JobKind, JobStatus};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -25,7 +25,8 @@ pub(crate) const SVG: &str = "image/svg+xml";
 /// tenant's browser, never a shared cache.
 pub(crate) const RESULT_CACHE: &str = "private, max-age=3600";
 
-/// The result of a succeeded job; 404 for an unknown job, 409 for one without a result.
+/// The result of a succeeded plan; 404 for an unknown job, 409 for one without a result or a
+/// sweep (whose charts and tables are its map, its CSV and its cells').
 pub(crate) async fn succeeded_result(
     state: &AppState,
     caller: Caller,
@@ -37,6 +38,12 @@ pub(crate) async fn succeeded_result(
     let Some((job, result)) = found else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
+    if job.kind == JobKind::Sweep {
+        return Err(ApiError::Conflict(format!(
+            "job {id} is a sweep: its charts are heatmap.svg and each cell's \
+             (cells/{{index}}/charts/fan.svg), its table sweep.csv"
+        )));
+    }
     let status = job.status;
     let Some(row) = result.filter(|_| status == JobStatus::Succeeded) else {
         return Err(ApiError::Conflict(format!(
@@ -103,7 +110,7 @@ impl ResultChart {
     responses(
         (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
         (status = 404, description = "Unknown or malformed id, or no such chart", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not succeeded (yet), or is a sweep", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/charts/{chart}.svg", method = "GET", method = "HEAD")]

@@ -21,7 +21,7 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The job has not succeeded (yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not succeeded (yet), or is a sweep", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/table.csv", method = "GET", method = "HEAD")]

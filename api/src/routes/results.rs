@@ -445,7 +445,8 @@ pub(crate) struct CellView {
     pub(crate) result: SimulationResult,
 }
 
-/// Cell `index` of a sweep: 404 for no such job or cell, 409 while the cell is not done.
+/// Cell `index` of a sweep: 404 for no such job or cell, 409 for a job that is no sweep or while
+/// the cell is not done.
 pub(crate) async fn find_cell(
     state: &AppState,
     caller: Caller,
@@ -461,7 +462,7 @@ pub(crate) async fn find_cell(
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
     if job.kind != JobKind::Sweep {
-        return Err(ApiError::NotFound(format!("job {id} is a single plan: it has no cells")));
+        return Err(ApiError::Conflict(format!("job {id} is a single plan, not a sweep")));
     }
     if index >= job.progress_total as u32 {
         return Err(ApiError::NotFound(format!(
