@@ -84,7 +84,7 @@ pub(crate) struct Problem {
     pub(crate) status: u16,
     #[schema(example = "years: must be an integer from 1 to 100")]
     pub(crate) detail: String,
-    /// Each broken rule (validation problems only).
+    /// Each broken rule, with the field to change (a validation error; a job over `MAX_JOB_COST`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) errors: Option<Vec<FieldError>>,
 }
@@ -144,8 +144,12 @@ impl ApiError {
             title: title.to_owned(),
             status: self.status_code().as_u16(),
             detail,
+            // A job over the cost cap names what to change too: the scenario count is its lever.
             errors: match self {
                 Self::Validation(errors) => Some(errors.clone()),
+                Self::TooCostly { .. } => {
+                    Some(vec![FieldError::new("n_scenarios", self.to_string())])
+                }
                 _ => None,
             },
         }

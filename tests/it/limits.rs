@@ -188,6 +188,8 @@ async fn a_job_over_max_job_cost_is_422_naming_its_cost_the_limit_and_the_settin
             let response = app.client.post(app.url(route)).json(&with(patch.clone())).send();
             let p = problem(response.await.unwrap(), 422).await;
             assert_eq!(p["type"], "/problems/job-too-costly", "{p}");
+            assert_eq!(p["errors"][0]["field"], "n_scenarios", "every 422 lists errors: {p}");
+            assert_eq!(p["errors"][0]["message"], p["detail"], "{p}");
             let detail = p["detail"].as_str().unwrap();
             for says in [*cost, "480000000", "MAX_JOB_COST"] {
                 assert!(detail.contains(says), "{route} {patch}: {detail} lacks {says}");

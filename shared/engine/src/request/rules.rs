@@ -304,7 +304,7 @@ pub(crate) const YEARS: IntegerRule = IntegerRule::new("years", 1, Limit::Fixed(
 pub(crate) const N_SCENARIOS: IntegerRule =
     IntegerRule::new("n_scenarios", 1, Limit::Scenarios).with_default(IntegerDefault::Scenarios);
 pub(crate) const SEED: IntegerRule = IntegerRule {
-    message: Some("must be at most 2^63-1 ({max})"),
+    message: Some("must be an integer from 0 to 2^63-1 ({max})"),
     ..IntegerRule::new("seed", 0, Limit::Fixed(MAX_SEED))
         .with_default(IntegerDefault::Absent("drawn at submit and returned with the result"))
 };

@@ -234,7 +234,7 @@ fn cases() -> Vec<Case> {
         case(
             json!({"seed": 9_223_372_036_854_775_808u64}),
             "seed",
-            "must be at most 2^63-1 (9223372036854775807)",
+            "must be an integer from 0 to 2^63-1 (9223372036854775807)",
         ),
         case(json!({"allocation": {"stocks": 1.2}}), "allocation.stocks", weight),
         case(json!({"allocation": {"stocks": 0.5, "bonds": -0.2}}), "allocation.bonds", weight),
