@@ -171,16 +171,16 @@ pub(crate) fn depletion(result: &SimulationResult) -> Result<String, ChartError>
     })
 }
 
-/// Scenarios by real terminal wealth: the depleted, equal-width bins up to the 99th
-/// percentile, and those above it.
+/// Scenarios by real terminal wealth: those left with nothing (the depleted, and any that
+/// survived at exactly zero), equal-width bins up to the 99th percentile, and those above it.
 pub(crate) fn terminal(result: &SimulationResult) -> Result<String, ChartError> {
     let h = &result.terminal.histogram;
     let total: u64 = h.depleted + h.above + h.counts.iter().sum::<u64>();
     let top = h.edges.last().copied().unwrap_or(0.0);
     let busiest = h.counts.iter().enumerate().max_by_key(|(_, c)| **c).map(|(i, _)| i);
     let desc = format!(
-        "Of {total} scenarios, {} end depleted and {} end at or above {} (the 99th percentile of \
-         those not depleted). {}Mean real terminal wealth is {}, the median {}.",
+        "Of {total} scenarios, {} end with nothing left and {} end at or above {} (the 99th \
+         percentile of those with wealth left). {}Mean real terminal wealth is {}, the median {}.",
         h.depleted,
         h.above,
         compact(top),
@@ -205,7 +205,7 @@ fn histogram(
     h: &Bins,
 ) -> Result<(), String> {
     let n = h.counts.len() as u32;
-    // Segment 0 is "depleted", 1..=n the bins, n + 1 "above the last edge".
+    // Segment 0 is "nothing left", 1..=n the bins, n + 1 "above the last edge".
     let highest = h.counts.iter().copied().chain([h.depleted, h.above]).max().unwrap_or(0).max(1);
     let label = |i: u32| -> String {
         match i {
@@ -374,7 +374,9 @@ mod tests {
         // 42 bars and 3 legend swatches, plus the legend box and the plot background.
         let rects = svg.matches("<rect").count();
         assert!(rects >= 42 + 3, "{rects} rects");
-        assert!(svg.contains("Of 930 scenarios, 100 end depleted and 10 end at or above 8M"));
+        assert!(
+            svg.contains("Of 930 scenarios, 100 end with nothing left and 10 end at or above 8M")
+        );
         assert!(label(&svg, "Depleted (100)"));
     }
 
@@ -383,7 +385,7 @@ mod tests {
         let mut r = result();
         r.terminal.histogram = Bins { depleted: 1000, ..Default::default() };
         let svg = terminal(&r).unwrap();
-        assert!(svg.contains("Of 1000 scenarios, 1000 end depleted"));
+        assert!(svg.contains("Of 1000 scenarios, 1000 end with nothing left"));
         let mut r = result();
         r.depletion_probability_by_year = vec![0.0; 31];
         assert!(depletion(&r).unwrap().contains("No scenario is depleted within the 30 years."));

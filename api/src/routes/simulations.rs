@@ -81,6 +81,11 @@ struct SubmitHeaders {
     /// (or when absent) replaced by a generated one; always echoed.
     #[param(rename = "X-Request-Id", value_type = Option<String>)]
     request_id: Option<String>,
+    /// RFC 7240. `wait=N` (seconds, at most 60, cut to `MAX_WAIT_SECS`): answer `200` with the
+    /// whole job if it ends within N s (`Preference-Applied: wait=N`), else the usual `202`.
+    /// Other preferences, and a `wait` that is not a whole number, are ignored.
+    #[param(rename = "Prefer", value_type = Option<String>, example = "wait=10")]
+    prefer: Option<String>,
 }
 
 /// Submit a simulation.
@@ -623,6 +628,7 @@ async fn waited(
 /// `POST /simulations` (`Prefer: wait=N` to wait) and `GET /results/{id}?wait=N`.
 #[utoipa::path(
     tag = "simulations",
+    params(SubmitHeaders),
     request_body(content = SimulationRequestInput, content_type = "application/json"),
     responses(
         (status = 200, description = "The job ended within RUN_SIMULATION_WAIT_SECS (default 30; or the wait of `Prefer: wait=N`): the whole job document with its result, as the old app answered. Unlike `POST /simulations`, which answers `202` at once unless asked to wait. Also an idempotent replay, and a seeded request answered from the result cache.", body = JobView),

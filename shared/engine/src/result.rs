@@ -62,8 +62,10 @@ pub struct TerminalWealth {
 }
 
 /// Counts of scenarios by real terminal wealth: `counts[i]` falls in
-/// `[edges[i], edges[i+1])`; `depleted` ended with nothing; `above` ended at or beyond the
-/// last edge (the 99th percentile), so a few extreme paths do not flatten the picture.
+/// `[edges[i], edges[i+1])`; `depleted` ended with nothing (every depleted scenario, and any
+/// that ended at zero without being depleted: a plan without spending can); `above` ended at or
+/// beyond the last edge (the 99th percentile), so a few extreme paths do not flatten the
+/// picture.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Histogram {
     pub edges: Vec<f64>,
