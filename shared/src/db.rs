@@ -24,13 +24,21 @@ const MIGRATION_LOCK: i64 = 0x706f_7274_666f_6c69;
 /// Months of audit partitions kept ahead of the current one.
 pub(crate) const AUDIT_PARTITIONS_AHEAD: i32 = 2;
 
+/// How long r2d2 keeps retrying one connection before it lets a later checkout start afresh.
+/// r2d2 doubles the delay between retries from 0.2 s up to half of this (`add_connection`), so
+/// it is what spaces the retries during an outage: at 4 s they are at most 2 s apart, and a
+/// pool reconnects within about 2 s of Postgres coming back, however long it was away. (The
+/// checkout timeout, 30 s by default, made that up to 15 s.) Every checkout in the binaries
+/// passes its own timeout (`get_timeout`), so this bounds nothing else.
+const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(4);
+
 /// A pool that connects lazily: the process starts (and reports not-ready) while Postgres is
 /// down, instead of refusing to start.
 pub fn pool(url: &str, settings: &PoolSettings) -> PgPool {
     Pool::builder()
         .max_size(settings.max_size)
         .min_idle(Some(settings.min_idle.min(settings.max_size)))
-        .connection_timeout(settings.checkout_timeout)
+        .connection_timeout(CONNECT_RETRY_WINDOW)
         .max_lifetime(Some(settings.max_lifetime))
         .test_on_check_out(settings.test_on_checkout)
         .build_unchecked(PingWhenIdle { inner: ConnectionManager::new(url) })

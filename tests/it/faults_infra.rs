@@ -194,3 +194,49 @@ struct SubmittedRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     simulation_id: Uuid,
 }
+
+/// Postgres away for longer than the pool's back-off takes to grow: the API answers each submit
+/// meanwhile with a `503` after one wait for a connection (5 s), not after two (a remembered
+/// key's answer used to wait for a second checkout to look the key up), and records jobs again
+/// within a few seconds of Postgres's return. r2d2 spaces its connection retries up to half its
+/// connection timeout, which was the 30 s checkout timeout: this test's first job was then
+/// recorded 9.2 s after the return, and its 503s took 10.0 s (`db::CONNECT_RETRY_WINDOW`; now
+/// 0.8 s and 5 s). Both bounds leave room above what is expected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_after_a_long_postgres_outage_submits_are_recorded_within_seconds_of_its_return() {
+    let _lock = fault_lock();
+    let pg = ThrowawayPostgres::start();
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    let mut env = TestEnv::with(db, TestQueue::new());
+    // Two connections, both lost with Postgres: no checkout can start a third, fresh attempt.
+    // The checkout timeout is the production default (the suite's is 5 s).
+    env.set("DB_POOL_MAX_SIZE", 2).set("DB_POOL_MIN_IDLE", 2).set("DB_POOL_TIMEOUT_SECS", 30);
+    env.leaves_unfinished_jobs("no worker: the jobs recorded are what the test asks about");
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    api.submit_ok(&job_body(1_000, 10)).await;
+
+    pg.stop();
+    let stopped = Instant::now();
+    while stopped.elapsed() < Duration::from_secs(14) {
+        let asked = Instant::now();
+        let response = api.try_submit(&job_body(1_000, 10)).await.expect("an answer");
+        let (status, took) = (response.status(), asked.elapsed());
+        assert_eq!(status, 503, "{}", response.text().await.unwrap_or_default());
+        assert!(took < Duration::from_secs(8), "a 503 after {took:?}: more than one checkout");
+    }
+    pg.start_again();
+    let back = Instant::now();
+    loop {
+        let response = api.try_submit(&job_body(1_000, 10)).await.expect("an answer");
+        if response.status() == 202 {
+            break;
+        }
+        assert_eq!(response.status(), 503, "{}", response.text().await.unwrap_or_default());
+        assert!(back.elapsed() < Duration::from_secs(30), "no job recorded 30 s after the return");
+    }
+    let waited = back.elapsed();
+    eprintln!("first job recorded {waited:?} after Postgres was back");
+    assert!(waited < Duration::from_secs(6), "recorded only {waited:?} after Postgres was back");
+}

@@ -13,8 +13,8 @@
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use portfolio_shared::rate_limit::{Budget, Decision};
@@ -88,7 +88,10 @@ pub(crate) async fn guard(
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(admission.clone());
     let mut response = next.call(req).await?.map_into_left_body();
+    // A `503` carries nothing of the tenant's, and a lookup would only wait out a second
+    // checkout on the Postgres that is away: it goes out as it is.
     if admission.key_unchecked()
+        && response.status() != StatusCode::SERVICE_UNAVAILABLE
         && let Err(e) = admission.verified(&state).await
     {
         // A remembered key the handler answered on without a check (a body it refused, a
