@@ -47,7 +47,7 @@ pub fn simulate_and_print(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let seed = request.seed().unwrap_or_else(portfolio_engine::request::draw_seed);
     // Held to CPUs as the worker's are, so that this measures the engine as it runs there.
-    let pool = crate::engine_threads::pool(args.threads.unwrap_or(0), true)?;
+    let pool = crate::engine_threads::pool(args.threads.unwrap_or(0), true, "engine-")?;
     let options = RunOptions { batch_size: args.batch_size, ..RunOptions::default() };
     let result = pool
         .install(|| portfolio_engine::run(&request, seed, &options))

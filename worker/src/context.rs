@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::admission::Places;
+use crate::engine_pools::EnginePools;
 use crate::metrics::WorkerMetrics;
 
 /// Waits between attempts of a database call while Postgres is away: 0.2 s, doubling, at most
@@ -38,7 +39,7 @@ pub(crate) struct JobContext {
     pub(crate) queue: Queue,
     pub(crate) settings: Settings,
     pub(crate) metrics: Arc<WorkerMetrics>,
-    pub(crate) engine_pool: Arc<rayon::ThreadPool>,
+    pub(crate) engine_pools: Arc<EnginePools>,
     /// This process's name: the `worker` of the jobs it holds in Postgres. Stable across the
     /// restarts of its apalis worker, whose names carry a generation suffix.
     name: String,
@@ -98,7 +99,7 @@ impl JobContext {
         queue: Queue,
         settings: Settings,
         metrics: Arc<WorkerMetrics>,
-        engine_pool: Arc<rayon::ThreadPool>,
+        engine_pools: Arc<EnginePools>,
     ) -> Self {
         let places = Places::new(settings.worker.concurrency, settings.worker.light_concurrency);
         Self {
@@ -106,7 +107,7 @@ impl JobContext {
             queue,
             settings,
             metrics,
-            engine_pool,
+            engine_pools,
             name,
             jobs: Mutex::new(HashMap::new()),
             idle: Notify::new(),

@@ -1,5 +1,6 @@
-//! The engine's threads: one rayon pool per process, each thread held to a CPU of its own when
-//! the process may use exactly as many CPUs as the pool has threads.
+//! The engine's threads: a rayon pool (the worker has a few, see `engine_pools`), each thread
+//! held to a CPU of its own when the process may use exactly as many CPUs as the pool has
+//! threads.
 //!
 //! Why hold them: a pool that has sat idle for a few milliseconds wakes its second thread onto
 //! the CPU its first thread runs on (the kernel places a woken thread near its waker), where it
@@ -21,11 +22,13 @@ use core_affinity::CoreId;
 use rayon::ThreadPool;
 
 /// A pool of `threads` engine threads (0: one per CPU the process may use), held one per CPU
-/// when `pin` is set and the counts match.
-pub fn pool(threads: usize, pin: bool) -> anyhow::Result<ThreadPool> {
+/// when `pin` is set and the counts match, named `{prefix}{i}` (`engine-` and what follows,
+/// which the bench counts as the engine's).
+pub fn pool(threads: usize, pin: bool, prefix: &str) -> anyhow::Result<ThreadPool> {
+    let name = prefix.to_owned();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(|i| format!("engine-{i}"))
+        .thread_name(move |i| format!("{name}{i}"))
         .build()
         .context("starting the engine threads")?;
     let allowed = core_affinity::get_core_ids().unwrap_or_default();
@@ -34,7 +37,7 @@ pub fn pool(threads: usize, pin: bool) -> anyhow::Result<ThreadPool> {
             let held = pool.broadcast(|ctx| core_affinity::set_for_current(cpus[ctx.index()]));
             if held.iter().all(|&ok| ok) {
                 let ids: Vec<usize> = cpus.iter().map(|c| c.id).collect();
-                tracing::info!(threads = cpus.len(), cpus = ?ids, "engine threads held one per CPU");
+                tracing::info!(pool = %prefix, threads = cpus.len(), cpus = ?ids, "engine threads held one per CPU");
             } else {
                 // The affinity call is refused only by a sandbox that forbids it; the threads
                 // then run where the scheduler puts them, as without WORKER_PIN_THREADS.
@@ -42,6 +45,7 @@ pub fn pool(threads: usize, pin: bool) -> anyhow::Result<ThreadPool> {
             }
         }
         None => tracing::info!(
+            pool = %prefix,
             threads = pool.current_num_threads(),
             cpus = allowed.len(),
             pin,
@@ -92,13 +96,13 @@ mod tests {
             eprintln!("one CPU: nothing to hold");
             return;
         }
-        let held = pool(allowed.len(), true).expect("a pool");
+        let held = pool(allowed.len(), true, "engine-").expect("a pool");
         let per_thread = affinities(&held);
         assert_eq!(per_thread, allowed.iter().map(|&c| vec![c]).collect::<Vec<_>>());
 
-        let free = pool(allowed.len(), false).expect("a pool");
+        let free = pool(allowed.len(), false, "engine-").expect("a pool");
         assert!(affinities(&free).iter().all(|cpus| *cpus == allowed), "not asked: not held");
-        let fewer = pool(allowed.len() - 1, true).expect("a pool");
+        let fewer = pool(allowed.len() - 1, true, "engine-").expect("a pool");
         assert!(affinities(&fewer).iter().all(|cpus| *cpus == allowed), "fewer threads: not held");
     }
 }

@@ -4,6 +4,7 @@ pub(crate) mod admission;
 pub mod cli_simulate;
 pub(crate) mod context;
 pub(crate) mod doorbell;
+pub(crate) mod engine_pools;
 pub(crate) mod engine_threads;
 pub(crate) mod jobs;
 pub(crate) mod metrics;

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::admission::AdmissionLayer;
 use crate::context::JobContext;
 use crate::doorbell::{self, WakeOnRing};
-use crate::engine_threads;
+use crate::engine_pools::EnginePools;
 use crate::jobs;
 use crate::metrics::{self, WorkerMetrics};
 
@@ -85,8 +85,11 @@ impl Worker {
         let pool = db::pool(settings.database.url.expose_secret(), &settings.database.worker_pool);
         let conn = queue::connect(&settings.queue).context("REDIS_URL")?;
         let queue = Queue::new(conn, &settings.queue, &settings.worker);
-        let engine_pool =
-            engine_threads::pool(settings.worker.threads, settings.worker.pin_threads)?;
+        let engine_pools = EnginePools::new(
+            settings.worker.threads,
+            settings.worker.pin_threads,
+            settings.worker.concurrency,
+        )?;
         let metrics = Arc::new(WorkerMetrics::new());
         let (holders, holder) = Holders::new();
         let (metrics_port, metrics_server) =
@@ -98,7 +101,7 @@ impl Worker {
             queue,
             settings,
             metrics,
-            Arc::new(engine_pool),
+            engine_pools,
         ));
         Ok(Self { ctx, base_name, metrics_port, metrics_server, holders })
     }

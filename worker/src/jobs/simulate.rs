@@ -21,7 +21,7 @@ use portfolio_shared::store::{self, Claim, ClaimedJob, Lease, ProgressAck, UnitW
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::admission::Slot;
+use crate::admission::{self, Slot};
 use crate::context::{DbGaveUp, JobContext, JobGuard};
 use crate::jobs::engine_task;
 use crate::jobs::work::{Done, Work};
@@ -254,7 +254,8 @@ async fn execute(
     let seed = job.seed as u64;
     let sweep = work.sweep();
     let fault = ctx.settings.worker.faults.for_seed(seed);
-    let engine = engine_task::spawn(&ctx.engine_pool, move || {
+    let pool = ctx.engine_pools.take(admission::is_light(work.cost()));
+    let engine = engine_task::spawn(pool, move || {
         match fault {
             Some(Fault::Panic) => panic!("injected fault (WORKER_FAULT_INJECTION): panic"),
             Some(Fault::Abort) => {
