@@ -436,7 +436,9 @@ fn health_checks_use_the_paths_and_subcommands_the_binaries_serve() {
         }
     }
     let target_group = json("ecs/target-group-api.json");
-    assert_eq!(target_group["HealthCheckPath"], "/ready", "the ALB checks readiness");
+    // ECS replaces a task the ALB finds unhealthy: a check on `/ready` would replace every API
+    // task through an outage of Redis or Postgres, which the API is built to work through.
+    assert_eq!(target_group["HealthCheckPath"], "/health", "the ALB checks liveness");
 
     for (deployment, allowed) in
         [("portfolio-api", API_HTTP_PATHS), ("portfolio-worker", WORKER_HTTP_PATHS)]
