@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use portfolio_engine::request::{RequestLimits, SimulationRequest};
 use portfolio_shared::queue::{self, PushOutcome, Queue};
 use portfolio_shared::store::{self, models::NewSimulation};
-use portfolio_tests::processes::{assert_contract, job_body, job_record};
+use portfolio_tests::processes::{assert_contract, audit_rows, job_body, job_record};
 use portfolio_tests::{TEST_TENANT, TestEnv, eventually};
 use redis::Commands;
 use uuid::Uuid;
@@ -181,6 +181,9 @@ async fn faults_queue_a_running_job_reports_progress_and_stops_within_a_second_o
     let asked = Instant::now();
     let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
     assert_eq!(response.status(), 202);
+    // Asked again before it stops (or after): the same answer, and one request on record.
+    let again = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    assert!([202, 409].contains(&again.status().as_u16()), "{}", again.status());
     let job = app.wait_terminal(id, Duration::from_secs(5)).await;
     let stopped_after = asked.elapsed();
     assert_eq!(job["status"], "cancelled", "{job}");
@@ -188,5 +191,7 @@ async fn faults_queue_a_running_job_reports_progress_and_stops_within_a_second_o
     assert!(job["progress"]["done"].as_i64().unwrap() < total, "it ran to the end: {job}");
     let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
     assert_eq!(response.status(), 409);
+    let events: Vec<String> = audit_rows(&env.db.url, id).into_iter().map(|r| r.event).collect();
+    assert_eq!(events.iter().filter(|e| *e == "cancel_requested").count(), 1, "{events:?}");
     assert_contract(&env.db.url, &[id]);
 }

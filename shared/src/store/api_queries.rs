@@ -486,6 +486,8 @@ pub fn cancel(
                 }
                 Ok(CancelOutcome::Cancelled)
             }
+            // Asked already: the same answer, and nothing more to record.
+            _ if job.cancel_requested => Ok(CancelOutcome::Requested),
             _ => {
                 diesel::update(simulations::table.find(id))
                     .set((simulations::cancel_requested.eq(true), simulations::updated_at.eq(now)))
