@@ -33,9 +33,14 @@ pub(super) fn classify_decode_error(
             // The path already ends with the offending key, unknown keys included.
             let field = if at_root { "body".to_owned() } else { path };
             let message = if category == serde_json::error::Category::Syntax {
-                // A bare NaN / Infinity inside a field is a syntax error at that field; say
-                // so in words a client can act on.
-                format!("must be a valid JSON value (finite numbers only): {message}")
+                // A bare NaN / Infinity inside a field is a syntax error at that field ("expected
+                // value"); say so in words a client can act on. Other syntax errors there (a
+                // bad escape in a string) are told as serde tells them.
+                if message.starts_with("expected value") {
+                    format!("must be a valid JSON value (finite numbers only): {message}")
+                } else {
+                    format!("must be a valid JSON value: {message}")
+                }
             } else if at_root {
                 "must be a JSON object (the simulation request)".to_owned()
             } else {

@@ -15,6 +15,20 @@ fn only_error(body: &str) -> FieldError {
 }
 
 #[test]
+fn a_field_that_is_not_json_is_named_and_told_why() {
+    let nan = only_error(r#"{"starting_portfolio": NaN, "monthly_spending": 1, "years": 10}"#);
+    assert_eq!(nan.field, "starting_portfolio");
+    assert!(nan.message.contains("finite numbers only"), "{}", nan.message);
+    // A bad escape in a string has nothing to do with numbers.
+    let escape = only_error(
+        r#"{"starting_portfolio": 1, "monthly_spending": 1, "years": 10,
+            "income": [{"name": "\ud800x", "monthly_amount": 1}]}"#,
+    );
+    assert!(escape.message.starts_with("must be a valid JSON value: "), "{}", escape.message);
+    assert!(!escape.message.contains("finite"), "{}", escape.message);
+}
+
+#[test]
 fn type_errors_name_the_field_and_what_json_it_takes_not_rust_types() {
     let base = r#""starting_portfolio": 1000, "monthly_spending": 1"#;
     let cases = [
