@@ -162,10 +162,13 @@ impl Worker {
             }
         };
         let mut waited = stop_rx.clone();
-        // Whatever happens, the process leaves within the grace once shutdown began.
+        // Whatever happens, the process leaves within the grace once shutdown began: what
+        // follows the deadline (the metrics server's stop, its hold on the pool) may take up
+        // to `LET_GO_WITHIN`, so the deadline comes that much earlier (a sixth of a short grace).
+        let exit_by = grace.saturating_sub(LET_GO_WITHIN.min(grace / 6));
         let deadline = async move {
             let _ = waited.wait_for(|stop| *stop).await;
-            tokio::time::sleep(grace).await;
+            tokio::time::sleep(exit_by).await;
         };
         let outcome = tokio::select! {
             outcome = supervised => outcome,
