@@ -42,7 +42,7 @@ pub(super) fn classify_decode_error(
                     format!("must be a valid JSON value: {message}")
                 }
             } else if at_root {
-                "must be a JSON object (the simulation request)".to_owned()
+                super::NOT_AN_OBJECT.to_owned()
             } else {
                 in_json_terms(&message)
             };

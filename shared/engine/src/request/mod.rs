@@ -46,6 +46,9 @@ pub use schema::request_schema;
 
 use crate::FieldError;
 
+/// What a body that is JSON but no object is told, at the field `body`.
+const NOT_AN_OBJECT: &str = "must be a JSON object (the simulation request)";
+
 /// Limits that depend on the deployment rather than on the model.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLimits {
@@ -75,6 +78,11 @@ pub enum RequestError {
 impl SimulationRequest {
     /// Parses and checks a JSON body.
     pub fn from_json(body: &[u8], limits: &RequestLimits) -> Result<Self, RequestError> {
+        // serde reads a struct from a list too, field by position: a list is no request,
+        // whatever it holds, and its items are not the fields to name.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(RequestError::Invalid(vec![FieldError::new("body", NOT_AN_OBJECT)]));
+        }
         let mut de = serde_json::Deserializer::from_slice(body);
         let decoded = serde_path_to_error::deserialize::<_, SimulationRequestInput>(&mut de);
         let input = match decoded {

@@ -15,6 +15,19 @@ fn only_error(body: &str) -> FieldError {
 }
 
 #[test]
+fn a_body_that_is_a_list_is_no_request_whatever_it_holds() {
+    for body in ["[]", " [[1]]", "[1000000, 4000, 30]", "[{}]"] {
+        let error = only_error(body);
+        assert_eq!(
+            (error.field.as_str(), error.message.as_str()),
+            ("body", NOT_AN_OBJECT),
+            "{body}"
+        );
+    }
+    assert_eq!(only_error("7").field, "body");
+}
+
+#[test]
 fn a_field_that_is_not_json_is_named_and_told_why() {
     let nan = only_error(r#"{"starting_portfolio": NaN, "monthly_spending": 1, "years": 10}"#);
     assert_eq!(nan.field, "starting_portfolio");
