@@ -345,9 +345,7 @@ impl Submitted {
     fn fingerprint(&self) -> serde_json::Value {
         match self {
             Self::Plan(request) => request.to_json(),
-            Self::Sweep(sweep) => {
-                serde_json::json!({ "base": sweep.base.to_json(), "sweep": sweep.spec })
-            }
+            Self::Sweep(sweep) => sweep.fingerprint(),
         }
     }
 }

@@ -134,6 +134,8 @@ pub struct Sweep {
     pub base: SimulationRequest,
     pub spec: SweepSpec,
     pub cells: Vec<Cell>,
+    /// The body as written, without `sweep`: what the cells were expanded from.
+    body: Map<String, Value>,
 }
 
 impl Sweep {
@@ -197,7 +199,7 @@ impl Sweep {
             }
         }
         let cells = expand(body, &spec, limits)?;
-        Ok(Self { base, spec, cells })
+        Ok(Self { base, spec, cells, body: body.clone() })
     }
 
     /// The JSON Schema of a body's `sweep` member, as the OpenAPI document publishes it. The rules
@@ -264,14 +266,22 @@ impl Sweep {
         base_values(&self.base, &self.spec)
     }
 
-    /// The normalised request stored for the sweep: the base (with `seed`) and its axes.
+    /// The request stored for the sweep: the body as written (not the base's normalised form,
+    /// whose defaults would pin, say, an income's `end_year` to the base's `years` in every
+    /// cell), with its `seed` and its axes as values. Expanded again, it gives the same cells.
     pub fn to_json(&self, seed: u64) -> Value {
-        let mut stored = self.base.clone().with_seed(seed).to_json();
-        stored
-            .as_object_mut()
-            .expect("a request is an object")
-            .insert("sweep".into(), serde_json::to_value(&self.spec).expect("axes serialise"));
-        stored
+        let mut stored = self.body.clone();
+        stored.insert("seed".into(), Value::from(seed));
+        stored.insert("sweep".into(), serde_json::to_value(&self.spec).expect("axes serialise"));
+        Value::Object(stored)
+    }
+
+    /// What makes two sweeps "the same body" (an `Idempotency-Key`'s replay): the same cells,
+    /// each as its normalised request (seed included only if the body named one), on the same
+    /// axes.
+    pub fn fingerprint(&self) -> Value {
+        let cells: Vec<Value> = self.cells.iter().map(|c| c.request.to_json()).collect();
+        serde_json::json!({ "cells": cells, "sweep": self.spec })
     }
 }
 
@@ -698,5 +708,37 @@ mod tests {
         assert_eq!(spec, s.spec);
         assert_eq!(base.to_json(), s.base.to_json());
         assert_eq!(s.base_values()["annual_fee"], Value::from(s.base.annual_fee));
+    }
+
+    fn income_sweep(end_year: &str, n_scenarios: &str) -> Sweep {
+        let body = format!(
+            r#"{{"starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30,
+                {n_scenarios} "income": [{{"monthly_amount": 2000 {end_year}}}],
+                "sweep": {{"axes": [{{"field": "years", "values": [30, 40]}}]}}}}"#
+        );
+        Sweep::from_json(body.as_bytes(), &RequestLimits::default()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn the_stored_request_expands_again_to_the_same_cells() {
+        let s = income_sweep("", "");
+        let stored = serde_json::to_vec(&s.to_json(7)).unwrap();
+        let again = Sweep::from_json(&stored, &RequestLimits::default()).unwrap().unwrap();
+        let requests = |s: &Sweep| -> Vec<Value> {
+            s.cells.iter().map(|c| c.request.clone().with_seed(7).to_json()).collect()
+        };
+        assert_eq!(requests(&again), requests(&s));
+        assert_eq!(again.cells[1].request.income[0].end_year, 40, "the cell's own horizon");
+    }
+
+    #[test]
+    fn two_sweeps_are_the_same_body_when_their_cells_are() {
+        let omitted = income_sweep("", "");
+        // A default written out is the same plan; an end_year pinned to 30 is not.
+        assert_eq!(
+            omitted.fingerprint(),
+            income_sweep("", r#""n_scenarios": 10000,"#).fingerprint()
+        );
+        assert_ne!(omitted.fingerprint(), income_sweep(r#", "end_year": 30"#, "").fingerprint());
     }
 }
