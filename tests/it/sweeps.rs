@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
+use portfolio_shared::store;
 use portfolio_tests::{ApiClient, TestEnv, eventually, problem};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -265,6 +266,53 @@ async fn one_delete_cancels_the_sweep_and_every_unit() {
     let probe = app.submit_ok(&base(200, 5)).await;
     app.wait_terminal(probe, Duration::from_secs(30)).await;
     assert!(units_of(&env, id).iter().all(|u| u.attempts == 0 && u.cells == 0));
+}
+
+/// A unit running when its sweep is cancelled finishes after the cancel: it stores nothing and
+/// ends `cancelled`, so the ended sweep's document (served as immutable) never changes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_finishes_after_its_sweep_was_cancelled_stores_nothing() {
+    let mut env = TestEnv::new();
+    env.set("SWEEP_UNIT_COST", 1);
+    let app = env.spawn_app().await;
+    let body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15]}]));
+    let id = app.submit_ok(&body).await;
+    let unit: Uuid =
+        diesel::sql_query("SELECT id FROM simulations WHERE parent_id = $1 ORDER BY id LIMIT 1")
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .get_result::<UnitId>(&mut env.db.connect())
+            .unwrap()
+            .id;
+    // A worker claims the unit, as it would on delivery.
+    let mut conn = env.db.connect();
+    let claimed = match store::claim(&mut conn, unit, "w", 3, Duration::from_secs(15)).unwrap() {
+        store::Claim::Run(job) => job,
+        other => panic!("not claimed: {other:?}"),
+    };
+    let cancel = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
+    assert_eq!(cancel.status(), 200);
+    let before = app.job(id).await;
+    assert_eq!(before["status"], "cancelled");
+
+    let cell = store::CellOutcome {
+        index: claimed.request["cells"][0]["index"].as_i64().unwrap() as i32,
+        request: json!({}),
+        summary: json!({}),
+        result: json!({}),
+    };
+    let written = store::complete_unit(&mut conn, &claimed.lease, id, &[cell], 1).unwrap();
+    assert_eq!(written.write, store::Write::FencedOut, "{written:?}");
+    assert!(!written.sweep_ended);
+    assert_eq!(app.job(id).await, before, "the ended sweep's document changed");
+    let units = units_of(&env, id);
+    assert!(units.iter().all(|u| u.cells == 0), "{units:?}");
+    assert!(units.iter().all(|u| u.status == "cancelled" && u.terminal_audits == 1), "{units:?}");
+}
+
+#[derive(QueryableByName)]
+struct UnitId {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

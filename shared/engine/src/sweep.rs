@@ -408,7 +408,16 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             let last = (steps - 1) as f64;
             // To 12 significant digits, so 0.2 → 1.0 in 5 steps is 0.6, not 0.6000000000000001.
             let tidy = |v: f64| format!("{v:.11e}").parse::<f64>().unwrap_or(v);
-            (0..steps).map(|i| tidy(from + (to - from) * i as f64 / last)).collect()
+            let values: Vec<f64> =
+                (0..steps).map(|i| tidy(from + (to - from) * i as f64 / last)).collect();
+            // Steps closer than the rounding would repeat a plan.
+            if values.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(err(
+                    "",
+                    format!("`from` and `to` are too close for {steps} distinct steps"),
+                ));
+            }
+            values
         }
         _ => {
             return Err(err("", "give either `values`, or all of `from`, `to` and `steps`".into()));
@@ -663,6 +672,10 @@ mod tests {
             invalid(r#"[{"field": "years", "from": 10, "to": 20, "steps": 1}]"#)[0].field,
             "sweep.axes[0].steps"
         );
+        // Steps closer than the 12 digits the values are rounded to would repeat a plan.
+        let close =
+            r#"[{"field": "monthly_spending", "from": 1000, "to": 1000.000000001, "steps": 3}]"#;
+        assert_eq!(invalid(close)[0].field, "sweep.axes[0]");
         assert_eq!(
             invalid(r#"[{"field": "years", "values": [10], "from": 1}]"#)[0].field,
             "sweep.axes[0]"

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::api_queries::{Recorded, Viewer, within_quota};
 use super::audit::{self, Actor, AuditEvent};
-use super::job_lifecycle::{Lease, Write, complete};
+use super::job_lifecycle::{Lease, Write, cancelled_by_worker, complete};
 use super::models::{NewSimulation, Simulation};
 use super::transition::{finish, locked};
 use crate::schema::{simulations, sweep_cells};
@@ -118,7 +118,9 @@ pub struct UnitWrite {
 }
 
 /// Stores a unit's cells and marks it `succeeded`, once (fenced by `lease`, as
-/// [`complete`]); ends the sweep when it then has every cell. One transaction.
+/// [`complete`]); ends the sweep when it then has every cell. One transaction. A unit whose
+/// sweep has already ended (cancelled, or failed by another unit) stores nothing and ends
+/// `cancelled`, so an ended sweep's document never changes again: [`Write::FencedOut`].
 pub fn complete_unit(
     conn: &mut PgConnection,
     lease: &Lease,
@@ -132,6 +134,12 @@ pub fn complete_unit(
         let Some(job) = locked(conn, sweep)? else {
             return Ok(UnitWrite { write: fenced_out_unit(lease), sweep_ended: false });
         };
+        if job.status.is_terminal() {
+            tracing::info!(job_id = %lease.job, sweep = %sweep, status = %job.status,
+                "the unit's sweep has ended; its cells are not stored");
+            cancelled_by_worker(conn, lease)?;
+            return Ok(UnitWrite { write: Write::FencedOut, sweep_ended: false });
+        }
         let indices: Vec<i32> = cells.iter().map(|c| c.index).collect();
         let document = serde_json::value::to_raw_value(&json!({ "cells": indices }))
             .expect("a list of indices always serialises");
