@@ -137,7 +137,8 @@ pub fn complete_unit(
         if job.status.is_terminal() {
             tracing::info!(job_id = %lease.job, sweep = %sweep, status = %job.status,
                 "the unit's sweep has ended; its cells are not stored");
-            cancelled_by_worker(conn, lease)?;
+            // Ended here, or already taken over elsewhere: either way it stores nothing.
+            let _ = cancelled_by_worker(conn, lease)?;
             return Ok(UnitWrite { write: Write::FencedOut, sweep_ended: false });
         }
         let indices: Vec<i32> = cells.iter().map(|c| c.index).collect();
