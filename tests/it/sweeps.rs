@@ -309,6 +309,69 @@ async fn a_unit_that_finishes_after_its_sweep_was_cancelled_stores_nothing() {
     assert!(units.iter().all(|u| u.status == "cancelled" && u.terminal_audits == 1), "{units:?}");
 }
 
+/// A cancel locks the sweep, then its units; a unit's claim moves the sweep to `running`. The
+/// claim takes the sweep's row first too, so the two queue up instead of deadlocking (the claim
+/// used to lock the unit first: Postgres then broke the cycle by failing one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_units_claim_and_its_sweeps_cancel_queue_up_instead_of_deadlocking() {
+    let mut env = TestEnv::new();
+    env.set("SWEEP_UNIT_COST", 1);
+    let app = env.spawn_app().await;
+    let body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15]}]));
+    let sweep = app.submit_ok(&body).await;
+    let unit = diesel::sql_query("SELECT id FROM simulations WHERE parent_id = $1 LIMIT 1")
+        .bind::<diesel::sql_types::Uuid, _>(sweep)
+        .get_result::<UnitId>(&mut env.db.connect())
+        .unwrap()
+        .id;
+
+    // The cancel's transaction, by hand: the sweep's row first.
+    let mut cancel = env.db.connect();
+    diesel::sql_query("BEGIN").execute(&mut cancel).unwrap();
+    diesel::sql_query("SELECT 1 FROM simulations WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(sweep)
+        .execute(&mut cancel)
+        .unwrap();
+    let url = env.db.url.clone();
+    let claim = std::thread::spawn(move || {
+        let mut conn = PgConnection::establish(&url).unwrap();
+        store::claim(&mut conn, unit, "w", 3, Duration::from_secs(15))
+    });
+    let mut watch = env.db.connect();
+    eventually(Duration::from_secs(10), || {
+        let waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result::<Count>(&mut watch)
+        .unwrap()
+        .n;
+        std::future::ready((waiting > 0).then_some(()))
+    })
+    .await;
+    // Then the units, as `stop_units` does, and the sweep itself.
+    diesel::sql_query(
+        "UPDATE simulations SET status = 'cancelled', finished_at = now() \
+         WHERE parent_id = $1 AND status = 'queued'",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(sweep)
+    .execute(&mut cancel)
+    .expect("the cancel's update of the units");
+    diesel::sql_query("COMMIT").execute(&mut cancel).unwrap();
+    let claimed = claim.join().unwrap().expect("the claim");
+    assert!(
+        matches!(claimed, store::Claim::Finished(portfolio_shared::JobStatus::Cancelled)),
+        "{claimed:?}"
+    );
+    env.leaves_unfinished_jobs("the sweep's row stays queued: the test cancelled its units alone");
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
 #[derive(QueryableByName)]
 struct UnitId {
     #[diesel(sql_type = diesel::sql_types::Uuid)]

@@ -147,6 +147,7 @@ fn claim_with(
         return Ok(Claim::Run(job));
     }
     conn.transaction(|conn| {
+        super::sweeps::lock_sweep_of(conn, id)?;
         let candidate: Option<Candidate> = simulations::table
             .find(id)
             .select((
@@ -568,6 +569,10 @@ fn end_held(
     data: impl FnOnce(i32) -> serde_json::Value,
 ) -> QueryResult<Write> {
     conn.transaction(|conn| {
+        if status == JobStatus::Failed {
+            // A unit's failure fails its sweep: the sweep's row first, as everywhere.
+            super::sweeps::lock_sweep_of(conn, lease.job)?;
+        }
         let ended: Option<(i32, Option<String>, Option<Uuid>)> =
             diesel::update(held_under(lease.job, lease.token))
                 .set((

@@ -72,6 +72,20 @@ pub fn insert_sweep(
 }
 
 /// The sweep of a unit just claimed by `worker` is running from now (its first unit's claim).
+/// Locks the sweep of job `id` if it is a unit, before the unit itself is locked. Every path that
+/// writes a unit and its sweep takes the sweep's row first (a unit's completion, a cancel and
+/// the units it stops); a claim or a final failure that locked the unit first and its sweep
+/// second could deadlock with a cancel. Nothing for a plan.
+pub(super) fn lock_sweep_of(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::sql_query(
+        "SELECT 1 FROM simulations \
+         WHERE id = (SELECT parent_id FROM simulations WHERE id = $1) FOR UPDATE",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .execute(conn)?;
+    Ok(())
+}
+
 pub(super) fn unit_started(conn: &mut PgConnection, sweep: Uuid, worker: &str) -> QueryResult<()> {
     let started: Option<Option<String>> = diesel::update(
         simulations::table.find(sweep).filter(simulations::status.eq(JobStatus::Queued)),
