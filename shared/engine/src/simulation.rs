@@ -99,10 +99,16 @@ pub(crate) fn run_with_plan(
     let started = Instant::now();
     let runner = Runner::new(request, plan, options);
     let mut notes = Vec::new();
+    // Every batch the run may take is counted before the first, so progress (done / total)
+    // only ever moves forward: the passes of the full run, and the solver's worst case, whose
+    // unused part is taken off once it has its answer.
+    let solver_passes = if request.solve.is_some() { SOLVER_MAX_ITERATIONS } else { 0 };
+    runner.expect_passes(runner.full_run_passes() + solver_passes as usize);
 
     let (spending, solve) = match request.solve {
         Some(solve) => {
             let outcome = runner.solve(solve.target_success)?;
+            runner.unexpect_passes(solver_passes.saturating_sub(outcome.iterations) as usize);
             notes.push(format!(
                 "monthly_spending was replaced by the solver's safe_monthly_spending ({:.2}) \
                  for every series in this result",
@@ -210,6 +216,49 @@ impl<'a> Runner<'a> {
         self.scenarios.div_ceil(self.batch)
     }
 
+    /// Adds `passes` passes' batches to the progress total.
+    fn expect_passes(&self, passes: usize) {
+        if let Some(p) = &self.options.progress {
+            p.total.fetch_add((passes * self.batches()) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes `passes` passes' batches off the progress total: passes that will not run.
+    fn unexpect_passes(&self, passes: usize) {
+        if let Some(p) = &self.options.progress {
+            p.total.fetch_sub((passes * self.batches()) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// What the full run records of each scenario: real and nominal wealth at each year end,
+    /// and spending in each year unless it follows from the depletion months (constant real
+    /// spending without cash flows spends exactly `spending` in every month a scenario is
+    /// alive, so its spending percentiles need no per-scenario rows).
+    fn recorded_slots(&self) -> Vec<(Quantity, usize)> {
+        let years = self.plan.years;
+        let spending_from_depletion = self.spending_from_depletion();
+        (0..=years)
+            .map(|y| (Quantity::Real, y))
+            .chain((0..=years).map(|y| (Quantity::Nominal, y)))
+            .chain(
+                (1..=years).filter(|_| !spending_from_depletion).map(|y| (Quantity::Spending, y)),
+            )
+            .collect()
+    }
+
+    fn spending_from_depletion(&self) -> bool {
+        matches!(self.plan.withdrawal, Withdrawal::ConstantReal) && !self.plan.flows.any
+    }
+
+    /// Slots recorded per pass, so that one pass's values fit the memory budget.
+    fn slots_per_pass(&self) -> usize {
+        (self.options.memory_budget / (8 * self.scenarios)).max(1)
+    }
+
+    fn full_run_passes(&self) -> usize {
+        self.recorded_slots().len().div_ceil(self.slots_per_pass())
+    }
+
     fn simulate(
         &self,
         spending: f64,
@@ -219,9 +268,6 @@ impl<'a> Runner<'a> {
         let width = recording.slots();
         let mut values = vec![0.0; width * self.scenarios];
         let mut depletion = vec![NEVER; self.scenarios];
-        if let Some(p) = &self.options.progress {
-            p.total.fetch_add(self.batches() as u64, Ordering::Relaxed);
-        }
         let value_chunks: Vec<&mut [f64]> = if width == 0 {
             (0..self.batches()).map(|_| &mut [][..]).collect()
         } else {
@@ -260,19 +306,9 @@ impl<'a> Runner<'a> {
     fn full_run(&self, spending: f64) -> Result<SimulationResult, EngineError> {
         let years = self.plan.years;
         let n = self.scenarios;
-        // Constant real spending without cash flows spends exactly `spending` in every month a
-        // scenario is alive, so its spending percentiles follow from the depletion months and
-        // need no per-scenario rows.
-        let spending_from_depletion =
-            matches!(self.plan.withdrawal, Withdrawal::ConstantReal) && !self.plan.flows.any;
-        let slots: Vec<(Quantity, usize)> = (0..=years)
-            .map(|y| (Quantity::Real, y))
-            .chain((0..=years).map(|y| (Quantity::Nominal, y)))
-            .chain(
-                (1..=years).filter(|_| !spending_from_depletion).map(|y| (Quantity::Spending, y)),
-            )
-            .collect();
-        let per_pass = (self.options.memory_budget / (8 * n)).max(1);
+        let spending_from_depletion = self.spending_from_depletion();
+        let slots = self.recorded_slots();
+        let per_pass = self.slots_per_pass();
         let ps: Vec<f64> = PERCENTILES.iter().map(|(_, p)| *p).collect();
 
         let mut real = PercentileSeries::with_len(years + 1);

@@ -11,6 +11,7 @@
 mod closed_form;
 mod defaults;
 mod historical;
+mod progress;
 mod properties;
 mod reference;
 mod reproducibility;
