@@ -646,6 +646,13 @@
     return { node: $('#e-body'), key: 'body' };
   }
 
+  // A problem with the submit as a whole (not a field's), beside the submit button.
+  function showFormProblem(text) {
+    const node = $('#e-body');
+    node.textContent = text;
+    node.setAttribute('role', 'alert');
+  }
+
   function showErrors(errors) {
     const list = $('#error-summary ul');
     list.replaceChildren();
@@ -693,7 +700,7 @@
           body: text,
         });
       } catch (_) {
-        showErrors([{ field: 'body', message: 'The API could not be reached. Check the connection and submit again.' }]);
+        showFormProblem('The API could not be reached. Check the connection and submit again.');
         return;
       }
       if (response.status === 202 || response.status === 200) {
@@ -707,9 +714,11 @@
       if (p.errors.length) {
         showErrors(p.errors);
       } else {
+        // Not about a field (a spent budget, a full queue, an outage): said beside the button,
+        // not listed as fields to correct. The detail names the wait when it has one.
         const wait = retryAfter(response);
-        const again = wait !== null ? ` Try again in ${Math.ceil(wait)} s.` : '';
-        showErrors([{ field: 'body', message: `${p.title}: ${p.detail}.${again}` }]);
+        const again = wait !== null && !/retry in/i.test(p.detail) ? ` Try again in ${Math.ceil(wait)} s.` : '';
+        showFormProblem(`${p.title}: ${p.detail}.${again}`);
       }
     } finally {
       button.disabled = false;
@@ -753,11 +762,15 @@
   // to 30 s.
   async function poll(id, token, fill) {
     let failures = 0;
+    // The first read answers at once: a page reloaded mid-job shows its plan and progress now,
+    // not after a long-poll's wait (with the form's defaults, ready to be run, meanwhile).
+    let first = true;
     while (isCurrent(token)) {
       let response;
       const asked = Date.now();
+      const wait = first ? 0 : LONG_POLL_SECS;
       try {
-        response = await apiFetch(`/results/${id}?wait=${LONG_POLL_SECS}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+        response = await apiFetch(`/results/${id}?wait=${wait}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
       } catch (_) {
         failures += 1;
         const wait = Math.min(30, 2 ** failures);
@@ -768,6 +781,8 @@
       if (!isCurrent(token)) return;
       if (response.status === 404) {
         showJobProblem('There is no such job. The link may be mistyped, or the job was removed.');
+        setStatus('');
+        $('#progress-row').hidden = true;
         finishControls();
         return;
       }
@@ -795,9 +810,10 @@
         finish(job);
         return;
       }
-      if (Date.now() - asked < LONG_POLL_SECS * 500) {
+      if (!first && Date.now() - asked < LONG_POLL_SECS * 500) {
         await sleep((retryAfter(response) ?? 1) * 1000);
       }
+      first = false;
     }
   }
 
@@ -1426,11 +1442,11 @@
     });
     window.addEventListener('popstate', () => {
       const id = jobInAddress();
-      if (id) follow(id, { fill: true });
+      if (id) follow(id, { fill: true, status: 'Reading the job…' });
       else stopFollowing();
     });
     const id = jobInAddress();
-    if (id) follow(id, { fill: true });
+    if (id) follow(id, { fill: true, status: 'Reading the job…' });
   }
 
   start();

@@ -100,7 +100,8 @@ window.pmc = (function () {
   let asking = null;
 
   // Shows the key form with `reason`, resolves once a key is entered.
-  function askForKey(reason) {
+  // `back`: a link out of the dialog (to the planner) for a page this key may not open.
+  function askForKey(reason, back = null) {
     if (asking) return asking;
     asking = new Promise((resolve) => {
       const input = el('input', {
@@ -114,7 +115,9 @@ window.pmc = (function () {
         input,
         el('p', { id: 'api-key-hint', class: 'hint' },
           'It looks like pmc_xxxxxxxx_… and comes from whoever runs this service (portfolio-api keys create). It is kept in this tab only, until the tab is closed.'),
-        el('div', { class: 'actions' }, el('button', { type: 'submit', id: 'api-key-submit', class: 'primary' }, 'Use this key')));
+        el('div', { class: 'actions' },
+          el('button', { type: 'submit', id: 'api-key-submit', class: 'primary' }, 'Use this key'),
+          ...(back ? [el('a', { href: back.href, id: 'api-key-back' }, back.text)] : [])));
       const dialog = el('dialog', { id: 'api-key-dialog', 'aria-labelledby': 'api-key-heading' }, form);
       form.addEventListener('submit', (event) => {
         event.preventDefault();
@@ -156,9 +159,10 @@ window.pmc = (function () {
         continue;
       }
       if (response.status === 403 && scope) {
-        const p = await problem(response);
-        setApiKey(null);
-        await askForKey(`${p.detail || 'This key may not do that.'} Enter a key with the ${scope} scope.`);
+        // The key is good for the rest of the site: it stays until another is entered here.
+        await askForKey(
+          `This page is for operators, and this key does not have the ${scope} scope. Enter a key that has it, or go back to the planner.`,
+          { href: '/', text: 'Back to the planner' });
         continue;
       }
       return response;

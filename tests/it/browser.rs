@@ -258,8 +258,10 @@ async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
 
     let browser = Browser::start(1280, 2200).await;
     browser.client.goto(&app.url("/dashboard")).await.unwrap();
-    // A key without the operator scope is refused, and the page asks for another.
-    browser.answer_key_prompt(&env.key("tenant", &["simulate"]), Duration::from_secs(10)).await;
+    // A key without the operator scope is refused, and the page asks for another, keeping the
+    // one it has (good for the planner, where a link leads back).
+    let tenant_key = env.key("tenant", &["simulate"]);
+    browser.answer_key_prompt(&tenant_key, Duration::from_secs(10)).await;
     let reason = eventually(Duration::from_secs(10), || async {
         let shown = browser.eval(
             "const r = document.getElementById('api-key-reason'); return r ? r.textContent : ''",
@@ -269,6 +271,12 @@ async fn the_dashboard_shows_the_figures_of_queue_stats_and_keeps_them_fresh() {
     })
     .await;
     assert!(reason.contains("operator scope"), "{reason}");
+    let (kept, back) = (
+        browser.eval("return sessionStorage.getItem('portfolio-mc.api-key')", vec![]).await,
+        browser.eval("const a = document.getElementById('api-key-back'); return a && a.getAttribute('href')", vec![]).await,
+    );
+    assert_eq!(kept, json!(tenant_key), "the planner's key was dropped");
+    assert_eq!(back, json!("/"));
     browser.answer_key_prompt(env.api_key(), Duration::from_secs(5)).await;
     browser.wait_for("#depth-chart svg", Duration::from_secs(20)).await;
     let read_figures = "return Object.fromEntries(Array.from(document.querySelectorAll('[data-stat]'))\
