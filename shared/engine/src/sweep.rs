@@ -76,6 +76,21 @@ impl SweepField {
         }
     }
 
+    /// Why `value` can be no plan's value of this field, by the field's own rule (the message a
+    /// plain request is told); `None` when it may be one. Checked on the axis, so that a value
+    /// out of range is named once where it was given, not in every cell that holds it.
+    fn refuses(self, value: f64) -> Option<String> {
+        use crate::request::rules;
+        match self {
+            Self::MonthlySpending => rules::MONTHLY_SPENDING.check(value).err(),
+            Self::AllocationStocks => rules::ALLOCATION[0].check(value).err(),
+            Self::StartingPortfolio => rules::STARTING_PORTFOLIO.check(value).err(),
+            Self::AnnualFee => rules::ANNUAL_FEE.check(value).err(),
+            Self::Years => (!(1.0..=f64::from(rules::MAX_YEARS)).contains(&value))
+                .then(|| rules::YEARS.message_with_max(&rules::MAX_YEARS)),
+        }
+    }
+
     /// Writes `value` into a request's JSON.
     fn write(self, request: &mut Map<String, Value>, value: f64) {
         match self {
@@ -426,6 +441,10 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
     if field == SweepField::Years && values.iter().any(|v| v.fract() != 0.0 || *v < 0.0) {
         return Err(err(".values", "years must be whole numbers of years".into()));
     }
+    if let Some((value, why)) = values.iter().find_map(|&v| field.refuses(v).map(|why| (v, why))) {
+        let at = if axis.contains_key("values") { ".values" } else { "" };
+        return Err(err(at, format!("holds {value}, but {} {why}", field.name())));
+    }
     Ok(Axis { field, values })
 }
 
@@ -647,10 +666,38 @@ mod tests {
 
     #[test]
     fn an_invalid_cell_is_named_with_its_values_and_field() {
+        // Each value is a valid income start, but the second one starts after the horizon.
+        let body = format!(
+            r#"{{{BASE}, "income": [{{"monthly_amount": 100, "start_year": 25}}],
+                "sweep": {{"axes": [{{"field": "years", "values": [30, 20]}}]}}}}"#
+        )
+        .replace("[30, 20]", "[20, 30]");
+        let errors = match Sweep::from_json(body.as_bytes(), &RequestLimits::default()) {
+            Some(Err(RequestError::Invalid(errors))) => errors,
+            other => panic!("expected field errors, got {other:?}"),
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "sweep.cells[0].income[0].start_year");
+        assert!(errors[0].message.contains("cell 0 (years = 20)"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn a_value_out_of_its_fields_range_is_named_once_on_its_axis() {
         let errors = invalid(r#"[{"field": "years", "values": [30, 500]}]"#);
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert_eq!(errors[0].field, "sweep.cells[1].years");
-        assert!(errors[0].message.contains("cell 1 (years = 500)"), "{}", errors[0].message);
+        assert_eq!(errors[0].field, "sweep.axes[0].values");
+        assert!(
+            errors[0].message.contains("holds 500, but years must be"),
+            "{}",
+            errors[0].message
+        );
+        let errors = invalid(
+            r#"[{"field": "monthly_spending", "values": [3000, 4000]},
+                {"field": "allocation.stocks", "from": 0.2, "to": 1.2, "steps": 6}]"#,
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "sweep.axes[1]", "from/to/steps: the axis itself");
+        assert!(errors[0].message.contains("allocation.stocks must be"), "{}", errors[0].message);
     }
 
     #[test]
