@@ -25,6 +25,10 @@ use crate::request_id::{self, RequestIdRootSpan};
 use crate::state::AppState;
 use crate::{background, completions, routes, sampler};
 
+/// How long an idle client connection stays open (actix's default is 5 s). Above the idle
+/// timeouts of what fronts the API: the ALB's 75 s (ecs/README.md), nginx's upstream 60 s.
+pub(crate) const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// Serves the API until SIGTERM or SIGINT (`portfolio-api serve`), on a runtime of its own.
 pub fn serve(settings: Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
@@ -104,6 +108,9 @@ impl Application {
             routes::mount(app, limits)
         })
         .listen(listener)?
+        // Longer than any load balancer's idle timeout in front (the ALB's is set to 75 s):
+        // one that reuses a connection the API has just closed answers its client 502.
+        .keep_alive(KEEP_ALIVE)
         // In-flight requests drain on SIGTERM within the API's own grace, which fits inside
         // every orchestrator's budget (tests/it/deploy_files checks each).
         .shutdown_timeout(shutdown_grace.as_secs())

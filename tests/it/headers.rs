@@ -204,3 +204,28 @@ async fn a_clients_request_id_is_kept_only_when_it_matches_the_safe_pattern() {
     let cancelled = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await;
     assert_eq!(cancelled.unwrap().status(), 200);
 }
+
+/// An idle connection outlives the idle timeout of the load balancer in front (the ALB's 75 s):
+/// the balancer reuses it without finding it closed, which its client would see as a 502.
+/// actix closes an idle connection after 5 s unless told otherwise; 6 s of idleness is enough
+/// to tell the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_stays_open_past_a_few_seconds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let host = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let request = format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let mut answer = vec![0u8; 4096];
+    for round in 0..2 {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let read = stream.read(&mut answer).await.unwrap();
+        let head = String::from_utf8_lossy(&answer[..read]);
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head:?}");
+        if round == 0 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+    }
+}

@@ -53,7 +53,8 @@ fn dockerfiles_build_release_binaries_into_slim_non_root_images() {
         .lines()
         .map(|l| l.trim().trim_start_matches("**/").trim_end_matches('/').to_owned())
         .collect();
-    for entry in ["target", ".git", "node_modules", "test-artifacts"] {
+    // .run holds the local stack's key and the bench's venv: never in a build context.
+    for entry in ["target", ".git", "node_modules", "test-artifacts", ".run", ".env"] {
         assert!(ignored.contains(entry), ".dockerignore does not exclude {entry}");
     }
 }

@@ -28,9 +28,11 @@ fn the_worker_scaling_policy_tracks_the_metric_the_api_publishes() {
     assert_eq!(namespace, worker_namespace, "api and worker must share one queue");
     if let Some(interval) = api_env.get("METRICS_PUBLISH_INTERVAL_SECS") {
         let secs: u64 = interval.parse().expect("METRICS_PUBLISH_INTERVAL_SECS");
+        // Every minute needs a datapoint, and the leader publishes on a tick once the interval
+        // has passed: exactly 60 s drifts past some minutes.
         assert!(
-            secs <= 60,
-            "target tracking wants a datapoint a minute; publishing every {secs} s"
+            secs <= 30,
+            "target tracking wants a datapoint in every minute; publishing every {secs} s"
         );
     }
 
