@@ -156,6 +156,18 @@ async fn malformed_json_is_400_wrong_media_type_415_and_big_bodies_413() {
     )
     .await;
     problem(post(b"{}".to_vec(), None).await.unwrap(), 415).await;
+    // A compressed body is refused for its coding, not read as broken JSON.
+    let gzipped = app
+        .client
+        .post(app.url("/simulations"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])
+        .send()
+        .await
+        .unwrap();
+    let p = problem(gzipped, 415).await;
+    assert!(p["detail"].as_str().unwrap().contains("Content-Encoding `gzip`"), "{p}");
     let mut big = serde_json::to_vec(&small_request()).unwrap();
     big.truncate(big.len() - 1);
     big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(70 * 1024)).bytes());

@@ -360,7 +360,7 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     }
     assert!(text_of(&browser, "#sweep-size").await.contains("3 × 3 = 9 plans"));
 
-    // A broken range is caught in the page; a grid with plans the API refuses is named by it.
+    // A broken range is caught in the page; a value the API refuses is named on its axis.
     browser.type_into("#f-sweep-axes-0-steps", "1").await;
     browser.click("#submit").await;
     let shown = eventually(Duration::from_secs(10), || async {
@@ -372,10 +372,10 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     browser.type_into("#f-sweep-axes-0-from", "-1000").await;
     browser.click("#submit").await;
     let shown = eventually(Duration::from_secs(10), || async {
-        Some(text_of(&browser, "#e-sweep").await).filter(|t| !t.is_empty())
+        Some(text_of(&browser, "#e-sweep-axes-0").await).filter(|t| !t.is_empty())
     })
     .await;
-    assert!(shown.contains("is not a valid plan"), "{shown}");
+    assert!(shown.contains("holds -1000, but monthly_spending must be"), "{shown}");
     assert_eq!(text_of(&browser, "#e-sweep-axes-0-steps").await, "", "the fixed field is clear");
     let url = browser.client.current_url().await.unwrap();
     assert!(url.query().is_none(), "no job was created: {url}");

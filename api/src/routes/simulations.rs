@@ -704,6 +704,16 @@ pub(crate) async fn cancel(
 }
 
 fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    // The body is read as sent: a compressed one would only fail as "not JSON" (RFC 9110 asks
+    // for a 415 for a content coding the server does not take).
+    if let Some(coding) = req.headers().get(header::CONTENT_ENCODING) {
+        let coding = coding.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+        if !coding.is_empty() && coding != "identity" {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Encoding `{coding}` is not accepted; send the JSON body uncompressed"
+            )));
+        }
+    }
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType(
             "no Content-Type; send the request as application/json".to_owned(),

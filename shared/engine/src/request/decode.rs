@@ -30,6 +30,7 @@ pub(super) fn classify_decode_error(
         }
         serde_json::error::Category::Syntax if at_root => RequestError::Malformed(message),
         category => {
+            let top_level_key = !at_root && !path.contains(['.', '[']);
             // The path already ends with the offending key, unknown keys included.
             let field = if at_root { "body".to_owned() } else { path };
             let message = if category == serde_json::error::Category::Syntax {
@@ -43,6 +44,10 @@ pub(super) fn classify_decode_error(
                 }
             } else if at_root {
                 super::NOT_AN_OBJECT.to_owned()
+            } else if top_level_key && message.starts_with("unknown field") {
+                // The plan's fields, as serde lists them; a body may also carry a `sweep`,
+                // which is read apart (crate::sweep).
+                format!("{message}, or `sweep`")
             } else {
                 in_json_terms(&message)
             };

@@ -15,6 +15,22 @@ fn only_error(body: &str) -> FieldError {
 }
 
 #[test]
+fn an_unknown_top_level_field_is_told_every_known_one_sweep_included() {
+    let error =
+        only_error(r#"{"starting_portfolio": 1, "monthly_spending": 1, "years": 1, "colour": 1}"#);
+    assert_eq!(error.field, "colour");
+    assert!(
+        error.message.contains("`solve`") && error.message.ends_with("or `sweep`"),
+        "{}",
+        error.message
+    );
+    let nested = only_error(
+        r#"{"starting_portfolio": 1, "monthly_spending": 1, "years": 1, "allocation": {"gold": 1}}"#,
+    );
+    assert!(!nested.message.contains("sweep"), "{}", nested.message);
+}
+
+#[test]
 fn a_body_that_is_a_list_is_no_request_whatever_it_holds() {
     for body in ["[]", " [[1]]", "[1000000, 4000, 30]", "[{}]"] {
         let error = only_error(body);
