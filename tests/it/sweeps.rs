@@ -268,6 +268,19 @@ async fn one_delete_cancels_the_sweep_and_every_unit() {
     assert!(units_of(&env, id).iter().all(|u| u.attempts == 0 && u.cells == 0));
 }
 
+/// A sweep of two cells, one unit each, with no worker: the sweep's id and its first unit's.
+async fn sweep_of_two_units(env: &TestEnv, app: &ApiClient) -> (Uuid, Uuid) {
+    let body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15]}]));
+    let sweep = app.submit_ok(&body).await;
+    let unit =
+        diesel::sql_query("SELECT id FROM simulations WHERE parent_id = $1 ORDER BY id LIMIT 1")
+            .bind::<diesel::sql_types::Uuid, _>(sweep)
+            .get_result::<UnitId>(&mut env.db.connect())
+            .unwrap()
+            .id;
+    (sweep, unit)
+}
+
 /// A unit running when its sweep is cancelled finishes after the cancel: it stores nothing and
 /// ends `cancelled`, so the ended sweep's document (served as immutable) never changes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,14 +288,7 @@ async fn a_unit_that_finishes_after_its_sweep_was_cancelled_stores_nothing() {
     let mut env = TestEnv::new();
     env.set("SWEEP_UNIT_COST", 1);
     let app = env.spawn_app().await;
-    let body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15]}]));
-    let id = app.submit_ok(&body).await;
-    let unit: Uuid =
-        diesel::sql_query("SELECT id FROM simulations WHERE parent_id = $1 ORDER BY id LIMIT 1")
-            .bind::<diesel::sql_types::Uuid, _>(id)
-            .get_result::<UnitId>(&mut env.db.connect())
-            .unwrap()
-            .id;
+    let (id, unit) = sweep_of_two_units(&env, &app).await;
     // A worker claims the unit, as it would on delivery.
     let mut conn = env.db.connect();
     let claimed = match store::claim(&mut conn, unit, "w", 3, Duration::from_secs(15)).unwrap() {
@@ -317,13 +323,7 @@ async fn a_units_claim_and_its_sweeps_cancel_queue_up_instead_of_deadlocking() {
     let mut env = TestEnv::new();
     env.set("SWEEP_UNIT_COST", 1);
     let app = env.spawn_app().await;
-    let body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15]}]));
-    let sweep = app.submit_ok(&body).await;
-    let unit = diesel::sql_query("SELECT id FROM simulations WHERE parent_id = $1 LIMIT 1")
-        .bind::<diesel::sql_types::Uuid, _>(sweep)
-        .get_result::<UnitId>(&mut env.db.connect())
-        .unwrap()
-        .id;
+    let (sweep, unit) = sweep_of_two_units(&env, &app).await;
 
     // The cancel's transaction, by hand: the sweep's row first.
     let mut cancel = env.db.connect();
