@@ -11,7 +11,6 @@
 //! so one held up inside another waits that long at most; they keep sharing one pool, where a
 //! burst of them runs on as many threads as there are CPUs.
 
-use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use rayon::ThreadPool;
@@ -58,14 +57,6 @@ impl EnginePool {
     /// The pool itself, to spawn on while the run holds `self`.
     pub(crate) fn handle(&self) -> Arc<ThreadPool> {
         self.pool.clone()
-    }
-}
-
-impl Deref for EnginePool {
-    type Target = ThreadPool;
-
-    fn deref(&self) -> &ThreadPool {
-        &self.pool
     }
 }
 

@@ -71,7 +71,6 @@ pub fn insert_sweep(
     })
 }
 
-/// The sweep of a unit just claimed by `worker` is running from now (its first unit's claim).
 /// Locks the sweep of job `id` if it is a unit, before the unit itself is locked. Every path that
 /// writes a unit and its sweep takes the sweep's row first (a unit's completion, a cancel and
 /// the units it stops); a claim or a final failure that locked the unit first and its sweep
@@ -86,6 +85,7 @@ pub(super) fn lock_sweep_of(conn: &mut PgConnection, id: Uuid) -> QueryResult<()
     Ok(())
 }
 
+/// The sweep of a unit just claimed by `worker` is running from now (its first unit's claim).
 pub(super) fn unit_started(conn: &mut PgConnection, sweep: Uuid, worker: &str) -> QueryResult<()> {
     let started: Option<Option<String>> = diesel::update(
         simulations::table.find(sweep).filter(simulations::status.eq(JobStatus::Queued)),
