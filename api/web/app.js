@@ -768,9 +768,9 @@
     while (isCurrent(token)) {
       let response;
       const asked = Date.now();
-      const wait = first ? 0 : LONG_POLL_SECS;
+      const waitSecs = first ? 0 : LONG_POLL_SECS;
       try {
-        response = await apiFetch(`/results/${id}?wait=${wait}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+        response = await apiFetch(`/results/${id}?wait=${waitSecs}`, { headers: { Accept: 'application/json' }, cache: 'no-store' });
       } catch (_) {
         failures += 1;
         const wait = Math.min(30, 2 ** failures);

@@ -349,7 +349,7 @@ async fn a_units_claim_and_its_sweeps_cancel_queue_up_instead_of_deadlocking() {
         std::future::ready((waiting > 0).then_some(()))
     })
     .await;
-    // Then the units, as `stop_units` does, and the sweep itself.
+    // Then the units, as `stop_units` does.
     diesel::sql_query(
         "UPDATE simulations SET status = 'cancelled', finished_at = now() \
          WHERE parent_id = $1 AND status = 'queued'",

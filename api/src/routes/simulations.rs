@@ -161,8 +161,8 @@ async fn accept(
     };
     submitted.check_cost(state.settings.job_limits.max_job_cost)?;
     let idempotency = idempotency_key(&req)?;
-    // The fingerprint of a submit is its normalised request before a seed is drawn, so the
-    // same JSON with other spacing or key order is still "the same body".
+    // The fingerprint of a submit is its normalised request before a seed is drawn (a sweep's:
+    // its cells'), so the same JSON with other spacing or key order is still "the same body".
     let fingerprint = hex::encode(Sha256::digest(submitted.fingerprint().to_string()));
     if let Some(key) = &idempotency {
         admission.admitted().await?;
@@ -341,7 +341,8 @@ impl Submitted {
         Ok(())
     }
 
-    /// What makes two submits "the same body": the normalised request before a seed is drawn.
+    /// What makes two submits "the same body": the normalised request before a seed is drawn
+    /// (a sweep's cells, each so).
     fn fingerprint(&self) -> serde_json::Value {
         match self {
             Self::Plan(request) => request.to_json(),
