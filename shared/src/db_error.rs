@@ -66,14 +66,36 @@ pub fn is_transient(e: &DieselError) -> bool {
             DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
             _,
         ) => true,
-        DieselError::DatabaseError(_, info) => {
-            pg_sqlstate(info.as_ref()).is_some_and(|s| s.is_transient())
-        }
+        DieselError::DatabaseError(_, info) => match pg_sqlstate(info.as_ref()) {
+            Some(code) => code.is_transient(),
+            // No code: libpq's own report, not the server's verdict on the statement. A
+            // statement whose write failed on a connection the server had cut (one larger than
+            // the socket takes at once) is reported so while the connection still looks open,
+            // and diesel calls it `Unknown`.
+            None => tells_of_a_lost_connection(info.message()),
+        },
         // A commit refused with a serialization failure is as worth retrying as a statement.
         DieselError::RollbackErrorOnCommit { commit_error, .. } => is_transient(commit_error),
         DieselError::BrokenTransactionManager => true,
         _ => false,
     }
+}
+
+/// Whether libpq's message says the connection to the server is gone (libpq's wording, which
+/// carries no code; fe-misc.c, fe-secure.c, fe-exec.c). Other errors of libpq's own (a bind it
+/// cannot encode, too many parameters) are the same on every try.
+fn tells_of_a_lost_connection(message: &str) -> bool {
+    const LOST: [&str; 8] = [
+        "server closed the connection unexpectedly",
+        "no connection to the server",
+        "could not receive data from server",
+        "could not send data to server",
+        "connection not open",
+        "SSL SYSCALL error",
+        "SSL connection has been closed unexpectedly",
+        "lost synchronization with server",
+    ];
+    LOST.iter().any(|lost| message.contains(lost))
 }
 
 /// The SQLSTATE of `e` when it is a data exception (class 22): Postgres refused a value.
@@ -163,6 +185,17 @@ mod tests {
             Box::new("something libpq said".to_owned()),
         );
         assert!(!is_transient(&unknown));
+        // A write that failed on a connection the server had cut: libpq's words, kind Unknown
+        // (tests/it/faults_infra.rs makes it happen against a real server).
+        let cut = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new(
+                "server closed the connection unexpectedly\n\tThis probably means the server \
+                 terminated abnormally\n\tbefore or while processing the request.\n"
+                    .to_owned(),
+            ),
+        );
+        assert!(is_transient(&cut));
         assert!(!is_transient(&DieselError::NotFound));
     }
 }

@@ -240,3 +240,68 @@ async fn faults_after_a_long_postgres_outage_submits_are_recorded_within_seconds
     eprintln!("first job recorded {waited:?} after Postgres was back");
     assert!(waited < Duration::from_secs(6), "recorded only {waited:?} after Postgres was back");
 }
+
+/// A statement on a connection a Postgres crash cut, whether it was in flight or sent after, is
+/// worth trying again: the worker's result write retries it until Postgres is back. A statement
+/// sent after the crash with a bind larger than the socket takes at once (a result is about
+/// 12 KB) fails to be written, and libpq reports it without a SQLSTATE while the connection
+/// still looks open, so diesel calls it `Unknown`: taken for a lasting error, it failed every job
+/// whose result was being stored at the moment of the crash.
+#[test]
+fn faults_a_statement_on_a_connection_cut_by_a_postgres_crash_is_worth_trying_again() {
+    use diesel::RunQueryDsl;
+    use diesel::sql_types::{Double, Text};
+    use portfolio_shared::db_error::is_transient;
+
+    let pg = ThrowawayPostgres::start();
+    let connect = || diesel::PgConnection::establish(&pg.admin_url()).expect("connect");
+    let (mut small, mut large, mut busy, mut watcher) =
+        (connect(), connect(), connect(), connect());
+    for conn in [&mut small, &mut large] {
+        diesel::sql_query("SELECT 1").execute(conn).expect("a first statement");
+    }
+    let in_flight = std::thread::spawn(move || {
+        diesel::sql_query("SELECT pg_sleep($1)")
+            .bind::<Double, _>(30.0)
+            .execute(&mut busy)
+            .expect_err("cut by the crash")
+    });
+    // The sleep has begun once the server lists it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        #[derive(diesel::QueryableByName)]
+        struct Sleeping {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let sleeping: Sleeping = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep($1)'",
+        )
+        .get_result(&mut watcher)
+        .expect("pg_stat_activity");
+        if sleeping.n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sleep never began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pg.stop();
+    let in_flight = in_flight.join().expect("the sleeping thread");
+    assert!(is_transient(&in_flight), "in flight: {in_flight:?}");
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Length {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        _n: i32,
+    }
+    let big = "x".repeat(200_000);
+    for attempt in 1..=2 {
+        // Read back as the result's write is (`get_result`).
+        let sent_after = diesel::sql_query("SELECT length($1) AS _n")
+            .bind::<Text, _>(&big)
+            .get_result::<Length>(&mut large)
+            .expect_err("no server");
+        assert!(is_transient(&sent_after), "large, attempt {attempt}: {sent_after:?}");
+        let sent_after = diesel::sql_query("SELECT 1").execute(&mut small).expect_err("no server");
+        assert!(is_transient(&sent_after), "small, attempt {attempt}: {sent_after:?}");
+    }
+}
