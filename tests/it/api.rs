@@ -463,8 +463,9 @@ async fn the_scopes_the_document_states_are_the_scopes_the_handlers_require() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refused() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
     env.leaves_unfinished_jobs("it checks what a replay answers; no worker runs the job");
+    env.set("RUN_SIMULATION_WAIT_SECS", 1);
     let app = env.spawn_app().await;
     let send = |body: Value| {
         app.client
@@ -487,6 +488,25 @@ async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refus
     assert_eq!(again["id"], first["id"]);
     let p = problem(send(with("years", json!(31))).await.unwrap(), 422).await;
     assert_eq!(fields(&p), vec!["Idempotency-Key"]);
+    // A waited replay of a job that has not ended is a 202, as the waited submit itself would
+    // be: the old app's clients read any 200 of /run_simulation as the result.
+    for (path, prefer) in [("/simulations", Some("wait=1")), ("/run_simulation", None)] {
+        let mut post = app
+            .client
+            .post(app.url(path))
+            .header("idempotency-key", "order-77")
+            .json(&small_request());
+        if let Some(prefer) = prefer {
+            post = post.header("prefer", prefer);
+        }
+        let replay = post.send().await.unwrap();
+        assert_eq!(replay.status(), 202, "{path}");
+        assert_eq!(replay.headers()["idempotent-replayed"], "true", "{path}");
+        assert!(replay.headers().contains_key("location"), "{path}");
+        assert!(!replay.headers().contains_key("preference-applied"), "{path}");
+        let replay: Value = replay.json().await.unwrap();
+        assert_eq!((&replay["id"], &replay["status"]), (&first["id"], &json!("queued")), "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
