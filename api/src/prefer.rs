@@ -19,8 +19,17 @@ pub(crate) fn wait_secs(headers: &HeaderMap) -> Option<u64> {
             if !name.trim().eq_ignore_ascii_case("wait") {
                 return None;
             }
-            value.trim().trim_matches('"').parse().ok()
+            seconds(value.trim().trim_matches('"'))
         })
+}
+
+/// RFC 7240's delta-seconds: digits, read as the longest wait when they overflow (the wait is
+/// cut to `MAX_WAIT_SECS` anyway, and a huge ask is a wish to wait as long as allowed).
+fn seconds(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -46,10 +55,18 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_too_long_for_a_u64_is_the_longest_wait() {
+        assert_eq!(wait_secs(&headers(&["wait=99999999999999999999"])), Some(u64::MAX));
+    }
+
+    #[test]
     fn a_malformed_or_absent_wait_is_ignored() {
         assert_eq!(wait_secs(&headers(&[])), None);
         assert_eq!(wait_secs(&headers(&["respond-async"])), None);
-        assert_eq!(wait_secs(&headers(&["wait=soon", "wait=-1", "wait"])), None);
+        assert_eq!(
+            wait_secs(&headers(&["wait=soon", "wait=-1", "wait", "wait=+5", "wait="])),
+            None
+        );
         assert_eq!(wait_secs(&headers(&["waiting=4"])), None);
     }
 }
