@@ -44,6 +44,13 @@ pub(super) fn classify_decode_error(
                 }
             } else if at_root {
                 super::NOT_AN_OBJECT.to_owned()
+            } else if let Some(key) = missing_field(&message) {
+                // serde names the object that lacks the field (a tag: `return_model`'s `kind`,
+                // `withdrawal`'s `strategy`); the answer names the field, as for any other.
+                return RequestError::Invalid(vec![FieldError::new(
+                    format!("{field}.{key}"),
+                    super::rules::REQUIRED,
+                )]);
             } else if top_level_key && message.starts_with("unknown field") {
                 // The plan's fields, as serde lists them; a body may also carry a `sweep`,
                 // which is read apart (crate::sweep).
@@ -54,6 +61,11 @@ pub(super) fn classify_decode_error(
             RequestError::Invalid(vec![FieldError::new(field, message)])
         }
     }
+}
+
+/// The field serde says an object lacks (`missing field `kind``).
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 /// What a key given twice in one object is told. serde_json keeps the last of the two when it

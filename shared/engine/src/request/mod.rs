@@ -114,7 +114,7 @@ impl SimulationRequest {
         }
         // Not JSON after all (the refusal came before a syntax error further on).
         let Ok(mut tree) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return Err(first);
+            return Err(Self::not_json(body, first));
         };
         if !tree.is_object() {
             return Err(first);
@@ -146,6 +146,26 @@ impl SimulationRequest {
             return Err(first);
         }
         Err(RequestError::Invalid(named))
+    }
+
+    /// A body refused at a field (`first`) before a syntax error further on: the syntax error
+    /// is named too, at its path. A refused `sweep` is not named: the field is read apart
+    /// (`crate::sweep`), from bodies that are JSON, so this one reached the plan's reader only
+    /// for its syntax error.
+    fn not_json(body: &[u8], first: RequestError) -> RequestError {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let Err(syntax) = serde_path_to_error::deserialize::<_, serde_json::Value>(&mut de) else {
+            return first;
+        };
+        match (first, decode::classify_decode_error(&syntax)) {
+            (RequestError::Invalid(mut named), RequestError::Invalid(syntax)) => {
+                named.retain(|e| !(e.field == "sweep" && e.message.starts_with("unknown field")));
+                named.extend(syntax);
+                RequestError::Invalid(named)
+            }
+            (_, malformed @ RequestError::Malformed(_)) => malformed,
+            (first, _) => first,
+        }
     }
 
     /// Checks a decoded body against every rule, collecting all violations.

@@ -14,6 +14,23 @@ fn only_error(body: &str) -> FieldError {
     }
 }
 
+/// A sweep is read apart, from bodies that are JSON; one that is not reaches the plan's reader,
+/// which must name the syntax error where it is, not the `sweep` it does not read.
+#[test]
+fn a_syntax_error_in_a_body_with_a_sweep_is_named_where_it_is() {
+    let base = r#""starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30"#;
+    let axes = r#"{"axes": [{"field": "annual_fee", "values": [0, 0.01]}]}"#;
+    let bad_axes = r#"{"axes": [{"field": "annual_fee", "values": [0, 0.01, NaN]}]}"#;
+    let inside = only_error(&format!(r#"{{{base}, "sweep": {bad_axes}}}"#));
+    assert_eq!(inside.field, "sweep.axes[0].values[2]");
+    assert!(inside.message.contains("finite numbers only"), "{}", inside.message);
+    let after = only_error(&format!(
+        r#"{{"sweep": {axes}, "starting_portfolio": NaN, "monthly_spending": 1, "years": 3}}"#
+    ));
+    assert_eq!(after.field, "starting_portfolio");
+    assert!(after.message.contains("finite numbers only"), "{}", after.message);
+}
+
 #[test]
 fn an_unknown_top_level_field_is_told_every_known_one_sweep_included() {
     let error =
@@ -507,6 +524,8 @@ fn cases() -> Vec<Case> {
         case(json!({"inflows": [{"year": 1}]}), "inflows[0].amount", "is required"),
         case(json!({"inflows": [{"year": 1, "amount": 2e12}]}), "inflows[0].amount", amount),
         case(json!({"solve": {}}), "solve.target_success", "is required"),
+        case(rm(json!({"df": 5})), "return_model.kind", "is required"),
+        case(w(json!({"rate": 0.04})), "withdrawal.strategy", "is required"),
         case(
             json!({"solve": {"target_success": 0}}),
             "solve.target_success",
