@@ -54,6 +54,8 @@ impl PercentileSeries {
 /// Real terminal wealth at the horizon.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TerminalWealth {
+    /// Under `student_t` not an estimate of anything: that model's mean gross return is
+    /// infinite, so the figure moves by orders of magnitude between seeds (docs/model.md §3).
     pub mean: f64,
     pub p5: f64,
     pub p50: f64,

@@ -38,6 +38,8 @@ const SOLVER_TOLERANCE: f64 = 0.005;
 /// A bracket whose upper end is below a cent a month is not narrowed further (it only arises
 /// when every positive spending misses the target, e.g. scenarios whose wealth hits exactly 0).
 const SOLVER_SMALLEST: f64 = 0.01;
+/// The largest answer of the solver: the largest `monthly_spending` a plan may ask for.
+pub(crate) const SOLVER_LARGEST: f64 = crate::request::rules::MONTHLY_SPENDING.max;
 /// The most runs the solver makes (bracketing and bisection together); `cost` counts on it.
 pub(crate) const SOLVER_MAX_ITERATIONS: u32 = 80;
 /// Bins of the terminal-wealth histogram.
@@ -114,6 +116,12 @@ pub(crate) fn run_with_plan(
                  for every series in this result",
                 outcome.safe_monthly_spending
             ));
+            if outcome.safe_monthly_spending >= SOLVER_LARGEST {
+                notes.push(format!(
+                    "the target is met even at {SOLVER_LARGEST:.0} a month, the largest \
+                     monthly_spending a plan may ask for: the solver looked no higher"
+                ));
+            }
             (outcome.safe_monthly_spending, Some(outcome))
         }
         None => (request.monthly_spending, None),
@@ -130,6 +138,12 @@ pub(crate) fn run_with_plan(
             historical_windows(request.years),
             request.years
         )),
+        ReturnModel::StudentT { .. } => notes.push(
+            "terminal.mean is not an estimate under student_t: the mean of its gross returns is \
+             infinite, so the figure is set by the run's most extreme draws and moves by orders \
+             of magnitude between seeds; read the percentiles"
+                .to_owned(),
+        ),
         _ => {}
     }
     result.notes = notes;
@@ -445,18 +459,21 @@ impl<'a> Runner<'a> {
         let (mut lo, mut lo_success) = (0.0, at_zero);
         // Paying the whole portfolio out over the horizon at zero return: a spending twice
         // that rarely survives, so the bracket seldom needs widening.
-        let mut hi = (2.0 * self.plan.starting_portfolio / self.plan.months as f64).max(1.0);
+        // The bracket stops at the largest spending a plan may ask for, so the answer can be
+        // submitted as a plan's `monthly_spending`; a target met even there answers it.
+        let cap = SOLVER_LARGEST;
+        let mut hi = (2.0 * self.plan.starting_portfolio / self.plan.months as f64).clamp(1.0, cap);
         loop {
             iterations += 1;
             let s = self.success_at(hi)?;
-            if s < target || hi >= 1e10 || iterations >= SOLVER_MAX_ITERATIONS {
+            if s < target || hi >= cap || iterations >= SOLVER_MAX_ITERATIONS {
                 if s >= target {
                     (lo, lo_success) = (hi, s);
                 }
                 break;
             }
             (lo, lo_success) = (hi, s);
-            hi *= 2.0;
+            hi = (2.0 * hi).min(cap);
         }
         // Relative to lo, not hi: success is non-increasing in spending and fails at hi, so
         // hi ≤ 1.005·lo makes 0.5 % above the answer fail too (a rule relative to hi allowed

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::super::kernel::for_each_month_of_returns;
 use super::super::plan::Plan;
 use super::reference::table;
-use super::request;
+use super::{request, simulate};
 use crate::request::SimulationRequest;
 
 const MU: [f64; 3] = [0.09, 0.045, 0.03];
@@ -256,6 +256,19 @@ fn student_t_shocks_have_unit_variance_the_t_excess_kurtosis_and_the_input_corre
     };
     // Normal data: standard error of the excess kurtosis √(24/n); 5 of them.
     within(infl_kurtosis, 0.0, (24.0 / n).sqrt(), 5.0, "inflation excess kurtosis");
+}
+
+/// A planner reading a student_t result is told not to read its terminal mean, whose
+/// expectation is infinite (docs/model.md §3); the other models carry no such note.
+#[test]
+fn a_student_t_result_says_its_terminal_mean_is_no_estimate() {
+    let says = |model: serde_json::Value| {
+        let mut r = parametric(model);
+        r.n_scenarios = 200;
+        simulate(&r, 1).notes.iter().any(|n| n.contains("terminal.mean is not an estimate"))
+    };
+    assert!(says(json!({"kind": "student_t", "df": 5})));
+    assert!(!says(json!({"kind": "lognormal"})));
 }
 
 /// Each table year's monthly figures `(1 + x)^(1/12)` for stocks, bonds, cash, inflation,

@@ -137,12 +137,29 @@ fn the_bracket_stops_at_its_cap_when_no_spending_can_fail() {
         "inflows": [{"year": 1, "amount": 1e12}],
         "solve": {"target_success": 0.9}
     }));
-    let solve = simulate(&r, 4).solve.unwrap();
-    assert!(solve.safe_monthly_spending >= 1e10, "{}", solve.safe_monthly_spending);
+    let result = simulate(&r, 4);
+    let solve = result.solve.clone().unwrap();
+    assert_eq!(solve.safe_monthly_spending, 1e10, "the largest spending a plan may ask for");
     assert_eq!(solve.success_probability, 1.0);
+    assert!(result.notes.iter().any(|n| n.contains("looked no higher")), "{:?}", result.notes);
     // The longest search there is (widening to the cap, then narrowing) stays within the
     // passes the cost of a job counts on, the final run being the one more.
     assert!(u64::from(solve.iterations) < crate::SOLVER_PASSES, "{}", solve.iterations);
+}
+
+#[test]
+fn a_first_bracket_above_the_cap_starts_at_the_cap() {
+    // Twice 10¹² paid out over 12 months is 1.7·10¹¹ a month, above the largest
+    // `monthly_spending` a plan may ask for: the answer must still be one a plan takes.
+    let r = request(json!({
+        "starting_portfolio": 1e12, "monthly_spending": 1.0, "years": 1, "n_scenarios": 100,
+        "solve": {"target_success": 0.5}
+    }));
+    let solve = simulate(&r, 1).solve.unwrap();
+    assert_eq!(solve.safe_monthly_spending, 1e10);
+    let plan = json!({"starting_portfolio": 1e12, "monthly_spending": solve.safe_monthly_spending, "years": 1});
+    SimulationRequest::from_json(plan.to_string().as_bytes(), &Default::default())
+        .expect("the answer is a monthly_spending a plan takes");
 }
 
 #[test]
