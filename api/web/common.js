@@ -119,6 +119,7 @@ window.pmc = (function () {
           el('button', { type: 'submit', id: 'api-key-submit', class: 'primary' }, 'Use this key'),
           ...(back ? [el('a', { href: back.href, id: 'api-key-back' }, back.text)] : [])));
       const dialog = el('dialog', { id: 'api-key-dialog', 'aria-labelledby': 'api-key-heading' }, form);
+      let given = false;
       form.addEventListener('submit', (event) => {
         event.preventDefault();
         const key = input.value.trim();
@@ -127,13 +128,21 @@ window.pmc = (function () {
           return;
         }
         setApiKey(key);
+        given = true;
         dialog.close();
         dialog.remove();
         asking = null;
         resolve(key);
       });
       // Escape would leave the page waiting for ever: the form stays until a key is given.
+      // Chromium closes a modal dialog on a second Escape whatever its cancel handler says, so
+      // a dialog closed without a key opens again.
       dialog.addEventListener('cancel', (event) => event.preventDefault());
+      dialog.addEventListener('close', () => {
+        if (given) return;
+        dialog.showModal();
+        input.focus();
+      });
       document.body.append(dialog);
       dialog.showModal();
       input.focus();
