@@ -169,7 +169,8 @@
       fields: [
         { path: 'solve.enabled', label: 'Find the highest constant real monthly spending that reaches a target success rate', kind: 'check', value: false },
         { path: 'solve.target_success', label: 'Target success', kind: 'number', value: 0.9, step: 0.01,
-          when: solving, hint: 'Strictly between 0 and 1. Needs the constant real strategy.' },
+          // Explore hides the plan's solver and sends its own (readSweep): this one is not read.
+          when: () => solving() && !$('#mode-explore')?.checked, hint: 'Strictly between 0 and 1. Needs the constant real strategy.' },
       ],
     },
     {
@@ -425,6 +426,7 @@
     resetForm();
     for (const [path, v] of Object.entries(PRESETS[name])) input(path).value = String(v);
     updateVisibility();
+    recentreRanges();
   }
 
   // Fills the form from a job's normalised request (every default filled in), so a resumed or
@@ -1020,7 +1022,13 @@
   // The fields a sweep may vary, and the range each starts with around the plan's value.
   const SWEEP_FIELDS = {
     monthly_spending: { label: 'Monthly spending', step: 50, range: (v) => [roundTo(v * 0.75, 50), roundTo(v * 1.25, 50), 9] },
-    'allocation.stocks': { label: 'Stocks (share)', step: 0.05, range: () => [0, 1, 6] },
+    // Bonds take the rest and cash keeps its weight, so stocks go up to 1 − cash.
+    'allocation.stocks': {
+      label: 'Stocks (share)', step: 0.05, range: () => {
+        const top = Math.max(0.05, roundTo(1 - planValue('allocation.cash'), 0.05));
+        return [0, top, Math.max(2, Math.round(top / 0.2) + 1)];
+      },
+    },
     years: {
       label: 'Years', step: 1, range: (v) => {
         const lo = Math.max(1, v - 10);
@@ -1092,6 +1100,25 @@
 
   let exploreReady = false; // the ranges are set around the plan the first time Explore opens
 
+  // Ranges nobody edited follow the plan when it changes all at once (a preset).
+  function recentreRanges() {
+    if (!exploreReady) return;
+    for (const k of [0, 1]) {
+      if (!rangeEdited[k] && value(`sweep.axes[${k}].field`)) axisDefaults(k);
+    }
+  }
+
+  // Reset: the plan's form, and Explore as it first opens (its ranges set around the plan then).
+  function resetExplore() {
+    exploreReady = false;
+    rangeEdited.fill(false);
+    $('#mode-plan').checked = true;
+    $('#f-sweep-solve').checked = false;
+    input('sweep.axes[0].field').value = 'monthly_spending';
+    input('sweep.axes[1].field').value = 'allocation.stocks';
+    updateMode();
+  }
+
   function updateMode() {
     const on = exploring();
     if (on && !exploreReady) {
@@ -1102,6 +1129,7 @@
     }
     $('#explore').hidden = !on;
     input('solve.enabled').closest('fieldset').hidden = on;
+    updateVisibility(); // the plan's solver target is read in plan mode only
     $('#sweep-target-row').hidden = !$('#f-sweep-solve').checked;
     $('#submit').textContent = submitLabel();
     updateSweepSize();
@@ -1394,7 +1422,10 @@
       if (event.target.name === 'sweep.solve') updateMode();
       // A range nobody edited stays centred on the plan as the plan changes.
       for (const k of [0, 1]) {
-        if (exploreReady && !rangeEdited[k] && event.target.name === value(`sweep.axes[${k}].field`)) axisDefaults(k);
+        const field = value(`sweep.axes[${k}].field`);
+        const follows = event.target.name === field
+          || (field === 'allocation.stocks' && event.target.name === 'allocation.cash');
+        if (exploreReady && !rangeEdited[k] && follows) axisDefaults(k);
       }
     });
     form.addEventListener('input', (event) => {
@@ -1425,6 +1456,7 @@
     });
     $('#reset').addEventListener('click', () => {
       resetForm();
+      resetExplore();
       if (jobInAddress()) history.pushState({}, '', location.pathname);
       stopFollowing();
     });

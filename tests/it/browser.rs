@@ -345,18 +345,35 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     browser.wait_for("#f-starting_portfolio", Duration::from_secs(10)).await;
     browser.use_key(env.api_key()).await;
 
-    browser.type_into("#f-n_scenarios", "1000").await;
-    browser.type_into("#f-seed", "7").await;
     browser.click("#mode-explore").await;
     browser.wait_for("#explore:not([hidden])", Duration::from_secs(5)).await;
+    let value_of = |css: &'static str| {
+        let browser = &browser;
+        async move { browser.find(css).await.prop("value").await.unwrap().unwrap_or_default() }
+    };
     // The ranges start around the plan: spending ±25 % and stocks 0–100 %.
-    let from = browser.find("#f-sweep-axes-0-from").await.prop("value").await.unwrap();
-    assert_eq!(from.as_deref(), Some("3000"));
-    // A range nobody edited follows the plan.
+    assert_eq!(value_of("#f-sweep-axes-0-from").await, "3000");
+    assert_eq!(value_of("#f-sweep-axes-1-to").await, "1");
+    // A range nobody edited follows the plan: its value, a preset, the cash stocks leave room
+    // for (bonds take the rest).
     browser.type_into("#f-monthly_spending", "6000").await;
     browser.click("#f-sweep-axes-1-steps").await;
-    let from = browser.find("#f-sweep-axes-0-from").await.prop("value").await.unwrap();
-    assert_eq!(from.as_deref(), Some("4500"));
+    assert_eq!(value_of("#f-sweep-axes-0-from").await, "4500");
+    browser.click("[data-preset='conservative']").await;
+    assert_eq!(value_of("#f-sweep-axes-0-from").await, "2250");
+    browser.type_into("#f-allocation-cash", "0.2").await;
+    browser.type_into("#f-allocation-bonds", "0.4").await;
+    browser.click("#f-sweep-axes-1-steps").await;
+    assert_eq!(value_of("#f-sweep-axes-1-to").await, "0.8");
+    browser.type_into("#f-allocation-cash", "0").await;
+    browser.type_into("#f-allocation-bonds", "0.6").await;
+    // The plan's solver, hidden in Explore, is not read there, valid or not.
+    browser.click("#mode-plan").await;
+    browser.click("#f-solve-enabled").await;
+    browser.type_into("#f-solve-target_success", "1.5").await;
+    browser.click("#mode-explore").await;
+    browser.type_into("#f-n_scenarios", "1000").await;
+    browser.type_into("#f-seed", "7").await;
     browser.type_into("#f-monthly_spending", "4000").await;
     for (css, text) in [
         ("#f-sweep-axes-0-from", "3000"),
