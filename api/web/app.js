@@ -899,8 +899,12 @@
     }[response.status];
     if (!said) {
       const p = await problem(response);
-      setStatus(`The job could not be cancelled: ${p.title}${p.detail ? ` (${p.detail})` : ''}.`);
-      button.disabled = false;
+      // Said where the next poll's status does not overwrite it. A refusal that another try
+      // would meet again (a key without the `simulate` scope, an operator's) takes the button.
+      showJobProblem(`The job could not be cancelled: ${p.title}${p.detail ? ` (${p.detail})` : ''}.`);
+      const again = response.status === 429 || response.status >= 500;
+      button.disabled = !again;
+      button.hidden = !again;
       return;
     }
     // Look again now rather than at the next scheduled poll.

@@ -539,3 +539,37 @@ async fn a_person_finds_the_safe_spending_for_each_stock_allocation() {
     browser.screenshot("frontend-explore-solve").await;
     browser.close().await;
 }
+
+/// An operator reads any tenant's job but may not cancel it: the page says so where the next
+/// poll does not overwrite it, and takes the button away (another click would meet the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_told_a_job_cannot_be_cancelled_keeps_the_message() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("the job stays queued for the operator to look at; no worker runs");
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let operator = env.key("ops", &["operator"]);
+    let browser = Browser::start(1280, 1800).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.use_key(&operator).await;
+    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    browser.wait_for("#cancel:not([hidden])", Duration::from_secs(10)).await;
+    eventually(Duration::from_secs(10), || async {
+        text_of(&browser, "#job-status").await.starts_with("Queued").then_some(())
+    })
+    .await;
+    browser.click("#cancel").await;
+    let problem = browser.wait_for("#job-problem:not([hidden])", Duration::from_secs(10)).await;
+    assert!(problem.text().await.unwrap().contains("could not be cancelled"));
+    // Polls go on (the status is written again) and the message stays, the button gone.
+    browser.eval("document.getElementById('job-status').textContent = ''", vec![]).await;
+    eventually(Duration::from_secs(10), || async {
+        text_of(&browser, "#job-status").await.starts_with("Queued").then_some(())
+    })
+    .await;
+    assert!(text_of(&browser, "#job-problem").await.contains("could not be cancelled"));
+    let hidden = browser.eval("return document.getElementById('cancel').hidden", vec![]).await;
+    assert_eq!(hidden, json!(true));
+    assert_eq!(app.job(id).await["status"], "queued");
+    browser.close().await;
+}
