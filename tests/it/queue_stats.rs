@@ -9,7 +9,7 @@ use portfolio_api::sampler::SAMPLE_LOCK;
 use portfolio_shared::schema::queue_samples;
 use portfolio_shared::store::stats::{NewQueueSample, record_sample};
 use portfolio_tests::{TestDb, TestEnv, eventually, small_request, throwaway};
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -219,4 +219,44 @@ async fn the_api_samples_the_queue_and_draws_the_depth_chart_from_the_samples() 
             app.client.get(app.url(&format!("/queue/charts/depth.svg?minutes={bad}"))).send();
         assert_eq!(response.await.unwrap().status(), 422, "minutes={bad}");
     }
+}
+
+/// A worker running a sweep's unit is shown running the sweep: a unit is no job its owner (or
+/// the dashboard's link) can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_running_a_unit_of_a_sweep_is_shown_running_the_sweep() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let body = json!({
+        "starting_portfolio": 1_000_000, "monthly_spending": 4000, "years": 40,
+        "n_scenarios": 300_000,
+        "sweep": {"axes": [{"field": "annual_fee", "values": [0, 0.001, 0.002]}]}
+    });
+    let sweep = app.submit_ok(&body).await;
+    let shown = eventually(WITHIN, || async {
+        let s = stats(&app).await;
+        let jobs: Vec<Value> = s["queue"]["workers"]
+            .as_array()?
+            .iter()
+            .flat_map(|w| w["current_jobs"].as_array().cloned().unwrap_or_default())
+            .collect();
+        (!jobs.is_empty()).then_some(jobs)
+    })
+    .await;
+    assert_eq!(shown, vec![json!(sweep.to_string())], "the sweep, once, and no unit");
+    let cancelled = app.client.delete(app.url(&format!("/simulations/{sweep}"))).send().await;
+    assert!(cancelled.unwrap().status().is_success());
+    assert_eq!(app.wait_terminal(sweep, WITHIN).await["status"], "cancelled");
+    // Its units end too, the running one at its next batch, and leave the queue.
+    eventually(WITHIN, || async {
+        let left = portfolio_tests::leftovers::left_behind_on(
+            &env.db.url,
+            &env.queue.client().ok()?,
+            &env.queue.keys(),
+        )
+        .ok()?;
+        left.is_empty().then_some(())
+    })
+    .await;
 }

@@ -74,7 +74,8 @@ pub(crate) struct WorkerView {
     pub(crate) alive: bool,
     pub(crate) last_heartbeat: DateTime<Utc>,
     pub(crate) seconds_since_heartbeat: u64,
-    /// Jobs it has claimed.
+    /// Jobs it has claimed; a unit of a sweep is shown as its sweep (the job its owner reads),
+    /// once however many of its units the worker holds.
     pub(crate) current_jobs: Vec<Uuid>,
 }
 
@@ -147,6 +148,11 @@ pub(crate) async fn queue_stats(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Operator)?;
     let (queue, jobs) = tokio::join!(queue_now(&state), jobs_lately(&state));
+    // Postgres just answered (or did not: then the units stay, rather than wait for it again).
+    let queue = match queue {
+        Ok(now) if jobs.is_ok() => Ok(units_as_their_sweeps(&state, now).await),
+        other => other,
+    };
     if let (Err(redis), Err(postgres)) = (&queue, &jobs) {
         tracing::warn!(%redis, %postgres, "queue stats: no source answered");
         return Err(ApiError::unavailable(
@@ -164,6 +170,33 @@ pub(crate) async fn queue_stats(
         jobs: jobs.ok(),
     };
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+/// The workers' current jobs with each sweep's unit replaced by its sweep. Without Postgres
+/// they stay as Redis has them.
+async fn units_as_their_sweeps(state: &AppState, mut now: QueueNow) -> QueueNow {
+    let ids: Vec<Uuid> = now.workers.iter().flat_map(|w| w.current_jobs.iter().copied()).collect();
+    if ids.is_empty() {
+        return now;
+    }
+    let sweeps = match state.read(move |conn| stats::sweeps_of_units(conn, &ids)).await {
+        Ok(pairs) => pairs.into_iter().collect::<std::collections::HashMap<_, _>>(),
+        Err(e) => {
+            tracing::warn!(error = ?e, "queue stats: units not resolved to their sweeps");
+            return now;
+        }
+    };
+    for worker in &mut now.workers {
+        let mut shown = Vec::with_capacity(worker.current_jobs.len());
+        for id in &worker.current_jobs {
+            let job = sweeps.get(id).copied().unwrap_or(*id);
+            if !shown.contains(&job) {
+                shown.push(job);
+            }
+        }
+        worker.current_jobs = shown;
+    }
+    now
 }
 
 async fn queue_now(state: &AppState) -> Result<QueueNow, String> {

@@ -91,6 +91,19 @@ pub struct RecentFailure {
     pub attempts: i32,
 }
 
+/// The sweep of each of `ids` that is a sweep's unit, as (unit, sweep): a unit is no job of its
+/// owner's (it is read through its sweep), so the queue's statistics show its sweep instead.
+pub fn sweeps_of_units(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec<(Uuid, Uuid)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    simulations::table
+        .filter(simulations::id.eq_any(ids))
+        .filter(simulations::kind.eq(crate::JobKind::Unit))
+        .select((simulations::id, simulations::parent_id.assume_not_null()))
+        .load(conn)
+}
+
 /// The latest `limit` failed jobs, newest first.
 pub fn recent_failures(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentFailure>> {
     simulations::table
