@@ -487,8 +487,9 @@ impl Settings {
         let pool = PoolSettings {
             max_size: max_size.unwrap_or(PoolSettings::API_MAX_SIZE),
             min_idle: min_idle.unwrap_or(PoolSettings::API_MIN_IDLE),
-            checkout_timeout: env.seconds("DB_POOL_TIMEOUT_SECS")?,
-            max_lifetime: env.seconds("DB_POOL_MAX_LIFETIME_SECS")?,
+            // r2d2 panics on a zero timeout or lifetime.
+            checkout_timeout: env.positive_seconds("DB_POOL_TIMEOUT_SECS")?,
+            max_lifetime: env.positive_seconds("DB_POOL_MAX_LIFETIME_SECS")?,
             test_on_checkout: env.parse("DB_POOL_TEST_ON_CHECKOUT")?,
         };
         let worker_pool = PoolSettings {
@@ -749,6 +750,10 @@ impl Env<'_> {
     fn seconds(&self, name: &'static str) -> Result<Duration, SettingsError> {
         self.parse::<u64>(name).map(Duration::from_secs)
     }
+
+    fn positive_seconds(&self, name: &'static str) -> Result<Duration, SettingsError> {
+        self.parse_where::<u64>(name, |n| *n >= 1, "at least 1 (seconds)").map(Duration::from_secs)
+    }
 }
 
 /// A connection URL that may carry a password. Held as a [`SecretString`] (wiped from memory
@@ -905,6 +910,12 @@ mod tests {
         assert_eq!(err.name, "JOB_TIMEOUT_SECS");
         let err = with(&[("MAX_JOB_COST", "-1")]).unwrap_err();
         assert_eq!(err.name, "MAX_JOB_COST");
+        // r2d2 would panic on these; a setting says what it takes instead.
+        for name in ["DB_POOL_TIMEOUT_SECS", "DB_POOL_MAX_LIFETIME_SECS"] {
+            let err = with(&[(name, "0")]).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.message.contains("at least 1"), "{}", err.message);
+        }
     }
 
     #[test]
