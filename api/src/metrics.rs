@@ -44,7 +44,9 @@ impl Metrics {
                 .buckets(vec![
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
                 ]),
-            &["route", "method"],
+            // `waited`: the request asked to be held until its job ends, so its time is the
+            // job's (up to MAX_WAIT_SECS), not the API's; alerts and panels read "false".
+            &["route", "method", "waited"],
         )
         .expect("valid metric");
         let queue_jobs =
@@ -162,6 +164,7 @@ pub(crate) async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = method_label(req.method());
+    let waited = if asks_to_wait(&req) { "true" } else { "false" };
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
@@ -170,10 +173,21 @@ pub(crate) async fn track(
         let m = &state.metrics;
         m.http_requests.with_label_values(&[&route, method, &status]).inc();
         m.http_duration
-            .with_label_values(&[&route, method])
+            .with_label_values(&[&route, method, waited])
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(res)
+}
+
+/// Whether a request may be held until its job ends: `?wait=N` (N > 0), `Prefer: wait=N`
+/// (N > 0), or `/run_simulation`, which always waits.
+fn asks_to_wait(req: &ServiceRequest) -> bool {
+    let by_query = req.query_string().split('&').any(|pair| {
+        pair.strip_prefix("wait=").is_some_and(|n| n.parse::<u64>().map_or(true, |n| n > 0))
+    });
+    req.path() == "/run_simulation"
+        || by_query
+        || crate::prefer::wait_secs(req.headers()).is_some_and(|n| n > 0)
 }
 
 #[cfg(test)]

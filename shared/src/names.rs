@@ -6,16 +6,20 @@
 
 /// HTTP requests served, by `route` (the matched pattern), `method` and `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "portfolio_http_requests_total";
-/// HTTP request latency histogram, by `route` and `method`.
+/// HTTP request latency histogram, by `route`, `method` and `waited` (`true` for a request
+/// held until its job ends: `?wait=`, `Prefer: wait`, `/run_simulation`).
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "portfolio_http_request_duration_seconds";
 /// Jobs in the queue by `state`: `ready`, `scheduled` (delayed or backing off), `running`,
 /// `dead`.
 pub const QUEUE_JOBS: &str = "portfolio_queue_jobs";
 /// Age of the oldest job waiting to start.
 pub const QUEUE_OLDEST_READY_AGE_SECONDS: &str = "portfolio_queue_oldest_ready_age_seconds";
-/// Jobs that reached a terminal state, by `status`: `succeeded`, `failed`, `cancelled`.
+/// Jobs a worker brought to a terminal state, by `status`: `succeeded`, `failed`, `cancelled`
+/// (a submit answered from the result cache is a hit of `RESULT_CACHE_LOOKUPS_TOTAL` instead;
+/// a job cancelled while queued ends in the API).
 pub const JOBS_FINISHED_TOTAL: &str = "portfolio_jobs_finished_total";
-/// Submits refused, by `reason`: `queue_full`, `unavailable`.
+/// Submits refused, by `reason`: `queue_full`, `unavailable` (Postgres away at the key's
+/// lookup or the record), `rate_limited`.
 pub const SUBMITS_REFUSED_TOTAL: &str = "portfolio_submits_refused_total";
 /// Result-cache lookups of the API, by layer (`l1`, `l2`) and outcome (`hit`, `miss`).
 pub const RESULT_CACHE_LOOKUPS_TOTAL: &str = "portfolio_result_cache_lookups_total";

@@ -75,6 +75,19 @@ async fn a_long_poll_on_a_job_that_does_not_end_answers_after_n_seconds() {
         .unwrap();
     problem(unknown, 404).await;
     assert!(began.elapsed() < Duration::from_secs(5));
+    // Its second is the job's, not the API's: the latency histogram keeps it apart, so the
+    // latency alert (which reads waited="false") does not fire on clients waiting.
+    let plain = app.client.get(app.url(&format!("/results/{id}"))).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    let metrics = app.metrics_text().await;
+    let count = |waited: &str| {
+        let series = format!(
+            r#"portfolio_http_request_duration_seconds_count{{method="GET",route="/results/{{id}}",waited="{waited}"}}"#
+        );
+        metrics.lines().find_map(|l| l.strip_prefix(&series)).map(|n| n.trim().to_owned())
+    };
+    assert_eq!(count("true").as_deref(), Some("2"), "{metrics}");
+    assert_eq!(count("false").as_deref(), Some("1"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
