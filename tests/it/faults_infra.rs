@@ -305,3 +305,25 @@ fn faults_a_statement_on_a_connection_cut_by_a_postgres_crash_is_worth_trying_ag
         assert!(is_transient(&sent_after), "small, attempt {attempt}: {sent_after:?}");
     }
 }
+
+/// A submit refused because Postgres is away is counted as `unavailable` whether it failed at
+/// its record or, with a key this API has not seen in the last minute, at the key's lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_submit_refused_at_its_key_lookup_while_postgres_is_away_counts_as_unavailable() {
+    let pg = ThrowawayPostgres::start();
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    let mut env = TestEnv::with(db, TestQueue::new());
+    env.set("DB_POOL_TIMEOUT_SECS", 1);
+    let unseen = env.key("unseen", &["simulate"]);
+    let app = env.spawn_app().await;
+    pg.stop();
+    let refused = app.as_key(&unseen).submit(&portfolio_tests::small_request()).await;
+    assert_eq!(refused.status(), 503);
+    let metrics = app.metrics_text().await;
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"portfolio_submits_refused_total{reason="unavailable"} "#));
+    assert_eq!(counted, Some("1"), "{metrics}");
+    pg.start_again();
+}

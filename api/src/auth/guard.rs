@@ -56,7 +56,14 @@ pub(crate) async fn guard(
         AuthMode::Disabled => (Caller::local(), None),
         AuthMode::ApiKey => match identify(&state, &req, checked_by_handler).await {
             Ok((caller, key)) => (caller, Some(key)),
-            Err(e) => return Ok(req.error_response(e).map_into_right_body()),
+            Err(e) => {
+                // A submit whose key could not be looked up is refused for the outage, as one
+                // whose record could not be written is.
+                if submit && matches!(e, ApiError::Unavailable { .. }) {
+                    state.metrics.submits_refused.with_label_values(&["unavailable"]).inc();
+                }
+                return Ok(req.error_response(e).map_into_right_body());
+            }
         },
     };
     let admission = if submit {
