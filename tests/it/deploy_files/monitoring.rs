@@ -130,7 +130,12 @@ fn every_alert_explains_itself_and_links_its_runbook() {
     expect(
         "PortfolioApiHighLatency",
         120.0,
-        &["histogram_quantile(0.95", names::HTTP_REQUEST_DURATION_SECONDS, "> 2"],
+        &[
+            "histogram_quantile(0.95",
+            names::HTTP_REQUEST_DURATION_SECONDS,
+            r#"waited="false""#,
+            "> 2",
+        ],
     );
     expect(
         "PortfolioApiHighErrorRate",
@@ -143,7 +148,7 @@ fn every_alert_explains_itself_and_links_its_runbook() {
     expect(
         "PortfolioQueueNearCeiling",
         120.0,
-        &[names::QUEUE_JOBS, default_of("QUEUE_DEPTH_CEILING")],
+        &[names::QUEUE_JOBS, r#"state=~"ready|scheduled""#, default_of("QUEUE_DEPTH_CEILING")],
     );
 
     // Links inside the runbook resolve too.
