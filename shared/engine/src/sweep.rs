@@ -171,7 +171,20 @@ impl Sweep {
         Some(match checked {
             Ok(_) => Err(RequestError::Invalid(repeated)),
             Err(RequestError::Invalid(rest)) => {
-                let new = |e: &FieldError| !repeated.iter().any(|r| related(&r.field, &e.field));
+                // Within the sweep, what is checked beside a repeated key (an axis' values
+                // beside its `field`) was checked against the value the tree kept: a guess.
+                let object_of = |field: &str| {
+                    field
+                        .rsplit_once('.')
+                        .map(|(object, _)| object.to_owned())
+                        .filter(|o| o.starts_with("sweep"))
+                };
+                let new = |e: &FieldError| {
+                    !repeated.iter().any(|r| {
+                        related(&r.field, &e.field)
+                            || object_of(&r.field).is_some_and(|o| related(&o, &e.field))
+                    })
+                };
                 let rest: Vec<FieldError> = rest.into_iter().filter(new).collect();
                 repeated.extend(rest);
                 Err(RequestError::Invalid(repeated))
@@ -607,6 +620,16 @@ mod tests {
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["years", "sweep.axes", "annual_fee"], "{errors:?}");
+        // Nor is what sits beside it checked against the value kept: an axis' values beside
+        // its `field` given twice are no one's to judge.
+        let axes = r#"[{"field": "years", "field": "annual_fee", "values": [1, 2]}]"#;
+        let body = format!(r#"{{{BASE}, "sweep": {{"axes": {axes}}}}}"#);
+        let errors = match Sweep::from_json(body.as_bytes(), &RequestLimits::default()) {
+            Some(Err(RequestError::Invalid(errors))) => errors,
+            other => panic!("expected field errors, got {other:?}"),
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["sweep.axes[0].field"], "{errors:?}");
     }
 
     #[test]
