@@ -1146,8 +1146,12 @@
       .map((k) => Number(value(`sweep.axes[${k}].steps`)));
     const plans = counts.reduce((a, b) => a * b, 1);
     const scenarios = Number(value('n_scenarios')) || defaultOf('n_scenarios');
+    // The historical model runs every rolling window of the table, not n_scenarios.
+    const each = value('return_model.kind') === 'historical'
+      ? 'each over every rolling window of the 1928–2024 table'
+      : `of ${scenarios.toLocaleString('en-US')} scenarios each`;
     $('#sweep-size').textContent = counts.every((n) => Number.isInteger(n) && n > 0)
-      ? `${counts.join(' × ')}${counts.length > 1 ? ` = ${plans}` : ''} plans of ${scenarios.toLocaleString('en-US')} scenarios each.`
+      ? `${counts.join(' × ')}${counts.length > 1 ? ` = ${plans}` : ''} plans ${each}.`
       : '';
   }
 
@@ -1287,13 +1291,19 @@
 
   function mapCaption(sweep) {
     const choose = 'Choose a plan on the chart to see its fan chart.';
+    // The chart marks the plan only when its values lie within the ranges.
+    const inside = sweep.axes.every((axis) => {
+      const v = sweep.base?.[axis.field];
+      return typeof v === 'number' && v >= Math.min(...axis.values) && v <= Math.max(...axis.values);
+    });
+    const mark = (shape) => (inside ? `the ${shape} is your plan` : 'your plan lies outside these ranges');
     if (sweep.axes.length > 1) {
-      return `Share of scenarios that never run out of money, for each plan of the grid. Lines mark 90 % (dashed) and 95 % (solid); the ring is your plan. ${choose}`;
+      return `Share of scenarios that never run out of money, for each plan of the grid. Lines mark 90 % (dashed) and 95 % (solid); ${mark('ring')}. ${choose}`;
     }
     if (sweep.solve) {
-      return `The highest constant real monthly spending that keeps ${percent(sweep.solve.target_success)} of scenarios from running out, for each value; the dotted line is your plan. ${choose}`;
+      return `The highest constant real monthly spending that keeps ${percent(sweep.solve.target_success)} of scenarios from running out, for each value; ${mark('dotted line')}. ${choose}`;
     }
-    return `Share of scenarios that never run out of money, for each value. Lines mark 90 % (dashed) and 95 % (solid); the dotted line is your plan. ${choose}`;
+    return `Share of scenarios that never run out of money, for each value. Lines mark 90 % (dashed) and 95 % (solid); ${mark('dotted line')}. ${choose}`;
   }
 
   // Fetches the map again; a request made while one is in flight waits for it, then runs once.
