@@ -183,7 +183,7 @@ pub(crate) async fn track(
 /// (N > 0), or `/run_simulation`, which always waits.
 fn asks_to_wait(req: &ServiceRequest) -> bool {
     let by_query = req.query_string().split('&').any(|pair| {
-        pair.strip_prefix("wait=").is_some_and(|n| n.parse::<u64>().map_or(true, |n| n > 0))
+        pair.strip_prefix("wait=").is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
     });
     req.path() == "/run_simulation"
         || by_query
