@@ -78,6 +78,10 @@ impl VerifiedKeys {
 
 /// The key of `Authorization: Bearer <key>`, if the header holds one of the key's form.
 pub(crate) fn presented(req: &ServiceRequest) -> Result<PresentedKey, ApiError> {
+    // Two keys: which one counts would be a guess (a proxy in front may have read the other).
+    if req.headers().get_all(header::AUTHORIZATION).nth(1).is_some() {
+        return Err(ApiError::Unauthorized);
+    }
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -118,7 +122,24 @@ pub(crate) async fn look_up(state: &AppState, presented: PresentedKey) -> Result
 
 #[cfg(test)]
 mod tests {
+    use actix_web::test::TestRequest;
+
     use super::*;
+
+    #[test]
+    fn a_key_is_read_from_one_authorization_header_and_two_are_refused() {
+        let (a, b) = (PresentedKey::generate(), PresentedKey::generate());
+        let bearer = |k: &PresentedKey| format!("Bearer {}", k.reveal());
+        let one = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, bearer(&a)))
+            .to_srv_request();
+        assert_eq!(presented(&one).expect("one key").prefix(), a.prefix());
+        let two = TestRequest::default()
+            .append_header((header::AUTHORIZATION, bearer(&a)))
+            .append_header((header::AUTHORIZATION, bearer(&b)))
+            .to_srv_request();
+        assert!(matches!(presented(&two), Err(ApiError::Unauthorized)));
+    }
 
     #[test]
     fn a_remembered_key_is_recalled_only_with_its_own_secret_and_not_once_forgotten() {
