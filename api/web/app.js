@@ -639,6 +639,10 @@
     if (transposed && Number(transposed[1]) > Number(transposed[2])) {
       path = `assumptions.correlation[${transposed[2]}][${transposed[1]}]`;
     }
+    // In Explore the plan's solver is hidden: a sweep's `solve` is Explore's own checkbox.
+    if (exploring() && (path === 'solve' || path === 'solve.target_success')) {
+      path = path === 'solve' ? 'sweep.solve' : 'sweep.target';
+    }
     let key = keyOf(path);
     while (key) {
       const node = document.getElementById(`e-${key}`);
