@@ -38,6 +38,12 @@ fn alerts_and_the_dashboard_use_only_metrics_the_code_exports() {
                 problems.push(format!("{from}: unknown metric {metric}"));
             }
             for (label, op, value) in matchers {
+                if let Some(carried) = label_names(&metric)
+                    && !carried.contains(&label.as_str())
+                {
+                    // A matcher on a label the series lacks matches nothing: an empty panel.
+                    problems.push(format!("{from}: {metric} has no label {label}: {carried:?}"));
+                }
                 if let Some(allowed) = label_values(&metric, &label)
                     && op == "="
                     && !allowed.contains(&value.as_str())
@@ -218,12 +224,26 @@ pub(super) const EXPORTER_METRICS: &[&str] = &[
     "redis_memory_max_bytes",
 ];
 
+/// The labels the API's HTTP series carry (api/src/metrics.rs), and those Prometheus adds.
+fn label_names(metric: &str) -> Option<&'static [&'static str]> {
+    let base =
+        ["_bucket", "_sum", "_count"].iter().fold(metric, |m, s| m.strip_suffix(s).unwrap_or(m));
+    match base {
+        names::HTTP_REQUESTS_TOTAL => Some(&["route", "method", "status", "job", "instance"]),
+        names::HTTP_REQUEST_DURATION_SECONDS => {
+            Some(&["route", "method", "waited", "le", "job", "instance"])
+        }
+        _ => None,
+    }
+}
+
 /// Values the code gives a label (as documented on the constants in names.rs).
 fn label_values(metric: &str, label: &str) -> Option<&'static [&'static str]> {
     let base =
         ["_bucket", "_sum", "_count"].iter().fold(metric, |m, s| m.strip_suffix(s).unwrap_or(m));
     match (base, label) {
         (names::QUEUE_JOBS, "state") => Some(&["ready", "scheduled", "running", "dead"]),
+        (names::HTTP_REQUEST_DURATION_SECONDS, "waited") => Some(&["true", "false"]),
         (names::DB_POOL_CONNECTIONS, "state") => Some(&["in_use", "idle"]),
         (names::JOBS_FINISHED_TOTAL, "status") => Some(&["succeeded", "failed", "cancelled"]),
         (names::SUBMITS_REFUSED_TOTAL, "reason") => Some(&["queue_full", "unavailable"]),
