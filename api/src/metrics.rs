@@ -7,6 +7,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use portfolio_shared::db::PgPool;
@@ -164,7 +165,13 @@ pub(crate) async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = method_label(req.method());
-    let waited = if asks_to_wait(&req) { "true" } else { "false" };
+    let held = asks_to_wait(
+        req.match_pattern().as_deref(),
+        req.method(),
+        req.query_string(),
+        req.headers(),
+    );
+    let waited = if held { "true" } else { "false" };
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
@@ -179,20 +186,52 @@ pub(crate) async fn track(
     Ok(res)
 }
 
-/// Whether a request may be held until its job ends: `?wait=N` (N > 0), `Prefer: wait=N`
-/// (N > 0), or `/run_simulation`, which always waits.
-fn asks_to_wait(req: &ServiceRequest) -> bool {
-    let by_query = req.query_string().split('&').any(|pair| {
-        pair.strip_prefix("wait=").is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
-    });
-    req.path() == "/run_simulation"
-        || by_query
-        || crate::prefer::wait_secs(req.headers()).is_some_and(|n| n > 0)
+/// Whether a request may be held until its job ends, where the route honours it:
+/// `/run_simulation` always; a submit with `Prefer: wait=N`; a read of one job with `?wait=N`
+/// (N > 0, read as the handler reads the query).
+fn asks_to_wait(route: Option<&str>, method: &Method, query: &str, headers: &HeaderMap) -> bool {
+    match route {
+        Some("/run_simulation") => true,
+        Some("/simulations") if method == Method::POST => {
+            crate::prefer::wait_secs(headers).is_some_and(|n| n > 0)
+        }
+        Some("/results/{id}") => {
+            web::Query::<Vec<(String, String)>>::from_query(query).is_ok_and(|q| {
+                q.iter().any(|(k, v)| k == "wait" && v.parse::<u64>().is_ok_and(|n| n > 0))
+            })
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_labelled_waited_only_where_its_route_holds_it() {
+        let prefer = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                actix_web::http::header::HeaderName::from_static("prefer"),
+                actix_web::http::header::HeaderValue::from_str(v).unwrap(),
+            );
+            h
+        };
+        let none = HeaderMap::new();
+        let (get, post) = (Method::GET, Method::POST);
+        assert!(asks_to_wait(Some("/run_simulation"), &post, "", &none));
+        assert!(asks_to_wait(Some("/simulations"), &post, "", &prefer("wait=5")));
+        assert!(!asks_to_wait(Some("/simulations"), &post, "", &prefer("wait=0")));
+        assert!(!asks_to_wait(Some("/simulations"), &post, "wait=5", &none));
+        assert!(asks_to_wait(Some("/results/{id}"), &get, "wait=5", &none));
+        assert!(asks_to_wait(Some("/results/{id}"), &get, "wait=%35", &none), "decoded");
+        assert!(!asks_to_wait(Some("/results/{id}"), &get, "wait=0", &none));
+        assert!(!asks_to_wait(Some("/results/{id}"), &get, "wait=soon", &none));
+        assert!(!asks_to_wait(Some("/results/{id}"), &get, "", &prefer("wait=5")));
+        assert!(!asks_to_wait(Some("/results"), &get, "wait=5", &prefer("wait=5")));
+        assert!(!asks_to_wait(None, &get, "wait=5", &none));
+    }
 
     #[test]
     fn the_method_label_is_a_served_method_or_other() {
