@@ -1033,7 +1033,8 @@
     // Bonds take the rest and cash keeps its weight, so stocks go up to 1 − cash.
     'allocation.stocks': {
       label: 'Stocks (share)', step: 0.05, range: () => {
-        const top = Math.max(0.05, roundTo(1 - planValue('allocation.cash'), 0.05));
+        // Down to a step, never up: stocks above 1 − cash would leave bonds below 0.
+        const top = Math.max(0.05, Math.floor((1 - planValue('allocation.cash')) / 0.05 + 1e-9) * 0.05);
         return [0, top, Math.max(2, Math.round(top / 0.2) + 1)];
       },
     },

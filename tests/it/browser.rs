@@ -365,6 +365,10 @@ async fn a_person_explores_a_grid_of_plans_watches_the_map_fill_and_opens_one_pl
     browser.type_into("#f-allocation-bonds", "0.4").await;
     browser.click("#f-sweep-axes-1-steps").await;
     assert_eq!(value_of("#f-sweep-axes-1-to").await, "0.8");
+    browser.type_into("#f-allocation-cash", "0.02").await;
+    browser.type_into("#f-allocation-bonds", "0.38").await;
+    browser.click("#f-sweep-axes-1-steps").await;
+    assert_eq!(value_of("#f-sweep-axes-1-to").await, "0.95", "down to a step, not up to 1");
     browser.type_into("#f-allocation-cash", "0").await;
     browser.type_into("#f-allocation-bonds", "0.6").await;
     // The plan's solver, hidden in Explore, is not read there, valid or not.
