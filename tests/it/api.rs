@@ -168,6 +168,17 @@ async fn malformed_json_is_400_wrong_media_type_415_and_big_bodies_413() {
         .unwrap();
     let p = problem(gzipped, 415).await;
     assert!(p["detail"].as_str().unwrap().contains("Content-Encoding `gzip`"), "{p}");
+    let two_types = app
+        .client
+        .post(app.url("/simulations"))
+        .header("content-type", "application/json")
+        .header("content-type", "text/plain")
+        .body(serde_json::to_vec(&small_request()).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let p = problem(two_types, 415).await;
+    assert!(p["detail"].as_str().unwrap().contains("more than once"), "{p}");
     let mut big = serde_json::to_vec(&small_request()).unwrap();
     big.truncate(big.len() - 1);
     big.extend(format!(",\"pad\":\"{}\"}}", "x".repeat(70 * 1024)).bytes());
@@ -487,6 +498,18 @@ async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refus
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
     let p = problem(send(with("years", json!(31))).await.unwrap(), 422).await;
+    assert_eq!(fields(&p), vec!["Idempotency-Key"]);
+    // Two keys: which one the job answers to would be a guess.
+    let two = app
+        .client
+        .post(app.url("/simulations"))
+        .header("idempotency-key", "order-77")
+        .header("idempotency-key", "order-78")
+        .json(&small_request())
+        .send()
+        .await
+        .unwrap();
+    let p = problem(two, 422).await;
     assert_eq!(fields(&p), vec!["Idempotency-Key"]);
     // A waited replay of a job that has not ended is a 202, as the waited submit itself would
     // be: the old app's clients read any 200 of /run_simulation as the result.

@@ -715,6 +715,11 @@ fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
             )));
         }
     }
+    if req.headers().get_all(header::CONTENT_TYPE).nth(1).is_some() {
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type is given more than once; send one, application/json".to_owned(),
+        ));
+    }
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType(
             "no Content-Type; send the request as application/json".to_owned(),
@@ -764,6 +769,14 @@ async fn read_body(
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    // Two keys: which one the job answers to would be a guess (a retry with the other would
+    // record it twice).
+    if req.headers().get_all(IDEMPOTENCY_HEADER).nth(1).is_some() {
+        return Err(ApiError::validation(
+            "Idempotency-Key",
+            "is given more than once; give it once",
+        ));
+    }
     let Some(value) = req.headers().get(IDEMPOTENCY_HEADER) else { return Ok(None) };
     match value.to_str() {
         Ok(v) if !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()) => {

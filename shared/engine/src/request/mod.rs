@@ -114,7 +114,7 @@ impl SimulationRequest {
         }
         // Not JSON after all (the refusal came before a syntax error further on).
         let Ok(mut tree) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return Err(Self::not_json(body, first));
+            return Err(Self::with_syntax_error(body, first));
         };
         if !tree.is_object() {
             return Err(first);
@@ -152,12 +152,17 @@ impl SimulationRequest {
     /// is named too, at its path. A refused `sweep` is not named: the field is read apart
     /// (`crate::sweep`), from bodies that are JSON, so this one reached the plan's reader only
     /// for its syntax error.
-    fn not_json(body: &[u8], first: RequestError) -> RequestError {
+    fn with_syntax_error(body: &[u8], first: RequestError) -> RequestError {
         let mut de = serde_json::Deserializer::from_slice(body);
-        let Err(syntax) = serde_path_to_error::deserialize::<_, serde_json::Value>(&mut de) else {
-            return first;
+        let syntax = match serde_path_to_error::deserialize::<_, serde_json::Value>(&mut de) {
+            Err(syntax) => decode::classify_decode_error(&syntax),
+            // One JSON value, then more: not a JSON document either.
+            Ok(_) => match de.end() {
+                Err(e) => RequestError::Malformed(decode::strip_position(&e.to_string())),
+                Ok(()) => return first,
+            },
         };
-        match (first, decode::classify_decode_error(&syntax)) {
+        match (first, syntax) {
             (RequestError::Invalid(mut named), RequestError::Invalid(syntax)) => {
                 named.retain(|e| !(e.field == "sweep" && e.message.starts_with("unknown field")));
                 named.extend(syntax);

@@ -29,6 +29,13 @@ fn a_syntax_error_in_a_body_with_a_sweep_is_named_where_it_is() {
     ));
     assert_eq!(after.field, "starting_portfolio");
     assert!(after.message.contains("finite numbers only"), "{}", after.message);
+    // More after the document: not JSON, as without a sweep.
+    for body in [format!(r#"{{{base}, "sweep": {axes}}} trailing"#), format!(r#"{{{base}}} }}"#)] {
+        match SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default()) {
+            Err(RequestError::Malformed(m)) => assert!(m.contains("trailing"), "{m}"),
+            other => panic!("{body}: expected a malformed body, got {other:?}"),
+        }
+    }
 }
 
 #[test]
