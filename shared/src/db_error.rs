@@ -83,7 +83,9 @@ pub fn is_transient(e: &DieselError) -> bool {
 
 /// Whether libpq's message says the connection to the server is gone (libpq's wording, which
 /// carries no code; fe-misc.c, fe-secure.c, fe-exec.c). Other errors of libpq's own (a bind it
-/// cannot encode, too many parameters) are the same on every try.
+/// cannot encode, too many parameters) are the same on every try. The wording is libpq's in
+/// English: the images set no locale, and a process run with a translated libpq (`LANG` of
+/// another language, its messages installed) would take these for lasting errors again.
 fn tells_of_a_lost_connection(message: &str) -> bool {
     const LOST: [&str; 8] = [
         "server closed the connection unexpectedly",

@@ -23,7 +23,7 @@ impl WorkerMetrics {
         let seconds =
             vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0];
         let finished = IntCounterVec::new(
-            Opts::new(names::JOBS_FINISHED_TOTAL, "Jobs that reached a terminal state"),
+            Opts::new(names::JOBS_FINISHED_TOTAL, "Jobs this worker brought to a terminal state"),
             &["status"],
         )
         .expect("valid metric");

@@ -173,6 +173,8 @@ impl Sweep {
             Err(RequestError::Invalid(rest)) => {
                 // Within the sweep, what is checked beside a repeated key (an axis' values
                 // beside its `field`) was checked against the value the tree kept: a guess.
+                // Coarse on purpose, and the sweep's only: every error of that object goes,
+                // those that did not depend on the repeated key too, until it is given once.
                 let object_of = |field: &str| {
                     field
                         .rsplit_once('.')
