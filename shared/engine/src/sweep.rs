@@ -453,8 +453,20 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             return Err(err("", "give either `values`, or all of `from`, `to` and `steps`".into()));
         }
     };
-    if field == SweepField::Years && values.iter().any(|v| v.fract() != 0.0 || *v < 0.0) {
-        return Err(err(".values", "years must be whole numbers of years".into()));
+    if field == SweepField::Years
+        && let Some(part) = values.iter().find(|v| v.fract() != 0.0 || **v < 0.0)
+    {
+        // Named where the client wrote it: the list, or the range that made the list.
+        return Err(if axis.contains_key("values") {
+            err(".values", "years must be whole numbers of years".into())
+        } else {
+            err(
+                "",
+                format!(
+                    "`from`, `to` and `steps` must give whole numbers of years; they give {part}"
+                ),
+            )
+        });
     }
     if let Some((value, why)) = values.iter().find_map(|&v| field.refuses(v).map(|why| (v, why))) {
         let at = if axis.contains_key("values") { ".values" } else { "" };
@@ -743,6 +755,11 @@ mod tests {
             invalid(r#"[{"field": "years", "from": 10, "to": 20, "steps": 1}]"#)[0].field,
             "sweep.axes[0].steps"
         );
+        // A range that gives part years is named as the range the client wrote, not as a
+        // list of values it never sent.
+        let part = invalid(r#"[{"field": "years", "from": 1, "to": 2, "steps": 3}]"#);
+        assert_eq!(part[0].field, "sweep.axes[0]");
+        assert!(part[0].message.contains("they give 1.5"), "{}", part[0].message);
         // Steps closer than the 12 digits the values are rounded to would repeat a plan.
         let close =
             r#"[{"field": "monthly_spending", "from": 1000, "to": 1000.000000001, "steps": 3}]"#;
