@@ -453,11 +453,13 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             return Err(err("", "give either `values`, or all of `from`, `to` and `steps`".into()));
         }
     };
+    // A value the field refuses is named where the client wrote it: the list, or the range
+    // that made the list.
+    let listed = axis.contains_key("values");
     if field == SweepField::Years
         && let Some(part) = values.iter().find(|v| v.fract() != 0.0 || **v < 0.0)
     {
-        // Named where the client wrote it: the list, or the range that made the list.
-        return Err(if axis.contains_key("values") {
+        return Err(if listed {
             err(".values", "years must be whole numbers of years".into())
         } else {
             err(
@@ -469,7 +471,7 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
         });
     }
     if let Some((value, why)) = values.iter().find_map(|&v| field.refuses(v).map(|why| (v, why))) {
-        let at = if axis.contains_key("values") { ".values" } else { "" };
+        let at = if listed { ".values" } else { "" };
         return Err(err(at, format!("holds {value}, but {} {why}", field.name())));
     }
     Ok(Axis { field, values })

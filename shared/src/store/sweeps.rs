@@ -20,6 +20,7 @@ use super::api_queries::{Recorded, Viewer, within_quota};
 use super::audit::{self, Actor, AuditEvent};
 use super::job_lifecycle::{Lease, Write, cancelled_by_worker, complete};
 use super::models::{NewSimulation, Simulation};
+use super::statement::{Append, Statement};
 use super::transition::{finish, locked};
 use crate::schema::{simulations, sweep_cells};
 use crate::{JobKind, JobStatus};
@@ -76,13 +77,15 @@ pub fn insert_sweep(
 /// the units it stops); a claim or a final failure that locked the unit first and its sweep
 /// second could deadlock with a cancel. Nothing for a plan.
 pub(super) fn lock_sweep_of(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
-    diesel::sql_query(
+    // A `Statement`, prepared once per connection: every unit's claim runs it.
+    Statement::new(
         "SELECT 1 FROM simulations \
-         WHERE id = (SELECT parent_id FROM simulations WHERE id = $1) FOR UPDATE",
+         WHERE id = (SELECT parent_id FROM simulations WHERE id = ",
     )
     .bind::<diesel::sql_types::Uuid, _>(id)
-    .execute(conn)?;
-    Ok(())
+    .sql(") FOR UPDATE")
+    .execute(conn)
+    .map(drop)
 }
 
 /// The sweep of a unit just claimed by `worker` is running from now (its first unit's claim).
