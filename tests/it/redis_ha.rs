@@ -335,3 +335,52 @@ async fn redis_ha_a_connection_follows_a_switchover_that_keeps_the_old_master_al
     env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
     let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
 }
+
+/// A command whose reply was lost with its connection may have run: it is sent once more only
+/// if it bears a second run. A script of apalis-redis's (here a stand-in that counts its runs,
+/// as its fetch moves ids into the worker's in-flight set) is not: its caller gets the error,
+/// and the script ran once. One of ours, a push, is: its second run finds the job's entry.
+#[tokio::test]
+async fn redis_ha_a_lost_reply_is_sent_again_only_for_a_command_that_bears_a_second_run() {
+    let redis = ThrowawayRedis::start();
+    let counter = format!("pmc-lost-reply-{}", Uuid::now_v7());
+    let stand_in = redis::Script::new("return redis.call('INCR', KEYS[1])");
+    let mut direct = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    // Loaded beforehand, so the call is one EVALSHA and not a NOSCRIPT answer, then a load.
+    let sha: String = stand_in.prepare_invoke().load(&mut direct).unwrap();
+    assert_eq!(sha, stand_in.get_hash());
+
+    let relay = Relay::start_losing_one_reply(redis.port, counter.clone().into_bytes()).await;
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&redis.url()));
+    env.set("REDIS_URL", format!("redis://127.0.0.1:{}", relay.port));
+    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
+    let answer: redis::RedisResult<i64> = stand_in.key(&counter).invoke_async(&mut conn).await;
+    let runs: i64 = redis::cmd("GET").arg(&counter).query(&mut direct).unwrap();
+    assert!(answer.is_err(), "the lost reply was made up by a second run: {answer:?}");
+    assert_eq!(runs, 1, "the script ran {runs} times for one call");
+
+    // A push whose reply is lost is sent again, and the job has one entry.
+    let job = Uuid::now_v7();
+    let relay = Relay::start_losing_one_reply(redis.port, job.to_string().into_bytes()).await;
+    env.set("REDIS_URL", format!("redis://127.0.0.1:{}", relay.port));
+    let settings = env.settings();
+    let queue = portfolio_shared::queue::Queue::new(
+        portfolio_shared::queue::connect(&settings.queue).expect("connect"),
+        &settings.queue,
+        &settings.worker,
+    );
+    // Another job's push first, so the push script is loaded before the reply goes missing.
+    let before = Uuid::now_v7();
+    queue.push(before, Duration::ZERO, None).await.expect("a push");
+    let outcome = queue.push(job, Duration::ZERO, None).await.expect("a push sent once more");
+    assert_eq!(outcome, portfolio_shared::queue::PushOutcome::AlreadyQueued, "the first run's");
+    let ready: Vec<String> = redis::cmd("LRANGE")
+        .arg(env.queue.keys().ready_list())
+        .arg(0)
+        .arg(-1)
+        .query(&mut direct)
+        .unwrap();
+    let entries = [before, job].map(|id| portfolio_shared::queue::task_id(id).to_string());
+    assert_eq!(ready, entries, "one entry each");
+    env.leaves_unfinished_jobs("the pushes name jobs that have no rows: only their entries count");
+}

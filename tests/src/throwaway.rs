@@ -236,6 +236,77 @@ impl Relay {
         Self { port, tasks }
     }
 
+    /// A relay that loses one reply: the first request whose bytes hold `marker` reaches the
+    /// server, whose answer is thrown away and the client's connection reset, as when a
+    /// connection dies between a command's run and its reply. Everything else passes.
+    pub async fn start_losing_one_reply(upstream: u16, marker: Vec<u8>) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles = tasks.clone();
+        let armed = Arc::new(AtomicBool::new(true));
+        let marker: Arc<[u8]> = marker.into();
+        let accept = tokio::spawn(async move {
+            while let Ok((downstream, _)) = listener.accept().await {
+                let (armed, marker) = (armed.clone(), marker.clone());
+                let connection = tokio::spawn(async move {
+                    let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (mut down_read, mut down_write) = downstream.into_split();
+                    let (mut up_read, mut up_write) = up.into_split();
+                    let losing = Arc::new(AtomicBool::new(false));
+                    let requests = {
+                        let losing = losing.clone();
+                        async move {
+                            let mut buf = vec![0u8; 64 * 1024];
+                            loop {
+                                let n = down_read.read(&mut buf).await.unwrap_or(0);
+                                if n == 0 {
+                                    return;
+                                }
+                                let sent = &buf[..n];
+                                if sent.windows(marker.len()).any(|w| *w == *marker)
+                                    && armed.swap(false, Ordering::SeqCst)
+                                {
+                                    losing.store(true, Ordering::SeqCst);
+                                }
+                                if up_write.write_all(sent).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let replies = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = up_read.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 || losing.load(Ordering::SeqCst) {
+                                // Dropping both halves closes the client's side.
+                                return;
+                            }
+                            if down_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        () = requests => {}
+                        () = replies => {}
+                    }
+                });
+                handles.lock().expect("relay tasks").push(connection.abort_handle());
+            }
+        });
+        tasks.lock().expect("relay tasks").push(accept.abort_handle());
+        Self { port, tasks }
+    }
+
     /// Drops every relayed connection and the listener: nothing more passes, ever.
     pub fn cut(&self) {
         for task in self.tasks.lock().expect("relay tasks").drain(..) {

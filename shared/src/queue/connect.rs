@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{Arg, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-use super::RedisTarget;
+use super::{RedisTarget, scripts};
 use crate::settings::{QueueSettings, WorkerSettings};
 
 /// The shortest time between two resolutions of the master: while the Sentinels have not yet
@@ -148,6 +148,23 @@ fn is_read_only(error: &RedisError) -> bool {
         || error.to_string().contains("READONLY")
 }
 
+/// Whether `cmd` may be sent again after its connection dropped, when the first may have run:
+/// commands sent singly do (reads and publishes are harmless twice, a rate-limit count is off
+/// by one), and so do our own scripts ([`scripts::bear_a_second_run`]), but not apalis-redis's.
+/// Its fetch moves ids from the ready list into the worker's in-flight set: a second run hands
+/// over the next ids, and the first run's sit in that set with no handler, held by a live
+/// worker, which neither the reconciler nor apalis's orphan recovery takes back. The error
+/// instead ends that apalis worker, and its restart gives its claims back (`release.lua`).
+fn bears_a_second_run(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter();
+    match args.next() {
+        Some(Arg::Simple(name)) if name.eq_ignore_ascii_case(b"EVALSHA") => {
+            matches!(args.next(), Some(Arg::Simple(sha)) if scripts::bear_a_second_run(sha))
+        }
+        _ => true,
+    }
+}
+
 impl ConnectionLike for QueueConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
@@ -158,15 +175,14 @@ impl ConnectionLike for QueueConn {
                     let (_, mut manager) = self.shared.manager().await?;
                     manager.req_packed_command(cmd).await
                 }
-                Err(error) if error.is_connection_dropped() => {
+                Err(error) if error.is_connection_dropped() && bears_a_second_run(cmd) => {
                     // The connection was found dead (Redis restarted, a failover or an idle
                     // timeout closed it): once more, on the connection the manager makes anew.
-                    // Mostly nothing was sent; if the reply was what got lost, every command
-                    // sent singly bears a second run (pushes, doorbells and acks are
-                    // idempotent, reads and publishes harmless twice, a rate-limit count off by
-                    // one). Without this, the first call of each connection after a restart
-                    // failed, and a request's failure holds its API's Redis calls back for a
-                    // few seconds (see the API's breaker).
+                    // Mostly nothing was sent; if the reply was what got lost, the command ran
+                    // once already, so only those that bear a second run are sent again.
+                    // Without this, the first call of each connection after a restart failed,
+                    // and a request's failure holds its API's Redis calls back for a few
+                    // seconds (see the API's breaker).
                     tracing::debug!(error = %error, "Redis connection dropped; sending once more");
                     let (_, mut manager) = self.shared.manager().await?;
                     manager.req_packed_command(cmd).await

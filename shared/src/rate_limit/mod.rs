@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::queue::{Keys, QueueConn};
 
-static SLIDING_WINDOW: LazyLock<Script> =
+pub(crate) static SLIDING_WINDOW: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("sliding_window.lua")));
 
 /// The length of every window.
