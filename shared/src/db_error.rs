@@ -46,9 +46,13 @@ impl SqlState {
         self.class() == "22"
     }
 
-    /// Whether the condition this code reports may be gone on the next try.
+    /// Whether the condition this code reports may be gone on the next try. A write refused
+    /// as read-only (25006) is one: it reached a server that is, or is becoming, a standby in a
+    /// failover (a DNS name or a virtual IP that still points at the old primary, an Aurora
+    /// writer being replaced), and the next connection reaches the new primary. Refused for
+    /// good instead, a computed result was thrown away and its job failed.
     pub(crate) fn is_transient(&self) -> bool {
-        matches!(self.class(), "08" | "40" | "53" | "57")
+        matches!(self.class(), "08" | "40" | "53" | "57") || self.as_str() == "25006"
     }
 }
 

@@ -101,9 +101,9 @@ fn age_heartbeat(conn: &mut PgConnection, id: Uuid, age: &str) {
 /// Worker A claims a job, goes quiet past the orphan window, and worker B claims it.
 fn taken_over(conn: &mut PgConnection) -> (Lease, Lease) {
     let id = new_job(conn);
-    let a = claimed(store::claim(conn, id, "A", 3, WINDOW).unwrap()).lease;
+    let a = claimed(store::claim(conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
     age_heartbeat(conn, id, "1 hour");
-    let b = claimed(store::claim(conn, id, "B", 3, WINDOW).unwrap()).lease;
+    let b = claimed(store::claim(conn, id, "B", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
     assert_eq!((a.attempt, b.attempt), (1, 2));
     assert_ne!(a.token, b.token);
     (a, b)
@@ -147,7 +147,7 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
     let db = TestDb::migrated();
     let mut conn = db.connect();
     let id = new_job(&mut conn);
-    let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    let lease = claimed(store::claim(&mut conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
     let result = serde_json::json!({ "success_probability": 0.5 });
     assert_eq!(
         store::complete(&mut conn, &lease, &raw(&result), Some(0.5), 3).unwrap().write,
@@ -164,12 +164,55 @@ fn the_holder_of_the_claim_writes_its_outcome_once_and_nothing_after_it() {
 
     // A hand-back ends the claim: the next one counts the same attempt under a new token.
     let id = new_job(&mut conn);
-    let first = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    let first = claimed(store::claim(&mut conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
     assert_eq!(store::hand_back(&mut conn, &first).unwrap(), Write::Applied);
-    let again = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+    let again = claimed(store::claim(&mut conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
     assert_eq!(again.attempt, first.attempt);
     assert_eq!(store::fail(&mut conn, &first, "stale").unwrap(), Write::FencedOut);
     assert_eq!(store::fail(&mut conn, &again, "boom").unwrap(), Write::Applied);
+}
+
+/// A claim that committed but whose reply was lost is sent again with the same token (the
+/// worker draws one per delivery): it finds the job its own, with the same lease, no second
+/// attempt counted and no second `started` row, where it used to take its own claim for a
+/// process that died with the job (`MustRunAlone`, then a second attempt, or "gave up" on the
+/// last). So for the one-statement claim of a first attempt and for the full claim of a retry.
+/// Under a new token (another delivery) the same worker's claim still counts as a dead one.
+#[test]
+fn a_claim_sent_again_after_its_reply_was_lost_finds_the_job_its_own() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let id = new_job(&mut conn);
+    let token = Uuid::new_v4();
+    let claim = |conn: &mut PgConnection, token| {
+        store::claim_beside_others(conn, id, "A", token, 3, WINDOW).unwrap()
+    };
+    let first = claimed(claim(&mut conn, token));
+    let after_first = snapshot(&mut conn, id);
+    let again = claimed(claim(&mut conn, token));
+    assert_eq!((again.lease, again.after_crash), (first.lease.clone(), false));
+    assert_eq!(snapshot(&mut conn, id), after_first, "the claim sent again wrote nothing");
+    assert!(matches!(claim(&mut conn, Uuid::new_v4()), Claim::MustRunAlone));
+
+    // A retry's claim (the full one, in a transaction).
+    assert_eq!(
+        store::release_for_retry(&mut conn, &first.lease, "boom", Duration::ZERO).unwrap(),
+        Write::Applied
+    );
+    let token = Uuid::new_v4();
+    let second = claimed(claim(&mut conn, token));
+    assert_eq!(second.lease.attempt, 2);
+    let after_second = snapshot(&mut conn, id);
+    let again = claimed(claim(&mut conn, token));
+    assert_eq!(again.lease, second.lease);
+    assert_eq!(snapshot(&mut conn, id), after_second, "the claim sent again wrote nothing");
+    assert_eq!(after_second.job["attempts"], 2);
+    assert_eq!(
+        store::complete(&mut conn, &again.lease, &raw(&serde_json::json!({})), None, 1)
+            .unwrap()
+            .write,
+        Write::Applied
+    );
 }
 
 /// A submit's commit that does not wait for the disk (a job an idle worker may take at once)
@@ -222,8 +265,8 @@ fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
 
     // A fresh claim is held for the window, and looked at again when it would go stale.
     let id = new_job(&mut conn);
-    let a = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
-    match store::claim_beside_others(&mut conn, id, "B", 3, WINDOW).unwrap() {
+    let a = claimed(store::claim(&mut conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
+    match store::claim_beside_others(&mut conn, id, "B", Uuid::new_v4(), 3, WINDOW).unwrap() {
         Claim::HeldElsewhere { worker, recheck_in } => {
             assert_eq!(worker, "A");
             assert!(recheck_in <= WINDOW, "rechecked in {recheck_in:?}");
@@ -237,10 +280,10 @@ fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
     assert!(store::previous_attempt_died(&mut conn, id, "B", WINDOW).unwrap());
     // Beside other jobs it is not taken: it must run alone, and nothing was written.
     assert!(matches!(
-        store::claim_beside_others(&mut conn, id, "B", 3, WINDOW).unwrap(),
+        store::claim_beside_others(&mut conn, id, "B", Uuid::new_v4(), 3, WINDOW).unwrap(),
         Claim::MustRunAlone
     ));
-    let b = claimed(store::claim(&mut conn, id, "B", 3, WINDOW).unwrap());
+    let b = claimed(store::claim(&mut conn, id, "B", Uuid::new_v4(), 3, WINDOW).unwrap());
     assert!(b.after_crash);
     assert!(b.waited < Duration::from_secs(60), "waited {:?} since submit", b.waited);
     assert_eq!(store::report_progress(&mut conn, &a, 1, 2).unwrap(), ProgressAck::FencedOut);
@@ -251,7 +294,7 @@ fn staleness_and_due_times_are_decided_by_the_database_clock_not_the_hosts() {
         store::release_for_retry(&mut conn, &b.lease, "boom", delay).unwrap(),
         Write::Applied
     );
-    match store::claim(&mut conn, id, "C", 3, WINDOW).unwrap() {
+    match store::claim(&mut conn, id, "C", Uuid::new_v4(), 3, WINDOW).unwrap() {
         Claim::NotYet { wait } => assert!(wait <= delay && wait > delay / 2, "wait {wait:?}"),
         other => panic!("a retry backing off was claimed: {other:?}"),
     }
@@ -299,6 +342,8 @@ fn database_errors_are_classified_by_their_sqlstate() {
         ("40P01", true),
         ("53100", true),
         ("57P03", true),
+        ("25006", true),
+        ("25001", false),
         ("22023", false),
         ("23505", false),
         ("42501", false),
@@ -415,7 +460,7 @@ async fn a_worker_whose_claim_was_taken_over_while_it_stored_its_result_writes_n
     .await;
     // Its heartbeat (no longer refreshed while it retries) goes stale, and B takes the job.
     age_heartbeat(&mut conn, id, "1 hour");
-    let b = claimed(store::claim(&mut conn, id, "B", 3, WINDOW).unwrap()).lease;
+    let b = claimed(store::claim(&mut conn, id, "B", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
     let taken = snapshot(&mut conn, id);
     conn.batch_execute("UPDATE result_gate SET closed = false").unwrap();
     // A's next try is fenced out; its delivery is then acknowledged.
@@ -456,7 +501,7 @@ fn a_result_reads_back_the_same_whether_an_earlier_release_stored_it_or_this_one
     };
     let stored = |conn: &mut PgConnection| {
         let id = new_job(conn);
-        let lease = claimed(store::claim(conn, id, "A", 3, WINDOW).unwrap()).lease;
+        let lease = claimed(store::claim(conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
         assert_eq!(
             store::complete(conn, &lease, &document, Some(0.25), 1).unwrap().write,
             Write::Applied
@@ -515,7 +560,8 @@ fn a_jobs_hot_statements_are_planned_once_per_connection() {
         if flush == Flush::Separately {
             assert!(store::await_durable_job(&mut conn, id).unwrap());
         }
-        let lease = claimed(store::claim(&mut conn, id, "A", 3, WINDOW).unwrap()).lease;
+        let lease =
+            claimed(store::claim(&mut conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
         assert_eq!(lease.attempt, 1);
         assert_eq!(
             store::complete(&mut conn, &lease, &raw(&result), Some(0.5), 3).unwrap().write,

@@ -291,10 +291,13 @@ async fn a_unit_that_finishes_after_its_sweep_was_cancelled_stores_nothing() {
     let (id, unit) = sweep_of_two_units(&env, &app).await;
     // A worker claims the unit, as it would on delivery.
     let mut conn = env.db.connect();
-    let claimed = match store::claim(&mut conn, unit, "w", 3, Duration::from_secs(15)).unwrap() {
-        store::Claim::Run(job) => job,
-        other => panic!("not claimed: {other:?}"),
-    };
+    let claimed =
+        match store::claim(&mut conn, unit, "w", Uuid::new_v4(), 3, Duration::from_secs(15))
+            .unwrap()
+        {
+            store::Claim::Run(job) => job,
+            other => panic!("not claimed: {other:?}"),
+        };
     let cancel = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
     assert_eq!(cancel.status(), 200);
     let before = app.job(id).await;
@@ -335,7 +338,7 @@ async fn a_units_claim_and_its_sweeps_cancel_queue_up_instead_of_deadlocking() {
     let url = env.db.url.clone();
     let claim = std::thread::spawn(move || {
         let mut conn = PgConnection::establish(&url).unwrap();
-        store::claim(&mut conn, unit, "w", 3, Duration::from_secs(15))
+        store::claim(&mut conn, unit, "w", Uuid::new_v4(), 3, Duration::from_secs(15))
     });
     let mut watch = env.db.connect();
     eventually(Duration::from_secs(10), || {

@@ -218,7 +218,8 @@ async fn a_lost_announcement_costs_only_the_recheck_interval() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A worker that ends the job and dies before announcing it: the store alone, no PUBLISH.
     let mut conn = env.db.connect();
-    let Claim::Run(job) = store::claim(&mut conn, id, "gone", 3, Duration::from_secs(15)).unwrap()
+    let Claim::Run(job) =
+        store::claim(&mut conn, id, "gone", Uuid::new_v4(), 3, Duration::from_secs(15)).unwrap()
     else {
         panic!("the job could not be claimed");
     };

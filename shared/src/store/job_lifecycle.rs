@@ -100,6 +100,8 @@ pub enum Claim {
 #[derive(Queryable)]
 struct Candidate {
     job: Simulation,
+    /// The token of the claim that holds it, if one does.
+    claim_token: Option<Uuid>,
     /// Seconds until the retry back-off ends (positive while it lasts).
     due_in: Option<f64>,
     /// Seconds until the holder's heartbeat goes stale (positive while it is fresh).
@@ -108,17 +110,22 @@ struct Candidate {
     waited: f64,
 }
 
-/// Takes `id` for `worker`, counting the attempt, unless the job is finished, cancelled,
-/// fresh in another worker's hands, backing off, or out of attempts. For a caller that runs
-/// the job alone in its process, or does not care (see [`claim_beside_others`]).
+/// Takes `id` for `worker` under `token`, counting the attempt, unless the job is finished,
+/// cancelled, fresh in another worker's hands, backing off, or out of attempts. For a caller
+/// that runs the job alone in its process, or does not care (see [`claim_beside_others`]).
+///
+/// The caller draws `token` once per delivery and sends every retry of the claim with it: a
+/// claim that committed but whose reply was lost is then found again as the caller's own, not
+/// taken for an attempt whose worker died (which would count a second attempt for one run).
 pub fn claim(
     conn: &mut PgConnection,
     id: Uuid,
     worker: &str,
+    token: Uuid,
     max_attempts: i32,
     orphan_window: Duration,
 ) -> QueryResult<Claim> {
-    claim_with(conn, id, worker, max_attempts, orphan_window, true)
+    claim_with(conn, id, worker, token, max_attempts, orphan_window, true)
 }
 
 /// [`claim`] for a caller that would run the job beside others: when the last attempt died
@@ -129,21 +136,23 @@ pub fn claim_beside_others(
     conn: &mut PgConnection,
     id: Uuid,
     worker: &str,
+    token: Uuid,
     max_attempts: i32,
     orphan_window: Duration,
 ) -> QueryResult<Claim> {
-    claim_with(conn, id, worker, max_attempts, orphan_window, false)
+    claim_with(conn, id, worker, token, max_attempts, orphan_window, false)
 }
 
 fn claim_with(
     conn: &mut PgConnection,
     id: Uuid,
     worker: &str,
+    token: Uuid,
     max_attempts: i32,
     orphan_window: Duration,
     alone: bool,
 ) -> QueryResult<Claim> {
-    if let Some(job) = claim_first_attempt(conn, id, worker, max_attempts)? {
+    if let Some(job) = claim_first_attempt(conn, id, worker, token, max_attempts)? {
         return Ok(Claim::Run(job));
     }
     conn.transaction(|conn| {
@@ -152,6 +161,7 @@ fn claim_with(
             .find(id)
             .select((
                 Simulation::as_select(),
+                simulations::claim_token,
                 sql::<Nullable<Double>>("extract(epoch FROM not_before - now())::float8"),
                 sql::<Nullable<Double>>("extract(epoch FROM heartbeat_at + make_interval(secs => ")
                     .bind::<Double, _>(orphan_window.as_secs_f64())
@@ -161,7 +171,7 @@ fn claim_with(
             .for_update()
             .first(conn)
             .optional()?;
-        let Some(Candidate { job, due_in, fresh_for, waited }) = candidate else {
+        let Some(Candidate { job, claim_token, due_in, fresh_for, waited }) = candidate else {
             return Ok(Claim::Missing);
         };
         let status = job.status;
@@ -171,6 +181,21 @@ fn claim_with(
         if job.cancel_requested {
             finish(conn, &job, JobStatus::Cancelled, Actor::Worker(worker), None, json!({ "when": status }))?;
             return Ok(Claim::Finished(JobStatus::Cancelled));
+        }
+        if status == JobStatus::Running && claim_token == Some(token) {
+            // This very claim, sent again because its reply was lost after it committed: the
+            // job is the caller's already (under the lone turn only if the claim that ran
+            // was made under it, after a crash).
+            return Ok(Claim::Run(ClaimedJob {
+                lease: Lease { job: id, worker: worker.to_owned(), token, attempt: job.attempts },
+                request: job.request,
+                seed: job.seed,
+                request_id: job.request_id,
+                waited: Duration::try_from_secs_f64(waited).unwrap_or_default(),
+                after_crash: alone,
+                cache_key: job.cache_key,
+                sweep: job.parent_id,
+            }));
         }
         if let Some(wait) = positive(due_in) {
             return Ok(Claim::NotYet { wait });
@@ -212,7 +237,6 @@ fn claim_with(
             return Ok(Claim::GaveUp { attempts: job.attempts });
         }
         let attempt = job.attempts + 1;
-        let token = Uuid::new_v4();
         diesel::update(simulations::table.find(id))
             .set((
                 simulations::status.eq(JobStatus::Running),
@@ -274,6 +298,7 @@ fn claim_first_attempt(
     conn: &mut PgConnection,
     id: Uuid,
     worker: &str,
+    token: Uuid,
     max_attempts: i32,
 ) -> QueryResult<Option<ClaimedJob>> {
     #[derive(QueryableByName)]
@@ -289,7 +314,6 @@ fn claim_first_attempt(
         #[diesel(sql_type = Double)]
         waited: f64,
     }
-    let token = Uuid::new_v4();
     let claimed: Option<Claimed> = Statement::new(
         "WITH claimed AS ( \
            UPDATE simulations \

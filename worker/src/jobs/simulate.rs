@@ -117,15 +117,31 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
     // turn is then taken before claiming again, so no attempt is charged to a job that only
     // waits while another runs alone and takes the process down.
     let mut turn = Turn::Shared(ctx.isolation.read().await);
+    // One token for every try of this delivery's claim (see `store::claim`).
+    let token = Uuid::new_v4();
     let claim = loop {
+        if ctx.handing_back() {
+            // The turn came after the hand-back began (behind a job run alone): a claim now
+            // would count an attempt that the process may not live to hand back.
+            drop(turn);
+            delivery.push_again(&ctx, id, Duration::ZERO).await;
+            return;
+        }
         let worker = ctx.name().to_owned();
         let alone = matches!(turn, Turn::Alone(_));
         let claim = ctx
             .db_retrying("claim", move |conn| {
                 if alone {
-                    store::claim(conn, id, &worker, max_attempts, orphan_window)
+                    store::claim(conn, id, &worker, token, max_attempts, orphan_window)
                 } else {
-                    store::claim_beside_others(conn, id, &worker, max_attempts, orphan_window)
+                    store::claim_beside_others(
+                        conn,
+                        id,
+                        &worker,
+                        token,
+                        max_attempts,
+                        orphan_window,
+                    )
                 }
             })
             .await;
