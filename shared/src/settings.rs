@@ -283,8 +283,9 @@ pub struct QueueSettings {
 }
 
 /// The longest wait a client may ask for (`?wait=`, `Prefer: wait`) or `RUN_SIMULATION_WAIT_SECS`
-/// may set: below the proxies' and load balancers' idle timeouts once raised to 75 s, as the
-/// files in deploy/ and ecs/ set them.
+/// may set: below the proxies' and load balancers' idle timeouts once raised to 75 s, as
+/// deploy/nginx sets its own, and ecs/README.md (the ALB) and deploy/k8s/README.md (an ingress)
+/// say to.
 pub const WAIT_LIMIT_SECS: u64 = 60;
 
 #[derive(Debug, Clone)]
