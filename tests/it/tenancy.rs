@@ -11,7 +11,7 @@ use diesel::sql_types::{Nullable, Text};
 use portfolio_shared::store::models::NewSimulation;
 use portfolio_shared::store::{self, Recorded};
 use portfolio_tests::processes::{ApiProc, LogDir, run_to_end};
-use portfolio_tests::{ApiClient, TestDb, TestEnv, problem, small_request};
+use portfolio_tests::{ApiClient, TestDb, TestEnv, eventually, problem, small_request};
 use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
@@ -362,6 +362,49 @@ async fn a_key_revoked_while_the_api_remembers_it_gets_401_on_every_read_of_a_jo
     assert_eq!(status_of(&frank, Method::GET, &format!("{mine}?wait=1")).await, 200);
     assert_eq!(status_of(&frank, Method::GET, &theirs).await, 404);
     worker.stop().await.unwrap();
+}
+
+/// A key revoked while its long-poll waits gets the `401` when the wait ends, not the job: a
+/// request that lasted a second or more looks its key up again before it answers. (Its key's
+/// first request is looked up, which stamps `last_used_at`: the revocation is made after that,
+/// while the request waits on a job no worker runs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_while_its_long_poll_waits_gets_401_when_the_wait_ends() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("the job waits; no worker runs");
+    let app = env.spawn_app().await;
+    let id = app.as_key(&env.key("heidi", &["simulate"])).submit_ok(&small_request()).await;
+    let waiting = app.as_key(&env.key("heidi", &["simulate"]));
+    let mut conn = env.db.connect();
+    let used = |conn: &mut PgConnection| api_keys_used(conn, "heidi");
+    assert_eq!(used(&mut conn), 1, "only the submitting key was used yet");
+    let url = waiting.url(&format!("/results/{id}?wait=3"));
+    let long_poll = tokio::spawn(waiting.client.get(url).send());
+    eventually(Duration::from_secs(5), || {
+        let n = used(&mut conn);
+        async move { (n == 2).then_some(()) }
+    })
+    .await;
+    set_revoked(&mut conn, "heidi", true);
+    let response = long_poll.await.unwrap().unwrap();
+    assert_eq!(response.status(), 401, "the wait's answer went out on a revoked key");
+    problem(response, 401).await;
+}
+
+/// How many of the keys named `name` have been looked up.
+fn api_keys_used(conn: &mut PgConnection, name: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct Used {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM api_keys WHERE name = $1 AND last_used_at IS NOT NULL",
+    )
+    .bind::<Text, _>(name)
+    .get_result::<Used>(conn)
+    .unwrap()
+    .n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

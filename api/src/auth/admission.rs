@@ -129,6 +129,14 @@ impl Admission {
         }
     }
 
+    /// Takes the key for unchecked again (a request that lasted long enough for it to have
+    /// been revoked since its check): the guard then looks it up before the answer goes out.
+    pub(crate) fn check_key_again(&self) {
+        if self.key.is_some() && self.key_check.get() == KeyCheck::Valid {
+            self.key_check.set(KeyCheck::Remembered);
+        }
+    }
+
     /// Whether the key is still only remembered: the guard looks it up before answering.
     pub(crate) fn key_unchecked(&self) -> bool {
         self.key_check.get() == KeyCheck::Remembered

@@ -9,7 +9,10 @@
 //! every replica, for one indexed read per request. A submit, and a read of one job where reads
 //! go to the primary, on a key this process found valid in the last minute are the exceptions:
 //! the statement that records or reads the job checks the key instead, and nothing else is
-//! answered on it before a lookup ([`super::lookup`]).
+//! answered on it before a lookup ([`super::lookup`]). A request that lasted a second or more
+//! (a long-poll, a waited submit) is looked up again before it answers.
+
+use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -31,6 +34,12 @@ use crate::state::AppState;
 /// included, is for key holders.
 pub(crate) const PUBLIC: &[&str] = &["/", "/dashboard", "/assets/{name}", "/health", "/ready"];
 
+/// A request that lasted this long looks its key up again before its answer goes out: a
+/// long-poll or a waited submit answers up to `MAX_WAIT_SECS` after its key was checked, and a
+/// key revoked meanwhile gets the `401`, not the job. A shorter request's answer is no later
+/// than one sent just before the revocation would have been, and pays no second lookup.
+const CHECK_KEY_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 static RATE_LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 static RATE_LIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
@@ -49,6 +58,7 @@ pub(crate) async fn guard(
         return next.call(req).await.map(ServiceResponse::map_into_left_body);
     }
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();
+    let started = Instant::now();
     let budget = budget_of(&req, &state);
     let submit = budget.name == SUBMITS;
     let checked_by_handler = submit || reads_one_job_on_the_primary(&req, &state);
@@ -95,6 +105,11 @@ pub(crate) async fn guard(
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(admission.clone());
     let mut response = next.call(req).await?.map_into_left_body();
+    if started.elapsed() >= CHECK_KEY_AGAIN_AFTER {
+        // A long-poll, a submit that waited for its job: the key may have been revoked while
+        // the request waited, and its answer must not go out on a revoked key.
+        admission.check_key_again();
+    }
     // A `503` carries nothing of the tenant's, and a lookup would only wait out a second
     // checkout on the Postgres that is away: it goes out as it is.
     if admission.key_unchecked()
