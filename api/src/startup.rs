@@ -185,6 +185,9 @@ async fn close_waits_on_termination(state: web::Data<AppState>) {
     state.completions.close();
 }
 
+/// What an allowed origin's script may send and read: every header the API's contract reads
+/// (`Prefer: wait`, `If-None-Match`, `Idempotency-Key`) or answers with (`Preference-Applied`,
+/// `Idempotent-Replayed`, `ETag`, `Content-Location`, the rate-limit headers).
 fn cors(origins: &[String]) -> Cors {
     origins
         .iter()
@@ -194,13 +197,19 @@ fn cors(origins: &[String]) -> Cors {
             http::header::AUTHORIZATION,
             http::header::CONTENT_TYPE,
             http::header::ACCEPT,
+            http::header::IF_NONE_MATCH,
             http::header::HeaderName::from_static("idempotency-key"),
+            http::header::HeaderName::from_static("prefer"),
             request_id::HEADER,
         ])
         .expose_headers([
             http::header::LOCATION,
+            http::header::CONTENT_LOCATION,
+            http::header::ETAG,
             http::header::RETRY_AFTER,
             http::header::WWW_AUTHENTICATE,
+            http::header::HeaderName::from_static("preference-applied"),
+            http::header::HeaderName::from_static("idempotent-replayed"),
             http::header::HeaderName::from_static("ratelimit"),
             http::header::HeaderName::from_static("ratelimit-policy"),
             request_id::HEADER,

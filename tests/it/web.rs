@@ -151,7 +151,10 @@ async fn cors_answers_an_allowed_origin_and_no_other() {
             .request(reqwest::Method::OPTIONS, app.url("/simulations"))
             .header(header::ORIGIN, origin)
             .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization, content-type, prefer, idempotency-key, if-none-match",
+            )
             .send()
     };
     let get = |origin: &'static str| {
@@ -169,13 +172,11 @@ async fn cors_answers_an_allowed_origin_and_no_other() {
     let ok = get("https://also.example").await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(allow(&ok).as_deref(), Some("https://also.example"));
-    assert!(
-        ok.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS]
-            .to_str()
-            .unwrap()
-            .to_lowercase()
-            .contains("retry-after")
-    );
+    let exposed = ok.headers()[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap();
+    let exposed = exposed.to_lowercase();
+    for name in ["retry-after", "location", "etag", "preference-applied", "idempotent-replayed"] {
+        assert!(exposed.contains(name), "{name} not exposed: {exposed}");
+    }
 
     let refused = preflight("https://evil.example").await.unwrap();
     assert_eq!(allow(&refused), None);
