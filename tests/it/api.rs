@@ -268,19 +268,25 @@ async fn listing_is_newest_first_and_paginates() {
         ids.push(app.submit_ok(&small_request()).await);
     }
     ids.reverse();
-    let mut seen = Vec::new();
-    let mut next = Some("/results?limit=2".to_owned());
-    while let Some(path) = next {
-        let page: Value =
-            app.client.get(app.url(&path)).send().await.unwrap().json().await.unwrap();
-        for item in page["items"].as_array().unwrap() {
-            assert_eq!(item["status"], "queued");
-            assert!(item.get("success_probability").is_some());
-            seen.push(item["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    // Pages of 2 end on a page of 1, pages of 5 on a full one: the last says so either way
+    // (`next: null`), and no page is empty.
+    for limit in [2, 5] {
+        let mut seen = Vec::new();
+        let mut next = Some(format!("/results?limit={limit}"));
+        while let Some(path) = next {
+            let page: Value =
+                app.client.get(app.url(&path)).send().await.unwrap().json().await.unwrap();
+            let items = page["items"].as_array().unwrap();
+            assert!(!items.is_empty(), "{path}: an empty page");
+            for item in items {
+                assert_eq!(item["status"], "queued");
+                assert!(item.get("success_probability").is_some());
+                seen.push(item["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+            }
+            next = page["next"].as_str().map(str::to_owned);
         }
-        next = page["next"].as_str().map(str::to_owned);
+        assert_eq!(seen, ids, "limit {limit}");
     }
-    assert_eq!(seen, ids);
     let p = problem(app.client.get(app.url("/results?limit=0")).send().await.unwrap(), 422).await;
     assert_eq!(fields(&p), vec!["limit"]);
     let p =

@@ -397,9 +397,12 @@ pub(crate) async fn list(
                 .map_err(|_| ApiError::validation("before", "must be a job id (UUID)"))?,
         ),
     };
-    let rows =
-        state.read(move |conn| store::list_jobs(conn, caller.viewer(), limit, before)).await?;
-    let next = (rows.len() as i64 == limit)
+    // One row more than the page, so a full last page says it is the last (`next: null`).
+    let mut rows =
+        state.read(move |conn| store::list_jobs(conn, caller.viewer(), limit + 1, before)).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = more
         .then(|| rows.last().map(|r| format!("/results?limit={limit}&before={}", r.id)))
         .flatten();
     let items = rows
