@@ -127,11 +127,11 @@ fn a_whole_number_written_with_a_zero_fraction_is_the_integer_as_json_schema_say
         SimulationRequest::from_json(format!("{{{base}, {tail}}}").as_bytes(), &limits).unwrap()
     };
     let floats = parse(
-        r#""years": 28.0, "n_scenarios": 1e3, "seed": 1e18,
+        r#""years": 28.0, "n_scenarios": 1e3, "seed": 1e15,
         "income": [{"monthly_amount": 1, "start_year": 2.0, "end_year": 3.0}]"#,
     );
     let integers = parse(
-        r#""years": 28, "n_scenarios": 1000, "seed": 1000000000000000000,
+        r#""years": 28, "n_scenarios": 1000, "seed": 1000000000000000,
         "income": [{"monthly_amount": 1, "start_year": 2, "end_year": 3}]"#,
     );
     assert_eq!(floats, integers);
@@ -142,6 +142,15 @@ fn a_whole_number_written_with_a_zero_fraction_is_the_integer_as_json_schema_say
         assert_eq!(error.field, field, "{tail}");
         assert!(error.message.contains("a whole number ≥ 0"), "{tail}: {}", error.message);
     }
+    // Past 2^53 a float need not be the number written (the first reads as ...904): refused,
+    // where the same number as an integer is taken as it is.
+    for seed in ["4611686018427387905.0", "1e18", "9007199254740993.0"] {
+        let error = only_error(&format!(r#"{{{base}, "years": 3, "seed": {seed}}}"#));
+        assert_eq!(error.field, "seed", "{seed}");
+        assert!(error.message.contains("2^53"), "{seed}: {}", error.message);
+    }
+    let exact = parse(r#""years": 3, "seed": 4611686018427387905"#);
+    assert_eq!(exact.seed, Some(4_611_686_018_427_387_905));
 }
 
 #[test]

@@ -44,6 +44,12 @@ impl<'de, T: TryFrom<u64>> Visitor<'de> for OptionVisitor<T> {
     }
 }
 
+/// 2^53: every whole number below it is a float exactly, and so are its neighbours, so one
+/// written as `28.0` or `1e15` is the number meant.
+const EXACT_BELOW: f64 = 9_007_199_254_740_992.0;
+/// The first float past `u64::MAX`.
+const TWO_TO_64: f64 = 18_446_744_073_709_551_616.0;
+
 struct WholeVisitor<T>(PhantomData<T>);
 
 impl<T: TryFrom<u64>> WholeVisitor<T> {
@@ -70,10 +76,16 @@ impl<T: TryFrom<u64>> Visitor<'_> for WholeVisitor<T> {
     }
 
     fn visit_f64<E: Error>(self, x: f64) -> Result<T, E> {
-        // 2^64 is the first float past u64::MAX; every float from 2^53 up is whole.
-        const TWO_TO_64: f64 = 18_446_744_073_709_551_616.0;
-        if x.fract() == 0.0 && (0.0..TWO_TO_64).contains(&x) {
+        if x.fract() == 0.0 && (0.0..EXACT_BELOW).contains(&x) {
             self.fit(x as u64, Unexpected::Float(x))
+        } else if x >= EXACT_BELOW && x < TWO_TO_64 && T::try_from(x as u64).is_ok() {
+            // From 2^53 on a float is the nearest of numbers 2 or more apart: the whole number
+            // it reads as need not be the one written (`4611686018427387905.0` reads as
+            // ...904), and a seed taken so would not reproduce the run its sender meant.
+            Err(E::custom(format_args!(
+                "{x:.0} is written with a fraction or an exponent and is 2^53 or more, where such \
+                 a number may not be the one sent; write it as a plain integer"
+            )))
         } else {
             Err(E::invalid_type(Unexpected::Float(x), &self))
         }
