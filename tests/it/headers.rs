@@ -41,6 +41,13 @@ fn check(what: &str, path: &str, headers: &HeaderMap) {
         let directives: Vec<&str> = cache.split(',').map(str::trim).collect();
         assert!(directives.contains(&"private"), "{what}: Cache-Control {cache:?}");
         assert!(!directives.contains(&"public"), "{what}: Cache-Control {cache:?}");
+        // A browser keeps a key's answers apart from the next key's in the same profile.
+        let vary: Vec<String> = headers
+            .get_all("vary")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap().split(',').map(|s| s.trim().to_lowercase()))
+            .collect();
+        assert!(vary.iter().any(|v| v == "authorization"), "{what}: Vary {vary:?}");
     }
 }
 

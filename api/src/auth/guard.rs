@@ -140,6 +140,9 @@ pub(crate) async fn guard(
     if let Some(decision) = decision {
         add_rate_limit_headers(response.headers_mut(), budget, decision);
     }
+    // The answer is the key's: a browser that keeps it (an ended job is `private, max-age`)
+    // must not serve it to the next key used in the same profile.
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("authorization"));
     Ok(response)
 }
 
