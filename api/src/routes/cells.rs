@@ -24,6 +24,7 @@ use crate::state::AppState;
         (status = 200, description = "The cell's request and result; its figures are those of a plain submit of `request`", body = CellView),
         (status = 404, description = "Unknown or malformed id, or no such cell", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not a sweep, or the cell is not done (yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/cells/{index}", method = "GET", method = "HEAD")]

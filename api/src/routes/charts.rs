@@ -111,6 +111,7 @@ impl ResultChart {
         (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
         (status = 404, description = "Unknown or malformed id, or no such chart", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has not succeeded (yet), or is a sweep", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/charts/{chart}.svg", method = "GET", method = "HEAD")]

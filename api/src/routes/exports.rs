@@ -22,6 +22,7 @@ use crate::state::AppState;
         (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has not succeeded (yet), or is a sweep", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/table.csv", method = "GET", method = "HEAD")]

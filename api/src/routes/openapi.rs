@@ -291,7 +291,10 @@ fn camel_case_links(json: &mut serde_json::Value) {
 
 /// This document.
 #[utoipa::path(get, tag = "operations",
-    responses((status = 200, description = "OpenAPI 3 document", content_type = "application/json")))]
+    responses(
+        (status = 200, description = "OpenAPI 3 document", content_type = "application/json"),
+        (status = 503, description = "Postgres unavailable (the key is looked up there)", body = Problem, content_type = "application/problem+json"),
+    ))]
 #[route("/openapi.json", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn openapi_json(document: web::Data<Served>) -> HttpResponse {

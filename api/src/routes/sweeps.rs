@@ -65,6 +65,7 @@ pub(crate) fn map_of(sweep: &SweepView) -> heatmap::SweepMap {
         (status = 200, description = "SVG with a `<title>` and `<desc>`; each cell is a `<rect class=\"cell\" data-index=..>`. `Cache-Control: private, no-store` while cells are missing.", content_type = "image/svg+xml", body = String),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not a sweep", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/charts/heatmap.svg", method = "GET", method = "HEAD")]
@@ -93,6 +94,7 @@ pub(crate) async fn heatmap_svg(
         (status = 200, description = "CSV with a header row", content_type = "text/csv", body = String),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not a sweep", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/sweep.csv", method = "GET", method = "HEAD")]
@@ -165,6 +167,7 @@ fn number(value: Option<f64>) -> String {
         (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
         (status = 404, description = "Unknown or malformed id, or no such cell", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not a sweep, or the cell is not done yet", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/results/{id}/cells/{index}/charts/fan.svg", method = "GET", method = "HEAD")]
