@@ -23,6 +23,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive in time: a client that sends its headers and then trickles or
+    /// withholds the body must not hold a connection and its request for ever.
+    #[error("the body did not arrive within {secs} s of the request; nothing was recorded")]
+    BodyTimedOut { secs: u64 },
     /// No key, or one that is malformed, unknown or revoked: all answered alike, so that the
     /// answer says nothing of whether a key exists.
     #[error(
@@ -104,6 +108,7 @@ impl ApiError {
             Self::Malformed(_) => ("malformed-json", "The body is not valid JSON"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Send JSON"),
             Self::PayloadTooLarge { .. } => ("payload-too-large", "The body is too large"),
+            Self::BodyTimedOut { .. } => ("request-timeout", "The body came too slowly"),
             Self::Unauthorized => ("unauthorized", "An API key is needed"),
             Self::Forbidden(_) => ("forbidden", "The API key lacks a scope"),
             Self::RateLimited { .. } => ("rate-limited", "Too many requests"),
@@ -165,6 +170,7 @@ impl ResponseError for ApiError {
             Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } | Self::QuotaReached { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -278,3 +278,46 @@ async fn invented_methods_and_paths_add_no_metric_series() {
         assert!(!after.iter().any(|s| s.contains(invented)), "{invented} in a label");
     }
 }
+
+/// A keyed submit whose body never arrives in full is answered `408` (a problem document) once
+/// the body's time is up, and records nothing: a client that sends its headers and trickles or
+/// withholds the body does not hold its connection and request for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_whose_body_never_arrives_is_answered_408_and_records_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let address = app.url("").trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /simulations HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"years\"",
+        env.api_key()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        // The head and the problem document come together; the server then closes or idles.
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 60 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.to_lowercase().contains("content-type: application/problem+json"), "{answer}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+    let jobs: i64 = diesel::dsl::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM simulations)",
+    ))
+    .get_result(&mut env.db.connect())
+    .unwrap();
+    assert_eq!(jobs, 0);
+}

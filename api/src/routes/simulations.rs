@@ -102,6 +102,7 @@ struct SubmitHeaders {
         (status = 200, description = "The job has ended within the wait asked by `Prefer: wait=N` (RFC 7240; at most 60 s, cut to MAX_WAIT_SECS): the whole job document, with `Preference-Applied: wait=N`. Also a replay of an earlier submit with the same Idempotency-Key (`Idempotent-Replayed: true`): at once without `Prefer: wait`, with it only once the job has ended within the wait; and a request that names its `seed` and whose result is in the result cache: the job is recorded as `succeeded` at once, its `result.cache` is `hit`, and no worker runs.", body = JobView,
          headers(("Location" = String, description = "/results/{id}"), ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"))),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within 15 s of the headers; nothing was recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a value the database refused", body = Problem, content_type = "application/problem+json"),
@@ -634,6 +635,7 @@ async fn waited(
         (status = 202, description = "Still running when the wait ended: accepted and queued; poll `Location` (`?wait=N` long-polls). A replay (`Idempotent-Replayed: true`) carries the whole job document", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 408, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -758,15 +760,25 @@ async fn read_body(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Malformed(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+    let reading = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::Malformed(format!("reading the body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    actix_web::rt::time::timeout(BODY_TIMEOUT, reading)
+        .await
+        .map_err(|_| ApiError::BodyTimedOut { secs: BODY_TIMEOUT.as_secs() })??;
     Ok(body)
 }
+
+/// How long a submit's body may take to arrive once its headers have (actix's own timeout
+/// covers the headers only). 64 KiB in 15 s is 4.3 KB/s, slower than any client means to be.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     // Two keys: which one the job answers to would be a guess (a retry with the other would
