@@ -666,7 +666,7 @@ pub(crate) async fn run_simulation(
     params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
     responses(
         (status = 200, description = "Cancelled (it was queued)", body = JobAccepted),
-        (status = 202, description = "Cancellation requested; the running job stops between batches", body = JobAccepted),
+        (status = 202, description = "Cancellation requested; the running job stops between batches (within a second), unless it ends first: a job that finishes before its worker sees the request keeps its outcome, `succeeded` included", body = JobAccepted),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
