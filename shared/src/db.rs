@@ -44,6 +44,13 @@ pub fn pool(url: &str, settings: &PoolSettings) -> PgPool {
         .build_unchecked(PingWhenIdle { inner: ConnectionManager::new(url) })
 }
 
+/// Set on every pooled connection: Postgres ends a session that sits inside a transaction this
+/// long without sending anything. No transaction of ours waits on anything but Postgres (each
+/// runs whole in one blocking call), so only a frozen or cut-off process gets there, and its
+/// row locks then hold up every other process (a claim's lock held up the reconciler, for the
+/// whole fleet, and a cancel, for as long as the worker stayed frozen: 85 s in a test).
+const IDLE_IN_TRANSACTION_LIMIT: &str = "SET idle_in_transaction_session_timeout = '10s'";
+
 /// How long a connection that answered counts as alive without another ping.
 const TRUSTED_FOR: Duration = Duration::from_secs(1);
 
@@ -83,7 +90,11 @@ impl ManageConnection for PingWhenIdle {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<PgConn, Self::Error> {
-        Ok(PgConn { conn: self.inner.connect()?, alive_at: Instant::now() })
+        let mut conn = self.inner.connect()?;
+        diesel::sql_query(IDLE_IN_TRANSACTION_LIMIT)
+            .execute(&mut conn)
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        Ok(PgConn { conn, alive_at: Instant::now() })
     }
 
     fn is_valid(&self, conn: &mut PgConn) -> Result<(), Self::Error> {

@@ -90,3 +90,31 @@ async fn unset_pool_sizes_give_the_api_the_old_guides_pool_and_a_worker_a_handfu
     assert!((10..=31).contains(&api), "the API holds {api}: from its 10 idle to its 30 (+1)");
     assert_eq!(worker, 1, "an idle worker holds its one idle connection");
 }
+
+/// A pooled connection left inside a transaction that holds a row lock (its process frozen or
+/// cut off from Postgres) is ended by Postgres after 10 s, and a statement waiting on the lock
+/// (the reconciler's touch, a cancel) goes on: the lock is not held for as long as the freeze.
+#[test]
+fn a_transaction_left_idle_ends_and_frees_its_row_lock() {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+
+    let env = TestEnv::new();
+    let settings = env.settings();
+    let pool = portfolio_shared::db::pool(&env.db.url, &settings.database.worker_pool);
+    let mut frozen = pool.get().unwrap();
+    frozen
+        .batch_execute("CREATE TABLE locked (id int PRIMARY KEY); INSERT INTO locked VALUES (1)")
+        .unwrap();
+    frozen.batch_execute("BEGIN; SELECT * FROM locked WHERE id = 1 FOR UPDATE").unwrap();
+    // Nothing more is sent on `frozen`: its process might as well be stopped.
+    let mut other = diesel::PgConnection::establish(&env.db.url).unwrap();
+    // Without the limit the lock would be held for good: the wait fails after 30 s instead.
+    other.batch_execute("SET statement_timeout = '30s'").unwrap();
+    let started = std::time::Instant::now();
+    other.batch_execute("UPDATE locked SET id = 2 WHERE id = 1").unwrap();
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(30), "the lock held for {waited:?}");
+    assert!(waited >= Duration::from_secs(5), "it never waited ({waited:?}): no lock was held");
+    assert!(frozen.batch_execute("SELECT 1").is_err(), "the idle session was not ended");
+}
