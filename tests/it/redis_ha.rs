@@ -384,3 +384,50 @@ async fn redis_ha_a_lost_reply_is_sent_again_only_for_a_command_that_bears_a_sec
     assert_eq!(ready, entries, "one entry each");
     env.leaves_unfinished_jobs("the pushes name jobs that have no rows: only their entries count");
 }
+
+/// A master that hangs rather than dies (stopped, or cut off without a reset) is left for the
+/// master the Sentinels promote, by a caller that gives up on each call after 1.5 s as the API
+/// does (before redis-rs's own 5 s timeout could fire). It used to stay on the hung master for
+/// as long as it hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ha_a_hung_master_is_left_for_the_promoted_one_by_a_caller_that_gives_up_first() {
+    let _lock = fault_lock();
+    let (master, replicas, sentinels, url) = sentinel_cluster().await;
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
+    env.set("REDIS_URL", &url);
+    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
+    let set = |value: &'static str| redis::cmd("SET").arg("pmc-ha-probe").arg(value).to_owned();
+    let _: () = set("before").query_async(&mut conn).await.expect("a write to the first master");
+
+    master.pause();
+    // Resumed however the test ends: the queue's clean-up talks to it.
+    let _resume = Resumed(&master);
+    let promoted = eventually(Duration::from_secs(30), || async {
+        master_port(&sentinels[0]).filter(|p| *p != master.port)
+    })
+    .await;
+    eventually(Duration::from_secs(30), || async {
+        let mut conn = conn.clone();
+        let cmd = set("after");
+        let call = cmd.query_async::<()>(&mut conn);
+        tokio::time::timeout(Duration::from_millis(1500), call).await.ok()?.ok()
+    })
+    .await;
+    let mut new_master = redis::Client::open(format!("redis://127.0.0.1:{promoted}"))
+        .and_then(|c| c.get_connection())
+        .expect("the promoted master");
+    let value: String = redis::cmd("GET").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+    assert_eq!(value, "after");
+    assert!(replicas.iter().any(|r| r.port == promoted), "promoted {promoted}");
+    env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
+    let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+}
+
+/// Resumes a paused server when dropped, however the test ends.
+struct Resumed<'a>(&'a ThrowawayRedis);
+
+impl Drop for Resumed<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}

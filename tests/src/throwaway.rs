@@ -130,6 +130,22 @@ impl ThrowawayRedis {
         self.stop();
         self.launch();
     }
+
+    /// Freezes the server (`SIGSTOP`): it keeps its connections and answers nothing, as a
+    /// hung or cut-off host does, until [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
 }
 
 impl Drop for ThrowawayRedis {

@@ -132,13 +132,51 @@ impl Shared {
             || error.is_timeout()
             || error.is_unrecoverable_error();
         if read_only || (gone && self.target.follows_sentinels()) {
-            let mut current = self.current();
-            if current.generation == generation && !current.stale {
-                tracing::warn!(error = %error, "Redis connection condemned; resolving the master again");
-                current.stale = true;
-            }
+            self.condemn(generation, error);
         }
         read_only
+    }
+
+    /// Marks the manager of `generation` stale: the next call resolves the master again.
+    fn condemn(&self, generation: u64, why: &dyn std::fmt::Display) {
+        let mut current = self.current();
+        if current.generation == generation && !current.stale {
+            tracing::warn!(error = %why, "Redis connection condemned; resolving the master again");
+            current.stale = true;
+        }
+    }
+}
+
+/// How long a call must have waited, when its caller drops it unanswered, to count as one that
+/// timed out. The API gives up on its requests' Redis calls after 1.5 s, before redis-rs's own
+/// response timeout (5 s) fires: without this, a master that hangs rather than dies (stopped,
+/// or cut off without a reset) never produced an error here, and the API kept sending to it
+/// after the Sentinels had promoted a replica (75 s in a test, every submit's push lost).
+const ABANDONED_AFTER: Duration = Duration::from_secs(1);
+
+/// Condemns its manager if the call it watches is dropped unanswered after waiting
+/// [`ABANDONED_AFTER`]. A call dropped sooner (a client that went away) says nothing of Redis.
+struct Unanswered<'a> {
+    shared: &'a Shared,
+    generation: u64,
+    since: Instant,
+    answered: bool,
+}
+
+impl<'a> Unanswered<'a> {
+    fn watch(shared: &'a Shared, generation: u64) -> Self {
+        Self { shared, generation, since: Instant::now(), answered: false }
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered
+            && self.since.elapsed() >= ABANDONED_AFTER
+            && self.shared.target.follows_sentinels()
+        {
+            self.shared.condemn(self.generation, &"a call abandoned unanswered (a timeout)");
+        }
     }
 }
 
@@ -169,7 +207,10 @@ impl ConnectionLike for QueueConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let (generation, mut manager) = self.shared.manager().await?;
-            match manager.req_packed_command(cmd).await {
+            let mut unanswered = Unanswered::watch(&self.shared, generation);
+            let reply = manager.req_packed_command(cmd).await;
+            unanswered.answered = true;
+            match reply {
                 Err(error) if self.shared.judge(generation, &error) => {
                     // A replica refused it, so nothing was written: once more, to the master.
                     let (_, mut manager) = self.shared.manager().await?;
@@ -201,7 +242,9 @@ impl ConnectionLike for QueueConn {
         // Not sent again on READONLY: part of a pipeline may have been applied.
         Box::pin(async move {
             let (generation, mut manager) = self.shared.manager().await?;
+            let mut unanswered = Unanswered::watch(&self.shared, generation);
             let reply = manager.req_packed_commands(pipeline, offset, count).await;
+            unanswered.answered = true;
             if let Err(error) = &reply {
                 self.shared.judge(generation, error);
             }
