@@ -138,9 +138,9 @@ impl ApiError {
                 "{depth} jobs are waiting, above this deployment's ceiling; nothing was recorded, \
                  retry in {retry_after_secs} s"
             ),
-            Self::Unavailable { what, retry_after_secs, .. } => format!(
-                "{what} is unreachable; nothing was recorded, retry in {retry_after_secs} s"
-            ),
+            Self::Unavailable { what, retry_after_secs, .. } => {
+                format!("{what} is unreachable; nothing was changed, retry in {retry_after_secs} s")
+            }
             Self::Internal(_) => "the server failed to handle this request".to_owned(),
             other => other.to_string(),
         };

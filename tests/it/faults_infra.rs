@@ -327,3 +327,34 @@ async fn faults_a_submit_refused_at_its_key_lookup_while_postgres_is_away_counts
     assert_eq!(counted, Some("1"), "{metrics}");
     pg.start_again();
 }
+
+/// A submit that waits for its job (`Prefer: wait`) and loses Postgres while it waits, after
+/// the job was recorded, answers the `202` it would have answered without the wait (the job
+/// runs, and `Location` finds it), not a `503` that reads as "nothing was recorded".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_waited_submit_that_loses_postgres_while_it_waits_answers_202_for_its_job() {
+    let _lock = fault_lock();
+    let pg = ThrowawayPostgres::start();
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    let env = TestEnv::with(db, TestQueue::new());
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let _worker = WorkerProc::spawn(&vars, &logs, "a").await;
+    let waited = api.client.post(api.url("/simulations")).header("Prefer", "wait=30");
+    let waited = tokio::spawn(waited.json(&job_body(400_000, 40)).send());
+    until_some_running_and_queued(&env.db.url, 1, 0).await;
+
+    pg.stop();
+    let response = waited.await.unwrap().expect("an answer");
+    let status = response.status();
+    let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap_or_default();
+    pg.start_again();
+    assert_eq!(status, 202, "{body}");
+    let id = accepted_id(&body);
+    assert_eq!(location, Some(format!("/results/{id}")));
+    wait_settled(&env.db.url, Duration::from_secs(120)).await;
+    let records = assert_contract(&env.db.url, &[id]);
+    assert_eq!(records[0].status, "succeeded", "{:?}", records[0]);
+}

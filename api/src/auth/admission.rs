@@ -129,6 +129,11 @@ impl Admission {
         }
     }
 
+    /// Whether the key was looked up or checked for this request (or identity is off).
+    pub(crate) fn key_checked_yet(&self) -> bool {
+        self.key_check.get() == KeyCheck::Valid
+    }
+
     /// Takes the key for unchecked again (a request that lasted long enough for it to have
     /// been revoked since its check): the guard then looks it up before the answer goes out.
     pub(crate) fn check_key_again(&self) {

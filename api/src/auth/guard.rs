@@ -105,7 +105,8 @@ pub(crate) async fn guard(
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(admission.clone());
     let mut response = next.call(req).await?.map_into_left_body();
-    if started.elapsed() >= CHECK_KEY_AGAIN_AFTER {
+    let again = admission.key_checked_yet() && started.elapsed() >= CHECK_KEY_AGAIN_AFTER;
+    if again {
         // A long-poll, a submit that waited for its job: the key may have been revoked while
         // the request waited, and its answer must not go out on a revoked key.
         admission.check_key_again();
@@ -115,6 +116,10 @@ pub(crate) async fn guard(
     if admission.key_unchecked()
         && response.status() != StatusCode::SERVICE_UNAVAILABLE
         && let Err(e) = admission.verified(&state).await
+        // A key found valid at the start and not known either way now (Postgres went away
+        // while the request waited) keeps its answer: a waited submit's `202` says its job was
+        // recorded, which a `503` would deny.
+        && (!again || matches!(e, ApiError::Unauthorized))
     {
         // A remembered key the handler answered on without a check (a body it refused, a
         // spent budget): its answer waits for the lookup, and a revoked key gets the `401`.

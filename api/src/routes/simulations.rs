@@ -299,14 +299,23 @@ async fn accept(
         }
         return Err(e);
     }
-    if let Some(watch) = watch
-        && let Some((job, result)) =
-            completions::until_pushed_job_ends(&state, &caller, watch, limit).await?
-        && job.status.is_terminal()
-    {
-        return ended(&state, job, result, wait);
+    if let Some(watch) = watch {
+        match completions::until_pushed_job_ends(&state, &caller, watch, limit).await {
+            Ok(Some((job, result))) if job.status.is_terminal() => {
+                return ended(&state, job, result, wait);
+            }
+            Ok(_) => {}
+            Err(e) => wait_failed(id, &e),
+        }
     }
     queued_answer(&state, id, wait)
+}
+
+/// A recorded and queued job's wait failed (Postgres away meanwhile): the submit answers the
+/// `202` it would have had without one. A `503` would say nothing was recorded, and a client
+/// that believed it would submit the job again.
+fn wait_failed(id: Uuid, error: &ApiError) {
+    tracing::warn!(job_id = %id, error = %error, "the wait for the job failed; answering 202");
 }
 
 /// A submit's body, checked: one plan, or a sweep of plans.
@@ -490,8 +499,10 @@ async fn accepted(
     id: Uuid,
     wait: Option<Wait>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(answer) = waited(state, caller, id, wait).await? {
-        return Ok(answer);
+    match waited(state, caller, id, wait).await {
+        Ok(Some(answer)) => return Ok(answer),
+        Ok(None) => {}
+        Err(e) => wait_failed(id, &e),
     }
     queued_answer(state, id, wait)
 }
