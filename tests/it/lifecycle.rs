@@ -215,6 +215,38 @@ fn a_claim_sent_again_after_its_reply_was_lost_finds_the_job_its_own() {
     );
 }
 
+/// Progress never goes back: a second attempt starts from its first batch, and the job shows
+/// the furthest any attempt got until the new one passes it (`done / total` only moves
+/// forward, as the README says).
+#[test]
+fn progress_shows_the_furthest_any_attempt_got() {
+    let db = TestDb::migrated();
+    let mut conn = db.connect();
+    let id = new_job(&mut conn);
+    let done = |conn: &mut PgConnection| snapshot(conn, id).job["progress_done"].as_i64().unwrap();
+    let first = claimed(store::claim(&mut conn, id, "A", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
+    assert_eq!(
+        store::report_progress(&mut conn, &first, 843, 2931).unwrap(),
+        ProgressAck::Continue
+    );
+    assert_eq!(
+        store::release_for_retry(&mut conn, &first, "lost", Duration::ZERO).unwrap(),
+        Write::Applied
+    );
+    let second =
+        claimed(store::claim(&mut conn, id, "B", Uuid::new_v4(), 3, WINDOW).unwrap()).lease;
+    assert_eq!(
+        store::report_progress(&mut conn, &second, 427, 2931).unwrap(),
+        ProgressAck::Continue
+    );
+    assert_eq!(done(&mut conn), 843);
+    assert_eq!(
+        store::report_progress(&mut conn, &second, 900, 2931).unwrap(),
+        ProgressAck::Continue
+    );
+    assert_eq!(done(&mut conn), 900);
+}
+
 /// A submit's commit that does not wait for the disk (a job an idle worker may take at once)
 /// loses its job to a Postgres crash before the flush. A barrier run afterwards on a connection
 /// to the restarted server succeeds all the same, so it cannot vouch for the job; the submit's

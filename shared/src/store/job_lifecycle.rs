@@ -448,16 +448,19 @@ pub enum ProgressAck {
     FencedOut,
 }
 
-/// Records batches done and refreshes the job's heartbeat.
+/// Records batches done and refreshes the job's heartbeat. The count never goes back: an
+/// attempt after a failed or lost one starts from its first batch, and shows the furthest any
+/// attempt got until it passes it (the README promises `done / total` only moves forward).
 pub fn report_progress(
     conn: &mut PgConnection,
     lease: &Lease,
     done: i32,
     total: i32,
 ) -> QueryResult<ProgressAck> {
+    let furthest = sql::<Integer>("greatest(progress_done, ").bind::<Integer, _>(done).sql(")");
     let row: Option<bool> = diesel::update(held_under(lease.job, lease.token))
         .set((
-            simulations::progress_done.eq(done),
+            simulations::progress_done.eq(furthest),
             simulations::progress_total.eq(total),
             simulations::heartbeat_at.eq(now),
             simulations::updated_at.eq(now),
