@@ -424,15 +424,24 @@ fn fenced_out(conn: &mut PgConnection, lease: &Lease, write: &str) -> QueryResul
         .first(conn)
         .optional()?;
     let (status, holder) = now_held.unzip();
-    tracing::warn!(
-        job_id = %lease.job,
-        worker = lease.worker,
-        attempt = lease.attempt,
-        write,
-        status = status.map(JobStatus::as_str),
-        holder = holder.flatten(),
-        "write fenced out: the job is no longer held under this worker's claim; dropped"
-    );
+    let holder = holder.flatten();
+    // A progress report that lost the race with this worker's own outcome is no news.
+    let own_end = write == "progress"
+        && status.is_some_and(JobStatus::is_terminal)
+        && holder.as_deref() == Some(lease.worker.as_str());
+    if own_end {
+        tracing::debug!(job_id = %lease.job, "progress report after the job's own end; dropped");
+    } else {
+        tracing::warn!(
+            job_id = %lease.job,
+            worker = lease.worker,
+            attempt = lease.attempt,
+            write,
+            status = status.map(JobStatus::as_str),
+            holder,
+            "write fenced out: the job is no longer held under this worker's claim; dropped"
+        );
+    }
     Ok(Write::FencedOut)
 }
 
