@@ -78,7 +78,7 @@ impl<T: TryFrom<u64>> Visitor<'_> for WholeVisitor<T> {
     fn visit_f64<E: Error>(self, x: f64) -> Result<T, E> {
         if x.fract() == 0.0 && (0.0..EXACT_BELOW).contains(&x) {
             self.fit(x as u64, Unexpected::Float(x))
-        } else if x >= EXACT_BELOW && x < TWO_TO_64 && T::try_from(x as u64).is_ok() {
+        } else if (EXACT_BELOW..TWO_TO_64).contains(&x) && T::try_from(x as u64).is_ok() {
             // From 2^53 on a float is the nearest of numbers 2 or more apart: the whole number
             // it reads as need not be the one written (`4611686018427387905.0` reads as
             // ...904), and a seed taken so would not reproduce the run its sender meant.
