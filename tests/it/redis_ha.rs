@@ -292,11 +292,7 @@ async fn redis_ha_the_first_command_after_redis_restarted_is_answered() {
 async fn redis_ha_a_connection_follows_a_switchover_that_keeps_the_old_master_alive() {
     let _lock = fault_lock();
     let (master, replicas, sentinels, url) = sentinel_cluster().await;
-    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
-    env.set("REDIS_URL", &url);
-    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
-    let set = |value: &'static str| redis::cmd("SET").arg("pmc-ha-probe").arg(value).to_owned();
-    let _: () = set("before").query_async(&mut conn).await.expect("a write to the first master");
+    let (mut env, conn) = probed_connection(&master, &url).await;
 
     // A switchover: the old master stays up and becomes a replica (writes there: READONLY).
     let _: () = sentinels[0]
@@ -323,17 +319,10 @@ async fn redis_ha_a_connection_follows_a_switchover_that_keeps_the_old_master_al
     // The same connection writes on: to the promoted master, within a few tries.
     eventually(Duration::from_secs(30), || async {
         let mut conn = conn.clone();
-        set("after").query_async::<()>(&mut conn).await.ok()
+        probe("after").query_async::<()>(&mut conn).await.ok()
     })
     .await;
-    let mut new_master = redis::Client::open(format!("redis://127.0.0.1:{promoted}"))
-        .and_then(|c| c.get_connection())
-        .expect("the promoted master");
-    let value: String = redis::cmd("GET").arg("pmc-ha-probe").query(&mut new_master).unwrap();
-    assert_eq!(value, "after");
-    assert!(replicas.iter().any(|r| r.port == promoted), "promoted {promoted}");
-    env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
-    let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+    assert_probe_reached(&mut env, &replicas, promoted);
 }
 
 /// A command whose reply was lost with its connection may have run: it is sent once more only
@@ -393,11 +382,7 @@ async fn redis_ha_a_lost_reply_is_sent_again_only_for_a_command_that_bears_a_sec
 async fn redis_ha_a_hung_master_is_left_for_the_promoted_one_by_a_caller_that_gives_up_first() {
     let _lock = fault_lock();
     let (master, replicas, sentinels, url) = sentinel_cluster().await;
-    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
-    env.set("REDIS_URL", &url);
-    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
-    let set = |value: &'static str| redis::cmd("SET").arg("pmc-ha-probe").arg(value).to_owned();
-    let _: () = set("before").query_async(&mut conn).await.expect("a write to the first master");
+    let (mut env, conn) = probed_connection(&master, &url).await;
 
     master.pause();
     // Resumed however the test ends: the queue's clean-up talks to it.
@@ -408,19 +393,12 @@ async fn redis_ha_a_hung_master_is_left_for_the_promoted_one_by_a_caller_that_gi
     .await;
     eventually(Duration::from_secs(30), || async {
         let mut conn = conn.clone();
-        let cmd = set("after");
+        let cmd = probe("after");
         let call = cmd.query_async::<()>(&mut conn);
         tokio::time::timeout(Duration::from_millis(1500), call).await.ok()?.ok()
     })
     .await;
-    let mut new_master = redis::Client::open(format!("redis://127.0.0.1:{promoted}"))
-        .and_then(|c| c.get_connection())
-        .expect("the promoted master");
-    let value: String = redis::cmd("GET").arg("pmc-ha-probe").query(&mut new_master).unwrap();
-    assert_eq!(value, "after");
-    assert!(replicas.iter().any(|r| r.port == promoted), "promoted {promoted}");
-    env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
-    let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+    assert_probe_reached(&mut env, &replicas, promoted);
 }
 
 /// Resumes a paused server when dropped, however the test ends.
@@ -430,4 +408,35 @@ impl Drop for Resumed<'_> {
     fn drop(&mut self) {
         self.0.resume();
     }
+}
+
+/// The probe key's write, of `value`.
+fn probe(value: &'static str) -> redis::Cmd {
+    redis::cmd("SET").arg("pmc-ha-probe").arg(value).to_owned()
+}
+
+/// A test environment whose queue reaches Redis through the Sentinels at `url`, and its
+/// connection, which has written the probe once to the first `master`.
+async fn probed_connection(
+    master: &ThrowawayRedis,
+    url: &str,
+) -> (TestEnv, portfolio_shared::queue::QueueConn) {
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&master.url()));
+    env.set("REDIS_URL", url);
+    let mut conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
+    let _: () = probe("before").query_async(&mut conn).await.expect("a write to the first master");
+    (env, conn)
+}
+
+/// The probe's last write reached the replica the Sentinels promoted (on port `promoted`),
+/// where the environment's clean-up now looks; the probe is removed.
+fn assert_probe_reached(env: &mut TestEnv, replicas: &[ThrowawayRedis], promoted: u16) {
+    let mut new_master = redis::Client::open(format!("redis://127.0.0.1:{promoted}"))
+        .and_then(|c| c.get_connection())
+        .expect("the promoted master");
+    let value: String = redis::cmd("GET").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+    assert_eq!(value, "after");
+    assert!(replicas.iter().any(|r| r.port == promoted), "promoted {promoted}");
+    env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
+    let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
 }

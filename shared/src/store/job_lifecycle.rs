@@ -186,16 +186,8 @@ fn claim_with(
             // This very claim, sent again because its reply was lost after it committed: the
             // job is the caller's already (under the lone turn only if the claim that ran
             // was made under it, after a crash).
-            return Ok(Claim::Run(ClaimedJob {
-                lease: Lease { job: id, worker: worker.to_owned(), token, attempt: job.attempts },
-                request: job.request,
-                seed: job.seed,
-                request_id: job.request_id,
-                waited: Duration::try_from_secs_f64(waited).unwrap_or_default(),
-                after_crash: alone,
-                cache_key: job.cache_key,
-                sweep: job.parent_id,
-            }));
+            let lease = Lease { job: id, worker: worker.to_owned(), token, attempt: job.attempts };
+            return Ok(Claim::Run(ClaimedJob::of(job, lease, waited, alone)));
         }
         if let Some(wait) = positive(due_in) {
             return Ok(Claim::NotYet { wait });
@@ -271,17 +263,26 @@ fn claim_with(
             job.request_id.as_deref(),
             json!({ "attempt": attempt }),
         )?;
-        Ok(Claim::Run(ClaimedJob {
-            lease: Lease { job: id, worker: worker.to_owned(), token, attempt },
+        let lease = Lease { job: id, worker: worker.to_owned(), token, attempt };
+        Ok(Claim::Run(ClaimedJob::of(job, lease, waited, status == JobStatus::Running)))
+    })
+}
+
+impl ClaimedJob {
+    /// The job of a row the full claim read, run under `lease`; `waited` is seconds since the
+    /// submit.
+    fn of(job: Simulation, lease: Lease, waited: f64, after_crash: bool) -> Self {
+        Self {
+            lease,
             request: job.request,
             seed: job.seed,
             request_id: job.request_id,
             waited: Duration::try_from_secs_f64(waited).unwrap_or_default(),
-            after_crash: status == JobStatus::Running,
+            after_crash,
             cache_key: job.cache_key,
             sweep: job.parent_id,
-        }))
-    })
+        }
+    }
 }
 
 /// The claim of nearly every delivery, in one statement (no transaction of its own, no row read
