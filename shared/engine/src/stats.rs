@@ -5,7 +5,8 @@
 //! computation on the same values agrees to the last bit or two. Only the ranks needed are
 //! selected, never a full sort.
 
-/// Values at the fractions `ps` (each in [0, 1]) of `values`, which is reordered.
+/// Values at the fractions `ps` (each in [0, 1]) of `values`, which is reordered (the same
+/// values, with those at the ranks used in place).
 pub fn percentiles(values: &mut [f64], ps: &[f64]) -> Vec<f64> {
     let n = values.len();
     assert!(n > 0, "percentiles of nothing");
@@ -30,8 +31,9 @@ pub fn percentiles(values: &mut [f64], ps: &[f64]) -> Vec<f64> {
         // common path.
         let mut keys: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
         select_ranks(&mut keys, &ranks, 0, u64::cmp);
-        for &r in &ranks {
-            values[r] = f64::from_bits(keys[r]);
+        // All of them, not only the ranks: callers use the row again (the histogram bins it).
+        for (value, key) in values.iter_mut().zip(keys) {
+            *value = f64::from_bits(key);
         }
     } else {
         select_ranks(values, &ranks, 0, f64::total_cmp);
@@ -180,6 +182,39 @@ mod tests {
             let want = lerp(sorted[lo], sorted[lo + 1], h - lo as f64);
             assert_eq!(*g, want);
         }
+    }
+
+    /// A row in no order: 0..n scrambled by a multiplicative step prime to n.
+    fn scrambled(n: usize, zeros: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 7919) % n) as f64)
+            .map(|v| if v < zeros as f64 { 0.0 } else { v })
+            .collect()
+    }
+
+    #[test]
+    fn percentiles_leave_the_same_values_in_the_row() {
+        let original = scrambled(1000, 0);
+        let mut row = original.clone();
+        percentiles(&mut row, &[0.05, 0.5, 0.99, 0.123]);
+        let (mut a, mut b) = (original, row);
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_histogram_counts_each_value_in_the_bin_its_edges_give() {
+        let values = scrambled(1000, 100);
+        let h = histogram(&values, 40);
+        // Counted again here, value by value, against the histogram's own edges.
+        let (width, top) = (h.edges[1], h.edges[40]);
+        let mut counts = vec![0u64; 40];
+        let mut above = 0;
+        for &v in values.iter().filter(|&&v| v > 0.0) {
+            if v >= top { above += 1 } else { counts[(v / width) as usize] += 1 }
+        }
+        assert_eq!((h.counts, h.above, h.depleted), (counts, above, 100));
     }
 
     #[test]
