@@ -1,5 +1,4 @@
-//! The API's background work, done by one instance at a time (the holder of a Postgres
-//! advisory lock, so leadership moves on by itself when that instance dies):
+//! The API's background work, done by one instance at a time (the leader: `crate::leadership`):
 //! - promote due jobs into the ready list, in bounded chunks (so apalis-redis's fetch never
 //!   meets the 8,000-job backlog that crashes it, and the list's length is the ready backlog);
 //! - reconcile: push again every unfinished job that no queue entry and no worker holds
@@ -12,20 +11,14 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use chrono::Utc;
-use diesel::pg::PgConnection;
-use diesel::sql_types::{BigInt, Bool};
-use diesel::{Connection, QueryableByName, RunQueryDsl};
 use portfolio_shared::names;
 use portfolio_shared::queue::QueueDepth;
-use portfolio_shared::settings::{ExposeSecret, SecretUrl};
 use portfolio_shared::store;
-use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 use tokio::task::JoinHandle;
 
+use crate::leadership::Leadership;
 use crate::state::AppState;
 
-/// Advisory-lock key of the leader ("leader" in ASCII).
-const LEADER_LOCK: i64 = 0x6c65_6164_6572;
 const TICK: Duration = Duration::from_millis(500);
 const PROMOTE_CHUNK: usize = 1000;
 /// Candidates looked at per query, and queries per round at most.
@@ -35,9 +28,13 @@ const RECONCILE_PAGES: usize = 5;
 const SWEEP_CHUNK: usize = 2000;
 const PARTITION_EVERY: Duration = Duration::from_secs(3600);
 
+/// Runs the background work whenever this instance leads; aborting it gives up the lead.
 pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut leader = Leader::new(state.settings.database.url.clone());
+        let leadership = Leadership::spawn(
+            state.settings.database.url.clone(),
+            state.settings.worker.orphan_window(),
+        );
         let mut last_reconcile = Instant::now();
         let mut last_partitions: Option<Instant> = None;
         let mut last_publish: Option<Instant> = None;
@@ -45,9 +42,7 @@ pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (lead, back) = leader.check().await;
-            leader = back;
-            if !lead {
+            if !leadership.leads() {
                 continue;
             }
             promote(&state).await;
@@ -68,72 +63,6 @@ pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
             }
         }
     })
-}
-
-/// Holds (or tries to take) the leader lock on a connection of its own.
-struct Leader {
-    url: SecretUrl,
-    conn: Option<PgConnection>,
-    leading: bool,
-}
-
-#[derive(QueryableByName)]
-struct Locked {
-    #[diesel(sql_type = Bool)]
-    locked: bool,
-}
-
-impl Leader {
-    fn new(url: SecretUrl) -> Self {
-        Self { url, conn: None, leading: false }
-    }
-
-    /// Whether this instance leads now. Runs on a blocking thread; returns itself back.
-    async fn check(self) -> (bool, Self) {
-        let url_for_panic = self.url.clone();
-        match spawn_blocking_with_tracing(move || {
-            let mut me = self;
-            let lead = me.check_blocking();
-            (lead, me)
-        })
-        .await
-        {
-            Ok(pair) => pair,
-            Err(_) => (false, Leader::new(url_for_panic)),
-        }
-    }
-
-    fn check_blocking(&mut self) -> bool {
-        if self.conn.is_none() {
-            self.leading = false;
-            self.conn = PgConnection::establish(self.url.expose_secret()).ok();
-        }
-        let Some(conn) = self.conn.as_mut() else { return false };
-        let outcome = if self.leading {
-            // The session lock lives as long as the connection: check the connection.
-            diesel::sql_query("SELECT true AS locked").get_result::<Locked>(conn)
-        } else {
-            diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-                .bind::<BigInt, _>(LEADER_LOCK)
-                .get_result::<Locked>(conn)
-        };
-        match outcome {
-            Ok(row) => {
-                if row.locked && !self.leading {
-                    tracing::info!("this API instance now leads the background work");
-                }
-                self.leading = row.locked;
-            }
-            Err(e) => {
-                if self.leading {
-                    tracing::warn!(error = %e, "lost the leader connection");
-                }
-                self.leading = false;
-                self.conn = None;
-            }
-        }
-        self.leading
-    }
 }
 
 async fn promote(state: &AppState) {

@@ -6,6 +6,7 @@ pub(crate) mod completions;
 pub mod draw;
 pub mod error;
 pub(crate) mod headers;
+pub(crate) mod leadership;
 pub(crate) mod metrics;
 pub(crate) mod prefer;
 pub(crate) mod query;

@@ -1,8 +1,9 @@
 //! The autoscaling signal: one API process at a time prints CloudWatch Embedded Metric Format
 //! lines on stdout, with the namespace, dimension and metric names the scaling policies track,
-//! including zeros when the queue is empty.
+//! including zeros when the queue is empty; and when the leader freezes, another API process
+//! takes the lead (and with it the signal) after the orphan window.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portfolio_shared::names;
 use portfolio_tests::processes::{ApiProc, LogDir, job_body};
@@ -56,4 +57,59 @@ async fn one_api_process_publishes_queue_depth_and_backlog_per_task_as_emf_even_
     .await;
     let (na, nb) = (emf_lines(&a.proc.log()).len(), emf_lines(&b.proc.log()).len());
     assert!((na == 0) != (nb == 0), "exactly one process leads: {na} and {nb} lines");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_loses_the_lead_to_another_api_after_the_orphan_window_and_stays_out() {
+    let mut env = TestEnv::new();
+    // A leader whose session is silent for 3 s (heartbeats of 1 s, 3 missed) is frozen.
+    env.set("METRICS_PUBLISH_INTERVAL_SECS", 1)
+        .set("LOG_FORMAT", "json")
+        .set("WORKER_HEARTBEAT_SECS", 1)
+        .set("WORKER_MISSED_HEARTBEATS", 3);
+    let vars = env.vars();
+    let (logs_a, logs_b) = (LogDir::new(), LogDir::new());
+    let a = ApiProc::spawn(&vars, &logs_a).await;
+    let b = ApiProc::spawn(&vars, &logs_b).await;
+    let a_leads = eventually(Duration::from_secs(20), || async {
+        if !emf_lines(&a.proc.log()).is_empty() {
+            Some(true)
+        } else {
+            (!emf_lines(&b.proc.log()).is_empty()).then_some(false)
+        }
+    })
+    .await;
+    let (leader, other) = if a_leads { (&a, &b) } else { (&b, &a) };
+    assert!(emf_lines(&other.proc.log()).is_empty(), "one leader at a time");
+
+    leader.proc.pause();
+    let frozen_at = Instant::now();
+    eventually(Duration::from_secs(30), || async {
+        (!emf_lines(&other.proc.log()).is_empty()).then_some(())
+    })
+    .await;
+    // The frozen leader's session last ran a statement at most one tick (0.5 s) before the
+    // freeze, so taking over earlier than 2.5 s after it would have been taking over from a
+    // live leader.
+    let took = frozen_at.elapsed();
+    assert!(took >= Duration::from_millis(2500), "took the lead {took:?} after the freeze");
+    assert!(other.proc.log().contains("ended the session of a leader"), "{}", other.proc.log());
+
+    // Thawed, the old leader finds its session ended and does no work as leader again.
+    let published_before = emf_lines(&leader.proc.log()).len();
+    leader.proc.resume();
+    eventually(Duration::from_secs(20), || async {
+        leader.proc.log().contains("lost the leader connection").then_some(())
+    })
+    .await;
+    let by_other = emf_lines(&other.proc.log()).len();
+    eventually(Duration::from_secs(20), || async {
+        (emf_lines(&other.proc.log()).len() >= by_other + 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        emf_lines(&leader.proc.log()).len(),
+        published_before,
+        "the thawed leader published as if it still led"
+    );
 }

@@ -81,11 +81,23 @@ impl Proc {
 
     /// Sends SIGTERM (what ECS and Kubernetes send to stop a task).
     pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {}", self.pid());
+        self.signal("-TERM");
+    }
+
+    /// Freezes it (`SIGSTOP`): it keeps its connections and does nothing, as a paused VM does,
+    /// until [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     /// SIGKILL: the process dies at once, flushing nothing (a crash, an OOM kill, a lost host).
