@@ -65,8 +65,9 @@ pub enum ApiError {
          (MAX_JOB_COST={limit}); lower n_scenarios or years, or solve with fewer scenarios"
     )]
     TooCostly { cost: portfolio_engine::JobCost, limit: u64 },
-    /// The queue is above its depth ceiling: try again later.
-    #[error("the queue is full ({depth} jobs waiting)")]
+    /// The queue is above its depth ceiling: try again later. The depth itself is logged, not
+    /// told: it counts every tenant's jobs, and only an operator key may read the queue.
+    #[error("the queue is full")]
     QueueFull { depth: u64, retry_after_secs: u64 },
     /// A dependency is down; nothing was recorded.
     #[error("{what} is unavailable")]
@@ -134,8 +135,8 @@ impl ApiError {
                 .map(|e| format!("{}: {}", e.field, e.message))
                 .collect::<Vec<_>>()
                 .join("; "),
-            Self::QueueFull { depth, retry_after_secs } => format!(
-                "{depth} jobs are waiting, above this deployment's ceiling; nothing was recorded, \
+            Self::QueueFull { retry_after_secs, .. } => format!(
+                "more jobs are waiting than this deployment takes; nothing was recorded, \
                  retry in {retry_after_secs} s"
             ),
             Self::Unavailable { what, retry_after_secs, .. } => {
@@ -185,6 +186,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            Self::QueueFull { depth, .. } => {
+                tracing::warn!(depth, "submit refused: the queue is above its ceiling")
+            }
             Self::Unavailable { what, source, .. } => {
                 tracing::warn!(dependency = what, error = ?source, "dependency unavailable")
             }

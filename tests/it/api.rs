@@ -532,6 +532,9 @@ async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refus
         assert_eq!(replay.status(), 202, "{path}");
         assert_eq!(replay.headers()["idempotent-replayed"], "true", "{path}");
         assert!(replay.headers().contains_key("location"), "{path}");
+        // The body is the job's document, as /results/{id} serves it.
+        let served = format!("/results/{}", first["id"].as_str().unwrap());
+        assert_eq!(replay.headers()["content-location"], served.as_str(), "{path}");
         assert!(!replay.headers().contains_key("preference-applied"), "{path}");
         let replay: Value = replay.json().await.unwrap();
         assert_eq!((&replay["id"], &replay["status"]), (&first["id"], &json!("queued")), "{path}");
@@ -566,6 +569,8 @@ async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
     assert!(response.headers().contains_key("retry-after"));
     let p = problem(response, 503).await;
     assert_eq!(p["type"], "/problems/queue-full");
+    // The depth counts every tenant's jobs: only an operator key may read the queue.
+    assert!(!p["detail"].as_str().unwrap().contains('3'), "the depth is not told: {p}");
     let list: Value =
         app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 3, "the refused job was not recorded");

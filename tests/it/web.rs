@@ -228,6 +228,20 @@ async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
             assert!(op["responses"]["503"].is_object(), "{method} {path} lacks 503");
         }
     }
+    // Every 503 sends Retry-After, and a submit's 200 is the job's document, so names it.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let unavailable = &op["responses"]["503"];
+            if unavailable.is_object() {
+                let headers = &unavailable["headers"];
+                assert!(headers["Retry-After"].is_object(), "{method} {path}: 503 {headers}");
+            }
+        }
+    }
+    for path in ["/simulations", "/run_simulation"] {
+        let headers = &doc["paths"][path]["post"]["responses"]["200"]["headers"];
+        assert!(headers["Content-Location"].is_object(), "POST {path}: 200 {headers}");
+    }
     let svg =
         &doc["paths"]["/results/{id}/charts/{chart}.svg"]["get"]["responses"]["200"]["content"];
     assert!(svg["image/svg+xml"].is_object(), "{svg}");

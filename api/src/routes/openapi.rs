@@ -110,6 +110,13 @@ impl Modify for Access {
                 if DEPRECATED_OPERATIONS.contains(&(method, path.as_str())) {
                     operation.deprecated = Some(Deprecated::True);
                 }
+                // Every 503 of ours (a dependency down, the queue full) says when to come back.
+                if let Some(RefOr::T(unavailable)) = operation.responses.responses.get_mut("503") {
+                    unavailable.headers.insert(
+                        "Retry-After".to_owned(),
+                        string_header("Seconds to wait before trying again"),
+                    );
+                }
                 if public {
                     operation.security = Some(Vec::new());
                     continue;
@@ -148,17 +155,17 @@ fn response_ref(name: &str) -> RefOr<utoipa::openapi::Response> {
     RefOr::Ref(Ref::from_response_name(name))
 }
 
+fn string_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
 /// The answers of the access checks, shared by every protected operation.
 fn shared_responses() -> [(&'static str, utoipa::openapi::Response); 3] {
     let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-    let header = |description: &str| {
-        HeaderBuilder::new()
-            .schema(
-                utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::String),
-            )
-            .description(Some(description))
-            .build()
-    };
+    let header = string_header;
     [
         (
             "Unauthorized",

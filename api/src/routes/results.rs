@@ -216,7 +216,8 @@ pub(crate) struct JobQuery {
     params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)"), JobQuery),
     responses(
         (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again and `Cache-Control: no-store`; once it has ended, the document never changes: an `ETag` and `Cache-Control: private, max-age=86400, immutable`.", body = JobView,
-         headers(("ETag" = String, description = "Once the job has ended"))),
+         headers(("ETag" = String, description = "Once the job has ended"),
+                 ("Retry-After" = String, description = "While the job has not ended: seconds until a poll is worth making"))),
         (status = 304, description = "The job has ended and `If-None-Match` names its current `ETag`"),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad `wait`", body = Problem, content_type = "application/problem+json"),

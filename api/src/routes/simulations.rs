@@ -100,7 +100,9 @@ struct SubmitHeaders {
         (status = 202, description = "Accepted and queued. Also the replay (`Idempotent-Replayed: true`, the whole job document) of a submit with `Prefer: wait` whose job has not ended within the wait", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"))),
         (status = 200, description = "The job has ended within the wait asked by `Prefer: wait=N` (RFC 7240; at most 60 s, cut to MAX_WAIT_SECS): the whole job document, with `Preference-Applied: wait=N`. Also a replay of an earlier submit with the same Idempotency-Key (`Idempotent-Replayed: true`): at once without `Prefer: wait`, with it only once the job has ended within the wait; and a request that names its `seed` and whose result is in the result cache: the job is recorded as `succeeded` at once, its `result.cache` is `hit`, and no worker runs.", body = JobView,
-         headers(("Location" = String, description = "/results/{id}"), ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"))),
+         headers(("Location" = String, description = "/results/{id}"),
+                  ("Content-Location" = String, description = "/results/{id}: the body is the document that URL serves (RFC 9110)"),
+                  ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"))),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within 15 s of the headers; nothing was recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
@@ -642,7 +644,9 @@ async fn waited(
     params(SubmitHeaders),
     request_body(content = SimulationRequestInput, content_type = "application/json"),
     responses(
-        (status = 200, description = "The job ended within RUN_SIMULATION_WAIT_SECS (default 30; or the wait of `Prefer: wait=N`): the whole job document with its result, as the old app answered. Unlike `POST /simulations`, which answers `202` at once unless asked to wait. Also an idempotent replay of a job that ended within the wait, and a seeded request answered from the result cache.", body = JobView),
+        (status = 200, description = "The job ended within RUN_SIMULATION_WAIT_SECS (default 30; or the wait of `Prefer: wait=N`): the whole job document with its result, as the old app answered. Unlike `POST /simulations`, which answers `202` at once unless asked to wait. Also an idempotent replay of a job that ended within the wait, and a seeded request answered from the result cache.", body = JobView,
+         headers(("Location" = String, description = "/results/{id}"),
+                  ("Content-Location" = String, description = "/results/{id}: the body is the document that URL serves (RFC 9110)"))),
         (status = 202, description = "Still running when the wait ended: accepted and queued; poll `Location` (`?wait=N` long-polls). A replay (`Idempotent-Replayed: true`) carries the whole job document", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -862,6 +866,7 @@ async fn replay(
     };
     response
         .insert_header((header::LOCATION, location(job.id)))
+        .insert_header((header::CONTENT_LOCATION, location(job.id)))
         .insert_header((
             header::HeaderName::from_static("idempotent-replayed"),
             HeaderValue::from_static("true"),
