@@ -704,7 +704,7 @@
           method: 'POST',
           headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
           body: text,
-        });
+        }, 'simulate');
       } catch (_) {
         showFormProblem('The API could not be reached. Check the connection and submit again.');
         return;
@@ -872,6 +872,10 @@
       showJobProblem(`It failed after ${job.attempts} attempt${job.attempts === 1 ? '' : 's'}, and will not be retried. `
         + `The worker reported: ${job.error || 'no reason given'}. `
         + 'If the error names a field, correct it and submit again; if it looks temporary, submitting again may work.');
+    } else if (job.sweep && job.sweep.cells_done > 0) {
+      setStatus('The simulation was cancelled.');
+      showJobProblem(`It was cancelled after ${job.sweep.cells_done} of its ${job.sweep.cells_total} plans: `
+        + 'those are shown, the others were not run. Submit the form again to run them all.');
     } else {
       setStatus('The simulation was cancelled.');
       showJobProblem('It was cancelled before it finished, so it has no result. Submit the form again to run it.');
@@ -1123,6 +1127,7 @@
     rangeEdited.fill(false);
     $('#mode-plan').checked = true;
     $('#f-sweep-solve').checked = false;
+    $('#f-sweep-target').value = $('#f-sweep-target').defaultValue;
     input('sweep.axes[0].field').value = 'monthly_spending';
     input('sweep.axes[1].field').value = 'allocation.stocks';
     updateMode();
@@ -1488,7 +1493,11 @@
       if (target) {
         const details = target.closest('details');
         if (details) details.open = true;
-        target.focus();
+        // A group's error (allocation, the correlations, a sweep's axis) is a paragraph, which
+        // takes no focus of its own: made focusable, it is read out where the group is.
+        if (!target.matches('input, select, textarea, button')) target.tabIndex = -1;
+        target.scrollIntoView({ block: 'center' });
+        target.focus({ preventScroll: true });
       }
     });
     window.addEventListener('popstate', () => {

@@ -59,7 +59,7 @@ window.pmc = (function () {
   const wholeNumber = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
   const money = (x) => (Number.isFinite(x) ? wholeNumber.format(x) : '–');
 
-  // Mirrors the server's chart labels (api/src/charts/mod.rs `compact`): 1.25M, 830k.
+  // Mirrors the server's chart labels (api/src/draw/mod.rs `compact`): 1.25M, 830k.
   function compact(x) {
     if (!Number.isFinite(x)) return '–';
     const a = Math.abs(x);
@@ -150,6 +150,14 @@ window.pmc = (function () {
     return asking;
   }
 
+  // What the key prompt says when a key lacks the scope a request needs, and where it offers
+  // to go instead.
+  const SCOPE_PROMPTS = {
+    operator: ['This page is for operators, and this key does not have the operator scope. Enter a key that has it, or go back to the planner.',
+      { href: '/', text: 'Back to the planner' }],
+    simulate: ['Running a plan needs a key with the simulate scope, and this key does not have it (an operator-only key reads jobs but runs none). Enter a key that has it.'],
+  };
+
   // fetch() for the API: sends the key; on 401 (or on 403 when `scope` names the scope the
   // page needs) asks for a key and tries again.
   async function apiFetch(url, options = {}, scope = null) {
@@ -169,9 +177,7 @@ window.pmc = (function () {
       }
       if (response.status === 403 && scope) {
         // The key is good for the rest of the site: it stays until another is entered here.
-        await askForKey(
-          `This page is for operators, and this key does not have the ${scope} scope. Enter a key that has it, or go back to the planner.`,
-          { href: '/', text: 'Back to the planner' });
+        await askForKey(...SCOPE_PROMPTS[scope]);
         continue;
       }
       return response;
@@ -223,6 +229,27 @@ window.pmc = (function () {
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', keyedLinks);
   else keyedLinks();
 
+  // Every chart of one kind names its <title> and <desc> alike (fan-title, fan-desc): two on the
+  // page at once (a plan's, and a plan of a sweep's) would each be labelled by the first. So each
+  // inlined chart gets ids of its own, and its aria references follow them.
+  let inlinedCharts = 0;
+  function uniqueIds(svg) {
+    if (!svg) return;
+    const prefix = `chart${++inlinedCharts}-`;
+    const nodes = [svg, ...svg.querySelectorAll('*')];
+    const renamed = new Map();
+    for (const node of nodes.filter((n) => n.id)) {
+      renamed.set(node.id, prefix + node.id);
+      node.id = prefix + node.id;
+    }
+    for (const node of nodes) {
+      for (const name of ['aria-labelledby', 'aria-describedby']) {
+        const value = node.getAttribute(name);
+        if (value) node.setAttribute(name, value.split(/\s+/).map((id) => renamed.get(id) ?? id).join(' '));
+      }
+    }
+  }
+
   // Fetches one of the server's SVG charts and puts it into `box`, inline, so its <title> and
   // <desc> reach assistive technology and it scales with the page.
   async function inlineSvg(url, box, scope = null) {
@@ -236,6 +263,7 @@ window.pmc = (function () {
       const svg = await response.text();
       // Our own server's SVG (plotters output, text escaped there), not user content.
       box.innerHTML = svg;
+      uniqueIds(box.querySelector('svg'));
     } catch (error) {
       box.replaceChildren(el('p', { class: 'chart-error' }, `The chart could not be loaded (${error.message}).`));
     } finally {

@@ -89,17 +89,27 @@
       el('td', { class: 'error-text' }, f.error || '–'))));
   }
 
+  // Without an answer, the last figures would read as current: each is shown unavailable.
+  function showNothing(why) {
+    showFigures({});
+    for (const css of ['#workers tbody', '#failures tbody']) {
+      $(css).replaceChildren(el('tr', {}, el('td', { colspan: 4 }, `Unavailable while ${why}.`)));
+    }
+  }
+
   async function refresh() {
     let response;
     try {
       response = await apiFetch('/queue/stats', { headers: { Accept: 'application/json' }, cache: 'no-store' }, 'operator');
     } catch (_) {
       $('#updated').textContent = `The API cannot be reached (last try ${new Date().toLocaleTimeString()}); retrying.`;
+      showNothing('the API does not answer');
       return;
     }
     if (!response.ok) {
       const p = await problem(response);
       $('#updated').textContent = `${p.title}: ${p.detail} (at ${new Date().toLocaleTimeString()}); retrying.`;
+      showNothing('the API cannot tell');
       return;
     }
     const stats = await response.json();

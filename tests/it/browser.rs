@@ -171,6 +171,10 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     .await;
     assert_eq!(shown, sum_message);
     assert!(text_of(&browser, "#error-summary").await.contains(&sum_message));
+    // The summary's link to a group's error (not a field's) takes the reader there.
+    browser.click("#error-summary a[href='#e-allocation']").await;
+    let focused = browser.eval("return document.activeElement.id", vec![]).await;
+    assert_eq!(focused, json!("e-allocation"));
 
     // This deployment's cap is checked in the page too, in the API's words.
     browser.type_into("#f-allocation-stocks", "0.6").await;
@@ -541,6 +545,24 @@ async fn a_person_finds_the_safe_spending_for_each_stock_allocation() {
     assert!(text_of(&browser, "#cell-heading").await.contains("100 % stocks"));
     assert!(text_of(&browser, "#cell-summary").await.contains("Safe monthly spending"));
     browser.screenshot("frontend-explore-solve").await;
+
+    // The plan itself run after: its fan chart is on the page beside the plan's of the sweep,
+    // and each is labelled by its own title and description.
+    browser.click("#mode-plan").await;
+    browser.click("#submit").await;
+    browser.wait_for("#chart-fan svg", WITHIN).await;
+    let labels = browser
+        .eval(
+            "const ids = [...document.querySelectorAll('[id]')].map((e) => e.id); \
+             const twice = ids.filter((id, i) => ids.indexOf(id) !== i); \
+             const own = (css) => { const svg = document.querySelector(css); \
+               return svg.getAttribute('aria-labelledby').split(' ') \
+                 .every((id) => svg.contains(document.getElementById(id))); }; \
+             return [twice, own('#chart-fan svg'), own('#chart-cell-fan svg')];",
+            vec![],
+        )
+        .await;
+    assert_eq!(labels, json!([[], true, true]), "ids used twice; each chart labelled by its own");
     browser.close().await;
 }
 
@@ -575,5 +597,19 @@ async fn an_operator_told_a_job_cannot_be_cancelled_keeps_the_message() {
     let hidden = browser.eval("return document.getElementById('cancel').hidden", vec![]).await;
     assert_eq!(hidden, json!(true));
     assert_eq!(app.job(id).await["status"], "queued");
+
+    // Back at the planner with the operator's key, a submit asks for a key that may run plans
+    // and, given one, goes through.
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.wait_for("#f-starting_portfolio", Duration::from_secs(10)).await;
+    browser.type_into("#f-n_scenarios", "1000").await;
+    browser.click("#submit").await;
+    let reason = browser.wait_for("#api-key-reason", Duration::from_secs(10)).await;
+    assert!(reason.text().await.unwrap().contains("simulate scope"));
+    browser.answer_key_prompt(env.api_key(), Duration::from_secs(5)).await;
+    browser.wait_for("#job:not([hidden])", Duration::from_secs(10)).await;
+    let list: Value =
+        app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "the page's submit was recorded");
     browser.close().await;
 }
