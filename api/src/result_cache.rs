@@ -1,9 +1,10 @@
-//! The API's side of the result cache: an in-process layer (L1, bounded by bytes, with the
-//! same time to live as Redis's) in front of the Redis layer (L2, `portfolio_shared::result_cache`),
+//! The API's side of the result cache: an in-process layer (L1, bounded by bytes, each copy
+//! kept only as long as Redis keeps the entry it copied) in front of the Redis layer (L2, `portfolio_shared::result_cache`),
 //! and the lookup a submit makes before it records a job. A miss, or Redis being away, only means
 //! the job runs as it would have without a cache.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use portfolio_shared::result_cache::CachedResult;
 use portfolio_shared::settings::ResultCacheSettings;
@@ -26,11 +27,27 @@ impl Layer {
     }
 }
 
-/// An L1 entry and its weight (the size of its JSON).
+/// An L1 entry, its weight (the size of its JSON), and how long Redis kept it yet when copied.
 #[derive(Debug)]
 struct Entry {
     cached: CachedResult,
     bytes: u32,
+    left: Duration,
+}
+
+/// An L1 copy expires with the L2 entry it copied: an entry is served for the TTL from when it
+/// was computed, however many layers it passes through.
+struct WithItsSource;
+
+impl moka::Expiry<String, Arc<Entry>> for WithItsSource {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        entry: &Arc<Entry>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(entry.left)
+    }
 }
 
 /// Clones share the in-process layer.
@@ -47,6 +64,7 @@ impl ResultCache {
                 .max_capacity(settings.l1_max_bytes)
                 .weigher(|_key: &String, entry: &Arc<Entry>| entry.bytes)
                 .time_to_live(ttl)
+                .expire_after(WithItsSource)
                 .build()
         });
         Self { on: settings.ttl.is_some(), l1 }
@@ -81,20 +99,21 @@ impl ResultCache {
                 None
             }
         };
-        let cached = raw.and_then(|raw| {
+        let cached = raw.and_then(|(raw, left)| {
             let bytes = u32::try_from(raw.len()).unwrap_or(u32::MAX);
             serde_json::from_slice::<CachedResult>(&raw)
                 .ok()
                 .filter(|c| c.engine_version == portfolio_engine::ENGINE_VERSION)
-                .map(|cached| (cached, bytes))
+                .map(|cached| Entry { cached, bytes, left })
         });
-        let Some((cached, bytes)) = cached else {
+        let Some(entry) = cached else {
             count(Layer::L2, "miss");
             return None;
         };
         count(Layer::L2, "hit");
-        if let Some(l1) = &self.l1 {
-            l1.insert(key.to_owned(), Arc::new(Entry { cached: cached.clone(), bytes }));
+        let cached = entry.cached.clone();
+        if let Some(l1) = self.l1.as_ref().filter(|_| !entry.left.is_zero()) {
+            l1.insert(key.to_owned(), Arc::new(entry));
         }
         Some((cached, Layer::L2))
     }

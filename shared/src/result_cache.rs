@@ -41,10 +41,19 @@ pub struct CachedResult {
 }
 
 impl Queue {
-    /// The L2 entry of `key`, if Redis holds one.
-    pub async fn cached_result(&self, key: &str) -> redis::RedisResult<Option<Vec<u8>>> {
+    /// The L2 entry of `key`, if Redis holds one, and how long Redis keeps it yet (a copy kept
+    /// elsewhere must not outlive it), in one round trip.
+    pub async fn cached_result(
+        &self,
+        key: &str,
+    ) -> redis::RedisResult<Option<(Vec<u8>, Duration)>> {
         let mut conn = self.conn.clone();
-        redis::cmd("GET").arg(self.keys.result_cache(key)).query_async(&mut conn).await
+        let key = self.keys.result_cache(key);
+        let (raw, left_ms): (Option<Vec<u8>>, i64) =
+            redis::pipe().cmd("GET").arg(&key).cmd("PTTL").arg(&key).query_async(&mut conn).await?;
+        // Gone (-2) or, never the case for our entries, kept for ever (-1): keep no copy.
+        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
+        Ok(raw.map(|raw| (raw, left)))
     }
 
     /// Stores `entry` under `key` for `ttl` (whole seconds, at least one), then announces that

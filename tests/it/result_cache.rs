@@ -146,6 +146,39 @@ async fn an_identical_seeded_submit_is_answered_from_the_cache_with_no_worker() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_kept_in_memory_expires_with_the_redis_entry_it_copied() {
+    let env = cached_env();
+    let app = env.spawn_app().await;
+    let worker = env.spawn_worker().await;
+    let (status, first) = submit_waiting(&app, &seeded(21)).await;
+    assert_eq!((status, &first["status"]), (200, &json!("succeeded")), "{first}");
+    worker.stop().await.unwrap();
+    // The entry as it is near the end of its hour: a second and a half left in Redis.
+    let mut redis = env.queue.connection();
+    let pattern = env.queue.keys().result_cache("*");
+    let entries: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(&mut redis).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let _: () = redis::cmd("PEXPIRE").arg(&entries[0]).arg(1500).query(&mut redis).unwrap();
+
+    // A hit from Redis leaves a copy in this process's memory...
+    let (status, hit) = submit_waiting(&app, &seeded(21)).await;
+    assert_eq!((status, &hit["result"]["cache"]), (200, &json!("hit")), "{hit}");
+    // ...which is gone once Redis's entry is: the next submit is a job to run.
+    eventually(Duration::from_secs(10), || async {
+        let left: i64 =
+            redis::cmd("PTTL").arg(&entries[0]).query(&mut env.queue.connection()).unwrap();
+        (left == -2).then_some(())
+    })
+    .await;
+    let response = app.submit(&seeded(21)).await;
+    assert_eq!(response.status(), 202, "served after the entry expired");
+    let job: Value = response.json().await.unwrap();
+    let cancel =
+        app.client.delete(app.url(&format!("/simulations/{}", job["id"].as_str().unwrap())));
+    assert_eq!(cancel.send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hit_is_the_callers_own_job_and_names_nothing_of_the_first_tenants() {
     let env = cached_env();
     let app = env.spawn_app().await;
