@@ -501,11 +501,11 @@ impl Settings {
         let grace: Option<u64> = env.parse_optional_where("SHUTDOWN_GRACE_SECS", |_| true, "")?;
         Ok(Self {
             database: DatabaseSettings {
-                url: without_gss_probe(env.string("DATABASE_URL")?).into(),
-                read_url: env
-                    .optional("DATABASE_READ_URL")
-                    .map(without_gss_probe)
-                    .map(SecretUrl::from),
+                url: without_gss_probe(env.conninfo("DATABASE_URL")?).into(),
+                read_url: match env.optional("DATABASE_READ_URL") {
+                    Some(_) => Some(without_gss_probe(env.conninfo("DATABASE_READ_URL")?).into()),
+                    None => None,
+                },
                 api_pool: pool,
                 worker_pool,
             },
@@ -702,6 +702,15 @@ impl Env<'_> {
             .ok_or(SettingsError { name, message: "is required".to_owned() })
     }
 
+    /// A Postgres connection string, as libpq would read it.
+    fn conninfo(&self, name: &'static str) -> Result<String, SettingsError> {
+        let value = self.string(name)?;
+        match crate::conninfo::refusal(&value) {
+            None => Ok(value),
+            Some(message) => Err(SettingsError { name, message }),
+        }
+    }
+
     fn parse<T>(&self, name: &'static str) -> Result<T, SettingsError>
     where
         T: FromStr,
@@ -849,6 +858,20 @@ mod tests {
     }
 
     #[test]
+    fn a_postgres_url_libpq_cannot_read_stops_the_process_naming_its_variable() {
+        for name in ["DATABASE_URL", "DATABASE_READ_URL"] {
+            for bad in ["mysql://x", "postgres://db/x?nosuchparam=1"] {
+                let e = with(&[(name, bad)]).unwrap_err();
+                assert_eq!(e.name, name, "{bad}");
+                assert!(e.message.contains("libpq"), "{}", e.message);
+            }
+        }
+        assert_eq!(with(&[("DATABASE_URL", "")]).unwrap_err().name, "DATABASE_URL");
+        // A blank read URL is an unset one: reads go to the primary.
+        assert!(with(&[("DATABASE_READ_URL", "")]).unwrap().database.read_url.is_none());
+    }
+
+    #[test]
     fn postgres_urls_turn_gssapi_encryption_off_unless_they_choose() {
         let url_of = |url: &str| {
             let s = with(&[("DATABASE_URL", url), ("DATABASE_READ_URL", url)]).unwrap();
@@ -880,7 +903,10 @@ mod tests {
             let s = with(&[("DATABASE_URL", primary), ("DATABASE_READ_URL", same)]).unwrap();
             assert!(!s.database.has_separate_replica(), "{same}");
         }
-        for other in ["postgres://app:pw@replica:5432/x", "postgres://app:pw@db:5432/x?a=b"] {
+        for other in [
+            "postgres://app:pw@replica:5432/x",
+            "postgres://app:pw@db:5432/x?application_name=reports",
+        ] {
             let s = with(&[("DATABASE_URL", primary), ("DATABASE_READ_URL", other)]).unwrap();
             assert!(s.database.has_separate_replica(), "{other}");
         }
