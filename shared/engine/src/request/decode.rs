@@ -28,7 +28,11 @@ pub(super) fn classify_decode_error(
         serde_json::error::Category::Eof | serde_json::error::Category::Io => {
             RequestError::Malformed(message)
         }
-        serde_json::error::Category::Syntax if at_root => RequestError::Malformed(message),
+        // Where serde cannot name the field (`?`: a key that is not a JSON string, a missing
+        // colon), there is no field to name either: the body is not JSON.
+        serde_json::error::Category::Syntax if at_root || path.contains('?') => {
+            RequestError::Malformed(message)
+        }
         category => {
             let top_level_key = !at_root && !path.contains(['.', '[']);
             // The path already ends with the offending key, unknown keys included.

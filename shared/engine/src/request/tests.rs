@@ -39,6 +39,22 @@ fn a_syntax_error_in_a_body_with_a_sweep_is_named_where_it_is() {
 }
 
 #[test]
+fn a_body_whose_keys_are_not_json_is_not_json_at_all() {
+    for body in [
+        "{bad json",
+        "{'starting_portfolio': 1000000}",
+        r#"{"starting_portfolio": 1, bad}"#,
+        r#"{"starting_portfolio" 1}"#,
+        r#"{"allocation": {stocks: 1}}"#,
+    ] {
+        match SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default()) {
+            Err(RequestError::Malformed(_)) => {}
+            other => panic!("{body}: expected a malformed body, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn an_unknown_top_level_field_is_told_every_known_one_sweep_included() {
     let error =
         only_error(r#"{"starting_portfolio": 1, "monthly_spending": 1, "years": 1, "colour": 1}"#);
