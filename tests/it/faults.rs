@@ -88,6 +88,55 @@ async fn faults_a_job_whose_worker_is_killed_mid_run_runs_again_within_30_s_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_while_a_job_runs_alone_after_a_crash_new_jobs_go_to_the_idle_worker() {
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    // An orphan window of 2 s; one engine thread, so the lone job runs long.
+    env.set("WORKER_HEARTBEAT_SECS", 1)
+        .set("WORKER_MISSED_HEARTBEATS", 2)
+        .set("WORKER_THREADS", 1)
+        .set("MAX_JOB_COST", 2_000_000_000u64);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut a = WorkerProc::spawn(&vars, &logs, "a").await;
+    let long = api.submit_ok(&job_body(1_000_000, 100)).await;
+    running_on(&env, long, &a.name).await;
+    let b = WorkerProc::spawn(&vars, &logs, "b").await;
+    let c = WorkerProc::spawn(&vars, &logs, "c").await;
+    a.proc.kill9();
+    // Its next attempt runs alone on b or c.
+    let alone = "running this one alone";
+    eventually(Duration::from_secs(30), || async {
+        (b.proc.log().contains(alone) || c.proc.log().contains(alone)).then_some(())
+    })
+    .await;
+
+    let mut small = Vec::new();
+    for _ in 0..6 {
+        small.push(api.submit_ok(&job_body(1_000, 10)).await);
+    }
+    eventually(Duration::from_secs(30), || async {
+        small
+            .iter()
+            .all(|&id| job_record(&env.db.url, id).is_some_and(|r| r.status == "succeeded"))
+            .then_some(())
+    })
+    .await;
+    let record = job_record(&env.db.url, long).unwrap();
+    assert_eq!(record.status, "running", "every small job waited for the lone one: {record:?}");
+
+    let cancel = api.client.delete(api.url(&format!("/simulations/{long}")));
+    assert_eq!(cancel.send().await.unwrap().status(), 202);
+    wait_settled(&env.db.url, Duration::from_secs(60)).await;
+    let mut all = small.clone();
+    all.push(long);
+    let records = assert_contract(&env.db.url, &all);
+    for r in records.iter().filter(|r| r.id != long) {
+        assert_eq!((r.status.as_str(), r.attempts), ("succeeded", 1), "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_sigterm_during_a_short_job_lets_it_finish_and_the_worker_exit_0_within_the_grace() {
     let _lock = fault_lock();
     let mut env = TestEnv::new();

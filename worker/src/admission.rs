@@ -10,6 +10,10 @@
 //! says it is light ([`Slot::lighten`]); a fetch waits for a heavy place. No more heavy jobs
 //! than today are ever held, and small ones fill the gaps.
 //!
+//! While a job runs alone (its last attempt died with its process: `JobContext::isolation`),
+//! the worker takes no delivery at all: one it took could only wait for the lone job's end,
+//! while another worker may be idle.
+//!
 //! This takes the place of apalis's `concurrency` (a tower `ConcurrencyLimit`): apalis fetches
 //! only while the service is ready, and this service is ready while a heavy place is free.
 
@@ -44,6 +48,8 @@ struct Held {
     /// Deliveries not yet known to be light.
     heavy: usize,
     light: usize,
+    /// Jobs running alone, or waiting to.
+    alone: usize,
     waiting: Vec<Waker>,
 }
 
@@ -68,7 +74,7 @@ impl Places {
     /// Ready for another delivery, or registers `cx` to be woken when a place frees.
     fn poll_place(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut s = self.state.lock().expect("lock");
-        if s.heavy < self.heavy_limit && s.heavy + s.light < self.total_limit {
+        if s.alone == 0 && s.heavy < self.heavy_limit && s.heavy + s.light < self.total_limit {
             return Poll::Ready(());
         }
         if !s.waiting.iter().any(|w| w.will_wake(cx.waker())) {
@@ -80,6 +86,12 @@ impl Places {
     fn take(self: &Arc<Self>) -> Slot {
         self.state.lock().expect("lock").heavy += 1;
         Slot(Arc::new(SlotInner { places: self.clone(), light: AtomicBool::new(false) }))
+    }
+
+    /// Takes no delivery until the guard is dropped: a job is about to run alone.
+    pub(crate) fn alone(self: &Arc<Self>) -> Alone {
+        self.change(|s| s.alone += 1);
+        Alone(self.clone())
     }
 
     fn change(&self, f: impl FnOnce(&mut Held)) {
@@ -127,6 +139,16 @@ impl Drop for SlotInner {
     fn drop(&mut self) {
         let light = *self.light.get_mut();
         self.places.change(|s| if light { s.light -= 1 } else { s.heavy -= 1 });
+    }
+}
+
+/// While held, the worker takes no delivery ([`Places::alone`]).
+#[derive(Debug)]
+pub(crate) struct Alone(Arc<Places>);
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        self.0.change(|s| s.alone -= 1);
     }
 }
 
@@ -234,6 +256,18 @@ mod tests {
         assert_eq!(places.held(), (0, 1));
         drop(a);
         assert_eq!(places.held(), (0, 0));
+    }
+
+    #[test]
+    fn no_delivery_is_taken_while_a_job_runs_alone_and_the_fetcher_is_woken_after() {
+        let places = Places::new(2, 8);
+        let woken = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let _lone_job = places.take();
+        let alone = places.alone();
+        assert!(!ready(&places, &woken), "a free place, but a job runs alone");
+        drop(alone);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert!(ready(&places, &woken));
     }
 
     #[test]

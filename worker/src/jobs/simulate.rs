@@ -116,7 +116,13 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
     // The claim itself says so, without claiming, when asked under the shared turn; the lone
     // turn is then taken before claiming again, so no attempt is charged to a job that only
     // waits while another runs alone and takes the process down.
-    let mut turn = Turn::Shared(ctx.isolation.read().await);
+    let Ok(shared) = ctx.isolation.try_read() else {
+        // A job runs alone here, or waits to: this one would wait for its end, and another
+        // worker may be idle (this one takes no delivery meanwhile: `admission`).
+        delivery.push_again(&ctx, id, Duration::ZERO).await;
+        return;
+    };
+    let mut turn = Turn::Shared(shared);
     // One token for every try of this delivery's claim (see `store::claim`).
     let token = Uuid::new_v4();
     let claim = loop {
@@ -128,7 +134,7 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
             return;
         }
         let worker = ctx.name().to_owned();
-        let alone = matches!(turn, Turn::Alone(_));
+        let alone = matches!(turn, Turn::Alone(..));
         let claim = ctx
             .db_retrying("claim", move |conn| {
                 if alone {
@@ -147,7 +153,9 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
             .await;
         if !alone && matches!(claim, Ok(Claim::MustRunAlone)) {
             drop(turn);
-            turn = Turn::Alone(ctx.isolation.write().await);
+            // No delivery is taken from now until it has run: see `admission`.
+            let fetching_stopped = ctx.places.alone();
+            turn = Turn::Alone(ctx.isolation.write().await, fetching_stopped);
             continue;
         }
         break claim;
@@ -264,7 +272,7 @@ async fn execute(
             cancel.store(true, Ordering::SeqCst);
         }
     });
-    if matches!(turn, Turn::Alone(_)) {
+    if matches!(turn, Turn::Alone(..)) {
         tracing::info!("the last attempt died with its process: running this one alone");
     }
     let seed = job.seed as u64;
@@ -441,7 +449,10 @@ async fn execute(
 /// A job's hold on the engine: shared with the other jobs of the process, or alone.
 enum Turn<'a> {
     Shared(#[expect(dead_code, reason = "held for its lock")] tokio::sync::RwLockReadGuard<'a, ()>),
-    Alone(#[expect(dead_code, reason = "held for its lock")] tokio::sync::RwLockWriteGuard<'a, ()>),
+    Alone(
+        #[expect(dead_code, reason = "held for its lock")] tokio::sync::RwLockWriteGuard<'a, ()>,
+        #[expect(dead_code, reason = "held to take no delivery")] admission::Alone,
+    ),
 }
 
 /// Reports progress every [`PROGRESS_EVERY`] from [`FIRST_PROGRESS_AFTER`] on, until aborted; raises `cancel` when a cancel is
