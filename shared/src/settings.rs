@@ -484,7 +484,13 @@ impl Settings {
         // pool it needs (the API the old app's 10 + 20, a worker a handful).
         let max_size: Option<u32> =
             env.parse_optional_where("DB_POOL_MAX_SIZE", |n: &u32| *n >= 1, "at least 1")?;
-        let min_idle: Option<u32> = env.parse_optional_where("DB_POOL_MIN_IDLE", |_| true, "")?;
+        // Above a process's pool size it is the pool size (r2d2's own reading); above a size
+        // set beside it, a contradiction.
+        let min_idle: Option<u32> = env.parse_optional_where(
+            "DB_POOL_MIN_IDLE",
+            |n: &u32| max_size.is_none_or(|max| *n <= max),
+            &format!("at most DB_POOL_MAX_SIZE ({})", max_size.unwrap_or_default()),
+        )?;
         let pool = PoolSettings {
             max_size: max_size.unwrap_or(PoolSettings::API_MAX_SIZE),
             min_idle: min_idle.unwrap_or(PoolSettings::API_MIN_IDLE),
@@ -498,7 +504,14 @@ impl Settings {
             min_idle: min_idle.unwrap_or(PoolSettings::WORKER_MIN_IDLE),
             ..pool
         };
-        let grace: Option<u64> = env.parse_optional_where("SHUTDOWN_GRACE_SECS", |_| true, "")?;
+        // A worker hands back what it has not finished in the grace's last third (up to 5 s),
+        // and needs a second or two for it: below 2 s jobs would stay `running` until the
+        // orphan window.
+        let grace: Option<u64> = env.parse_optional_where(
+            "SHUTDOWN_GRACE_SECS",
+            |n: &u64| *n >= 2,
+            "at least 2 (seconds): a worker needs them to hand its jobs back",
+        )?;
         Ok(Self {
             database: DatabaseSettings {
                 url: without_gss_probe(env.conninfo("DATABASE_URL")?).into(),
@@ -533,13 +546,7 @@ impl Settings {
                     |n: &u32| (1..=portfolio_engine::request::MAX_SCENARIOS).contains(n),
                     "from 1 to 1000000",
                 )?,
-                cors_allowed_origins: env
-                    .string("CORS_ALLOWED_ORIGINS")?
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                cors_allowed_origins: env.origins("CORS_ALLOWED_ORIGINS")?,
                 metrics_publish_interval: env.seconds("METRICS_PUBLISH_INTERVAL_SECS")?,
                 run_simulation_wait: Duration::from_secs(env.parse_where(
                     "RUN_SIMULATION_WAIT_SECS",
@@ -702,6 +709,31 @@ impl Env<'_> {
             .ok_or(SettingsError { name, message: "is required".to_owned() })
     }
 
+    /// Comma-separated origins, each written as a browser sends it in `Origin`
+    /// (`https://app.example.com`, `http://localhost:3000`): anything else would match no
+    /// request, and `*` would hand every site the tenant's key.
+    fn origins(&self, name: &'static str) -> Result<Vec<String>, SettingsError> {
+        let raw = self.string(name)?;
+        let origins: Vec<String> =
+            raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        for origin in &origins {
+            let as_sent = url::Url::parse(origin)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|u| u.origin().ascii_serialization());
+            if as_sent.as_deref() != Some(origin.as_str()) {
+                return Err(SettingsError {
+                    name,
+                    message: format!(
+                        "cannot use `{origin}`: each origin must be scheme://host[:port] as a \
+                         browser sends it (no path, no trailing slash, no wildcard)"
+                    ),
+                });
+            }
+        }
+        Ok(origins)
+    }
+
     /// A Postgres connection string, as libpq would read it.
     fn conninfo(&self, name: &'static str) -> Result<String, SettingsError> {
         let value = self.string(name)?;
@@ -817,6 +849,22 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_taken_as_a_browser_sends_them_and_nothing_else() {
+        let s = with(&[("CORS_ALLOWED_ORIGINS", " https://a.example, http://localhost:3000 ,")]);
+        assert_eq!(
+            s.unwrap().api.cors_allowed_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
+        for bad in
+            ["*", "notaurl", "https://a.example/", "https://a.example/app", "ftp://a.example"]
+        {
+            let e = with(&[("CORS_ALLOWED_ORIGINS", bad)]).unwrap_err();
+            assert_eq!(e.name, "CORS_ALLOWED_ORIGINS", "{bad}");
+            assert!(e.message.contains(bad), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn defaults_work_against_local_services() {
         let s = with(&[]).unwrap();
         assert_eq!(s.api.bind.to_string(), "127.0.0.1:8080");
@@ -844,6 +892,8 @@ mod tests {
         assert_eq!(s.database.api_pool.max_size(), 30, "blank is unset");
         assert_eq!(with(&[("DB_POOL_MAX_SIZE", "0")]).unwrap_err().name, "DB_POOL_MAX_SIZE");
         assert_eq!(with(&[("DB_POOL_MIN_IDLE", "x")]).unwrap_err().name, "DB_POOL_MIN_IDLE");
+        let e = with(&[("DB_POOL_MAX_SIZE", "5"), ("DB_POOL_MIN_IDLE", "6")]).unwrap_err();
+        assert_eq!(e.name, "DB_POOL_MIN_IDLE");
     }
 
     #[test]
@@ -854,7 +904,10 @@ mod tests {
         let s = with(&[("SHUTDOWN_GRACE_SECS", "7")]).unwrap();
         assert_eq!(s.api.shutdown_grace, Duration::from_secs(7));
         assert_eq!(s.worker.shutdown_grace, Duration::from_secs(7));
-        assert_eq!(with(&[("SHUTDOWN_GRACE_SECS", "-1")]).unwrap_err().name, "SHUTDOWN_GRACE_SECS");
+        for refused in ["-1", "0", "1"] {
+            let e = with(&[("SHUTDOWN_GRACE_SECS", refused)]).unwrap_err();
+            assert_eq!(e.name, "SHUTDOWN_GRACE_SECS", "{refused}");
+        }
     }
 
     #[test]
