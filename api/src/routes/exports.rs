@@ -43,6 +43,11 @@ pub(crate) async fn table_csv(
         .body(csv(&result).map_err(ApiError::Internal)?))
 }
 
+/// A CSV writer with RFC 4180's line ends (CRLF), which the csv crate leaves to its caller.
+pub(crate) fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::new())
+}
+
 /// The CSV text of a result.
 pub(crate) fn csv(r: &SimulationResult) -> anyhow::Result<String> {
     let names: Vec<&str> = PERCENTILES.iter().map(|(name, _)| *name).collect();
@@ -52,7 +57,7 @@ pub(crate) fn csv(r: &SimulationResult) -> anyhow::Result<String> {
     }
     header.push("depleted_share".to_owned());
     header.extend(names.iter().map(|name| format!("spending_{name}")));
-    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut out = csv_writer();
     out.write_record(&header)?;
     let spending = &r.spending_percentiles;
     for (i, year) in r.years.iter().enumerate() {
@@ -115,10 +120,10 @@ mod tests {
             "year,real_p5,real_p10,real_p25,real_p50,real_p75,real_p90,real_p95,\
              nominal_p5,nominal_p10,nominal_p25,nominal_p50,nominal_p75,nominal_p90,nominal_p95,\
              depleted_share,\
-             spending_p5,spending_p10,spending_p25,spending_p50,spending_p75,spending_p90,spending_p95\n\
-             0{}{},0{}\n\
-             1{}{},0.25{}\n\
-             2{}{},1{}\n",
+             spending_p5,spending_p10,spending_p25,spending_p50,spending_p75,spending_p90,spending_p95\r\n\
+             0{}{},0{}\r\n\
+             1{}{},0.25{}\r\n\
+             2{}{},1{}\r\n",
             ",1000000".repeat(7),
             ",1000000".repeat(7),
             ",".repeat(7),

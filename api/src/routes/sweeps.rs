@@ -117,7 +117,7 @@ pub(crate) async fn sweep_csv(
 
 /// The CSV text of a sweep.
 pub(crate) fn csv(sweep: &SweepView) -> anyhow::Result<String> {
-    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut out = crate::routes::exports::csv_writer();
     let mut head = vec!["index".to_owned()];
     head.extend(sweep.axes.iter().map(|a| a.field.name().to_owned()));
     head.extend(
@@ -235,9 +235,9 @@ mod tests {
     fn the_csv_has_a_row_per_cell_done_by_index_with_the_axes_named_by_field() {
         let expected = "index,monthly_spending,allocation.stocks,success_probability,\
                         success_probability_stderr,median_terminal_real,p10_terminal_real,\
-                        median_depletion_year,safe_monthly_spending\n\
-                        0,3000,0.2,0.93,0.0025,812000,120000,,\n\
-                        3,3500,0.6,0.9,,1250000000000000000000,0,27.5,\n";
+                        median_depletion_year,safe_monthly_spending\r\n\
+                        0,3000,0.2,0.93,0.0025,812000,120000,,\r\n\
+                        3,3500,0.6,0.9,,1250000000000000000000,0,27.5,\r\n";
         assert_eq!(csv(&sweep()).unwrap(), expected);
     }
 
