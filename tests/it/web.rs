@@ -241,6 +241,15 @@ async fn the_openapi_document_lists_the_pages_charts_and_queue_stats() {
     for path in ["/simulations", "/run_simulation"] {
         let headers = &doc["paths"][path]["post"]["responses"]["200"]["headers"];
         assert!(headers["Content-Location"].is_object(), "POST {path}: 200 {headers}");
+        for status in ["200", "202"] {
+            let headers = &doc["paths"][path]["post"]["responses"][status]["headers"];
+            assert!(headers["Idempotent-Replayed"].is_object(), "POST {path}: {status} {headers}");
+        }
+    }
+    // A keyed answer carries the tenant's rate limit, whatever its status.
+    let headers = &doc["paths"]["/results/{id}"]["get"]["responses"]["200"]["headers"];
+    for name in ["RateLimit", "RateLimit-Policy"] {
+        assert!(headers[name].is_object(), "GET /results/{{id}}: 200 {headers}");
     }
     let svg =
         &doc["paths"]["/results/{id}/charts/{chart}.svg"]["get"]["responses"]["200"]["content"];

@@ -125,6 +125,15 @@ impl Modify for Access {
                     operation.security = Some(vec![SecurityRequirement::new(SCHEME, ["operator"])]);
                 }
                 let answers = &mut operation.responses.responses;
+                // The rate limit's headers come on every answer of a keyed request (the guard
+                // sets them before the handler runs).
+                for answer in answers.values_mut() {
+                    if let RefOr::T(answer) = answer {
+                        for (name, header) in rate_limit_headers() {
+                            answer.headers.insert(name.to_owned(), header);
+                        }
+                    }
+                }
                 answers.insert("401".to_owned(), response_ref("Unauthorized"));
                 if operator || SIMULATE_OPERATIONS.contains(&(method, path.as_str())) {
                     answers.insert("403".to_owned(), response_ref("Forbidden"));
@@ -162,6 +171,14 @@ fn string_header(description: &str) -> utoipa::openapi::header::Header {
         .build()
 }
 
+/// The headers of the tenant's rate limit (IETF httpapi draft), on every keyed answer.
+fn rate_limit_headers() -> [(&'static str, utoipa::openapi::header::Header); 2] {
+    [
+        ("RateLimit", string_header("The remaining budget (IETF httpapi draft)")),
+        ("RateLimit-Policy", string_header("The budget's size and window")),
+    ]
+}
+
 /// The answers of the access checks, shared by every protected operation.
 fn shared_responses() -> [(&'static str, utoipa::openapi::Response); 3] {
     let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
@@ -186,16 +203,17 @@ fn shared_responses() -> [(&'static str, utoipa::openapi::Response); 3] {
         ),
         (
             "TooManyRequests",
-            ResponseBuilder::new()
-                .description(
-                    "Over the key's rate limit (submits and reads have separate budgets) or, \
-                     for a submit, over the key's quota of unfinished jobs",
-                )
-                .content(PROBLEM_JSON, problem())
-                .header("Retry-After", header("Seconds to wait before trying again"))
-                .header("RateLimit", header("The remaining budget (IETF httpapi draft)"))
-                .header("RateLimit-Policy", header("The budget's size and window"))
-                .build(),
+            rate_limit_headers().into_iter().fold(
+                ResponseBuilder::new()
+                    .description(
+                        "Over the key's rate limit (submits and reads have separate budgets) or, \
+                         for a submit, over the key's quota of unfinished jobs",
+                    )
+                    .content(PROBLEM_JSON, problem())
+                    .header("Retry-After", header("Seconds to wait before trying again")),
+                |response, (name, header)| response.header(name, header),
+            )
+            .build(),
         ),
     ]
 }
