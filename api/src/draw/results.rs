@@ -108,7 +108,20 @@ fn bands(
         .map_err(err)?
         .label("Median")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], MEDIAN.stroke_width(3)));
-    legend(&mut chart, SeriesLabelPosition::UpperLeft)
+    legend(&mut chart, emptier_upper_corner(&p.p95))
+}
+
+/// The upper corner the bands leave free: the legend box covers the first or the last third
+/// of the years, and wealth that falls is highest on the left, wealth that grows on the right.
+fn emptier_upper_corner(top: &[f64]) -> SeriesLabelPosition {
+    let third = top.len().div_ceil(3);
+    let highest =
+        |values: &[f64]| values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max);
+    if highest(&top[..third]) > highest(&top[top.len() - third..]) {
+        SeriesLabelPosition::UpperRight
+    } else {
+        SeriesLabelPosition::UpperLeft
+    }
 }
 
 /// The cumulative share of scenarios depleted by each year end.
@@ -293,6 +306,15 @@ mod tests {
             p90: col(1.7),
             p95: col(2.0),
         }
+    }
+
+    #[test]
+    fn the_legend_goes_to_the_upper_corner_the_bands_leave_free() {
+        let falling: Vec<f64> = (0..31).map(|y| 1e6 * (1.0 - y as f64 / 40.0)).collect();
+        let rising: Vec<f64> = falling.iter().rev().copied().collect();
+        assert!(matches!(emptier_upper_corner(&falling), SeriesLabelPosition::UpperRight));
+        assert!(matches!(emptier_upper_corner(&rising), SeriesLabelPosition::UpperLeft));
+        assert!(matches!(emptier_upper_corner(&[5.0]), SeriesLabelPosition::UpperLeft));
     }
 
     fn result() -> SimulationResult {
