@@ -306,12 +306,13 @@ impl Sweep {
         Value::Object(stored)
     }
 
-    /// What makes two sweeps "the same body" (an `Idempotency-Key`'s replay): the same cells,
-    /// each as its normalised request (seed included only if the body named one), on the same
-    /// axes.
+    /// What makes two sweeps "the same body" (an `Idempotency-Key`'s replay): the same plan,
+    /// the same cells, each as its normalised request (seed included only if the body named
+    /// one), on the same axes. The plan counts on its own: its value of a swept field changes
+    /// no cell, but it is the sweep's `base` and its `request`.
     pub fn fingerprint(&self) -> Value {
         let cells: Vec<Value> = self.cells.iter().map(|c| c.request.to_json()).collect();
-        serde_json::json!({ "cells": cells, "sweep": self.spec })
+        serde_json::json!({ "base": self.base.to_json(), "cells": cells, "sweep": self.spec })
     }
 }
 
@@ -843,5 +844,21 @@ mod tests {
             income_sweep("", r#""n_scenarios": 10000,"#).fingerprint()
         );
         assert_ne!(omitted.fingerprint(), income_sweep(r#", "end_year": 30"#, "").fingerprint());
+    }
+
+    #[test]
+    fn two_sweeps_of_other_plans_are_other_bodies_though_their_cells_are_the_same() {
+        let spending = |base: u32| {
+            let body = format!(
+                r#"{{"starting_portfolio": 1000000, "monthly_spending": {base}, "years": 30,
+                    "sweep": {{"axes": [{{"field": "monthly_spending", "values": [3000, 4000]}}]}}}}"#
+            );
+            Sweep::from_json(body.as_bytes(), &RequestLimits::default()).unwrap().unwrap()
+        };
+        let (a, b) = (spending(4000), spending(3500));
+        let requests =
+            |s: &Sweep| -> Vec<Value> { s.cells.iter().map(|c| c.request.to_json()).collect() };
+        assert_eq!(requests(&a), requests(&b), "the same cells");
+        assert_ne!(a.fingerprint(), b.fingerprint(), "the plan is the sweep's base and request");
     }
 }
