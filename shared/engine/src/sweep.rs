@@ -429,7 +429,13 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             let (Some(from), Some(to)) = (from.as_f64(), to.as_f64()) else {
                 return Err(err("", "`from` and `to` must be numbers".into()));
             };
-            let steps = steps.as_u64().filter(|s| (2..=u64::from(max_cells)).contains(s));
+            // A whole number as JSON Schema means it (`9.0` and `1e1` too, as for every integer
+            // field: `request::whole`); the range keeps any float far below 2^53.
+            let whole = |x: f64| x.fract() == 0.0 && (0.0..=f64::from(max_cells)).contains(&x);
+            let steps = steps
+                .as_u64()
+                .or_else(|| steps.as_f64().filter(|x| whole(*x)).map(|x| x as u64))
+                .filter(|s| (2..=u64::from(max_cells)).contains(s));
             let Some(steps) = steps else {
                 return Err(err(".steps", format!("must be a whole number from 2 to {max_cells}")));
             };
@@ -756,8 +762,23 @@ mod tests {
         );
         assert_eq!(
             invalid(r#"[{"field": "years", "from": 10, "to": 20, "steps": 1}]"#)[0].field,
-            "sweep.axes[0].steps"
+            "sweep.axes[0].steps",
         );
+        // Written as a float, a whole number of steps is still one; a fraction is not.
+        let written = |steps: &str| {
+            let axes = format!(
+                r#"[{{"field": "monthly_spending", "from": 3000, "to": 5000, "steps": {steps}}}]"#
+            );
+            let body = format!(
+                r#"{{"starting_portfolio": 1000000, "monthly_spending": 4000, "years": 30, "sweep": {{"axes": {axes}}}}}"#
+            );
+            Sweep::from_json(body.as_bytes(), &RequestLimits::default())
+                .unwrap()
+                .map(|s| s.cells.len())
+        };
+        assert_eq!(written("9.0").ok(), Some(9));
+        assert_eq!(written("1e1").ok(), Some(10));
+        assert!(written("9.5").is_err());
         // A range that gives part years is named as the range the client wrote, not as a
         // list of values it never sent.
         let part = invalid(r#"[{"field": "years", "from": 1, "to": 2, "steps": 3}]"#);
