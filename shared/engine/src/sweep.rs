@@ -218,9 +218,9 @@ impl Sweep {
             if spec.axes.len() != 1 {
                 errors.push(FieldError::new("solve", "a sweep with solve takes exactly one axis"));
             }
-            if spec.axes.iter().any(|a| a.field == SweepField::MonthlySpending) {
+            if let Some(k) = spec.axes.iter().position(|a| a.field == SweepField::MonthlySpending) {
                 errors.push(FieldError::new(
-                    "sweep.axes[0].field",
+                    format!("sweep.axes[{k}].field"),
                     "monthly_spending is what solve finds: sweep another field with it",
                 ));
             }
@@ -816,6 +816,17 @@ mod tests {
             panic!("expected an error")
         };
         assert_eq!(errors[0].field, "sweep.axes[0].field");
+        // Spending second: that axis is named.
+        let body = format!(
+            r#"{{{BASE}, "solve": {{"target_success": 0.9}}, "sweep": {{"axes": [{{"field": "annual_fee", "values": [0, 0.01]}}, {{"field": "monthly_spending", "values": [1, 2]}}]}}}}"#
+        );
+        let Some(Err(RequestError::Invalid(errors))) =
+            Sweep::from_json(body.as_bytes(), &RequestLimits::default())
+        else {
+            panic!("expected an error")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["solve", "sweep.axes[1].field"]);
     }
 
     #[test]
