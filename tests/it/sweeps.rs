@@ -248,6 +248,13 @@ async fn one_delete_cancels_the_sweep_and_every_unit() {
     // A cell not done yet is a 409; one past the grid, a 404.
     problem(cell(&app, id, 3).await, 409).await;
     problem(cell(&app, id, 4).await, 404).await;
+    // One cell, one address: other spellings of 3 name no cell.
+    for spelling in ["+3", "03", "%2B3", "3.0"] {
+        for route in ["", "/charts/fan.svg"] {
+            let url = app.url(&format!("/results/{id}/cells/{spelling}{route}"));
+            problem(app.client.get(url).send().await.unwrap(), 404).await;
+        }
+    }
 
     let cancel = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await.unwrap();
     assert_eq!(cancel.status(), 200);

@@ -35,10 +35,18 @@ pub(crate) async fn cell(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, index) = path.into_inner();
-    let index: u32 = index
-        .parse()
-        .map_err(|_| ApiError::NotFound(format!("no cell {index:?}: cells are numbered from 0")))?;
-    let cell = find_cell(&state, caller, &id, index).await?;
+    let cell = find_cell(&state, caller, &id, cell_index(&index)?).await?;
     // A stored cell never changes.
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, RESULT_CACHE)).json(cell))
+}
+
+/// A cell's index as the documents write it: decimal digits, no sign, no leading zero (one
+/// cell, one address; `+1` and `01` would be other names of cell 1).
+pub(crate) fn cell_index(raw: &str) -> Result<u32, ApiError> {
+    let canonical =
+        raw.bytes().all(|b| b.is_ascii_digit()) && (raw == "0" || !raw.starts_with('0'));
+    raw.parse()
+        .ok()
+        .filter(|_| canonical)
+        .ok_or_else(|| ApiError::NotFound(format!("no cell {raw:?}: cells are numbered from 0")))
 }

@@ -177,11 +177,8 @@ pub(crate) async fn cell_fan(
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, raw_index) = path.into_inner();
-    let index: u32 = raw_index.parse().map_err(|_| {
-        ApiError::NotFound(format!("no cell {raw_index:?}: cells are numbered from 0"))
-    })?;
-    let cell = find_cell(&state, caller, &id, index).await?;
+    let (id, index) = path.into_inner();
+    let cell = find_cell(&state, caller, &id, crate::routes::cells::cell_index(&index)?).await?;
     let body = draw::results::fan(&cell.result).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(HttpResponse::Ok()
         .content_type(SVG)
