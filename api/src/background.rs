@@ -40,26 +40,33 @@ pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
         let mut last_publish: Option<Instant> = None;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Asked before each step, not once a round: a process frozen mid-round may have been
+        // replaced by the time it thaws, and must not finish the round as a second leader.
+        let leads = || leadership.leads();
         loop {
             tick.tick().await;
-            if !leadership.leads() {
+            if !leads() {
                 continue;
             }
             promote(&state).await;
-            sweep(&state).await;
-            if last_reconcile.elapsed() >= state.settings.queue.reconcile_interval {
-                last_reconcile = Instant::now();
-                reconcile(&state).await;
+            if !leads() {
+                continue;
             }
-            if last_partitions.is_none_or(|t| t.elapsed() >= PARTITION_EVERY) {
+            sweep(&state).await;
+            if leads() && last_reconcile.elapsed() >= state.settings.queue.reconcile_interval {
+                last_reconcile = Instant::now();
+                reconcile(&state, &leads).await;
+            }
+            if leads() && last_partitions.is_none_or(|t| t.elapsed() >= PARTITION_EVERY) {
                 last_partitions = Some(Instant::now());
                 ensure_partitions(&state).await;
             }
-            if last_publish
-                .is_none_or(|t| t.elapsed() >= state.settings.api.metrics_publish_interval)
+            if leads()
+                && last_publish
+                    .is_none_or(|t| t.elapsed() >= state.settings.api.metrics_publish_interval)
             {
                 last_publish = Some(Instant::now());
-                publish_scaling_signal(&state).await;
+                publish_scaling_signal(&state, &leads).await;
             }
         }
     })
@@ -83,7 +90,7 @@ async fn sweep(state: &AppState) {
 /// plus one interval are looked at (a fresh job may not be pushed yet; a running one reports
 /// every 250 ms), quiet by the database's clock, and each one looked at is touched, so it is
 /// looked at again only after another quiet spell.
-async fn reconcile(state: &AppState) {
+async fn reconcile(state: &AppState, leads: &impl Fn() -> bool) {
     let quiet = state.settings.worker.orphan_window() + state.settings.queue.reconcile_interval;
     let mut pushed = 0;
     for _ in 0..RECONCILE_PAGES {
@@ -97,6 +104,9 @@ async fn reconcile(state: &AppState) {
                 break;
             }
         };
+        if !leads() {
+            return;
+        }
         let missing = match state.redis_in_background(state.queue.unheld(&ids)).await {
             Ok(missing) => missing,
             Err(e) => {
@@ -105,6 +115,9 @@ async fn reconcile(state: &AppState) {
             }
         };
         for id in missing {
+            if !leads() {
+                return;
+            }
             match state.redis_in_background(state.queue.enqueue(id)).await {
                 Ok(_) => {
                     pushed += 1;
@@ -153,7 +166,7 @@ async fn ensure_partitions(state: &AppState) {
 
 /// One EMF line per interval, published even when the queue is empty (target tracking does
 /// not scale in on missing data).
-async fn publish_scaling_signal(state: &AppState) {
+async fn publish_scaling_signal(state: &AppState, leads: &impl Fn() -> bool) {
     let depth = match state.redis_in_background(state.queue.depth()).await {
         Ok(depth) => depth,
         Err(e) => {
@@ -162,6 +175,9 @@ async fn publish_scaling_signal(state: &AppState) {
         }
     };
     state.metrics.record_depth(&depth);
+    if !leads() {
+        return;
+    }
     println!("{}", emf_line(state.queue.namespace(), &depth, Utc::now().timestamp_millis()));
 }
 

@@ -20,13 +20,15 @@ use tokio::task::AbortHandle;
 const LEADER_LOCK: i64 = 0x6c65_6164_6572;
 /// How often the lock is asked for, or its session shown alive.
 const TICK: Duration = Duration::from_millis(500);
-/// How recent the last confirmation of the lock must be for this instance to act as leader:
-/// after a freeze longer than this, it does no work until it has checked it still leads.
+/// The longest a confirmation of the lock counts for: after a freeze longer than this (or than
+/// half the silent window, if that is shorter), this instance does no work as leader until it
+/// has checked it still holds the lock.
 const CONFIRMED_WITHIN: Duration = Duration::from_secs(2);
 
 /// This instance's view of the lock, kept current by a task that ends when this is dropped.
 pub(crate) struct Leadership {
     confirmed: Arc<Mutex<Option<Instant>>>,
+    confirmed_within: Duration,
     task: AbortHandle,
 }
 
@@ -36,13 +38,17 @@ impl Leadership {
     pub(crate) fn spawn(url: SecretUrl, silent_for: Duration) -> Self {
         let confirmed = Arc::new(Mutex::new(None));
         let task = tokio::spawn(keep(Lock::new(url, silent_for), confirmed.clone()));
-        Self { confirmed, task: task.abort_handle() }
+        // Another instance ends this one's session once it has been silent for `silent_for`;
+        // a confirmation older than half that is no longer proof of anything.
+        let confirmed_within = CONFIRMED_WITHIN.min(silent_for / 2);
+        Self { confirmed, confirmed_within, task: task.abort_handle() }
     }
 
-    /// Whether this instance leads: it holds the lock, checked within [`CONFIRMED_WITHIN`].
+    /// Whether this instance leads: it holds the lock, confirmed recently enough that no other
+    /// instance can have taken it meanwhile. The background work asks before each step.
     pub(crate) fn leads(&self) -> bool {
         let confirmed = *self.confirmed.lock().expect("the leadership mutex is never poisoned");
-        confirmed.is_some_and(|at| at.elapsed() < CONFIRMED_WITHIN)
+        confirmed.is_some_and(|at| at.elapsed() < self.confirmed_within)
     }
 }
 
@@ -70,6 +76,11 @@ struct Lock {
     silent_for: Duration,
     conn: Option<PgConnection>,
     holds: bool,
+    /// Since when the lock has been refused, and when a silent holder was last looked for:
+    /// the look reads `pg_locks`, so each follower makes it only once the lock has been
+    /// refused for the silent window, and then at most every half window.
+    refused_since: Option<Instant>,
+    looked_at: Option<Instant>,
 }
 
 #[derive(QueryableByName)]
@@ -86,7 +97,19 @@ struct Ended {
 
 impl Lock {
     fn new(url: SecretUrl, silent_for: Duration) -> Self {
-        Self { url, silent_for, conn: None, holds: false }
+        Self { url, silent_for, conn: None, holds: false, refused_since: None, looked_at: None }
+    }
+
+    /// Whether to look for a silent holder now (the lock was just refused).
+    fn time_to_look(&mut self) -> bool {
+        let now = Instant::now();
+        let refused_since = *self.refused_since.get_or_insert(now);
+        let due = now.duration_since(refused_since) >= self.silent_for
+            && self.looked_at.is_none_or(|at| now.duration_since(at) >= self.silent_for / 2);
+        if due {
+            self.looked_at = Some(now);
+        }
+        due
     }
 
     /// Whether this instance holds the lock now. Runs on a blocking thread; returns itself.
@@ -124,10 +147,14 @@ impl Lock {
                 if row.locked && !self.holds {
                     tracing::info!("this API instance now leads the background work");
                 }
-                if !row.locked {
+                self.holds = row.locked;
+                if row.locked {
+                    self.refused_since = None;
+                } else if self.time_to_look()
+                    && let Some(conn) = self.conn.as_mut()
+                {
                     end_a_silent_holder(conn, self.silent_for);
                 }
-                self.holds = row.locked;
             }
             Err(e) => {
                 if self.holds {
