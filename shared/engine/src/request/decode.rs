@@ -30,7 +30,9 @@ pub(super) fn classify_decode_error(
         }
         // Where serde cannot name the field (`?`: a key that is not a JSON string, a missing
         // colon), there is no field to name either: the body is not JSON.
-        serde_json::error::Category::Syntax if at_root || path.contains('?') => {
+        serde_json::error::Category::Syntax
+            if at_root || err.path().iter().any(|s| matches!(s, Segment::Unknown)) =>
+        {
             RequestError::Malformed(message)
         }
         category => {

@@ -55,6 +55,15 @@ fn a_body_whose_keys_are_not_json_is_not_json_at_all() {
 }
 
 #[test]
+fn a_key_with_a_question_mark_is_still_a_field_to_name() {
+    let body = r#"{"starting_portfolio": 1, "monthly_spending": 1, "years": 1, "what?": NaN}"#;
+    match SimulationRequest::from_json(body.as_bytes(), &RequestLimits::default()) {
+        Err(RequestError::Invalid(errors)) => assert!(errors.iter().all(|e| e.field == "what?")),
+        other => panic!("expected the field named, got {other:?}"),
+    }
+}
+
+#[test]
 fn an_unknown_top_level_field_is_told_every_known_one_sweep_included() {
     let error =
         only_error(r#"{"starting_portfolio": 1, "monthly_spending": 1, "years": 1, "colour": 1}"#);
