@@ -186,8 +186,9 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Internal(e) => tracing::error!(error = ?e, "request failed"),
+            // Counted by `portfolio_submits_refused_total`; a burst refuses thousands.
             Self::QueueFull { depth, .. } => {
-                tracing::warn!(depth, "submit refused: the queue is above its ceiling")
+                tracing::debug!(depth, "submit refused: the queue is above its ceiling")
             }
             Self::Unavailable { what, source, .. } => {
                 tracing::warn!(dependency = what, error = ?source, "dependency unavailable")

@@ -92,6 +92,9 @@
   // Without an answer, the last figures would read as current: each is shown unavailable.
   function showNothing(why) {
     showFigures({});
+    // Redis's and Postgres's alerts were the API's word: it says nothing now.
+    $('#sources').replaceChildren();
+    delete $('#sources').dataset.shown;
     for (const css of ['#workers tbody', '#failures tbody']) {
       $(css).replaceChildren(el('tr', {}, el('td', { colspan: 4 }, `Unavailable while ${why}.`)));
     }

@@ -125,8 +125,8 @@ impl Modify for Access {
                     operation.security = Some(vec![SecurityRequirement::new(SCHEME, ["operator"])]);
                 }
                 let answers = &mut operation.responses.responses;
-                // The rate limit's headers come on every answer of a keyed request (the guard
-                // sets them before the handler runs).
+                // The rate limit's headers come on the answers of a keyed request once its key
+                // is known and Redis has counted it (the guard adds them to the handler's answer).
                 for answer in answers.values_mut() {
                     if let RefOr::T(answer) = answer {
                         for (name, header) in rate_limit_headers() {
