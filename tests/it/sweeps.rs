@@ -417,6 +417,23 @@ async fn a_unit_that_fails_for_good_fails_the_sweep_naming_the_cell_and_stops_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_of_several_cells_that_fails_names_the_cell_that_failed_not_a_range() {
+    const POISON: u64 = 5_252_525;
+    let mut env = TestEnv::new();
+    env.set("MAX_ATTEMPTS", 1).set("WORKER_FAULT_INJECTION", format!("panic:{POISON}"));
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    // Three small cells: one unit.
+    let mut body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15, 20]}]));
+    body["seed"] = POISON.into();
+    let id = app.submit_ok(&body).await;
+    let job = app.wait_terminal(id, Duration::from_secs(60)).await;
+    assert_eq!(units_of(&env, id).len(), 1, "one unit");
+    let error = job["error"].as_str().unwrap();
+    assert!(error.starts_with("cell 0 (years = 10): "), "names the cell: {error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_sweep_is_a_422_naming_the_cell_and_the_field() {
     let env = TestEnv::new();
     let app = env.spawn_app().await;

@@ -280,15 +280,11 @@ async fn execute(
     let fault = ctx.settings.worker.faults.for_seed(seed);
     let pool = ctx.engine_pools.take(admission::is_light(work.cost()));
     let engine = engine_task::spawn(pool, move || {
-        match fault {
-            Some(Fault::Panic) => panic!("injected fault (WORKER_FAULT_INJECTION): panic"),
-            Some(Fault::Abort) => {
-                tracing::error!("injected fault (WORKER_FAULT_INJECTION): aborting the process");
-                std::process::abort();
-            }
-            None => {}
+        if let Some(Fault::Abort) = fault {
+            tracing::error!("injected fault (WORKER_FAULT_INJECTION): aborting the process");
+            std::process::abort();
         }
-        work.run(seed, &options)
+        work.run(seed, &options, matches!(fault, Some(Fault::Panic)))
     });
     tracing::info!("running");
 

@@ -81,18 +81,29 @@ impl Work {
     }
 
     /// Runs the work on the calling thread's rayon pool. A unit runs its cells in turn and
-    /// stops at the first cancel; a panic in a cell names the cell.
-    pub(crate) fn run(&self, seed: u64, options: &RunOptions) -> Result<Done, EngineError> {
-        match self {
-            Self::Plan(request) => {
-                portfolio_engine::run(request, seed, options).map(|r| Done::Plan(Box::new(r)))
+    /// stops at the first cancel; a panic in a cell names the cell. `injected_panic`
+    /// (`WORKER_FAULT_INJECTION=panic:<seed>`) panics where the engine would: in the first
+    /// cell of a unit.
+    pub(crate) fn run(
+        &self,
+        seed: u64,
+        options: &RunOptions,
+        injected_panic: bool,
+    ) -> Result<Done, EngineError> {
+        let engine = |request: &SimulationRequest| {
+            if injected_panic {
+                panic!("injected fault (WORKER_FAULT_INJECTION): panic");
             }
+            portfolio_engine::run(request, seed, options)
+        };
+        match self {
+            Self::Plan(request) => engine(request).map(|r| Done::Plan(Box::new(r))),
             Self::Unit { cells, .. } => {
                 let mut done = Vec::with_capacity(cells.len());
                 let mut scenario_months = 0;
                 for cell in cells {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        portfolio_engine::run(&cell.request, seed, options)
+                        engine(&cell.request)
                     }))
                     .unwrap_or_else(|payload| {
                         let message = crate::jobs::simulate::panic_message(payload);
