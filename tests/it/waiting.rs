@@ -179,6 +179,30 @@ async fn prefer_wait_on_a_job_that_outlasts_it_is_the_usual_202() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_wait_on_a_job_that_starts_but_outlasts_it_says_it_is_running() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let long = json!({"starting_portfolio": 1_000_000, "monthly_spending": 4_000, "years": 40,
+                      "n_scenarios": 1_000_000});
+    let response = app
+        .client
+        .post(app.url("/simulations"))
+        .header("Prefer", "wait=1")
+        .json(&long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "running", "the wait saw it start: {body}");
+    let id = body["id"].as_str().unwrap();
+    let cancel = app.client.delete(app.url(&format!("/simulations/{id}")));
+    assert!(cancel.send().await.unwrap().status().is_success());
+    app.wait_terminal(id.parse().unwrap(), Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefer_wait_on_a_job_that_fails_answers_200_with_the_failure() {
     const SEED: u64 = 777_000_777;
     let mut env = TestEnv::new();

@@ -97,7 +97,7 @@ struct SubmitHeaders {
     request_body(content = SimulationRequestInput, content_type = "application/json"),
     params(SubmitHeaders),
     responses(
-        (status = 202, description = "Accepted and queued. Also the replay (`Idempotent-Replayed: true`, the whole job document) of a submit with `Prefer: wait` whose job has not ended within the wait", body = JobAccepted,
+        (status = 202, description = "Accepted and queued (`status` is `running` when a `Prefer: wait` saw the job start and outlast it). Also the replay (`Idempotent-Replayed: true`, the whole job document) of a submit with `Prefer: wait` whose job has not ended within the wait", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"), ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
         (status = 200, description = "The job has ended within the wait asked by `Prefer: wait=N` (RFC 7240; at most 60 s, cut to MAX_WAIT_SECS): the whole job document, with `Preference-Applied: wait=N`. Also a replay of an earlier submit with the same Idempotency-Key (`Idempotent-Replayed: true`): at once without `Prefer: wait`, with it only once the job has ended within the wait; and a request that names its `seed` and whose result is in the result cache: the job is recorded as `succeeded` at once, its `result.cache` is `hit`, and no worker runs.", body = JobView,
          headers(("Location" = String, description = "/results/{id}"),
@@ -302,16 +302,18 @@ async fn accept(
         }
         return Err(e);
     }
+    let mut last_seen = JobStatus::Queued;
     if let Some(watch) = watch {
         match completions::until_pushed_job_ends(&state, &caller, watch, limit).await {
             Ok(Some((job, result))) if job.status.is_terminal() => {
                 return ended(&state, job, result, wait);
             }
-            Ok(_) => {}
+            Ok(Some((job, _))) => last_seen = job.status,
+            Ok(None) => {}
             Err(e) => wait_failed(id, &e),
         }
     }
-    queued_answer(&state, id, wait)
+    queued_answer(&state, id, wait, last_seen)
 }
 
 /// A recorded and queued job's wait failed (Postgres away meanwhile): the submit answers the
@@ -502,20 +504,29 @@ async fn accepted(
     id: Uuid,
     wait: Option<Wait>,
 ) -> Result<HttpResponse, ApiError> {
-    match waited(state, caller, id, wait).await {
-        Ok(Some(answer)) => return Ok(answer),
-        Ok(None) => {}
-        Err(e) => wait_failed(id, &e),
-    }
-    queued_answer(state, id, wait)
+    let last_seen = match waited(state, caller, id, wait).await {
+        Ok(Waited::Ended(answer)) => return Ok(answer),
+        Ok(Waited::Still(status)) => status,
+        Err(e) => {
+            wait_failed(id, &e);
+            JobStatus::Queued
+        }
+    };
+    queued_answer(state, id, wait, last_seen)
 }
 
-/// `202` + `Location` for a job that is queued (or running) still.
-fn queued_answer(state: &AppState, id: Uuid, wait: Option<Wait>) -> Result<HttpResponse, ApiError> {
+/// `202` + `Location` for a job that is queued or running still (`status`, as last read: a
+/// job the wait saw start is `running`).
+fn queued_answer(
+    state: &AppState,
+    id: Uuid,
+    wait: Option<Wait>,
+    status: JobStatus,
+) -> Result<HttpResponse, ApiError> {
     let mut accepted = HttpResponse::Accepted();
     accepted.insert_header((header::LOCATION, location(id)));
     applied(&mut accepted, state, wait);
-    Ok(accepted.json(JobAccepted::new(id, JobStatus::Queued)))
+    Ok(accepted.json(JobAccepted::new(id, status)))
 }
 
 /// What a submit records of a job, whichever way it is answered.
@@ -620,18 +631,26 @@ async fn waited(
     caller: &Caller,
     id: Uuid,
     wait: Option<Wait>,
-) -> Result<Option<HttpResponse>, ApiError> {
+) -> Result<Waited, ApiError> {
     let limit = wait_for(state, wait);
     if limit.is_zero() {
-        return Ok(None);
+        return Ok(Waited::Still(JobStatus::Queued));
     }
     let Some((job, result)) = completions::until_terminal(state, caller, id, limit).await? else {
-        return Ok(None);
+        return Ok(Waited::Still(JobStatus::Queued));
     };
     if !job.status.is_terminal() {
-        return Ok(None);
+        return Ok(Waited::Still(job.status));
     }
-    ended(state, job, result, wait).map(Some)
+    ended(state, job, result, wait).map(Waited::Ended)
+}
+
+/// How a wait for a job came out.
+enum Waited {
+    /// It ended: the answer.
+    Ended(HttpResponse),
+    /// It had not: its status as last read.
+    Still(JobStatus),
 }
 
 /// Submit and wait for the result, as the old app's synchronous route did.
@@ -649,7 +668,7 @@ async fn waited(
          headers(("Location" = String, description = "/results/{id}"),
                   ("Content-Location" = String, description = "/results/{id}: the body is the document that URL serves (RFC 9110)"),
                   ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
-        (status = 202, description = "Still running when the wait ended: accepted and queued; poll `Location` (`?wait=N` long-polls). A replay (`Idempotent-Replayed: true`) carries the whole job document", body = JobAccepted,
+        (status = 202, description = "Not ended when the wait did: accepted, `queued` or `running` as last seen; poll `Location` (`?wait=N` long-polls). A replay (`Idempotent-Replayed: true`) carries the whole job document", body = JobAccepted,
          headers(("Location" = String, description = "/results/{id}"), ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 408, body = Problem, content_type = "application/problem+json"),
