@@ -388,6 +388,18 @@ struct UnitId {
     id: Uuid,
 }
 
+/// Runs a sweep of three small cells whose engine panics every time (the worker injects it for
+/// `seed`) to its end: its id and last document.
+async fn run_a_poisoned_sweep(env: &mut TestEnv, seed: u64) -> (Uuid, Value) {
+    env.set("WORKER_FAULT_INJECTION", format!("panic:{seed}"));
+    let app = env.spawn_app().await;
+    let _worker = env.spawn_worker().await;
+    let mut body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15, 20]}]));
+    body["seed"] = seed.into();
+    let id = app.submit_ok(&body).await;
+    (id, app.wait_terminal(id, Duration::from_secs(60)).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unit_that_fails_for_good_fails_the_sweep_naming_the_cell_and_stops_the_others() {
     const POISON: u64 = 5_151_515;
@@ -396,13 +408,7 @@ async fn a_unit_that_fails_for_good_fails_the_sweep_naming_the_cell_and_stops_th
         .set("MAX_ATTEMPTS", 1)
         .set("WORKER_CONCURRENCY", 1)
         .set("WORKER_LIGHT_CONCURRENCY", 1);
-    env.set("WORKER_FAULT_INJECTION", format!("panic:{POISON}"));
-    let app = env.spawn_app().await;
-    let _worker = env.spawn_worker().await;
-    let mut body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15, 20]}]));
-    body["seed"] = POISON.into();
-    let id = app.submit_ok(&body).await;
-    let job = app.wait_terminal(id, Duration::from_secs(60)).await;
+    let (id, job) = run_a_poisoned_sweep(&mut env, POISON).await;
     assert_eq!(job["status"], "failed", "{job}");
     let error = job["error"].as_str().unwrap();
     assert!(error.starts_with("cell 0 (years = 10): "), "names the cell: {error}");
@@ -420,14 +426,9 @@ async fn a_unit_that_fails_for_good_fails_the_sweep_naming_the_cell_and_stops_th
 async fn a_unit_of_several_cells_that_fails_names_the_cell_that_failed_not_a_range() {
     const POISON: u64 = 5_252_525;
     let mut env = TestEnv::new();
-    env.set("MAX_ATTEMPTS", 1).set("WORKER_FAULT_INJECTION", format!("panic:{POISON}"));
-    let app = env.spawn_app().await;
-    let _worker = env.spawn_worker().await;
+    env.set("MAX_ATTEMPTS", 1);
     // Three small cells: one unit.
-    let mut body = with_sweep(base(500, 10), json!([{"field": "years", "values": [10, 15, 20]}]));
-    body["seed"] = POISON.into();
-    let id = app.submit_ok(&body).await;
-    let job = app.wait_terminal(id, Duration::from_secs(60)).await;
+    let (id, job) = run_a_poisoned_sweep(&mut env, POISON).await;
     assert_eq!(units_of(&env, id).len(), 1, "one unit");
     let error = job["error"].as_str().unwrap();
     assert!(error.starts_with("cell 0 (years = 10): "), "names the cell: {error}");
