@@ -63,10 +63,12 @@ async fn keep(mut lock: Lock, confirmed: Arc<Mutex<Option<Instant>>>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Dated from before the check: a freeze during it (or before this line) then ages the
+        // confirmation, where dating it after would make it look fresh on thawing.
+        let asked = Instant::now();
         let (holds, back) = lock.check().await;
         lock = back;
-        *confirmed.lock().expect("the leadership mutex is never poisoned") =
-            holds.then(Instant::now);
+        *confirmed.lock().expect("the leadership mutex is never poisoned") = holds.then_some(asked);
     }
 }
 
