@@ -351,16 +351,19 @@ fn parse_spec(raw: &Value, max_cells: u32) -> Result<SweepSpec, Vec<FieldError>>
     let Value::Object(sweep) = raw else {
         return Err(err("sweep", "must be an object with `axes`"));
     };
-    if let Some(unknown) = sweep.keys().find(|k| *k != "axes") {
-        return Err(err(&format!("sweep.{unknown}"), "unknown field: a sweep has only `axes`"));
-    }
-    let Some(Value::Array(raw_axes)) = sweep.get("axes") else {
-        return Err(err("sweep.axes", "must be a list of 1 or 2 axes"));
+    // Every broken rule is named at once: unknown keys beside the axes' own errors.
+    let mut errors: Vec<FieldError> = sweep
+        .keys()
+        .filter(|k| *k != "axes")
+        .map(|k| FieldError::new(format!("sweep.{k}"), "unknown field: a sweep has only `axes`"))
+        .collect();
+    let raw_axes = match sweep.get("axes") {
+        Some(Value::Array(axes)) if (1..=MAX_AXES).contains(&axes.len()) => axes,
+        _ => {
+            errors.extend(err("sweep.axes", "must be a list of 1 or 2 axes"));
+            return Err(errors);
+        }
     };
-    if raw_axes.is_empty() || raw_axes.len() > MAX_AXES {
-        return Err(err("sweep.axes", "must be a list of 1 or 2 axes"));
-    }
-    let mut errors = Vec::new();
     let mut axes = Vec::new();
     for (k, raw_axis) in raw_axes.iter().enumerate() {
         match parse_axis(raw_axis, &format!("sweep.axes[{k}]"), max_cells) {
@@ -395,20 +398,34 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
         ));
     };
     let names = SweepField::ALL.map(SweepField::name).join(", ");
+    // The axis's field and its unknown keys are told together; its values only once both are
+    // right (what they may be depends on the field).
+    let mut errors: Vec<FieldError> = axis
+        .keys()
+        .filter(|k| !["field", "values", "from", "to", "steps"].contains(&k.as_str()))
+        .flat_map(|k| {
+            err(
+                &format!(".{k}"),
+                "unknown field: an axis has `field` and `values`, or `field`, `from`, `to` and \
+                 `steps`"
+                    .into(),
+            )
+        })
+        .collect();
     let field = match axis.get("field") {
-        Some(Value::String(name)) => SweepField::parse(name)
-            .ok_or_else(|| err(".field", format!("must be one of {names}")))?,
-        _ => return Err(err(".field", format!("is required: one of {names}"))),
+        Some(Value::String(name)) => SweepField::parse(name),
+        _ => None,
     };
-    if let Some(unknown) =
-        axis.keys().find(|k| !["field", "values", "from", "to", "steps"].contains(&k.as_str()))
-    {
-        return Err(err(
-            &format!(".{unknown}"),
-            "unknown field: an axis has `field` and `values`, or `field`, `from`, `to` and `steps`"
-                .into(),
-        ));
-    }
+    let Some(field) = field.filter(|_| errors.is_empty()) else {
+        if field.is_none() {
+            let rule = match axis.get("field") {
+                Some(Value::String(_)) => format!("must be one of {names}"),
+                _ => format!("is required: one of {names}"),
+            };
+            errors.extend(err(".field", rule));
+        }
+        return Err(errors);
+    };
     let values = match (axis.get("values"), axis.get("from"), axis.get("to"), axis.get("steps")) {
         (Some(values), None, None, None) => {
             let Value::Array(values) = values else {
@@ -620,6 +637,26 @@ mod tests {
     fn invalid(axes: &str) -> Vec<FieldError> {
         match sweep(axes) {
             Err(RequestError::Invalid(errors)) => errors,
+            other => panic!("expected field errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_broken_rule_of_a_sweep_is_named_at_once() {
+        let fields = |errors: Vec<FieldError>| -> Vec<String> {
+            errors.into_iter().map(|e| e.field).collect()
+        };
+        assert_eq!(
+            fields(invalid(r#"[{"field": "nope", "values": [1], "zzz": 2}]"#)),
+            ["sweep.axes[0].zzz", "sweep.axes[0].field"]
+        );
+        let body = format!(
+            r#"{{{BASE}, "sweep": {{"axes": [{{"field": "nope", "values": [1]}}], "extra": 1}}}}"#
+        );
+        match Sweep::from_json(body.as_bytes(), &RequestLimits::default()).expect("a sweep") {
+            Err(RequestError::Invalid(errors)) => {
+                assert_eq!(fields(errors), ["sweep.extra", "sweep.axes[0].field"]);
+            }
             other => panic!("expected field errors, got {other:?}"),
         }
     }
