@@ -1,7 +1,7 @@
 //! The API's side of the result cache: an in-process layer (L1, bounded by bytes, each copy
-//! kept only as long as Redis keeps the entry it copied) in front of the Redis layer (L2, `portfolio_shared::result_cache`),
-//! and the lookup a submit makes before it records a job. A miss, or Redis being away, only means
-//! the job runs as it would have without a cache.
+//! kept only as long as Redis keeps the entry it copied) in front of the Redis layer (L2,
+//! `portfolio_shared::result_cache`), and the lookup a submit makes before it records a job. A
+//! miss, or Redis being away, only means the job runs as it would have without a cache.
 
 use std::sync::Arc;
 use std::time::Duration;

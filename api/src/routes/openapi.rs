@@ -182,7 +182,6 @@ fn rate_limit_headers() -> [(&'static str, utoipa::openapi::header::Header); 2] 
 /// The answers of the access checks, shared by every protected operation.
 fn shared_responses() -> [(&'static str, utoipa::openapi::Response); 3] {
     let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-    let header = string_header;
     [
         (
             "Unauthorized",
@@ -191,7 +190,7 @@ fn shared_responses() -> [(&'static str, utoipa::openapi::Response); 3] {
                     "No key, or a key that is unknown or revoked (the answer does not say which)",
                 )
                 .content(PROBLEM_JSON, problem())
-                .header("WWW-Authenticate", header("`Bearer realm=\"portfolio-mc\"`"))
+                .header("WWW-Authenticate", string_header("`Bearer realm=\"portfolio-mc\"`"))
                 .build(),
         ),
         (
@@ -210,7 +209,7 @@ fn shared_responses() -> [(&'static str, utoipa::openapi::Response); 3] {
                          for a submit, over the key's quota of unfinished jobs",
                     )
                     .content(PROBLEM_JSON, problem())
-                    .header("Retry-After", header("Seconds to wait before trying again")),
+                    .header("Retry-After", string_header("Seconds to wait before trying again")),
                 |response, (name, header)| response.header(name, header),
             )
             .build(),

@@ -413,18 +413,18 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
         })
         .collect();
     let field = match axis.get("field") {
-        Some(Value::String(name)) => SweepField::parse(name),
-        _ => None,
-    };
-    let Some(field) = field.filter(|_| errors.is_empty()) else {
-        if field.is_none() {
-            let rule = match axis.get("field") {
-                Some(Value::String(_)) => format!("must be one of {names}"),
-                _ => format!("is required: one of {names}"),
-            };
-            errors.extend(err(".field", rule));
+        Some(Value::String(name)) => {
+            SweepField::parse(name).ok_or_else(|| format!("must be one of {names}"))
         }
-        return Err(errors);
+        _ => Err(format!("is required: one of {names}")),
+    };
+    let field = match field {
+        Ok(field) if errors.is_empty() => field,
+        Ok(_) => return Err(errors),
+        Err(rule) => {
+            errors.extend(err(".field", rule));
+            return Err(errors);
+        }
     };
     let values = match (axis.get("values"), axis.get("from"), axis.get("to"), axis.get("steps")) {
         (Some(values), None, None, None) => {
@@ -447,12 +447,11 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
                 return Err(err("", "`from` and `to` must be numbers".into()));
             };
             // A whole number as JSON Schema means it (`9.0` and `1e1` too, as for every integer
-            // field: `request::whole`); the range keeps any float far below 2^53.
-            let whole = |x: f64| x.fract() == 0.0 && (0.0..=f64::from(max_cells)).contains(&x);
+            // field: `request::whole`); the range keeps it far below 2^53, where floats are exact.
             let steps = steps
-                .as_u64()
-                .or_else(|| steps.as_f64().filter(|x| whole(*x)).map(|x| x as u64))
-                .filter(|s| (2..=u64::from(max_cells)).contains(s));
+                .as_f64()
+                .filter(|x| x.fract() == 0.0 && (2.0..=f64::from(max_cells)).contains(x))
+                .map(|x| x as u64);
             let Some(steps) = steps else {
                 return Err(err(".steps", format!("must be a whole number from 2 to {max_cells}")));
             };
