@@ -6,7 +6,9 @@
 #      in, and each secret's full ARN looked up in Secrets Manager)
 #   3. run the one-off migrate task and wait for it to exit 0 (stop here otherwise)
 #   4. point the api service at the new revision, wait until it is stable, and check that it
-#      runs the new revision (a rollback by the circuit breaker is "stable" too): stop otherwise
+#      runs the new revision (a rollback by the circuit breaker is "stable" too): stop otherwise;
+#      with API_URL set, check through the load balancer that it reaches Postgres and Redis
+#      (GET /ready): the health checks ECS and the load balancer make ask only whether it is alive
 #   5. then the worker service, checked the same way (old workers drain: SIGTERM, up to
 #      SHUTDOWN_GRACE_SECS)
 #
@@ -36,6 +38,9 @@ Environment:
   SUBNETS          comma-separated private subnets for the migrate task (required unless --dry-run)
   SECURITY_GROUPS  comma-separated security groups for the migrate task (required unless --dry-run)
   PLATFORM         image platform                            (default: linux/amd64, as runtimePlatform)
+  API_URL          the API's address through the load balancer, e.g. https://api.example.com:
+                   after the API's rollout, GET /ready must answer 200 within a minute, or the
+                   workers are not rolled out (default: unset, the check is skipped)
 USAGE
 }
 
@@ -183,6 +188,34 @@ check_rollout() {
     fi
 }
 
+# The API is alive (its health checks pass) but may not reach its stores: a well-formed but
+# wrong host in a secret passes every health check. GET /ready asks Postgres and Redis.
+check_ready() {
+    if [[ -z "${API_URL:-}" ]]; then
+        log "API_URL is not set: the readiness check through the load balancer is skipped"
+        return
+    fi
+    local url="${API_URL%/}/ready"
+    if [[ $DRY_RUN -eq 1 ]]; then
+        printf '+ curl -fsS --max-time 5 %q\n' "$url"
+        return
+    fi
+    for _ in $(seq 12); do
+        if curl -fsS --max-time 5 "$url" >/dev/null; then
+            log "the API reaches Postgres and Redis (${url})"
+            return
+        fi
+        sleep 5
+    done
+    {
+        echo
+        echo "NOT READY: ${url} did not answer 200 within a minute: the new API runs but does not"
+        echo "reach Postgres or Redis (check the secrets' hosts and the security groups). The"
+        echo "workers were not rolled out. Its answer: curl -sS ${url}"
+    } >&2
+    exit 1
+}
+
 WORK_DIR="$(mktemp -d)"
 trap 'rm -rf "$WORK_DIR"' EXIT
 
@@ -253,6 +286,7 @@ run aws ecs update-service --region "$AWS_REGION" --cluster "$CLUSTER" --service
     --task-definition "$API_TD" --query 'service.deployments[0].id' --output text
 run aws ecs wait services-stable --region "$AWS_REGION" --cluster "$CLUSTER" --services "$API_SERVICE"
 check_rollout "$API_SERVICE" "$API_TD"
+check_ready
 
 log "rolling out ${WORKER_SERVICE} (${WORKER_TD})"
 run aws ecs update-service --region "$AWS_REGION" --cluster "$CLUSTER" --service "$WORKER_SERVICE" \

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use diesel::Connection;
 use portfolio_tests::processes::{
-    ApiProc, LogDir, WorkerProc, assert_contract, fault_lock, job_body, job_record, job_records,
-    wait_settled,
+    ApiProc, LogDir, WorkerProc, accepted_id, assert_contract, fault_lock, job_body, job_record,
+    job_records, wait_settled,
 };
 use portfolio_tests::throwaway::{Relay, ThrowawayRedis, ThrowawaySentinel, TlsFiles};
 use portfolio_tests::{TestDb, TestEnv, TestQueue, eventually};
@@ -439,4 +439,60 @@ fn assert_probe_reached(env: &mut TestEnv, replicas: &[ThrowawayRedis], promoted
     assert!(replicas.iter().any(|r| r.port == promoted), "promoted {promoted}");
     env.queue.redis_url = format!("redis://127.0.0.1:{promoted}");
     let _: () = redis::cmd("DEL").arg("pmc-ha-probe").query(&mut new_master).unwrap();
+}
+
+/// A waited submit (`Prefer: wait=5`) of a small job: its status, and the job's id when it was
+/// accepted (recorded), whether or not it ended within the wait.
+async fn waited_submit(api: &ApiProc) -> (u16, Option<Uuid>) {
+    let sent = api.client.post(api.url("/simulations")).header("Prefer", "wait=5");
+    let Ok(response) = sent.json(&job_body(1_000, 10)).send().await else {
+        return (0, None);
+    };
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    let id = matches!(status, 200 | 202).then(|| accepted_id(&body));
+    (status, id)
+}
+
+/// An ElastiCache primary endpoint after its node was lost: the name now leads to the replica
+/// promoted in its place, while the connections made to the old node go silent (no reset, no
+/// reply). The API and a worker on a plain `redis://` URL leave the silent connections for new
+/// ones, subscriptions included. Waited submits are answered with their results, which takes
+/// the worker's doorbell (its own polls are a minute apart) and the API's subscription to
+/// finished jobs (its waiters re-read Postgres a minute apart) on the new server; and every
+/// job accepted meanwhile ends exactly once. They used to stay on the silent connections until
+/// the kernel gave up on them (a quarter of an hour), and every job queued meanwhile waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ha_a_silent_server_is_left_when_its_name_moves_to_another() {
+    let _lock = fault_lock();
+    let (old, new) = (ThrowawayRedis::start(), ThrowawayRedis::start());
+    let relay = Relay::start_movable(old.port).await;
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&old.url()));
+    env.set("REDIS_URL", format!("redis://127.0.0.1:{}", relay.port));
+    env.set("WORKER_POLL_INTERVAL_MS", 60_000);
+    env.set("WAIT_RECHECK_MS", 60_000);
+    env.set("RECONCILE_INTERVAL_SECS", 1);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let _worker = WorkerProc::spawn(&vars, &logs, "a").await;
+    let (status, first) = waited_submit(&api).await;
+    assert_eq!(status, 200, "before the move");
+    let mut accepted: Vec<Uuid> = first.into_iter().collect();
+
+    relay.move_silently(new.port);
+    // The queue's keys now live on the new server, where the clean-up looks.
+    env.queue.redis_url = new.url();
+    let mut answered = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while answered < 3 {
+        assert!(Instant::now() < deadline, "waited submits still not answered with results");
+        let (status, id) = waited_submit(&api).await;
+        accepted.extend(id);
+        // Three in a row: each needs both subscriptions, not a fetch made on reconnecting.
+        answered = if status == 200 { answered + 1 } else { 0 };
+    }
+    wait_settled(&env.db.url, Duration::from_secs(60)).await;
+    for record in assert_contract(&env.db.url, &accepted) {
+        assert_eq!(record.status, "succeeded", "{record:?}");
+    }
 }

@@ -227,6 +227,9 @@ impl Drop for ThrowawaySentinel {
 pub struct Relay {
     pub port: u16,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Where a movable relay sends new connections, and what silences the old ones.
+    moves:
+        Option<(std::sync::Arc<std::sync::atomic::AtomicU16>, std::sync::Arc<tokio::sync::Notify>)>,
 }
 
 impl Relay {
@@ -249,7 +252,7 @@ impl Relay {
             }
         });
         tasks.lock().expect("relay tasks").push(accept.abort_handle());
-        Self { port, tasks }
+        Self { port, tasks, moves: None }
     }
 
     /// A relay that loses one reply: the first request whose bytes hold `marker` reaches the
@@ -320,7 +323,54 @@ impl Relay {
             }
         });
         tasks.lock().expect("relay tasks").push(accept.abort_handle());
-        Self { port, tasks }
+        Self { port, tasks, moves: None }
+    }
+
+    /// A relay that stands for a DNS name moved to another server while the old one went
+    /// silent (an ElastiCache primary endpoint after its node was lost): after
+    /// [`Relay::move_silently`], connections made before relay nothing more, in either direction,
+    /// yet stay open, and new ones reach the new upstream.
+    pub async fn start_movable(upstream: u16) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU16, Ordering};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let target = Arc::new(AtomicU16::new(upstream));
+        let silenced = Arc::new(tokio::sync::Notify::new());
+        let handles = tasks.clone();
+        let (to, silence) = (target.clone(), silenced.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut downstream, _)) = listener.accept().await {
+                let upstream = to.load(Ordering::SeqCst);
+                let silence = silence.clone();
+                let connection = tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let silenced = silence.notified();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut downstream, &mut up) => return,
+                        () = silenced => {}
+                    }
+                    // Held open, unread and unanswered, until the relay is dropped.
+                    std::future::pending::<()>().await;
+                    drop((downstream, up));
+                });
+                handles.lock().expect("relay tasks").push(connection.abort_handle());
+            }
+        });
+        tasks.lock().expect("relay tasks").push(accept.abort_handle());
+        Self { port, tasks, moves: Some((target, silenced)) }
+    }
+
+    /// Points new connections at `upstream` and silences every connection made before.
+    pub fn move_silently(&self, upstream: u16) {
+        let (target, silenced) = self.moves.as_ref().expect("a relay made by start_movable");
+        target.store(upstream, std::sync::atomic::Ordering::SeqCst);
+        silenced.notify_waiters();
     }
 
     /// Drops every relayed connection and the listener: nothing more passes, ever.

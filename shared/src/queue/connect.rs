@@ -2,10 +2,15 @@
 //! follows a failover, and the apalis-redis configuration pushers and workers share.
 //!
 //! redis-rs's `ConnectionManager` reconnects, but always to the address its `Client` was made
-//! with: behind Sentinels that is the old master, dead or demoted. [`QueueConn`] wraps one
-//! and replaces it with a manager for a freshly resolved master (see [`RedisTarget`]) after a
-//! connection error, or after a `READONLY` reply (a write that reached a demoted master; it
-//! was not applied, so it is sent once more to the new master). apalis-redis's `RedisStorage`
+//! with: behind Sentinels that is the old master, dead or demoted. And it reconnects only when
+//! its connection is dropped, not when a call times out: a server that went silent (a hung
+//! master, or an ElastiCache primary lost with its node, whose endpoint now names the replica
+//! promoted in its place) keeps every call on the silent connection until the kernel gives up
+//! on it, about a quarter of an hour. [`QueueConn`] wraps one and replaces it with a manager
+//! for a freshly resolved master (see [`RedisTarget`]; a single server's name is looked up
+//! again on connecting) after a connection error or a timeout, or after a `READONLY` reply (a
+//! write that reached a demoted master; it was not applied, so it is sent once more to the new
+//! master). apalis-redis's `RedisStorage`
 //! is generic over the connection, so the workers' fetches, acks and heartbeats go through
 //! the same wrapper and follow the failover too.
 
@@ -122,8 +127,7 @@ impl Shared {
     }
 
     /// Condemns the manager of `generation` after `error`, if the error says its server is
-    /// gone (only behind Sentinels: a single server's manager reconnects on its own) or is no
-    /// longer the master. Returns whether the error was `READONLY`.
+    /// gone or silent, or no longer the master. Returns whether the error was `READONLY`.
     fn judge(&self, generation: u64, error: &RedisError) -> bool {
         let read_only = is_read_only(error);
         let gone = error.is_io_error()
@@ -131,7 +135,7 @@ impl Shared {
             || error.is_connection_refusal()
             || error.is_timeout()
             || error.is_unrecoverable_error();
-        if read_only || (gone && self.target.follows_sentinels()) {
+        if read_only || gone {
             self.condemn(generation, error);
         }
         read_only
@@ -141,7 +145,7 @@ impl Shared {
     fn condemn(&self, generation: u64, why: &dyn std::fmt::Display) {
         let mut current = self.current();
         if current.generation == generation && !current.stale {
-            tracing::warn!(error = %why, "Redis connection condemned; resolving the master again");
+            tracing::warn!(error = %why, "Redis connection condemned; connecting again");
             current.stale = true;
         }
     }
@@ -151,7 +155,8 @@ impl Shared {
 /// timed out. The API gives up on its requests' Redis calls after 1.5 s, before redis-rs's own
 /// response timeout (5 s) fires: without this, a master that hangs rather than dies (stopped,
 /// or cut off without a reset) never produced an error here, and the API kept sending to it
-/// after the Sentinels had promoted a replica (75 s in a test, every submit's push lost).
+/// after the Sentinels had promoted a replica (75 s in a test, every submit's push lost), or
+/// after an ElastiCache endpoint had moved to one (for as long as the kernel kept the socket).
 const ABANDONED_AFTER: Duration = Duration::from_secs(1);
 
 /// Condemns its manager if the call it watches is dropped unanswered after waiting
@@ -171,10 +176,7 @@ impl<'a> Unanswered<'a> {
 
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
-        if !self.answered
-            && self.since.elapsed() >= ABANDONED_AFTER
-            && self.shared.target.follows_sentinels()
-        {
+        if !self.answered && self.since.elapsed() >= ABANDONED_AFTER {
             self.shared.condemn(self.generation, &"a call abandoned unanswered (a timeout)");
         }
     }

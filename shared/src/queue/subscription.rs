@@ -6,6 +6,11 @@
 //! lost; `on_subscribed` runs after every (re)subscription so the listener can catch up with
 //! whatever it may have missed. Each (re)subscription asks [`RedisTarget`] for the master
 //! again, so behind Sentinels it follows a failover.
+//!
+//! A subscription only listens, so a server gone silent (hung, or lost with its node while an
+//! ElastiCache endpoint moved to a replica) would look like a quiet channel for as long as the
+//! kernel keeps the socket. It is pinged every [`PING_EVERY`], and one unanswered within
+//! [`PING_TIMEOUT`] ends it, to subscribe again wherever the target now leads.
 
 use std::time::Duration;
 
@@ -24,6 +29,10 @@ const RESUBSCRIBE_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
     .without_max_times();
 /// How long one connection attempt may take (a Redis that drops packets never answers).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a quiet subscription checks that its server still answers.
+const PING_EVERY: Duration = Duration::from_secs(3);
+/// A ping unanswered this long means the server went silent.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Listens on `channel` until the returned task is aborted. Call inside a Tokio runtime.
 pub fn subscribe(
@@ -63,9 +72,25 @@ async fn listen(
     pubsub.subscribe(channel).await?;
     tracing::debug!(channel, "subscribed");
     on_subscribed();
-    let mut messages = pubsub.on_message();
-    while let Some(message) = messages.next().await {
-        on_message(message.get_payload_bytes());
+    let (mut sink, mut messages) = pubsub.split();
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(message) => on_message(message.get_payload_bytes()),
+                None => return Ok(()),
+            },
+            _ = pings.tick() => {
+                match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        tracing::warn!(channel, "Redis did not answer the subscription's ping; subscribing again");
+                        return Ok(());
+                    }
+                }
+            }
+        }
     }
-    Ok(())
 }

@@ -113,6 +113,16 @@ fn read_ca(path: &Path) -> RedisResult<redis::TlsCertificates> {
 }
 
 fn direct(url: &str, ca: Option<redis::TlsCertificates>) -> RedisResult<redis::Client> {
+    // The URL is a secret (it may hold the password): the error says what to look for, and
+    // not where, so it never shows a part of it.
+    url.into_connection_info().map_err(|_| {
+        invalid(
+            "REDIS_URL is not a Redis URL",
+            "redis://[[user]:password@]host[:port][/db] or rediss://…; a password or token \
+             holding any of : / ? # [ ] @ % must have it percent-encoded (# as %23)"
+                .to_owned(),
+        )
+    })?;
     match ca {
         None => redis::Client::open(url),
         Some(ca) if url.starts_with("rediss://") => redis::Client::build_with_tls(url, ca),

@@ -224,7 +224,9 @@ fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
     // The waiter is also satisfied by a circuit-breaker rollback: the script checks what runs
     // before it touches the workers, and again after them.
     let api_checked = at("check_rollout \"$API_SERVICE\" \"$API_TD\"", api_stable);
-    let workers = at("--service \"$WORKER_SERVICE\"", api_checked);
+    // And, given the load balancer's address, that it reaches its stores before the workers.
+    let api_ready = at("check_ready", api_checked);
+    let workers = at("--service \"$WORKER_SERVICE\"", api_ready);
     let workers_stable = at("aws ecs wait services-stable", workers);
     let workers_checked = at("check_rollout \"$WORKER_SERVICE\" \"$WORKER_TD\"", workers_stable);
     at("deployed", workers_checked);
@@ -239,6 +241,11 @@ fn the_deploy_script_migrates_before_it_rolls_out_the_services() {
         "exit 1",
     ] {
         assert!(check.contains(needle), "deploy.sh check_rollout lacks {needle:?}:\n{check}");
+    }
+
+    let ready = function_body(&script, "check_ready");
+    for needle in ["API_URL", "/ready", "curl -fsS", "exit 1"] {
+        assert!(ready.contains(needle), "deploy.sh check_ready lacks {needle:?}:\n{ready}");
     }
 
     // Task definitions are registered with each secret's full ARN, looked up by name.
