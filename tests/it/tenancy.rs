@@ -13,7 +13,7 @@ use portfolio_shared::store::{self, Recorded};
 use portfolio_tests::processes::{ApiProc, LogDir, run_to_end};
 use portfolio_tests::{ApiClient, TestDb, TestEnv, eventually, problem, small_request};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -433,6 +433,67 @@ async fn the_quota_caps_a_tenants_unfinished_jobs_naming_the_setting() {
     assert_eq!(response.unwrap().status(), 200);
     heavy.submit_ok(&small_request()).await;
     app.submit_ok(&small_request()).await;
+}
+
+/// A sweep holds a quota place per unit, as each unit is an entry of the queue whose ceiling
+/// the quota keeps a tenant's share of; a sweep of more units than the quota is refused as it
+/// stands (`422`), since it could never be let in. Counted once, one tenant's sweeps could
+/// hold many times its share of `QUEUE_DEPTH_CEILING`, and every other tenant's submit got
+/// `503`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_holds_a_quota_place_per_unit() {
+    let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("the jobs wait; no worker runs");
+    env.set("MAX_UNFINISHED_JOBS_PER_KEY", 3);
+    // One cell per unit.
+    env.set("SWEEP_UNIT_COST", 1);
+    let app = env.spawn_app().await;
+    let tenant = app.as_key(&env.key("sweeper", &["simulate"]));
+    let sweep = |cells: u32| {
+        let mut body = small_request();
+        body["sweep"] = json!({"axes": [
+            {"field": "monthly_spending", "from": 3000, "to": 5000, "steps": cells}
+        ]});
+        body
+    };
+    let too_many = problem(tenant.submit(&sweep(4)).await, 422).await;
+    assert_eq!(too_many["errors"][0]["field"], "sweep", "{too_many}");
+    let message = too_many["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("4 units") && message.contains("MAX_UNFINISHED_JOBS_PER_KEY"));
+    tenant.submit_ok(&sweep(2)).await;
+    // Two of three places held: a plan fits, a sweep of two does not.
+    let refused = tenant.submit(&sweep(2)).await;
+    let p = problem(refused, 429).await;
+    assert_eq!(p["type"], "/problems/quota-reached");
+    assert!(p["detail"].as_str().unwrap().contains("hold 2 of the 3"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("needs 2"), "{p}");
+    tenant.submit_ok(&small_request()).await;
+    problem(tenant.submit(&small_request()).await, 429).await;
+    let mine: Value =
+        tenant.client.get(tenant.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 2, "a sweep and a plan: {mine}");
+    // The three queue entries are all this tenant has.
+    let mut conn = PgConnection::establish(&env.db.url).unwrap();
+    assert_eq!(places_held(&mut conn, "sweeper"), 3);
+    // Another tenant was never concerned.
+    app.submit_ok(&small_request()).await;
+}
+
+/// Queue places a tenant's unfinished jobs hold, as the quota counts them.
+fn places_held(conn: &mut PgConnection, owner: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM simulations \
+         WHERE owner = $1 AND kind <> 'sweep' AND status IN ('queued', 'running')",
+    )
+    .bind::<Text, _>(owner)
+    .get_result::<Held>(conn)
+    .unwrap()
+    .n
 }
 
 /// The quota holds under a race: submits of one tenant from many connections at once record

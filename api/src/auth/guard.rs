@@ -53,8 +53,10 @@ pub(crate) async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    // CORS preflights carry no credentials (the CORS middleware answers them).
-    if req.method() == Method::OPTIONS || is_public(&req) {
+    // CORS preflights carry no credentials, and never reach here: the CORS middleware outside
+    // answers them when `CORS_ALLOWED_ORIGINS` is set, and a same-origin page sends none. An
+    // `OPTIONS` that does needs a key like any request: its `405` would list a route's methods.
+    if is_public(&req) {
         return next.call(req).await.map(ServiceResponse::map_into_left_body);
     }
     let state = req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone();

@@ -9,11 +9,21 @@ use portfolio_shared::store::{self, NewApiKey};
 use super::Scope;
 use super::key::PresentedKey;
 
-/// A key's name is its tenant: letters, digits, `.`, `_`, `-`, up to 64.
+/// The owner the tenancy migration gave every job recorded before tenancy: only operators see
+/// them, and a key of this name would hand them all to its tenant.
+const PRE_TENANCY_OWNER: &str = "legacy";
+
+/// A key's name is its tenant: letters, digits, `.`, `_`, `-`, up to 64; not the owner of the
+/// jobs recorded before tenancy.
 pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = (1..=64).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     anyhow::ensure!(ok, "--name `{name}`: use 1 to 64 letters, digits, `.`, `_` or `-`");
+    anyhow::ensure!(
+        !name.eq_ignore_ascii_case(PRE_TENANCY_OWNER),
+        "--name `{name}`: reserved for the jobs recorded before tenancy, which only operators \
+         see; choose another name"
+    );
     Ok(())
 }
 
@@ -112,7 +122,7 @@ mod tests {
     #[test]
     fn names_and_scopes_are_checked() {
         assert!(check_name("acme-prod_2.x").is_ok());
-        for bad in ["", "a b", "ünï", &"x".repeat(65), "a:b"] {
+        for bad in ["", "a b", "ünï", &"x".repeat(65), "a:b", "legacy", "Legacy"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_scopes(&[]).unwrap(), ["simulate"]);

@@ -75,7 +75,8 @@ impl Modify for RequestRules {
 }
 
 /// Who may call what: the bearer scheme required by default, `security: []` on the public
-/// paths, the operator scope on the operators' paths, and on every protected operation the
+/// paths, the operator scope on the operators' paths, the simulate scope on the operations
+/// that submit or cancel, and on every protected operation the
 /// answers the access checks give (401, 403, 429) as shared responses.
 struct Access;
 
@@ -123,6 +124,8 @@ impl Modify for Access {
                 }
                 if operator {
                     operation.security = Some(vec![SecurityRequirement::new(SCHEME, ["operator"])]);
+                } else if SIMULATE_OPERATIONS.contains(&(method, path.as_str())) {
+                    operation.security = Some(vec![SecurityRequirement::new(SCHEME, ["simulate"])]);
                 }
                 let answers = &mut operation.responses.responses;
                 // The rate limit's headers come on the answers of a keyed request once its key

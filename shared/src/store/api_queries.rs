@@ -33,17 +33,21 @@ pub enum Viewer<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     Inserted,
-    /// The owner already has this many unfinished jobs, the most it may have; nothing was
-    /// written.
+    /// The owner's queued and running work already holds `unfinished` queue places, and
+    /// `needed` more would take it past its quota; nothing was written. A plan holds one place,
+    /// a sweep one per unit: the quota bounds what one tenant may put in the queue, whose
+    /// ceiling (`QUEUE_DEPTH_CEILING`) counts entries.
     QuotaReached {
         unfinished: i64,
+        needed: i64,
     },
     /// The key the job names (`api_key_id`) is revoked or gone; nothing was written.
     KeyRevoked,
 }
 
 /// Records an accepted job (status `queued`) and its `submitted` audit row, atomically, unless
-/// its owner already has `max_unfinished` jobs queued or running. The count and the insert run
+/// its owner's queued and running work already holds `max_unfinished` queue places (see
+/// [`Recorded::QuotaReached`]). The count and the insert run
 /// under a lock of the owner's (a transaction-scoped advisory lock), so concurrent submits of
 /// one tenant, through any number of API replicas, cannot overshoot the quota.
 ///
@@ -133,7 +137,7 @@ pub fn insert_job(
     Ok(if !key_valid {
         Recorded::KeyRevoked
     } else if unfinished >= max_unfinished {
-        Recorded::QuotaReached { unfinished }
+        Recorded::QuotaReached { unfinished, needed: 1 }
     } else {
         Recorded::Inserted
     })
@@ -163,12 +167,14 @@ fn lock_quota(conn: &mut PgConnection, owner: &str) -> QueryResult<()> {
         .map(drop)
 }
 
-/// Runs `insert` (which writes `job`'s rows) and records the job's `submitted` audit row, in one
-/// transaction, unless the owner is at its quota. The units of a sweep are not jobs of their
-/// owner's: the sweep counts once.
+/// Runs `insert` (which writes `job`'s rows, holding `places` queue places) and records the
+/// job's `submitted` audit row, in one transaction, unless the owner's quota has not room for
+/// them. The places held are those of `lock_quota_and_count_unfinished`: plans and units, not
+/// the sweeps that own the units.
 pub(super) fn within_quota(
     conn: &mut PgConnection,
     job: &NewSimulation<'_>,
+    places: i64,
     max_unfinished: i64,
     insert: impl FnOnce(&mut PgConnection) -> QueryResult<()>,
 ) -> QueryResult<Recorded> {
@@ -177,11 +183,11 @@ pub(super) fn within_quota(
         let unfinished: i64 = simulations::table
             .filter(simulations::owner.eq(job.owner))
             .filter(simulations::status.eq_any([JobStatus::Queued, JobStatus::Running]))
-            .filter(simulations::kind.ne(JobKind::Unit))
+            .filter(simulations::kind.ne(JobKind::Sweep))
             .count()
             .get_result(conn)?;
-        if unfinished >= max_unfinished {
-            return Ok(Recorded::QuotaReached { unfinished });
+        if unfinished + places > max_unfinished {
+            return Ok(Recorded::QuotaReached { unfinished, needed: places });
         }
         insert(conn)?;
         record_submitted(conn, job)?;

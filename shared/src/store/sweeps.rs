@@ -34,8 +34,8 @@ pub struct NewUnit {
 }
 
 /// Records a sweep (`queued`, progress 0 of `cells`), its `submitted` audit row and its units,
-/// atomically and within its owner's quota, as [`super::insert_job`] does for a plain job. A
-/// sweep counts as one job against the quota; its units do not count.
+/// atomically and within its owner's quota, as [`super::insert_job`] does for a plain job. Each
+/// unit holds a place in the quota (it is a queue entry); the sweep's own row holds none.
 pub fn insert_sweep(
     conn: &mut PgConnection,
     job: &NewSimulation<'_>,
@@ -43,7 +43,8 @@ pub fn insert_sweep(
     units: &[NewUnit],
     max_unfinished: i64,
 ) -> QueryResult<Recorded> {
-    within_quota(conn, job, max_unfinished, |conn| {
+    let places = i64::try_from(units.len()).unwrap_or(i64::MAX);
+    within_quota(conn, job, places, max_unfinished, |conn| {
         diesel::insert_into(simulations::table)
             .values((
                 job,
