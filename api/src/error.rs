@@ -2,8 +2,11 @@
 //! (`application/problem+json`): user mistakes are 4xx naming the field and the rule; server
 //! trouble is logged once with its cause chain and answered without internals.
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use portfolio_engine::FieldError;
 use serde::Serialize;
@@ -42,10 +45,12 @@ pub enum ApiError {
     )]
     RateLimited { budget: &'static str, limit: u32, setting: &'static str, retry_after_secs: u64 },
     /// The tenant has as many unfinished jobs as it may have.
+    /// The tenant's queued and running work holds `unfinished` queue places (a plan one, a
+    /// sweep one per unit), and `needed` more would pass `limit`.
     #[error(
-        "quota: {unfinished} of your jobs are queued or running, the most one tenant may have (MAX_UNFINISHED_JOBS_PER_KEY={limit}); nothing was recorded, submit again when some have finished"
+        "quota: your queued and running jobs hold {unfinished} of the {limit} queue places one tenant may hold (MAX_UNFINISHED_JOBS_PER_KEY={limit}; a plan holds one, a sweep one per unit), and this submit needs {needed}; nothing was recorded, submit again when some have finished"
     )]
-    QuotaReached { unfinished: i64, limit: u64 },
+    QuotaReached { unfinished: i64, needed: i64, limit: u64 },
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -212,4 +217,41 @@ impl ResponseError for ApiError {
         }
         response.body(serde_json::to_vec(&self.problem()).expect("a problem always serialises"))
     }
+}
+
+/// The largest body of a bare error answer read into a problem's `detail`.
+const BARE_DETAIL_LIMIT: usize = 1024;
+
+/// Middleware: a client error answered by a layer of actix's and not by us (the CORS
+/// middleware refusing an origin, for one) comes without a `Content-Type`, its reason as plain
+/// text. It is rewritten as the problem document every other error is, its text the `detail`.
+pub(crate) async fn problem_for_bare_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    if !status.is_client_error() || res.headers().contains_key(header::CONTENT_TYPE) {
+        return Ok(res.map_into_boxed_body());
+    }
+    let (req, res) = res.into_parts();
+    let (mut head, body) = res.into_parts();
+    let text = actix_web::body::to_bytes_limited(body, BARE_DETAIL_LIMIT)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("Client error");
+    let problem = Problem {
+        kind: format!("/problems/{}", reason.to_ascii_lowercase().replace(' ', "-")),
+        title: reason.to_owned(),
+        status: status.as_u16(),
+        detail: if text.is_empty() { reason.to_owned() } else { text },
+        errors: None,
+    };
+    head.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    head.headers_mut().remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&problem).expect("a problem always serialises");
+    Ok(ServiceResponse::new(req, head.set_body(BoxBody::new(body))))
 }

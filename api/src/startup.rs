@@ -88,7 +88,8 @@ impl Application {
         if state.settings.auth.mode == AuthMode::Disabled {
             tracing::warn!(
                 "AUTH_MODE=disabled: no API key is asked for; every request acts as the one \
-                 tenant `local`. Never expose this API beyond your own machine."
+                 tenant `local` with both scopes (an operator: it reads every tenant's jobs). \
+                 Never expose this API beyond your own machine."
             );
         }
         let (metrics_port, metrics_server) =
@@ -99,6 +100,7 @@ impl Application {
             let app = App::new()
                 .wrap(from_fn(auth::guard::guard))
                 .wrap(Condition::new(!origins.is_empty(), cors(origins)))
+                .wrap(from_fn(crate::error::problem_for_bare_errors))
                 .wrap(from_fn(crate::metrics::track))
                 .wrap(TracingLogger::<RequestIdRootSpan>::new())
                 .wrap(from_fn(crate::headers::secure))

@@ -1,7 +1,10 @@
 //! A Postgres connection string checked by libpq's own parser at start. Without it a
 //! `DATABASE_URL` libpq cannot read starts the process anyway: `/health` answers, every pool
-//! connect fails for ever, and the log names no variable. libpq's parser, not ours, so what
-//! passes here is exactly what the pools will accept (URIs and `key=value` strings alike).
+//! connect fails for ever, and the log names no variable. libpq's parser, not ours, reads the
+//! string (URIs and `key=value` strings alike). It checks the names of the parameters, not
+//! their values, which libpq checks only when it connects: the values of the parameters that
+//! take a number or one of a few words are checked here as libpq would then (`sslmode=bogus`,
+//! `port=abc`), and the values of any other are left to it.
 
 use std::ffi::{CStr, CString, c_char};
 
@@ -22,9 +25,23 @@ pub(crate) fn refusal(conninfo: &str) -> Option<String> {
     // the message it returns, and each is freed below with libpq's own free, once.
     let options = unsafe { pq_sys::PQconninfoParse(text.as_ptr(), &mut error) };
     if !options.is_null() {
-        // SAFETY: `options` came from PQconninfoParse and is freed once.
-        unsafe { pq_sys::PQconninfoFree(options) };
-        return None;
+        let mut refused = None;
+        let mut option = options;
+        // SAFETY: PQconninfoParse returns an array ended by an entry whose keyword is NULL;
+        // every string in it is NUL-terminated and lives until the array is freed, below.
+        unsafe {
+            while refused.is_none() && !(*option).keyword.is_null() {
+                if !(*option).val.is_null() {
+                    let keyword = CStr::from_ptr((*option).keyword).to_string_lossy();
+                    let value = CStr::from_ptr((*option).val).to_string_lossy();
+                    refused = value_refusal(&keyword, &value);
+                }
+                option = option.add(1);
+            }
+            // Freed once; nothing read from it is used after.
+            pq_sys::PQconninfoFree(options);
+        }
+        return refused.map(|why| format!("is not a connection string libpq can use: {why}"));
     }
     let message = if error.is_null() {
         "could not be parsed by libpq".to_owned()
@@ -38,6 +55,52 @@ pub(crate) fn refusal(conninfo: &str) -> Option<String> {
         "is not a connection string libpq accepts ({message}); write it as \
          postgres://user[:password]@host[:port]/database[?param=value], or as key=value pairs"
     ))
+}
+
+/// Why libpq would refuse `value` for `keyword` when it connects, for the parameters whose
+/// values are a number or one of a few words (libpq 15–17). The value itself is never quoted:
+/// it may be a password given under a name we do not know.
+fn value_refusal(keyword: &str, value: &str) -> Option<String> {
+    // An empty value is libpq's to judge (for most parameters it means the default).
+    if value.is_empty() {
+        return None;
+    }
+    // libpq compares these with `strcmp`, but the TLS versions without regard to case.
+    let in_any_case = keyword.starts_with("ssl_") && keyword.ends_with("_protocol_version");
+    let one_of = |allowed: &[&str]| {
+        let taken =
+            allowed.iter().any(|a| *a == value || (in_any_case && a.eq_ignore_ascii_case(value)));
+        (!taken).then(|| format!("{keyword} takes one of {}", allowed.join(", ")))
+    };
+    let whole = |v: &str| v.trim().parse::<i64>().is_ok();
+    match keyword {
+        "sslmode" => one_of(&["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+        "gssencmode" | "channel_binding" => one_of(&["disable", "prefer", "require"]),
+        "sslcertmode" => one_of(&["disable", "allow", "require"]),
+        "target_session_attrs" => {
+            one_of(&["any", "read-write", "read-only", "primary", "standby", "prefer-standby"])
+        }
+        "load_balance_hosts" => one_of(&["disable", "random"]),
+        "sslnegotiation" => one_of(&["postgres", "direct"]),
+        "ssl_min_protocol_version" | "ssl_max_protocol_version" => {
+            one_of(&["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"])
+        }
+        // One port per host, or one for all; an empty one is the default.
+        "port" => value
+            .split(',')
+            .any(|p| {
+                !p.trim().is_empty()
+                    && !p.trim().parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+            })
+            .then(|| "port takes numbers from 1 to 65535".to_owned()),
+        "connect_timeout"
+        | "keepalives"
+        | "keepalives_idle"
+        | "keepalives_interval"
+        | "keepalives_count"
+        | "tcp_user_timeout" => (!whole(value)).then(|| format!("{keyword} takes a whole number")),
+        _ => None,
+    }
 }
 
 /// libpq's message up to its first quote: what follows quotes the string itself, which may hold
@@ -75,6 +138,28 @@ mod tests {
             assert!(!refused.contains("hunter2"), "{leaky}: {refused}");
         }
         assert!(refusal("postgres://db/x?nosuchparam=1").is_some());
+        // Values libpq checks only when it connects, named by their parameter, never quoted.
+        for (bad, named) in [
+            ("postgres://db/x?sslmode=bogus", "sslmode"),
+            ("host=db dbname=x sslmode=Require-ish", "sslmode"),
+            ("postgres://db/x?port=abc", "port"),
+            ("postgres://db:99999/x", "port"),
+            ("host=a,b port=5432,x", "port"),
+            ("postgres://db/x?connect_timeout=soon", "connect_timeout"),
+            ("postgres://db/x?target_session_attrs=writable", "target_session_attrs"),
+        ] {
+            let refused = refusal(bad).unwrap_or_else(|| panic!("{bad} taken"));
+            assert!(refused.contains(named), "{bad}: {refused}");
+            assert!(!refused.contains("bogus") && !refused.contains("soon"), "{refused}");
+        }
+        for good in [
+            "postgres://db/x?sslmode=verify-full&ssl_min_protocol_version=tlsv1.2&connect_timeout=5&target_session_attrs=read-write",
+            "host=a,b port=5432,5433 dbname=x keepalives_idle=30",
+            "host=a,b port=,5433 dbname=x",
+            "postgres://db/x?sslmode=",
+        ] {
+            assert_eq!(refusal(good), None, "{good}");
+        }
         assert_eq!(refusal("  ").as_deref(), Some("is empty"));
     }
 }

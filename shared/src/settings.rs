@@ -536,7 +536,7 @@ impl Settings {
                     "from 1 to 7000 (apalis-redis fails at 8000 due jobs)",
                 )?,
                 max_attempts: env.parse_where("MAX_ATTEMPTS", |n: &u32| *n >= 1, "at least 1")?,
-                reconcile_interval: env.seconds("RECONCILE_INTERVAL_SECS")?,
+                reconcile_interval: env.positive_seconds("RECONCILE_INTERVAL_SECS")?,
             },
             api: ApiSettings {
                 bind: env.parse("API_BIND")?,
@@ -547,7 +547,7 @@ impl Settings {
                     "from 1 to 1000000",
                 )?,
                 cors_allowed_origins: env.origins("CORS_ALLOWED_ORIGINS")?,
-                metrics_publish_interval: env.seconds("METRICS_PUBLISH_INTERVAL_SECS")?,
+                metrics_publish_interval: env.positive_seconds("METRICS_PUBLISH_INTERVAL_SECS")?,
                 run_simulation_wait: Duration::from_secs(env.parse_where(
                     "RUN_SIMULATION_WAIT_SECS",
                     |n: &u64| *n <= WAIT_LIMIT_SECS,
@@ -789,10 +789,6 @@ impl Env<'_> {
         self.parse_where(name, ok, rule).map(Some)
     }
 
-    fn seconds(&self, name: &'static str) -> Result<Duration, SettingsError> {
-        self.parse::<u64>(name).map(Duration::from_secs)
-    }
-
     fn positive_seconds(&self, name: &'static str) -> Result<Duration, SettingsError> {
         self.parse_where::<u64>(name, |n| *n >= 1, "at least 1 (seconds)").map(Duration::from_secs)
     }
@@ -992,8 +988,13 @@ mod tests {
         assert_eq!(err.name, "JOB_TIMEOUT_SECS");
         let err = with(&[("MAX_JOB_COST", "-1")]).unwrap_err();
         assert_eq!(err.name, "MAX_JOB_COST");
-        // r2d2 would panic on these; a setting says what it takes instead.
-        for name in ["DB_POOL_TIMEOUT_SECS", "DB_POOL_MAX_LIFETIME_SECS"] {
+        // r2d2 would panic on the first two; the last two would run their loops back to back.
+        for name in [
+            "DB_POOL_TIMEOUT_SECS",
+            "DB_POOL_MAX_LIFETIME_SECS",
+            "RECONCILE_INTERVAL_SECS",
+            "METRICS_PUBLISH_INTERVAL_SECS",
+        ] {
             let err = with(&[(name, "0")]).unwrap_err();
             assert_eq!(err.name, name);
             assert!(err.message.contains("at least 1"), "{}", err.message);

@@ -206,6 +206,37 @@ async fn unknown_and_malformed_ids_are_404() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_has_one_address_its_hyphenated_id_in_either_case() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("it reads a queued job's address; no worker runs it");
+    let app = env.spawn_app().await;
+    let response = app.client.post(app.url("/simulations")).json(&small_request()).send().await;
+    let body: Value = response.unwrap().json().await.unwrap();
+    let id: uuid::Uuid = body["id"].as_str().unwrap().parse().unwrap();
+    let upper = id.hyphenated().to_string().to_uppercase();
+    let found = app.client.get(app.url(&format!("/results/{upper}"))).send().await.unwrap();
+    assert_eq!(found.status(), StatusCode::OK);
+    let found: Value = found.json().await.unwrap();
+    assert_eq!(found["id"], id.to_string());
+    let other_spellings = [id.simple().to_string(), id.braced().to_string(), id.urn().to_string()];
+    for spelling in other_spellings {
+        let encoded = spelling.replace('{', "%7B").replace('}', "%7D");
+        for path in [format!("/results/{encoded}"), format!("/simulations/{encoded}")] {
+            let request = if path.starts_with("/results") {
+                app.client.get(app.url(&path))
+            } else {
+                app.client.delete(app.url(&path))
+            };
+            problem(request.send().await.unwrap(), 404).await;
+        }
+    }
+    let listed = app.client.get(app.url(&format!("/results?before={}", id.simple()))).send();
+    problem(listed.await.unwrap(), 422).await;
+    // The cancels above found nothing: the job is still queued.
+    assert_eq!(app.job(id).await["status"], "queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submit_is_202_with_location_and_queued_body_and_the_old_route_is_the_same_handler() {
     let mut env = TestEnv::new();
     env.leaves_unfinished_jobs("it checks what a submit answers; no worker runs the jobs");
@@ -392,6 +423,12 @@ async fn the_openapi_document_resolves_every_ref_and_documents_access_on_every_o
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let said = |status: &str| op["responses"][status].is_object();
+            // Every answer says what it means (a shared response, by its own description).
+            for (status, answer) in op["responses"].as_object().unwrap() {
+                let said = answer.get("$ref").is_some()
+                    || answer["description"].as_str().is_some_and(|d| !d.is_empty());
+                assert!(said, "{method} {path}: {status} has no description");
+            }
             if public.contains(&path.as_str()) {
                 assert_eq!(op["security"], json!([]), "{method} {path} is public");
                 assert!(!said("401"), "{method} {path} is public");
@@ -455,6 +492,9 @@ async fn the_scopes_the_document_states_are_the_scopes_the_handlers_require() {
             }
             let needs_operator = op["security"] == json!([{"api_key": ["operator"]}]);
             let forbids = op["responses"]["403"].is_object();
+            // An operation that can refuse a key for its scope names the scope it needs.
+            let named = op["security"][0]["api_key"].as_array().is_some_and(|s| !s.is_empty());
+            assert_eq!(named, forbids, "{method} {path}: the scope it needs is named");
             let method: reqwest::Method = method.to_uppercase().parse().unwrap();
             let status = |client: &portfolio_tests::ApiClient| {
                 let request = client.client.request(method.clone(), client.url(&url));

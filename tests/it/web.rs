@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use portfolio_tests::{TestEnv, small_request};
+use portfolio_tests::{TestEnv, problem, small_request};
 use reqwest::header;
 use serde_json::Value;
 
@@ -180,7 +180,9 @@ async fn cors_answers_an_allowed_origin_and_no_other() {
 
     let refused = preflight("https://evil.example").await.unwrap();
     assert_eq!(allow(&refused), None);
-    assert!(!refused.status().is_success(), "{}", refused.status());
+    // Refused by the CORS middleware, in a problem document as every other error.
+    let refused = problem(refused, 400).await;
+    assert!(refused["detail"].as_str().unwrap().contains("Origin"), "{refused}");
     let refused = get("https://evil.example").await.unwrap();
     assert_eq!(allow(&refused), None);
 
@@ -192,6 +194,21 @@ async fn cors_answers_an_allowed_origin_and_no_other() {
     let response = response.send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    // An `OPTIONS` without a key, preflight or not, learns nothing of the routes (no `Allow`).
+    let anonymous = reqwest::Client::new();
+    for path in ["/queue/stats", "/simulations", "/results/x/charts/fan.svg", "/nowhere"] {
+        for preflight in [false, true] {
+            let mut request = anonymous.request(reqwest::Method::OPTIONS, app.url(path));
+            if preflight {
+                request = request
+                    .header(header::ORIGIN, "https://allowed.example")
+                    .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET");
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{path}");
+            assert!(response.headers().get(header::ALLOW).is_none(), "{path}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ pub(crate) struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, tag = "operations", responses((status = 200, description = "The process is alive (it reaches neither store: see `/ready`)", body = Health)))]
 #[route("/health", method = "GET", method = "HEAD")]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn health() -> HttpResponse {

@@ -190,8 +190,18 @@ impl JobView {
 }
 
 /// A job id from the path; anything that is not a UUID is simply not a job (404).
+///
+/// Only the hyphenated form names a job (in either case, as RFC 9562 reads it): the `uuid`
+/// crate also takes the simple, braced and `urn:uuid:` spellings, which would give one job
+/// several addresses, each cached apart from the one its `Location` and links give.
 pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound(format!("no job {raw:?}: job ids are UUIDs")))
+    hyphenated(raw).ok_or_else(|| ApiError::NotFound(format!("no job {raw:?}: job ids are UUIDs")))
+}
+
+/// `raw` as a UUID when it is written in the hyphenated form (8-4-4-4-12 hex digits): of the
+/// spellings `uuid` parses, that is the only one 36 characters long.
+pub(crate) fn hyphenated(raw: &str) -> Option<Uuid> {
+    (raw.len() == 36).then(|| Uuid::try_parse(raw).ok()).flatten()
 }
 
 /// The query of `GET /results/{id}`. Read as text and parsed by the handler, so a bad value is
@@ -394,8 +404,8 @@ pub(crate) async fn list(
     let before = match query.before.as_deref() {
         None => None,
         Some(raw) => Some(
-            raw.parse::<Uuid>()
-                .map_err(|_| ApiError::validation("before", "must be a job id (UUID)"))?,
+            hyphenated(raw)
+                .ok_or_else(|| ApiError::validation("before", "must be a job id (UUID)"))?,
         ),
     };
     // One row more than the page, so a full last page says it is the last (`next: null`).

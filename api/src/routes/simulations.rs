@@ -98,7 +98,9 @@ struct SubmitHeaders {
     params(SubmitHeaders),
     responses(
         (status = 202, description = "Accepted and queued (`status` is `running` when a `Prefer: wait` saw the job start and outlast it). Also the replay (`Idempotent-Replayed: true`, the whole job document) of a submit with `Prefer: wait` whose job has not ended within the wait", body = JobAccepted,
-         headers(("Location" = String, description = "/results/{id}"), ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
+         headers(("Location" = String, description = "/results/{id}"),
+                  ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured: the submit waited N s and the job had not ended"),
+                  ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
         (status = 200, description = "The job has ended within the wait asked by `Prefer: wait=N` (RFC 7240; at most 60 s, cut to MAX_WAIT_SECS): the whole job document, with `Preference-Applied: wait=N`. Also a replay of an earlier submit with the same Idempotency-Key (`Idempotent-Replayed: true`): at once without `Prefer: wait`, with it only once the job has ended within the wait; and a request that names its `seed` and whose result is in the result cache: the job is recorded as `succeeded` at once, its `result.cache` is `hit`, and no worker runs.", body = JobView,
          headers(("Location" = String, description = "/results/{id}"),
                   ("Content-Location" = String, description = "/results/{id}: the body is the document that URL serves (RFC 9110)"),
@@ -418,6 +420,20 @@ async fn accept_sweep(
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let seed = sweep.base.seed().unwrap_or_else(draw_seed);
     let units = units_of(&sweep, seed, state.settings.job_limits.sweep_unit_cost);
+    let quota = state.settings.auth.max_unfinished_per_tenant;
+    if units.len() as u64 > quota {
+        // Each unit holds a queue place of its owner's: this sweep could never be let in.
+        return Err(ApiError::validation(
+            "sweep",
+            format!(
+                "the grid splits into {} units of about SWEEP_UNIT_COST={} scenario-months, and \
+                 each holds one of the {quota} queue places one tenant may hold \
+                 (MAX_UNFINISHED_JOBS_PER_KEY): sweep fewer cells, or fewer scenarios or years",
+                units.len(),
+                state.settings.job_limits.sweep_unit_cost,
+            ),
+        ));
+    }
     let job = JobRecord {
         id,
         request_json: sweep.to_json(seed),
@@ -428,7 +444,6 @@ async fn accept_sweep(
         cache_key: None,
     };
     refuse_when_full(state, queue_depth(state).await?.waiting())?;
-    let quota = state.settings.auth.max_unfinished_per_tenant;
     let cells = sweep.cells.len() as i32;
     let insert = {
         let (caller, job, units) = (caller.clone(), job.clone(), units.clone());
@@ -472,10 +487,10 @@ async fn recorded(
     match insert {
         Ok(Recorded::Inserted) => Ok(None),
         Ok(Recorded::KeyRevoked) => Err(ApiError::Unauthorized),
-        Ok(Recorded::QuotaReached { unfinished }) => {
+        Ok(Recorded::QuotaReached { unfinished, needed }) => {
             state.metrics.submits_refused.with_label_values(&["quota"]).inc();
             let limit = state.settings.auth.max_unfinished_per_tenant;
-            Err(ApiError::QuotaReached { unfinished, limit })
+            Err(ApiError::QuotaReached { unfinished, needed, limit })
         }
         Err(e) => {
             // Two submits with one new key raced; the loser answers as a replay.
@@ -667,15 +682,18 @@ enum Waited {
         (status = 200, description = "The job ended within RUN_SIMULATION_WAIT_SECS (default 30; or the wait of `Prefer: wait=N`): the whole job document with its result, as the old app answered. Unlike `POST /simulations`, which answers `202` at once unless asked to wait. Also an idempotent replay of a job that ended within the wait, and a seeded request answered from the result cache.", body = JobView,
          headers(("Location" = String, description = "/results/{id}"),
                   ("Content-Location" = String, description = "/results/{id}: the body is the document that URL serves (RFC 9110)"),
+                  ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"),
                   ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
         (status = 202, description = "Not ended when the wait did: accepted, `queued` or `running` as last seen; poll `Location` (`?wait=N` long-polls). A replay (`Idempotent-Replayed: true`) carries the whole job document", body = JobAccepted,
-         headers(("Location" = String, description = "/results/{id}"), ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 408, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+         headers(("Location" = String, description = "/results/{id}"),
+                  ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"),
+                  ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within 15 s of the headers; nothing was recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a value the database refused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Queue full or Postgres unavailable, as for `POST /simulations`. See Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/run_simulation")]
@@ -703,9 +721,9 @@ pub(crate) async fn run_simulation(
     responses(
         (status = 200, description = "Cancelled (it was queued)", body = JobAccepted),
         (status = 202, description = "Cancellation requested; the running job stops between batches (within a second), unless it ends first: a job that finishes before its worker sees the request keeps its outcome, `succeeded` included", body = JobAccepted),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job of this tenant's (or a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable; nothing was changed. See Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[delete("/simulations/{id}")]

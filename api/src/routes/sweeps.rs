@@ -109,7 +109,7 @@ pub(crate) async fn sweep_csv(
         .content_type("text/csv; charset=utf-8")
         .insert_header((
             header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"portfolio-mc-sweep-{}.csv\"", id.as_str()),
+            format!("attachment; filename=\"portfolio-mc-sweep-{}.csv\"", id.to_ascii_lowercase()),
         ))
         .insert_header((header::CACHE_CONTROL, cache_of(status)))
         .body(csv(&sweep).map_err(ApiError::Internal)?))
