@@ -193,13 +193,14 @@ pub(crate) fn emf_line(namespace: &str, depth: &QueueDepth, timestamp_ms: i64) -
                 "Metrics": [
                     { "Name": names::EMF_QUEUE_DEPTH, "Unit": "Count" },
                     { "Name": names::EMF_BACKLOG_PER_TASK, "Unit": "Count" },
+                    { "Name": names::EMF_WORKERS_ALIVE, "Unit": "Count" },
                 ],
             }],
         },
         names::EMF_DIMENSION: namespace,
         names::EMF_QUEUE_DEPTH: depth.ready,
         names::EMF_BACKLOG_PER_TASK: backlog_per_task,
-        "WorkersAlive": depth.workers_alive,
+        names::EMF_WORKERS_ALIVE: depth.workers_alive,
     })
     .to_string()
 }

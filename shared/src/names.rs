@@ -40,5 +40,7 @@ pub const EMF_NAMESPACE: &str = "PortfolioMC";
 pub const EMF_QUEUE_DEPTH: &str = "QueueDepth";
 /// Ready jobs per running worker task: the autoscaling target-tracking metric.
 pub const EMF_BACKLOG_PER_TASK: &str = "BacklogPerTask";
-/// Dimension of both EMF metrics; its value is the queue namespace.
+/// Worker processes whose heartbeat is fresh: an alarm's, when none is alive.
+pub const EMF_WORKERS_ALIVE: &str = "WorkersAlive";
+/// Dimension of the EMF metrics; its value is the queue namespace.
 pub const EMF_DIMENSION: &str = "Queue";

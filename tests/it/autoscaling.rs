@@ -38,7 +38,11 @@ async fn one_api_process_publishes_queue_depth_and_backlog_per_task_as_emf_even_
     assert_eq!(spec["Dimensions"], serde_json::json!([[names::EMF_DIMENSION]]));
     let metrics: Vec<&str> =
         spec["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-    assert_eq!(metrics, [names::EMF_QUEUE_DEPTH, names::EMF_BACKLOG_PER_TASK]);
+    assert_eq!(
+        metrics,
+        [names::EMF_QUEUE_DEPTH, names::EMF_BACKLOG_PER_TASK, names::EMF_WORKERS_ALIVE]
+    );
+    assert_eq!(first[names::EMF_WORKERS_ALIVE], 0, "no worker runs");
     assert_eq!(first[names::EMF_DIMENSION], env.queue.namespace.as_str());
     assert_eq!(first[names::EMF_QUEUE_DEPTH], 0, "an empty queue still publishes 0");
     assert_eq!(first[names::EMF_BACKLOG_PER_TASK], 0.0);

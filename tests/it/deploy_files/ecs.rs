@@ -5,12 +5,66 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use portfolio_shared::names;
-use serde_json::Value as Json;
+use serde_json::{Value as Json, json};
 
 use super::{array, default_of, json, read, root};
 
 pub(super) const ECS_TASKS: &[&str] =
     &["ecs/task-api.json", "ecs/task-worker.json", "ecs/task-migrate.json"];
+
+/// The CloudWatch alarms: each notifies the one topic; those on the API's own metrics name
+/// exactly what it publishes (a wrong name, dimension or unit matches no data, and an alarm on
+/// no data says nothing); the ones that must fire on silence treat missing data as breaching.
+#[test]
+fn the_alarms_watch_the_metrics_the_api_publishes() {
+    let alarms: Vec<String> = super::files_under("ecs")
+        .into_iter()
+        .filter(|f| f.starts_with("ecs/alarm-") && f.ends_with(".json"))
+        .collect();
+    let mut watched = Vec::new();
+    for file in &alarms {
+        let alarm = json(file);
+        let name = alarm["AlarmName"].as_str().unwrap_or_else(|| panic!("{file}: AlarmName"));
+        assert!(name.starts_with("portfolio-mc-"), "{file}: {name}");
+        let topic = json!(["arn:aws:sns:REGION:ACCOUNT:portfolio-mc-alarms"]);
+        assert_eq!(alarm["AlarmActions"], topic, "{file}: AlarmActions");
+        assert_eq!(alarm["OKActions"], topic, "{file}: OKActions");
+        assert!(
+            alarm["AlarmDescription"].as_str().is_some_and(|d| d.contains("docs/operations.md"))
+        );
+        assert!(alarm.get("Unit").is_none(), "{file}: a Unit matches only data sent with it");
+        if alarm["Namespace"] == names::EMF_NAMESPACE {
+            let metric = alarm["MetricName"].as_str().unwrap_or_default();
+            let published =
+                [names::EMF_QUEUE_DEPTH, names::EMF_BACKLOG_PER_TASK, names::EMF_WORKERS_ALIVE];
+            assert!(published.contains(&metric), "{file}: the API publishes no {metric}");
+            let namespace = ecs_env(ecs_container(&json("ecs/task-api.json"), "task-api"))
+                .get("QUEUE_NAMESPACE")
+                .cloned()
+                .unwrap_or_else(|| default_of("QUEUE_NAMESPACE").to_owned());
+            let dimension = json!([{ "Name": names::EMF_DIMENSION, "Value": namespace }]);
+            assert_eq!(alarm["Dimensions"], dimension, "{file}: Dimensions");
+            watched.push((metric.to_owned(), alarm));
+        }
+    }
+    let alarm_on = |metric: &str, operator: &str| {
+        watched
+            .iter()
+            .find(|(m, a)| m == metric && a["ComparisonOperator"] == operator)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("no alarm on {metric} {operator}"))
+    };
+    // Autoscaling frozen: the signal stops, which only missing data shows.
+    let missing = alarm_on(names::EMF_BACKLOG_PER_TASK, "LessThanThreshold");
+    assert_eq!(missing["TreatMissingData"], "breaching");
+    // Workers not keeping up: above the scaling target for longer than scaling takes.
+    let behind = alarm_on(names::EMF_BACKLOG_PER_TASK, "GreaterThanThreshold");
+    assert!(behind["Threshold"].as_f64().unwrap() > ecs_backlog_target());
+    let no_workers = alarm_on(names::EMF_WORKERS_ALIVE, "LessThanThreshold");
+    assert_eq!(no_workers["Threshold"], 1);
+    // The README says how to create them.
+    assert!(read("ecs/README.md").contains("put-metric-alarm --cli-input-json \"file://$alarm\""));
+}
 
 #[test]
 fn the_worker_scaling_policy_tracks_the_metric_the_api_publishes() {
