@@ -711,9 +711,19 @@ fn drifting(s: State<'_>, holdings: &mut [Vec<f64>; 3], p: &Step, constant: bool
         if p.rebalance {
             h = p.weights.map(|x| x * left);
         } else {
-            // Withdrawals and deposits are taken pro rata, so the mix keeps drifting.
-            let scale = if w > 0.0 { left / w } else { 0.0 };
-            h = h.map(|x| x * scale);
+            // Withdrawals and deposits are taken pro rata, so the mix keeps drifting. A
+            // portfolio so small that `left / w` overflows scales by its shares instead (a share
+            // of 0 times an infinite scale was NaN, capped to MAX_WEALTH), and money paid into
+            // an empty one goes in at the allocation's weights (it had no mix to keep, and
+            // scaling by 0 threw the deposit away).
+            let scale = left / w;
+            h = if w > 0.0 && scale.is_finite() {
+                h.map(|x| x * scale)
+            } else if w > 0.0 {
+                h.map(|x| x / w * left)
+            } else {
+                p.weights.map(|x| x * left)
+            };
         }
         for (a, x) in h.iter_mut().enumerate() {
             *x = ((*x * s.gross[a][j]) * p.fee_factor).min(MAX_WEALTH);

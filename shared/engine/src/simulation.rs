@@ -27,12 +27,13 @@ use crate::stats;
 /// Identifies the model and its random-number layout; results with the same version, request
 /// and seed are bit-identical. The model revision (`model 2`: the solver's answer capped at the
 /// largest spending a plan takes, the `student_t` note; `model 3`: the terminal histogram bins
-/// every scenario where it lies) changes with any change to what a result holds, so the result
+/// every scenario where it lies; `model 4`: money paid into an empty or nearly empty portfolio
+/// that is not rebalanced every month is invested, not lost or overflowed) changes with any change to what a result holds, so the result
 /// cache never serves an older engine's answer.
 pub const ENGINE_VERSION: &str = concat!(
     "portfolio-mc-engine/",
     env!("CARGO_PKG_VERSION"),
-    " (model 3, pcg32-per-scenario, box-muller-f32)"
+    " (model 4, pcg32-per-scenario, box-muller-f32)"
 );
 
 /// Precision of the safe-spending bisection, relative to the answer: the bracket [lo, hi]

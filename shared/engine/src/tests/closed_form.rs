@@ -123,6 +123,76 @@ fn zero_volatility_single_asset_is_the_annuity_whatever_the_model_or_rebalancing
     }
 }
 
+/// Money paid into a portfolio that is empty, or so small that scaling its holdings by what
+/// is left overflows, is invested whatever the rebalancing: with no returns at all the mix
+/// cannot matter, so every mode holds exactly what was paid in. Without rebalancing, the
+/// deposit into an empty portfolio used to be thrown away, and one into 5e-324 grew to 3e300.
+#[test]
+fn a_deposit_into_an_empty_or_tiny_portfolio_is_invested_whatever_the_rebalancing() {
+    let flat = json!({
+        "stocks": {"mean_return": 0.0, "volatility": 0.0},
+        "bonds": {"mean_return": 0.0, "volatility": 0.0},
+        "cash": {"mean_return": 0.0, "volatility": 0.0},
+        "inflation": {"mean": 0.0, "volatility": 0.0}
+    });
+    for start in [5e-324, 1e-300, 1.0] {
+        for rebalancing in ["monthly", "annual", "none"] {
+            let r = zero_volatility(json!({
+                "starting_portfolio": start,
+                "monthly_spending": 0.0,
+                "years": 3,
+                "assumptions": flat,
+                "rebalancing": rebalancing,
+                "inflows": [{"year": 2, "amount": 100_000.0}],
+            }));
+            let result = simulate(&r, 3);
+            let case = format!("start {start:e}, {rebalancing}");
+            for y in 2..=3 {
+                for (k, p) in PS.iter().enumerate() {
+                    let held = at(&result.nominal_percentiles, y)[k];
+                    assert_close(
+                        held,
+                        100_000.0 + start,
+                        1e-12,
+                        0.0,
+                        &format!("{case} p{p} year {y}"),
+                    );
+                }
+            }
+            assert!(result.terminal.mean.is_finite(), "{case}");
+        }
+    }
+    // A plan that withdraws the whole portfolio in year 1, then lives on an income: the
+    // income's surplus is invested (docs/model.md §5) without rebalancing too. With every
+    // asset returning the same, the mix cannot matter.
+    let halving = json!({
+        "stocks": {"mean_return": -0.5, "volatility": 0.0},
+        "bonds": {"mean_return": -0.5, "volatility": 0.0},
+        "cash": {"mean_return": -0.5, "volatility": 0.0},
+        "inflation": {"mean": 0.0, "volatility": 0.0}
+    });
+    let emptied = |rebalancing: &str| {
+        let r = zero_volatility(json!({
+            "years": 3,
+            "assumptions": halving,
+            "withdrawal": {"strategy": "percent_of_portfolio", "rate": 1.0},
+            "rebalancing": rebalancing,
+            "income": [{"start_year": 2, "monthly_amount": 1_000.0}],
+        }));
+        let result = simulate(&r, 3);
+        [1, 2, 3].map(|y| at(&result.nominal_percentiles, y)[0])
+    };
+    let monthly = emptied("monthly");
+    assert_eq!(monthly[0], 0.0, "year 1 withdraws everything: {monthly:?}");
+    assert!(monthly[1] > 0.0 && monthly[2] > 0.0, "the income's surplus is invested: {monthly:?}");
+    for rebalancing in ["annual", "none"] {
+        let held = emptied(rebalancing);
+        for y in 0..3 {
+            assert_close(held[y], monthly[y], 1e-12, 0.0, &format!("{rebalancing} year {}", y + 1));
+        }
+    }
+}
+
 #[test]
 fn zero_volatility_depletion_happens_in_the_year_the_closed_form_runs_out() {
     let r = zero_volatility(json!({"monthly_spending": 6_000.0, "annual_fee": 0.008}));

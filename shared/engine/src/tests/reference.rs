@@ -256,9 +256,12 @@ pub(super) fn simulate_reference(request: &SimulationRequest, seed: u64) -> Outc
                 };
                 h = if rebalance {
                     weights.map(|x| x * left)
+                } else if w > 0.0 {
+                    // Each holding keeps its share of what is left.
+                    h.map(|x| x / w * left)
                 } else {
-                    let share = if w > 0.0 { left / w } else { 0.0 };
-                    h.map(|x| x * share)
+                    // An empty portfolio has no mix: money paid in goes at the allocation.
+                    weights.map(|x| x * left)
                 };
                 for i in 0..3 {
                     h[i] *= gross[i] * fee;
