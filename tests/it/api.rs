@@ -593,6 +593,39 @@ async fn cancelling_a_queued_job_is_immediate_and_a_finished_one_is_409() {
     problem(response, 409).await;
 }
 
+/// A job cancelled while queued leaves the queue at once, a sweep's queued units with it: it
+/// used to wait there for a worker's claim to drop it, counted as waiting by the queue-depth
+/// ceiling (a submit refused with fewer jobs waiting than the ceiling), the autoscaling signal
+/// and the queue's statistics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_queued_leaves_the_queue_at_once() {
+    let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("the queue is filled to its ceiling with no worker to drain it");
+    env.set("QUEUE_DEPTH_CEILING", 4).set("SWEEP_UNIT_COST", 1);
+    let app = env.spawn_app().await;
+    let mut sweep = small_request();
+    sweep["sweep"] = json!({"axes": [{"field": "years", "values": [10, 20]}]});
+    let sweep = app.submit_ok(&sweep).await;
+    let plan = app.submit_ok(&small_request()).await;
+    // The quota is below the ceiling: another tenant fills the last place.
+    let other = app.as_key(&env.key("other", &["simulate"]));
+    other.submit_ok(&small_request()).await;
+    let mut redis = env.queue.connection();
+    let ready = |redis: &mut redis::Connection| -> i64 {
+        redis::cmd("LLEN").arg(env.queue.keys().ready_list()).query(redis).unwrap()
+    };
+    assert_eq!(ready(&mut redis), 4, "two units and two plans");
+    problem(other.submit(&small_request()).await, 503).await;
+    for id in [plan, sweep] {
+        let response = app.client.delete(app.url(&format!("/simulations/{id}"))).send().await;
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    assert_eq!(ready(&mut redis), 1, "the plan and the sweep's two units are out");
+    let data: i64 = redis::cmd("HLEN").arg(env.queue.keys().data_hash()).query(&mut redis).unwrap();
+    assert_eq!(data, 1, "and their payloads");
+    app.submit_ok(&small_request()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
     let mut env = TestEnv::new();

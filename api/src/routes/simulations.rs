@@ -743,7 +743,12 @@ pub(crate) async fn cancel(
         })
         .await?;
     match outcome {
-        CancelOutcome::Cancelled => {
+        CancelOutcome::Cancelled { withdrawn } => {
+            // Out of the queue at once, so that no figure counts it as waiting (best effort: a
+            // worker's claim drops whatever is left).
+            if let Err(e) = state.redis(state.queue.withdraw(&withdrawn)).await {
+                tracing::debug!(job_id = %id, error = %e, "could not take the job out of the queue");
+            }
             // Requests waiting on it learn at once (best effort: they re-read anyway).
             if let Err(e) = state.redis(state.queue.announce_finished(id)).await {
                 tracing::debug!(job_id = %id, error = %e, "could not announce the cancel");

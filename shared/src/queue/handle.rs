@@ -140,6 +140,25 @@ impl Queue {
         script.invoke_async(&mut conn).await
     }
 
+    /// Takes `jobs`, cancelled while queued, out of the queue where no worker holds them yet
+    /// (see `lua/withdraw.lua`); returns how many entries it took out.
+    pub async fn withdraw(&self, jobs: &[Uuid]) -> redis::RedisResult<u64> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        let mut script = scripts::WITHDRAW.prepare_invoke();
+        script
+            .key(self.keys.data_hash())
+            .key(self.keys.meta_prefix())
+            .key(self.keys.scheduled_set())
+            .key(self.keys.ready_list());
+        for job in jobs {
+            script.arg(task_id(*job).to_string());
+        }
+        script.invoke_async(&mut conn).await
+    }
+
     /// Frees the Redis memory of up to `limit` acknowledged jobs; returns how many.
     pub async fn sweep_done(&self, limit: usize) -> redis::RedisResult<u64> {
         let mut conn = self.conn.clone();

@@ -21,16 +21,27 @@ pub(super) static UNHELD: LazyLock<Script> =
 /// Gives back an ended worker's claims and unregisters it.
 pub(super) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+/// Takes jobs cancelled while queued out of the queue.
+pub(super) static WITHDRAW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/withdraw.lua")));
 /// Frees the data and meta of acknowledged jobs.
 pub(super) static SWEEP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/sweep.lua")));
 
 /// Whether the script of this SHA-1 may run twice for one call (see `connect`): each of ours
 /// does. A push gives a job at most one entry, promoting moves only due jobs, a release finds
-/// nothing left to give back, a sweep nothing left to free, and a second rate-limit count is
-/// one request too many in a minute's window.
+/// nothing left to give back, a sweep nothing left to free, a withdrawal nothing left to take
+/// out, and a second rate-limit count is one request too many in a minute's window.
 pub(super) fn bear_a_second_run(sha: &[u8]) -> bool {
-    [&*PROMOTE, &*PUSH, &*UNHELD, &*RELEASE, &*SWEEP, &*crate::rate_limit::SLIDING_WINDOW]
-        .iter()
-        .any(|script| script.get_hash().as_bytes() == sha)
+    [
+        &*PROMOTE,
+        &*PUSH,
+        &*UNHELD,
+        &*RELEASE,
+        &*SWEEP,
+        &*WITHDRAW,
+        &*crate::rate_limit::SLIDING_WINDOW,
+    ]
+    .iter()
+    .any(|script| script.get_hash().as_bytes() == sha)
 }

@@ -444,10 +444,13 @@ pub fn count_unfinished(conn: &mut PgConnection) -> QueryResult<i64> {
 }
 
 /// What a cancel request did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
-    /// It was queued and is now `cancelled`.
-    Cancelled,
+    /// It was queued (or is a sweep) and is now `cancelled`; `withdrawn`: the jobs whose queue
+    /// entries can go (the job itself, or the sweep's units that were queued).
+    Cancelled {
+        withdrawn: Vec<Uuid>,
+    },
     /// It is running; its worker stops between batches.
     Requested,
     /// Already in this terminal state.
@@ -487,10 +490,12 @@ pub fn cancel(
                     None,
                     json!({ "when": status }),
                 )?;
-                if job.kind == JobKind::Sweep {
-                    super::sweeps::stop_units(conn, id, audit::API_ACTOR)?;
-                }
-                Ok(CancelOutcome::Cancelled)
+                let withdrawn = if job.kind == JobKind::Sweep {
+                    super::sweeps::stop_units(conn, id, audit::API_ACTOR)?
+                } else {
+                    vec![id]
+                };
+                Ok(CancelOutcome::Cancelled { withdrawn })
             }
             // Asked already: the same answer, and nothing more to record.
             _ if job.cancel_requested => Ok(CancelOutcome::Requested),

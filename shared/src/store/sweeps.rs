@@ -236,7 +236,8 @@ pub(super) fn unit_failed(
         Some(&message),
         json!({ "unit": unit, "reason": "a unit failed" }),
     )?;
-    stop_units(conn, sweep, actor.name())
+    // The stopped units' entries are left to the workers' claims, which drop them at once.
+    stop_units(conn, sweep, actor.name()).map(drop)
 }
 
 /// The cell a failure names: the one the worker says failed (its error reads `cell N: …`), else
@@ -278,20 +279,31 @@ fn named_cell(error: &str) -> Option<i64> {
 
 /// The owner's sweep is cancelled (the caller holds its lock and has ended it): its queued
 /// units end `cancelled`, and its running ones are asked to stop.
-pub(super) fn stop_units(conn: &mut PgConnection, sweep: Uuid, actor: &str) -> QueryResult<()> {
+pub(super) fn stop_units(
+    conn: &mut PgConnection,
+    sweep: Uuid,
+    actor: &str,
+) -> QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Stopped {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
     // Each unit ends with its terminal audit row, as any job does.
-    diesel::sql_query(
+    let stopped: Vec<Stopped> = diesel::sql_query(
         "WITH stopped AS (
              UPDATE simulations SET status = 'cancelled', finished_at = now(), updated_at = now()
              WHERE parent_id = $1 AND status = 'queued'
-             RETURNING id, request_id)
-         INSERT INTO audit_logs (simulation_id, event, actor, request_id, data)
-         SELECT id, 'cancelled', $2, request_id, '{\"when\": \"queued\", \"by\": \"sweep\"}'::jsonb
-         FROM stopped",
+             RETURNING id, request_id),
+         logged AS (
+             INSERT INTO audit_logs (simulation_id, event, actor, request_id, data)
+             SELECT id, 'cancelled', $2, request_id, '{\"when\": \"queued\", \"by\": \"sweep\"}'::jsonb
+             FROM stopped)
+         SELECT id FROM stopped",
     )
     .bind::<diesel::sql_types::Uuid, _>(sweep)
     .bind::<diesel::sql_types::Text, _>(actor)
-    .execute(conn)?;
+    .load(conn)?;
     diesel::update(
         simulations::table
             .filter(simulations::parent_id.eq(sweep))
@@ -299,7 +311,7 @@ pub(super) fn stop_units(conn: &mut PgConnection, sweep: Uuid, actor: &str) -> Q
     )
     .set((simulations::cancel_requested.eq(true), simulations::updated_at.eq(now)))
     .execute(conn)?;
-    Ok(())
+    Ok(stopped.into_iter().map(|s| s.id).collect())
 }
 
 /// The summaries of a sweep's cells done so far, by index.
