@@ -20,6 +20,9 @@ use prometheus::{
 
 use crate::state::AppState;
 
+/// Every `reason` of `portfolio_submits_refused_total` (names.rs says what each means).
+const SUBMIT_REFUSAL_REASONS: [&str; 4] = ["queue_full", "unavailable", "rate_limited", "quota"];
+
 pub(crate) struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
@@ -27,6 +30,7 @@ pub(crate) struct Metrics {
     pub(crate) queue_jobs: GaugeVec,
     pub(crate) oldest_ready_age: Gauge,
     pub(crate) workers_alive: Gauge,
+    pub(crate) queue_up: Gauge,
     pub(crate) db_pool: GaugeVec,
     pub(crate) submits_refused: IntCounterVec,
     pub(crate) result_cache: IntCounterVec,
@@ -58,6 +62,12 @@ impl Metrics {
                 .expect("valid metric");
         let workers_alive = Gauge::new(names::WORKERS_ALIVE, "Workers with a fresh heartbeat")
             .expect("valid metric");
+        let queue_up = Gauge::new(
+            names::QUEUE_UP,
+            "1 when this scrape read the queue from Redis; 0 when Redis did not answer, and the \
+             queue's gauges are then NaN",
+        )
+        .expect("valid metric");
         let db_pool = GaugeVec::new(
             Opts::new(names::DB_POOL_CONNECTIONS, "Database pool connections by state"),
             &["state"],
@@ -76,11 +86,15 @@ impl Metrics {
             &["layer", "outcome"],
         )
         .expect("valid metric");
-        // Every series exists from the start, so a hit ratio is defined before the first hit.
+        // Every series exists from the start, so a hit ratio is defined before the first hit,
+        // and `rate()` sees the first refusal of each reason (a series born at 1 has no rise).
         for layer in ["l1", "l2"] {
             for outcome in ["hit", "miss"] {
                 result_cache.with_label_values(&[layer, outcome]);
             }
+        }
+        for reason in SUBMIT_REFUSAL_REASONS {
+            submits_refused.with_label_values(&[reason]);
         }
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -89,6 +103,7 @@ impl Metrics {
             Box::new(queue_jobs.clone()),
             Box::new(oldest_ready_age.clone()),
             Box::new(workers_alive.clone()),
+            Box::new(queue_up.clone()),
             Box::new(db_pool.clone()),
             Box::new(submits_refused.clone()),
         ] {
@@ -105,6 +120,7 @@ impl Metrics {
             queue_jobs,
             oldest_ready_age,
             workers_alive,
+            queue_up,
             db_pool,
             submits_refused,
             result_cache,
@@ -122,6 +138,19 @@ impl Metrics {
         }
         self.oldest_ready_age.set(depth.oldest_ready_age_ms.unwrap_or(0) as f64 / 1e3);
         self.workers_alive.set(depth.workers_alive as f64);
+        self.queue_up.set(1.0);
+    }
+
+    /// Redis did not answer this scrape: the queue's gauges say NaN (no comparison holds), not
+    /// the last figures read, which would freeze the backlog's age and the count of workers
+    /// for as long as Redis stays away; `portfolio_queue_up` says why.
+    pub(crate) fn record_depth_unknown(&self) {
+        for state in ["ready", "scheduled", "running", "dead"] {
+            self.queue_jobs.with_label_values(&[state]).set(f64::NAN);
+        }
+        self.oldest_ready_age.set(f64::NAN);
+        self.workers_alive.set(f64::NAN);
+        self.queue_up.set(0.0);
     }
 
     pub(crate) fn record_pool(&self, pool: &PgPool) {

@@ -16,10 +16,11 @@ pub const QUEUE_JOBS: &str = "portfolio_queue_jobs";
 pub const QUEUE_OLDEST_READY_AGE_SECONDS: &str = "portfolio_queue_oldest_ready_age_seconds";
 /// Jobs a worker brought to a terminal state, by `status`: `succeeded`, `failed`, `cancelled`
 /// (a submit answered from the result cache is a hit of `RESULT_CACHE_LOOKUPS_TOTAL` instead;
-/// a job cancelled while queued ends in the API).
+/// a job cancelled while queued ends in the API). Each unit of a sweep counts as one: these
+/// are the fleet's work items, where `/queue/stats` counts a sweep once.
 pub const JOBS_FINISHED_TOTAL: &str = "portfolio_jobs_finished_total";
 /// Submits refused, by `reason`: `queue_full`, `unavailable` (Postgres away at the key's
-/// lookup or the record), `rate_limited`.
+/// lookup or the record), and the tenants' own limits, `rate_limited` and `quota`.
 pub const SUBMITS_REFUSED_TOTAL: &str = "portfolio_submits_refused_total";
 /// Result-cache lookups of the API, by layer (`l1`, `l2`) and outcome (`hit`, `miss`).
 pub const RESULT_CACHE_LOOKUPS_TOTAL: &str = "portfolio_result_cache_lookups_total";
@@ -31,6 +32,9 @@ pub const JOB_RUN_SECONDS: &str = "portfolio_job_run_seconds";
 pub const ENGINE_SCENARIO_MONTHS_TOTAL: &str = "portfolio_engine_scenario_months_total";
 /// Workers whose heartbeat is fresh.
 pub const WORKERS_ALIVE: &str = "portfolio_workers_alive";
+/// 1 when the API's scrape read the queue from Redis, 0 when Redis did not answer (the queue's
+/// gauges are then NaN).
+pub const QUEUE_UP: &str = "portfolio_queue_up";
 /// Database pool connections by `state`: `in_use`, `idle`.
 pub const DB_POOL_CONNECTIONS: &str = "portfolio_db_pool_connections";
 

@@ -140,6 +140,20 @@ async fn while_redis_is_down_queue_stats_still_answers_with_what_postgres_knows(
     assert_eq!(s["jobs"]["throughput"][0]["failed"], 1);
     assert_eq!(s["jobs"]["recent_failures"][0]["id"], failed.to_string());
     assert!(s["jobs"]["latency"]["p50_seconds"].is_null(), "nothing succeeded");
+    // The scrape says the queue is unknown, rather than holding figures it cannot have read.
+    let metrics = app.metrics_text().await;
+    let value = |series: &str| -> String {
+        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_default();
+        line.rsplit(' ').next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(value("portfolio_queue_up "), "0", "{metrics}");
+    assert_eq!(value("portfolio_queue_jobs{state=\"ready\"} "), "NaN");
+    assert_eq!(value("portfolio_workers_alive "), "NaN");
+    // Every reason of a refused submit is a series from the start.
+    for reason in ["queue_full", "unavailable", "rate_limited", "quota"] {
+        let series = format!("portfolio_submits_refused_total{{reason=\"{reason}\"}} ");
+        assert_eq!(value(&series), "0", "{series}");
+    }
 }
 
 fn sample(ready: i64) -> NewQueueSample {

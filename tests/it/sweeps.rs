@@ -420,6 +420,10 @@ async fn a_unit_that_fails_for_good_fails_the_sweep_naming_the_cell_and_stops_th
     })
     .await;
     assert_eq!(units[0].status, "failed");
+    // The queue's statistics list the sweep with the attempts of its unit, not its own none.
+    let failures = store::stats::recent_failures(&mut env.db.connect(), 10).unwrap();
+    let listed = failures.iter().find(|f| f.id == id).expect("the sweep is a recent failure");
+    assert_eq!(listed.attempts, units[0].attempts, "{listed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,11 @@ impl WorkerMetrics {
             &["status"],
         )
         .expect("valid metric");
+        // Every series from the start: `rate()` never sees a series' first value rise, so a
+        // failure counted by a series born at 1 would go unseen by a panel or an alert.
+        for status in ["succeeded", "failed", "cancelled"] {
+            finished.with_label_values(&[status]);
+        }
         let queue_wait = Histogram::with_opts(
             HistogramOpts::new(names::JOB_QUEUE_WAIT_SECONDS, "Submit to start")
                 .buckets(seconds.clone()),

@@ -63,7 +63,9 @@ pub(crate) struct QueueNow {
     pub(crate) oldest_ready_age_seconds: Option<f64>,
     pub(crate) workers_alive: u64,
     /// Workers alive, and those that stopped reporting within the last hour; newest heartbeat
-    /// first.
+    /// first. A worker that died while others live is dropped once one of them takes back its
+    /// jobs (apalis-redis's orphan recovery, after the orphan window): it is seen silent only
+    /// when no worker is left to do so.
     pub(crate) workers: Vec<WorkerView>,
 }
 

@@ -31,7 +31,10 @@ pub(crate) fn serve(bind: SocketAddr, state: web::Data<AppState>) -> anyhow::Res
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match state.redis(state.queue.depth()).await {
         Ok(depth) => state.metrics.record_depth(&depth),
-        Err(e) => tracing::warn!(error = ?e, "queue depth unavailable for /metrics"),
+        Err(e) => {
+            tracing::warn!(error = ?e, "queue depth unavailable for /metrics");
+            state.metrics.record_depth_unknown();
+        }
     }
     state.metrics.record_pool(&state.write_pool);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())

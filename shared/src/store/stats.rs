@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable};
@@ -104,7 +105,8 @@ pub fn sweeps_of_units(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec
         .load(conn)
 }
 
-/// The latest `limit` failed jobs, newest first.
+/// The latest `limit` failed jobs, newest first. A sweep's attempts are those of its unit that
+/// tried most (its own row runs nothing, and counts none).
 pub fn recent_failures(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<RecentFailure>> {
     simulations::table
         .filter(simulations::status.eq(JobStatus::Failed))
@@ -116,7 +118,11 @@ pub fn recent_failures(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<R
             simulations::id,
             simulations::error,
             simulations::finished_at.assume_not_null(),
-            simulations::attempts,
+            sql::<Integer>(
+                "CASE WHEN simulations.kind = 'sweep' THEN (SELECT coalesce(max(u.attempts), 0) \
+                 FROM simulations u WHERE u.parent_id = simulations.id) \
+                 ELSE simulations.attempts END",
+            ),
         ))
         .load(conn)
 }

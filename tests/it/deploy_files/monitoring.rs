@@ -8,6 +8,30 @@ use serde_json::Value as Json;
 
 use super::{default_of, duration_secs, json, mapping_strings, read, str_at, yaml, yaml_seq};
 
+/// The rules load, and their unit tests (alerts.test.yml: the expressions that are subtle) pass,
+/// under Prometheus's own `promtool` (Debian's `prometheus`; deploy/scripts/test installs it).
+#[test]
+fn the_alert_rules_load_and_pass_their_unit_tests_under_promtool() {
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".to_owned());
+    let dir = super::root().join("deploy/monitoring");
+    for args in [&["check", "rules", "alerts.yml"][..], &["test", "rules", "alerts.test.yml"]] {
+        let out = std::process::Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{promtool}: {e} (apt-get install prometheus, or set PROMTOOL)")
+            });
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn alerts_and_the_dashboard_use_only_metrics_the_code_exports() {
     let known = known_metric_names();
