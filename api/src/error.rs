@@ -44,7 +44,6 @@ pub enum ApiError {
         "rate limit: at most {limit} {budget} per minute per tenant ({setting}); retry in {retry_after_secs} s"
     )]
     RateLimited { budget: &'static str, limit: u32, setting: &'static str, retry_after_secs: u64 },
-    /// The tenant has as many unfinished jobs as it may have.
     /// The tenant's queued and running work holds `unfinished` queue places (a plan one, a
     /// sweep one per unit), and `needed` more would pass `limit`.
     #[error(
@@ -243,11 +242,13 @@ pub(crate) async fn problem_for_bare_errors(
         .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
         .unwrap_or_default();
     let reason = status.canonical_reason().unwrap_or("Client error");
+    // In our titles' case: "Bad request", as "Method not allowed".
+    let title = reason.get(..1).unwrap_or_default().to_owned() + &reason[1..].to_lowercase();
     let problem = Problem {
         kind: format!("/problems/{}", reason.to_ascii_lowercase().replace(' ', "-")),
-        title: reason.to_owned(),
+        title,
         status: status.as_u16(),
-        detail: if text.is_empty() { reason.to_owned() } else { text },
+        detail: if text.is_empty() { reason.to_lowercase() } else { text },
         errors: None,
     };
     head.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

@@ -48,11 +48,18 @@ pub(crate) async fn assign(
 const LOGGED_PARAMETERS: [&str; 4] = ["wait", "limit", "before", "minutes"];
 
 /// The request's path and query for the log, with the value of any query parameter the API
-/// does not read left out (`…`): a client that puts its API key in the query string (as
-/// `?api_key=`, say) is refused, and its key must not reach the logs on the way.
+/// does not read left out (`…`), and any path segment written as an API key is: a client that
+/// puts its key in the query string (as `?api_key=`, say) or the path is refused, and its key
+/// must not reach the logs on the way.
 pub(crate) fn loggable_target(uri: &actix_web::http::Uri) -> String {
+    let path: Vec<&str> = uri
+        .path()
+        .split('/')
+        .map(|segment| if segment.starts_with("pmc_") { "…" } else { segment })
+        .collect();
+    let path = path.join("/");
     let Some(query) = uri.query() else {
-        return uri.path().to_owned();
+        return path;
     };
     let pairs: Vec<String> = query
         .split('&')
@@ -62,7 +69,7 @@ pub(crate) fn loggable_target(uri: &actix_web::http::Uri) -> String {
             _ => "…".to_owned(),
         })
         .collect();
-    format!("{}?{}", uri.path(), pairs.join("&"))
+    format!("{path}?{}", pairs.join("&"))
 }
 
 /// Root span with `request_id` from the header [`assign`] set.
@@ -107,6 +114,7 @@ mod tests {
             "/results?…&limit=2&…&wait"
         );
         assert!(!logged("/results?access_token=pmc_abcd_SECRET").contains("SECRET"));
+        assert_eq!(logged("/results/pmc_abcd_SECRET/table.csv"), "/results/…/table.csv");
     }
 
     #[test]

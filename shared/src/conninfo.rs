@@ -3,8 +3,9 @@
 //! connect fails for ever, and the log names no variable. libpq's parser, not ours, reads the
 //! string (URIs and `key=value` strings alike). It checks the names of the parameters, not
 //! their values, which libpq checks only when it connects: the values of the parameters that
-//! take a number or one of a few words are checked here as libpq would then (`sslmode=bogus`,
-//! `port=abc`), and the values of any other are left to it.
+//! take a number or one of a few words, and that libpq checks on every connection, are checked
+//! here as libpq would then (`sslmode=bogus`, `port=abc`); the values of any other are left to
+//! it.
 
 use std::ffi::{CStr, CString, c_char};
 
@@ -57,7 +58,7 @@ pub(crate) fn refusal(conninfo: &str) -> Option<String> {
     ))
 }
 
-/// Why libpq would refuse `value` for `keyword` when it connects, for the parameters whose
+/// Why libpq would refuse `value` for `keyword` whenever it connects, for the parameters whose
 /// values are a number or one of a few words (libpq 15–17). The value itself is never quoted:
 /// it may be a password given under a name we do not know.
 fn value_refusal(keyword: &str, value: &str) -> Option<String> {
@@ -93,12 +94,9 @@ fn value_refusal(keyword: &str, value: &str) -> Option<String> {
                     && !p.trim().parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
             })
             .then(|| "port takes numbers from 1 to 65535".to_owned()),
-        "connect_timeout"
-        | "keepalives"
-        | "keepalives_idle"
-        | "keepalives_interval"
-        | "keepalives_count"
-        | "tcp_user_timeout" => (!whole(value)).then(|| format!("{keyword} takes a whole number")),
+        // (The TCP keepalive settings are read only for a TCP connection, so a value libpq
+        // would refuse there passes over a Unix socket: left to libpq.)
+        "connect_timeout" => (!whole(value)).then(|| format!("{keyword} takes a whole number")),
         _ => None,
     }
 }
@@ -155,6 +153,8 @@ mod tests {
         for good in [
             "postgres://db/x?sslmode=verify-full&ssl_min_protocol_version=tlsv1.2&connect_timeout=5&target_session_attrs=read-write",
             "host=a,b port=5432,5433 dbname=x keepalives_idle=30",
+            // Read by libpq only for TCP: over a Unix socket it connects whatever they say.
+            "host=/var/run/postgresql dbname=x keepalives_idle=abc",
             "host=a,b port=,5433 dbname=x",
             "postgres://db/x?sslmode=",
         ] {

@@ -29,6 +29,44 @@ fn scheduled_at(env: &TestEnv, id: Uuid) -> Option<f64> {
         .unwrap()
 }
 
+/// A withdrawal takes out exactly the entries asked for, ready or scheduled, with their
+/// payloads, and leaves the others in their order: a few ids one by one, many (a sweep's
+/// units) in one pass over the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_queue_withdrawn_entries_leave_the_queue_and_the_rest_keep_their_order() {
+    let env = TestEnv::new();
+    env.leaves_unfinished_jobs("it pushes ids with no job row straight to the queue");
+    let q = queue_of(&env);
+    let jobs: Vec<Uuid> = (0..30).map(|_| Uuid::now_v7()).collect();
+    for job in &jobs {
+        assert_eq!(q.enqueue(*job).await.unwrap(), PushOutcome::Pushed);
+    }
+    let later = Uuid::now_v7();
+    q.push(later, Duration::from_secs(600), None).await.unwrap();
+    let entry = |id: &Uuid| queue::task_id(*id).to_string();
+    let data = |env: &TestEnv| -> usize {
+        let ids: Vec<String> = env.queue.connection().hkeys(env.queue.keys().data_hash()).unwrap();
+        ids.len()
+    };
+    assert_eq!(data(&env), 31);
+
+    // A few, one of them scheduled and one never queued.
+    let few = [jobs[0], jobs[7], later, Uuid::now_v7()];
+    assert_eq!(q.withdraw(&few).await.unwrap(), 3);
+    assert_eq!(scheduled_at(&env, later), None);
+    let mut left: Vec<Uuid> = jobs.iter().copied().filter(|j| !few.contains(j)).collect();
+    assert_eq!(ready(&env), left.iter().map(entry).collect::<Vec<_>>());
+    // Many: every other one that is left.
+    let many: Vec<Uuid> = left.iter().copied().step_by(2).collect();
+    assert_eq!(q.withdraw(&many).await.unwrap(), many.len() as u64);
+    left.retain(|j| !many.contains(j));
+    assert_eq!(ready(&env), left.iter().map(entry).collect::<Vec<_>>());
+    assert_eq!(data(&env), left.len());
+    // Asked again: nothing is there to take.
+    assert_eq!(q.withdraw(&many).await.unwrap(), 0);
+    assert_eq!(ready(&env).len(), left.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_queue_a_job_pushed_again_after_its_delivery_gets_one_new_entry_and_never_two() {
     let env = TestEnv::new();

@@ -496,3 +496,31 @@ async fn redis_ha_a_silent_server_is_left_when_its_name_moves_to_another() {
         assert_eq!(record.status, "succeeded", "{record:?}");
     }
 }
+
+/// A server slow to accept a connection (1.7 s here), reached by callers that give up on each
+/// call after 1.5 s, as the API's requests do: the connection is made all the same, by the
+/// calls that follow, and answers. A new connection that has never answered is given time to
+/// connect before an abandoned call condemns it; without that, each abandoned call threw the
+/// connect away and began another, and the queue stayed unreachable for as long as the
+/// server stayed that slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ha_a_server_slow_to_accept_is_reached_by_callers_that_give_up_first() {
+    let redis = ThrowawayRedis::start();
+    let relay = Relay::start_slow_to_connect(redis.port, Duration::from_millis(1700)).await;
+    let mut env = TestEnv::with(TestDb::migrated(), TestQueue::on(&redis.url()));
+    env.set("REDIS_URL", format!("redis://127.0.0.1:{}", relay.port));
+    let conn = portfolio_shared::queue::connect(&env.settings().queue).expect("connect");
+    let started = Instant::now();
+    let mut tries = 0;
+    eventually(Duration::from_secs(20), || {
+        tries += 1;
+        let mut conn = conn.clone();
+        async move {
+            let ping = redis::cmd("PING");
+            let call = ping.query_async::<String>(&mut conn);
+            tokio::time::timeout(Duration::from_millis(1500), call).await.ok()?.ok()
+        }
+    })
+    .await;
+    eprintln!("answered after {:?} and {tries} calls", started.elapsed());
+}

@@ -326,6 +326,30 @@ impl Relay {
         Self { port, tasks, moves: None }
     }
 
+    /// A relay that takes `delay` to put each new connection through (a server slow to accept:
+    /// a storm of TLS handshakes on a freshly promoted primary, a lost SYN); then relays.
+    pub async fn start_slow_to_connect(upstream: u16, delay: std::time::Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut downstream, _)) = listener.accept().await {
+                let connection = tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Ok(mut up) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut downstream, &mut up).await;
+                    }
+                });
+                handles.lock().expect("relay tasks").push(connection.abort_handle());
+            }
+        });
+        tasks.lock().expect("relay tasks").push(accept.abort_handle());
+        Self { port, tasks, moves: None }
+    }
+
     /// A relay that stands for a DNS name moved to another server while the old one went
     /// silent (an ElastiCache primary endpoint after its node was lost): after
     /// [`Relay::move_silently`], connections made before relay nothing more, in either direction,

@@ -110,7 +110,7 @@ struct SubmitHeaders {
         (status = 408, description = "The body did not arrive within 15 s of the headers; nothing was recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a value the database refused", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a sweep of more units than MAX_UNFINISHED_JOBS_PER_KEY; a value the database refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk: the job may then exist and run, and a retry with the same Idempotency-Key is answered with it.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -408,6 +408,24 @@ fn units_of(sweep: &Sweep, seed: u64, unit_cost: u64) -> Vec<NewUnit> {
         .collect()
 }
 
+/// A sweep whose units could never all hold a queue place of their owner's at once: a `422`,
+/// since waiting would not let it in.
+fn refuse_beyond_quota(state: &AppState, units: usize) -> Result<(), ApiError> {
+    let quota = state.settings.auth.max_unfinished_per_tenant;
+    if units as u64 <= quota {
+        return Ok(());
+    }
+    Err(ApiError::validation(
+        "sweep",
+        format!(
+            "the grid splits into {units} units of about SWEEP_UNIT_COST={} scenario-months, \
+             and each holds one of the {quota} queue places one tenant may hold \
+             (MAX_UNFINISHED_JOBS_PER_KEY): sweep fewer cells, or fewer scenarios or years",
+            state.settings.job_limits.sweep_unit_cost,
+        ),
+    ))
+}
+
 /// Records a sweep and its units and queues the units; then answers as a plain submit does.
 async fn accept_sweep(
     req: &HttpRequest,
@@ -420,20 +438,7 @@ async fn accept_sweep(
     tracing::Span::current().record("job_id", tracing::field::display(id));
     let seed = sweep.base.seed().unwrap_or_else(draw_seed);
     let units = units_of(&sweep, seed, state.settings.job_limits.sweep_unit_cost);
-    let quota = state.settings.auth.max_unfinished_per_tenant;
-    if units.len() as u64 > quota {
-        // Each unit holds a queue place of its owner's: this sweep could never be let in.
-        return Err(ApiError::validation(
-            "sweep",
-            format!(
-                "the grid splits into {} units of about SWEEP_UNIT_COST={} scenario-months, and \
-                 each holds one of the {quota} queue places one tenant may hold \
-                 (MAX_UNFINISHED_JOBS_PER_KEY): sweep fewer cells, or fewer scenarios or years",
-                units.len(),
-                state.settings.job_limits.sweep_unit_cost,
-            ),
-        ));
-    }
+    refuse_beyond_quota(state, units.len())?;
     let job = JobRecord {
         id,
         request_json: sweep.to_json(seed),
@@ -444,6 +449,7 @@ async fn accept_sweep(
         cache_key: None,
     };
     refuse_when_full(state, queue_depth(state).await?.waiting())?;
+    let quota = state.settings.auth.max_unfinished_per_tenant;
     let cells = sweep.cells.len() as i32;
     let insert = {
         let (caller, job, units) = (caller.clone(), job.clone(), units.clone());
@@ -692,7 +698,7 @@ enum Waited {
         (status = 408, description = "The body did not arrive within 15 s of the headers; nothing was recorded", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a value the database refused", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a sweep of more units than MAX_UNFINISHED_JOBS_PER_KEY; a value the database refused", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Queue full or Postgres unavailable, as for `POST /simulations`. See Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]

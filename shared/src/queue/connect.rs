@@ -14,6 +14,7 @@
 //! is generic over the connection, so the workers' fetches, acks and heartbeats go through
 //! the same wrapper and follow the failover too.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,14 @@ pub fn connect(queue: &QueueSettings) -> RedisResult<QueueConn> {
             db: target.db(),
             target,
             config,
-            current: Mutex::new(Current { generation: 0, manager, stale: false, tried_at: None }),
+            current: Mutex::new(Current {
+                generation: 0,
+                manager,
+                stale: false,
+                tried_at: None,
+                made_at: Instant::now(),
+            }),
+            answered_up_to: AtomicU64::new(0),
             resolving: tokio::sync::Mutex::new(()),
         }),
     })
@@ -66,6 +74,8 @@ struct Shared {
     db: i64,
     config: ConnectionManagerConfig,
     current: Mutex<Current>,
+    /// One more than the newest generation that has answered a call (0: none has).
+    answered_up_to: AtomicU64,
     /// One resolution at a time: the others wait for it and use its manager.
     resolving: tokio::sync::Mutex<()>,
 }
@@ -78,6 +88,8 @@ struct Current {
     stale: bool,
     /// When the master was last resolved, or tried to be.
     tried_at: Option<Instant>,
+    /// When this generation's manager was made (it connects on its first call).
+    made_at: Instant,
 }
 
 impl Shared {
@@ -103,7 +115,12 @@ impl Shared {
         current.generation += 1;
         current.manager = Some(manager.clone());
         current.stale = false;
-        tracing::info!(generation = current.generation, "Redis master (re)resolved");
+        current.made_at = Instant::now();
+        if self.target.follows_sentinels() {
+            tracing::info!(generation = current.generation, "Redis master (re)resolved");
+        } else {
+            tracing::info!(generation = current.generation, "Redis connection replaced");
+        }
         Ok((current.generation, manager))
     }
 
@@ -141,6 +158,28 @@ impl Shared {
         read_only
     }
 
+    /// Notes that the manager of `generation` has answered a call.
+    fn answered(&self, generation: u64) {
+        self.answered_up_to.fetch_max(generation + 1, Ordering::Relaxed);
+    }
+
+    /// A call on the manager of `generation` was dropped unanswered after [`ABANDONED_AFTER`]:
+    /// the manager is condemned, unless it is new and has never answered. Its connection is
+    /// made by the calls that wait on it (redis-rs does not spawn it), so a connect slower than
+    /// the callers' patience would otherwise be thrown away, and started again, for ever. A new
+    /// manager whose server never answers is condemned once [`CONNECT_GRACE`] has passed, or
+    /// by its connection timeout's error.
+    fn abandoned(&self, generation: u64) {
+        let answered = self.answered_up_to.load(Ordering::Relaxed) > generation;
+        let young = {
+            let current = self.current();
+            current.generation == generation && current.made_at.elapsed() < CONNECT_GRACE
+        };
+        if answered || !young {
+            self.condemn(generation, &"a call abandoned unanswered (a timeout)");
+        }
+    }
+
     /// Marks the manager of `generation` stale: the next call resolves the master again.
     fn condemn(&self, generation: u64, why: &dyn std::fmt::Display) {
         let mut current = self.current();
@@ -158,6 +197,10 @@ impl Shared {
 /// after the Sentinels had promoted a replica (75 s in a test, every submit's push lost), or
 /// after an ElastiCache endpoint had moved to one (for as long as the kernel kept the socket).
 const ABANDONED_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a new manager that has never answered may keep its callers waiting before an
+/// abandoned call condemns it (see `Shared::abandoned`): longer than its connection timeout.
+const CONNECT_GRACE: Duration = Duration::from_secs(4);
 
 /// Condemns its manager if the call it watches is dropped unanswered after waiting
 /// [`ABANDONED_AFTER`]. A call dropped sooner (a client that went away) says nothing of Redis.
@@ -177,7 +220,7 @@ impl<'a> Unanswered<'a> {
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
         if !self.answered && self.since.elapsed() >= ABANDONED_AFTER {
-            self.shared.condemn(self.generation, &"a call abandoned unanswered (a timeout)");
+            self.shared.abandoned(self.generation);
         }
     }
 }
@@ -212,6 +255,9 @@ impl ConnectionLike for QueueConn {
             let mut unanswered = Unanswered::watch(&self.shared, generation);
             let reply = manager.req_packed_command(cmd).await;
             unanswered.answered = true;
+            if reply.is_ok() {
+                self.shared.answered(generation);
+            }
             match reply {
                 Err(error) if self.shared.judge(generation, &error) => {
                     // A replica refused it, so nothing was written: once more, to the master.
@@ -247,8 +293,11 @@ impl ConnectionLike for QueueConn {
             let mut unanswered = Unanswered::watch(&self.shared, generation);
             let reply = manager.req_packed_commands(pipeline, offset, count).await;
             unanswered.answered = true;
-            if let Err(error) = &reply {
-                self.shared.judge(generation, error);
+            match &reply {
+                Ok(_) => self.shared.answered(generation),
+                Err(error) => {
+                    self.shared.judge(generation, error);
+                }
             }
             reply
         })

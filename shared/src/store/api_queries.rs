@@ -53,7 +53,8 @@ pub enum Recorded {
 ///
 /// It is one statement in a transaction of its own: the lock, the count, the insert and its
 /// audit row, in one round trip. The lock and the count are the database function
-/// `lock_quota_and_count_unfinished` (migration `2026-12-04-000002_quota_count`), whose count
+/// `lock_quota_and_count_unfinished` (migrations `2026-12-04-000002_quota_count` and
+/// `2026-12-05-000002_quota_counts_queue_places`), whose count
 /// takes its own snapshot after the lock is held; a plain subquery would count in the
 /// statement's snapshot, taken before the lock, and could miss a concurrent submit.
 ///
@@ -168,7 +169,7 @@ fn lock_quota(conn: &mut PgConnection, owner: &str) -> QueryResult<()> {
 }
 
 /// Runs `insert` (which writes `job`'s rows, holding `places` queue places) and records the
-/// job's `submitted` audit row, in one transaction, unless the owner's quota has not room for
+/// job's `submitted` audit row, in one transaction, unless the owner's quota has no room for
 /// them. The places held are those of `lock_quota_and_count_unfinished`: plans and units, not
 /// the sweeps that own the units.
 pub(super) fn within_quota(
