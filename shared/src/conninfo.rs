@@ -58,6 +58,63 @@ pub(crate) fn refusal(conninfo: &str) -> Option<String> {
     ))
 }
 
+/// TCP settings every pooled connection gets unless its connection string sets them: libpq's
+/// own defaults wait on a peer that vanished without a reset (a database host lost with its
+/// zone, while the DNS name moved to the standby) for as long as the kernel retransmits, about
+/// a quarter of an hour, holding a pooled connection, and the request on it, all that time.
+/// Sent data unacknowledged for 10 s fails the statement; an idle connection is probed after
+/// 30 s and dropped after three unanswered probes 10 s apart; a connect gives up after 5 s.
+/// Over a Unix socket libpq ignores all but `connect_timeout`.
+const TCP_DEFAULTS: [(&str, &str); 5] = [
+    ("connect_timeout", "5"),
+    ("tcp_user_timeout", "10000"),
+    ("keepalives_idle", "30"),
+    ("keepalives_interval", "10"),
+    ("keepalives_count", "3"),
+];
+
+/// `conninfo` with each of [`TCP_DEFAULTS`] it does not set itself, in its own form (URI
+/// query parameters, or `key=value` pairs). A string libpq cannot read is returned as it is
+/// (the settings refuse it at start).
+#[expect(unsafe_code, reason = "libpq's own parser, through the pq-sys bindings diesel links")]
+pub(crate) fn with_tcp_defaults(conninfo: &str) -> String {
+    let Ok(text) = CString::new(conninfo) else { return conninfo.to_owned() };
+    let mut error: *mut c_char = std::ptr::null_mut();
+    // SAFETY: as in `refusal`: the array and the message are libpq's, each freed once.
+    let options = unsafe { pq_sys::PQconninfoParse(text.as_ptr(), &mut error) };
+    if options.is_null() {
+        if !error.is_null() {
+            unsafe { pq_sys::PQfreemem(error.cast()) };
+        }
+        return conninfo.to_owned();
+    }
+    let mut given = Vec::new();
+    let mut option = options;
+    // SAFETY: the array ends with an entry whose keyword is NULL; its strings live until freed.
+    unsafe {
+        while !(*option).keyword.is_null() {
+            if !(*option).val.is_null() {
+                given.push(CStr::from_ptr((*option).keyword).to_string_lossy().into_owned());
+            }
+            option = option.add(1);
+        }
+        pq_sys::PQconninfoFree(options);
+    }
+    let missing: Vec<(&str, &str)> =
+        TCP_DEFAULTS.into_iter().filter(|(k, _)| !given.iter().any(|g| g == k)).collect();
+    let mut out = conninfo.trim().to_owned();
+    let uri = out.starts_with("postgres://") || out.starts_with("postgresql://");
+    for (i, (key, value)) in missing.iter().enumerate() {
+        let separator = match (uri, i == 0 && !out.contains('?')) {
+            (true, true) => "?",
+            (true, false) => "&",
+            (false, _) => " ",
+        };
+        out.push_str(&format!("{separator}{key}={value}"));
+    }
+    out
+}
+
 /// Why libpq would refuse `value` for `keyword` whenever it connects, for the parameters whose
 /// values are a number or one of a few words (libpq 15–17). The value itself is never quoted:
 /// it may be a password given under a name we do not know.
@@ -136,6 +193,28 @@ mod tests {
             assert!(!refused.contains("hunter2"), "{leaky}: {refused}");
         }
         assert!(refusal("postgres://db/x?nosuchparam=1").is_some());
+        // The TCP defaults go where each form takes them, and never over a value given.
+        assert_eq!(
+            with_tcp_defaults("postgres://u@db/x"),
+            "postgres://u@db/x?connect_timeout=5&tcp_user_timeout=10000&keepalives_idle=30\
+             &keepalives_interval=10&keepalives_count=3"
+        );
+        assert_eq!(
+            with_tcp_defaults("postgres://u@db/x?sslmode=require&tcp_user_timeout=500"),
+            "postgres://u@db/x?sslmode=require&tcp_user_timeout=500&connect_timeout=5\
+             &keepalives_idle=30&keepalives_interval=10&keepalives_count=3"
+        );
+        assert_eq!(
+            with_tcp_defaults("host=db dbname=x connect_timeout=2 keepalives_idle=60\n"),
+            "host=db dbname=x connect_timeout=2 keepalives_idle=60 tcp_user_timeout=10000 \
+             keepalives_interval=10 keepalives_count=3"
+        );
+        for with_defaults in
+            [with_tcp_defaults("postgres://u@db/x"), with_tcp_defaults("host=db dbname=x")]
+        {
+            assert_eq!(refusal(&with_defaults), None, "{with_defaults}");
+        }
+        assert_eq!(with_tcp_defaults("mysql://nope"), "mysql://nope");
         // Values libpq checks only when it connects, named by their parameter, never quoted.
         for (bad, named) in [
             ("postgres://db/x?sslmode=bogus", "sslmode"),

@@ -33,8 +33,10 @@ pub(crate) const AUDIT_PARTITIONS_AHEAD: i32 = 2;
 const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(4);
 
 /// A pool that connects lazily: the process starts (and reports not-ready) while Postgres is
-/// down, instead of refusing to start.
+/// down, instead of refusing to start. Its connections give up on a silent peer within seconds
+/// (`conninfo::with_tcp_defaults`).
 pub fn pool(url: &str, settings: &PoolSettings) -> PgPool {
+    let url = crate::conninfo::with_tcp_defaults(url);
     Pool::builder()
         .max_size(settings.max_size)
         .min_idle(Some(settings.min_idle.min(settings.max_size)))
