@@ -235,24 +235,7 @@ pub struct Relay {
 impl Relay {
     /// Starts relaying (call inside a Tokio runtime).
     pub async fn start(upstream: u16) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the relay");
-        let port = listener.local_addr().expect("relay address").port();
-        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let handles = tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut downstream, _)) = listener.accept().await {
-                let connection = tokio::spawn(async move {
-                    if let Ok(mut up) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut downstream, &mut up).await;
-                    }
-                });
-                handles.lock().expect("relay tasks").push(connection.abort_handle());
-            }
-        });
-        tasks.lock().expect("relay tasks").push(accept.abort_handle());
-        Self { port, tasks, moves: None }
+        Self::start_slow_to_connect(upstream, std::time::Duration::ZERO).await
     }
 
     /// A relay that loses one reply: the first request whose bytes hold `marker` reaches the
