@@ -10,9 +10,8 @@
 //! for a freshly resolved master (see [`RedisTarget`]; a single server's name is looked up
 //! again on connecting) after a connection error or a timeout, or after a `READONLY` reply (a
 //! write that reached a demoted master; it was not applied, so it is sent once more to the new
-//! master). apalis-redis's `RedisStorage`
-//! is generic over the connection, so the workers' fetches, acks and heartbeats go through
-//! the same wrapper and follow the failover too.
+//! master). apalis-redis's `RedisStorage` is generic over the connection, so the workers'
+//! fetches, acks and heartbeats go through the same wrapper and follow the failover too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
