@@ -11,51 +11,61 @@ use std::ffi::{CStr, CString, c_char};
 
 /// Why libpq refuses `conninfo`, if it does. The quoted parts of libpq's message are left out:
 /// they quote the string itself, which may hold a password.
-#[expect(unsafe_code, reason = "libpq's own parser, through the pq-sys bindings diesel links")]
 pub(crate) fn refusal(conninfo: &str) -> Option<String> {
     // Read trimmed, as the settings keep it (a trailing newline from a secrets file is common).
     let conninfo = conninfo.trim();
     if conninfo.is_empty() {
         return Some("is empty".to_owned());
     }
-    let Ok(text) = CString::new(conninfo) else {
+    if conninfo.contains('\0') {
         return Some("holds a NUL byte".to_owned());
-    };
+    }
+    match given_options(conninfo) {
+        Ok(given) => given
+            .iter()
+            .find_map(|(keyword, value)| value_refusal(keyword, value))
+            .map(|why| format!("is not a connection string libpq can use: {why}")),
+        Err(message) => Some(format!(
+            "is not a connection string libpq accepts ({message}); write it as \
+             postgres://user[:password]@host[:port]/database[?param=value], or as key=value pairs"
+        )),
+    }
+}
+
+/// The parameters `conninfo` sets itself, as (keyword, value), read by libpq's own parser
+/// (`PQconninfoParse` fills in no default); or libpq's reason, without its quoted parts.
+#[expect(unsafe_code, reason = "libpq's own parser, through the pq-sys bindings diesel links")]
+fn given_options(conninfo: &str) -> Result<Vec<(String, String)>, String> {
+    let text = CString::new(conninfo).map_err(|_| "a NUL byte".to_owned())?;
     let mut error: *mut c_char = std::ptr::null_mut();
     // SAFETY: `text` is NUL-terminated and outlives the call; libpq allocates the options and
     // the message it returns, and each is freed below with libpq's own free, once.
     let options = unsafe { pq_sys::PQconninfoParse(text.as_ptr(), &mut error) };
-    if !options.is_null() {
-        let mut refused = None;
-        let mut option = options;
-        // SAFETY: PQconninfoParse returns an array ended by an entry whose keyword is NULL;
-        // every string in it is NUL-terminated and lives until the array is freed, below.
-        unsafe {
-            while refused.is_none() && !(*option).keyword.is_null() {
-                if !(*option).val.is_null() {
-                    let keyword = CStr::from_ptr((*option).keyword).to_string_lossy();
-                    let value = CStr::from_ptr((*option).val).to_string_lossy();
-                    refused = value_refusal(&keyword, &value);
-                }
-                option = option.add(1);
-            }
-            // Freed once; nothing read from it is used after.
-            pq_sys::PQconninfoFree(options);
+    if options.is_null() {
+        if error.is_null() {
+            return Err("could not be parsed by libpq".to_owned());
         }
-        return refused.map(|why| format!("is not a connection string libpq can use: {why}"));
-    }
-    let message = if error.is_null() {
-        "could not be parsed by libpq".to_owned()
-    } else {
         // SAFETY: libpq's message is a NUL-terminated string it allocated; copied, then freed.
         let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
         unsafe { pq_sys::PQfreemem(error.cast()) };
-        unquoted(message.trim())
-    };
-    Some(format!(
-        "is not a connection string libpq accepts ({message}); write it as \
-         postgres://user[:password]@host[:port]/database[?param=value], or as key=value pairs"
-    ))
+        return Err(unquoted(message.trim()));
+    }
+    let mut given = Vec::new();
+    let mut option = options;
+    // SAFETY: the array ends with an entry whose keyword is NULL; every string in it is
+    // NUL-terminated and lives until the array is freed, once, after the last read.
+    unsafe {
+        while !(*option).keyword.is_null() {
+            if !(*option).val.is_null() {
+                let keyword = CStr::from_ptr((*option).keyword).to_string_lossy().into_owned();
+                let value = CStr::from_ptr((*option).val).to_string_lossy().into_owned();
+                given.push((keyword, value));
+            }
+            option = option.add(1);
+        }
+        pq_sys::PQconninfoFree(options);
+    }
+    Ok(given)
 }
 
 /// TCP settings every pooled connection gets unless its connection string sets them: libpq's
@@ -76,38 +86,17 @@ const TCP_DEFAULTS: [(&str, &str); 5] = [
 /// `conninfo` with each of [`TCP_DEFAULTS`] it does not set itself, in its own form (URI
 /// query parameters, or `key=value` pairs). A string libpq cannot read is returned as it is
 /// (the settings refuse it at start).
-#[expect(unsafe_code, reason = "libpq's own parser, through the pq-sys bindings diesel links")]
 pub(crate) fn with_tcp_defaults(conninfo: &str) -> String {
-    let Ok(text) = CString::new(conninfo) else { return conninfo.to_owned() };
-    let mut error: *mut c_char = std::ptr::null_mut();
-    // SAFETY: as in `refusal`: the array and the message are libpq's, each freed once.
-    let options = unsafe { pq_sys::PQconninfoParse(text.as_ptr(), &mut error) };
-    if options.is_null() {
-        if !error.is_null() {
-            unsafe { pq_sys::PQfreemem(error.cast()) };
-        }
-        return conninfo.to_owned();
-    }
-    let mut given = Vec::new();
-    let mut option = options;
-    // SAFETY: the array ends with an entry whose keyword is NULL; its strings live until freed.
-    unsafe {
-        while !(*option).keyword.is_null() {
-            if !(*option).val.is_null() {
-                given.push(CStr::from_ptr((*option).keyword).to_string_lossy().into_owned());
-            }
-            option = option.add(1);
-        }
-        pq_sys::PQconninfoFree(options);
-    }
-    let missing: Vec<(&str, &str)> =
-        TCP_DEFAULTS.into_iter().filter(|(k, _)| !given.iter().any(|g| g == k)).collect();
+    let Ok(given) = given_options(conninfo) else { return conninfo.to_owned() };
     let mut out = conninfo.trim().to_owned();
     let uri = out.starts_with("postgres://") || out.starts_with("postgresql://");
-    for (i, (key, value)) in missing.iter().enumerate() {
-        let separator = match (uri, i == 0 && !out.contains('?')) {
-            (true, true) => "?",
-            (true, false) => "&",
+    for (key, value) in TCP_DEFAULTS {
+        if given.iter().any(|(g, _)| g == key) {
+            continue;
+        }
+        let separator = match (uri, out.contains('?')) {
+            (true, false) => "?",
+            (true, true) => "&",
             (false, _) => " ",
         };
         out.push_str(&format!("{separator}{key}={value}"));

@@ -67,6 +67,44 @@ fn location(id: Uuid) -> String {
     format!("/results/{id}")
 }
 
+/// The refusals of both submit routes, for the document only (each a problem document).
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "describes the answers in the OpenAPI document; never built")]
+enum SubmitRefusals {
+    #[response(status = 400, description = "Not JSON", content_type = "application/problem+json")]
+    NotJson(Problem),
+    #[response(
+        status = 408,
+        description = "The body did not arrive within 15 s of the headers; nothing was recorded",
+        content_type = "application/problem+json"
+    )]
+    BodyTimedOut(Problem),
+    #[response(
+        status = 413,
+        description = "Body over 64 KiB",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    #[response(
+        status = 415,
+        description = "Content-Type is not JSON",
+        content_type = "application/problem+json"
+    )]
+    NotJsonTyped(Problem),
+    #[response(
+        status = 422,
+        description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a sweep of more units than MAX_UNFINISHED_JOBS_PER_KEY; a value the database refused",
+        content_type = "application/problem+json"
+    )]
+    Invalid(Problem),
+    #[response(
+        status = 503,
+        description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk: the job may then exist and run, and a retry with the same Idempotency-Key is answered with it.",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 /// The headers a submit reads, for the document only: the handler reads them itself
 /// (`idempotency_key`, `request_id`), so that a bad one is a 422 naming it.
 #[derive(IntoParams)]
@@ -106,12 +144,7 @@ struct SubmitHeaders {
                   ("Content-Location" = String, description = "/results/{id}: the body is the document that URL serves (RFC 9110)"),
                   ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"),
                   ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
-        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within 15 s of the headers; nothing was recorded", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a sweep of more units than MAX_UNFINISHED_JOBS_PER_KEY; a value the database refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk: the job may then exist and run, and a retry with the same Idempotency-Key is answered with it.", body = Problem, content_type = "application/problem+json"),
+        SubmitRefusals,
     )
 )]
 #[post("/simulations")]
@@ -694,12 +727,7 @@ enum Waited {
          headers(("Location" = String, description = "/results/{id}"),
                   ("Preference-Applied" = String, description = "`wait=N` when `Prefer: wait` was honoured"),
                   ("Idempotent-Replayed" = String, description = "`true` on the replay of an earlier submit with the same Idempotency-Key"))),
-        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within 15 s of the headers; nothing was recorded", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named with its rule; a job over MAX_JOB_COST; a sweep of more units than MAX_UNFINISHED_JOBS_PER_KEY; a value the database refused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Queue full or Postgres unavailable, as for `POST /simulations`. See Retry-After", body = Problem, content_type = "application/problem+json"),
+        SubmitRefusals,
     )
 )]
 #[post("/run_simulation")]
