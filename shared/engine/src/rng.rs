@@ -22,7 +22,8 @@ use super::fastmath;
 
 const PCG_MULTIPLIER: u64 = 6_364_136_223_846_793_005;
 
-/// SplitMix64's output function (Steele, Lea & Flood 2014): a bijective 64-bit mixer.
+/// One SplitMix64 step from state `x` (Steele, Lea & Flood 2014): the golden-gamma increment,
+/// then the output mix; a bijective 64-bit mixer.
 pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
