@@ -46,6 +46,7 @@ enum KeysCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    portfolio_shared::telemetry::quiet_error_backtraces();
     let cli = Cli::parse();
     let settings = Settings::from_env_or_exit();
     telemetry::init(&settings.telemetry);

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use portfolio_tests::processes::{ApiProc, LogDir, WorkerProc, accepted_id, job_body};
+use portfolio_tests::throwaway::free_port;
 use portfolio_tests::{TestEnv, eventually};
 use serde_json::Value;
 
@@ -57,4 +58,25 @@ async fn a_jobs_log_lines_carry_the_submit_handlers_span_then_the_jobs_span() {
     assert_eq!(span["request_id"], "trace-me-42", "{succeeded}");
     assert_eq!(span["attempt"], 1, "{succeeded}");
     assert_eq!(span["worker"], worker.name, "{succeeded}");
+}
+
+/// With `RUST_BACKTRACE=1` (set on many hosts, for panics' sake), an outage's warnings stay
+/// lines of their own size: `anyhow` captured a backtrace with every error, through actix's
+/// generic frames, and one "push to Redis failed" line was about 570 KB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_logged_without_a_backtrace_when_rust_backtrace_is_set() {
+    let mut env = TestEnv::new();
+    env.set("RUST_BACKTRACE", "1").set("LOG_FORMAT", "json");
+    env.set("REDIS_URL", format!("redis://127.0.0.1:{}", free_port()));
+    env.leaves_unfinished_jobs("Redis never answers, so the job is never pushed");
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let response = api.submit(&job_body(1_000, 10)).await;
+    assert_eq!(response.status(), 202, "accepted while Redis is away");
+    let pushed =
+        line_saying(|| api.proc.log(), "push to Redis failed; the reconciler will enqueue the job")
+            .await;
+    assert!(pushed["error"].as_str().is_some_and(|e| !e.is_empty()), "{pushed}");
+    let longest = api.proc.log().lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 16_384, "a log line of {longest} bytes");
 }

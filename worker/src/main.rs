@@ -23,6 +23,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    portfolio_shared::telemetry::quiet_error_backtraces();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Simulate(args) => {
