@@ -73,9 +73,15 @@ pub enum ApiError {
     /// told: it counts every tenant's jobs, and only an operator key may read the queue.
     #[error("the queue is full")]
     QueueFull { depth: u64, retry_after_secs: u64 },
-    /// A dependency is down; nothing was recorded.
+    /// A dependency is down: nothing was recorded, unless `unsettled` (it stopped answering
+    /// while it had what the request asked of it, which may still be done when it answers).
     #[error("{what} is unavailable")]
-    Unavailable { what: &'static str, retry_after_secs: u64, source: anyhow::Error },
+    Unavailable {
+        what: &'static str,
+        retry_after_secs: u64,
+        unsettled: bool,
+        source: anyhow::Error,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -104,7 +110,12 @@ impl ApiError {
     }
 
     pub(crate) fn unavailable(what: &'static str, source: impl Into<anyhow::Error>) -> Self {
-        Self::Unavailable { what, retry_after_secs: 5, source: source.into() }
+        Self::Unavailable { what, retry_after_secs: 5, unsettled: false, source: source.into() }
+    }
+
+    /// `what` stopped answering after it was asked to change something, which it may still do.
+    pub(crate) fn unsettled(what: &'static str, source: impl Into<anyhow::Error>) -> Self {
+        Self::Unavailable { what, retry_after_secs: 5, unsettled: true, source: source.into() }
     }
 
     fn slug_and_title(&self) -> (&'static str, &'static str) {
@@ -143,9 +154,14 @@ impl ApiError {
                 "more jobs are waiting than this deployment takes; nothing was recorded, \
                  retry in {retry_after_secs} s"
             ),
-            Self::Unavailable { what, retry_after_secs, .. } => {
+            Self::Unavailable { what, retry_after_secs, unsettled: false, .. } => {
                 format!("{what} is unreachable; nothing was changed, retry in {retry_after_secs} s")
             }
+            Self::Unavailable { what, retry_after_secs, unsettled: true, .. } => format!(
+                "{what} did not answer in time; what this request asked may still be done \
+                 when it answers (a submit retried with the same Idempotency-Key finds its \
+                 job), retry in {retry_after_secs} s"
+            ),
             Self::Internal(_) => "the server failed to handle this request".to_owned(),
             other => other.to_string(),
         };

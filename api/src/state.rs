@@ -26,6 +26,14 @@ use crate::result_cache::ResultCache;
 /// own checkout timeout: a client is better served by a quick 503 than a 30 s hang.
 const REQUEST_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest a request waits for a statement, its checkout included. A Postgres that hangs
+/// (stopped or paused rather than down) still has its kernel acknowledge every byte, so no TCP
+/// timeout fires and the statement would hold the request until Postgres answered again. The
+/// statement is not stopped, only no longer waited for: it keeps its blocking thread and its
+/// connection and ends when Postgres answers, so a submit refused this way may still record its
+/// job (docs/reliability.md: a retry with the same `Idempotency-Key` finds it).
+const STATEMENT_DEADLINE: Duration = Duration::from_secs(10);
+
 pub(crate) struct AppState {
     pub(crate) write_pool: PgPool,
     pub(crate) read_pool: PgPool,
@@ -146,13 +154,23 @@ impl AppState {
         with_timeout(call).await
     }
 
-    /// Runs `f` with a primary connection on a blocking thread.
+    /// Runs `f` with a primary connection on a blocking thread. A statement whose connection
+    /// was lost in flight may have taken effect, and its `503` says so
+    /// ([`ApiError::unsettled`]).
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        run(self.write_pool.clone(), self.checkout_timeout(), f).await
+        let outcome = |e: DieselError| {
+            if db_error::outcome_unknown(&e) {
+                ApiError::unsettled("postgres", e)
+            } else {
+                db_error(e)
+            }
+        };
+        run(self.write_pool.clone(), self.checkout_timeout(), move |conn| f(conn).map_err(outcome))
+            .await
     }
 
     /// Runs `f` with a read connection (the replica when configured) on a blocking thread.
@@ -161,7 +179,8 @@ impl AppState {
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        run(self.read_pool.clone(), self.checkout_timeout(), f).await
+        run(self.read_pool.clone(), self.checkout_timeout(), move |conn| f(conn).map_err(db_error))
+            .await
     }
 
     /// Whether reads go to a replica (another server than the primary), which may lag.
@@ -187,16 +206,23 @@ where
 
 async fn run<T, F>(pool: PgPool, timeout: Duration, f: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
+    F: FnOnce(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    spawn_blocking_with_tracing(move || {
+    let statement = spawn_blocking_with_tracing(move || {
         let mut conn =
             pool.get_timeout(timeout).map_err(|e| ApiError::unavailable("postgres", e))?;
-        f(&mut conn).map_err(db_error)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("database task panicked: {e}")))?
+        f(&mut conn)
+    });
+    match tokio::time::timeout(STATEMENT_DEADLINE, statement).await {
+        Ok(done) => {
+            done.map_err(|e| ApiError::Internal(anyhow::anyhow!("database task panicked: {e}")))?
+        }
+        Err(_) => Err(ApiError::unsettled(
+            "postgres",
+            anyhow::anyhow!("Postgres did not answer within {STATEMENT_DEADLINE:?}"),
+        )),
+    }
 }
 
 /// An error that may pass (Postgres away or restarting, a lost connection, a deadlock; see

@@ -86,7 +86,7 @@ const TCP_DEFAULTS: [(&str, &str); 5] = [
 /// `conninfo` with each of [`TCP_DEFAULTS`] it does not set itself, in its own form (URI
 /// query parameters, or `key=value` pairs). A string libpq cannot read is returned as it is
 /// (the settings refuse it at start).
-pub(crate) fn with_tcp_defaults(conninfo: &str) -> String {
+pub fn with_tcp_defaults(conninfo: &str) -> String {
     let Ok(given) = given_options(conninfo) else { return conninfo.to_owned() };
     let mut out = conninfo.trim().to_owned();
     let uri = out.starts_with("postgres://") || out.starts_with("postgresql://");

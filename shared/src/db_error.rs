@@ -90,6 +90,23 @@ pub fn is_transient(e: &DieselError) -> bool {
 /// cannot encode, too many parameters) are the same on every try. The wording is libpq's in
 /// English: the images set no locale, and a process run with a translated libpq (`LANG` of
 /// another language, its messages installed) would take these for lasting errors again.
+/// Whether a statement that failed with `e` may still have taken effect: the connection was
+/// lost or the server ended the session (SQLSTATE classes 08 and 57) while the statement was
+/// in flight, perhaps after its commit. A transaction the server rolled back (a deadlock or a
+/// serialisation failure, class 40; out of resources, class 53) did not; neither did anything
+/// that is not transient.
+pub fn outcome_unknown(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        DieselError::DatabaseError(_, info) => match pg_sqlstate(info.as_ref()) {
+            Some(code) => matches!(code.class(), "08" | "57"),
+            None => tells_of_a_lost_connection(info.message()),
+        },
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => outcome_unknown(commit_error),
+        _ => false,
+    }
+}
+
 fn tells_of_a_lost_connection(message: &str) -> bool {
     const LOST: [&str; 8] = [
         "server closed the connection unexpectedly",
@@ -168,6 +185,27 @@ mod tests {
         }
         for code in ["23505", "40001", "08006", "42601"] {
             assert!(!SqlState::new(code).unwrap().is_data_exception(), "{code}");
+        }
+    }
+
+    #[test]
+    fn only_a_connection_lost_in_flight_leaves_a_statement_s_outcome_unknown() {
+        let error =
+            |kind, message: &str| DieselError::DatabaseError(kind, Box::new(message.to_owned()));
+        for unknown in [
+            error(DatabaseErrorKind::ClosedConnection, "server closed the connection"),
+            error(DatabaseErrorKind::Unknown, "could not receive data from server: reset"),
+        ] {
+            assert!(outcome_unknown(&unknown), "{unknown}");
+        }
+        for known in [
+            // Nothing reached the server; or the server rolled the transaction back.
+            error(DatabaseErrorKind::UnableToSendCommand, "could not write"),
+            error(DatabaseErrorKind::SerializationFailure, "could not serialize access"),
+            error(DatabaseErrorKind::UniqueViolation, "duplicate key value"),
+            DieselError::NotFound,
+        ] {
+            assert!(!outcome_unknown(&known), "{known}");
         }
     }
 

@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 
-mod conninfo;
+pub mod conninfo;
 pub mod db;
 pub mod db_error;
 pub mod health_probe;

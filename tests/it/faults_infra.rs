@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 
 use portfolio_tests::processes::{
     ApiProc, LogDir, WorkerProc, accepted_id, assert_contract, fault_lock, job_body, job_records,
     wait_settled,
 };
-use portfolio_tests::throwaway::{ThrowawayPostgres, ThrowawayRedis};
-use portfolio_tests::{TestDb, TestEnv, TestQueue, eventually};
+use portfolio_tests::throwaway::{Netns, ThrowawayPostgres, ThrowawayRedis};
+use portfolio_tests::{TestDb, TestEnv, TestQueue, eventually, problem};
 use uuid::Uuid;
 
 /// Waits until at least `running` jobs run and `queued` wait.
@@ -357,4 +357,156 @@ async fn faults_a_waited_submit_that_loses_postgres_while_it_waits_answers_202_f
     wait_settled(&env.db.url, Duration::from_secs(120)).await;
     let records = assert_contract(&env.db.url, &[id]);
     assert_eq!(records[0].status, "succeeded", "{:?}", records[0]);
+}
+
+/// A Postgres that hangs (its processes stopped: the kernel still accepts and acknowledges, so
+/// no TCP timeout fires) gets every request a `503` within the API's statement deadline
+/// (10 s) instead of holding it until Postgres answers. A submit refused that way may still
+/// have recorded its job, as `docs/reliability.md` says: once Postgres is back, the same
+/// `Idempotency-Key` finds one job, and it runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_hung_postgres_gets_requests_a_503_within_the_deadline_and_a_retry_finds_the_job()
+{
+    let _lock = fault_lock();
+    let pg = ThrowawayPostgres::start();
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    let env = TestEnv::with(db, TestQueue::new());
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let worker = WorkerProc::spawn(&vars, &logs, "w").await;
+    let before = api.submit_ok(&job_body(1_000, 10)).await;
+    api.wait_terminal(before, Duration::from_secs(30)).await;
+
+    pg.pause();
+    let key = Uuid::new_v4().to_string();
+    let submit = || {
+        api.client
+            .post(api.url("/simulations"))
+            .header("Idempotency-Key", &key)
+            .json(&job_body(1_000, 10))
+            .send()
+    };
+    let asked = Instant::now();
+    let read = api.client.get(api.url(&format!("/results/{before}"))).send();
+    let answers = async { tokio::join!(submit(), read) };
+    let (submitted, read) =
+        tokio::time::timeout(Duration::from_secs(30), answers).await.unwrap_or_else(|_| {
+            pg.resume();
+            panic!("no answer within 30 s of Postgres hanging")
+        });
+    let waited = asked.elapsed();
+    let ready = api.client.get(api.url("/ready")).send().await.expect("GET /ready");
+    pg.resume();
+
+    for response in [submitted.expect("the submit's answer"), read.expect("the read's answer")] {
+        let body = problem(response, 503).await;
+        assert!(body["detail"].as_str().unwrap_or_default().contains("postgres"), "{body}");
+    }
+    assert!(waited < Duration::from_secs(14), "answered after {waited:?}");
+    assert_eq!(ready.status(), 503);
+
+    // The retry finds the job the refused submit may have recorded, or records it now.
+    let retried = eventually(Duration::from_secs(30), || async {
+        let response = submit().await.ok()?;
+        (response.status() == 202).then_some(response)
+    })
+    .await;
+    let id = accepted_id(&retried.text().await.expect("body"));
+    wait_settled(&env.db.url, Duration::from_secs(60)).await;
+    let mut conn = diesel::PgConnection::establish(&env.db.url).expect("connect");
+    let records = job_records(&mut conn);
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in assert_contract(&env.db.url, &[before, id]) {
+        assert_eq!(r.status, "succeeded", "{r:?}");
+    }
+    drop(worker);
+}
+
+/// A Postgres host that vanishes without a reset (its link cut: what is sent to it is dropped
+/// unanswered, as when a host is lost with its zone and an RDS failover moves the DNS name) is
+/// given up on within seconds, on the connection settings every pool uses
+/// (`conninfo::with_tcp_defaults`): a statement on an open connection fails once its bytes go
+/// unacknowledged for `tcp_user_timeout` (10 s), a new connection after `connect_timeout` (5 s).
+/// With libpq's defaults the statement waited for the kernel's retransmissions, about a quarter
+/// of an hour. Needs root and `ip netns`, which CI's machine has; elsewhere it says so and
+/// passes.
+#[test]
+fn faults_a_postgres_host_that_vanishes_is_given_up_on_within_seconds() {
+    let Some(netns) = Netns::create() else {
+        eprintln!("not run: making a network namespace needs root and iproute2's `ip`");
+        return;
+    };
+    let pg = ThrowawayPostgres::start_in(&netns);
+    let url = portfolio_shared::conninfo::with_tcp_defaults(&pg.admin_url());
+    let mut conn = diesel::PgConnection::establish(&url).expect("connect through the link");
+    diesel::sql_query("SELECT 1").execute(&mut conn).expect("answered");
+
+    netns.cut();
+    let asked = Instant::now();
+    let error = diesel::sql_query("SELECT 1").execute(&mut conn).expect_err("no answer");
+    let waited = asked.elapsed();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(20)).contains(&waited),
+        "the statement failed after {waited:?} ({error}), not at tcp_user_timeout"
+    );
+
+    let asked = Instant::now();
+    let error = diesel::PgConnection::establish(&url).err().expect("no host to connect to");
+    let waited = asked.elapsed();
+    assert!(waited < Duration::from_secs(8), "the connect failed after {waited:?} ({error})");
+    drop(pg);
+}
+
+/// A submit whose job was committed but whose wait for the flush was cut by a Postgres crash
+/// cannot know whether the job survived: its `503` says the job may exist (and a retry with the
+/// same `Idempotency-Key` then finds one job), never "nothing was changed". The commit barriers
+/// are locked from another session, so the crash comes while the submit waits there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_submit_cut_by_a_crash_after_its_commit_says_the_job_may_exist() {
+    let _lock = fault_lock();
+    let pg = ThrowawayPostgres::start();
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    let env = TestEnv::with(db, TestQueue::new());
+    env.leaves_unfinished_jobs("no worker: the test is about the submit's answer");
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut locker = diesel::PgConnection::establish(&env.db.url).expect("connect");
+    diesel::sql_query("BEGIN").execute(&mut locker).unwrap();
+    diesel::sql_query("LOCK TABLE commit_barriers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .unwrap();
+
+    let key = Uuid::new_v4().to_string();
+    let submit = || {
+        api.client
+            .post(api.url("/simulations"))
+            .header("Idempotency-Key", &key)
+            .json(&job_body(1_000, 10))
+            .send()
+    };
+    let answer = tokio::spawn(submit());
+    eventually(Duration::from_secs(5), || async {
+        let mut conn = diesel::PgConnection::establish(&env.db.url).ok()?;
+        (!job_records(&mut conn).is_empty()).then_some(())
+    })
+    .await;
+    pg.stop();
+    pg.start_again();
+    drop(locker);
+
+    let body = problem(answer.await.unwrap().expect("an answer"), 503).await;
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("may still be done"), "{body}");
+    assert!(!detail.contains("nothing was changed"), "{body}");
+    let retried = eventually(Duration::from_secs(30), || async {
+        let response = submit().await.ok()?;
+        (response.status() == 202).then_some(response)
+    })
+    .await;
+    let id = accepted_id(&retried.text().await.expect("body"));
+    let mut conn = diesel::PgConnection::establish(&env.db.url).expect("connect");
+    let records = job_records(&mut conn);
+    assert_eq!(records.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id], "one job");
 }

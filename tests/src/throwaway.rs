@@ -142,9 +142,7 @@ impl ThrowawayRedis {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("the server runs").id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().expect("run kill");
-        assert!(status.success(), "kill {signal} {pid}");
+        send_signal(signal, self.child.as_ref().expect("the server runs").id());
     }
 }
 
@@ -397,6 +395,10 @@ impl Drop for Relay {
 /// A Postgres cluster of this test's own (initdb + pg_ctl from the Debian packages).
 pub struct ThrowawayPostgres {
     pub(crate) port: u16,
+    /// The address it listens on: loopback, or its namespace's end of a [`Netns`].
+    host: String,
+    /// The network namespace it runs in, if not this host's.
+    netns: Option<String>,
     bin: PathBuf,
     data: PathBuf,
     /// libfaketime's offset of the server's clock from this host's, if any.
@@ -427,7 +429,22 @@ impl ThrowawayPostgres {
         Self::start_with(clock_offset, Vec::new())
     }
 
+    /// A cluster inside `netns`, listening on its address there: a host of its own, whose link
+    /// [`Netns::cut`] can cut.
+    pub fn start_in(netns: &Netns) -> Self {
+        Self::start_at(netns.inside.clone(), Some(netns.name.clone()), None, Vec::new())
+    }
+
     fn start_with(clock_offset: Option<String>, settings: Vec<String>) -> Self {
+        Self::start_at("127.0.0.1".to_owned(), None, clock_offset, settings)
+    }
+
+    fn start_at(
+        host: String,
+        netns: Option<String>,
+        clock_offset: Option<String>,
+        settings: Vec<String>,
+    ) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -441,19 +458,28 @@ impl ThrowawayPostgres {
             .status()
             .expect("initdb");
         assert!(status.success(), "initdb failed");
-        let me = Self { port: free_port(), bin, data, clock_offset, settings, _dir: dir };
+        if netns.is_some() {
+            // initdb lets in loopback only; the test connects from the other end of the link.
+            let hba = data.join("pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+            rules.push_str("host all all 10.213.0.0/16 trust\n");
+            std::fs::write(&hba, rules).expect("pg_hba.conf");
+        }
+        let me =
+            Self { port: free_port(), host, netns, bin, data, clock_offset, settings, _dir: dir };
         me.pg_ctl_start();
         me
     }
 
     fn pg_ctl_start(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=60 {}",
+            "-p {} -c listen_addresses={} -k {} -c fsync=off -c max_connections=60 {}",
             self.port,
+            self.host,
             self.data.display(),
             self.settings.join(" ")
         );
-        let mut pg_ctl = postgres_command(&self.bin.join("pg_ctl"));
+        let mut pg_ctl = self.in_netns(postgres_command(&self.bin.join("pg_ctl")));
         if let Some(offset) = &self.clock_offset {
             // The server inherits them from pg_ctl. Monotonic clocks stay real: only the wall
             // clock, which `now()` reads, is meant to differ.
@@ -476,12 +502,13 @@ impl ThrowawayPostgres {
 
     /// A URL to its `postgres` database (use as an admin URL for [`crate::TestDb::empty_on`]).
     pub fn admin_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!("postgres://postgres@{}:{}/postgres", self.host, self.port)
     }
 
     /// Stops the server at once (connections are cut, as in a crash).
     pub fn stop(&self) {
-        let _ = postgres_command(&self.bin.join("pg_ctl"))
+        let _ = self
+            .in_netns(postgres_command(&self.bin.join("pg_ctl")))
             .args(["-w", "-m", "immediate", "-D"])
             .arg(&self.data)
             .arg("stop")
@@ -493,6 +520,61 @@ impl ThrowawayPostgres {
     pub fn start_again(&self) {
         self.pg_ctl_start();
     }
+
+    /// Freezes the server (`SIGSTOP` to the postmaster, then to each of its processes): its
+    /// kernel still accepts connections and acknowledges every byte, and nothing answers, as
+    /// with a hung or paused host, until [`Self::resume`].
+    pub fn pause(&self) {
+        let postmaster = self.postmaster_pid();
+        send_signal("-STOP", postmaster);
+        for child in children_of(postmaster) {
+            send_signal("-STOP", child);
+        }
+    }
+
+    /// Lets a [`Self::pause`]d server go on, its processes first.
+    pub fn resume(&self) {
+        let postmaster = self.postmaster_pid();
+        for child in children_of(postmaster) {
+            send_signal("-CONT", child);
+        }
+        send_signal("-CONT", postmaster);
+    }
+
+    /// `command`, run inside the cluster's network namespace if it has one.
+    fn in_netns(&self, command: Command) -> Command {
+        let Some(netns) = &self.netns else { return command };
+        let mut inside = Command::new("ip");
+        inside.args(["netns", "exec", netns]).arg(command.get_program()).args(command.get_args());
+        inside
+    }
+
+    fn postmaster_pid(&self) -> u32 {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("pid file");
+        pid_file.lines().next().and_then(|l| l.trim().parse().ok()).expect("the postmaster's pid")
+    }
+}
+
+/// The processes whose parent is `parent` (a postmaster's are its backends and helpers).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `stat`'s fourth field is the parent; the second, the name, is in parentheses and
+            // may hold spaces, so the fields are counted after its closing one.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+fn send_signal(signal: &str, pid: u32) {
+    let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 impl Drop for ThrowawayPostgres {
@@ -556,5 +638,74 @@ fn as_postgres_owner(dir: &Path) {
             .status()
             .expect("chown");
         assert!(status.success(), "chown of the throwaway cluster failed");
+    }
+}
+
+/// A network namespace joined to this host's by a veth pair with an address at each end. A
+/// server inside it is a host of its own, whose link [`Self::cut`] takes down: packets to it
+/// then vanish without a reset or an error, as when a host is lost with its zone, which no
+/// server on loopback can show. Needs root and `ip` (iproute2).
+pub struct Netns {
+    name: String,
+    /// The namespace's end of the pair, and this host's.
+    link: String,
+    outside: String,
+    /// The address of the namespace's end.
+    pub inside: String,
+}
+
+impl Netns {
+    /// A new namespace, or `None` where this process may not make one (not root, no `ip`).
+    pub fn create() -> Option<Self> {
+        let tag = std::process::id() % 10_000;
+        let subnet = 1 + std::process::id() % 250;
+        let me = Self {
+            name: format!("pmc-test-{tag}"),
+            link: format!("pmcB{tag}"),
+            outside: format!("pmcA{tag}"),
+            inside: format!("10.213.{subnet}.2"),
+        };
+        // One left by a process of the same id that died before its drop.
+        me.remove();
+        let outside = me.outside.clone();
+        let (cidr_out, cidr_in) = (format!("10.213.{subnet}.1/30"), format!("{}/30", me.inside));
+        let steps: [&[&str]; 7] = [
+            &["netns", "add", &me.name],
+            &["link", "add", &outside, "type", "veth", "peer", "name", &me.link],
+            &["link", "set", &me.link, "netns", &me.name],
+            &["addr", "add", &cidr_out, "dev", &outside],
+            &["link", "set", &outside, "up"],
+            &["-n", &me.name, "addr", "add", &cidr_in, "dev", &me.link],
+            &["-n", &me.name, "link", "set", &me.link, "up"],
+        ];
+        for step in steps {
+            let done = Command::new("ip").args(step).stderr(Stdio::null()).status();
+            if !done.is_ok_and(|s| s.success()) {
+                return None;
+            }
+        }
+        Some(me)
+    }
+
+    /// Takes the namespace's end of the link down: what is sent to it is dropped, unanswered.
+    pub fn cut(&self) {
+        let status = Command::new("ip")
+            .args(["-n", &self.name, "link", "set", &self.link, "down"])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip link set down");
+    }
+
+    fn remove(&self) {
+        // Deleting the namespace deletes the pair, unless its end was never moved in.
+        for args in [["netns", "del", &self.name], ["link", "del", &self.outside]] {
+            let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.remove();
     }
 }

@@ -101,6 +101,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let mut problem = ApiError::Unavailable {
         what: "a dependency",
         retry_after_secs: 5,
+        unsettled: false,
         source: anyhow::anyhow!("{what} down"),
     }
     .problem();

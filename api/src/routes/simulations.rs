@@ -99,7 +99,7 @@ enum SubmitRefusals {
     Invalid(Problem),
     #[response(
         status = 503,
-        description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk: the job may then exist and run, and a retry with the same Idempotency-Key is answered with it.",
+        description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk, or stopped answering for 10 s while it had the job (the detail then says so): the job may then exist and run, and a retry with the same Idempotency-Key is answered with it.",
         content_type = "application/problem+json"
     )]
     Unavailable(Problem),
@@ -329,6 +329,8 @@ async fn accept(
             "postgres",
             anyhow::anyhow!("job {id} was lost in a Postgres restart before it reached disk"),
         )),
+        // Committed, perhaps flushed: whatever kept the wait from saying, the job may run.
+        Err(ApiError::Unavailable { source, .. }) => Err(ApiError::unsettled("postgres", source)),
         Err(e) => Err(e),
     };
     if let Err(e) = durable {
@@ -757,7 +759,7 @@ pub(crate) async fn run_simulation(
         (status = 202, description = "Cancellation requested; the running job stops between batches (within a second), unless it ends first: a job that finishes before its worker sees the request keeps its outcome, `succeeded` included", body = JobAccepted),
         (status = 404, description = "No such job of this tenant's (or a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Postgres unavailable; nothing was changed. See Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable; nothing was changed, unless it stopped answering for 10 s while it had the cancel (the detail then says so): the cancel may then still be done. See Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[delete("/simulations/{id}")]
