@@ -519,7 +519,8 @@
           // Not a whole number: sent as written, for the API to say what a seed takes.
           if (!/^\d+$/.test(raw)) seed = JSON.stringify(raw);
           else if (BigInt(raw) > BigInt(r.maximum_text)) errors.push({ field: 'seed', message: r.message });
-          else seed = raw;
+          // Digits as JSON takes them ("007" is no JSON number), however many.
+          else seed = BigInt(raw).toString();
         } else {
           const x = readNumber(f.path, f, errors);
           if (x === undefined) continue;
@@ -627,6 +628,11 @@
   function clearErrors() {
     for (const p of $$('#sim-form .error')) p.textContent = '';
     for (const node of $$('#sim-form [aria-invalid]')) node.removeAttribute('aria-invalid');
+    for (const control of $$('#sim-form [data-group-error]')) {
+      const ids = control.getAttribute('aria-describedby').split(' ');
+      control.setAttribute('aria-describedby', ids.filter((id) => id !== control.dataset.groupError).join(' '));
+      delete control.dataset.groupError;
+    }
     $('#error-summary').hidden = true;
     $('#error-summary ul').replaceChildren();
   }
@@ -659,20 +665,36 @@
     node.setAttribute('role', 'alert');
   }
 
+  // A group's error (the weights' sum, the correlations, a sweep's cells) belongs to no one
+  // control: each control of the group is marked invalid and described by it, so that a screen
+  // reader says it in whichever of them the reader is in.
+  function describeGroup(node, key) {
+    for (const control of $$(`#sim-form [id^="f-${key}-"]`)) {
+      control.setAttribute('aria-invalid', 'true');
+      const ids = (control.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
+      if (ids.includes(node.id)) continue;
+      control.setAttribute('aria-describedby', [...ids, node.id].join(' '));
+      control.dataset.groupError = node.id;
+    }
+  }
+
   function showErrors(errors) {
     const list = $('#error-summary ul');
     list.replaceChildren();
     for (const error of errors) {
       const { node, key } = errorTarget(error.field);
-      node.textContent = node.textContent ? `${node.textContent} ${error.message}` : error.message;
+      // One message a line (`.error` keeps the line breaks), where a group gathers several.
+      node.textContent = node.textContent ? `${node.textContent}\n${error.message}` : error.message;
       const control = document.getElementById(`f-${key}`);
       if (control) control.setAttribute('aria-invalid', 'true');
+      else describeGroup(node, key);
       const details = node.closest('details');
       if (details) details.open = true;
       // "Income stream 2: Last year", so that same-named fields of list items are told apart.
       const item = node.closest('fieldset.item');
       const label = control ? control.labels?.[0]?.textContent.replace(/\s*\*$/, '') : null;
-      const name = `${item ? `${item.querySelector('legend').textContent}: ` : ''}${label || error.field}`;
+      const group = control ? null : node.closest('fieldset')?.querySelector('legend')?.textContent;
+      const name = `${item ? `${item.querySelector('legend').textContent}: ` : ''}${label || group || error.field}`;
       list.append(el('li', {}, el('a', { href: `#${control ? control.id : node.id}` }, `${name}: ${error.message}`)));
     }
     const summary = $('#error-summary');
@@ -884,7 +906,9 @@
 
   function seconds(job) {
     const ms = Date.parse(job.finished_at) - Date.parse(job.created_at);
-    return Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : 'a moment';
+    if (!Number.isFinite(ms)) return 'a moment';
+    // A small job ends within milliseconds: "0.0 s" would read as no time at all.
+    return ms < 100 ? `${Math.max(ms, 1)} ms` : `${(ms / 1000).toFixed(1)} s`;
   }
 
   async function cancel() {

@@ -60,7 +60,7 @@
       return;
     }
     if (!queue.workers.length) {
-      body.replaceChildren(el('tr', {}, el('td', { colspan: 4 }, 'No worker has reported within the last hour.')));
+      body.replaceChildren(el('tr', {}, el('td', { colspan: 4 }, 'No worker is registered with the queue: none is running, or each stopped cleanly.')));
       return;
     }
     body.replaceChildren(...queue.workers.map((w) => el('tr', { 'data-worker': w.name },

@@ -171,6 +171,11 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     .await;
     assert_eq!(shown, sum_message);
     assert!(text_of(&browser, "#error-summary").await.contains(&sum_message));
+    // The group's message belongs to each of its controls, for a screen reader in any of them.
+    let stocks = browser.find("#f-allocation-stocks").await;
+    assert_eq!(stocks.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+    let described = stocks.attr("aria-describedby").await.unwrap().unwrap_or_default();
+    assert!(described.split(' ').any(|id| id == "e-allocation"), "{described}");
     // The summary's link to a group's error (not a field's) takes the reader there.
     browser.click("#error-summary a[href='#e-allocation']").await;
     let focused = browser.eval("return document.activeElement.id", vec![]).await;
@@ -186,6 +191,10 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     .await;
     assert_eq!(shown, cap_message);
     assert_eq!(text_of(&browser, "#e-allocation").await, "", "the fixed field is clear");
+    let stocks = browser.find("#f-allocation-stocks").await;
+    assert_eq!(stocks.attr("aria-invalid").await.unwrap(), None);
+    let described = stocks.attr("aria-describedby").await.unwrap().unwrap_or_default();
+    assert!(!described.split(' ').any(|id| id == "e-allocation"), "{described}");
     let invalid = browser.find("#f-n_scenarios").await.attr("aria-invalid").await.unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
 
