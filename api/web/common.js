@@ -101,7 +101,9 @@ window.pmc = (function () {
 
   // Shows the key form with `reason`, resolves once a key is entered.
   // `back`: a link out of the dialog (to the planner) for a page this key may not open.
-  function askForKey(reason, back = null) {
+  // `dismiss`: the label of a button that closes it without a key (the promise then resolves
+  // to null), for a prompt the page can do without (one action this key may not take).
+  function askForKey(reason, back = null, dismiss = null) {
     if (asking) return asking;
     asking = new Promise((resolve) => {
       const input = el('input', {
@@ -117,9 +119,18 @@ window.pmc = (function () {
           'It looks like pmc_xxxxxxxx_… and comes from whoever runs this service (portfolio-api keys create). It is kept in this tab only, until the tab is closed.'),
         el('div', { class: 'actions' },
           el('button', { type: 'submit', id: 'api-key-submit', class: 'primary' }, 'Use this key'),
-          ...(back ? [el('a', { href: back.href, id: 'api-key-back' }, back.text)] : [])));
+          ...(back ? [el('a', { href: back.href, id: 'api-key-back' }, back.text)] : []),
+          ...(dismiss ? [el('button', { type: 'button', id: 'api-key-dismiss' }, dismiss)] : [])));
       const dialog = el('dialog', { id: 'api-key-dialog', 'aria-labelledby': 'api-key-heading' }, form);
       let given = false;
+      const close = (key) => {
+        given = true;
+        dialog.close();
+        dialog.remove();
+        asking = null;
+        resolve(key);
+      };
+      if (dismiss) form.querySelector('#api-key-dismiss').addEventListener('click', () => close(null));
       form.addEventListener('submit', (event) => {
         event.preventDefault();
         const key = input.value.trim();
@@ -128,16 +139,15 @@ window.pmc = (function () {
           return;
         }
         setApiKey(key);
-        given = true;
-        dialog.close();
-        dialog.remove();
-        asking = null;
-        resolve(key);
+        close(key);
       });
-      // Escape would leave the page waiting for ever: the form stays until a key is given.
-      // Chromium closes a modal dialog on a second Escape whatever its cancel handler says, so
-      // a dialog closed without a key opens again.
-      dialog.addEventListener('cancel', (event) => event.preventDefault());
+      // Escape would leave the page waiting for ever: the form stays until a key is given,
+      // unless it can be dismissed. Chromium closes a modal dialog on a second Escape whatever
+      // its cancel handler says, so a dialog closed without a key opens again.
+      dialog.addEventListener('cancel', (event) => {
+        event.preventDefault();
+        if (dismiss) close(null);
+      });
       dialog.addEventListener('close', () => {
         if (given) return;
         dialog.showModal();
@@ -155,7 +165,8 @@ window.pmc = (function () {
   const SCOPE_PROMPTS = {
     operator: ['This page is for operators, and this key does not have the operator scope. Enter a key that has it, or go back to the planner.',
       { href: '/', text: 'Back to the planner' }],
-    simulate: ['Running a plan needs a key with the simulate scope, and this key does not have it (an operator-only key reads jobs but runs none). Enter a key that has it.'],
+    simulate: ['Running a plan needs a key with the simulate scope, and this key does not have it (an operator-only key reads jobs but runs none). Enter a key that has it.',
+      null, 'Not now'],
   };
 
   // fetch() for the API: sends the key; on 401 (or on 403 when `scope` names the scope the
@@ -177,7 +188,8 @@ window.pmc = (function () {
       }
       if (response.status === 403 && scope) {
         // The key is good for the rest of the site: it stays until another is entered here.
-        await askForKey(...SCOPE_PROMPTS[scope]);
+        // Dismissed, the refusal is the answer, for the page to show.
+        if ((await askForKey(...SCOPE_PROMPTS[scope])) === null) return response;
         continue;
       }
       return response;

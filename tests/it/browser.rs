@@ -615,6 +615,18 @@ async fn an_operator_told_a_job_cannot_be_cancelled_keeps_the_message() {
     browser.click("#submit").await;
     let reason = browser.wait_for("#api-key-reason", Duration::from_secs(10)).await;
     assert!(reason.text().await.unwrap().contains("simulate scope"));
+    // Without such a key at hand the prompt can be dismissed: the refusal shows by the button,
+    // which works again.
+    browser.click("#api-key-dismiss").await;
+    let refused = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-body").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert!(refused.contains("scope"), "{refused}");
+    let open = browser.eval("return !!document.getElementById('api-key-dialog')", vec![]).await;
+    assert_eq!(open, json!(false));
+    browser.click("#submit").await;
+    browser.wait_for("#api-key-reason", Duration::from_secs(10)).await;
     browser.answer_key_prompt(env.api_key(), Duration::from_secs(5)).await;
     browser.wait_for("#job:not([hidden])", Duration::from_secs(10)).await;
     let list: Value =
