@@ -933,7 +933,12 @@
       const p = await problem(response);
       // Said where the next poll's status does not overwrite it. A refusal that another try
       // would meet again (a key without the `simulate` scope, an operator's) takes the button.
-      showJobProblem(`The job could not be cancelled: ${p.title}${p.detail ? ` (${p.detail})` : ''}.`);
+      // A 404 for a job this page reads: an operator's key reads every tenant's jobs, but a
+      // job is cancelled only by its own tenant's keys.
+      const why = response.status === 404
+        ? 'only a key of the tenant that submitted it can cancel it, and this key reads it as an operator'
+        : `${p.title}${p.detail ? ` (${p.detail})` : ''}`;
+      showJobProblem(`The job could not be cancelled: ${why}.`);
       const again = response.status === 429 || response.status >= 500;
       button.disabled = !again;
       button.hidden = !again;

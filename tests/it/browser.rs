@@ -607,6 +607,18 @@ async fn an_operator_told_a_job_cannot_be_cancelled_keeps_the_message() {
     assert_eq!(hidden, json!(true));
     assert_eq!(app.job(id).await["status"], "queued");
 
+    // An operator who may also run plans of their own is told why another tenant's job is not
+    // theirs to cancel (the API's 404 says only that it has no such job of theirs).
+    let both = env.key("ops-and-plans", &["operator", "simulate"]);
+    browser.use_key(&both).await;
+    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    browser.wait_for("#cancel:not([hidden])", Duration::from_secs(10)).await;
+    browser.click("#cancel").await;
+    let problem = browser.wait_for("#job-problem:not([hidden])", Duration::from_secs(10)).await;
+    assert!(problem.text().await.unwrap().contains("only a key of the tenant"));
+    assert_eq!(app.job(id).await["status"], "queued");
+    browser.use_key(&operator).await;
+
     // Back at the planner with the operator's key, a submit asks for a key that may run plans
     // and, given one, goes through.
     browser.client.goto(&app.url("/")).await.unwrap();
