@@ -219,7 +219,9 @@ pub(crate) async fn read_on_primary(
     match (admission.filter(|a| a.key_unchecked()), caller.key_id) {
         (Some(admission), Some(key_id)) => {
             let read = state
-                .write(move |conn| store::find_job_checking_key(conn, caller.viewer(), id, key_id))
+                .read_primary(move |conn| {
+                    store::find_job_checking_key(conn, caller.viewer(), id, key_id)
+                })
                 .await?;
             match read {
                 KeyedRead::Found(job, result) => {
@@ -233,7 +235,7 @@ pub(crate) async fn read_on_primary(
                 KeyedRead::NotFound => Ok(None),
             }
         }
-        _ => state.write(move |conn| store::find_job(conn, caller.viewer(), id)).await,
+        _ => state.read_primary(move |conn| store::find_job(conn, caller.viewer(), id)).await,
     }
 }
 

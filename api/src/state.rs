@@ -173,6 +173,17 @@ impl AppState {
             .await
     }
 
+    /// Runs `f`, which only reads, with a primary connection on a blocking thread: for what a
+    /// replica's lag must not hide (a job just written, a key just revoked).
+    pub(crate) async fn read_primary<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        run(self.write_pool.clone(), self.checkout_timeout(), move |conn| f(conn).map_err(db_error))
+            .await
+    }
+
     /// Runs `f` with a read connection (the replica when configured) on a blocking thread.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where

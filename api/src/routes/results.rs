@@ -325,7 +325,7 @@ pub(crate) async fn find_fresh(
     if settled || !state.reads_from_replica() {
         return Ok(found);
     }
-    state.write(move |conn| store::find_job(conn, again.viewer(), id)).await
+    state.read_primary(move |conn| store::find_job(conn, again.viewer(), id)).await
 }
 
 /// When to look again at a job that has not ended (seconds), for `Retry-After`.
@@ -471,7 +471,8 @@ pub(crate) async fn find_cell(
     let id = parse_id(raw_id)?;
     let at = i32::try_from(index).unwrap_or(i32::MAX);
     // From the primary: a replica may not have the cell the map already shows.
-    let found = state.write(move |conn| store::find_cell(conn, caller.viewer(), id, at)).await?;
+    let found =
+        state.read_primary(move |conn| store::find_cell(conn, caller.viewer(), id, at)).await?;
     let Some((job, cell)) = found else {
         return Err(ApiError::NotFound(format!("no job {id}")));
     };
