@@ -95,7 +95,7 @@ async fn reconcile(state: &AppState, leads: &impl Fn() -> bool) {
     let mut pushed = 0;
     for _ in 0..RECONCILE_PAGES {
         let ids = match state
-            .write(move |conn| store::stale_unfinished(conn, quiet, RECONCILE_BATCH))
+            .write_in_background(move |conn| store::stale_unfinished(conn, quiet, RECONCILE_BATCH))
             .await
         {
             Ok(rows) => rows,
@@ -130,7 +130,7 @@ async fn reconcile(state: &AppState, leads: &impl Fn() -> bool) {
             }
         }
         let looked_at = ids.len();
-        if let Err(e) = state.write(move |conn| store::touch_all(conn, &ids)).await {
+        if let Err(e) = state.write_in_background(move |conn| store::touch_all(conn, &ids)).await {
             tracing::warn!(error = ?e, "reconciler could not mark the jobs it looked at");
             break;
         }
@@ -144,7 +144,10 @@ async fn reconcile(state: &AppState, leads: &impl Fn() -> bool) {
 }
 
 async fn ensure_partitions(state: &AppState) {
-    match state.write(|conn| Ok(portfolio_shared::db::ensure_audit_partitions(conn))).await {
+    match state
+        .write_in_background(|conn| Ok(portfolio_shared::db::ensure_audit_partitions(conn)))
+        .await
+    {
         Ok(Ok(created)) if created > 0 => tracing::info!(created, "created audit_logs partitions"),
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = ?e, "could not create audit_logs partitions"),
@@ -152,7 +155,9 @@ async fn ensure_partitions(state: &AppState) {
     }
     let Some(months) = state.settings.api.audit_retention_months else { return };
     match state
-        .write(move |conn| Ok(portfolio_shared::db::drop_old_audit_partitions(conn, months)))
+        .write_in_background(move |conn| {
+            Ok(portfolio_shared::db::drop_old_audit_partitions(conn, months))
+        })
         .await
     {
         Ok(Ok(dropped)) if dropped > 0 => {

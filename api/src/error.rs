@@ -137,7 +137,12 @@ impl ApiError {
             }
             Self::TooCostly { .. } => ("job-too-costly", "The job would cost too much"),
             Self::QueueFull { .. } => ("queue-full", "Too many jobs are waiting"),
-            Self::Unavailable { .. } => ("service-unavailable", "A dependency is unavailable"),
+            Self::Unavailable { unsettled: false, .. } => {
+                ("service-unavailable", "A dependency is unavailable")
+            }
+            Self::Unavailable { unsettled: true, .. } => {
+                ("outcome-unknown", "A dependency stopped answering; the outcome is not known")
+            }
             Self::Internal(_) => ("internal-error", "Internal server error"),
         }
     }
@@ -158,9 +163,9 @@ impl ApiError {
                 format!("{what} is unreachable; nothing was changed, retry in {retry_after_secs} s")
             }
             Self::Unavailable { what, retry_after_secs, unsettled: true, .. } => format!(
-                "{what} did not answer in time; what this request asked may still be done \
-                 when it answers (a submit retried with the same Idempotency-Key finds its \
-                 job), retry in {retry_after_secs} s"
+                "{what} stopped answering while it had this request's change, which may still be \
+                 done (a submit retried with the same Idempotency-Key finds its job); retry in \
+                 {retry_after_secs} s"
             ),
             Self::Internal(_) => "the server failed to handle this request".to_owned(),
             other => other.to_string(),

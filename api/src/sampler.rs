@@ -52,7 +52,9 @@ pub(crate) async fn sample_once(state: &AppState) -> bool {
         workers_alive: i32::try_from(depth.workers_alive).unwrap_or(i32::MAX),
     };
     let recorded = state
-        .write(move |conn| stats::record_sample(conn, SAMPLE_LOCK, &sample, INTERVAL - SLACK, KEEP))
+        .write_in_background(move |conn| {
+            stats::record_sample(conn, SAMPLE_LOCK, &sample, INTERVAL - SLACK, KEEP)
+        })
         .await;
     match recorded {
         Ok(recorded) => recorded,

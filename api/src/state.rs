@@ -154,44 +154,50 @@ impl AppState {
         with_timeout(call).await
     }
 
-    /// Runs `f` with a primary connection on a blocking thread. A statement whose connection
-    /// was lost in flight may have taken effect, and its `503` says so
-    /// ([`ApiError::unsettled`]).
+    /// Runs a request's `f` with a primary connection on a blocking thread. A statement whose
+    /// connection was lost in flight, or that Postgres did not answer within the deadline, may
+    /// still take effect, and its `503` says so ([`ApiError::unsettled`]).
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        let outcome = |e: DieselError| {
-            if db_error::outcome_unknown(&e) {
-                ApiError::unsettled("postgres", e)
-            } else {
-                db_error(e)
-            }
-        };
-        run(self.write_pool.clone(), self.checkout_timeout(), move |conn| f(conn).map_err(outcome))
-            .await
+        let pool = self.write_pool.clone();
+        run(pool, self.checkout_timeout(), Some(Effect::Writes), f).await
     }
 
-    /// Runs `f`, which only reads, with a primary connection on a blocking thread: for what a
+    /// Runs a request's `f`, which only reads (or writes nothing the request asked for, as a
+    /// key's time of last use), with a primary connection on a blocking thread: for what a
     /// replica's lag must not hide (a job just written, a key just revoked).
     pub(crate) async fn read_primary<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        run(self.write_pool.clone(), self.checkout_timeout(), move |conn| f(conn).map_err(db_error))
-            .await
+        let pool = self.write_pool.clone();
+        run(pool, self.checkout_timeout(), Some(Effect::Reads), f).await
     }
 
-    /// Runs `f` with a read connection (the replica when configured) on a blocking thread.
+    /// Runs a request's `f` with a read connection (the replica when configured) on a blocking
+    /// thread.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
         T: Send + 'static,
     {
-        run(self.read_pool.clone(), self.checkout_timeout(), move |conn| f(conn).map_err(db_error))
-            .await
+        let pool = self.read_pool.clone();
+        run(pool, self.checkout_timeout(), Some(Effect::Reads), f).await
+    }
+
+    /// Runs `f` of the background work (the leader's loops, the sampler, the bootstrap key) with
+    /// a primary connection, waiting as long as Postgres takes: no client waits on it, and a
+    /// loop that gave up on a statement still running would start another beside it.
+    pub(crate) async fn write_in_background<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
+        T: Send + 'static,
+    {
+        run(self.write_pool.clone(), self.checkout_timeout(), None, f).await
     }
 
     /// Whether reads go to a replica (another server than the primary), which may lag.
@@ -215,25 +221,52 @@ where
     }
 }
 
-async fn run<T, F>(pool: PgPool, timeout: Duration, f: F) -> Result<T, ApiError>
+/// What a failed statement may have done, for the words of its `503`.
+#[derive(Clone, Copy)]
+enum Effect {
+    Reads,
+    Writes,
+}
+
+/// Runs `f` on a blocking thread with a connection of `pool`, waiting at most `timeout` for the
+/// connection and, when `deadline_for` says what `f` does, at most [`STATEMENT_DEADLINE`] in
+/// all.
+async fn run<T, F>(
+    pool: PgPool,
+    timeout: Duration,
+    deadline_for: Option<Effect>,
+    f: F,
+) -> Result<T, ApiError>
 where
-    F: FnOnce(&mut PgConnection) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&mut PgConnection) -> Result<T, DieselError> + Send + 'static,
     T: Send + 'static,
 {
+    let writes = matches!(deadline_for, Some(Effect::Writes));
     let statement = spawn_blocking_with_tracing(move || {
         let mut conn =
             pool.get_timeout(timeout).map_err(|e| ApiError::unavailable("postgres", e))?;
-        f(&mut conn)
+        f(&mut conn).map_err(|e| {
+            if writes && db_error::outcome_unknown(&e) {
+                ApiError::unsettled("postgres", e)
+            } else {
+                db_error(e)
+            }
+        })
     });
-    match tokio::time::timeout(STATEMENT_DEADLINE, statement).await {
-        Ok(done) => {
-            done.map_err(|e| ApiError::Internal(anyhow::anyhow!("database task panicked: {e}")))?
-        }
-        Err(_) => Err(ApiError::unsettled(
-            "postgres",
-            anyhow::anyhow!("Postgres did not answer within {STATEMENT_DEADLINE:?}"),
-        )),
-    }
+    let done = match deadline_for {
+        None => statement.await,
+        Some(effect) => match tokio::time::timeout(STATEMENT_DEADLINE, statement).await {
+            Ok(done) => done,
+            Err(_) => {
+                let late = anyhow::anyhow!("Postgres did not answer within {STATEMENT_DEADLINE:?}");
+                return Err(match effect {
+                    Effect::Reads => ApiError::unavailable("postgres", late),
+                    Effect::Writes => ApiError::unsettled("postgres", late),
+                });
+            }
+        },
+    };
+    done.map_err(|e| ApiError::Internal(anyhow::anyhow!("database task panicked: {e}")))?
 }
 
 /// An error that may pass (Postgres away or restarting, a lost connection, a deadlock; see

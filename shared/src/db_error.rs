@@ -85,21 +85,17 @@ pub fn is_transient(e: &DieselError) -> bool {
     }
 }
 
-/// Whether libpq's message says the connection to the server is gone (libpq's wording, which
-/// carries no code; fe-misc.c, fe-secure.c, fe-exec.c). Other errors of libpq's own (a bind it
-/// cannot encode, too many parameters) are the same on every try. The wording is libpq's in
-/// English: the images set no locale, and a process run with a translated libpq (`LANG` of
-/// another language, its messages installed) would take these for lasting errors again.
 /// Whether a statement that failed with `e` may still have taken effect: the connection was
 /// lost or the server ended the session (SQLSTATE classes 08 and 57) while the statement was
 /// in flight, perhaps after its commit. A transaction the server rolled back (a deadlock or a
-/// serialisation failure, class 40; out of resources, class 53) did not; neither did anything
-/// that is not transient.
+/// serialisation failure, class 40; out of resources, class 53; a cancel, 57014) did not, nor
+/// did a command libpq could not send, nor anything that is not transient.
 pub fn outcome_unknown(e: &DieselError) -> bool {
     match e {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => false,
         DieselError::DatabaseError(_, info) => match pg_sqlstate(info.as_ref()) {
-            Some(code) => matches!(code.class(), "08" | "57"),
+            Some(code) => matches!(code.class(), "08" | "57") && code.as_str() != "57014",
             None => tells_of_a_lost_connection(info.message()),
         },
         DieselError::RollbackErrorOnCommit { commit_error, .. } => outcome_unknown(commit_error),
@@ -107,6 +103,11 @@ pub fn outcome_unknown(e: &DieselError) -> bool {
     }
 }
 
+/// Whether libpq's message says the connection to the server is gone (libpq's wording, which
+/// carries no code; fe-misc.c, fe-secure.c, fe-exec.c). Other errors of libpq's own (a bind it
+/// cannot encode, too many parameters) are the same on every try. The wording is libpq's in
+/// English: the images set no locale, and a process run with a translated libpq (`LANG` of
+/// another language, its messages installed) would take these for lasting errors again.
 fn tells_of_a_lost_connection(message: &str) -> bool {
     const LOST: [&str; 8] = [
         "server closed the connection unexpectedly",
@@ -200,7 +201,7 @@ mod tests {
         }
         for known in [
             // Nothing reached the server; or the server rolled the transaction back.
-            error(DatabaseErrorKind::UnableToSendCommand, "could not write"),
+            error(DatabaseErrorKind::UnableToSendCommand, "could not send data to server"),
             error(DatabaseErrorKind::SerializationFailure, "could not serialize access"),
             error(DatabaseErrorKind::UniqueViolation, "duplicate key value"),
             DieselError::NotFound,

@@ -550,8 +550,13 @@ impl ThrowawayPostgres {
     }
 
     fn postmaster_pid(&self) -> u32 {
-        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("pid file");
-        pid_file.lines().next().and_then(|l| l.trim().parse().ok()).expect("the postmaster's pid")
+        self.running_postmaster().expect("the postmaster's pid")
+    }
+
+    /// The postmaster's pid, from its pid file, if it runs.
+    fn running_postmaster(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        pid_file.lines().next()?.trim().parse().ok()
     }
 }
 
@@ -579,6 +584,12 @@ fn send_signal(signal: &str, pid: u32) {
 
 impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
+        // A test that failed while the server was paused: a stopped postmaster would not stop.
+        if let Some(postmaster) = self.running_postmaster() {
+            for pid in children_of(postmaster).into_iter().chain([postmaster]) {
+                let _ = Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+            }
+        }
         self.stop();
     }
 }
@@ -657,8 +668,10 @@ pub struct Netns {
 impl Netns {
     /// A new namespace, or `None` where this process may not make one (not root, no `ip`).
     pub fn create() -> Option<Self> {
-        let tag = std::process::id() % 10_000;
-        let subnet = 1 + std::process::id() % 250;
+        // Names of the whole process id (at most 7 digits: "pmcA" and it fit the 15 bytes of an
+        // interface name), so one run never takes another's for a leftover of its own.
+        let tag = std::process::id();
+        let subnet = 1 + tag % 250;
         let me = Self {
             name: format!("pmc-test-{tag}"),
             link: format!("pmcB{tag}"),
@@ -688,7 +701,26 @@ impl Netns {
     }
 
     /// Takes the namespace's end of the link down: what is sent to it is dropped, unanswered.
+    /// The other end keeps its neighbour entry for it, as a host lost at once would leave it:
+    /// otherwise address resolution fails within seconds and a connect ends with "no route to
+    /// host", a reset of sorts that a lost host does not give.
     pub fn cut(&self) {
+        let shown = Command::new("ip")
+            .args(["-n", &self.name, "-o", "link", "show", &self.link])
+            .output()
+            .expect("run ip");
+        let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+        let mac = text
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .expect("the link's address");
+        let status = Command::new("ip")
+            .args(["neigh", "replace", &self.inside, "lladdr", mac])
+            .args(["dev", &self.outside, "nud", "permanent"])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip neigh replace");
         let status = Command::new("ip")
             .args(["-n", &self.name, "link", "set", &self.link, "down"])
             .status()

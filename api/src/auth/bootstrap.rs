@@ -50,7 +50,7 @@ pub(crate) async fn record(
 async fn try_record(state: &AppState, key: &PresentedKey) -> bool {
     let key = key.clone();
     let ensured = state
-        .write(move |conn| {
+        .write_in_background(move |conn| {
             let digest = key.digest();
             let scopes: Vec<String> = Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect();
             store::ensure_key(

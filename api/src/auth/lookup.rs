@@ -98,7 +98,7 @@ pub(crate) fn presented(req: &ServiceRequest) -> Result<PresentedKey, ApiError> 
 pub(crate) async fn look_up(state: &AppState, presented: PresentedKey) -> Result<Caller, ApiError> {
     let key = presented.clone();
     let row = state
-        .write(move |conn| {
+        .read_primary(move |conn| {
             // Only a valid key counts as used: a guess at a known prefix touches nothing.
             let row = store::find_key(conn, key.prefix())?
                 .filter(|row| row.revoked_at.is_none() && key.matches(&row.secret_sha256));

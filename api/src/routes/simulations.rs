@@ -99,7 +99,7 @@ enum SubmitRefusals {
     Invalid(Problem),
     #[response(
         status = 503,
-        description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk, or stopped answering for 10 s while it had the job (the detail then says so): the job may then exist and run, and a retry with the same Idempotency-Key is answered with it.",
+        description = "Queue full or Postgres unavailable. See Retry-After. Nothing was recorded, except when Postgres went away between recording the job and confirming it reached the disk, or stopped answering for 10 s while it had the job: the problem's type is then `/problems/outcome-unknown`, the job may exist and run, and a retry with the same Idempotency-Key is answered with it.",
         content_type = "application/problem+json"
     )]
     Unavailable(Problem),
@@ -759,7 +759,7 @@ pub(crate) async fn run_simulation(
         (status = 202, description = "Cancellation requested; the running job stops between batches (within a second), unless it ends first: a job that finishes before its worker sees the request keeps its outcome, `succeeded` included", body = JobAccepted),
         (status = 404, description = "No such job of this tenant's (or a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Postgres unavailable; nothing was changed, unless it stopped answering for 10 s while it had the cancel (the detail then says so): the cancel may then still be done. See Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Postgres unavailable; nothing was changed, unless it stopped answering while it had the cancel (the problem's type is then `/problems/outcome-unknown`): the cancel may then still be done. See Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[delete("/simulations/{id}")]
