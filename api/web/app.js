@@ -629,8 +629,9 @@
     for (const p of $$('#sim-form .error')) p.textContent = '';
     for (const node of $$('#sim-form [aria-invalid]')) node.removeAttribute('aria-invalid');
     for (const control of $$('#sim-form [data-group-error]')) {
+      const added = control.dataset.groupError.split(' ');
       const ids = control.getAttribute('aria-describedby').split(' ');
-      control.setAttribute('aria-describedby', ids.filter((id) => id !== control.dataset.groupError).join(' '));
+      control.setAttribute('aria-describedby', ids.filter((id) => !added.includes(id)).join(' '));
       delete control.dataset.groupError;
     }
     $('#error-summary').hidden = true;
@@ -669,12 +670,18 @@
   // control: each control of the group is marked invalid and described by it, so that a screen
   // reader says it in whichever of them the reader is in.
   function describeGroup(node, key) {
-    for (const control of $$(`#sim-form [id^="f-${key}-"]`)) {
+    const group = node.closest('fieldset') || node.parentElement;
+    // The group's own entries: not a checkbox that only switches a part on (Explore's solver),
+    // nor what is hidden.
+    const controls = [...group.querySelectorAll(`[id^="f-${key}-"]`)]
+      .filter((c) => c.type !== 'checkbox' && !c.closest('[hidden]'));
+    for (const control of controls) {
       control.setAttribute('aria-invalid', 'true');
       const ids = (control.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
       if (ids.includes(node.id)) continue;
       control.setAttribute('aria-describedby', [...ids, node.id].join(' '));
-      control.dataset.groupError = node.id;
+      const added = (control.dataset.groupError || '').split(' ').filter(Boolean);
+      control.dataset.groupError = [...added, node.id].join(' ');
     }
   }
 
@@ -719,12 +726,17 @@
     const button = $('#submit');
     button.disabled = true;
     button.textContent = 'Submitting…';
+    let refocus = false;
     try {
       let response;
       try {
         response = await apiFetch('/simulations', {
           method: 'POST',
-          headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+          headers: {
+            'Content-Type': 'application/json',
+            Accept: 'application/json',
+            'Idempotency-Key': idempotencyKey(text),
+          },
           body: text,
         }, 'simulate');
       } catch (_) {
@@ -732,6 +744,7 @@
         return;
       }
       if (response.status === 202 || response.status === 200) {
+        submitting = null;
         const accepted = await response.json();
         history.pushState({ job: accepted.id }, '', `?job=${accepted.id}`);
         follow(accepted.id, { fill: false });
@@ -747,11 +760,35 @@
         const wait = retryAfter(response);
         const again = wait !== null && !/retry in/i.test(p.detail) ? ` Try again in ${Math.ceil(wait)} s.` : '';
         showFormProblem(`${p.title}: ${p.detail}.${again}`);
+        refocus = true;
       }
     } finally {
       button.disabled = false;
       button.textContent = submitLabel();
+      // Back where the reader was (a dismissed key prompt would leave the focus on the page).
+      if (refocus) button.focus();
     }
+  }
+
+  // The Idempotency-Key of the request being submitted: the same again while the same request
+  // is submitted after a failure (a 503 whose outcome is unknown may have recorded the job: the
+  // API then answers with it instead of running a second), a new one for another request or
+  // once one was accepted.
+  let submitting = null; // { text, key }
+  function idempotencyKey(text) {
+    if (!submitting || submitting.text !== text) submitting = { text, key: randomUuid() };
+    return submitting.key;
+  }
+
+  // crypto.randomUUID exists only in secure contexts; a page served over plain HTTP from
+  // another host than localhost makes its version-4 UUID from random bytes itself.
+  function randomUuid() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   }
 
   function follow(id, { fill, status = 'Submitted; asking for its progress…' }) {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use portfolio_tests::browser::Browser;
+use portfolio_tests::processes::count;
 use portfolio_tests::{TestApp, TestEnv, eventually, small_request};
 use serde_json::{Value, json};
 
@@ -84,6 +85,12 @@ async fn a_person_fills_the_form_and_sees_the_success_probability_the_api_comput
         .expect("the job id is in the address");
     let job = app.job(id).await;
     assert_eq!(job["status"], "succeeded");
+    // Sent with an Idempotency-Key: a submit again after a 503 of unknown outcome is answered
+    // with this job rather than running a second.
+    let sql = format!(
+        "SELECT count(*) AS n FROM simulations WHERE id = '{id}' AND idempotency_key IS NOT NULL"
+    );
+    assert_eq!(count(&mut env.db.connect(), &sql), 1, "no Idempotency-Key was sent");
     assert_eq!(job["request"]["years"], 25);
     assert_eq!(job["request"]["n_scenarios"], 2000);
     assert_eq!(job["request"]["monthly_spending"], 3333.33);
