@@ -22,7 +22,7 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::{self, key::PresentedKey};
 use crate::metrics::Metrics;
 use crate::request_id::{self, RequestIdRootSpan};
-use crate::state::AppState;
+use crate::state::{self, AppState};
 use crate::{background, completions, routes, sampler};
 
 /// How long an idle client connection stays open (actix's default is 5 s). Above the idle
@@ -61,13 +61,14 @@ impl Application {
             .with_context(|| format!("binding API_BIND={}", settings.api.bind))?;
         let port = listener.local_addr()?.port();
         let database = &settings.database;
-        let write_pool = db::pool(database.url.expose_secret(), &database.api_pool);
+        let pool = |url: &str| {
+            db::pool_with_statement_timeout(url, &database.api_pool, state::STATEMENT_TIMEOUT)
+        };
+        let write_pool = pool(database.url.expose_secret());
         // A read URL that is the primary's own gets the primary's pool: a second pool would
         // hold twice the connections of the budget in docs/operations.md for nothing.
         let read_pool = match &database.read_url {
-            Some(url) if database.has_separate_replica() => {
-                db::pool(url.expose_secret(), &database.api_pool)
-            }
+            Some(url) if database.has_separate_replica() => pool(url.expose_secret()),
             _ => write_pool.clone(),
         };
         let conn = queue::connect(&settings.queue).context("REDIS_URL")?;

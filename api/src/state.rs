@@ -34,6 +34,12 @@ const REQUEST_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// job (docs/reliability.md: a retry with the same `Idempotency-Key` finds it).
 const STATEMENT_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The API's sessions' `statement_timeout`, under [`STATEMENT_DEADLINE`]: a Postgres that is
+/// slow rather than hung (a statement waiting on a lock, a runaway query) cancels the
+/// statement itself, so the request learns that nothing was done, and the connection is free
+/// again, instead of the deadline giving up on it not knowing.
+pub(crate) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(8);
+
 pub(crate) struct AppState {
     pub(crate) write_pool: PgPool,
     pub(crate) read_pool: PgPool,

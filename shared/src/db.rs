@@ -36,14 +36,32 @@ const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(4);
 /// down, instead of refusing to start. Its connections give up on a silent peer within seconds
 /// (`conninfo::with_tcp_defaults`).
 pub fn pool(url: &str, settings: &PoolSettings) -> PgPool {
+    pool_with(url, settings, None)
+}
+
+/// [`pool`], whose sessions also run with `statement_timeout` at `limit`: Postgres cancels a
+/// statement that runs (or waits on a lock) longer, so the caller learns that it did nothing
+/// rather than giving up on it not knowing (the API's pools: its requests wait on a statement
+/// for a bounded time).
+pub fn pool_with_statement_timeout(url: &str, settings: &PoolSettings, limit: Duration) -> PgPool {
+    pool_with(url, settings, Some(limit))
+}
+
+fn pool_with(url: &str, settings: &PoolSettings, statement_timeout: Option<Duration>) -> PgPool {
     let url = crate::conninfo::with_tcp_defaults(url);
+    let session = match statement_timeout {
+        Some(limit) => {
+            format!("{IDLE_IN_TRANSACTION_LIMIT}; SET statement_timeout = {}", limit.as_millis())
+        }
+        None => IDLE_IN_TRANSACTION_LIMIT.to_owned(),
+    };
     Pool::builder()
         .max_size(settings.max_size)
         .min_idle(Some(settings.min_idle.min(settings.max_size)))
         .connection_timeout(CONNECT_RETRY_WINDOW)
         .max_lifetime(Some(settings.max_lifetime))
         .test_on_check_out(settings.test_on_checkout)
-        .build_unchecked(PingWhenIdle { inner: ConnectionManager::new(url) })
+        .build_unchecked(PingWhenIdle { inner: ConnectionManager::new(url), session })
 }
 
 /// Set on every pooled connection: Postgres ends a session that sits inside a transaction this
@@ -65,6 +83,8 @@ const TRUSTED_FOR: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct PingWhenIdle {
     inner: ConnectionManager<PgConnection>,
+    /// Set on every new connection: [`IDLE_IN_TRANSACTION_LIMIT`], and the pool's own limits.
+    session: String,
 }
 
 /// A pooled connection and when it was last known to be alive.
@@ -93,8 +113,7 @@ impl ManageConnection for PingWhenIdle {
 
     fn connect(&self) -> Result<PgConn, Self::Error> {
         let mut conn = self.inner.connect()?;
-        diesel::sql_query(IDLE_IN_TRANSACTION_LIMIT)
-            .execute(&mut conn)
+        diesel::connection::SimpleConnection::batch_execute(&mut conn, &self.session)
             .map_err(diesel::r2d2::Error::QueryError)?;
         Ok(PgConn { conn, alive_at: Instant::now() })
     }

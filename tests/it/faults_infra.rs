@@ -517,3 +517,33 @@ async fn faults_a_submit_cut_by_a_crash_after_its_commit_says_the_job_may_exist(
     let records = job_records(&mut conn);
     assert_eq!(records.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id], "one job");
 }
+
+/// A Postgres that is slow rather than hung (here a statement waits on a table lock another
+/// session holds) cancels the API's statement itself at its `statement_timeout` (8 s), under
+/// the API's own 10 s deadline: the submit learns that nothing was done, and says so, rather
+/// than giving up on a statement that might still run. Nothing is recorded once the lock goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_stuck_behind_a_lock_is_cancelled_by_postgres_and_says_nothing_was_changed() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let mut locker = env.db.connect();
+    diesel::sql_query("BEGIN").execute(&mut locker).unwrap();
+    diesel::sql_query("LOCK TABLE simulations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .unwrap();
+    let asked = Instant::now();
+    let response = app.submit(&job_body(1_000, 10)).await;
+    let waited = asked.elapsed();
+    diesel::sql_query("ROLLBACK").execute(&mut locker).unwrap();
+
+    let body = problem(response, 503).await;
+    assert_eq!(body["type"], "/problems/service-unavailable", "{body}");
+    assert!(body["detail"].as_str().unwrap_or_default().contains("nothing was changed"), "{body}");
+    assert!(
+        (Duration::from_secs(7)..Duration::from_secs(10)).contains(&waited),
+        "answered after {waited:?}: not at the statement timeout"
+    );
+    let list: serde_json::Value =
+        app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing was recorded");
+}
