@@ -25,6 +25,15 @@ async fn until_some_running_and_queued(url: &str, running: usize, queued: usize)
     .await;
 }
 
+/// A Postgres of the test's own, a migrated database on it, and the test's environment over
+/// that database (dropped first, as the tuple's later binding).
+fn env_on_throwaway_postgres() -> (ThrowawayPostgres, TestEnv) {
+    let pg = ThrowawayPostgres::start();
+    let db = TestDb::empty_on(&pg.admin_url());
+    portfolio_shared::db::migrate(&db.url).expect("migrate");
+    (pg, TestEnv::with(db, TestQueue::new()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_flushing_redis_while_jobs_are_queued_and_running_loses_none() {
     let _lock = fault_lock();
@@ -94,10 +103,7 @@ async fn faults_while_redis_is_down_submits_are_accepted_reads_work_and_all_comp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_postgres_stopped_for_10_s_mid_run_refuses_submits_and_every_job_completes_after() {
     let _lock = fault_lock();
-    let pg = ThrowawayPostgres::start();
-    let db = TestDb::empty_on(&pg.admin_url());
-    portfolio_shared::db::migrate(&db.url).expect("migrate");
-    let mut env = TestEnv::with(db, TestQueue::new());
+    let (pg, mut env) = env_on_throwaway_postgres();
     env.set("WORKER_CONCURRENCY", 1).set("WORKER_LIGHT_CONCURRENCY", 1).set("WORKER_THREADS", 1);
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
@@ -205,10 +211,7 @@ struct SubmittedRow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_after_a_long_postgres_outage_submits_are_recorded_within_seconds_of_its_return() {
     let _lock = fault_lock();
-    let pg = ThrowawayPostgres::start();
-    let db = TestDb::empty_on(&pg.admin_url());
-    portfolio_shared::db::migrate(&db.url).expect("migrate");
-    let mut env = TestEnv::with(db, TestQueue::new());
+    let (pg, mut env) = env_on_throwaway_postgres();
     // Two connections, both lost with Postgres: no checkout can start a third, fresh attempt.
     // The checkout timeout is the production default (the suite's is 5 s).
     env.set("DB_POOL_MAX_SIZE", 2).set("DB_POOL_MIN_IDLE", 2).set("DB_POOL_TIMEOUT_SECS", 30);
@@ -310,10 +313,7 @@ fn faults_a_statement_on_a_connection_cut_by_a_postgres_crash_is_worth_trying_ag
 /// its record or, with a key this API has not seen in the last minute, at the key's lookup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_a_submit_refused_at_its_key_lookup_while_postgres_is_away_counts_as_unavailable() {
-    let pg = ThrowawayPostgres::start();
-    let db = TestDb::empty_on(&pg.admin_url());
-    portfolio_shared::db::migrate(&db.url).expect("migrate");
-    let mut env = TestEnv::with(db, TestQueue::new());
+    let (pg, mut env) = env_on_throwaway_postgres();
     env.set("DB_POOL_TIMEOUT_SECS", 1);
     let unseen = env.key("unseen", &["simulate"]);
     let app = env.spawn_app().await;
@@ -334,10 +334,7 @@ async fn faults_a_submit_refused_at_its_key_lookup_while_postgres_is_away_counts
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_a_waited_submit_that_loses_postgres_while_it_waits_answers_202_for_its_job() {
     let _lock = fault_lock();
-    let pg = ThrowawayPostgres::start();
-    let db = TestDb::empty_on(&pg.admin_url());
-    portfolio_shared::db::migrate(&db.url).expect("migrate");
-    let env = TestEnv::with(db, TestQueue::new());
+    let (pg, env) = env_on_throwaway_postgres();
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
     let _worker = WorkerProc::spawn(&vars, &logs, "a").await;
@@ -368,10 +365,7 @@ async fn faults_a_waited_submit_that_loses_postgres_while_it_waits_answers_202_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_a_hung_postgres_gets_requests_a_503_within_the_deadline_and_nothing_is_lost() {
     let _lock = fault_lock();
-    let pg = ThrowawayPostgres::start();
-    let db = TestDb::empty_on(&pg.admin_url());
-    portfolio_shared::db::migrate(&db.url).expect("migrate");
-    let env = TestEnv::with(db, TestQueue::new());
+    let (pg, env) = env_on_throwaway_postgres();
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
     let worker = WorkerProc::spawn(&vars, &logs, "w").await;
@@ -471,10 +465,7 @@ fn faults_a_postgres_host_that_vanishes_is_given_up_on_within_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_a_submit_cut_by_a_crash_after_its_commit_says_the_job_may_exist() {
     let _lock = fault_lock();
-    let pg = ThrowawayPostgres::start();
-    let db = TestDb::empty_on(&pg.admin_url());
-    portfolio_shared::db::migrate(&db.url).expect("migrate");
-    let env = TestEnv::with(db, TestQueue::new());
+    let (pg, env) = env_on_throwaway_postgres();
     env.leaves_unfinished_jobs("no worker: the test is about the submit's answer");
     let (vars, logs) = (env.vars(), LogDir::new());
     let api = ApiProc::spawn(&vars, &logs).await;
