@@ -538,3 +538,28 @@ async fn a_submit_stuck_behind_a_lock_is_cancelled_by_postgres_and_says_nothing_
         app.client.get(app.url("/results")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing was recorded");
 }
+
+/// `Prefer: wait=N` is answered within the N seconds even while Redis does not answer: the
+/// time its calls take to time out (1.5 s) comes out of the wait, not on top of it. The job is
+/// recorded and answered `202`, to be pushed once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_waited_submit_while_redis_is_paused_answers_within_its_wait() {
+    let redis = ThrowawayRedis::start();
+    let env = TestEnv::with(TestDb::migrated(), TestQueue::on(&redis.url()));
+    env.leaves_unfinished_jobs("no worker: the test is about when the submit is answered");
+    let app = env.spawn_app().await;
+    redis.pause();
+    let asked = Instant::now();
+    let response = app
+        .client
+        .post(app.url("/simulations"))
+        .header("Prefer", "wait=2")
+        .json(&job_body(1_000, 10))
+        .send()
+        .await
+        .expect("an answer");
+    let waited = asked.elapsed();
+    redis.resume();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+    assert!(waited < Duration::from_millis(2_800), "answered after {waited:?}, asked for 2 s");
+}

@@ -187,6 +187,9 @@ async fn accept(
     state: web::Data<AppState>,
     wait: Option<Wait>,
 ) -> Result<HttpResponse, ApiError> {
+    // A wait is counted from here: the push's timeout, when Redis does not answer, comes out of
+    // it rather than on top of it (RFC 7240: an answer within the N seconds asked for).
+    let asked = tokio::time::Instant::now();
     let Submitter { caller, admission } = submitter;
     caller.require(Scope::Simulate)?;
     require_json(&req)?;
@@ -341,7 +344,8 @@ async fn accept(
     }
     let mut last_seen = JobStatus::Queued;
     if let Some(watch) = watch {
-        match completions::until_pushed_job_ends(&state, &caller, watch, limit).await {
+        let left = limit.saturating_sub(asked.elapsed());
+        match completions::until_pushed_job_ends(&state, &caller, watch, left).await {
             Ok(Some((job, result))) if job.status.is_terminal() => {
                 return ended(&state, job, result, wait);
             }
