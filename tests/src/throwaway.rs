@@ -534,11 +534,7 @@ impl ThrowawayPostgres {
 
     /// Lets a [`Self::pause`]d server go on, its processes first.
     pub fn resume(&self) {
-        let postmaster = self.postmaster_pid();
-        for child in children_of(postmaster) {
-            send_signal("-CONT", child);
-        }
-        send_signal("-CONT", postmaster);
+        wake(self.postmaster_pid());
     }
 
     /// `command`, run inside the cluster's network namespace if it has one.
@@ -557,6 +553,14 @@ impl ThrowawayPostgres {
     fn running_postmaster(&self) -> Option<u32> {
         let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
         pid_file.lines().next()?.trim().parse().ok()
+    }
+}
+
+/// Continues a postmaster's processes, then the postmaster. Whatever `kill` says is left:
+/// continuing a process that runs does nothing, and one may have exited since it was listed.
+fn wake(postmaster: u32) {
+    for pid in children_of(postmaster).into_iter().chain([postmaster]) {
+        let _ = Command::new("kill").args(["-CONT", &pid.to_string()]).status();
     }
 }
 
@@ -586,9 +590,7 @@ impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
         // A test that failed while the server was paused: a stopped postmaster would not stop.
         if let Some(postmaster) = self.running_postmaster() {
-            for pid in children_of(postmaster).into_iter().chain([postmaster]) {
-                let _ = Command::new("kill").args(["-CONT", &pid.to_string()]).status();
-            }
+            wake(postmaster);
         }
         self.stop();
     }

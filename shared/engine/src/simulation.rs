@@ -28,8 +28,8 @@ use crate::stats;
 /// and seed are bit-identical. The model revision (`model 2`: the solver's answer capped at the
 /// largest spending a plan takes, the `student_t` note; `model 3`: the terminal histogram bins
 /// every scenario where it lies; `model 4`: money paid into an empty or nearly empty portfolio
-/// that is not rebalanced every month is invested, not lost or overflowed) changes with any change to what a result holds, so the result
-/// cache never serves an older engine's answer.
+/// that is not rebalanced every month is invested, not lost or overflowed) changes with any
+/// change to what a result holds, so the result cache never serves an older engine's answer.
 pub const ENGINE_VERSION: &str = concat!(
     "portfolio-mc-engine/",
     env!("CARGO_PKG_VERSION"),
