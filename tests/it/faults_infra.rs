@@ -563,3 +563,47 @@ async fn faults_a_waited_submit_while_redis_is_paused_answers_within_its_wait() 
     assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
     assert!(waited < Duration::from_millis(2_800), "answered after {waited:?}, asked for 2 s");
 }
+
+/// A wait's reads are bounded by the wait: with Postgres hung (its processes stopped) while a
+/// job runs, a `Prefer: wait=3` submit answers `202` for its job, and a `?wait=3` long-poll a
+/// `503`, each within about a second of the 3 s, not after the 10 s statement deadline on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_wait_while_postgres_hangs_is_answered_when_the_wait_ends() {
+    let _lock = fault_lock();
+    let (pg, env) = env_on_throwaway_postgres();
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let _worker = WorkerProc::spawn(&vars, &logs, "w").await;
+    let waited = api.client.post(api.url("/simulations")).header("Prefer", "wait=3");
+    let asked = Instant::now();
+    let waited = tokio::spawn(waited.json(&job_body(600_000, 40)).send());
+    until_some_running_and_queued(&env.db.url, 1, 0).await;
+    pg.pause();
+    let submitted = tokio::time::timeout(Duration::from_secs(30), waited).await;
+    let submit_took = asked.elapsed();
+    let Ok(submitted) = submitted else {
+        pg.resume();
+        panic!("the waited submit was not answered within 30 s of Postgres hanging");
+    };
+    let response = submitted.unwrap().expect("an answer");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let job = accepted_id(&body);
+    let poll = api.client.get(api.url(&format!("/results/{job}?wait=3")));
+    let polled_at = Instant::now();
+    let polled = tokio::time::timeout(Duration::from_secs(30), poll.send()).await;
+    let poll_took = polled_at.elapsed();
+    pg.resume();
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        submit_took < Duration::from_millis(4_800),
+        "the submit answered after {submit_took:?}"
+    );
+    let polled = polled.expect("the long-poll answered within 30 s").expect("an answer");
+    let polled = problem(polled, 503).await;
+    assert_eq!(polled["type"], "/problems/service-unavailable", "{polled}");
+    assert!(poll_took < Duration::from_millis(4_800), "the long-poll answered after {poll_took:?}");
+    wait_settled(&env.db.url, Duration::from_secs(120)).await;
+    let records = assert_contract(&env.db.url, &[job]);
+    assert_eq!(records[0].status, "succeeded", "{:?}", records[0]);
+}

@@ -117,7 +117,7 @@ pub(crate) async fn guard(
     // checkout on the Postgres that is away: it goes out as it is.
     if admission.key_unchecked()
         && response.status() != StatusCode::SERVICE_UNAVAILABLE
-        && let Err(e) = admission.verified(&state).await
+        && let Err(e) = verify(&admission, &state, again).await
         // A key found valid at the start and not known either way now (Postgres went away
         // while the request waited) keeps its answer: a waited submit's `202` says its job was
         // recorded, which a `503` would deny.
@@ -187,6 +187,25 @@ fn budget_of(req: &ServiceRequest, state: &AppState) -> Budget {
     } else {
         Budget { name: REQUESTS, limit: state.settings.auth.reads_per_minute }
     }
+}
+
+/// How long the key's second look waits for Postgres after a long request. The request has
+/// waited as long as it was asked to already; a Postgres that does not answer (paused, or the
+/// host gone) held a waited submit's `202` five more seconds for its checkout.
+const CHECK_AGAIN_WITHIN: Duration = Duration::from_millis(500);
+
+/// The key's lookup for a request answered on a remembered key: bounded by
+/// [`CHECK_AGAIN_WITHIN`] when it is the second look after a long request, where not knowing
+/// in time is not knowing (the answer stands, as when Postgres is away).
+async fn verify(admission: &Admission, state: &AppState, again: bool) -> Result<(), ApiError> {
+    if !again {
+        return admission.verified(state).await;
+    }
+    tokio::time::timeout(CHECK_AGAIN_WITHIN, admission.verified(state)).await.unwrap_or_else(|_| {
+        let late =
+            anyhow::anyhow!("no answer to the key's second look within {CHECK_AGAIN_WITHIN:?}");
+        Err(ApiError::unavailable("postgres", late))
+    })
 }
 
 /// A read of one job (`GET /results/{id}`, long-poll or not) where reads go to the primary:
