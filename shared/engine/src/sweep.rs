@@ -458,6 +458,13 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
             if from >= to {
                 return Err(err(".to", "must be greater than `from`".into()));
             }
+            // The ends first: a range the field refuses is named as such, and its width then
+            // stays finite (±1.7e308 made infinite steps, called "too close").
+            if let Some((value, why)) =
+                [from, to].into_iter().find_map(|v| field.refuses(v).map(|why| (v, why)))
+            {
+                return Err(err("", format!("holds {value}, but {} {why}", field.name())));
+            }
             let last = (steps - 1) as f64;
             // To 12 significant digits, so 0.2 → 1.0 in 5 steps is 0.6, not 0.6000000000000001.
             let tidy = |v: f64| format!("{v:.11e}").parse::<f64>().unwrap_or(v);
@@ -480,7 +487,7 @@ fn parse_axis(raw: &Value, at: &str, max_cells: u32) -> Result<Axis, Vec<FieldEr
     // that made the list.
     let listed = axis.contains_key("values");
     if field == SweepField::Years
-        && let Some(part) = values.iter().find(|v| v.fract() != 0.0 || **v < 0.0)
+        && let Some(part) = values.iter().find(|v| v.fract() != 0.0)
     {
         return Err(if listed {
             err(".values", "years must be whole numbers of years".into())
@@ -779,6 +786,15 @@ mod tests {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].field, "sweep.axes[1]", "from/to/steps: the axis itself");
         assert!(errors[0].message.contains("allocation.stocks must be"), "{}", errors[0].message);
+        // A range's ends the field refuses are named as such, even where the range's width
+        // would overflow; a negative whole number of years is out of range, not fractional.
+        let huge = invalid(
+            r#"[{"field": "monthly_spending", "from": -1.7e308, "to": 1.7e308, "steps": 3}]"#,
+        );
+        assert_eq!(huge[0].field, "sweep.axes[0]");
+        assert!(huge[0].message.contains("but monthly_spending must be"), "{huge:?}");
+        let negative = invalid(r#"[{"field": "years", "values": [-1, 1]}]"#);
+        assert!(negative[0].message.contains("holds -1, but years must be"), "{negative:?}");
     }
 
     #[test]

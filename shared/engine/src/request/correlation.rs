@@ -41,7 +41,10 @@ impl TryFrom<[[f64; 3]; 3]> for Correlation {
     fn try_from(matrix: [[f64; 3]; 3]) -> Result<Self, Broken> {
         for (i, row) in matrix.iter().enumerate() {
             for (j, &x) in row.iter().enumerate() {
-                if rules::CORRELATION_CELL.check(x).is_err() {
+                // A diagonal within the tolerance of 1 passes (1.0000000000000002 is what a
+                // computed matrix often holds); any other is the diagonal rule's, or this one's.
+                let unit = i == j && (x - 1.0).abs() <= MATRIX_TOLERANCE;
+                if !unit && rules::CORRELATION_CELL.check(x).is_err() {
                     return Err(Broken::Cell(i, j));
                 }
             }
@@ -96,11 +99,20 @@ mod tests {
     }
 
     #[test]
+    fn a_diagonal_within_the_tolerance_of_1_passes_on_either_side() {
+        for d in [1.0 - 5e-10, 1.0 - f64::EPSILON / 2.0, 1.0 + f64::EPSILON, 1.0 + 5e-10] {
+            let m = [[d, 0.1, 0.0], [0.1, 1.0, 0.2], [0.0, 0.2, d]];
+            assert!(Correlation::try_from(m).is_ok(), "diagonal {d:e}");
+        }
+    }
+
+    #[test]
     fn each_broken_rule_is_named_in_the_order_they_are_checked() {
         let cases = [
             ([[1.0, 1.5, 0.0], [1.5, 1.0, 0.0], [0.0, 0.0, 1.0]], Broken::Cell(0, 1)),
             ([[1.0, 0.0, 0.0], [0.0, f64::NAN, 0.0], [0.0, 0.0, 1.0]], Broken::Cell(1, 1)),
             ([[1.0, 0.0, 0.0], [0.0, 0.9, 0.0], [0.0, 0.0, 1.0]], Broken::Diagonal(1)),
+            ([[1.0, 0.0, 0.0], [0.0, 1.0 + 2e-9, 0.0], [0.0, 0.0, 1.0]], Broken::Cell(1, 1)),
             ([[1.0, 0.5, 0.0], [0.4, 1.0, 0.0], [0.0, 0.0, 1.0]], Broken::Asymmetric(0, 1)),
             (
                 [[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]],
