@@ -351,6 +351,30 @@ async fn health_and_ready_answer_and_ready_names_what_is_down() {
     assert_eq!(app.job(id).await["status"], "queued");
 }
 
+/// A database without this build's migrations (empty, or one behind: a deploy whose migrate
+/// step was skipped) is not ready: every keyed request would fail on it. `/ready` passed it
+/// with a `SELECT 1`, and the requests then answered 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_until_the_database_has_every_migration_of_this_build() {
+    use diesel::RunQueryDsl;
+    let env = TestEnv::with(portfolio_tests::TestDb::empty(), portfolio_tests::TestQueue::new());
+    let app = env.spawn_app().await;
+    let p = problem(app.client.get(app.url("/ready")).send().await.unwrap(), 503).await;
+    assert_eq!(
+        (&p["checks"]["postgres"], &p["checks"]["redis"]),
+        (&json!("not migrated"), &json!("ok"))
+    );
+    assert!(p["detail"].as_str().unwrap().contains("portfolio-api migrate"), "{p}");
+
+    portfolio_shared::db::migrate(&env.db.url).expect("migrate");
+    assert_eq!(app.client.get(app.url("/ready")).send().await.unwrap().status(), 200);
+    let newest = "(SELECT max(version) FROM __diesel_schema_migrations)";
+    let forget = format!("DELETE FROM __diesel_schema_migrations WHERE version = {newest}");
+    diesel::sql_query(forget).execute(&mut env.db.connect()).unwrap();
+    let p = problem(app.client.get(app.url("/ready")).send().await.unwrap(), 503).await;
+    assert!(p["detail"].as_str().unwrap().contains("lacks 1 migration"), "{p}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_lists_every_route_with_its_errors() {
     let env = TestEnv::new();
@@ -558,7 +582,8 @@ async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refus
     let p = problem(two, 422).await;
     assert_eq!(fields(&p), vec!["Idempotency-Key"]);
     // A waited replay of a job that has not ended is a 202, as the waited submit itself would
-    // be: the old app's clients read any 200 of /run_simulation as the result.
+    // be (the old app's clients read any 200 of /run_simulation as the result), and says the
+    // wait was applied as that submit's 202 does.
     for (path, prefer) in [("/simulations", Some("wait=1")), ("/run_simulation", None)] {
         let mut post = app
             .client
@@ -575,7 +600,10 @@ async fn an_idempotent_replay_returns_the_same_job_and_a_different_body_is_refus
         // The body is the job's document, as /results/{id} serves it.
         let served = format!("/results/{}", first["id"].as_str().unwrap());
         assert_eq!(replay.headers()["content-location"], served.as_str(), "{path}");
-        assert!(!replay.headers().contains_key("preference-applied"), "{path}");
+        // The wait was honoured, as on a first submit's 202; /run_simulation's own wait is no
+        // preference the client stated.
+        let applied = replay.headers().get("preference-applied").map(|v| v.to_str().unwrap());
+        assert_eq!(applied, prefer, "{path}");
         let replay: Value = replay.json().await.unwrap();
         assert_eq!((&replay["id"], &replay["status"]), (&first["id"], &json!("queued")), "{path}");
     }
@@ -645,7 +673,8 @@ async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
     // The depth counts every tenant's jobs: only an operator key may read the queue.
     assert_eq!(
         p["detail"],
-        "more jobs are waiting than this deployment takes; nothing was recorded, retry in 10 s",
+        "more jobs are waiting than this deployment takes (QUEUE_DEPTH_CEILING); nothing was \
+         recorded, retry in 10 s",
         "the depth is not told"
     );
     let list: Value =

@@ -98,6 +98,16 @@ async fn another_tenant_cannot_read_list_chart_export_cancel_or_replay_a_job_and
     let p = problem(response, 403).await;
     assert!(p["detail"].as_str().unwrap().contains("`simulate` scope"), "{p}");
     problem(operator.submit(&small_request()).await, 403).await;
+    // One with both scopes reads Alice's job, and its refused cancel says why rather than
+    // denying the job it has just read; a tenant's 404 says no more than "no job".
+    let both = app.as_key(&env.key("ops", &["operator", "simulate"]));
+    assert_eq!(status_of(&both, Method::GET, &format!("/results/{id}")).await, 200);
+    let response = both.client.delete(both.url(&format!("/simulations/{id}"))).send().await;
+    let p = problem(response.unwrap(), 404).await;
+    assert!(p["detail"].as_str().unwrap().contains("cancels only its own tenant's"), "{p}");
+    let response = bob.client.delete(bob.url(&format!("/simulations/{id}"))).send().await;
+    let p = problem(response.unwrap(), 404).await;
+    assert_eq!(p["detail"], format!("no job {id}"), "{p}");
     // A tenant does not get the operator's surfaces.
     let p = problem(alice.client.get(alice.url("/queue/stats")).send().await.unwrap(), 403).await;
     assert!(p["detail"].as_str().unwrap().contains("`operator` scope"), "{p}");

@@ -777,6 +777,7 @@ pub(crate) async fn cancel(
     caller.require(Scope::Simulate)?;
     let id = parse_id(&path)?;
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let operator = caller.has(Scope::Operator);
     let outcome = state
         .write(move |conn| {
             store::cancel(conn, &caller.tenant, caller.key_id, id, request_id.as_deref())
@@ -800,6 +801,11 @@ pub(crate) async fn cancel(
             .json(JobAccepted::new(id, JobStatus::Running))),
         CancelOutcome::AlreadyFinished(status) => Err(ApiError::Conflict(format!(
             "job {id} already ended as {status}; nothing to cancel"
+        ))),
+        // An operator reads every tenant's jobs, so "no job" would deny one it has just read.
+        CancelOutcome::NotFound if operator => Err(ApiError::NotFound(format!(
+            "no job {id} of this key's tenant: an operator key reads every tenant's jobs but \
+             cancels only its own tenant's"
         ))),
         CancelOutcome::NotFound => Err(ApiError::NotFound(format!("no job {id}"))),
     }
@@ -956,9 +962,8 @@ async fn replay(
             HeaderValue::from_static("true"),
         ))
         .insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    if job.status.is_terminal() {
-        applied(&mut response, state, wait);
-    }
+    // Honoured whether or not the job ended within it, as on a first submit's answer.
+    applied(&mut response, state, wait);
     Ok(Some(response.json(JobView::new(job, result)?)))
 }
 
