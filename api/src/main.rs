@@ -54,7 +54,11 @@ fn main() -> anyhow::Result<()> {
         Command::Serve => portfolio_api::startup::serve(settings),
         Command::Migrate => {
             let applied = db::migrate(settings.database.url.expose_secret())?;
-            tracing::info!(?applied, "database is up to date");
+            if applied.is_empty() {
+                tracing::info!("the database was up to date: no migration to apply");
+            } else {
+                tracing::info!(?applied, "applied {} migration(s); the database is up to date", applied.len());
+            }
             Ok(())
         }
         Command::Healthcheck => portfolio_shared::health_probe::check(settings.api.bind, "/health"),

@@ -89,18 +89,47 @@ const TCP_DEFAULTS: [(&str, &str); 5] = [
 pub fn with_tcp_defaults(conninfo: &str) -> String {
     let Ok(given) = given_options(conninfo) else { return conninfo.to_owned() };
     let mut out = conninfo.trim().to_owned();
-    let uri = out.starts_with("postgres://") || out.starts_with("postgresql://");
     for (key, value) in TCP_DEFAULTS {
-        if given.iter().any(|(g, _)| g == key) {
-            continue;
+        if !given.iter().any(|(g, _)| g == key) {
+            append(&mut out, key, value);
         }
-        let separator = match (uri, out.contains('?')) {
-            (true, false) => "?",
-            (true, true) => "&",
-            (false, _) => " ",
-        };
-        out.push_str(&format!("{separator}{key}={value}"));
     }
+    out
+}
+
+/// Adds `key=value` to a connection string in its own form (a URI's query, or a pair).
+fn append(conninfo: &mut String, key: &str, value: &str) {
+    let uri = conninfo.starts_with("postgres://") || conninfo.starts_with("postgresql://");
+    let separator = match (uri, conninfo.contains('?')) {
+        (true, false) => "?",
+        (true, true) => "&",
+        (false, _) => " ",
+    };
+    conninfo.push_str(&format!("{separator}{key}={value}"));
+}
+
+/// `conninfo` with `fallback_application_name` set to this process's executable name
+/// (`portfolio-api`, `portfolio-worker`) unless it sets one itself: `pg_stat_activity` then
+/// tells the API's connections from the workers', which share one connection string. An
+/// `application_name` in the string, or `PGAPPNAME`, still wins (libpq's rule).
+pub fn with_application_name(conninfo: &str) -> String {
+    let Ok(given) = given_options(conninfo) else { return conninfo.to_owned() };
+    if given.iter().any(|(key, _)| key == "fallback_application_name") {
+        return conninfo.to_owned();
+    }
+    let name: String = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(63)
+        .collect();
+    if name.is_empty() {
+        return conninfo.to_owned();
+    }
+    let mut out = conninfo.trim().to_owned();
+    append(&mut out, "fallback_application_name", &name);
     out
 }
 
@@ -204,6 +233,22 @@ mod tests {
             assert_eq!(refusal(&with_defaults), None, "{with_defaults}");
         }
         assert_eq!(with_tcp_defaults("mysql://nope"), "mysql://nope");
+        // The process's name is the fallback application name, unless the string gives one.
+        let exe = std::env::current_exe().unwrap();
+        let stem = exe.file_stem().unwrap().to_string_lossy();
+        let named: String =
+            stem.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect();
+        assert_eq!(
+            with_application_name("postgres://u@db/x?sslmode=require"),
+            format!("postgres://u@db/x?sslmode=require&fallback_application_name={named}")
+        );
+        assert_eq!(
+            with_application_name("host=db dbname=x"),
+            format!("host=db dbname=x fallback_application_name={named}")
+        );
+        let given = "postgres://u@db/x?fallback_application_name=mine";
+        assert_eq!(with_application_name(given), given);
+        assert_eq!(refusal(&with_application_name("postgres://u@db/x")), None);
         // Values libpq checks only when it connects, named by their parameter, never quoted.
         for (bad, named) in [
             ("postgres://db/x?sslmode=bogus", "sslmode"),

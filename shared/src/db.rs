@@ -3,11 +3,12 @@
 //! and the monthly `audit_logs` partitions kept a few months ahead.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, ManageConnection, Pool};
+use diesel::r2d2::{ConnectionManager, HandleError, ManageConnection, Pool};
 use diesel::sql_types::{BigInt, Integer};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -48,7 +49,7 @@ pub fn pool_with_statement_timeout(url: &str, settings: &PoolSettings, limit: Du
 }
 
 fn pool_with(url: &str, settings: &PoolSettings, statement_timeout: Option<Duration>) -> PgPool {
-    let url = crate::conninfo::with_tcp_defaults(url);
+    let url = crate::conninfo::with_application_name(&crate::conninfo::with_tcp_defaults(url));
     let session = match statement_timeout {
         Some(limit) => {
             format!("{IDLE_IN_TRANSACTION_LIMIT}; SET statement_timeout = {}", limit.as_millis())
@@ -61,7 +62,43 @@ fn pool_with(url: &str, settings: &PoolSettings, statement_timeout: Option<Durat
         .connection_timeout(CONNECT_RETRY_WINDOW)
         .max_lifetime(Some(settings.max_lifetime))
         .test_on_check_out(settings.test_on_checkout)
+        .error_handler(Box::new(ConnectErrors::default()))
         .build_unchecked(PingWhenIdle { inner: ConnectionManager::new(url), session })
+}
+
+/// How often a pool logs that it cannot connect.
+const CONNECT_ERROR_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs a pool's failed connection attempts at most once per [`CONNECT_ERROR_EVERY`], with the
+/// count of those left out since. r2d2's own handler logged every one: while Postgres was away,
+/// an idle API wrote about 15 error lines a second (each missing connection retried 0.2–2 s
+/// apart, in each pool), which buried the lines that said what else was happening.
+#[derive(Debug, Default)]
+struct ConnectErrors {
+    /// When the last line was written, and the failures since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl ConnectErrors {
+    /// Whether a failure at `now` is logged, and if so, how many were left out before it.
+    fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, left_out) = &mut *state;
+        if last.is_some_and(|at| now.duration_since(at) < CONNECT_ERROR_EVERY) {
+            *left_out += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(left_out))
+    }
+}
+
+impl HandleError<diesel::r2d2::Error> for ConnectErrors {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        if let Some(left_out) = self.admit(Instant::now()) {
+            tracing::error!(%error, left_out, "a database pool could not connect (logged at most every 10 s)");
+        }
+    }
 }
 
 /// Set on every pooled connection: Postgres ends a session that sits inside a transaction this
@@ -152,6 +189,46 @@ pub fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
     Ok(applied)
 }
 
+/// The migrations this build embeds that the database has not applied (by version), read
+/// without writing anything (diesel's own check would create its table in an empty
+/// database). A process on such a schema answers its requests with errors: `/ready` says so
+/// instead of passing a deploy whose migrate step was skipped, or a secret naming the wrong
+/// database.
+pub fn missing_migrations(conn: &mut PgConnection) -> anyhow::Result<Vec<String>> {
+    use diesel::migration::MigrationSource;
+    let embedded = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("listing the embedded migrations: {e}"))?;
+    #[derive(QueryableByName)]
+    struct Present {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        present: bool,
+    }
+    #[derive(QueryableByName)]
+    struct AppliedVersion {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let table: Present = diesel::sql_query(
+        "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS present",
+    )
+    .get_result(conn)
+    .context("looking for the migrations table")?;
+    let applied: Vec<AppliedVersion> = if table.present {
+        diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+            .load(conn)
+            .context("reading the applied migrations")?
+    } else {
+        Vec::new()
+    };
+    let applied: std::collections::HashSet<String> =
+        applied.into_iter().map(|a| a.version).collect();
+    Ok(embedded
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .filter(|v| !applied.contains(v))
+        .collect())
+}
+
 #[derive(QueryableByName)]
 struct Created {
     #[diesel(sql_type = Integer)]
@@ -189,4 +266,22 @@ pub fn drop_old_audit_partitions(conn: &mut PgConnection, months: u32) -> anyhow
     .get_result(conn)
     .context("dropping old audit_logs partitions")?;
     Ok(row.dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_are_logged_once_per_interval_with_the_count_left_out() {
+        let errors = ConnectErrors::default();
+        let start = Instant::now();
+        assert_eq!(errors.admit(start), Some(0), "the first is logged");
+        for ms in [200, 2_000, 9_999] {
+            assert_eq!(errors.admit(start + Duration::from_millis(ms)), None, "{ms} ms");
+        }
+        assert_eq!(errors.admit(start + CONNECT_ERROR_EVERY), Some(3));
+        assert_eq!(errors.admit(start + CONNECT_ERROR_EVERY + Duration::from_secs(1)), None);
+        assert_eq!(errors.admit(start + 3 * CONNECT_ERROR_EVERY), Some(1));
+    }
 }

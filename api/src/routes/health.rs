@@ -29,7 +29,8 @@ pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
-/// Readiness of each dependency.
+/// Readiness of each dependency: `ok`, `unavailable`, or for Postgres `not migrated` (it
+/// lacks migrations this build needs: `portfolio-api migrate`).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Readiness {
     #[schema(example = "ok")]
@@ -38,13 +39,30 @@ pub(crate) struct Readiness {
     pub(crate) redis: String,
 }
 
-/// Redis and Postgres are reachable.
+/// Why a dependency is not ready.
+enum NotReady {
+    /// It does not answer; the cause goes to the log.
+    Unreachable(String),
+    /// Postgres answers, without these migrations applied.
+    NotMigrated(Vec<String>),
+}
+
+impl NotReady {
+    fn shown(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unavailable",
+            Self::NotMigrated(_) => "not migrated",
+        }
+    }
+}
+
+/// Redis and Postgres are reachable, and Postgres has every migration this build needs.
 #[utoipa::path(
     get,
     tag = "operations",
     responses(
-        (status = 200, description = "Both reachable", body = Readiness),
-        (status = 503, description = "A problem naming what is down, with `checks` per dependency", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Both reachable, and the database migrated", body = Readiness),
+        (status = 503, description = "A problem naming what is down (or a database that lacks migrations: `not migrated`), with `checks` per dependency", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/ready", method = "GET", method = "HEAD")]
@@ -54,58 +72,75 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let read_pool = state.read_pool.clone();
     let postgres = tokio::time::timeout(
         CHECK_TIMEOUT,
-        portfolio_shared::telemetry::spawn_blocking_with_tracing(move || -> anyhow::Result<()> {
-            use diesel::RunQueryDsl;
-            for p in [&pool, &read_pool] {
-                let mut pooled = p.get_timeout(CHECK_TIMEOUT)?;
+        portfolio_shared::telemetry::spawn_blocking_with_tracing(
+            move || -> anyhow::Result<Vec<String>> {
+                use diesel::RunQueryDsl;
+                let mut pooled = read_pool.get_timeout(CHECK_TIMEOUT)?;
                 let conn: &mut diesel::PgConnection = &mut pooled;
                 diesel::sql_query("SELECT 1").execute(conn)?;
-            }
-            Ok(())
-        }),
+                // The primary is where migrations are applied; a replica follows it.
+                let mut pooled = pool.get_timeout(CHECK_TIMEOUT)?;
+                portfolio_shared::db::missing_migrations(&mut pooled)
+            },
+        ),
     );
     let redis = tokio::time::timeout(CHECK_TIMEOUT, state.queue.ping());
     let (postgres, redis) = futures_util::join!(postgres, redis);
     let postgres = match postgres {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        Ok(Ok(Ok(missing))) if missing.is_empty() => Ok(()),
+        Ok(Ok(Ok(missing))) => Err(NotReady::NotMigrated(missing)),
+        Ok(Ok(Err(e))) => Err(NotReady::Unreachable(format!("{e:#}"))),
+        Ok(Err(e)) => Err(NotReady::Unreachable(e.to_string())),
+        Err(_) => Err(NotReady::Unreachable(format!("no answer within {CHECK_TIMEOUT:?}"))),
     };
     let redis = match redis {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(NotReady::Unreachable(e.to_string())),
+        Err(_) => Err(NotReady::Unreachable(format!("no answer within {CHECK_TIMEOUT:?}"))),
     };
     // The page is public: the causes (host names, driver messages) go to the log, and the
     // answer says only what is down.
     for (name, outcome) in [("postgres", &postgres), ("redis", &redis)] {
-        if let Err(e) = outcome {
-            tracing::warn!(dependency = name, error = %e, "not ready");
+        match outcome {
+            Ok(()) => {}
+            Err(NotReady::Unreachable(e)) => {
+                tracing::warn!(dependency = name, error = %e, "not ready");
+            }
+            Err(NotReady::NotMigrated(missing)) => tracing::error!(
+                dependency = name,
+                missing = %missing.join(", "),
+                "not ready: the database lacks migrations this build needs; run `portfolio-api migrate`"
+            ),
         }
     }
-    let show = |r: &Result<(), String>| match r {
+    let show = |r: &Result<(), NotReady>| match r {
         Ok(()) => "ok".to_owned(),
-        Err(_) => "unavailable".to_owned(),
+        Err(e) => e.shown().to_owned(),
     };
     let checks = Readiness { postgres: show(&postgres), redis: show(&redis) };
     if postgres.is_ok() && redis.is_ok() {
         return HttpResponse::Ok().json(checks);
     }
-    let down: Vec<&str> = [("postgres", &postgres), ("redis", &redis)]
+    let what = [("postgres", &postgres), ("redis", &redis)]
         .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| *n)
-        .collect();
-    let what = down.join(" and ");
+        .filter_map(|(name, r)| match r {
+            Ok(()) => None,
+            Err(NotReady::Unreachable(_)) => Some(format!("{name} unreachable")),
+            Err(NotReady::NotMigrated(missing)) => Some(format!(
+                "{name} lacks {} migration(s) this build needs (portfolio-api migrate)",
+                missing.len()
+            )),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut problem = ApiError::Unavailable {
         what: "a dependency",
         retry_after_secs: 5,
         unsettled: false,
-        source: anyhow::anyhow!("{what} down"),
+        source: anyhow::anyhow!("{what}"),
     }
     .problem();
-    problem.detail = format!("{what} unreachable");
+    problem.detail = what;
     let mut body = serde_json::to_value(problem).expect("serialisable");
     body["checks"] = serde_json::to_value(&checks).expect("serialisable");
     HttpResponse::ServiceUnavailable()
