@@ -6,6 +6,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use std::time::Instant;
+
 use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
@@ -39,6 +41,7 @@ pub(crate) async fn assign(
     let value = HeaderValue::from_str(&id).expect("checked or generated ids are valid headers");
     req.headers_mut().insert(HEADER, value.clone());
     req.extensions_mut().insert(RequestId(id));
+    req.extensions_mut().insert(Arrived(Instant::now()));
     let mut res = next.call(req).await?;
     res.headers_mut().insert(HEADER, value);
     Ok(res)
@@ -72,6 +75,10 @@ pub(crate) fn loggable_target(uri: &actix_web::http::Uri) -> String {
     format!("{path}?{}", pairs.join("&"))
 }
 
+/// When the request reached the outermost middleware, for its access line.
+#[derive(Debug, Clone, Copy)]
+struct Arrived(Instant);
+
 /// Root span with `request_id` from the header [`assign`] set.
 pub(crate) struct RequestIdRootSpan;
 
@@ -95,8 +102,31 @@ impl RootSpanBuilder for RequestIdRootSpan {
         )
     }
 
+    /// Records the status on the span, and writes the request's access line in it: method,
+    /// route, target and request id (the span's), status and time taken. Health probes and
+    /// the like are written at debug level, so a load balancer's probes do not fill the log.
+    /// An error's cause is logged where it is answered (`ApiError::error_response`), at the
+    /// level it deserves; tracing-actix-web's own error event, which logged a designed refusal
+    /// such as a full queue as an error, is off (its default feature).
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        DefaultRootSpanBuilder::on_request_end(span.clone(), outcome);
+        let _in = span.enter();
+        let Ok(response) = outcome else {
+            tracing::info!("request failed before it was answered");
+            return;
+        };
+        let status = response.status().as_u16();
+        let elapsed_ms = response
+            .request()
+            .extensions()
+            .get::<Arrived>()
+            .map(|arrived| arrived.0.elapsed().as_secs_f64() * 1e3);
+        let probe = matches!(response.request().path(), "/health" | "/ready");
+        if probe && status < 400 {
+            tracing::debug!(status, elapsed_ms, "request");
+        } else {
+            tracing::info!(status, elapsed_ms, "request");
+        }
     }
 }
 

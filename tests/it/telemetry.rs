@@ -80,3 +80,57 @@ async fn errors_are_logged_without_a_backtrace_when_rust_backtrace_is_set() {
     let longest = api.proc.log().lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 16_384, "a log line of {longest} bytes");
 }
+
+/// Every request gets one access line, in its own span (method, route, request id), with its
+/// status and time taken; an answer that refuses by design (a 404) is no warning or error
+/// line; a load balancer's probe of `/health` is not logged at info level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_one_access_line_and_a_designed_refusal_is_no_error() {
+    let mut env = TestEnv::new();
+    env.set("LOG_FORMAT", "json").set("RUST_LOG", "info");
+    env.leaves_unfinished_jobs("no worker: the test reads the API's log only");
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let submitted = api.client.post(api.url("/simulations")).header("x-request-id", "access-1");
+    let submitted = submitted.json(&job_body(1_000, 10)).send().await.expect("POST");
+    assert_eq!(submitted.status(), 202);
+    let missing = api.client.get(api.url(&format!("/results/{}", uuid::Uuid::new_v4())));
+    let missing = missing.header("x-request-id", "access-2").send().await.expect("GET");
+    assert_eq!(missing.status(), 404);
+    let health = api.client.get(api.url("/health")).header("x-request-id", "access-3");
+    assert_eq!(health.send().await.expect("GET /health").status(), 200);
+
+    let lines = || -> Vec<Value> {
+        api.proc.log().lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
+    };
+    let access = |request_id: &'static str| {
+        let lines = &lines;
+        async move {
+            eventually(Duration::from_secs(20), || async {
+                lines()
+                    .into_iter()
+                    .find(|l| l["message"] == "request" && l["span"]["request_id"] == request_id)
+            })
+            .await
+        }
+    };
+    let line = access("access-1").await;
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["status"], 202, "{line}");
+    assert_eq!(line["span"]["http.method"], "POST", "{line}");
+    assert_eq!(line["span"]["http.route"], "/simulations", "{line}");
+    assert!(line["elapsed_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
+    let line = access("access-2").await;
+    assert_eq!((&line["status"], &line["level"]), (&Value::from(404), &Value::from("INFO")));
+    assert_eq!(line["span"]["http.route"], "/results/{id}", "{line}");
+    let all = lines();
+    let loud: Vec<&Value> =
+        all.iter().filter(|l| l["level"] == "WARN" || l["level"] == "ERROR").collect();
+    assert!(loud.is_empty(), "warnings or errors for designed answers: {loud:?}");
+    let probes = all.iter().filter(|l| l["span"]["request_id"] == "access-3").count();
+    assert_eq!(probes, 0, "the probe of /health was logged at info");
+    let ours =
+        |l: &&Value| l["span"]["request_id"].as_str().is_some_and(|id| id.starts_with("access-"));
+    let access_lines = all.iter().filter(ours).filter(|l| l["message"] == "request").count();
+    assert_eq!(access_lines, 2, "one line a request");
+}
