@@ -60,6 +60,7 @@ pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
             if leads() && last_partitions.is_none_or(|t| t.elapsed() >= PARTITION_EVERY) {
                 last_partitions = Some(Instant::now());
                 ensure_partitions(&state).await;
+                sweep_worker_metadata(&state).await;
             }
             if leads()
                 && last_publish
@@ -140,6 +141,17 @@ async fn reconcile(state: &AppState, leads: &impl Fn() -> bool) {
     }
     if pushed > 0 {
         tracing::info!(pushed, "reconciler round");
+    }
+}
+
+/// Frees what Redis keeps of workers that are gone (`Queue::sweep_worker_metadata`): when an
+/// instance takes the lead, then hourly, since it walks the keyspace.
+async fn sweep_worker_metadata(state: &AppState) {
+    let gone_after = state.settings.worker.orphan_window();
+    match state.redis_in_background(state.queue.sweep_worker_metadata(gone_after)).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "freed the metadata of workers that are gone"),
+        Err(e) => tracing::warn!(error = ?e, "sweeping the metadata of gone workers failed"),
     }
 }
 

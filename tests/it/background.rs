@@ -49,3 +49,29 @@ async fn a_sweep_that_fails_on_every_tick_never_makes_a_submit_skip_its_push() {
     let records = assert_contract(&env.db.url, &ids);
     assert!(records.iter().all(|r| r.status == "succeeded"), "{records:?}");
 }
+
+/// apalis-redis leaves a metadata hash for every worker process that ever registered (one per
+/// start, so Spot churn grew them without bound); the leader frees those of workers that are
+/// gone (not in the workers set, or silent past the orphan window) and keeps a live one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_frees_the_metadata_of_workers_that_are_gone() {
+    let env = TestEnv::new();
+    let keys = env.queue.keys();
+    let mut redis = env.queue.connection();
+    let metadata = |name: &str| format!("{}:{name}", keys.worker_metadata_prefix());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let _: () = redis.zadd(keys.workers_set(), "alive", now).unwrap();
+    let _: () = redis.zadd(keys.workers_set(), "silent", now - 3_600).unwrap();
+    for name in ["alive", "silent", "unlisted"] {
+        let _: () = redis.hset(metadata(name), "backend_name", "RedisStorage").unwrap();
+    }
+    let _app = env.spawn_app().await;
+    let exists = |name: &str| -> bool { env.queue.connection().exists(metadata(name)).unwrap() };
+    eventually(Duration::from_secs(20), || async {
+        (!exists("silent") && !exists("unlisted")).then_some(())
+    })
+    .await;
+    assert!(exists("alive"), "a live worker's metadata was deleted");
+    let _: () = redis.del(metadata("alive")).unwrap();
+    let _: () = redis.zrem(keys.workers_set(), &["alive", "silent"]).unwrap();
+}

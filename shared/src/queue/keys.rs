@@ -46,6 +46,13 @@ impl Keys {
         self.key("workers")
     }
 
+    /// What apalis-redis names each worker's metadata HASH after (`{prefix}:{worker}`): written
+    /// when the worker registers, read only to list workers, freed by nobody but our sweep
+    /// (`Queue::sweep_worker_metadata`).
+    pub fn worker_metadata_prefix(&self) -> String {
+        self.key("workers:metadata")
+    }
+
     /// What a worker's in-flight set is named after (`{prefix}:{worker}`); the Lua scripts
     /// take it to reach every registered worker's set.
     pub fn inflight_prefix(&self) -> String {
