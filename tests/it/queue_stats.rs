@@ -43,17 +43,34 @@ fn insert_failed_job(db: &TestDb, error: &str) -> Uuid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_stats_reports_depth_workers_throughput_latency_and_failures() {
-    let env = TestEnv::new();
+    let mut env = TestEnv::new();
+    env.set("RESULT_CACHE_TTL_SECS", 3600);
     env.leaves_unfinished_jobs("jobs are left waiting so that the ready depth shows");
     let app = env.spawn_app().await;
     let worker = env.spawn_worker().await;
     let mut finished = Vec::new();
-    for _ in 0..2 {
-        let id = app.submit_ok(&small_request()).await;
+    let mut seeded = small_request();
+    seeded["seed"] = 7.into();
+    for request in [small_request(), seeded.clone()] {
+        let id = app.submit_ok(&request).await;
         let job = app.wait_terminal(id, WITHIN).await;
         assert_eq!(job["status"], "succeeded", "{job}");
         finished.push(job);
     }
+    // The same seeded plan again is answered from the result cache: no worker ran it, so it
+    // counts neither as work done nor in the time work takes (it took none).
+    // (The worker stores the result in the cache right after the job's commit.)
+    let cached = env.queue.keys().result_cache("*");
+    eventually(Duration::from_secs(10), || async {
+        let found: Vec<String> =
+            redis::cmd("KEYS").arg(&cached).query(&mut env.queue.connection()).unwrap();
+        (!found.is_empty()).then_some(())
+    })
+    .await;
+    let hit = app.client.post(app.url("/simulations")).json(&seeded).send().await.unwrap();
+    assert_eq!(hit.status(), 200);
+    let hit: serde_json::Value = hit.json().await.unwrap();
+    assert_eq!(hit["result"]["cache"], "hit", "{hit}");
     let seen = eventually(Duration::from_secs(10), || async {
         let s = stats(&app).await;
         let listed = s["queue"]["workers"].as_array().unwrap().iter().any(|w| {

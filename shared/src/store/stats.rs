@@ -31,6 +31,8 @@ pub struct FinishedInWindow {
 }
 
 /// Counts of finished jobs for each window (in minutes, ascending), by the database's clock.
+/// Submits answered from the result cache are left out, as from every figure of work done:
+/// they took no worker and no time, and would dilute the error rate and the latency.
 pub fn finished_in_windows(
     conn: &mut PgConnection,
     windows_minutes: &[i32],
@@ -46,6 +48,8 @@ pub fn finished_in_windows(
            ON s.finished_at IS NOT NULL
           AND s.finished_at > now() - make_interval(mins => w.minutes)
           AND s.kind <> 'unit'
+          AND NOT EXISTS (SELECT 1 FROM simulation_results r
+                          WHERE r.simulation_id = s.id AND r.from_cache)
          GROUP BY w.minutes
          ORDER BY w.minutes",
     )
@@ -66,18 +70,20 @@ pub struct LatencySummary {
 }
 
 /// Median and 95th percentile (linear interpolation) of submit-to-result time of the jobs
-/// that succeeded in the last `minutes`.
+/// that succeeded in the last `minutes`, result-cache hits left out.
 pub fn latency(conn: &mut PgConnection, minutes: i32) -> QueryResult<LatencySummary> {
     diesel::sql_query(
         "SELECT count(*) AS jobs,
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY t) AS p50_seconds,
                 percentile_cont(0.95) WITHIN GROUP (ORDER BY t) AS p95_seconds
          FROM (SELECT extract(epoch FROM finished_at - created_at)::float8 AS t
-               FROM simulations
+               FROM simulations s
                WHERE finished_at IS NOT NULL
                  AND finished_at > now() - make_interval(mins => $1)
                  AND status = 'succeeded'
-                 AND kind <> 'unit') AS recent",
+                 AND kind <> 'unit'
+                 AND NOT EXISTS (SELECT 1 FROM simulation_results r
+                                 WHERE r.simulation_id = s.id AND r.from_cache)) AS recent",
     )
     .bind::<Integer, _>(minutes)
     .get_result(conn)
