@@ -13,7 +13,8 @@
 #      SHUTDOWN_GRACE_SECS)
 #
 # The services, target group and scaling policies must exist already: see ecs/README.md
-# ("First deployment"). Needs: aws CLI v1.x/v2, docker (with buildx for --platform), git.
+# ("First deployment"). Needs: aws CLI v2 (its hints use `aws logs tail`, which v1 lacks),
+# docker (with buildx for --platform), git.
 #
 #   AWS_ACCOUNT_ID=123456789012 AWS_REGION=eu-west-1 \
 #   SUBNETS=subnet-aaa,subnet-bbb SECURITY_GROUPS=sg-ccc ecs/deploy.sh
