@@ -167,6 +167,40 @@ async fn faults_sigterm_during_a_short_job_lets_it_finish_and_the_worker_exit_0_
     assert_contract(&env.db.url, &[id]);
 }
 
+/// A worker told to stop (a scale-in, a Spot interruption's notice) keeps its heartbeat while
+/// it finishes its job: apalis stopped it with the fetching, and after one orphan window the
+/// other workers' recovery handed the running job out again, every window of the drain (their
+/// claims found it held and pushed it back), and the draining worker's acknowledgement then
+/// failed, logged as a worker error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_a_draining_workers_job_is_not_handed_out_again_while_it_finishes() {
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    const GRACE: Duration = Duration::from_secs(90);
+    env.set("SHUTDOWN_GRACE_SECS", GRACE.as_secs())
+        .set("WORKER_HEARTBEAT_SECS", 1)
+        .set("WORKER_MISSED_HEARTBEATS", 2);
+    let (vars, logs) = (env.vars(), LogDir::new());
+    let api = ApiProc::spawn(&vars, &logs).await;
+    let mut worker = WorkerProc::spawn(&vars, &logs, "w").await;
+    // Twice the long job: the drain outlasts the 2 s orphan window several times over.
+    let id = api.submit_ok(&job_body(2 * LONG_JOB.0, LONG_JOB.1)).await;
+    running_on(&env, id, &worker.name).await;
+    let other = WorkerProc::spawn(&vars, &logs, "b").await;
+
+    worker.proc.sigterm();
+    let status = worker.proc.wait_exit(GRACE + Duration::from_secs(2)).await;
+    assert!(status.success(), "exit status {status}");
+    let record = job_record(&env.db.url, id).unwrap();
+    assert_eq!(record.status, "succeeded", "{record:?}");
+    assert_eq!(record.worker.as_deref(), Some(worker.name.as_str()));
+    assert_eq!((record.attempts, record.starts), (1, 1));
+    let handed_out = other.proc.log().matches("job is running on a live worker").count();
+    assert_eq!(handed_out, 0, "the draining worker's job was handed out {handed_out} time(s)");
+    assert!(!worker.proc.log().contains("restarting under a new name"), "{}", worker.proc.log());
+    assert_contract(&env.db.url, &[id]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_sigterm_during_a_job_longer_than_the_grace_hands_it_back_at_once_without_counting_it()
  {

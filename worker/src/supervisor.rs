@@ -225,7 +225,10 @@ async fn supervise(
         };
         tracing::info!(worker = name, concurrency, light_concurrency, "worker started");
         let began = Instant::now();
-        match worker.run_until(signal).await {
+        let draining = tokio::spawn(beat_while_draining(ctx.clone(), name.clone(), stop.clone()));
+        let ran = worker.run_until(signal).await;
+        draining.abort();
+        match ran {
             Ok(()) => {
                 tracing::info!(worker = name, "worker stopped");
                 // apalis-redis's own clean-up removes the wrong member from the worker set.
@@ -247,6 +250,25 @@ async fn supervise(
                 }
             }
         }
+    }
+}
+
+/// Once the worker is told to stop, apalis stops its heartbeat but waits for the jobs it
+/// runs; this keeps the worker's entry in the workers set fresh until then. Without it, after
+/// one orphan window the other workers' recovery handed its running jobs out again, every
+/// window for as long as the drain lasted (their claims then found them held here), and its own
+/// acknowledgement failed at the end, logged as an error. Never registers the worker again
+/// once it was let go (`Queue::keep_registered`).
+async fn beat_while_draining(ctx: Arc<JobContext>, name: String, mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        return;
+    }
+    let every = ctx.settings.worker.heartbeat_interval();
+    loop {
+        if let Err(e) = ctx.queue.keep_registered(&name).await {
+            tracing::debug!(worker = name, error = %e, "could not refresh the draining worker's heartbeat");
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -115,6 +115,19 @@ impl Queue {
         Ok(missing.iter().filter_map(|s| s.parse::<Ulid>().ok()).map(job_id).collect())
     }
 
+    /// Refreshes worker `name`'s heartbeat in the workers set, if it is still registered
+    /// there (never registers it again once it was let go).
+    pub async fn keep_registered(&self, name: &str) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZADD")
+            .arg(self.keys.workers_set())
+            .arg("XX")
+            .arg(epoch_seconds())
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+    }
+
     /// Re-queues what the ended worker `name` had claimed, except `running` (jobs this process
     /// still runs), drops entries without data, and unregisters the worker. Returns (re-queued,
     /// dropped).
