@@ -136,7 +136,23 @@ pub(crate) fn depletion(result: &SimulationResult) -> Result<String, ChartError>
         }
         Some(&end) => {
             let first = share.iter().position(|&s| s > 0.0).unwrap_or(last);
+            // The year the share reaches its end: when that is early, the middle year's figure
+            // would only repeat it ("100 % by year 15" of plans that all ran out in year 1).
+            let settled = share.iter().position(|&s| s >= end).unwrap_or(last);
             let mid = last / 2;
+            if settled <= mid {
+                return depletion_chart(
+                    years,
+                    share,
+                    format!(
+                        "The first depletions happen in year {}; {} of scenarios are depleted \
+                         by the end of year {}, and none after that.",
+                        years.get(first).unwrap_or(&0),
+                        percent(end),
+                        years.get(settled).unwrap_or(&0),
+                    ),
+                );
+            }
             format!(
                 "The first depletions happen in year {}. {} of scenarios are depleted by year \
                  {} and {} by the end of year {}.",
@@ -148,6 +164,10 @@ pub(crate) fn depletion(result: &SimulationResult) -> Result<String, ChartError>
             )
         }
     };
+    depletion_chart(years, share, desc)
+}
+
+fn depletion_chart(years: &[u32], share: &[f64], desc: String) -> Result<String, ChartError> {
     let about =
         Described { id: "depletion", title: "Share of scenarios depleted by year".into(), desc };
     render(&about, |root| {
@@ -191,6 +211,11 @@ pub(crate) fn terminal(result: &SimulationResult) -> Result<String, ChartError> 
     let total: u64 = h.depleted + h.above + h.counts.iter().sum::<u64>();
     let top = h.edges.last().copied().unwrap_or(0.0);
     let busiest = h.counts.iter().enumerate().max_by_key(|(_, c)| **c).map(|(i, _)| i);
+    if total > 0 && h.depleted == total {
+        let desc = format!("All {total} scenarios end with nothing left.");
+        let about = Described { id: "terminal", title: "Real terminal wealth".into(), desc };
+        return render(&about, |root| histogram(root, h));
+    }
     let desc = format!(
         "Of {total} scenarios, {} end with nothing left and {} end at or above {} (the 99th \
          percentile of those with wealth left). {}Mean real terminal wealth is {}, the median {}.",
@@ -407,7 +432,19 @@ mod tests {
         let mut r = result();
         r.terminal.histogram = Bins { depleted: 1000, ..Default::default() };
         let svg = terminal(&r).unwrap();
-        assert!(svg.contains("Of 1000 scenarios, 1000 end with nothing left"));
+        assert!(svg.contains("All 1000 scenarios end with nothing left."), "{svg}");
+        assert!(!svg.contains("at or above"), "no wealth left to speak of: {svg}");
+        // All of them in year 1: the chart says so, not "100 % by year 15".
+        r.depletion_probability_by_year =
+            (0..=30).map(|y| if y == 0 { 0.0 } else { 1.0 }).collect();
+        let svg = depletion(&r).unwrap();
+        assert!(
+            svg.contains(
+                "happen in year 1; 100.0 % of scenarios are depleted by the end of \
+                          year 1, and none after that."
+            ),
+            "{svg}"
+        );
         let mut r = result();
         r.depletion_probability_by_year = vec![0.0; 31];
         assert!(depletion(&r).unwrap().contains("No scenario is depleted within the 30 years."));
