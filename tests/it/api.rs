@@ -351,6 +351,29 @@ async fn health_and_ready_answer_and_ready_names_what_is_down() {
     assert_eq!(app.job(id).await["status"], "queued");
 }
 
+/// A Redis that answers but takes no write (at `maxmemory` under `noeviction`, where every
+/// push, heartbeat and claim fails) is not ready: a `PING` passed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_while_redis_refuses_writes() {
+    let redis = portfolio_tests::throwaway::ThrowawayRedis::start();
+    let env = TestEnv::with(
+        portfolio_tests::TestDb::migrated(),
+        portfolio_tests::TestQueue::on(&redis.url()),
+    );
+    let app = env.spawn_app().await;
+    assert_eq!(app.client.get(app.url("/ready")).send().await.unwrap().status(), 200);
+    let mut admin = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let set = |conn: &mut redis::Connection, limit: &str| {
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(limit).query::<()>(conn).unwrap()
+    };
+    set(&mut admin, "1");
+    let p = problem(app.client.get(app.url("/ready")).send().await.unwrap(), 503).await;
+    assert_eq!((&p["checks"]["redis"], &p["checks"]["postgres"]), (&json!("full"), &json!("ok")));
+    assert!(p["detail"].as_str().unwrap().contains("redis refuses writes"), "{p}");
+    set(&mut admin, "0");
+    assert_eq!(app.client.get(app.url("/ready")).send().await.unwrap().status(), 200);
+}
+
 /// A database without this build's migrations (empty, or one behind: a deploy whose migrate
 /// step was skipped) is not ready: every keyed request would fail on it. `/ready` passed it
 /// with a `SELECT 1`, and the requests then answered 500.

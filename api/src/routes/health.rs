@@ -29,8 +29,9 @@ pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
 }
 
-/// Readiness of each dependency: `ok`, `unavailable`, or for Postgres `not migrated` (it
-/// lacks migrations this build needs: `portfolio-api migrate`).
+/// Readiness of each dependency: `ok`, `unavailable`, for Postgres `not migrated` (it lacks
+/// migrations this build needs: `portfolio-api migrate`), for Redis `full` (at `maxmemory`,
+/// refusing writes) or `read-only` (a replica).
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Readiness {
     #[schema(example = "ok")]
@@ -45,6 +46,8 @@ enum NotReady {
     Unreachable(String),
     /// Postgres answers, without these migrations applied.
     NotMigrated(Vec<String>),
+    /// Redis answers and refuses writes: `full` or `read-only`.
+    RefusesWrites(&'static str, String),
 }
 
 impl NotReady {
@@ -52,11 +55,13 @@ impl NotReady {
         match self {
             Self::Unreachable(_) => "unavailable",
             Self::NotMigrated(_) => "not migrated",
+            Self::RefusesWrites(why, _) => why,
         }
     }
 }
 
-/// Redis and Postgres are reachable, and Postgres has every migration this build needs.
+/// Redis and Postgres are reachable, Redis takes writes, and Postgres has every migration this
+/// build needs.
 #[utoipa::path(
     get,
     tag = "operations",
@@ -84,7 +89,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
             },
         ),
     );
-    let redis = tokio::time::timeout(CHECK_TIMEOUT, state.queue.ping());
+    let redis = tokio::time::timeout(CHECK_TIMEOUT, state.queue.write_probe());
     let (postgres, redis) = futures_util::join!(postgres, redis);
     let postgres = match postgres {
         Ok(Ok(Ok(missing))) if missing.is_empty() => Ok(()),
@@ -95,6 +100,12 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     };
     let redis = match redis {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if e.code() == Some("OOM") => {
+            Err(NotReady::RefusesWrites("full", e.to_string()))
+        }
+        Ok(Err(e)) if e.code() == Some("READONLY") => {
+            Err(NotReady::RefusesWrites("read-only", e.to_string()))
+        }
         Ok(Err(e)) => Err(NotReady::Unreachable(e.to_string())),
         Err(_) => Err(NotReady::Unreachable(format!("no answer within {CHECK_TIMEOUT:?}"))),
     };
@@ -103,7 +114,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
     for (name, outcome) in [("postgres", &postgres), ("redis", &redis)] {
         match outcome {
             Ok(()) => {}
-            Err(NotReady::Unreachable(e)) => {
+            Err(NotReady::Unreachable(e) | NotReady::RefusesWrites(_, e)) => {
                 tracing::warn!(dependency = name, error = %e, "not ready");
             }
             Err(NotReady::NotMigrated(missing)) => tracing::error!(
@@ -126,6 +137,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .filter_map(|(name, r)| match r {
             Ok(()) => None,
             Err(NotReady::Unreachable(_)) => Some(format!("{name} unreachable")),
+            Err(NotReady::RefusesWrites(why, _)) => Some(format!("{name} refuses writes ({why})")),
             Err(NotReady::NotMigrated(missing)) => Some(format!(
                 "{name} lacks {} migration(s) this build needs (portfolio-api migrate)",
                 missing.len()

@@ -226,6 +226,20 @@ impl Queue {
         pipe.query_async::<()>(&mut conn).await
     }
 
+    /// Whether Redis takes a write: a tiny key with a 10 s lifetime. A `PING` passes where
+    /// every push, heartbeat and claim fails: a Redis at `maxmemory` under `noeviction` (OOM),
+    /// or a replica that a failover left behind (READONLY).
+    pub async fn write_probe(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.keys.ready_probe())
+            .arg(epoch_seconds())
+            .arg("PX")
+            .arg(10_000)
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)

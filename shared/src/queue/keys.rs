@@ -46,6 +46,11 @@ impl Keys {
         self.key("workers")
     }
 
+    /// STRING `/ready` writes (with a 10 s lifetime) to prove Redis takes writes.
+    pub fn ready_probe(&self) -> String {
+        self.key("ready-probe")
+    }
+
     /// What apalis-redis names each worker's metadata HASH after (`{prefix}:{worker}`): written
     /// when the worker registers, read only to list workers, freed by nobody but our sweep
     /// (`Queue::sweep_worker_metadata`).
