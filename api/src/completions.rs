@@ -239,10 +239,11 @@ pub(crate) async fn read_on_primary(
     }
 }
 
-/// How far past its end a wait's read may run. A read takes a millisecond; one that Postgres
-/// does not answer (paused, or the host gone) would otherwise hold the answer for the request's
-/// statement deadline, and a `wait=2` be answered after 12 s.
-const READ_GRACE: Duration = Duration::from_millis(500);
+/// How far past its end a wait's read may run. A read takes a millisecond, or as long as a
+/// busy pool's checkout; one that Postgres does not answer (paused, or the host gone) would
+/// otherwise hold the answer for the request's statement deadline, and a `wait=2` be answered
+/// after 12 s.
+const READ_GRACE: Duration = Duration::from_secs(1);
 
 /// When a waiter reads its job next: at once, or once there is news of it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -275,6 +276,9 @@ async fn until(
         if next_read == NextRead::Now || watch.has_news() || now >= deadline || closed {
             let read = match watch.ended_plan(caller.viewer()) {
                 Some(ended) => Some(ended),
+                // A wait's reads end with it (and a grace): not the 10 s statement deadline
+                // on top. A read asked for no wait has the request's usual bounds.
+                None if wait.is_zero() => read_on_primary(state, caller, admission, id).await?,
                 None => {
                     let within = deadline.saturating_duration_since(Instant::now()) + READ_GRACE;
                     tokio::time::timeout(within, read_on_primary(state, caller, admission, id))

@@ -117,7 +117,7 @@ pub(crate) async fn guard(
     // checkout on the Postgres that is away: it goes out as it is.
     if admission.key_unchecked()
         && response.status() != StatusCode::SERVICE_UNAVAILABLE
-        && let Err(e) = verify(&admission, &state, again).await
+        && let Err(e) = verify(&admission, &state, again && response.status() == StatusCode::ACCEPTED).await
         // A key found valid at the start and not known either way now (Postgres went away
         // while the request waited) keeps its answer: a waited submit's `202` says its job was
         // recorded, which a `503` would deny.
@@ -189,16 +189,17 @@ fn budget_of(req: &ServiceRequest, state: &AppState) -> Budget {
     }
 }
 
-/// How long the key's second look waits for Postgres after a long request. The request has
-/// waited as long as it was asked to already; a Postgres that does not answer (paused, or the
-/// host gone) held a waited submit's `202` five more seconds for its checkout.
+/// How long the key's second look waits for Postgres after a long request answered `202`.
+/// The request has waited as long as it was asked to already; a Postgres that does not answer
+/// (paused, or the host gone) held a waited submit's `202` five more seconds for its checkout.
 const CHECK_AGAIN_WITHIN: Duration = Duration::from_millis(500);
 
-/// The key's lookup for a request answered on a remembered key: bounded by
-/// [`CHECK_AGAIN_WITHIN`] when it is the second look after a long request, where not knowing
-/// in time is not knowing (the answer stands, as when Postgres is away).
-async fn verify(admission: &Admission, state: &AppState, again: bool) -> Result<(), ApiError> {
-    if !again {
+/// The key's lookup for a request answered on a remembered key. `bounded`: the second look
+/// after a long request whose answer is a `202`, which carries nothing but the job's id, so
+/// not knowing within [`CHECK_AGAIN_WITHIN`] is not knowing and the answer stands; any other
+/// answer (a job's document, its result) waits for the lookup, so a revoked key never gets it.
+async fn verify(admission: &Admission, state: &AppState, bounded: bool) -> Result<(), ApiError> {
+    if !bounded {
         return admission.verified(state).await;
     }
     tokio::time::timeout(CHECK_AGAIN_WITHIN, admission.verified(state)).await.unwrap_or_else(|_| {
