@@ -144,14 +144,24 @@ async fn reconcile(state: &AppState, leads: &impl Fn() -> bool) {
     }
 }
 
+/// How long the hourly sweep of gone workers' metadata may take: a walk of the keyspace, a
+/// thousand keys a round trip, so far more than one Redis call's timeout on a large Redis; a
+/// walk cut short keeps what it deleted.
+const METADATA_SWEEP_BUDGET: Duration = Duration::from_secs(30);
+
 /// Frees what Redis keeps of workers that are gone (`Queue::sweep_worker_metadata`): when an
 /// instance takes the lead, then hourly, since it walks the keyspace.
 async fn sweep_worker_metadata(state: &AppState) {
     let gone_after = state.settings.worker.orphan_window();
-    match state.redis_in_background(state.queue.sweep_worker_metadata(gone_after)).await {
-        Ok(0) => {}
-        Ok(deleted) => tracing::info!(deleted, "freed the metadata of workers that are gone"),
-        Err(e) => tracing::warn!(error = ?e, "sweeping the metadata of gone workers failed"),
+    let sweep = state.queue.sweep_worker_metadata(gone_after);
+    match tokio::time::timeout(METADATA_SWEEP_BUDGET, sweep).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(deleted)) => tracing::info!(deleted, "freed the metadata of workers that are gone"),
+        Ok(Err(e)) => tracing::warn!(error = ?e, "sweeping the metadata of gone workers failed"),
+        Err(_) => tracing::warn!(
+            budget_secs = METADATA_SWEEP_BUDGET.as_secs(),
+            "sweeping the metadata of gone workers ran out of time; the rest waits an hour"
+        ),
     }
 }
 

@@ -1,8 +1,6 @@
 //! The queue's depth and its workers, read straight from the Redis keys: apalis-redis's own
 //! statistics calls are broken in 1.0.
 
-use std::time::Duration;
-
 use redis::AsyncCommands;
 use serde::Serialize;
 use ulid::Ulid;
@@ -84,44 +82,6 @@ impl Queue {
         Ok(out)
     }
 
-    /// Deletes the metadata hashes of workers that are gone: not in the workers set, or
-    /// silent for longer than `gone_after`. apalis-redis writes one whenever a worker process
-    /// registers and never frees it, so with Spot churn they grew without bound (about 1 KB a
-    /// process start, on a Redis that evicts nothing). Only the listing of workers reads them,
-    /// so one deleted as its worker registers again costs nothing but that listing's entry.
-    /// Walks the keyspace (`SCAN`), so the leader runs it rarely. Returns how many it deleted.
-    pub async fn sweep_worker_metadata(&self, gone_after: Duration) -> redis::RedisResult<u64> {
-        let mut conn = self.conn.clone();
-        let prefix = format!("{}:", self.keys.worker_metadata_prefix());
-        let pattern = format!("{}*", glob_escaped(&prefix));
-        let keys: Vec<String> = {
-            // A thousand keys a round trip: SCAN's default of ten would take thousands of
-            // them on a Redis holding many jobs' data.
-            let options = redis::ScanOptions::default()
-                .with_pattern(pattern)
-                .with_count(1000)
-                .with_type("hash");
-            let mut iter = conn.scan_options::<String>(options).await?;
-            let mut keys = Vec::new();
-            while let Some(key) = iter.next_item().await {
-                keys.push(key?);
-            }
-            keys
-        };
-        let now = epoch_seconds();
-        let mut deleted = 0;
-        for key in keys {
-            let Some(name) = key.strip_prefix(&prefix) else { continue };
-            let beat: Option<f64> = conn.zscore(self.keys.workers_set(), name).await?;
-            let gone =
-                beat.is_none_or(|beat| now.saturating_sub(beat as u64) > gone_after.as_secs());
-            if gone {
-                deleted += conn.del::<_, u64>(&key).await?;
-            }
-        }
-        Ok(deleted)
-    }
-
     /// Whether a heartbeat counts as alive.
     pub fn is_alive(&self, heartbeat: &WorkerHeartbeat) -> bool {
         epoch_seconds().saturating_sub(heartbeat.last_heartbeat) <= self.orphan_window.as_secs()
@@ -171,16 +131,4 @@ impl Queue {
             oldest_ready_age_ms,
         })
     }
-}
-
-/// `text` with the characters `SCAN MATCH` reads as a pattern escaped.
-fn glob_escaped(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -128,6 +128,58 @@ impl Queue {
             .await
     }
 
+    /// Deletes the metadata hashes of workers that are gone: not in the workers set, or
+    /// silent for longer than `gone_after`. apalis-redis writes one whenever a worker process
+    /// registers and never frees it, so with Spot churn they grew without bound (about 1 KB a
+    /// process start, on a Redis that evicts nothing). Only apalis's own listing of workers
+    /// reads them (ours reads the workers set), so one deleted as its worker registers again
+    /// costs nothing. Walks the keyspace (`SCAN`, a thousand keys a round trip) and deletes
+    /// page by page, so a run cut short keeps what it did; the leader runs it rarely. Returns
+    /// how many it deleted.
+    pub async fn sweep_worker_metadata(&self, gone_after: Duration) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        let prefix = format!("{}:", self.keys.worker_metadata_prefix());
+        let pattern = format!("{}*", glob_escaped(&prefix));
+        let now = epoch_seconds();
+        let (mut cursor, mut deleted) = (0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("hash")
+                .query_async(&mut conn)
+                .await?;
+            let names: Vec<&str> = keys.iter().filter_map(|k| k.strip_prefix(&prefix)).collect();
+            if !names.is_empty() {
+                let beats: Vec<Option<f64>> = redis::cmd("ZMSCORE")
+                    .arg(self.keys.workers_set())
+                    .arg(&names)
+                    .query_async(&mut conn)
+                    .await?;
+                let gone: Vec<String> = names
+                    .iter()
+                    .zip(beats)
+                    .filter(|(_, beat)| {
+                        beat.is_none_or(|b| now.saturating_sub(b as u64) > gone_after.as_secs())
+                    })
+                    .map(|(name, _)| format!("{prefix}{name}"))
+                    .collect();
+                if !gone.is_empty() {
+                    deleted +=
+                        redis::cmd("UNLINK").arg(&gone).query_async::<u64>(&mut conn).await?;
+                }
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// Re-queues what the ended worker `name` had claimed, except `running` (jobs this process
     /// still runs), drops entries without data, and unregisters the worker. Returns (re-queued,
     /// dropped).
@@ -239,9 +291,16 @@ impl Queue {
             .query_async::<()>(&mut conn)
             .await
     }
+}
 
-    pub async fn ping(&self) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop)
+/// `text` with the characters `SCAN MATCH` reads as a pattern escaped.
+fn glob_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
     }
+    out
 }
