@@ -156,8 +156,8 @@ impl ApiError {
                 .collect::<Vec<_>>()
                 .join("; "),
             Self::QueueFull { retry_after_secs, .. } => format!(
-                "more jobs are waiting than this deployment takes (QUEUE_DEPTH_CEILING); nothing \
-                 was recorded, retry in {retry_after_secs} s"
+                "more jobs are waiting than this deployment takes; nothing was recorded, \
+                 retry in {retry_after_secs} s"
             ),
             Self::Unavailable { what, retry_after_secs, unsettled: false, .. } => {
                 format!("{what} is unreachable; nothing was changed, retry in {retry_after_secs} s")

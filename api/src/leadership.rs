@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use diesel::pg::PgConnection;
 use diesel::sql_types::{BigInt, Bool, Double};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
+use portfolio_shared::conninfo;
 use portfolio_shared::settings::{ExposeSecret, SecretUrl};
 use portfolio_shared::telemetry::spawn_blocking_with_tracing;
 use tokio::task::AbortHandle;
@@ -132,7 +133,12 @@ impl Lock {
     fn check_blocking(&mut self) -> bool {
         if self.conn.is_none() {
             self.holds = false;
-            self.conn = PgConnection::establish(self.url.expose_secret()).ok();
+            // The pools' connection settings: a vanished host is given up on within seconds,
+            // and the session is named after the process.
+            let url = conninfo::with_application_name(&conninfo::with_tcp_defaults(
+                self.url.expose_secret(),
+            ));
+            self.conn = PgConnection::establish(&url).ok();
         }
         let Some(conn) = self.conn.as_mut() else { return false };
         let outcome = if self.holds {

@@ -2,12 +2,12 @@
 //! otherwise, echoed in the response, put on the request's root span (so every log line of the
 //! request carries it) and stored with the job (so the worker's lines and the audit rows do).
 
+use std::time::Instant;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use std::time::Instant;
-
 use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};

@@ -356,13 +356,14 @@ pub enum Fault {
 }
 
 impl WorkerSettings {
-    /// How long a worker may go unheard before it counts as dead and its jobs as orphans:
-    /// `WORKER_HEARTBEAT_SECS` × `WORKER_MISSED_HEARTBEATS`. The one definition the queue's
-    /// orphan recovery, a claim's staleness test and the reconciler all use.
+    /// `WORKER_HEARTBEAT_SECS`: how often a worker shows it is alive.
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
     }
 
+    /// How long a worker may go unheard before it counts as dead and its jobs as orphans:
+    /// `WORKER_HEARTBEAT_SECS` × `WORKER_MISSED_HEARTBEATS`. The one definition the queue's
+    /// orphan recovery, a claim's staleness test and the reconciler all use.
     pub fn orphan_window(&self) -> Duration {
         self.heartbeat_interval * self.missed_heartbeats as u32
     }

@@ -263,12 +263,12 @@ async fn beat_while_draining(ctx: Arc<JobContext>, name: String, mut stop: watch
     if stop.wait_for(|stop| *stop).await.is_err() {
         return;
     }
-    let every = ctx.settings.worker.heartbeat_interval();
+    let mut beats = tokio::time::interval(ctx.settings.worker.heartbeat_interval());
     loop {
+        beats.tick().await;
         if let Err(e) = ctx.queue.keep_registered(&name).await {
             tracing::debug!(worker = name, error = %e, "could not refresh the draining worker's heartbeat");
         }
-        tokio::time::sleep(every).await;
     }
 }
 

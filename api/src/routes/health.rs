@@ -66,8 +66,8 @@ impl NotReady {
     get,
     tag = "operations",
     responses(
-        (status = 200, description = "Both reachable, and the database migrated", body = Readiness),
-        (status = 503, description = "A problem naming what is down (or a database that lacks migrations: `not migrated`), with `checks` per dependency", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Both reachable, Redis takes writes, and the database has every migration of this build", body = Readiness),
+        (status = 503, description = "A problem naming what is down, with `checks` per dependency: `unavailable`, a Redis that refuses writes (`full` at maxmemory, `read-only` on a replica), or a database that lacks migrations (`not migrated`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[route("/ready", method = "GET", method = "HEAD")]
