@@ -57,7 +57,11 @@ fn main() -> anyhow::Result<()> {
             if applied.is_empty() {
                 tracing::info!("the database was up to date: no migration to apply");
             } else {
-                tracing::info!(?applied, "applied {} migration(s); the database is up to date", applied.len());
+                tracing::info!(
+                    ?applied,
+                    "applied {} migration(s); the database is up to date",
+                    applied.len()
+                );
             }
             Ok(())
         }
