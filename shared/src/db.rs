@@ -96,7 +96,11 @@ impl ConnectErrors {
 impl HandleError<diesel::r2d2::Error> for ConnectErrors {
     fn handle_error(&self, error: diesel::r2d2::Error) {
         if let Some(left_out) = self.admit(Instant::now()) {
-            tracing::error!(%error, left_out, "a database pool could not connect (logged at most every 10 s)");
+            tracing::error!(
+                %error,
+                left_out,
+                "a database pool could not connect (logged at most every 10 s)"
+            );
         }
     }
 }

@@ -267,7 +267,7 @@ async fn beat_while_draining(ctx: Arc<JobContext>, name: String, mut stop: watch
     loop {
         beats.tick().await;
         if let Err(e) = ctx.queue.keep_registered(&name).await {
-            tracing::debug!(worker = name, error = %e, "could not refresh the draining worker's heartbeat");
+            tracing::debug!(worker = name, error = %e, "could not refresh the drain's heartbeat");
         }
     }
 }

@@ -115,9 +115,10 @@ pub(crate) async fn guard(
     }
     // A `503` carries nothing of the tenant's, and a lookup would only wait out a second
     // checkout on the Postgres that is away: it goes out as it is.
+    let bounded = again && response.status() == StatusCode::ACCEPTED;
     if admission.key_unchecked()
         && response.status() != StatusCode::SERVICE_UNAVAILABLE
-        && let Err(e) = verify(&admission, &state, again && response.status() == StatusCode::ACCEPTED).await
+        && let Err(e) = verify(&admission, &state, bounded).await
         // A key found valid at the start and not known either way now (Postgres went away
         // while the request waited) keeps its answer: a waited submit's `202` says its job was
         // recorded, which a `503` would deny.

@@ -120,7 +120,7 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
             Err(NotReady::NotMigrated(missing)) => tracing::error!(
                 dependency = name,
                 missing = %missing.join(", "),
-                "not ready: the database lacks migrations this build needs; run `portfolio-api migrate`"
+                "not ready: the database lacks this build's migrations (portfolio-api migrate)"
             ),
         }
     }
