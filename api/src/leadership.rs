@@ -135,9 +135,7 @@ impl Lock {
             self.holds = false;
             // The pools' connection settings: a vanished host is given up on within seconds,
             // and the session is named after the process.
-            let url = conninfo::with_application_name(&conninfo::with_tcp_defaults(
-                self.url.expose_secret(),
-            ));
+            let url = conninfo::for_this_process(self.url.expose_secret());
             self.conn = PgConnection::establish(&url).ok();
         }
         let Some(conn) = self.conn.as_mut() else { return false };

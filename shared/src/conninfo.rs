@@ -133,6 +133,12 @@ pub fn with_application_name(conninfo: &str) -> String {
     out
 }
 
+/// `conninfo` as this process connects with it: [`with_tcp_defaults`], and named after the
+/// process ([`with_application_name`]). Every pool and the leader's lock connection use it.
+pub fn for_this_process(conninfo: &str) -> String {
+    with_application_name(&with_tcp_defaults(conninfo))
+}
+
 /// Why libpq would refuse `value` for `keyword` whenever it connects, for the parameters whose
 /// values are a number or one of a few words (libpq 15–17). The value itself is never quoted:
 /// it may be a password given under a name we do not know.

@@ -35,7 +35,7 @@ const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(4);
 
 /// A pool that connects lazily: the process starts (and reports not-ready) while Postgres is
 /// down, instead of refusing to start. Its connections give up on a silent peer within seconds
-/// (`conninfo::with_tcp_defaults`).
+/// (`conninfo::for_this_process`).
 pub fn pool(url: &str, settings: &PoolSettings) -> PgPool {
     pool_with(url, settings, None)
 }
@@ -49,7 +49,7 @@ pub fn pool_with_statement_timeout(url: &str, settings: &PoolSettings, limit: Du
 }
 
 fn pool_with(url: &str, settings: &PoolSettings, statement_timeout: Option<Duration>) -> PgPool {
-    let url = crate::conninfo::with_application_name(&crate::conninfo::with_tcp_defaults(url));
+    let url = crate::conninfo::for_this_process(url);
     let session = match statement_timeout {
         Some(limit) => {
             format!("{IDLE_IN_TRANSACTION_LIMIT}; SET statement_timeout = {}", limit.as_millis())

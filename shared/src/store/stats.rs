@@ -30,14 +30,18 @@ pub struct FinishedInWindow {
     pub cancelled: i64,
 }
 
+/// Leaves out a job `s` answered from the result cache: it took no worker and no time, so it
+/// counts in no figure of work done (it would dilute the error rate and the latency).
+const NOT_A_CACHE_HIT: &str =
+    "NOT EXISTS (SELECT 1 FROM simulation_results r WHERE r.simulation_id = s.id AND r.from_cache)";
+
 /// Counts of finished jobs for each window (in minutes, ascending), by the database's clock.
-/// Submits answered from the result cache are left out, as from every figure of work done:
-/// they took no worker and no time, and would dilute the error rate and the latency.
+/// Submits answered from the result cache are left out ([`NOT_A_CACHE_HIT`]).
 pub fn finished_in_windows(
     conn: &mut PgConnection,
     windows_minutes: &[i32],
 ) -> QueryResult<Vec<FinishedInWindow>> {
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "SELECT w.minutes,
                 count(s.id) AS finished,
                 count(s.id) FILTER (WHERE s.status = 'succeeded') AS succeeded,
@@ -48,11 +52,10 @@ pub fn finished_in_windows(
            ON s.finished_at IS NOT NULL
           AND s.finished_at > now() - make_interval(mins => w.minutes)
           AND s.kind <> 'unit'
-          AND NOT EXISTS (SELECT 1 FROM simulation_results r
-                          WHERE r.simulation_id = s.id AND r.from_cache)
+          AND {NOT_A_CACHE_HIT}
          GROUP BY w.minutes
-         ORDER BY w.minutes",
-    )
+         ORDER BY w.minutes"
+    ))
     .bind::<Array<Integer>, _>(windows_minutes)
     .load(conn)
 }
@@ -70,9 +73,9 @@ pub struct LatencySummary {
 }
 
 /// Median and 95th percentile (linear interpolation) of submit-to-result time of the jobs
-/// that succeeded in the last `minutes`, result-cache hits left out.
+/// that succeeded in the last `minutes`, result-cache hits left out ([`NOT_A_CACHE_HIT`]).
 pub fn latency(conn: &mut PgConnection, minutes: i32) -> QueryResult<LatencySummary> {
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "SELECT count(*) AS jobs,
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY t) AS p50_seconds,
                 percentile_cont(0.95) WITHIN GROUP (ORDER BY t) AS p95_seconds
@@ -82,9 +85,8 @@ pub fn latency(conn: &mut PgConnection, minutes: i32) -> QueryResult<LatencySumm
                  AND finished_at > now() - make_interval(mins => $1)
                  AND status = 'succeeded'
                  AND kind <> 'unit'
-                 AND NOT EXISTS (SELECT 1 FROM simulation_results r
-                                 WHERE r.simulation_id = s.id AND r.from_cache)) AS recent",
-    )
+                 AND {NOT_A_CACHE_HIT}) AS recent"
+    ))
     .bind::<Integer, _>(minutes)
     .get_result(conn)
 }
