@@ -17,6 +17,7 @@ use portfolio_shared::store;
 use tokio::task::JoinHandle;
 
 use crate::leadership::Leadership;
+use crate::routes::queue_stats;
 use crate::state::AppState;
 
 const TICK: Duration = Duration::from_millis(500);
@@ -27,6 +28,9 @@ const RECONCILE_PAGES: usize = 5;
 /// Acknowledged deliveries freed per tick.
 const SWEEP_CHUNK: usize = 2000;
 const PARTITION_EVERY: Duration = Duration::from_secs(3600);
+/// How often the workers set's heartbeats are copied into the record of workers seen lately:
+/// a dead worker is then listed with a heartbeat at most this much older than its last.
+const REMEMBER_WORKERS_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs the background work whenever this instance leads; aborting it gives up the lead.
 pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
@@ -38,6 +42,7 @@ pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
         let mut last_reconcile = Instant::now();
         let mut last_partitions: Option<Instant> = None;
         let mut last_publish: Option<Instant> = None;
+        let mut last_remembered: Option<Instant> = None;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Asked before each step, not once a round: a process frozen mid-round may have been
@@ -61,6 +66,10 @@ pub(crate) fn spawn(state: web::Data<AppState>) -> JoinHandle<()> {
                 last_partitions = Some(Instant::now());
                 ensure_partitions(&state).await;
                 sweep_worker_metadata(&state).await;
+            }
+            if leads() && last_remembered.is_none_or(|t| t.elapsed() >= REMEMBER_WORKERS_EVERY) {
+                last_remembered = Some(Instant::now());
+                remember_workers(&state).await;
             }
             if leads()
                 && last_publish
@@ -151,6 +160,13 @@ const METADATA_SWEEP_BUDGET: Duration = Duration::from_secs(30);
 
 /// Frees what Redis keeps of workers that are gone (`Queue::sweep_worker_metadata`): when an
 /// instance takes the lead, then hourly, since it walks the keyspace.
+async fn remember_workers(state: &AppState) {
+    let remembered = state.queue.remember_workers(queue_stats::DEAD_WORKER_SHOWN_FOR);
+    if let Err(e) = state.redis_in_background(remembered).await {
+        tracing::debug!(error = ?e, "recording the workers seen failed");
+    }
+}
+
 async fn sweep_worker_metadata(state: &AppState) {
     let gone_after = state.settings.worker.orphan_window();
     let sweep = state.queue.sweep_worker_metadata(gone_after);

@@ -143,6 +143,42 @@ async fn queue_stats_reports_depth_workers_throughput_latency_and_failures() {
     assert_eq!(failures[0]["attempts"], 3);
 }
 
+/// A worker that died is taken off the workers set by the next worker's orphan recovery; the
+/// dashboard still lists it as silent, from the leader's record, until an hour has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_worker_taken_off_the_workers_set_is_still_listed_as_silent_for_an_hour() {
+    use redis::Commands;
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let keys = env.queue.keys();
+    let mut redis = env.queue.connection();
+    let now = portfolio_shared::queue::epoch_seconds();
+    let _: () = redis.zadd(keys.workers_set(), "died-lately", now - 30).unwrap();
+    let _: () = redis.zadd(keys.workers_set(), "died-long-ago", now - 4000).unwrap();
+    // The leader copies the heartbeats it sees (every 2 s); orphan recovery then removes them.
+    eventually(WITHIN, || async {
+        let seen: Option<f64> =
+            env.queue.connection().zscore(keys.seen_workers(), "died-lately").unwrap();
+        seen.map(drop)
+    })
+    .await;
+    let _: () = redis.zrem(keys.workers_set(), &["died-lately", "died-long-ago"]).unwrap();
+
+    let s = stats(&app).await;
+    let workers = s["queue"]["workers"].as_array().unwrap();
+    let listed: Vec<&str> = workers.iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["died-lately"], "{s}");
+    let dead = &workers[0];
+    assert_eq!(dead["alive"], false, "{dead}");
+    assert_eq!(dead["current_jobs"], json!([]), "{dead}");
+    let since = dead["seconds_since_heartbeat"].as_u64().unwrap();
+    assert!((30..30 + WITHIN.as_secs()).contains(&since), "{dead}");
+    assert_eq!(s["queue"]["workers_alive"], 0, "{s}");
+    // The record forgets what is older than the hour.
+    let long_ago: Option<f64> = redis.zscore(keys.seen_workers(), "died-long-ago").unwrap();
+    assert_eq!(long_ago, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_down_queue_stats_still_answers_with_what_postgres_knows() {
     let mut env = TestEnv::new();

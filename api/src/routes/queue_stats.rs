@@ -4,6 +4,8 @@
 //! missing part `null` and the source marked unavailable, so the operators' dashboard keeps
 //! showing what can be known during an incident.
 
+use std::time::Duration;
+
 use actix_web::http::header;
 use actix_web::route;
 use actix_web::{HttpResponse, web};
@@ -25,8 +27,9 @@ pub(crate) const LATENCY_WINDOW: i32 = 5;
 /// Window of the error rate, in minutes (the widest throughput window).
 pub(crate) const ERROR_RATE_WINDOW: i32 = 15;
 pub(crate) const RECENT_FAILURES: i64 = 20;
-/// Workers whose last heartbeat is older than this are no longer listed.
-const DEAD_WORKER_SHOWN_FOR_SECS: u64 = 3600;
+/// Workers whose last heartbeat is older than this are no longer listed (and the leader
+/// forgets them: `Queue::remember_workers`).
+pub(crate) const DEAD_WORKER_SHOWN_FOR: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct QueueStats {
@@ -205,7 +208,12 @@ async fn queue_now(state: &AppState) -> Result<QueueNow, String> {
     let queue = &state.queue;
     let read = state.redis(async {
         let depth = queue.depth().await.map_err(anyhow::Error::from)?;
-        let workers = queue.workers().await.map_err(anyhow::Error::from)?;
+        let mut workers = queue.workers().await.map_err(anyhow::Error::from)?;
+        // A dead worker leaves the workers set once another worker's orphan recovery runs;
+        // the leader's record still has it.
+        let gone = queue.gone_workers(&workers).await.map_err(anyhow::Error::from)?;
+        workers.extend(gone);
+        workers.sort_by_key(|w| std::cmp::Reverse(w.last_heartbeat));
         Ok::<_, anyhow::Error>((depth, workers))
     });
     match read.await {
@@ -224,7 +232,7 @@ fn queue_view(state: &AppState, depth: QueueDepth, workers: Vec<WorkerHeartbeat>
         .filter_map(|w| {
             let alive = state.queue.is_alive(&w);
             let since = now.saturating_sub(w.last_heartbeat);
-            (alive || since <= DEAD_WORKER_SHOWN_FOR_SECS).then(|| WorkerView {
+            (alive || since <= DEAD_WORKER_SHOWN_FOR.as_secs()).then(|| WorkerView {
                 alive,
                 last_heartbeat: Utc
                     .timestamp_opt(i64::try_from(w.last_heartbeat).unwrap_or(0), 0)

@@ -1,6 +1,8 @@
 //! The queue's depth and its workers, read straight from the Redis keys: apalis-redis's own
 //! statistics calls are broken in 1.0.
 
+use std::time::Duration;
+
 use redis::AsyncCommands;
 use serde::Serialize;
 use ulid::Ulid;
@@ -80,6 +82,51 @@ impl Queue {
             });
         }
         Ok(out)
+    }
+
+    /// Copies every heartbeat in the workers set into [`Keys::seen_workers`], keeping each
+    /// name's latest, and forgets the names silent for longer than `remember_for`.
+    pub async fn remember_workers(&self, remember_for: Duration) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let seen = self.keys.seen_workers();
+        let forget_before = epoch_seconds().saturating_sub(remember_for.as_secs());
+        redis::pipe()
+            .atomic()
+            .cmd("ZUNIONSTORE")
+            .arg(&seen)
+            .arg(2)
+            .arg(&seen)
+            .arg(self.keys.workers_set())
+            .arg("AGGREGATE")
+            .arg("MAX")
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&seen)
+            .arg("-inf")
+            .arg(format!("({forget_before}"))
+            .ignore()
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Workers seen lately ([`Self::remember_workers`]) that are no longer in the workers set
+    /// (`listed`): gone, with whatever they held back in the queue. Newest heartbeat first.
+    pub async fn gone_workers(
+        &self,
+        listed: &[WorkerHeartbeat],
+    ) -> redis::RedisResult<Vec<WorkerHeartbeat>> {
+        let mut conn = self.conn.clone();
+        let seen: Vec<(String, f64)> =
+            conn.zrevrange_withscores(self.keys.seen_workers(), 0, -1).await?;
+        Ok(seen
+            .into_iter()
+            .filter(|(name, _)| !listed.iter().any(|w| &w.name == name))
+            .map(|(name, beat)| WorkerHeartbeat {
+                name,
+                last_heartbeat: beat as u64,
+                jobs: Vec::new(),
+            })
+            .collect())
     }
 
     /// Whether a heartbeat counts as alive.

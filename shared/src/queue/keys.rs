@@ -46,6 +46,14 @@ impl Keys {
         self.key("workers")
     }
 
+    /// ZSET of the worker names the leader has seen in the workers set lately, scored by the
+    /// last heartbeat it saw (ours: [`super::Queue::remember_workers`]). A worker that died
+    /// leaves the workers set as soon as another worker's orphan recovery runs; this keeps it
+    /// listed, as silent, on the operators' dashboard.
+    pub fn seen_workers(&self) -> String {
+        self.key("seen-workers")
+    }
+
     /// STRING `/ready` writes (with a 10 s lifetime) to prove Redis takes writes.
     pub fn ready_probe(&self) -> String {
         self.key("ready-probe")
