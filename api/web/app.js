@@ -19,6 +19,8 @@
 
   // The rule of a field: list items share one (`income[2].end_year` → `income[].end_year`).
   const rule = (path) => RULES.fields[path.replace(/\[\d+\]/g, '[]')];
+  /** A number as JSON writes one. */
+  const JSON_NUMBER = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?$/;
   const fill = (template, values) =>
     Object.entries(values).reduce((text, [name, v]) => text.replaceAll(`{${name}}`, String(v)), template);
 
@@ -516,11 +518,18 @@
           const raw = value(f.path).trim();
           const r = rule('seed');
           if (raw === '') continue;
-          // Not a whole number: sent as written, for the API to say what a seed takes.
-          if (!/^\d+$/.test(raw)) seed = JSON.stringify(raw);
-          else if (BigInt(raw) > BigInt(r.maximum_text)) errors.push({ field: 'seed', message: r.message });
-          // Digits as JSON takes them ("007" is no JSON number), however many.
-          else seed = BigInt(raw).toString();
+          if (/^\d+$/.test(raw)) {
+            if (BigInt(raw) > BigInt(r.maximum_text)) errors.push({ field: 'seed', message: r.message });
+            // Digits as JSON takes them ("007" is no JSON number), however many.
+            else seed = BigInt(raw).toString();
+          } else if (JSON_NUMBER.test(raw)) {
+            // A number but no whole one in range (a sign, a fraction): sent as the number it
+            // is, for the API to say what a seed takes. As a string, its message would be
+            // about a string the user never typed.
+            seed = raw;
+          } else {
+            errors.push({ field: 'seed', message: r.message });
+          }
         } else {
           const x = readNumber(f.path, f, errors);
           if (x === undefined) continue;
@@ -912,14 +921,19 @@
     $('#progress-row').hidden = true;
   }
 
-  function showJobProblem(text) {
+  /** `about`: what the message is about, so that an end which settles it can take it away. */
+  function showJobProblem(text, about = 'job') {
     const box = $('#job-problem');
     box.replaceChildren(el('p', {}, text));
+    box.dataset.about = about;
     box.hidden = false;
   }
 
   function finish(job) {
     finishControls();
+    // A refusal to cancel says nothing more once the job has ended, whichever way.
+    const problemBox = $('#job-problem');
+    if (problemBox.dataset.about === 'cancel') problemBox.hidden = true;
     if (job.status === 'succeeded' && job.sweep) {
       setStatus(`Finished: ${job.sweep.cells_total} plans in ${seconds(job)}.`);
       showSweepDownloads(job);
@@ -946,6 +960,11 @@
     if (!Number.isFinite(ms)) return 'a moment';
     // A small job ends within milliseconds: "0.0 s" would read as no time at all.
     return ms < 100 ? `${Math.max(ms, 1)} ms` : `${(ms / 1000).toFixed(1)} s`;
+  }
+
+  /** The engine's time: "0 ms" would read as no work at all. */
+  function milliseconds(ms) {
+    return ms < 1 ? 'under 1 ms' : `${ms.toFixed(0)} ms`;
   }
 
   async function cancel() {
@@ -975,7 +994,7 @@
       const why = response.status === 404
         ? 'only a key of the tenant that submitted it can cancel it, and this key reads it as an operator'
         : `${p.title}${p.detail ? ` (${p.detail})` : ''}`;
-      showJobProblem(`The job could not be cancelled: ${why}.`);
+      showJobProblem(`The job could not be cancelled: ${why}.`, 'cancel');
       const again = response.status === 429 || response.status >= 500;
       button.disabled = !again;
       button.hidden = !again;
@@ -1009,10 +1028,11 @@
       ['Median year of depletion, when depleted', r.median_depletion_year === null ? 'none was depleted' : `year ${r.median_depletion_year}`],
       ['Scenarios', r.n_scenarios.toLocaleString('en-US')],
       ['Return model', r.return_model],
-      ['Seed', job.seedText],
+      // The historical model replays every window of the table: no draw, so no seed matters.
+      ['Seed', r.return_model === 'historical' ? `${job.seedText} (not used: the historical model draws nothing)` : job.seedText],
       r.cache === 'hit'
-        ? ['Served from', `the result cache: the same request and seed were computed earlier, in ${r.elapsed_ms.toFixed(0)} ms (engine ${r.engine_version})`]
-        : ['Computed in', `${r.elapsed_ms.toFixed(0)} ms (engine ${r.engine_version})`],
+        ? ['Served from', `the result cache: the same request and seed were computed earlier, in ${milliseconds(r.elapsed_ms)} (engine ${r.engine_version})`]
+        : ['Computed in', `${milliseconds(r.elapsed_ms)} (engine ${r.engine_version})`],
     ];
     summary.replaceChildren(...entries.flatMap(([term, text]) => [el('dt', {}, term), el('dd', {}, text)]));
 

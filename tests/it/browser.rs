@@ -161,7 +161,7 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     off_sum["allocation"] = json!({ "stocks": 0.7, "bonds": 0.4, "cash": 0 });
     let sum_message = api_message(&app, &off_sum, "allocation").await;
     let mut bad_seed = small_request();
-    bad_seed["seed"] = "-1".into();
+    bad_seed["seed"] = (-1).into();
     let seed_message = api_message(&app, &bad_seed, "seed").await;
 
     let browser = Browser::start(1280, 1800).await;
@@ -205,8 +205,8 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     let invalid = browser.find("#f-n_scenarios").await.attr("aria-invalid").await.unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
 
-    // What the page leaves to the API (a seed that is not a whole number) is refused by the
-    // API, and its message lands next to its field.
+    // What the page leaves to the API (a seed that is a number but no whole one in range) is
+    // refused by the API, as the number it is, and its message lands next to its field.
     browser.type_into("#f-n_scenarios", "2000").await;
     browser.type_into("#f-seed", "-1").await;
     browser.click("#submit").await;
@@ -215,9 +215,19 @@ async fn a_field_the_api_refuses_shows_the_apis_own_message_next_to_it() {
     })
     .await;
     assert_eq!(shown, seed_message);
+    assert!(!shown.contains("string"), "the user typed a number: {shown}");
     assert_eq!(text_of(&browser, "#e-n_scenarios").await, "", "the fixed field is clear");
     let invalid = browser.find("#f-seed").await.attr("aria-invalid").await.unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
+    // A seed that is no number at all is the page's to refuse, in the rule's words.
+    browser.type_into("#f-seed", "abc").await;
+    browser.eval("document.getElementById('e-seed').textContent = ''", vec![]).await;
+    browser.click("#submit").await;
+    let shown = eventually(Duration::from_secs(10), || async {
+        Some(text_of(&browser, "#e-seed").await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(shown, seed_message);
     let url = browser.client.current_url().await.unwrap();
     assert!(url.query().is_none(), "no job was created: {url}");
     browser.screenshot("frontend-validation").await;
@@ -579,6 +589,29 @@ async fn a_person_finds_the_safe_spending_for_each_stock_allocation() {
         )
         .await;
     assert_eq!(labels, json!([[], true, true]), "ids used twice; each chart labelled by its own");
+    browser.close().await;
+}
+
+/// A refusal to cancel says nothing once the job has ended: the result shows without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_cancel_leaves_no_message_beside_the_result_once_the_job_succeeds() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let operator = env.key("ops", &["operator"]);
+    let browser = Browser::start(1280, 1800).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.use_key(&operator).await;
+    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    browser.wait_for("#cancel:not([hidden])", Duration::from_secs(10)).await;
+    browser.click("#cancel").await;
+    let problem = browser.wait_for("#job-problem:not([hidden])", Duration::from_secs(10)).await;
+    assert!(problem.text().await.unwrap().contains("could not be cancelled"));
+    // The job runs after all, and the page shows its result.
+    let _worker = env.spawn_worker().await;
+    browser.wait_for("#result:not([hidden])", Duration::from_secs(30)).await;
+    let hidden = browser.eval("return document.getElementById('job-problem').hidden", vec![]).await;
+    assert_eq!(hidden, json!(true), "{}", text_of(&browser, "#job-problem").await);
     browser.close().await;
 }
 
