@@ -826,6 +826,8 @@
 
   // Short enough that progress shows as the job runs; the ending shows the moment it comes.
   const LONG_POLL_SECS = 2;
+  /** A job that shows no change for this long gets a word on why it may be waiting. */
+  const STALL_SECS = 30;
 
   const isCurrent = (token) => following !== null && following.token === token;
 
@@ -907,13 +909,25 @@
       bar.removeAttribute('value');
       $('#progress-text').textContent = '';
     }
+    const stalled = stalledFor(`${job.id} ${job.status} ${job.attempts} ${done}`) >= STALL_SECS;
     if (job.status === 'queued') {
-      setStatus(job.error
+      setStatus((job.error
         ? `Waiting to be retried (attempt ${job.attempts + 1}) after an error: ${job.error}`
-        : 'Queued: waiting for a worker.');
+        : 'Queued: waiting for a worker.')
+        // A retry waits out its back-off first, which may itself be longer.
+        + (stalled && !job.error ? ` No worker has taken it for ${STALL_SECS} s: they may all be busy, or none may be running. It starts when one is free; nothing is lost meanwhile.` : ''));
     } else if (job.status === 'running') {
-      setStatus(total > 0 ? `Running: ${Math.round((100 * done) / total)} % done.` : 'Running.');
+      setStatus((total > 0 ? `Running: ${Math.round((100 * done) / total)} % done.` : 'Running.')
+        // A sweep's count moves a plan at a time, and its plans may wait for busy workers.
+        + (stalled && !job.sweep ? ` No progress for ${STALL_SECS} s: if its worker has stopped, another worker runs the job again once the first is found silent.` : ''));
     }
+  }
+
+  /** How long a job has been seen as it is now (by the page's clock: the server's may differ). */
+  let unchanged = { state: null, since: 0 };
+  function stalledFor(state) {
+    if (state !== unchanged.state) unchanged = { state, since: Date.now() };
+    return (Date.now() - unchanged.since) / 1000;
   }
 
   function finishControls() {

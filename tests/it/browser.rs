@@ -592,6 +592,36 @@ async fn a_person_finds_the_safe_spending_for_each_stock_allocation() {
     browser.close().await;
 }
 
+/// A job no worker takes stays queued with nothing lost; after a while the page says why it
+/// may be waiting, and once a worker starts the job runs and its result shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_no_worker_takes_is_explained_after_a_while_and_runs_once_one_starts() {
+    let env = TestEnv::new();
+    let app = env.spawn_app().await;
+    let id = app.submit_ok(&small_request()).await;
+    let browser = Browser::start(1280, 1800).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.use_key(env.api_key()).await;
+    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    eventually(Duration::from_secs(10), || async {
+        text_of(&browser, "#job-status").await.starts_with("Queued").then_some(())
+    })
+    .await;
+    assert!(!text_of(&browser, "#job-status").await.contains("No worker"));
+    // The page's clock moves on a minute (its own: the hint never reads the server's).
+    browser.eval("const now = Date.now.bind(Date); Date.now = () => now() + 60000;", vec![]).await;
+    let explained = eventually(Duration::from_secs(15), || async {
+        Some(text_of(&browser, "#job-status").await)
+            .filter(|t| t.contains("No worker has taken it"))
+    })
+    .await;
+    assert!(explained.starts_with("Queued"), "{explained}");
+    let _worker = env.spawn_worker().await;
+    browser.wait_for("#result:not([hidden])", Duration::from_secs(30)).await;
+    assert!(text_of(&browser, "#job-status").await.starts_with("Finished"));
+    browser.close().await;
+}
+
 /// A refusal to cancel says nothing once the job has ended: the result shows without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_cancel_leaves_no_message_beside_the_result_once_the_job_succeeds() {
