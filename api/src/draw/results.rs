@@ -302,7 +302,7 @@ fn histogram(
         .map_err(err)?;
     // Legend entries only; the bars above are drawn once.
     for (name, colour) in [
-        (format!("Depleted ({})", h.depleted), RISK),
+        (format!("Nothing left ({})", h.depleted), RISK),
         ("Scenarios by wealth".to_owned(), BARS),
         (format!("Above the 99th percentile ({})", h.above), NEUTRAL),
     ] {
@@ -424,7 +424,7 @@ mod tests {
         assert!(
             svg.contains("Of 930 scenarios, 100 end with nothing left and 10 end at or above 8M")
         );
-        assert!(label(&svg, "Depleted (100)"));
+        assert!(label(&svg, "Nothing left (100)"));
     }
 
     #[test]
