@@ -3,7 +3,9 @@
 //!   meets the 8,000-job backlog that crashes it, and the list's length is the ready backlog);
 //! - reconcile: push again every unfinished job that no queue entry and no worker holds
 //!   (after Redis lost its data, or a push that never happened);
-//! - free the Redis memory of acknowledged deliveries (apalis-redis keeps it for ever);
+//! - free the Redis memory of acknowledged deliveries (apalis-redis keeps it for ever), and of
+//!   workers that are gone;
+//! - record the workers seen in the last hour, so that a dead one stays listed as silent;
 //! - keep the monthly audit partitions ahead, and drop those past `AUDIT_RETENTION_MONTHS`;
 //! - publish the autoscaling signal as CloudWatch Embedded Metric Format lines on stdout.
 
@@ -158,8 +160,9 @@ async fn reconcile(state: &AppState, leads: &impl Fn() -> bool) {
 /// walk cut short keeps what it deleted.
 const METADATA_SWEEP_BUDGET: Duration = Duration::from_secs(30);
 
-/// Frees what Redis keeps of workers that are gone (`Queue::sweep_worker_metadata`): when an
-/// instance takes the lead, then hourly, since it walks the keyspace.
+/// Keeps the record of workers seen lately (`Queue::remember_workers`), from which the queue
+/// stats list a worker that died after another worker's orphan recovery took it off the
+/// workers set.
 async fn remember_workers(state: &AppState) {
     let remembered = state.queue.remember_workers(queue_stats::DEAD_WORKER_SHOWN_FOR);
     if let Err(e) = state.redis_in_background(remembered).await {
@@ -167,6 +170,8 @@ async fn remember_workers(state: &AppState) {
     }
 }
 
+/// Frees what Redis keeps of workers that are gone (`Queue::sweep_worker_metadata`): when an
+/// instance takes the lead, then hourly, since it walks the keyspace.
 async fn sweep_worker_metadata(state: &AppState) {
     let gone_after = state.settings.worker.orphan_window();
     let sweep = state.queue.sweep_worker_metadata(gone_after);

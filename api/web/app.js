@@ -523,9 +523,9 @@
             // Digits as JSON takes them ("007" is no JSON number), however many.
             else seed = BigInt(raw).toString();
           } else if (JSON_NUMBER.test(raw)) {
-            // A number but no whole one in range (a sign, a fraction): sent as the number it
-            // is, for the API to say what a seed takes. As a string, its message would be
-            // about a string the user never typed.
+            // Another way of writing a number (a sign, a fraction, an exponent): sent as the
+            // number it is, for the API to take or to say what a seed takes. As a string, its
+            // message would be about a string the user never typed.
             seed = raw;
           } else {
             errors.push({ field: 'seed', message: r.message });
@@ -722,6 +722,7 @@
   // Submitting, following and cancelling a job.
   // ---------------------------------------------------------------------------------------
   let following = null; // { id, token }: the job this page shows; a new token stops old loops
+  let unchanged = { state: null, since: 0 }; // the job as last seen, and since when (stalledFor)
 
   async function submit(event) {
     event.preventDefault();
@@ -915,16 +916,16 @@
         ? `Waiting to be retried (attempt ${job.attempts + 1}) after an error: ${job.error}`
         : 'Queued: waiting for a worker.')
         // A retry waits out its back-off first, which may itself be longer.
-        + (stalled && !job.error ? ` No worker has taken it for ${STALL_SECS} s: they may all be busy, or none may be running. It starts when one is free; nothing is lost meanwhile.` : ''));
+        + (stalled && !job.error ? ` No worker has taken it in over ${STALL_SECS} s: they may all be busy, or none may be running. It starts as soon as one is free or starts; nothing is lost meanwhile.` : ''));
     } else if (job.status === 'running') {
       setStatus((total > 0 ? `Running: ${Math.round((100 * done) / total)} % done.` : 'Running.')
-        // A sweep's count moves a plan at a time, and its plans may wait for busy workers.
-        + (stalled && !job.sweep ? ` No progress for ${STALL_SECS} s: if its worker has stopped, another worker runs the job again once the first is found silent.` : ''));
+        // A sweep's count moves a plan at a time, and its plans may wait for busy workers; a
+        // job of one batch has no count to move before it ends.
+        + (stalled && !job.sweep && total > 1 ? ` No progress in over ${STALL_SECS} s: if its worker has stopped, the job runs again, from the start, on the next worker that finds it silent.` : ''));
     }
   }
 
   /** How long a job has been seen as it is now (by the page's clock: the server's may differ). */
-  let unchanged = { state: null, since: 0 };
   function stalledFor(state) {
     if (state !== unchanged.state) unchanged = { state, since: Date.now() };
     return (Date.now() - unchanged.since) / 1000;

@@ -65,10 +65,9 @@ pub(crate) struct QueueNow {
     /// Age of the oldest ready job; `null` when none is waiting.
     pub(crate) oldest_ready_age_seconds: Option<f64>,
     pub(crate) workers_alive: u64,
-    /// Workers alive, and those that stopped reporting within the last hour; newest heartbeat
-    /// first. A worker that died while others live is dropped once one of them takes back its
-    /// jobs (apalis-redis's orphan recovery, after the orphan window): it is seen silent only
-    /// when no worker is left to do so.
+    /// Workers alive, and those that stopped reporting within the last hour without stopping
+    /// cleanly (killed, or cut off); newest heartbeat first. A worker that stops cleanly, or
+    /// restarts under a new name after a Redis error, leaves the list at once.
     pub(crate) workers: Vec<WorkerView>,
 }
 
@@ -208,16 +207,14 @@ async fn queue_now(state: &AppState) -> Result<QueueNow, String> {
     let queue = &state.queue;
     let read = state.redis(async {
         let depth = queue.depth().await.map_err(anyhow::Error::from)?;
-        let mut workers = queue.workers().await.map_err(anyhow::Error::from)?;
+        let workers = queue.workers().await.map_err(anyhow::Error::from)?;
         // A dead worker leaves the workers set once another worker's orphan recovery runs;
         // the leader's record still has it.
         let gone = queue.gone_workers(&workers).await.map_err(anyhow::Error::from)?;
-        workers.extend(gone);
-        workers.sort_by_key(|w| std::cmp::Reverse(w.last_heartbeat));
-        Ok::<_, anyhow::Error>((depth, workers))
+        Ok::<_, anyhow::Error>((depth, workers, gone))
     });
     match read.await {
-        Ok((depth, workers)) => Ok(queue_view(state, depth, workers)),
+        Ok((depth, workers, gone)) => Ok(queue_view(state, depth, workers, gone)),
         Err(e) => {
             tracing::warn!(error = ?e, "queue stats: Redis unavailable");
             Err("Redis did not answer; see the API's log".to_owned())
@@ -225,12 +222,18 @@ async fn queue_now(state: &AppState) -> Result<QueueNow, String> {
     }
 }
 
-fn queue_view(state: &AppState, depth: QueueDepth, workers: Vec<WorkerHeartbeat>) -> QueueNow {
+/// `gone`: workers no longer in the workers set, silent whatever their last heartbeat says.
+fn queue_view(
+    state: &AppState,
+    depth: QueueDepth,
+    workers: Vec<WorkerHeartbeat>,
+    gone: Vec<WorkerHeartbeat>,
+) -> QueueNow {
     let now = portfolio_shared::queue::epoch_seconds();
-    let workers = workers
-        .into_iter()
-        .filter_map(|w| {
-            let alive = state.queue.is_alive(&w);
+    let listed = workers.into_iter().map(|w| (state.queue.is_alive(&w), w));
+    let mut workers: Vec<WorkerView> = listed
+        .chain(gone.into_iter().map(|w| (false, w)))
+        .filter_map(|(alive, w)| {
             let since = now.saturating_sub(w.last_heartbeat);
             (alive || since <= DEAD_WORKER_SHOWN_FOR.as_secs()).then(|| WorkerView {
                 alive,
@@ -244,6 +247,7 @@ fn queue_view(state: &AppState, depth: QueueDepth, workers: Vec<WorkerHeartbeat>
             })
         })
         .collect();
+    workers.sort_by_key(|w| w.seconds_since_heartbeat);
     QueueNow {
         ready: depth.ready,
         scheduled: depth.scheduled,

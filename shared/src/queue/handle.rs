@@ -197,6 +197,7 @@ impl Queue {
             .key(self.keys.data_hash())
             .key(self.keys.meta_prefix())
             .key(self.keys.scheduled_set())
+            .key(self.keys.seen_workers())
             .arg(name)
             .arg(self.keys.doorbell());
         for job in running {

@@ -8,7 +8,8 @@
 //! - entries (a job waiting or held): the ready list, the scheduled set, one in-flight set per
 //!   worker;
 //! - bookkeeping: the data hash and a meta hash per job (freed by our sweep), the done and dead
-//!   sets, the workers set and each worker's metadata hash, apalis's signal list.
+//!   sets, the workers set and each worker's metadata hash, apalis's signal list, and our
+//!   record of the workers seen lately.
 
 /// The ZSET where apalis-redis registers the workers set of every queue it has seen (one per
 /// Redis, not namespaced: `register_worker.lua` writes it).

@@ -1,10 +1,13 @@
 -- Gives back what a worker that ended (apalis-redis ends a worker on any Redis error) had
--- claimed, at once rather than after the orphan window, and unregisters it. Entries whose
+-- claimed, at once rather than after the orphan window, and unregisters it, from the leader's
+-- record of workers seen too (it stopped, it did not die: the dashboard lists only the silent
+-- ones). Entries whose
 -- data is missing are dropped: apalis-redis's fetch fails on them, and re-queueing them would
 -- end the next worker too (a crash loop across the fleet). Ids in ARGV[3..] are still being
 -- run by this process and are only forgotten. Re-queued jobs ring the doorbell.
 --
--- KEYS: the worker's in-flight set, workers, ready list, data hash, meta prefix, scheduled set.
+-- KEYS: the worker's in-flight set, workers, ready list, data hash, meta prefix, scheduled set,
+--       workers seen.
 -- ARGV: worker name, doorbell channel, ids to leave out.
 -- Returns {re-queued, dropped}.
 local keep = {}
@@ -31,6 +34,7 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 if requeued > 0 then
   redis.call('PUBLISH', ARGV[2], requeued)
 end
