@@ -133,8 +133,9 @@ async fn every_route_answers_with_the_security_headers_head_where_get_and_allow_
     let id: Value = submitted.json().await.unwrap();
     let cancel_path = format!("/simulations/{}", id["id"].as_str().unwrap());
     let cancelled = app.client.delete(app.url(&cancel_path)).send().await.unwrap();
-    // 200 if still queued, 202 if the worker took it already (a push rings it at once).
-    assert!(matches!(cancelled.status().as_u16(), 200 | 202), "{}", cancelled.status());
+    // 200 if still queued, 202 if the worker took it already (a push rings it at once), 409 if
+    // the worker has finished it already (a small job takes milliseconds).
+    assert!(matches!(cancelled.status().as_u16(), 200 | 202 | 409), "{}", cancelled.status());
     check("DELETE /simulations/{id}", &cancel_path, cancelled.headers());
     let refused = app.submit(&serde_json::json!({"years": 0})).await;
     assert_eq!(refused.status(), 422);
