@@ -9,6 +9,7 @@ use portfolio_tests::browser::Browser;
 use portfolio_tests::processes::count;
 use portfolio_tests::{TestApp, TestEnv, eventually, small_request};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -26,6 +27,15 @@ fn rounding(text: &str) -> f64 {
         .unwrap_or(text.len())];
     let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
     0.5 * 10f64.powi(-(decimals as i32)) + 1e-9
+}
+
+/// A browser on the page of job `id`, the page keeping `key` as its API key.
+async fn browser_on_job(app: &TestApp, key: &str, id: Uuid) -> Browser {
+    let browser = Browser::start(1280, 1800).await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser.use_key(key).await;
+    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    browser
 }
 
 async fn text_of(browser: &Browser, css: &str) -> String {
@@ -599,10 +609,7 @@ async fn a_job_no_worker_takes_is_explained_after_a_while_and_runs_once_one_star
     let env = TestEnv::new();
     let app = env.spawn_app().await;
     let id = app.submit_ok(&small_request()).await;
-    let browser = Browser::start(1280, 1800).await;
-    browser.client.goto(&app.url("/")).await.unwrap();
-    browser.use_key(env.api_key()).await;
-    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    let browser = browser_on_job(&app, env.api_key(), id).await;
     eventually(Duration::from_secs(10), || async {
         text_of(&browser, "#job-status").await.starts_with("Queued").then_some(())
     })
@@ -629,10 +636,7 @@ async fn a_refused_cancel_leaves_no_message_beside_the_result_once_the_job_succe
     let app = env.spawn_app().await;
     let id = app.submit_ok(&small_request()).await;
     let operator = env.key("ops", &["operator"]);
-    let browser = Browser::start(1280, 1800).await;
-    browser.client.goto(&app.url("/")).await.unwrap();
-    browser.use_key(&operator).await;
-    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    let browser = browser_on_job(&app, &operator, id).await;
     browser.wait_for("#cancel:not([hidden])", Duration::from_secs(10)).await;
     browser.click("#cancel").await;
     let problem = browser.wait_for("#job-problem:not([hidden])", Duration::from_secs(10)).await;
@@ -654,10 +658,7 @@ async fn an_operator_told_a_job_cannot_be_cancelled_keeps_the_message() {
     let app = env.spawn_app().await;
     let id = app.submit_ok(&small_request()).await;
     let operator = env.key("ops", &["operator"]);
-    let browser = Browser::start(1280, 1800).await;
-    browser.client.goto(&app.url("/")).await.unwrap();
-    browser.use_key(&operator).await;
-    browser.client.goto(&app.url(&format!("/?job={id}"))).await.unwrap();
+    let browser = browser_on_job(&app, &operator, id).await;
     browser.wait_for("#cancel:not([hidden])", Duration::from_secs(10)).await;
     eventually(Duration::from_secs(10), || async {
         text_of(&browser, "#job-status").await.starts_with("Queued").then_some(())
