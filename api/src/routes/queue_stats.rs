@@ -206,8 +206,8 @@ async fn units_as_their_sweeps(state: &AppState, mut now: QueueNow) -> QueueNow 
 async fn queue_now(state: &AppState) -> Result<QueueNow, String> {
     let queue = &state.queue;
     let read = state.redis(async {
-        let depth = queue.depth().await.map_err(anyhow::Error::from)?;
         let workers = queue.workers().await.map_err(anyhow::Error::from)?;
+        let depth = queue.depth_with(&workers).await.map_err(anyhow::Error::from)?;
         // A dead worker leaves the workers set once another worker's orphan recovery runs;
         // the leader's record still has it.
         let gone = queue.gone_workers(&workers).await.map_err(anyhow::Error::from)?;

@@ -135,6 +135,12 @@ impl Queue {
     }
 
     pub async fn depth(&self) -> redis::RedisResult<QueueDepth> {
+        let workers = self.workers().await?;
+        self.depth_with(&workers).await
+    }
+
+    /// [`Self::depth`] for a caller that has read the workers already ([`Self::workers`]).
+    pub async fn depth_with(&self, workers: &[WorkerHeartbeat]) -> redis::RedisResult<QueueDepth> {
         let mut conn = self.conn.clone();
         let now = epoch_seconds();
         let scheduled_key = self.keys.scheduled_set();
@@ -161,7 +167,6 @@ impl Queue {
             .arg(1)
             .query_async(&mut conn)
             .await?;
-        let workers = self.workers().await?;
         let now_ms = epoch_millis();
         let oldest_ready_age_ms = oldest_listed
             .iter()
