@@ -152,6 +152,17 @@ pub(super) struct Salvaged {
     /// its type was wrong) nor of what contains them (the sum of an allocation with a weight
     /// taken out).
     pub(super) taken_out: Vec<String>,
+    /// Whole-number fields that held no whole number (`3.5`, `"5"`, `true`), stood in for so
+    /// that their rule gives its range, and what serde said of what they held: the rule's
+    /// error there is told as `{what they held}; {the rule}` ([`retell`]).
+    pub(super) retold: Vec<(String, String)>,
+}
+
+/// The rule's error at a field of [`Salvaged::retold`], prefixed with what the field held.
+pub(super) fn retell(error: &mut FieldError, retold: &[(String, String)]) {
+    if let Some((_, held)) = retold.iter().find(|(path, _)| *path == error.field) {
+        error.message = format!("{held}; {}", error.message);
+    }
 }
 
 /// After `first` refused a field of `tree`: decodes the tree again and again, each time
@@ -170,10 +181,11 @@ pub(super) fn salvage(
 ) -> Result<Salvaged, RequestError> {
     let mut errors = repeated_errors(repeated);
     let mut taken_out: Vec<String> = repeated.iter().filter_map(|s| take_out(tree, s)).collect();
+    let mut retold = Vec::new();
     let mut error = first;
     if !repeated.is_empty() {
         match serde_path_to_error::deserialize::<_, SimulationRequestInput>(&*tree) {
-            Ok(input) => return Ok(Salvaged { input, errors, taken_out }),
+            Ok(input) => return Ok(Salvaged { input, errors, taken_out, retold }),
             Err(again) => error = again,
         }
     }
@@ -189,7 +201,15 @@ pub(super) fn salvage(
         };
         let attempt = match standing_in.take() {
             Some((at, tried, original)) if at == path => Some((tried + 1, original)),
-            _ if is_whole_out_of_range(tree, &segments, &error) => Some((0, said.clone())),
+            _ if refused_as_whole_number(&error) => {
+                if !is_whole(tree, &segments)
+                    && let Some(held) =
+                        said.first().and_then(|e| e.message.split(", expected ").next())
+                {
+                    retold.push((path.clone(), held.to_owned()));
+                }
+                Some((0, said.clone()))
+            }
             _ => None,
         };
         match attempt {
@@ -215,26 +235,27 @@ pub(super) fn salvage(
             }
         }
         match serde_path_to_error::deserialize::<_, SimulationRequestInput>(&*tree) {
-            Ok(input) => return Ok(Salvaged { input, errors, taken_out }),
+            Ok(input) => return Ok(Salvaged { input, errors, taken_out, retold }),
             Err(again) => error = again,
         }
     }
     Err(RequestError::Invalid(errors))
 }
 
-/// Whether serde refused a whole number (not a fraction, nor another type) at `segments`.
-fn is_whole_out_of_range(
-    tree: &mut Value,
-    segments: &[Segment],
-    error: &serde_path_to_error::Error<serde_json::Error>,
-) -> bool {
-    let whole = match value_at(tree, segments) {
+/// Whether serde refused what a whole-number field held: a whole number outside the field's
+/// type, a fraction or another type (not a whole float past 2^53, told apart by `whole`).
+fn refused_as_whole_number(error: &serde_path_to_error::Error<serde_json::Error>) -> bool {
+    error.inner().to_string().contains(&format!("expected {WHOLE_NUMBER}"))
+}
+
+/// Whether the value at `segments` is a whole number.
+fn is_whole(tree: &mut Value, segments: &[Segment]) -> bool {
+    match value_at(tree, segments) {
         Some(Value::Number(n)) => {
             n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|x| x.fract() == 0.0)
         }
         _ => false,
-    };
-    whole && error.inner().to_string().contains(&format!("expected {WHOLE_NUMBER}"))
+    }
 }
 
 /// The value at `segments`, if the tree has one there.

@@ -120,7 +120,7 @@ impl SimulationRequest {
             return Err(first);
         }
         let repeated = duplicate_keys::find(body).unwrap_or_default();
-        let decode::Salvaged { input, errors: mut named, taken_out } =
+        let decode::Salvaged { input, errors: mut named, taken_out, retold } =
             match decode::salvage(&mut tree, refused, &repeated) {
                 Ok(salvaged) => salvaged,
                 Err(RequestError::Invalid(named)) if named.is_empty() => return Err(first),
@@ -135,7 +135,14 @@ impl SimulationRequest {
         };
         let broken = match Self::from_input(input, limits) {
             Ok(_) => Vec::new(),
-            Err(RequestError::Invalid(broken)) => broken.into_iter().filter(|e| !said(e)).collect(),
+            Err(RequestError::Invalid(broken)) => broken
+                .into_iter()
+                .filter(|e| !said(e))
+                .map(|mut e| {
+                    decode::retell(&mut e, &retold);
+                    e
+                })
+                .collect(),
             Err(malformed) => return Err(malformed),
         };
         named.extend(misshapen);

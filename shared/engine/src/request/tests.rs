@@ -110,7 +110,23 @@ fn a_field_that_is_not_json_is_named_and_told_why() {
 fn type_errors_name_the_field_and_what_json_it_takes_not_rust_types() {
     let base = r#""starting_portfolio": 1000, "monthly_spending": 1"#;
     let cases = [
-        (format!(r#"{{{base}, "years": 3.5}}"#), "years", "a whole number ≥ 0"),
+        (
+            format!(r#"{{{base}, "years": 3.5}}"#),
+            "years",
+            "invalid type: floating point `3.5`; must be an integer from 1 to 100",
+        ),
+        (
+            format!(r#"{{{base}, "years": true}}"#),
+            "years",
+            "invalid type: boolean `true`; must be an integer from 1 to 100",
+        ),
+        (
+            format!(
+                r#"{{{base}, "years": 3, "income": [{{"monthly_amount": 1, "start_year": "z"}}]}}"#
+            ),
+            "income[0].start_year",
+            "invalid type: string \"z\"; must be an integer from 1 to 3",
+        ),
         (format!(r#"{{{base}, "years": 3, "annual_fee": "x"}}"#), "annual_fee", "a number"),
         (format!(r#"{{{base}, "years": 3, "allocation": [1]}}"#), "allocation", "an object"),
         (format!(r#"{{{base}, "years": 3, "income": {{}}}}"#), "income", "an array"),
@@ -160,12 +176,17 @@ fn a_whole_number_written_with_a_zero_fraction_is_the_integer_as_json_schema_say
         "income": [{"monthly_amount": 1, "start_year": 2, "end_year": 3}]"#,
     );
     assert_eq!(floats, integers);
-    // A fraction is still refused as no whole number; a whole number beyond the type (`-1`,
-    // `1e10`) is told by its rule (the test after the next).
+    // A fraction is still refused as no whole number, and told its rule's range as a whole
+    // number beyond the type (`-1`, `1e10`) is (the test after the next).
     for (tail, field) in [(r#""years": 28.5"#, "years"), (r#""years": 3, "seed": 0.5"#, "seed")] {
         let error = only_error(&format!("{{{base}, {tail}}}"));
         assert_eq!(error.field, field, "{tail}");
-        assert!(error.message.contains("a whole number ≥ 0"), "{tail}: {}", error.message);
+        assert!(
+            error.message.starts_with("invalid type: floating point"),
+            "{tail}: {}",
+            error.message
+        );
+        assert!(error.message.contains("; must be an integer from "), "{tail}: {}", error.message);
     }
     // Past 2^53 a float need not be the number written (the first reads as ...904): refused,
     // where the same number as an integer is taken as it is.
@@ -1056,7 +1077,7 @@ fn one_answer_names_every_refused_field_and_every_broken_rule_of_the_rest() {
     );
     let said = |field: &str| &errors.iter().find(|e| e.field == field).unwrap().message;
     assert!(said("monthly_spending").contains("expected a number"), "{errors:?}");
-    assert!(said("years").contains("expected a whole number"), "{errors:?}");
+    assert_eq!(said("years"), "invalid type: string \"y\"; must be an integer from 1 to 100");
     assert!(said("bogus").starts_with("unknown field `bogus`"), "{errors:?}");
     // The rules' own words, as when they are the only errors.
     assert_eq!(
@@ -1114,8 +1135,11 @@ fn a_whole_number_beyond_its_type_is_told_by_its_rule_like_any_other_number_past
             assert_eq!(error, rule, "{field} = {value}");
         }
     }
-    // A fraction is not a whole number at all: told so, as before.
-    assert!(only_error(&body("years", "3.5")).message.contains("expected a whole number ≥ 0"));
+    // A fraction is not a whole number at all: told so, and then the rule.
+    assert_eq!(
+        only_error(&body("years", "3.5")).message,
+        "invalid type: floating point `3.5`; must be an integer from 1 to 100"
+    );
 }
 
 #[test]
