@@ -104,6 +104,21 @@ pub(crate) struct Problem {
     pub(crate) errors: Option<Vec<FieldError>>,
 }
 
+/// What a problem may show of a client's input (a path, a path segment): up to 64 characters,
+/// then `…` for the rest. A 404 need not echo 20 KB back.
+pub(crate) fn shortened(input: &str) -> std::borrow::Cow<'_, str> {
+    const MOST: usize = 64;
+    match input.char_indices().nth(MOST) {
+        Some((cut, _)) => format!("{}…", &input[..cut]).into(),
+        None => input.into(),
+    }
+}
+
+/// [`shortened`], quoted as a string literal.
+pub(crate) fn quoted(input: &str) -> String {
+    format!("{:?}", shortened(input))
+}
+
 impl ApiError {
     pub(crate) fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
@@ -156,8 +171,8 @@ impl ApiError {
                 .collect::<Vec<_>>()
                 .join("; "),
             Self::QueueFull { retry_after_secs, .. } => format!(
-                "more jobs are waiting than this deployment takes; nothing was recorded, \
-                 retry in {retry_after_secs} s"
+                "more jobs are waiting than this deployment takes (QUEUE_DEPTH_CEILING); nothing \
+                 was recorded, retry in {retry_after_secs} s"
             ),
             Self::Unavailable { what, retry_after_secs, unsettled: false, .. } => {
                 format!("{what} is unreachable; nothing was changed, retry in {retry_after_secs} s")

@@ -203,6 +203,18 @@ async fn unknown_and_malformed_ids_are_404() {
     }
     problem(app.client.get(app.url("/nowhere")).send().await.unwrap(), 404).await;
     problem(app.client.get(app.url("/simulations")).send().await.unwrap(), 405).await;
+    // A problem quotes 64 characters of what it was sent, not all of it.
+    let long = "a".repeat(20_000);
+    for path in [
+        format!("/results/{long}"),
+        format!("/results/{}/cells/{long}", uuid::Uuid::now_v7()),
+        format!("/{long}"),
+    ] {
+        let body = problem(app.client.get(app.url(&path)).send().await.unwrap(), 404).await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("{}…", "a".repeat(60))), "{path:.40}: {detail}");
+        assert!(detail.len() < 200, "{path:.40}: {} bytes", detail.len());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,7 +708,7 @@ async fn above_the_queue_depth_ceiling_submits_get_503_with_retry_after() {
     // The depth counts every tenant's jobs: only an operator key may read the queue.
     assert_eq!(
         p["detail"],
-        "more jobs are waiting than this deployment takes; nothing was recorded, retry in 10 s",
+        "more jobs are waiting than this deployment takes (QUEUE_DEPTH_CEILING); nothing was recorded, retry in 10 s",
         "the depth is not told"
     );
     let list: Value =

@@ -7,7 +7,7 @@ use actix_web::route;
 use actix_web::{HttpResponse, web};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, quoted};
 use crate::routes::charts::RESULT_CACHE;
 use crate::routes::results::{CellView, find_cell};
 use crate::state::AppState;
@@ -45,8 +45,7 @@ pub(crate) async fn cell(
 pub(crate) fn cell_index(raw: &str) -> Result<u32, ApiError> {
     let canonical =
         raw.bytes().all(|b| b.is_ascii_digit()) && (raw == "0" || !raw.starts_with('0'));
-    raw.parse()
-        .ok()
-        .filter(|_| canonical)
-        .ok_or_else(|| ApiError::NotFound(format!("no cell {raw:?}: cells are numbered from 0")))
+    raw.parse().ok().filter(|_| canonical).ok_or_else(|| {
+        ApiError::NotFound(format!("no cell {}: cells are numbered from 0", quoted(raw)))
+    })
 }

@@ -135,6 +135,7 @@ pub(crate) async fn result_chart(
 /// Read as text and parsed by the handler, so a bad value is a 422 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct DepthQuery {
     /// Minutes of history (samples are kept 24 h). Default 60.
     #[param(value_type = Option<u32>, minimum = 5, maximum = 1440)]
@@ -148,7 +149,7 @@ pub(crate) struct DepthQuery {
     params(DepthQuery),
     responses(
         (status = 200, description = "SVG with a `<title>` and `<desc>`", content_type = "image/svg+xml", body = String),
-        (status = 422, description = "Bad `minutes`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad `minutes`, or a query parameter the route does not take", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

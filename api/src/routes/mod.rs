@@ -24,7 +24,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::PathItem;
 use utoipa_actix_web::AppExt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shortened};
 
 /// Every route of the API on `app`, with its OpenAPI document at `/openapi.json`, the rules of
 /// a request under `limits`, the 405s and the 404 fallback.
@@ -112,5 +112,5 @@ fn method_not_allowed(allow: &str) -> HttpResponse {
 pub(crate) async fn not_found(
     req: actix_web::HttpRequest,
 ) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!("no route {} {}", req.method(), req.path())))
+    Err(ApiError::NotFound(format!("no route {} {}", req.method(), shortened(req.path()))))
 }

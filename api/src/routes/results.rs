@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::auth::admission::Admission;
 use crate::completions;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, quoted};
 use crate::state::AppState;
 
 const DEFAULT_PAGE: i64 = 20;
@@ -134,7 +134,9 @@ fn with_member(document: &RawValue, name: &str, value: &str) -> serde_json::Resu
     RawValue::from_string(format!("{body}{separator}{name}:{value}}}"))
 }
 
-/// Batches done out of batches planned.
+/// Batches done out of batches planned (a sweep's: cells). `total` is 0 until the job first
+/// reports, within its first second of running (a job shorter than that reports only its
+/// end): `0 / 0` means nothing is known yet, not a division to make.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Progress {
     pub(crate) done: i32,
@@ -195,7 +197,8 @@ impl JobView {
 /// crate also takes the simple, braced and `urn:uuid:` spellings, which would give one job
 /// several addresses, each cached apart from the one its `Location` and links give.
 pub(crate) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    hyphenated(raw).ok_or_else(|| ApiError::NotFound(format!("no job {raw:?}: job ids are UUIDs")))
+    hyphenated(raw)
+        .ok_or_else(|| ApiError::NotFound(format!("no job {}: job ids are UUIDs", quoted(raw))))
 }
 
 /// `raw` as a UUID when it is written in the hyphenated form (8-4-4-4-12 hex digits): of the
@@ -208,6 +211,7 @@ pub(crate) fn hyphenated(raw: &str) -> Option<Uuid> {
 /// a 422 naming it; the document states its real type.
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct JobQuery {
     /// Long-poll: answer as soon as the job has ended, or after this many seconds, whichever
     /// comes first (`MAX_WAIT_SECS` may cut it shorter). Without it the answer is immediate.
@@ -227,10 +231,11 @@ pub(crate) struct JobQuery {
     responses(
         (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again and `Cache-Control: no-store`; once it has ended, the document never changes: an `ETag` and `Cache-Control: private, max-age=86400, immutable`.", body = JobView,
          headers(("ETag" = String, description = "Once the job has ended"),
+                 ("Cache-Control" = String, description = "`no-store` while the job has not ended; `private, max-age=86400, immutable` once it has"),
                  ("Retry-After" = String, description = "While the job has not ended: seconds until a poll is worth making"))),
         (status = 304, description = "The job has ended and `If-None-Match` names its current `ETag`"),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad `wait`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad `wait`, or a query parameter the route does not take", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -341,6 +346,7 @@ pub(crate) fn retry_after(status: JobStatus) -> Option<&'static str> {
 /// a 422 naming the parameter; the document states their real types.
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Page size (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
@@ -374,7 +380,7 @@ pub(crate) struct JobList {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of jobs", body = JobList),
-        (status = 422, description = "Bad `limit` or `before`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad `limit` or `before`, or a query parameter the route does not take", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Postgres unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -754,12 +754,13 @@ pub(crate) async fn run_simulation(
 /// Cancel a job.
 ///
 /// A queued job is cancelled at once; a running one stops between batches (within a second);
-/// a finished one cannot be cancelled.
+/// a finished one cannot be cancelled. A sweep is cancelled at once, running or not: its
+/// plans not yet done never run, and those running stop.
 #[utoipa::path(
     tag = "simulations",
     params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)")),
     responses(
-        (status = 200, description = "Cancelled (it was queued)", body = JobAccepted),
+        (status = 200, description = "Cancelled: the job was queued, or it is a sweep (cancelled at once, running or not)", body = JobAccepted),
         (status = 202, description = "Cancellation requested; the running job stops between batches (within a second), unless it ends first: a job that finishes before its worker sees the request keeps its outcome, `succeeded` included", body = JobAccepted),
         (status = 404, description = "No such job of this tenant's (or a malformed id)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already finished", body = Problem, content_type = "application/problem+json"),
