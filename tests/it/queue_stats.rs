@@ -355,3 +355,49 @@ async fn a_worker_running_a_unit_of_a_sweep_is_shown_running_the_sweep() {
     })
     .await;
 }
+
+/// Liveness is judged by Redis's clock, the one every API replica shares: an API whose host's
+/// clock runs 20 s ahead of Redis's and the workers' neither reports a worker that beat just
+/// now as silent, nor, leading, frees its metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_whose_clock_runs_ahead_judges_workers_by_redis_clock() {
+    use portfolio_shared::queue::epoch_seconds;
+    use portfolio_tests::processes::{ApiProc, LogDir};
+    use redis::Commands;
+    let env = TestEnv::new();
+    let keys = env.queue.keys();
+    let metadata = |name: &str| format!("{}:{name}", keys.worker_metadata_prefix());
+    let mut redis = env.queue.connection();
+    // This host's clock, which Redis's and the workers' agree with here.
+    let now = epoch_seconds();
+    for (name, beat) in [("fresh", now), ("silent", now - 60)] {
+        let _: () = redis.zadd(keys.workers_set(), name, beat).unwrap();
+        let _: () = redis.hset(metadata(name), "backend", "redis").unwrap();
+    }
+    let mut vars = env.vars();
+    for (name, value) in [
+        ("LD_PRELOAD", throwaway::libfaketime().display().to_string()),
+        ("FAKETIME", "+20s".to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ] {
+        vars.insert(name.to_owned(), value);
+    }
+    let logs = LogDir::new();
+    let api = ApiProc::spawn(&vars, &logs).await;
+    // The only API leads, and sweeps the metadata of gone workers as it takes the lead.
+    eventually(WITHIN, || {
+        let gone = !env.queue.connection().exists::<_, bool>(metadata("silent")).unwrap();
+        std::future::ready(gone.then_some(()))
+    })
+    .await;
+    assert!(redis.exists::<_, bool>(metadata("fresh")).unwrap(), "a live worker's metadata freed");
+
+    let s: Value =
+        api.client.get(api.url("/queue/stats")).send().await.unwrap().json().await.unwrap();
+    let generated_at = s["generated_at"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    assert!(generated_at.timestamp() >= now as i64 + 15, "the API's clock is not ahead: {s}");
+    assert_eq!(s["queue"]["workers_alive"], 1, "{s}");
+    let fresh = &s["queue"]["workers"][0];
+    assert_eq!((fresh["name"].as_str(), fresh["alive"].as_bool()), (Some("fresh"), Some(true)));
+    assert!(fresh["seconds_since_heartbeat"].as_u64().unwrap() < 5, "{fresh}");
+}

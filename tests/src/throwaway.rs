@@ -616,7 +616,8 @@ fn postgres_bin_dir() -> PathBuf {
         .expect("initdb not found: install the Debian package postgresql")
 }
 
-fn libfaketime() -> PathBuf {
+/// libfaketime's library, for `LD_PRELOAD` (the Debian package faketime).
+pub fn libfaketime() -> PathBuf {
     ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
         .iter()
         .map(|dir| Path::new(dir).join("faketime/libfaketime.so.1"))

@@ -229,12 +229,11 @@ fn queue_view(
     workers: Vec<WorkerHeartbeat>,
     gone: Vec<WorkerHeartbeat>,
 ) -> QueueNow {
-    let now = portfolio_shared::queue::epoch_seconds();
     let listed = workers.into_iter().map(|w| (state.queue.is_alive(&w), w));
     let mut workers: Vec<WorkerView> = listed
         .chain(gone.into_iter().map(|w| (false, w)))
         .filter_map(|(alive, w)| {
-            let since = now.saturating_sub(w.last_heartbeat);
+            let since = w.silent_for;
             (alive || since <= DEAD_WORKER_SHOWN_FOR.as_secs()).then(|| WorkerView {
                 alive,
                 last_heartbeat: Utc

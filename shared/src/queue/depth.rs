@@ -33,8 +33,12 @@ pub struct QueueDepth {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkerHeartbeat {
     pub name: String,
-    /// Epoch seconds of its last heartbeat.
+    /// Epoch seconds of its last heartbeat, by the worker's clock.
     pub last_heartbeat: u64,
+    /// Seconds since then by Redis's clock, when it was read: the one clock every reader of
+    /// the workers set shares, so an API host whose clock is off does not judge live workers
+    /// dead (and, leading, free their metadata).
+    pub silent_for: u64,
     /// Job ids it has claimed.
     pub jobs: Vec<Uuid>,
 }
@@ -70,26 +74,37 @@ impl Queue {
     /// Workers registered with the queue, newest heartbeat first.
     pub async fn workers(&self) -> redis::RedisResult<Vec<WorkerHeartbeat>> {
         let mut conn = self.conn.clone();
-        let entries: Vec<(String, f64)> =
-            conn.zrevrange_withscores(self.keys.workers_set(), 0, -1).await?;
+        let ((now, _), entries): ((u64, u64), Vec<(String, f64)>) = redis::pipe()
+            .cmd("TIME")
+            .zrevrange_withscores(self.keys.workers_set(), 0, -1)
+            .query_async(&mut conn)
+            .await?;
         let mut out = Vec::with_capacity(entries.len());
         for (name, beat) in entries {
             let ids: Vec<String> = conn.smembers(self.keys.inflight_set(&name)).await?;
             out.push(WorkerHeartbeat {
                 name,
                 last_heartbeat: beat as u64,
+                silent_for: now.saturating_sub(beat as u64),
                 jobs: ids.iter().filter_map(|s| s.parse::<Ulid>().ok()).map(job_id).collect(),
             });
         }
         Ok(out)
     }
 
+    /// Epoch seconds by Redis's clock: for the judgements every API replica must make alike.
+    pub(super) async fn redis_now(&self) -> redis::RedisResult<u64> {
+        let mut conn = self.conn.clone();
+        let (seconds, _micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        Ok(seconds)
+    }
+
     /// Copies every heartbeat in the workers set into [`Keys::seen_workers`], keeping each
     /// name's latest, and forgets the names silent for longer than `remember_for`.
     pub async fn remember_workers(&self, remember_for: Duration) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
         let seen = self.keys.seen_workers();
-        let forget_before = epoch_seconds().saturating_sub(remember_for.as_secs());
+        let forget_before = self.redis_now().await?.saturating_sub(remember_for.as_secs());
+        let mut conn = self.conn.clone();
         redis::pipe()
             .atomic()
             .cmd("ZUNIONSTORE")
@@ -116,14 +131,18 @@ impl Queue {
         listed: &[WorkerHeartbeat],
     ) -> redis::RedisResult<Vec<WorkerHeartbeat>> {
         let mut conn = self.conn.clone();
-        let seen: Vec<(String, f64)> =
-            conn.zrevrange_withscores(self.keys.seen_workers(), 0, -1).await?;
+        let ((now, _), seen): ((u64, u64), Vec<(String, f64)>) = redis::pipe()
+            .cmd("TIME")
+            .zrevrange_withscores(self.keys.seen_workers(), 0, -1)
+            .query_async(&mut conn)
+            .await?;
         Ok(seen
             .into_iter()
             .filter(|(name, _)| !listed.iter().any(|w| &w.name == name))
             .map(|(name, beat)| WorkerHeartbeat {
                 name,
                 last_heartbeat: beat as u64,
+                silent_for: now.saturating_sub(beat as u64),
                 jobs: Vec::new(),
             })
             .collect())
@@ -131,7 +150,7 @@ impl Queue {
 
     /// Whether a heartbeat counts as alive.
     pub fn is_alive(&self, heartbeat: &WorkerHeartbeat) -> bool {
-        epoch_seconds().saturating_sub(heartbeat.last_heartbeat) <= self.orphan_window.as_secs()
+        heartbeat.silent_for <= self.orphan_window.as_secs()
     }
 
     pub async fn depth(&self) -> redis::RedisResult<QueueDepth> {

@@ -140,7 +140,7 @@ impl Queue {
         let mut conn = self.conn.clone();
         let prefix = format!("{}:", self.keys.worker_metadata_prefix());
         let pattern = format!("{}*", glob_escaped(&prefix));
-        let now = epoch_seconds();
+        let now = self.redis_now().await?;
         let (mut cursor, mut deleted) = (0u64, 0u64);
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
