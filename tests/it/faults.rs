@@ -167,6 +167,42 @@ async fn faults_sigterm_during_a_short_job_lets_it_finish_and_the_worker_exit_0_
     assert_contract(&env.db.url, &[id]);
 }
 
+/// A worker told to stop while its claim waits for an unreachable Postgres gives the claim up
+/// at once: the job goes back to the queue and the worker exits, where the claim used to hold
+/// the drain for up to its patience (a minute) with nothing running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_sigterm_while_a_claim_waits_for_postgres_puts_the_job_back_and_exits_promptly() {
+    use portfolio_shared::queue::{self, Queue};
+    let _lock = fault_lock();
+    let mut env = TestEnv::new();
+    env.leaves_unfinished_jobs("the job has no row: only its queue entry matters here");
+    const GRACE: Duration = Duration::from_secs(60);
+    env.set("SHUTDOWN_GRACE_SECS", GRACE.as_secs());
+    let settings = env.settings();
+    let queue =
+        Queue::new(queue::connect(&settings.queue).unwrap(), &settings.queue, &settings.worker);
+    let (mut vars, logs) = (env.vars(), LogDir::new());
+    let nowhere = portfolio_tests::throwaway::free_port();
+    vars.insert("DATABASE_URL".into(), format!("postgres://postgres@127.0.0.1:{nowhere}/none"));
+    let mut worker = WorkerProc::spawn(&vars, &logs, "w").await;
+    let id = Uuid::now_v7();
+    queue.push(id, Duration::ZERO, None).await.unwrap();
+    // Fetched: the claim is retrying against the closed port.
+    eventually(Duration::from_secs(30), || async {
+        let held = queue.workers().await.ok()?;
+        held.iter().any(|w| w.name == worker.name && w.jobs.contains(&id)).then_some(())
+    })
+    .await;
+
+    worker.proc.sigterm();
+    let signalled = Instant::now();
+    let status = worker.proc.wait_exit(GRACE + Duration::from_secs(5)).await;
+    assert!(status.success(), "exit status {status}");
+    // One checkout's timeout (5 s) and a back-off step at most, not the claim's minute.
+    assert!(signalled.elapsed() < Duration::from_secs(15), "took {:?}", signalled.elapsed());
+    assert_eq!(queue.unheld(&[id]).await.unwrap(), Vec::<Uuid>::new(), "the entry was lost");
+}
+
 /// A worker told to stop (a scale-in, a Spot interruption's notice) keeps its heartbeat while
 /// it finishes its job: apalis stopped it with the fetching, and after one orphan window the
 /// other workers' recovery handed the running job out again, every window of the drain (their

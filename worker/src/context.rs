@@ -178,6 +178,11 @@ impl JobContext {
         self.hard_deadline.lock().expect("lock").is_some_and(|d| Instant::now() >= d)
     }
 
+    /// Whether shutdown has begun (the deadline is set when it does).
+    fn stopping(&self) -> bool {
+        self.hard_deadline.lock().expect("lock").is_some()
+    }
+
     /// One attempt of a database call on a blocking thread.
     pub(crate) async fn db_once<T, F>(&self, f: F) -> Result<T, DbFailure>
     where
@@ -208,7 +213,18 @@ impl JobContext {
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.retry(what, Some(Instant::now() + CLAIM_PATIENCE), f).await
+        self.retry(what, Some(Instant::now() + CLAIM_PATIENCE), false, f).await
+    }
+
+    /// [`Self::db_retrying`] for a claim, which also stops retrying once shutdown has begun: a
+    /// job not yet claimed goes back to the queue at once, rather than hold the drain for up
+    /// to `CLAIM_PATIENCE` with nothing running.
+    pub(crate) async fn db_claiming<T, F>(&self, f: F) -> Result<T, DbGaveUp>
+    where
+        F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.retry("claim", Some(Instant::now() + CLAIM_PATIENCE), true, f).await
     }
 
     /// Retries until it succeeds or the process must exit: a computed result is kept and
@@ -222,13 +238,14 @@ impl JobContext {
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
         T: Send + 'static,
     {
-        self.retry(what, None, f).await
+        self.retry(what, None, false, f).await
     }
 
     async fn retry<T, F>(
         &self,
         what: &str,
         give_up_at: Option<Instant>,
+        not_when_stopping: bool,
         f: F,
     ) -> Result<T, DbGaveUp>
     where
@@ -246,6 +263,7 @@ impl JobContext {
                 failure.transient
                     && !self.past_deadline()
                     && give_up_at.is_none_or(|t| Instant::now() < t)
+                    && !(not_when_stopping && self.stopping())
             })
             .notify(|failure, wait| {
                 tracing::info!(

@@ -165,7 +165,8 @@ impl Worker {
         // Whatever happens, the process leaves within the grace once shutdown began: what
         // follows the deadline (the metrics server's stop, its hold on the pool) may take up
         // to `LET_GO_WITHIN`, so the deadline comes that much earlier (a sixth of a short grace).
-        let exit_by = grace.saturating_sub(LET_GO_WITHIN.min(grace / 6));
+        let let_go_within = LET_GO_WITHIN.min(grace / 6);
+        let exit_by = grace.saturating_sub(let_go_within);
         let deadline = async move {
             let _ = waited.wait_for(|stop| *stop).await;
             tokio::time::sleep(exit_by).await;
@@ -179,7 +180,7 @@ impl Worker {
         };
         drain.abort();
         metrics_handle.stop(false).await;
-        if !holders.released(LET_GO_WITHIN).await {
+        if !holders.released(let_go_within).await {
             tracing::warn!("the metrics server thread still held the pool when the worker stopped");
         }
         outcome

@@ -136,7 +136,7 @@ async fn claim_and_execute(guard: JobGuard, ctx: Arc<JobContext>, delivery: Deli
         let worker = ctx.name().to_owned();
         let alone = matches!(turn, Turn::Alone(..));
         let claim = ctx
-            .db_retrying("claim", move |conn| {
+            .db_claiming(move |conn| {
                 if alone {
                     store::claim(conn, id, &worker, token, max_attempts, orphan_window)
                 } else {
