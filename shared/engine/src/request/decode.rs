@@ -153,16 +153,34 @@ pub(super) struct Salvaged {
     /// taken out).
     pub(super) taken_out: Vec<String>,
     /// Whole-number fields that held no whole number (`3.5`, `"5"`, `true`), stood in for so
-    /// that their rule gives its range, and what serde said of what they held: the rule's
-    /// error there is told as `{what they held}; {the rule}` ([`retell`]).
-    pub(super) retold: Vec<(String, String)>,
+    /// that their rule gives its range ([`retell`]).
+    pub(super) retold: Vec<Retold>,
 }
 
-/// The rule's error at a field of [`Salvaged::retold`], prefixed with what the field held.
-pub(super) fn retell(error: &mut FieldError, retold: &[(String, String)]) {
-    if let Some((_, held)) = retold.iter().find(|(path, _)| *path == error.field) {
-        error.message = format!("{held}; {}", error.message);
+/// A whole-number field that held no whole number, and was stood in for.
+pub(super) struct Retold {
+    path: String,
+    /// What serde said the field held (`invalid type: floating point `3.5``).
+    held: String,
+    /// What serde said in all: the answer when no rule speaks of the field (the rules stopped
+    /// short of it, or what holds it was refused).
+    refused: FieldError,
+}
+
+/// The rules' errors (`broken`), those at a retold field told as `{what it held}; {the rule}`;
+/// a retold field no rule's error names is told what serde said of it.
+pub(super) fn retell(mut broken: Vec<FieldError>, retold: Vec<Retold>) -> Vec<FieldError> {
+    for field in retold {
+        match broken.iter_mut().find(|e| e.field == field.path) {
+            // Only a rule of the number's range: "not a parameter of this kind" says it all.
+            Some(error) if error.message.starts_with("must be an integer") => {
+                error.message = format!("{}; {}", field.held, error.message);
+            }
+            Some(_) => {}
+            None => broken.push(field.refused),
+        }
     }
+    broken
 }
 
 /// After `first` refused a field of `tree`: decodes the tree again and again, each time
@@ -203,10 +221,11 @@ pub(super) fn salvage(
             Some((at, tried, original)) if at == path => Some((tried + 1, original)),
             _ if refused_as_whole_number(&error) => {
                 if !is_whole(tree, &segments)
-                    && let Some(held) =
-                        said.first().and_then(|e| e.message.split(", expected ").next())
+                    && let Some(refused) = said.first()
+                    && let Some(held) = refused.message.split(", expected ").next()
                 {
-                    retold.push((path.clone(), held.to_owned()));
+                    let held = held.to_owned();
+                    retold.push(Retold { path: path.clone(), held, refused: refused.clone() });
                 }
                 Some((0, said.clone()))
             }

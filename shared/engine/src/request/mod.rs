@@ -135,16 +135,10 @@ impl SimulationRequest {
         };
         let broken = match Self::from_input(input, limits) {
             Ok(_) => Vec::new(),
-            Err(RequestError::Invalid(broken)) => broken
-                .into_iter()
-                .filter(|e| !said(e))
-                .map(|mut e| {
-                    decode::retell(&mut e, &retold);
-                    e
-                })
-                .collect(),
+            Err(RequestError::Invalid(broken)) => broken.into_iter().filter(|e| !said(e)).collect(),
             Err(malformed) => return Err(malformed),
         };
+        let broken = decode::retell(broken, retold);
         named.extend(misshapen);
         named.extend(broken);
         if named.is_empty() {

@@ -1204,3 +1204,43 @@ fn a_key_given_twice_is_named_as_the_field_not_as_a_body_that_is_no_object() {
     );
     assert!(errors[..2].iter().all(|e| e.message == decode::DUPLICATE_KEY), "{errors:?}");
 }
+
+#[test]
+fn a_whole_number_field_holding_no_number_is_named_even_where_its_rule_is_not_reached() {
+    let base = r#""starting_portfolio": 1000, "monthly_spending": 1, "years": 30"#;
+    let named = |tail: &str| -> Vec<(String, String)> {
+        let mut errors: Vec<(String, String)> = errors_in(&format!("{{{base}, {tail}}}"))
+            .into_iter()
+            .map(|e| (e.field, e.message))
+            .collect();
+        errors.sort();
+        errors
+    };
+    // Another parameter the kind does not take stops the model's checks before its own.
+    let model = named(r#""return_model": {"kind": "bootstrap", "df": 3, "block_years": "x"}"#);
+    let fields: Vec<&str> = model.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["return_model.block_years", "return_model.df"], "{model:?}");
+    assert!(model[0].1.starts_with("invalid type: string \"x\""), "{model:?}");
+    // A list over its length is not checked item by item.
+    let flows = (0..60)
+        .map(|i| {
+            format!(
+                r#"{{"monthly_amount": 1, "start_year": {}}}"#,
+                if i == 0 { "2.5" } else { "1" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let long = named(&format!(r#""income": [{flows}]"#));
+    let fields: Vec<&str> = long.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["income", "income[0].start_year"], "{long:?}");
+    // An item of the wrong type later in the same list takes the list out of the rules' view.
+    let mixed = named(r#""income": [{"monthly_amount": 1, "start_year": 2.5}, 5]"#);
+    let fields: Vec<&str> = mixed.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(fields, ["income[0].start_year", "income[1]"], "{mixed:?}");
+    assert!(mixed[0].1.starts_with("invalid type: floating point `2.5`"), "{mixed:?}");
+    // A kind that does not take the parameter says so, without the number's wording.
+    let other = named(r#""return_model": {"kind": "lognormal", "block_years": "x"}"#);
+    assert_eq!(other.len(), 1, "{other:?}");
+    assert!(!other[0].1.contains("invalid type"), "{other:?}");
+}
