@@ -191,10 +191,13 @@ impl JobContext {
     {
         let pool = self.pool.clone();
         let outcome = spawn_blocking_with_tracing(move || -> Result<T, DbFailure> {
-            let mut conn = pool
-                .get_timeout(CHECKOUT_TIMEOUT)
-                .map_err(|e| DbFailure { transient: true, message: e.to_string() })?;
+            let mut conn = pool.get_timeout(CHECKOUT_TIMEOUT).map_err(|e| DbFailure {
+                transient: true,
+                sent: false,
+                message: e.to_string(),
+            })?;
             f(&mut conn).map_err(|e| DbFailure {
+                sent: true,
                 transient: db_error::is_transient(&e),
                 message: e.to_string(),
             })
@@ -202,7 +205,11 @@ impl JobContext {
         .await;
         match outcome {
             Ok(result) => result,
-            Err(e) => Err(DbFailure { transient: false, message: format!("database task: {e}") }),
+            Err(e) => Err(DbFailure {
+                transient: false,
+                sent: true,
+                message: format!("database task: {e}"),
+            }),
         }
     }
 
@@ -216,9 +223,11 @@ impl JobContext {
         self.retry(what, Some(Instant::now() + CLAIM_PATIENCE), false, f).await
     }
 
-    /// [`Self::db_retrying`] for a claim, which also stops retrying once shutdown has begun: a
-    /// job not yet claimed goes back to the queue at once, rather than hold the drain for up
-    /// to `CLAIM_PATIENCE` with nothing running.
+    /// [`Self::db_retrying`] for a claim, which also stops retrying once shutdown has begun and
+    /// no connection could be had: the delivery goes back to the queue (for a few seconds
+    /// later), rather than hold the drain for up to `CLAIM_PATIENCE` with nothing running. A
+    /// claim that reached Postgres is retried as before, since it may have committed with its
+    /// reply lost: found again under its token, it is handed back uncounted.
     pub(crate) async fn db_claiming<T, F>(&self, f: F) -> Result<T, DbGaveUp>
     where
         F: Fn(&mut PgConnection) -> Result<T, DieselError> + Send + Sync + 'static,
@@ -263,7 +272,7 @@ impl JobContext {
                 failure.transient
                     && !self.past_deadline()
                     && give_up_at.is_none_or(|t| Instant::now() < t)
-                    && !(not_when_stopping && self.stopping())
+                    && !(not_when_stopping && self.stopping() && !failure.sent)
             })
             .notify(|failure, wait| {
                 tracing::info!(
@@ -292,5 +301,8 @@ pub(crate) struct DbFailure {
     /// Whether trying again later may succeed (Postgres away, a lost connection, a deadlock):
     /// [`db_error::is_transient`], or a connection the pool could not hand out in time.
     pub(crate) transient: bool,
+    /// Whether the call reached Postgres at all (it had a connection): one that did may have
+    /// taken effect though its reply was lost.
+    pub(crate) sent: bool,
     pub(crate) message: String,
 }
