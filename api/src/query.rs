@@ -7,7 +7,7 @@ use actix_web::web;
 use portfolio_engine::request::repeated_key;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shortened};
 
 /// What a parameter given twice is told: which of the two counts would be a guess.
 pub(crate) const REPEATED: &str = "is given more than once; give it once";
@@ -27,7 +27,7 @@ pub(crate) fn parse<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiErro
         }
         match unknown_key(&said) {
             Some((name, takes)) => ApiError::validation(
-                name,
+                shortened(name),
                 format!("is not a parameter of this route, which takes {takes}"),
             ),
             None => ApiError::validation("query", said),

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Scope};
 use crate::draw::{self, ChartError};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, quoted};
 use crate::routes::results::parse_id;
 use crate::state::AppState;
 
@@ -124,8 +124,8 @@ pub(crate) async fn result_chart(
     let (id, name) = path.into_inner();
     let chart = ResultChart::from_name(&name).ok_or_else(|| {
         ApiError::NotFound(format!(
-            "no chart {:?}: fan.svg, depletion.svg, terminal.svg or spending.svg",
-            format!("{name}.svg")
+            "no chart {}: fan.svg, depletion.svg, terminal.svg or spending.svg",
+            quoted(&format!("{name}.svg"))
         ))
     })?;
     let (_, result) = succeeded_result(&state, caller, &id).await?;

@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use portfolio_engine::request::{RequestLimits, document};
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, quoted};
 
 /// The pages load scripts and styles from this origin only, and nothing else at all.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -134,5 +134,5 @@ pub(crate) async fn asset(
         .chain([rules])
         .find(|(n, _)| *n == name.as_str())
         .map(|(_, asset)| asset.respond(&req))
-        .ok_or_else(|| ApiError::NotFound(format!("no asset {:?}", name.as_str())))
+        .ok_or_else(|| ApiError::NotFound(format!("no asset {}", quoted(name.as_str()))))
 }

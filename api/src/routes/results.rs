@@ -229,9 +229,9 @@ pub(crate) struct JobQuery {
     tag = "results",
     params(("id" = Uuid, Path, description = "Job id; anything that is not a UUID is no job (404)"), JobQuery),
     responses(
-        (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again and `Cache-Control: no-store`; once it has ended, the document never changes: an `ETag` and `Cache-Control: private, max-age=86400, immutable`.", body = JobView,
+        (status = 200, description = "The job. While it is not finished, `Retry-After` says when to poll again and `Cache-Control: private, no-store`; once it has ended, the document never changes: an `ETag` and `Cache-Control: private, max-age=86400, immutable`.", body = JobView,
          headers(("ETag" = String, description = "Once the job has ended"),
-                 ("Cache-Control" = String, description = "`no-store` while the job has not ended; `private, max-age=86400, immutable` once it has"),
+                 ("Cache-Control" = String, description = "`private, no-store` while the job has not ended; `private, max-age=86400, immutable` once it has"),
                  ("Retry-After" = String, description = "While the job has not ended: seconds until a poll is worth making"))),
         (status = 304, description = "The job has ended and `If-None-Match` names its current `ETag`"),
         (status = 404, description = "Unknown or malformed id", body = Problem, content_type = "application/problem+json"),
