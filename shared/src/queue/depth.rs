@@ -73,12 +73,8 @@ impl Queue {
 
     /// Workers registered with the queue, newest heartbeat first.
     pub async fn workers(&self) -> redis::RedisResult<Vec<WorkerHeartbeat>> {
+        let (now, entries) = self.heartbeats_in(self.keys.workers_set()).await?;
         let mut conn = self.conn.clone();
-        let ((now, _), entries): ((u64, u64), Vec<(String, f64)>) = redis::pipe()
-            .cmd("TIME")
-            .zrevrange_withscores(self.keys.workers_set(), 0, -1)
-            .query_async(&mut conn)
-            .await?;
         let mut out = Vec::with_capacity(entries.len());
         for (name, beat) in entries {
             let ids: Vec<String> = conn.smembers(self.keys.inflight_set(&name)).await?;
@@ -90,6 +86,18 @@ impl Queue {
             });
         }
         Ok(out)
+    }
+
+    /// Redis's clock (epoch seconds) and the heartbeats of sorted set `set`, newest first, in
+    /// one round trip: a heartbeat's age is judged by the one clock every API replica shares.
+    async fn heartbeats_in(&self, set: String) -> redis::RedisResult<(u64, Vec<(String, f64)>)> {
+        let mut conn = self.conn.clone();
+        let ((now, _micros), beats): ((u64, u64), Vec<(String, f64)>) = redis::pipe()
+            .cmd("TIME")
+            .zrevrange_withscores(set, 0, -1)
+            .query_async(&mut conn)
+            .await?;
+        Ok((now, beats))
     }
 
     /// Epoch seconds by Redis's clock: for the judgements every API replica must make alike.
@@ -130,12 +138,7 @@ impl Queue {
         &self,
         listed: &[WorkerHeartbeat],
     ) -> redis::RedisResult<Vec<WorkerHeartbeat>> {
-        let mut conn = self.conn.clone();
-        let ((now, _), seen): ((u64, u64), Vec<(String, f64)>) = redis::pipe()
-            .cmd("TIME")
-            .zrevrange_withscores(self.keys.seen_workers(), 0, -1)
-            .query_async(&mut conn)
-            .await?;
+        let (now, seen) = self.heartbeats_in(self.keys.seen_workers()).await?;
         Ok(seen
             .into_iter()
             .filter(|(name, _)| !listed.iter().any(|w| &w.name == name))

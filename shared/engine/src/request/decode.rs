@@ -262,7 +262,8 @@ pub(super) fn salvage(
 }
 
 /// Whether serde refused what a whole-number field held: a whole number outside the field's
-/// type, a fraction or another type (not a whole float past 2^53, told apart by `whole`).
+/// type, a fraction or another type. A whole float past 2^53 is not one of these: its error
+/// is its own (`whole`), and says nothing of what was expected.
 fn refused_as_whole_number(error: &serde_path_to_error::Error<serde_json::Error>) -> bool {
     error.inner().to_string().contains(&format!("expected {WHOLE_NUMBER}"))
 }
